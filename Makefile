@@ -1,0 +1,135 @@
+# repbench -- plain GNU Makefile (STYLE.md 2.10).
+#
+#   make            build bin/repbench
+#   make sweep      every method on every dump -> reports/out/ (see mk/sweep.mk)
+#   make plots      figures for reports/out/
+#   make theory     every analytic check
+#   make check      unit tests (seconds)
+#   make test       unit tests, sanitizer run, cross-checks against scikit-learn/SciPy
+#   make bench      speed and memory against peers, same data, one run
+#   SAN=1           AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -MMD -MP -pthread
+CPPFLAGS += -I. -D_GNU_SOURCE $(shell pkg-config --cflags gsl hdf5 openblas 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs-only-L hdf5 2>/dev/null) -lgsl -lopenblas -llapacke -lhdf5 -lcsv -lm -pthread
+PYTHON   ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+BUILD    := build-san
+CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+else
+BUILD    := build
+endif
+ifeq ($(WERROR),1)
+CFLAGS   += -Werror
+endif
+
+LIBSRC   := $(sort $(wildcard core/*.c datasets/*.c metrics/*.c theory/*.c reports/*.c suite/*.c))
+LIBSRC   := $(filter-out suite/main.c,$(LIBSRC))
+LIBOBJ   := $(LIBSRC:%.c=$(BUILD)/%.o)
+TESTSRC  := $(sort $(wildcard tests/test_*.c))
+TESTBIN  := $(TESTSRC:tests/%.c=$(BUILD)/tests/%)
+BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/repbench,bin/repbench)
+
+.SECONDARY:
+.PHONY: all deps check test test-san xcheck sweep plots theory bench clean samples
+all: deps $(BIN)
+
+# ---------------------------------------------------------------- packages
+DEB_PKGS := build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev \
+            libhdf5-dev libcsv-dev gnuplot-nox python3-sklearn python3-scipy \
+            python3-h5py python3-numpy
+deps:
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null \
+	    | awk '$$NF!="installed"{print $$1}'; \
+	  for p in $(DEB_PKGS); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done); \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$$(echo $$missing | tr -d ' ')" ]; then \
+	  echo "deps: installing $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# ------------------------------------------------------------------- build
+$(BIN): $(LIBOBJ) $(BUILD)/suite/main.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# Tests link against an archive so each pulls in only the objects it uses.
+$(BUILD)/librepbench.a: $(LIBOBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/check.o $(BUILD)/librepbench.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/check.o: tests/check.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+-include $(LIBOBJ:.o=.d) $(BUILD)/suite/main.d $(TESTSRC:tests/%.c=$(BUILD)/tests/%.d)
+
+# ------------------------------------------------------------------- tests
+# Unit tests: one small executable per module, each prints "N passed, M failed".
+check: deps $(TESTBIN)
+	@fail=0; for t in $(TESTBIN); do \
+	  echo "== $$t"; (cd . && RB_BIN=$(BIN) ./$$t) || fail=1; \
+	done; exit $$fail
+
+# The sanitizer pass re-runs the unit tests and the CLI tests under ASan+UBSan.
+test-san: deps
+	$(MAKE) --no-print-directory SAN=1 check
+
+# Cross-checks against Debian's scikit-learn / SciPy and CLI tests (tests/*.sh).
+xcheck: deps $(BIN)
+	@fail=0; for s in $(sort $(wildcard tests/cli_*.sh tests/xcheck_*.sh)); do \
+	  echo "== $$s"; RB_BIN=$(BIN) PYTHON=$(PYTHON) bash $$s || fail=1; \
+	done; exit $$fail
+
+test: deps
+	$(MAKE) --no-print-directory check
+	$(MAKE) --no-print-directory xcheck
+	$(MAKE) --no-print-directory test-san
+	@echo "make test: all passed"
+
+# ------------------------------------------------------------------- sweep
+DUMPS   ?=
+CKPTS   ?=
+METHODS ?=
+OUT     ?= reports/out
+SAMPLES := datasets/sample/gmm_small.h5 datasets/sample/gmm_wide.h5
+
+samples: $(SAMPLES)
+datasets/sample/gmm_small.h5: | bin/repbench
+	@mkdir -p $(@D)
+	bin/repbench gen gmm --seed 1 --classes 10 --dim 64 --layers 6 --n-train 3000 --n-test 1000 --n-ood 500 --model gmm_small -o $@
+datasets/sample/gmm_wide.h5: | bin/repbench
+	@mkdir -p $(@D)
+	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --model gmm_wide -o $@
+
+sweep: deps bin/repbench $(if $(DUMPS),,samples)
+	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \
+	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' CKPTS='$(CKPTS)' \
+	  FAMILIES="$$(bin/repbench list --families)"
+
+plots: deps bin/repbench
+	@if bin/repbench list --subcommands | grep -qx report; then bin/repbench report $(OUT); \
+	 else echo "plots: the report subcommand is not built yet"; fi
+
+theory: deps bin/repbench
+	@if bin/repbench list --subcommands | grep -qx theory; then bin/repbench theory -o $(OUT)/theory; \
+	 else echo "theory: the theory subcommand is not built yet"; fi
+
+bench: deps bin/repbench
+	@for s in $(sort $(wildcard tests/bench_*.sh)); do echo "== $$s"; RB_BIN=bin/repbench PYTHON=$(PYTHON) bash $$s || exit 1; done
+
+clean:
+	rm -rf build build-san bin

@@ -1,0 +1,266 @@
+/*
+ * core.c -- errors, rows, options and small utilities shared by every module.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "core/rb.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------ errors */
+
+int rb_fail(rb_err *e, int code, const char *fmt, ...)
+{
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+        e->code = code;
+    }
+    return code;
+}
+
+void rb_err_wrap(rb_err *e, const char *fmt, ...)
+{
+    if (!e) return;
+    char ctx[256], old[sizeof e->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof ctx, fmt, ap);
+    va_end(ap);
+    memcpy(old, e->msg, sizeof old);
+    size_t lc = strlen(ctx);
+    if (lc > sizeof e->msg - 3) lc = sizeof e->msg - 3;
+    int room = (int)(sizeof e->msg - 3 - lc);
+    snprintf(e->msg, sizeof e->msg, "%.*s: %.*s", (int)lc, ctx, room, old);
+}
+
+int rb_exit_status(int code)
+{
+    switch (code) {
+    case RB_OK: return 0;
+    case RB_EINVAL:
+    case RB_EIO: return 2;
+    default: return 1;
+    }
+}
+
+void rb_assert_fail(const char *what, const char *file, int line)
+{
+    fprintf(stderr, "repbench: internal error: assertion '%s' failed at %s:%d\n",
+            what, file, line);
+    abort();
+}
+
+/* -------------------------------------------------------------------- rows */
+
+void rb_rows_free(rb_rows *r)
+{
+    if (!r) return;
+    free(r->rows);
+    r->rows = NULL;
+    r->n = r->cap = 0;
+}
+
+rb_row *rb_rows_push(rb_rows *r)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 64;
+        rb_row *p = realloc(r->rows, cap * sizeof *p);
+        if (!p) return NULL;
+        r->rows = p;
+        r->cap = cap;
+    }
+    rb_row *row = &r->rows[r->n++];
+    memset(row, 0, sizeof *row);
+    row->value = NAN;
+    row->ci_low = row->ci_high = NAN;
+    return row;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    if (!src) src = "";
+    size_t len = strlen(src);
+    if (len >= cap) len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+int rb_rows_add(rb_rows *r, const char *method, const char *params,
+                const char *split, const char *metric, double value,
+                double ci_low, double ci_high, long n, rb_err *e)
+{
+    rb_row *row = rb_rows_push(r);
+    if (!row) RB_FAIL(e, RB_ENOMEM, "out of memory adding a result row");
+    copy_str(row->method, sizeof row->method, method);
+    copy_str(row->params, sizeof row->params, params);
+    copy_str(row->split, sizeof row->split, split);
+    copy_str(row->metric, sizeof row->metric, metric);
+    row->value = value;
+    row->ci_low = ci_low;
+    row->ci_high = ci_high;
+    row->n = n;
+    return RB_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void rb_params_sorted(char *out, size_t cap, const char *const *items)
+{
+    const char *tmp[64];
+    size_t n = 0;
+    while (items && items[n] && n < 64) {
+        tmp[n] = items[n];
+        n++;
+    }
+    qsort(tmp, n, sizeof tmp[0], cmp_str);
+    out[0] = '\0';
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + len, cap - len, "%s%s", i ? ";" : "", tmp[i]);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+}
+
+/* ----------------------------------------------------------------- options */
+
+static rb_kv *find_kv(const rb_opts *o, const char *key)
+{
+    if (!o) return NULL;
+    for (size_t i = 0; i < o->nkv; i++)
+        if (strcmp(o->kv[i].key, key) == 0) return (rb_kv *)&o->kv[i];
+    return NULL;
+}
+
+int rb_opt_double(const rb_opts *o, const char *key, double def, double lo,
+                  double hi, double *out, rb_err *e)
+{
+    rb_kv *kv = find_kv(o, key);
+    if (!kv) {
+        *out = def;
+        return RB_OK;
+    }
+    kv->used = 1;
+    char *end;
+    errno = 0;
+    double v = strtod(kv->val, &end);
+    if (errno || end == kv->val || *end != '\0' || !isfinite(v))
+        RB_FAIL(e, RB_EINVAL, "option --%s: '%s' is not a number", key, kv->val);
+    if (v < lo || v > hi)
+        RB_FAIL(e, RB_EINVAL, "option --%s: %g is outside [%g, %g]", key, v, lo, hi);
+    *out = v;
+    return RB_OK;
+}
+
+int rb_opt_long(const rb_opts *o, const char *key, long def, long lo, long hi,
+                long *out, rb_err *e)
+{
+    rb_kv *kv = find_kv(o, key);
+    if (!kv) {
+        *out = def;
+        return RB_OK;
+    }
+    kv->used = 1;
+    char *end;
+    errno = 0;
+    long v = strtol(kv->val, &end, 10);
+    if (errno || end == kv->val || *end != '\0')
+        RB_FAIL(e, RB_EINVAL, "option --%s: '%s' is not an integer", key, kv->val);
+    if (v < lo || v > hi)
+        RB_FAIL(e, RB_EINVAL, "option --%s: %ld is outside [%ld, %ld]", key, v, lo, hi);
+    *out = v;
+    return RB_OK;
+}
+
+const char *rb_opt_str(const rb_opts *o, const char *key, const char *def)
+{
+    rb_kv *kv = find_kv(o, key);
+    if (!kv) return def;
+    kv->used = 1;
+    return kv->val;
+}
+
+int rb_opt_list(const rb_opts *o, const char *key, const char *def,
+                double *out, size_t max, size_t *n, rb_err *e)
+{
+    const char *s = rb_opt_str(o, key, def);
+    *n = 0;
+    if (!s || !*s) return RB_OK;
+    char buf[512];
+    copy_str(buf, sizeof buf, s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (*n >= max)
+            RB_FAIL(e, RB_EINVAL, "option --%s: more than %zu values", key, max);
+        char *end;
+        errno = 0;
+        double v = strtod(tok, &end);
+        if (errno || end == tok || *end != '\0' || !isfinite(v))
+            RB_FAIL(e, RB_EINVAL, "option --%s: '%s' is not a number", key, tok);
+        out[(*n)++] = v;
+    }
+    return RB_OK;
+}
+
+void rb_logf(const rb_opts *o, const char *fmt, ...)
+{
+    if (!o || !o->log) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    o->log(o->log_ctx, msg);
+}
+
+/* ------------------------------------------------------------------ source */
+
+int rb_source_split(const rb_source *s, const char *name)
+{
+    for (size_t i = 0; i < s->nsplits; i++)
+        if (strcmp(s->split_names[i], name) == 0) return (int)i;
+    return -1;
+}
+
+/* -------------------------------------------------------------------- misc */
+
+double rb_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t rb_seed_derive(uint64_t seed, const char *tag)
+{
+    uint64_t h = rb_fnv1a(RB_FNV_INIT, &seed, sizeof seed);
+    h = rb_fnv1a(h, tag, strlen(tag));
+    /* SplitMix64 finaliser to spread the bits. */
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    return h;
+}

@@ -1,0 +1,94 @@
+/*
+ * dump.h -- feature dumps (DESIGN.md section 2, format version 1): open,
+ * validate, read rows as float, write; and the synthetic generators.
+ *
+ *   /labels/<split>            int32|int64 [N]
+ *   /features/<split>/<layer>  float16|32|64 [N, D]  (attr depth=int optional)
+ *   /logits/<split>, /text/<name>, /tokens/<split>/<layer>, /classes  optional
+ *   root attrs (optional): format="repbench-features", version=1, model, dataset,
+ *   layers (string list giving the layer order when no depth attributes)
+ *
+ * Layer order: depth attribute on every layer if present; else the root
+ * `layers` attribute; else natural sort (layer2 before layer10).
+ *
+ * Validation (rb_dump_open + rb_dump_check_values) refuses, with one message
+ * "FILE: DATASET: problem" and RB_EINVAL/RB_EIO, at least: not HDF5 or
+ * truncated; missing /features or /labels for train/test; rank != 2; N
+ * mismatch between features and labels; different D for a layer across
+ * splits; a split without some layer; labels < 0; a class absent from train;
+ * NaN/Inf in features; an empty split; a format/version attribute present
+ * but different.
+ */
+#ifndef RB_DUMP_H
+#define RB_DUMP_H
+
+#include "core/rb.h"
+
+typedef struct rb_dump rb_dump; /* opaque; owns the HDF5 handle and labels */
+
+/* Open and validate the structure of a feature dump (metadata and labels;
+ * feature values are checked by rb_dump_check_values).  require_train_test:
+ * refuse a dump without labeled train and test splits (probes need them).
+ * On success *out is owned by the caller (rb_dump_close). */
+int rb_dump_open(const char *path, int require_train_test, rb_dump **out,
+                 rb_err *e);
+
+/* Scan every feature dataset in chunks and refuse NaN/Inf. */
+int rb_dump_check_values(rb_dump *d, rb_err *e);
+
+void rb_dump_close(rb_dump *d); /* NULL is a no-op */
+
+/* The reader as a source for methods (valid until rb_dump_close). */
+const rb_source *rb_dump_source(const rb_dump *d);
+
+const char *rb_dump_model(const rb_dump *d);
+const char *rb_dump_dataset(const rb_dump *d);
+
+/* Print the layout, shapes, dtypes, classes with counts and every problem
+ * found (does not stop at the first).  Returns RB_OK when no problem. */
+int rb_dump_inspect(const char *path, void *fp /* FILE* */, rb_err *e);
+
+/* ------------------------------------------------------------------ writer */
+
+typedef struct rb_dumpw rb_dumpw; /* opaque */
+
+/* Create (truncate) a dump at path; attrs format/version/model/dataset set.
+ * The file is written to path.tmp and renamed by rb_dumpw_close. */
+int rb_dumpw_create(const char *path, const char *model, const char *dataset,
+                    rb_dumpw **out, rb_err *e);
+/* Write /features/<split>/<layer> (float32, n x d) with attribute depth
+ * (depth < 0: no attribute). */
+int rb_dumpw_features(rb_dumpw *w, const char *split, const char *layer,
+                      const float *x, size_t n, size_t d, int depth, rb_err *e);
+/* Write /labels/<split> as int32. */
+int rb_dumpw_labels(rb_dumpw *w, const char *split, const int32_t *y, size_t n,
+                    rb_err *e);
+/* Write any float32 array at an absolute path (e.g. "/logits/test"). */
+int rb_dumpw_array(rb_dumpw *w, const char *path, const float *x, int rank,
+                   const size_t *dims, rb_err *e);
+/* Finish: close and rename into place.  Frees w even on error. */
+int rb_dumpw_close(rb_dumpw *w, rb_err *e);
+
+/* -------------------------------------------------------------- generators */
+
+typedef struct {
+    int k;            /* classes (default 10) */
+    size_t d;         /* feature dimension per layer (default 64) */
+    int layers;       /* number of layers (default 4) */
+    size_t n_train;   /* per split (default 2000) */
+    size_t n_test;    /* (default 1000) */
+    size_t n_ood;     /* ood_far split size (default 500, 0 = none) */
+    double sep0, sep1;  /* class separation at first/last layer (0.5, 3.0) */
+    double sd0, sd1;    /* within-class sd at first/last layer (1.5, 0.5) */
+    uint64_t seed;
+} rb_gen_gmm;
+
+void rb_gen_gmm_defaults(rb_gen_gmm *g);
+
+/* Gaussian mixture dump: class means on random directions scaled by a
+ * separation that grows with depth, within-class sd that shrinks; the OOD
+ * split is drawn from a mixture with fresh means.  Deterministic in seed. */
+int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
+                     rb_err *e);
+
+#endif /* RB_DUMP_H */

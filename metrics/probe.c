@@ -1,0 +1,156 @@
+/*
+ * probe.c -- predictions, probe metrics and percentile bootstrap intervals.
+ */
+#include "metrics/probe.h"
+
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int rb_argmax(const float *s, int k)
+{
+    int best = 0;
+    for (int c = 1; c < k; c++)
+        if (s[c] > s[best]) best = c;
+    return best;
+}
+
+int rb_in_topk(const float *s, int k, int y, int top)
+{
+    /* y is in the top `top` when fewer than `top` classes rank above it;
+     * a class ranks above y when its score is larger, or equal with a lower
+     * index. */
+    int above = 0;
+    for (int c = 0; c < k; c++) {
+        if (c == y) continue;
+        if (s[c] > s[y] || (s[c] == s[y] && c < y)) above++;
+    }
+    return above < top;
+}
+
+/* Balanced accuracy of a resample given per-sample class and correctness. */
+static double balanced(const size_t *idx, size_t n, const int32_t *y,
+                       const unsigned char *ok, int k, long *cnt, long *hit)
+{
+    memset(cnt, 0, (size_t)k * sizeof *cnt);
+    memset(hit, 0, (size_t)k * sizeof *hit);
+    for (size_t i = 0; i < n; i++) {
+        size_t j = idx ? idx[i] : i;
+        cnt[y[j]]++;
+        hit[y[j]] += ok[j];
+    }
+    double s = 0;
+    int present = 0;
+    for (int c = 0; c < k; c++)
+        if (cnt[c]) {
+            s += (double)hit[c] / (double)cnt[c];
+            present++;
+        }
+    return present ? s / present : NAN;
+}
+
+int rb_probe_report(const char *method, const char *params, const float *scores,
+                    size_t n, int k, const int32_t *y, int B, uint64_t seed,
+                    rb_rows *out, rb_err *e)
+{
+    int rc = RB_OK;
+    unsigned char *ok1 = malloc(n ? n : 1), *ok5 = malloc(n ? n : 1);
+    long *cnt = malloc((size_t)k * sizeof *cnt), *hit = malloc((size_t)k * sizeof *hit);
+    size_t *idx = B > 0 ? malloc(n * sizeof *idx) : NULL;
+    double *b1 = B > 0 ? malloc((size_t)B * sizeof *b1) : NULL;
+    double *b5 = B > 0 ? malloc((size_t)B * sizeof *b5) : NULL;
+    double *bb = B > 0 ? malloc((size_t)B * sizeof *bb) : NULL;
+    gsl_rng *rng = NULL;
+    if (!ok1 || !ok5 || !cnt || !hit || (B > 0 && (!idx || !b1 || !b5 || !bb))) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory in probe metrics", method);
+        goto out;
+    }
+    if (n == 0) {
+        rc = rb_fail(e, RB_EINVAL, "%s: empty test split", method);
+        goto out;
+    }
+    int do5 = k >= 10;
+    long s1 = 0, s5 = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *s = scores + i * (size_t)k;
+        for (int c = 0; c < k; c++)
+            if (!isfinite(s[c])) {
+                rc = rb_fail(e, RB_EINVAL, "%s: non-finite score for test sample %zu", method, i);
+                goto out;
+            }
+        ok1[i] = rb_argmax(s, k) == y[i];
+        ok5[i] = do5 ? (unsigned char)rb_in_topk(s, k, y[i], 5) : 0;
+        s1 += ok1[i];
+        s5 += ok5[i];
+    }
+    double top1 = (double)s1 / (double)n, top5 = (double)s5 / (double)n;
+    double bal = balanced(NULL, n, y, ok1, k, cnt, hit);
+    double l1 = NAN, h1 = NAN, l5 = NAN, h5 = NAN, lb = NAN, hb = NAN;
+    if (B > 0) {
+        rng = gsl_rng_alloc(gsl_rng_mt19937);
+        if (!rng) {
+            rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (rng)", method);
+            goto out;
+        }
+        gsl_rng_set(rng, (unsigned long)(seed ^ (seed >> 32)));
+        for (int b = 0; b < B; b++) {
+            long c1 = 0, c5 = 0;
+            for (size_t i = 0; i < n; i++) {
+                size_t j = (size_t)gsl_rng_uniform_int(rng, n);
+                idx[i] = j;
+                c1 += ok1[j];
+                c5 += ok5[j];
+            }
+            b1[b] = (double)c1 / (double)n;
+            b5[b] = (double)c5 / (double)n;
+            bb[b] = balanced(idx, n, y, ok1, k, cnt, hit);
+        }
+        gsl_sort(b1, 1, (size_t)B);
+        gsl_sort(b5, 1, (size_t)B);
+        gsl_sort(bb, 1, (size_t)B);
+        l1 = gsl_stats_quantile_from_sorted_data(b1, 1, (size_t)B, 0.025);
+        h1 = gsl_stats_quantile_from_sorted_data(b1, 1, (size_t)B, 0.975);
+        l5 = gsl_stats_quantile_from_sorted_data(b5, 1, (size_t)B, 0.025);
+        h5 = gsl_stats_quantile_from_sorted_data(b5, 1, (size_t)B, 0.975);
+        lb = gsl_stats_quantile_from_sorted_data(bb, 1, (size_t)B, 0.025);
+        hb = gsl_stats_quantile_from_sorted_data(bb, 1, (size_t)B, 0.975);
+    }
+    if ((rc = rb_rows_add(out, method, params, NULL, "top1", top1, l1, h1, (long)n, e))) goto out;
+    if (do5 && (rc = rb_rows_add(out, method, params, NULL, "top5", top5, l5, h5, (long)n, e))) goto out;
+    rc = rb_rows_add(out, method, params, NULL, "balanced_acc", bal, lb, hb, (long)n, e);
+out:
+    gsl_rng_free(rng);
+    free(ok1);
+    free(ok5);
+    free(cnt);
+    free(hit);
+    free(idx);
+    free(b1);
+    free(b5);
+    free(bb);
+    return rc;
+}
+
+int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e)
+{
+    if (t->train < 0) RB_FAIL(e, RB_EINVAL, "no train split");
+    if (t->test < 0) RB_FAIL(e, RB_EINVAL, "no test split");
+    int rc = t->view(t, (size_t)t->train, t->layer, tr, e);
+    if (rc) return rc;
+    rc = t->view(t, (size_t)t->test, t->layer, te, e);
+    if (rc) return rc;
+    if (!tr->y) RB_FAIL(e, RB_EINVAL, "train split has no labels");
+    if (!te->y) RB_FAIL(e, RB_EINVAL, "test split has no labels");
+    return RB_OK;
+}
+
+uint64_t rb_probe_seed(const rb_task *t, const char *tag)
+{
+    char buf[512];
+    const char *layer = t->layer < t->src->nlayers ? t->src->layer_names[t->layer] : "*";
+    snprintf(buf, sizeof buf, "%s/%s", layer, tag);
+    return rb_seed_derive(t->seed, buf);
+}

@@ -1,0 +1,44 @@
+/*
+ * probe.h -- what every probe on frozen features shares: turning a score
+ * matrix into predictions and the probe metrics with bootstrap intervals.
+ *
+ * A probe fits on a labeled train view and writes an n_test x k score matrix
+ * (larger = more likely; any monotone scale).  Prediction = argmax with ties
+ * broken by the lowest class index.  Metrics (DESIGN.md section 4):
+ *   top1          fraction of test samples whose prediction equals the label
+ *   top5          fraction whose label is among the 5 highest scores (k >= 10;
+ *                 ties at the 5th place broken by lower class index)
+ *   balanced_acc  mean over classes present in test of per-class recall
+ * Intervals: percentile bootstrap over test samples (B resamples with
+ * replacement, 2.5% and 97.5% quantiles by GSL's interpolation), seeded, so
+ * the same inputs and seed give the same interval.  B = 0 gives no interval.
+ */
+#ifndef RB_PROBE_H
+#define RB_PROBE_H
+
+#include "core/rb.h"
+
+/* Index of the largest of s[0..k), lowest index on ties. */
+int rb_argmax(const float *s, int k);
+
+/* 1 when y is among the top `top` scores of s[0..k) (ties: lower index wins). */
+int rb_in_topk(const float *s, int k, int y, int top);
+
+/* Compute top1 (and top5 when k >= 10) and balanced_acc of scores (n x k,
+ * row-major) against y, with B bootstrap resamples seeded by seed, and
+ * append one row per metric with the given method and params (split left
+ * empty: the harness fills "test").  Returns RB_OK, RB_EINVAL (non-finite
+ * score), RB_ENOMEM. */
+int rb_probe_report(const char *method, const char *params, const float *scores,
+                    size_t n, int k, const int32_t *y, int B, uint64_t seed,
+                    rb_rows *out, rb_err *e);
+
+/* Fetch the train and test views of the task's layer, refusing when the
+ * train split is unlabeled or the test split is missing/unlabeled. */
+int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e);
+
+/* Seed for a probe's bootstrap / internal randomness: derived from the task
+ * seed, the layer name and a tag, so results are order-independent. */
+uint64_t rb_probe_seed(const rb_task *t, const char *tag);
+
+#endif

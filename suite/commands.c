@@ -1,0 +1,19 @@
+/*
+ * commands.c -- the subcommand table.  Adding a subcommand is a file
+ * suite/cmd_<name>.c and a row here; usage() is generated from this table.
+ */
+#include "suite/suite.h"
+
+static const rb_cmd commands[] = {
+    {"inspect", rb_cmd_inspect, "inspect DUMP...", "layout, shapes, dtypes, classes and every problem found"},
+    {"run", rb_cmd_run, "run [opts] -o DIR DUMP...", "feature methods -> DIR/results.csv, DIR/run.json"},
+    {"gen", rb_cmd_gen, "gen KIND [opts] -o FILE", "write a synthetic dump (KIND: gmm)"},
+    {"list", rb_cmd_list, "list [--metrics|--families|--subcommands]", "every method (or metric, family, subcommand)"},
+    /* @@COMMANDS@@ -- keep this marker: add subcommands above it. */
+};
+
+const rb_cmd *rb_commands(size_t *n)
+{
+    *n = sizeof commands / sizeof commands[0];
+    return commands;
+}
