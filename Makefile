@@ -119,6 +119,8 @@ sweep: deps bin/repbench $(if $(DUMPS),,samples)
 	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \
 	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' CKPTS='$(CKPTS)' \
 	  FAMILIES="$$(bin/repbench list --families)"
+	@$(if $(SWEEP_EXTRA),$(MAKE) --no-print-directory $(SWEEP_EXTRA) OUT='$(OUT)',true)
+	@$(MAKE) --no-print-directory plots OUT='$(OUT)'
 
 plots: deps bin/repbench
 	@if bin/repbench list --subcommands | grep -qx report; then bin/repbench report $(OUT); \
@@ -130,6 +132,10 @@ theory: deps bin/repbench
 
 bench: deps bin/repbench
 	@for s in $(sort $(wildcard tests/bench_*.sh)); do echo "== $$s"; RB_BIN=bin/repbench PYTHON=$(PYTHON) bash $$s || exit 1; done
+
+# Extra rules of the families (sample checkpoints, weight sweeps, ...).
+SWEEP_EXTRA :=
+-include $(sort $(wildcard mk/rules_*.mk))
 
 clean:
 	rm -rf build build-san bin

@@ -66,6 +66,31 @@ void rb_rows_free(rb_rows *r)
     free(r->rows);
     r->rows = NULL;
     r->n = r->cap = 0;
+    for (size_t i = 0; i < r->npred; i++) free(r->preds[i].pred);
+    free(r->preds);
+    r->preds = NULL;
+    r->npred = 0;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src);
+
+int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
+                     const int32_t *pred, size_t n, rb_err *e)
+{
+    if (!r->want_pred) return RB_OK;
+    rb_pred *p = realloc(r->preds, (r->npred + 1) * sizeof *p);
+    if (!p) RB_FAIL(e, RB_ENOMEM, "out of memory keeping predictions");
+    r->preds = p;
+    rb_pred *q = &p[r->npred];
+    memset(q, 0, sizeof *q);
+    q->pred = malloc((n ? n : 1) * sizeof *q->pred);
+    if (!q->pred) RB_FAIL(e, RB_ENOMEM, "out of memory keeping predictions");
+    memcpy(q->pred, pred, n * sizeof *pred);
+    q->n = n;
+    copy_str(q->method, sizeof q->method, method);
+    copy_str(q->params, sizeof q->params, params);
+    r->npred++;
+    return RB_OK;
 }
 
 rb_row *rb_rows_push(rb_rows *r)

@@ -90,11 +90,29 @@ typedef struct {
     double seconds;
 } rb_row;
 
+/* Per-sample predictions of one probe run (kept when rb_rows.want_pred is
+ * set, written by the harness to DIR/predictions.csv for cross-checks). */
+typedef struct {
+    char layer[RB_NAME_MAX];
+    char method[48];
+    char params[RB_PARAMS_MAX];
+    int32_t *pred; /* owned: n predicted classes */
+    size_t n;
+} rb_pred;
+
 /* A growable array of rows.  Owned by the caller; rb_rows_free releases. */
 typedef struct {
     rb_row *rows;
     size_t n, cap;
+    int want_pred;  /* set by the harness: probes attach predictions */
+    rb_pred *preds; /* owned */
+    size_t npred;
 } rb_rows;
+
+/* Attach a copy of pred[0..n) for (method, params); no-op unless
+ * r->want_pred.  Returns RB_OK or RB_ENOMEM. */
+int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
+                     const int32_t *pred, size_t n, rb_err *e);
 
 void rb_rows_free(rb_rows *r);
 

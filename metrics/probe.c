@@ -86,6 +86,17 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
         s1 += ok1[i];
         s5 += ok5[i];
     }
+    if (out->want_pred) {
+        int32_t *pred = malloc(n * sizeof *pred);
+        if (!pred) {
+            rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) pred[i] = rb_argmax(scores + i * (size_t)k, k);
+        rc = rb_rows_add_pred(out, method, params, pred, n, e);
+        free(pred);
+        if (rc) goto out;
+    }
     double top1 = (double)s1 / (double)n, top5 = (double)s5 / (double)n;
     double bal = balanced(NULL, n, y, ok1, k, cnt, hit);
     double l1 = NAN, h1 = NAN, l5 = NAN, h5 = NAN, lb = NAN, hb = NAN;

@@ -9,7 +9,9 @@ static const rb_cmd commands[] = {
     {"run", rb_cmd_run, "run [opts] -o DIR DUMP...", "feature methods -> DIR/results.csv, DIR/run.json"},
     {"gen", rb_cmd_gen, "gen KIND [opts] -o FILE", "write a synthetic dump (KIND: gmm)"},
     {"list", rb_cmd_list, "list [--metrics|--families|--subcommands]", "every method (or metric, family, subcommand)"},
-    /* @@COMMANDS@@ -- keep this marker: add subcommands above it. */
+#include "suite/cmds_weights.inc"
+#include "suite/cmds_theory.inc"
+#include "suite/cmds_reports.inc"
 };
 
 const rb_cmd *rb_commands(size_t *n)

@@ -2,7 +2,9 @@
  * registry.c -- the one table of feature methods, and the metric glossary.
  *
  * Adding a method: write metrics/<family>.c with an rb_method_fn, declare it
- * in that file's public header, include the header here and add one row.
+ * in that file's public header, include the header from the family's
+ * suite/reg_<family>.h and add one row to suite/reg_<family>.inc (rows are
+ * initialisers of rb_method: name, family, needs, run, options, doc).
  * The harness, `repbench list`, the sweep (one target per family) and the
  * reports pick it up without other edits.
  */
@@ -11,11 +13,21 @@
 #include <string.h>
 
 /* Method headers (one per family file). */
-/* @@METHOD_HEADERS@@ -- keep this marker: helpers add includes above it. */
+#include "suite/reg_probes.h"
+#include "suite/reg_lrknn.h"
+#include "suite/reg_geometry.h"
+#include "suite/reg_ood.h"
+#include "suite/reg_weights.h"
+#include "suite/reg_theory.h"
 
 static const rb_method methods[] = {
     /* name, family, needs, run, options, doc */
-    /* @@METHOD_ROWS@@ -- keep this marker: add rows above it. */
+#include "suite/reg_probes.inc"
+#include "suite/reg_lrknn.inc"
+#include "suite/reg_geometry.inc"
+#include "suite/reg_ood.inc"
+#include "suite/reg_weights.inc"
+#include "suite/reg_theory.inc"
     {NULL, NULL, 0, NULL, NULL, NULL}
 };
 
@@ -38,7 +50,12 @@ static const rb_metric_doc metric_docs[] = {
     {"top1", "fraction of test samples whose highest-scoring class is the label (0..1)"},
     {"top5", "fraction of test samples whose label is among the 5 highest scores; only when C >= 10"},
     {"balanced_acc", "mean over classes present in test of the per-class recall (0..1)"},
-    /* @@METRIC_DOCS@@ -- keep this marker: add metric definitions above it. */
+#include "suite/docs_probes.inc"
+#include "suite/docs_lrknn.inc"
+#include "suite/docs_geometry.inc"
+#include "suite/docs_ood.inc"
+#include "suite/docs_weights.inc"
+#include "suite/docs_theory.inc"
     {NULL, NULL}
 };
 

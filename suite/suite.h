@@ -31,6 +31,9 @@ int rb_cmd_run(int argc, char **argv);
 int rb_cmd_list(int argc, char **argv);
 int rb_cmd_inspect(int argc, char **argv);
 int rb_cmd_gen(int argc, char **argv);
+int rb_cmd_weights(int argc, char **argv); /* suite/cmd_weights.c */
+int rb_cmd_theory(int argc, char **argv);  /* suite/cmd_theory.c */
+int rb_cmd_report(int argc, char **argv);  /* suite/cmd_report.c */
 
 /* Shared CLI helpers (suite/cli.c). */
 

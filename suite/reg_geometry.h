@@ -1,0 +1,1 @@
+/* reg_geometry.h -- headers of the geometry methods, included by registry.c. */

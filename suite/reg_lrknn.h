@@ -1,0 +1,1 @@
+/* reg_lrknn.h -- headers of the lrknn methods, included by registry.c. */

@@ -1,0 +1,1 @@
+/* reg_ood.h -- headers of the ood methods, included by registry.c. */

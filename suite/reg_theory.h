@@ -1,0 +1,1 @@
+/* reg_theory.h -- headers of the theory methods, included by registry.c. */

@@ -1,0 +1,1 @@
+/* reg_weights.h -- headers of the weights methods, included by registry.c. */
