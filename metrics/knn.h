@@ -8,8 +8,11 @@
  * computed by cblas_sgemm over blocks of test rows times all train rows; for
  * each test row the kmax most similar train rows are kept by a bounded heap
  * (no full sort).  Ties in similarity are broken by the LOWER train index,
- * so the neighbour list is a deterministic function of the data.  Neighbour
- * lists are sorted by decreasing similarity (then increasing index).
+ * so the neighbour list is a deterministic function of the data.  The kept
+ * similarities are then recomputed in double from the original rows
+ * (cblas_dsdot, divided by the double norms) and the list re-sorted by
+ * decreasing similarity, then increasing index: SGEMM only chooses the
+ * candidates, votes use double-accurate similarities (stored as float).
  *
  * Votes over the first kn neighbours (kn <= kmax):
  *   majority  score_c = number of neighbours with label c
