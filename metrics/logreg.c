@@ -23,6 +23,9 @@
 /* L-BFGS memory, strong Wolfe constants (Nocedal & Wright, section 3.1). */
 enum { LR_MEM = 10, LR_MAX_LS = 25 };
 static const double LR_C1 = 1e-4, LR_C2 = 0.9;
+/* Relative rounding level of the double objective (a sum of n terms), below
+ * which decreases are not resolved: the approximate Wolfe test applies. */
+static const double LR_EPS_F = 1e-12;
 /* Rows per double-precision chunk: chunk x d doubles (at most 16 MiB). */
 static const size_t LR_CHUNK_DOUBLES = (size_t)2 << 20;
 
@@ -227,6 +230,14 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
         (f) = fg(pb, xt, gt);                                                 \
         (dd) = cblas_ddot((int)p, gt, 1, dir, 1);                             \
     } while (0)
+    /* Sufficient decrease: Armijo, or Hager & Zhang's approximate Wolfe
+     * condition (SIAM J. Optim. 16, 2005, eq. 4.1) within the rounding
+     * level epsf of f, where Armijo can no longer be resolved:
+     * f <= f0 + epsf and phi'(a) <= (2 c1 - 1) phi'(0). */
+    double epsf = LR_EPS_F * fabs(f0);
+#define BAD(a_, f_, d_)                                                       \
+    (!isfinite(f_) ||                                                         \
+     !((f_) <= f0 + LR_C1 * (a_) * d0 || ((f_) <= f0 + epsf && (d_) <= (2 * LR_C1 - 1) * d0)))
     double ap = 0, fp = f0, dp = d0, a = a1;
     double lo = 0, hi = 0, flo = 0, fhi = 0, dlo = 0, dhi = 0;
     int zoom = 0, evals = 0;
@@ -234,7 +245,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
         double f, dd;
         TRY(a, f, dd);
         evals++;
-        if (!isfinite(f) || f > f0 + LR_C1 * a * d0 || (evals > 1 && f >= fp)) {
+        if (BAD(a, f, dd) || (evals > 1 && f > fp + epsf)) {
             lo = ap, flo = fp, dlo = dp, hi = a, fhi = f, dhi = dd;
             zoom = 1;
             break;
@@ -262,7 +273,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
         double f, dd;
         TRY(at, f, dd);
         evals++;
-        if (!isfinite(f) || f > f0 + LR_C1 * at * d0 || f >= flo) {
+        if (BAD(at, f, dd) || f > flo + epsf) {
             hi = at, fhi = f, dhi = dd;
         } else {
             if (fabs(dd) <= -LR_C2 * d0) {
@@ -285,6 +296,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
     }
     return -1;
 #undef TRY
+#undef BAD
 }
 
 /* Two-loop recursion (N&W Alg. 7.4): dir = -H g. */
