@@ -54,6 +54,16 @@ deps:
 	fi
 
 # ------------------------------------------------------------------- build
+# The git commit recorded in run.json: regenerated when it changes.
+GITREV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+$(BUILD)/gitrev.h: FORCE
+	@mkdir -p $(@D)
+	@echo '#define RB_GIT "$(GITREV)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/suite/cmd_run.o: $(BUILD)/gitrev.h
+$(BUILD)/suite/cmd_run.o: CPPFLAGS += -include $(BUILD)/gitrev.h
+FORCE:
+
 $(BIN): $(LIBOBJ) $(BUILD)/suite/main.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
