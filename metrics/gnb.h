@@ -39,6 +39,11 @@
 int rb_gnb_scores(const rb_view *tr, const rb_view *te, double var_smoothing,
                   int pooled, float *scores, rb_err *e);
 
+/* The same kernel with double scores (for tests against reference values
+ * given to more digits than a float holds). */
+int rb_gnb_scores_f64(const rb_view *tr, const rb_view *te, double var_smoothing,
+                      int pooled, double *scores, rb_err *e);
+
 /* Registry entries (suite/reg_probes.inc). */
 int rb_gnb_run(const rb_task *t, rb_rows *out, rb_err *e);
 int rb_nb_pooled_run(const rb_task *t, rb_rows *out, rb_err *e);
