@@ -69,7 +69,8 @@ int rb_ridge_scores(const rb_view *tr, const rb_view *te, double alpha,
     double *xc = dual ? malloc(n * d * sizeof *xc) : malloc(RIDGE_BLOCK * d * sizeof *xc);
     double *ya = dual ? malloc(n * (size_t)kt * sizeof *ya) : NULL;
     double *ob = malloc(RIDGE_BLOCK * (size_t)kt * sizeof *ob);
-    if (!mx || !ym || !w || !b || !g || !xc || (dual && !ya) || !ob) {
+    double *xb = dual ? malloc(RIDGE_BLOCK * d * sizeof *xb) : xc; /* test rows */
+    if (!mx || !ym || !w || !b || !g || !xc || (dual && !ya) || !ob || !xb) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (n = %zu, d = %zu)", who, n, d);
         goto out;
     }
@@ -138,9 +139,9 @@ int rb_ridge_scores(const rb_view *tr, const rb_view *te, double alpha,
         size_t nb = te->n - i0 < RIDGE_BLOCK ? te->n - i0 : RIDGE_BLOCK;
         for (size_t r = 0; r < nb; r++) {
             const float *x = te->x + (i0 + r) * te->ld;
-            for (size_t j = 0; j < d; j++) xc[r * d + j] = x[j];
+            for (size_t j = 0; j < d; j++) xb[r * d + j] = x[j];
         }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, kt, (int)d, 1.0, xc,
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, kt, (int)d, 1.0, xb,
                     (int)d, w, kt, 0.0, ob, kt);
         for (size_t r = 0; r < nb; r++) {
             float *s = scores + (i0 + r) * (size_t)k;
@@ -163,6 +164,7 @@ out:
     free(xc);
     free(ya);
     free(ob);
+    if (xb != xc) free(xb);
     return rc;
 }
 
