@@ -7,10 +7,14 @@
 
 #include "metrics/probe.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Test rows converted per BLAS call. */
+#define GNB_BLOCK 256
 
 /* ------------------------------------------------------------ input checks */
 
@@ -61,7 +65,11 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
     double *s2 = calloc(kd, sizeof *s2);     /* sum of (x - ref)^2 */
     double *cst = malloc((size_t)k * sizeof *cst); /* log prior - 1/2 sum log 2 pi var */
     char *seen = calloc((size_t)k, 1);
-    if (!ref || !s1 || !s2 || !cst || !seen) {
+    double *gm = malloc(d * sizeof *gm);                   /* train mean */
+    double *w = malloc(kd * 2 * sizeof *w);                /* k x 2d */
+    double *xb = malloc(GNB_BLOCK * 2 * d * sizeof *xb);   /* test rows */
+    double *ob = malloc(GNB_BLOCK * (size_t)k * sizeof *ob);
+    if (!ref || !s1 || !s2 || !cst || !seen || !gm || !w || !xb || !ob) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (%d x %zu)", who, k, d);
         goto out;
     }
@@ -141,22 +149,48 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
             cst[c] = log((double)cnt[c] / n) - 0.5 * lv;
         }
     }
-    /* Scores: ref now holds inverse variances, s1 the means.  The squared
-     * deviations are summed directly (as sklearn does) rather than through
-     * an expanded GEMM, which would cancel badly for tiny variances. */
-    for (size_t i = 0; i < te->n; i++) {
-        const float *x = te->x + i * te->ld;
-        for (int c = 0; c < k; c++) {
-            const double *m = s1 + (size_t)c * d, *iv = ref + (size_t)c * d;
-            double q = 0;
-            for (size_t j = 0; j < d; j++) {
-                double t = (double)x[j] - m[j];
-                q += t * t * iv[j];
-            }
-            double s = cst[c] - 0.5 * q;
-            if (sf) sf[i * (size_t)k + (size_t)c] = (float)s;
-            else sd[i * (size_t)k + (size_t)c] = s;
+    /* Scores: ref holds inverse variances iv, s1 the means mu.  With
+     * x' = x - g and mu' = mu - g (g = the train mean, so the expansion does
+     * not cancel on large offsets),
+     *   sum_j (x_j - mu_cj)^2 iv_cj = [x'^2, x'] . [iv_c, -2 mu'_c iv_c] + q_c,
+     *   q_c = sum_j mu'_cj^2 iv_cj,
+     * one dgemm per block of test rows against the k x 2d matrix w. */
+    for (size_t j = 0; j < d; j++) {
+        double g = 0;
+        for (int c = 0; c < k; c++) g += (double)cnt[c] * s1[(size_t)c * d + j];
+        gm[j] = g / n;
+    }
+    for (int c = 0; c < k; c++) {
+        const double *m = s1 + (size_t)c * d, *iv = ref + (size_t)c * d;
+        double *wc = w + (size_t)c * 2 * d, q = 0;
+        for (size_t j = 0; j < d; j++) {
+            double mp = m[j] - gm[j];
+            wc[j] = iv[j];
+            wc[d + j] = -2.0 * mp * iv[j];
+            q += mp * mp * iv[j];
         }
+        cst[c] -= 0.5 * q;
+    }
+    for (size_t i0 = 0; i0 < te->n; i0 += GNB_BLOCK) {
+        size_t nb = te->n - i0 < GNB_BLOCK ? te->n - i0 : GNB_BLOCK;
+        for (size_t r = 0; r < nb; r++) {
+            const float *x = te->x + (i0 + r) * te->ld;
+            double *xr = xb + r * 2 * d;
+            for (size_t j = 0; j < d; j++) {
+                double t = (double)x[j] - gm[j];
+                xr[j] = t * t;
+                xr[d + j] = t;
+            }
+        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, k, (int)(2 * d), -0.5, xb,
+                    (int)(2 * d), w, (int)(2 * d), 0.0, ob, k);
+        for (size_t r = 0; r < nb; r++)
+            for (int c = 0; c < k; c++) {
+                size_t o = (i0 + r) * (size_t)k + (size_t)c;
+                double v = cst[c] + ob[r * (size_t)k + (size_t)c];
+                if (sf) sf[o] = (float)v;
+                else sd[o] = v;
+            }
     }
 out:
     free(cnt);
@@ -165,6 +199,10 @@ out:
     free(s2);
     free(cst);
     free(seen);
+    free(gm);
+    free(w);
+    free(xb);
+    free(ob);
     return rc;
 }
 
