@@ -23,10 +23,12 @@
  * score_k(x) = x . coef_k + intercept_k (sklearn's decision_function; for
  * k = 2 sklearn reports one column, the argmax is the same).
  *
- * Fit in one pass over the train data: per-class sums, cross products
- * (cblas_dsyrk on blocks of rows, shifted by a per-class reference row)
- * and the per-class sums of squared entries of x x^T needed by beta2 are
- * accumulated together; no second pass.
+ * Fit in one pass over the train data: the labels are counting-sorted, and
+ * each train row is read once, into a double buffer holding its class
+ * (max_k n_k x d); the class's mean, variances, standardisation, Ledoit-Wolf
+ * statistics and covariance (cblas_dsyrk) are computed from that buffer
+ * before the next class is read.  Work n d^2 (the dsyrks) plus k d^2;
+ * memory three d x d doubles plus the class buffer.
  */
 #ifndef RB_LDA_H
 #define RB_LDA_H
