@@ -15,8 +15,9 @@
  *   beta2 = (1/n^2) sum_i ||x_i x_i^T - S||_F^2 / p,
  *   s = min(beta2, delta2) / delta2 (0 when delta2 = 0),
  *   LW = (1 - s) S + s mu I.
- *   With shrinkage >= 0 given explicitly, s is that value instead
- *   (sklearn's shrinkage=float on the same standardised covariance).
+ *   With shrinkage s >= 0 given explicitly, S_k = (1 - s) C_k + s mu_k I
+ *   on the raw (not standardised) class covariance C_k, mu_k = tr C_k / d
+ *   (sklearn's shrinkage=float, shrunk_covariance).
  * coef (k x d) solves Sigma coef^T = mu^T by Cholesky (LAPACKE dpotrf /
  * dpotrs); when Sigma is not positive definite, by least squares (dgelsd,
  * as sklearn's lstsq).  intercept_k = -1/2 mu_k . coef_k + log pi_k.
