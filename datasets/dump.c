@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ------------------------------------------------------------------ types */
 
@@ -1000,6 +1001,11 @@ static void scan(rb_dump *d)
         return;
     }
     fclose(fp);
+    struct stat st;
+    if (stat(d->path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        prob(d, RB_EIO, NULL, "is a directory, not an HDF5 file");
+        return;
+    }
     htri_t is = H5Fis_hdf5(d->path);
     if (is == 0) {
         prob(d, RB_EIO, NULL, "not an HDF5 file");
@@ -1142,7 +1148,10 @@ labels:
             for (s = 0; s < d->ns; s++)
                 if (strcmp(d->sp[s].name, labs.v[i]) == 0) break;
             if (s == d->ns) {
-                if (have[0])
+                /* A required split without features is reported below. */
+                int required = d->require_tt && (strcmp(labs.v[i], "train") == 0 ||
+                                                 strcmp(labs.v[i], "test") == 0);
+                if (have[0] && !required)
                     prob(d, RB_EINVAL, path,
                          "labels for a split without features (/features/%s missing)",
                          labs.v[i]);
