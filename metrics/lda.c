@@ -253,7 +253,7 @@ int rb_lda_run(const rb_task *t, rb_rows *out, rb_err *e)
     char params[64], tag[96];
     if (strcmp(opt, "auto") != 0) {
         if (rb_opt_double(t->o, "lda_shrinkage", -1, 0, 1, &s, e))
-            RB_FAIL(e, RB_EINVAL, "lda: option --lda_shrinkage must be auto or a number in [0, 1], got '%s'", opt);
+            RB_FAIL(e, RB_EUSAGE, "lda: option --lda-shrinkage must be auto or a number in [0, 1], got '%s'", opt);
         snprintf(params, sizeof params, "shrinkage=%.10g", s);
     } else {
         snprintf(params, sizeof params, "shrinkage=auto");

@@ -411,7 +411,7 @@ static void test_run_functions(void)
     rb_rows_free(&out);
     memset(&out, 0, sizeof out);
     snprintf(o.kv[0].val, sizeof o.kv[0].val, "often");
-    CHECK_INT(rb_lda_run(&t, &out, &e), RB_EINVAL);
+    CHECK_INT(rb_lda_run(&t, &out, &e), RB_EUSAGE);
     CHECK(strstr(e.msg, "lda_shrinkage") != NULL || strstr(e.msg, "lda-shrinkage") != NULL);
     snprintf(o.kv[0].val, sizeof o.kv[0].val, "auto");
     CHECK_INT(rb_lda_run(&t, &out, &e), RB_OK);
