@@ -626,9 +626,10 @@ static void scan_labels(rb_dump *d, split *sp)
         prob(d, RB_EINVAL, path, "empty split (N = 0)");
         goto out;
     }
-    buf = malloc(sp->n * sizeof *buf);
+    buf = sp->n <= SIZE_MAX / sizeof *buf ? malloc(sp->n * sizeof *buf) : NULL;
     if (!buf) {
-        d->oom = 1;
+        /* A corrupt or absurd extent: a problem of the file, not a crash. */
+        prob(d, RB_EINVAL, path, "N = %zu labels do not fit in memory", sp->n);
         goto out;
     }
     if (H5Dread(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
@@ -1064,7 +1065,7 @@ static void scan(rb_dump *d)
         prob(d, RB_EIO, "/features", "cannot list group");
         goto out;
     }
-    qsort(splits.v, splits.n, sizeof *splits.v, splitcmp_p);
+    if (splits.n > 1) qsort(splits.v, splits.n, sizeof *splits.v, splitcmp_p);
     d->sp = calloc(splits.n ? splits.n : 1, sizeof *d->sp);
     if (!d->sp) {
         d->oom = 1;
@@ -1113,7 +1114,7 @@ static void scan(rb_dump *d)
         if (!(sp->name = dupstr(splits.v[i]))) d->oom = 1;
     }
     if (d->oom) goto out;
-    qsort(layers.v, layers.n, sizeof *layers.v, natcmp_p);
+    if (layers.n > 1) qsort(layers.v, layers.n, sizeof *layers.v, natcmp_p);
     d->nl = layers.n;
     d->lname = layers.v; /* moved */
     layers.v = NULL;
@@ -1270,7 +1271,13 @@ static int src_read_array(void *h, const char *path, float **out,
     }
     size_t n = 1;
     for (int i = 0; i < 4; i++) dims[i] = i < r ? (size_t)hd[i] : 1;
-    for (int i = 0; i < r; i++) n *= (size_t)hd[i];
+    for (int i = 0; i < r; i++) {
+        if (hd[i] && n > SIZE_MAX / sizeof *x / (size_t)hd[i]) {
+            rc = rb_fail(e, RB_ENOMEM, "%s: %s: too large to read", d->path, path);
+            goto out;
+        }
+        n *= (size_t)hd[i];
+    }
     if (!(x = malloc((n ? n : 1) * sizeof *x))) {
         rc = rb_fail(e, RB_ENOMEM, "%s: %s: out of memory", d->path, path);
         goto out;
@@ -1448,8 +1455,9 @@ static int check_all_values(rb_dump *d, int stop_first, rb_err *e)
     size_t rows = RB_DUMP_SCAN_ELEMS / dmax;
     if (rows > RB_DUMP_SCAN_ROWS) rows = RB_DUMP_SCAN_ROWS;
     if (rows == 0) rows = 1;
-    float *buf = malloc(rows * dmax * sizeof *buf);
-    if (!buf) RB_FAIL(e, RB_ENOMEM, "%s: out of memory for the value scan", d->path);
+    float *buf = dmax <= SIZE_MAX / sizeof *buf ? malloc(rows * dmax * sizeof *buf) : NULL;
+    if (!buf)
+        RB_FAIL(e, RB_ENOMEM, "%s: out of memory for the value scan (D = %zu)", d->path, dmax);
     int rc = RB_OK;
     for (size_t s = 0; s < d->ns && rc == RB_OK; s++)
         for (size_t l = 0; l < d->nl && rc == RB_OK; l++) {
