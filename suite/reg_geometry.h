@@ -1,1 +1,3 @@
 /* reg_geometry.h -- headers of the geometry methods, included by registry.c. */
+#include "metrics/collapse.h"
+#include "metrics/probe_id.h"
