@@ -381,6 +381,8 @@ size_t rb_nc_ncc_scratch(int k, size_t d, size_t n)
 
 /* ----------------------------------------------------------------- method */
 
+#define NC_BLOCK ((size_t)256) /* rows per dsyrk / dgemm block */
+
 typedef struct {
     double *W, *b; /* k x d, k (owned) */
     const char *how;
@@ -503,7 +505,10 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     rb_nc_acc *a = NULL, *a0 = NULL;
     float *buf = malloc((size_t)chunk * d * sizeof *buf);
     double *mu = malloc((size_t)k * d * sizeof *mu);
-    double *scr = malloc(rb_nc_ncc_scratch(k, d, (size_t)chunk) * sizeof *scr);
+    /* The double-precision work buffers cover NC_BLOCK rows at a time, so
+     * the memory is S (D x D), S_W in finish (D x D), the float read chunk
+     * and O(NC_BLOCK D) doubles. */
+    double *scr = malloc(rb_nc_ncc_scratch(k, d, NC_BLOCK) * sizeof *scr);
     if (!buf || !mu || !scr) {
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         goto out;
@@ -527,7 +532,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
          * al.): the trace quotient only needs class sums, O(C D0). */
         size_t d0 = s->layer_d[0];
         float *b0 = malloc((size_t)chunk * d0 * sizeof *b0);
-        a0 = rb_nc_acc_alloc(k, d0, (size_t)chunk, 0);
+        a0 = rb_nc_acc_alloc(k, d0, NC_BLOCK, 0);
         rb_nc_res r0;
         if (!b0 || !a0) rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         if (!rc) rc = stream(t, (size_t)t->train, 0, a0, b0, (size_t)chunk, e);
@@ -552,7 +557,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
             if ((pass == 0) != (sp == t->train)) continue;
             if (sp == t->train && did_train) continue;
             rb_nc_acc_free(a);
-            a = rb_nc_acc_alloc(k, d, (size_t)chunk, 1);
+            a = rb_nc_acc_alloc(k, d, NC_BLOCK, 1);
             if (!a) {
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (D=%zu)", d);
                 goto out;
@@ -592,7 +597,9 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 for (size_t r0 = 0; r0 < nn; r0 += (size_t)chunk) {
                     size_t m = nn - r0 < (size_t)chunk ? nn - r0 : (size_t)chunk;
                     if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, m, buf, e))) goto out;
-                    rb_nc_ncc_mismatch(mu, h.W, h.b, k, d, buf, m, d, scr, &mis);
+                    for (size_t q = 0; q < m; q += NC_BLOCK)
+                        rb_nc_ncc_mismatch(mu, h.W, h.b, k, d, buf + q * d,
+                                           m - q < NC_BLOCK ? m - q : NC_BLOCK, d, scr, &mis);
                 }
                 if ((rc = add(out, prm, spn, "nc4_mismatch", (double)mis / (double)nn, (long)nn, e)))
                     goto out;
@@ -601,7 +608,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
         if (pass == 0 && !did_train && h.W) {
             /* NC4 on another split needs the train means. */
             rb_nc_acc_free(a);
-            a = rb_nc_acc_alloc(k, d, (size_t)chunk, 0);
+            a = rb_nc_acc_alloc(k, d, NC_BLOCK, 0);
             if (!a) {
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
                 goto out;

@@ -124,7 +124,7 @@ static int estimate(const float *x, size_t n, size_t d, size_t kmax, double f, s
     scr = malloc(m * sizeof *scr);
     cov = malloc(d * d * sizeof *cov);
     lam = malloc(d * sizeof *lam);
-    ca = rb_cov_alloc(d, 4096);
+    ca = rb_cov_alloc(d, 256);
     if (!u || !T || !scr || !cov || !lam || !ca) {
         rc = rb_fail(e, RB_ENOMEM, "idim: out of memory (n=%zu, d=%zu)", m, d);
         goto out;

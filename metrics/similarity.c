@@ -200,7 +200,7 @@ static int split_moments(const rb_source *s, size_t sp, size_t l, size_t chunk, 
                          double *mu, double *cov, rb_err *e)
 {
     size_t n = s->split_n[sp], d = s->layer_d[l];
-    rb_cov_acc *a = rb_cov_alloc(d, chunk);
+    rb_cov_acc *a = rb_cov_alloc(d, 256); /* double work buffer: 256 rows */
     if (!a) RB_FAIL(e, RB_ENOMEM, "similarity: out of memory (D=%zu)", d);
     int rc = RB_OK;
     for (size_t r0 = 0; r0 < n && !rc; r0 += chunk) {

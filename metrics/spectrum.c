@@ -188,7 +188,7 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
     int sp = rb_source_split(s, spn);
     if (sp < 0) RB_FAIL(e, RB_EINVAL, "spectrum: option spec_split: no split '%s'", spn);
     size_t d = s->layer_d[t->layer], n = s->split_n[sp];
-    rb_cov_acc *a = rb_cov_alloc(d, (size_t)chunk);
+    rb_cov_acc *a = rb_cov_alloc(d, 256); /* double work buffer: 256 rows */
     float *buf = malloc((size_t)chunk * d * sizeof *buf);
     double *nrm = malloc((n ? n : 1) * sizeof *nrm);
     double *cov = malloc(d * d * sizeof *cov), *lam = malloc(d * sizeof *lam);
