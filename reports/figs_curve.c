@@ -264,8 +264,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         qsort(pts, np, sizeof *pts, cmp_pt);
         char label[400], rest[RB_PARAMS_MAX];
         param_drop(q->params, xkey, rest, sizeof rest);
-        rb_fmt(label, sizeof label, "%s%s%s%s%s%s", sp->by_method ? "" : q->method, sp->by_method ? "" : " ",
-                 q->metric, rest[0] ? " (" : "", rest, rest[0] ? ")" : "");
+        rb_fmt(label, sizeof label, "%s%s%s%s", sp->by_method ? q->metric : q->method, rest[0] ? " (" : "", rest,
+               rest[0] ? ")" : "");
         rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         for (size_t i = 0; i < np; i++) {
             const rb_row *r = &c->rows.rows[pts[i].row];

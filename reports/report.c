@@ -685,6 +685,19 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 
 /* ============================================================== pages */
 
+/* Pages list a dump's figures family by family in this order (probe
+ * accuracy first), whatever order the families drew them in. */
+static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
+                                        "heatmap", "theory", "metric"};
+#define NORDER (sizeof fig_order / sizeof fig_order[0])
+
+static int fig_rank(const rb_rfig *f)
+{
+    for (size_t i = 0; i < NORDER; i++)
+        if (!strcmp(f->family, fig_order[i])) return (int)i;
+    return (int)NORDER;
+}
+
 typedef struct {
     long layer; /* depth index */
     size_t row;
@@ -859,10 +872,11 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     if (nf) {
         rb_sb_printf(md, "\nFigures (%zu): ", nf);
         size_t k = 0;
-        for (size_t i = 0; i < c->nfigs; i++) {
-            if (c->figs[i].dump != d) continue;
-            rb_sb_printf(md, "%s[%s](figures/%s.svg)", k++ ? ", " : "", c->figs[i].base, c->figs[i].base);
-        }
+        for (size_t o = 0; o <= NORDER; o++)
+            for (size_t i = 0; i < c->nfigs; i++) {
+                if (c->figs[i].dump != d || fig_rank(&c->figs[i]) != (int)o) continue;
+                rb_sb_printf(md, "%s[%s](figures/%s.svg)", k++ ? ", " : "", c->figs[i].base, c->figs[i].base);
+            }
         rb_sb_puts(md, "\n");
     }
 out:
@@ -1021,9 +1035,9 @@ static int write_index(const rb_rctx *c, rb_err *e)
         rb_sb_printf(&h, "<section id=\"dump-%s\">\n<h2>", c->dumps[d].slug);
         rb_sb_html(&h, title);
         rb_sb_puts(&h, "</h2>\n");
-        for (size_t i = 0; i < c->nfigs; i++) {
-            const rb_rfig *f = &c->figs[i];
-            if (f->dump != d) continue;
+        for (size_t fi = 0; fi < c->nfigs * (NORDER + 1); fi++) {
+            const rb_rfig *f = &c->figs[fi % c->nfigs];
+            if (f->dump != d || fig_rank(f) != (int)(fi / c->nfigs)) continue;
             rb_sb_printf(&h, "<figure id=\"%s\">\n", f->base);
             if (f->drawn)
                 rb_sb_printf(&h, "<a href=\"figures/%s.svg\"><img src=\"figures/%s.png\" alt=\"", f->base, f->base);
@@ -1144,6 +1158,11 @@ int rb_report_dir(const rb_report_opts *o, rb_report_stats *st, rb_err *e)
     if (usable == 0) {
         rc = rb_fail(e, RB_EINVAL, "%s", c.files[0].msg);
         if (c.nfiles > 1) rb_err_wrap(e, "no usable results.csv (%zu found), first", c.nfiles);
+        goto out;
+    }
+    if (c.rows.n == 0) {
+        rc = rb_fail(e, RB_EINVAL, "%s: no result rows: the %zu results.csv file%s found hold%s only a header",
+                     o->dir, c.nfiles, c.nfiles == 1 ? "" : "s", c.nfiles == 1 ? "s" : "");
         goto out;
     }
     for (size_t i = 0; i < c.nfiles; i++) {

@@ -55,7 +55,7 @@ typedef struct {
 
 /* Build the report for o->dir.  Returns RB_OK when every results.csv was
  * usable and every figure drew; RB_EINVAL when DIR holds no results.csv,
- * when every results.csv was unusable, or (after writing the report for the
+ * when every results.csv was unusable or none holds a row, or (after writing the report for the
  * usable ones) when some were unusable; RB_EIO when an output cannot be
  * written; RB_EINTERNAL when gnuplot is missing ("apt-get install
  * gnuplot-nox") or failed on a figure.  st (may be NULL) gets the counts. */

@@ -39,8 +39,7 @@ int rb_cmd_report(int argc, char **argv)
         } else if (!strcmp(argv[i], "--gnuplot") && i + 1 < argc) {
             o.gnuplot = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "repbench: report: unknown option '%s'\n", argv[i]);
-            usage(stderr);
+            fprintf(stderr, "repbench: report: unknown option '%s' (see repbench report --help)\n", argv[i]);
             return 2;
         } else if (o.dir) {
             fprintf(stderr, "repbench: report: one results directory expected, got '%s' and '%s'\n", o.dir, argv[i]);
