@@ -148,6 +148,7 @@ int rb_figs_collapse(rb_rctx *c, size_t dump, rb_err *e); /* figs_lines.c */
 int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e);     /* figs_lines.c */
 int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e);  /* figs_heat.c */
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e);   /* figs_curve.c */
+int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
 int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
 
 /* Classifiers shared by figures and the summary. */

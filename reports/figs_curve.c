@@ -25,6 +25,7 @@ typedef struct {
     size_t min_distinct;      /* x values needed */
     int (*keep)(const rb_row *r);
     const char *const *xkeys; /* allowed x keys (NULL-terminated), NULL = any */
+    int logy;                 /* log y when every value is positive */
 } curve_spec;
 
 /* Value of key in a "k=v;k=v" params string into out[cap]; 0 if found. */
@@ -214,7 +215,12 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rb_fmt(f->title, sizeof f->title, "%s: %s against %s%s%s%s%s", dt, what, xkey, g->layer[0] ? ", layer " : "",
              g->layer, g->split[0] && strcmp(g->split, "test") ? ", split " : "",
              g->split[0] && strcmp(g->split, "test") ? g->split : "");
-    if (!strcmp(sp->family, "theory"))
+    if (!strcmp(sp->family, "spectrum"))
+        rb_fmt(f->caption, sizeof f->caption,
+               "Spectrum: %s against its index %s, log-log when all values are positive; a power-law tail "
+               "is a straight line.",
+               g->metric, xkey);
+    else if (!strcmp(sp->family, "theory"))
         rb_fmt(f->caption, sizeof f->caption,
                  "Theory check %s: simulated values (points, with their intervals where the CSV has them) beside "
                  "the closed-form prediction or bound (lines), against the parameter %s.",
@@ -233,7 +239,11 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         if (x < xmin) xmin = x;
         if (x > xmax) xmax = x;
     }
-    int logx = xmin > 0 && xmax / xmin >= 20;
+    int logx = xmin > 0 && xmax / xmin >= 20, logy = sp->logy;
+    for (size_t i = 0; i < n; i++) {
+        double v = c->rows.rows[idx[i]].value;
+        if (!isnan(v) && !(v > 0)) logy = 0;
+    }
 
     rb_sb_printf(&dat, "# %s\n# columns: %s, value, ci_low, ci_high\n", f->title, xkey);
     rb_sb_printf(&f->table, "<table>\n<tr><th>series</th><th>points</th><th>%s from</th><th>value there</th>"
@@ -246,6 +256,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rb_gp_str(&gp, sp->by_method ? "value (see legend)" : g->metric);
     rb_sb_puts(&gp, "\n");
     if (logx) rb_sb_puts(&gp, "set logscale x\n");
+    if (logy) rb_sb_puts(&gp, "set logscale y\n");
     rb_sb_puts(&gp, "set offsets graph 0.02, graph 0.02, graph 0.05, graph 0.05\nplot \\\n");
     for (size_t k = 0; k < ns; k++) {
         const rb_row *q = &c->rows.rows[first[k]];
@@ -341,13 +352,28 @@ static int keep_probe(const rb_row *r) { return rb_is_probe_metric(r->metric); }
 
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e)
 {
-    static const curve_spec theory = {"theory", 1, 2, keep_theory, NULL};
+    static const curve_spec theory = {"theory", 1, 2, keep_theory, NULL, 0};
     return run_spec(c, dump, &theory, e);
 }
 
 int rb_figs_learning(rb_rctx *c, size_t dump, rb_err *e)
 {
     static const char *const keys[] = {"m", "n", "n_train", "shots", "k_shot", "per_class", NULL};
-    static const curve_spec learning = {"learning", 0, 3, keep_probe, keys};
+    static const curve_spec learning = {"learning", 0, 3, keep_probe, keys, 0};
     return run_spec(c, dump, &learning, e);
+}
+
+/* Covariance / weight spectra written one eigenvalue per row, indexed by a
+ * params key (i, rank, index, j, k). */
+static int keep_spectrum(const rb_row *r)
+{
+    return strstr(r->metric, "eig") || strstr(r->metric, "spectr") || strstr(r->metric, "singular") ||
+           !strncmp(r->metric, "esd", 3) || !strcmp(r->metric, "sv");
+}
+
+int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e)
+{
+    static const char *const keys[] = {"i", "rank", "index", "j", "k", NULL};
+    static const curve_spec spectrum = {"spectrum", 0, 5, keep_spectrum, keys, 1};
+    return run_spec(c, dump, &spectrum, e);
 }

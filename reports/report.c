@@ -635,12 +635,19 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
     buf[len] = '\0';
     static const char *const keys[2] = {"\"skipped\"", "\"failed\""};
     for (int k = 0; k < 2; k++) {
-        const char *p = strstr(buf, keys[k]);
+        /* The key, not a string value that happens to read the same. */
+        const char *p = buf;
+        while ((p = strstr(p, keys[k])) != NULL) {
+            const char *q = js_ws(p + strlen(keys[k]));
+            p += strlen(keys[k]);
+            if (*q != ':') continue;
+            q = js_ws(q + 1);
+            if (*q == '[') {
+                p = q;
+                break;
+            }
+        }
         if (!p) continue;
-        p = js_ws(p + strlen(keys[k]));
-        if (*p != ':') continue;
-        p = js_ws(p + 1);
-        if (*p != '[') continue;
         p = js_ws(p + 1);
         while (p && *p == '{') {
             rb_rskip s;
@@ -688,7 +695,7 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
 static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
-                                        "heatmap", "theory", "metric"};
+                                        "heatmap", "spectrum", "theory", "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
 
 static int fig_rank(const rb_rfig *f)
@@ -1120,7 +1127,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
     rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
-    rb_figs_heatmap, rb_figs_theory, rb_figs_generic,
+    rb_figs_heatmap, rb_figs_theory, rb_figs_spectrum, rb_figs_generic,
 };
 
 static void ctx_free(rb_rctx *c)

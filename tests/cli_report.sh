@@ -50,14 +50,14 @@ A=$T/a
 fixture "$A"
 check "report on the fixture exits 0" "$RB" report "$A"
 FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm_small_learning_top1_fc
-      gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear
+      gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue_fc
       gmm_small_metric_foo_ratio theory_theory_hoeffding_mean resnet_pre_metric_sparsity
       resnet_pre_metric_variance_entropy resnet_pre_metric_alpha resnet_ft_metric_sparsity
       resnet_ft_metric_variance_entropy resnet_ft_metric_alpha"
 # shellcheck disable=SC2086
-check "17 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
+check "18 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
 nfig=$(ls "$A"/figures/*.gp | wc -l)
-check "no figure beyond the expected 17 (got $nfig)" test "$nfig" = 17
+check "no figure beyond the expected 18 (got $nfig)" test "$nfig" = 18
 check "index.html static, complete, every link resolves" $PY index "$A"
 check "summary.md numbers equal the CSV's" $PY summary "$A"
 check "summary names the undrawn metric" grep -q 'metric `mystery_score` of method `shape` (1 rows) not drawn' "$A/summary.md"
@@ -152,7 +152,7 @@ if command -v chromium >/dev/null 2>&1; then
     check "chromium renders index.html (exit $rc)" test "$rc" = 0
     check "  ... without console messages" $PY console "$T/chromium.log"
     n=$(grep -o '<figure id=' "$T/dom.html" | wc -l)
-    check "  ... the DOM holds all 17 figures (got $n)" test "$n" = 17
+    check "  ... the DOM holds all 18 figures (got $n)" test "$n" = 18
 else
     echo "SKIP chromium page check: chromium is not installed and could not be installed with apt"
 fi
