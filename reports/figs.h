@@ -56,6 +56,8 @@ typedef struct {
     char slug[80];                  /* file-name-safe, unique */
     char (*layers)[RB_NAME_MAX];    /* owned: layer names in depth order */
     size_t nlayers, caplayers;
+    int multi;                      /* 1: every checkpoint of weights/results.csv
+                                     * (model varies; series split by model) */
 } rb_rdump;
 
 typedef struct {

@@ -193,7 +193,9 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         for (k = 0; k < ns; k++) {
             const rb_row *q = &c->rows.rows[first[k]];
             param_drop(q->params, xkey, rest2, sizeof rest2);
-            if (!strcmp(q->method, r->method) && !strcmp(q->metric, r->metric) && !strcmp(rest, rest2)) break;
+            if (!strcmp(q->method, r->method) && !strcmp(q->metric, r->metric) && !strcmp(q->model, r->model) &&
+                !strcmp(rest, rest2))
+                break;
         }
         if (k == ns) first[ns++] = idx[i];
         sid[i] = k;
@@ -275,7 +277,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         qsort(pts, np, sizeof *pts, cmp_pt);
         char label[400], rest[RB_PARAMS_MAX];
         param_drop(q->params, xkey, rest, sizeof rest);
-        rb_fmt(label, sizeof label, "%s%s%s%s", sp->by_method ? q->metric : q->method, rest[0] ? " (" : "", rest,
+        rb_fmt(label, sizeof label, "%s%s%s%s%s%s", c->dumps[dump].multi ? q->model : "",
+               c->dumps[dump].multi ? " " : "", sp->by_method ? q->metric : q->method, rest[0] ? " (" : "", rest,
                rest[0] ? ")" : "");
         rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         for (size_t i = 0; i < np; i++) {

@@ -26,7 +26,7 @@ static void dat_str(rb_sbuf *b, const char *s)
 static int same_group(const rb_row *a, const rb_row *b)
 {
     return !strcmp(a->method, b->method) && !strcmp(a->params, b->params) && !strcmp(a->split, b->split) &&
-           !strcmp(a->metric, b->metric);
+           !strcmp(a->metric, b->metric) && !strcmp(a->model, b->model);
 }
 
 /* Draw the group of pair rows that starts at row r0. */

@@ -40,7 +40,7 @@ static int series_push(rb_series *s, size_t row)
 static int same_key(const rb_row *a, const rb_row *b)
 {
     return !strcmp(a->method, b->method) && !strcmp(a->params, b->params) && !strcmp(a->split, b->split) &&
-           !strcmp(a->metric, b->metric);
+           !strcmp(a->metric, b->metric) && !strcmp(a->model, b->model);
 }
 
 int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const void *arg, rb_series **out,
@@ -70,9 +70,10 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
         if (series_push(&s[k], i)) goto oom;
     }
     /* Label each series with the parts that vary across the figure. */
-    int methods_vary = 0, metrics_vary = 0, splits_vary = 0;
+    int methods_vary = 0, metrics_vary = 0, splits_vary = 0, models_vary = 0;
     for (size_t k = 1; k < ns; k++) {
         const rb_row *a = &c->rows.rows[s[0].idx[0]], *b = &c->rows.rows[s[k].idx[0]];
+        models_vary |= strcmp(a->model, b->model) != 0;
         methods_vary |= strcmp(a->method, b->method) != 0;
         metrics_vary |= strcmp(a->metric, b->metric) != 0;
         splits_vary |= strcmp(a->split, b->split) != 0;
@@ -83,6 +84,16 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
         for (size_t j = 0; j < ns; j++) {
             const rb_row *b = &c->rows.rows[s[j].idx[0]];
             if (!strcmp(a->method, b->method) && strcmp(a->params, b->params)) params_vary = 1;
+        }
+        /* Checkpoints (weights) are told apart by model: one colour each. */
+        if (models_vary) {
+            rb_fmt(s[k].label, sizeof s[k].label, "%s%s%s%s%s", a->model, methods_vary ? " " : "",
+                   methods_vary ? a->method : "", params_vary ? " " : "", params_vary ? a->params : "");
+            rb_fmt(s[k].colour, sizeof s[k].colour, "%s", rb_report_colour(a->model));
+            int same = 0;
+            for (size_t j = 0; j < k; j++) same += !strcmp(c->rows.rows[s[j].idx[0]].model, a->model);
+            s[k].dash = 1 + same % 5;
+            continue;
         }
         int show_method = methods_vary || !metrics_vary;
         int show_split = splits_vary || (a->split[0] && strcmp(a->split, "test"));
@@ -246,7 +257,8 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
 
     /* Script. */
     rb_gp_begin(&gp, f, "one block per series (index i): x, \"layer\", value, ci_low, ci_high", 960, 600);
-    rb_sb_puts(&gp, "set xlabel 'layer (depth order)'\nset ylabel ");
+    rb_sb_puts(&gp, c->dumps[dump].multi ? "set xlabel 'parameter tensor (checkpoint order)'\nset ylabel "
+                                         : "set xlabel 'layer (depth order)'\nset ylabel ");
     rb_gp_str(&gp, ylabel);
     rb_sb_puts(&gp, "\n");
     if (logy) rb_sb_puts(&gp, "set logscale y\n");

@@ -237,7 +237,9 @@ static void slugify(char *out, size_t cap, const char *s)
 
 void rb_dump_title(const rb_rdump *d, char *out, size_t cap)
 {
-    if (d->dataset[0] && strcmp(d->dataset, d->model))
+    if (d->multi)
+        rb_fmt(out, cap, "weights (all checkpoints)");
+    else if (d->dataset[0] && strcmp(d->dataset, d->model))
         rb_fmt(out, cap, "%s on %s", d->model[0] ? d->model : "(no model)", d->dataset);
     else
         rb_fmt(out, cap, "%s", d->model[0] ? d->model : "(no model)");
@@ -250,24 +252,38 @@ static int build_dumps(rb_rctx *c, rb_err *e)
     c->rdump = calloc(c->rows.n ? c->rows.n : 1, sizeof *c->rdump);
     c->claimed = calloc(c->rows.n ? c->rows.n : 1, sizeof *c->claimed);
     if (!c->rdump || !c->claimed) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    /* The checkpoints of a weights/ results file form one group, so that a
+     * figure compares them (one line per checkpoint). */
+    int *multi = calloc(c->rows.n ? c->rows.n : 1, sizeof *multi);
+    if (!multi) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    for (size_t f = 0; f < c->nfiles; f++)
+        if (c->files[f].usable && !strcmp(c->files[f].family, "weights"))
+            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++) multi[i] = 1;
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
+        const char *model = multi[i] ? "weights" : r->model, *dataset = multi[i] ? "" : r->dataset;
         size_t d;
         for (d = 0; d < c->ndumps; d++)
-            if (!strcmp(c->dumps[d].model, r->model) && !strcmp(c->dumps[d].dataset, r->dataset)) break;
+            if (c->dumps[d].multi == multi[i] && !strcmp(c->dumps[d].model, model) &&
+                !strcmp(c->dumps[d].dataset, dataset))
+                break;
         if (d == c->ndumps) {
             rb_rdump *p = realloc(c->dumps, (c->ndumps + 1) * sizeof *p);
-            if (!p) RB_FAIL(e, RB_ENOMEM, "out of memory");
+            if (!p) {
+                free(multi);
+                RB_FAIL(e, RB_ENOMEM, "out of memory");
+            }
             c->dumps = p;
             rb_rdump *nd = &c->dumps[c->ndumps++];
             memset(nd, 0, sizeof *nd);
-            rb_fmt(nd->model, sizeof nd->model, "%s", r->model);
-            rb_fmt(nd->dataset, sizeof nd->dataset, "%s", r->dataset);
+            nd->multi = multi[i];
+            rb_fmt(nd->model, sizeof nd->model, "%s", model);
+            rb_fmt(nd->dataset, sizeof nd->dataset, "%s", dataset);
             char name[2 * RB_NAME_MAX + 2], slug[64];
-            if (r->dataset[0] && strcmp(r->dataset, r->model))
-                rb_fmt(name, sizeof name, "%s_%s", r->model, r->dataset);
+            if (dataset[0] && strcmp(dataset, model))
+                rb_fmt(name, sizeof name, "%s_%s", model, dataset);
             else
-                rb_fmt(name, sizeof name, "%s", r->model);
+                rb_fmt(name, sizeof name, "%s", model);
             slugify(slug, sizeof slug, name);
             rb_fmt(nd->slug, sizeof nd->slug, "%s", slug);
             for (int k = 2;; k++) { /* unique even after slugging */
@@ -282,8 +298,12 @@ static int build_dumps(rb_rctx *c, rb_err *e)
         const char *l = r->layer, *bar = strchr(l, '|');
         int rc = 0;
         if (!bar) rc = dump_add_layer(&c->dumps[d], l, strlen(l));
-        if (rc) RB_FAIL(e, RB_ENOMEM, "out of memory");
+        if (rc) {
+            free(multi);
+            RB_FAIL(e, RB_ENOMEM, "out of memory");
+        }
     }
+    free(multi);
     /* Pair layers add their members after the per-layer ones. */
     for (size_t i = 0; i < c->rows.n; i++) {
         const char *l = c->rows.rows[i].layer, *bar = strchr(l, '|');
@@ -751,6 +771,7 @@ static const rb_row *find_row(const rb_rctx *c, size_t dump, const rb_row *like,
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
         if (c->rdump[i] == dump && !strcmp(r->metric, metric) && !strcmp(r->method, like->method) &&
+            !strcmp(r->model, like->model) &&
             !strcmp(r->params, like->params) && !strcmp(r->split, like->split) && !strcmp(r->layer, like->layer))
             return r;
     }
@@ -775,17 +796,19 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     if (!none) RB_FAIL(e, RB_ENOMEM, "out of memory");
     tmp.claimed = none;
     if ((rc = rb_series_collect(&tmp, d, pred_metric, "top1", &s, &ns, e))) goto out;
-    if (ns) {
-        rb_sb_puts(md, "\n### Probes: best layer by top-1 accuracy\n\n"
-                       "| probe | params | split | best layer | top1 | interval | balanced_acc | n |\n"
-                       "|---|---|---|---|---|---|---|---|\n");
-        for (size_t i = 0; i < ns; i++) {
-            /* Learning-curve rows (one layer, several training sizes) have
-             * their own figure and table, not a best layer. */
-            size_t fig = (size_t)c->claimed[s[i].idx[0]];
-            if (fig && !strcmp(c->figs[fig - 1].family, "learning")) continue;
-            size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
-            if (b == (size_t)-1) continue;
+    int head = 0;
+    for (size_t i = 0; i < ns; i++) {
+        /* Learning-curve rows (one layer, several training sizes) have
+         * their own figure and table, not a best layer. */
+        size_t fig = (size_t)c->claimed[s[i].idx[0]];
+        if (fig && !strcmp(c->figs[fig - 1].family, "learning")) continue;
+        size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
+        if (b == (size_t)-1) continue;
+        if (!head++)
+            rb_sb_puts(md, "\n### Probes: best layer by top-1 accuracy\n\n"
+                           "| probe | params | split | best layer | top1 | interval | balanced_acc | n |\n"
+                           "|---|---|---|---|---|---|---|---|\n");
+        {
             const rb_row *r = &c->rows.rows[b];
             const rb_row *bal = find_row(c, d, r, "balanced_acc");
             rb_sb_puts(md, "| ");

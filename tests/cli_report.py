@@ -113,8 +113,10 @@ def read_rows(d):
         if os.path.relpath(root, d).split(os.sep)[0] == "figures":
             continue
         if "results.csv" in files:
+            weights = os.path.basename(root) == "weights"
             with open(os.path.join(root, "results.csv"), newline="") as f:
                 for r in csv.DictReader(f):
+                    r["_dump"] = ("weights", "", True) if weights else (r["model"], r["dataset"], False)
                     rows.append(r)
             rj = os.path.join(root, "run.json")
             if os.path.isfile(rj):
@@ -181,7 +183,9 @@ def learning_rows(rows):
     return out
 
 
-def dump_title(model, dataset):
+def dump_title(model, dataset, multi):
+    if multi:
+        return "weights (all checkpoints)"  # every checkpoint of weights/results.csv
     return f"{model} on {dataset}" if dataset and dataset != model else model
 
 
@@ -194,17 +198,16 @@ def cmd_summary(d):
     learn = learning_rows(rows)
     dumps = []
     for r in rows:
-        k = (r["model"], r["dataset"])
-        if k not in dumps:
-            dumps.append(k)
+        if r["_dump"] not in dumps:
+            dumps.append(r["_dump"])
     checked = 0
-    for model, dataset in dumps:
-        title = dump_title(model, dataset)
+    for dump in dumps:
+        title = dump_title(*dump)
         if title not in by_title:
             fail(f"summary.md has no section '{title}'")
             continue
         tabs = md_tables("### " + by_title[title])
-        drows = [(i, r) for i, r in enumerate(rows) if r["model"] == model and r["dataset"] == dataset]
+        drows = [(i, r) for i, r in enumerate(rows) if r["_dump"] == dump]
         order = []
         for _, r in drows:
             if r["layer"] and "|" not in r["layer"] and r["layer"] not in order:
