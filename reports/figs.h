@@ -67,6 +67,7 @@ typedef struct {
     size_t dump;
     const char *family; /* figure family name (static string) */
     rb_sbuf table;     /* HTML table of key numbers */
+    int pending;       /* .gp written, gnuplot not run yet */
     int drawn;         /* gnuplot succeeded */
 } rb_rfig;
 
@@ -98,7 +99,8 @@ rb_rfig *rb_rctx_fig(rb_rctx *c, size_t dump, const char *family,
                      const char *stem);
 
 /* Write dat and gp for figure f (DIR/figures/base.dat, .gp) and, when
- * gnuplot is available, run it: output to a temporary name, then renamed
+ * gnuplot is available, queue it: after all families, gnuplot runs on the
+ * queue (one process per core), output to a temporary name, then renamed
  * to base.png and base.svg.  A gnuplot failure is counted, warned and
  * leaves f->drawn 0; it is not an error return. */
 int rb_rctx_draw(rb_rctx *c, rb_rfig *f, const rb_sbuf *dat, const rb_sbuf *gp,

@@ -409,21 +409,16 @@ static void warn(const rb_rctx *c, const char *fmt, ...)
     c->o->warn(c->o->warn_ctx, msg);
 }
 
-/* Run gnuplot on base.gp inside figdir, writing base.tmp.{png,svg}; then
- * rename them.  Returns 0 when both images were made. */
-static int run_gnuplot(rb_rctx *c, const char *base, char *why, size_t whycap)
+/* Start gnuplot on base.gp inside figdir, writing base.tmp.{png,svg} and
+ * its messages to base.err.tmp.  Returns the child's pid, or -1. */
+static pid_t spawn_gnuplot(const rb_rctx *c, const char *base)
 {
     char errpath[4200], var[200], gpname[160];
     rb_fmt(errpath, sizeof errpath, "%s/%s.err.tmp", c->figdir, base);
     rb_fmt(var, sizeof var, "out='%s.tmp'", base);
     rb_fmt(gpname, sizeof gpname, "%s.gp", base);
     const char *exe = c->o->gnuplot ? c->o->gnuplot : "gnuplot";
-    why[0] = '\0';
     pid_t pid = fork();
-    if (pid < 0) {
-        rb_fmt(why, whycap, "fork failed: %s", strerror(errno));
-        return -1;
-    }
     if (pid == 0) {
         int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int nul = open("/dev/null", O_RDWR);
@@ -436,8 +431,16 @@ static int run_gnuplot(rb_rctx *c, const char *base, char *why, size_t whycap)
         execlp(exe, exe, "-e", var, gpname, (char *)NULL);
         _exit(127);
     }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    return pid;
+}
+
+/* After gnuplot exited with status st: rename the images into place.
+ * Returns 0 when both were made, else -1 with why[]. */
+static int finish_gnuplot(const rb_rctx *c, const char *base, int st, char *why, size_t whycap)
+{
+    char errpath[4200];
+    rb_fmt(errpath, sizeof errpath, "%s/%s.err.tmp", c->figdir, base);
+    why[0] = '\0';
     int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (!ok) {
         FILE *fp = fopen(errpath, "r");
@@ -449,8 +452,8 @@ static int run_gnuplot(rb_rctx *c, const char *base, char *why, size_t whycap)
             }
         if (fp) fclose(fp);
         last[strcspn(last, "\n")] = '\0';
-        rb_fmt(why, whycap, "gnuplot %s (%s)",
-                 WIFEXITED(st) ? "exited with an error" : "was killed", last[0] ? last : "no message");
+        rb_fmt(why, whycap, "gnuplot %s (%s)", WIFEXITED(st) ? "exited with an error" : "was killed",
+               last[0] ? last : "no message");
     }
     remove(errpath);
     const char *ext[2] = {"png", "svg"};
@@ -481,15 +484,69 @@ int rb_rctx_draw(rb_rctx *c, rb_rfig *f, const rb_sbuf *dat, const rb_sbuf *gp, 
     if ((rc = rb_sb_write(dat, path, e))) return rc;
     rb_fmt(path, sizeof path, "%s/%s.gp", c->figdir, f->base);
     if ((rc = rb_sb_write(gp, path, e))) return rc;
-    if (!c->gnuplot_ok) return RB_OK;
-    char why[700];
-    if (run_gnuplot(c, f->base, why, sizeof why) == 0) {
-        f->drawn = 1;
-    } else {
-        c->failed++;
-        warn(c, "report: figure %s not drawn: %s", f->base, why);
-    }
+    f->pending = c->gnuplot_ok;
     return RB_OK;
+}
+
+/* Run gnuplot on every pending figure, up to one process per core at a
+ * time (at most 8).  Failures are counted and warned, in figure order. */
+static void draw_all(rb_rctx *c)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t par = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (size_t)ncpu;
+    pid_t run[8];
+    size_t who[8], nrun = 0, next = 0;
+    int *status = calloc(c->nfigs ? c->nfigs : 1, sizeof *status);
+    int *started = calloc(c->nfigs ? c->nfigs : 1, sizeof *started);
+    if (!status || !started) par = 0; /* out of memory: draw nothing, warned below */
+    while (par) {
+        while (nrun < par && next < c->nfigs) {
+            size_t i = next++;
+            if (!c->figs[i].pending) continue;
+            pid_t pid = spawn_gnuplot(c, c->figs[i].base);
+            if (pid < 0) {
+                status[i] = -1;
+                started[i] = 1;
+                continue;
+            }
+            run[nrun] = pid;
+            who[nrun++] = i;
+            started[i] = 1;
+        }
+        if (nrun == 0) break;
+        int st = 0;
+        pid_t pid = waitpid(-1, &st, 0);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (size_t k = 0; k < nrun; k++)
+            if (run[k] == pid) {
+                status[who[k]] = st;
+                run[k] = run[nrun - 1];
+                who[k] = who[nrun - 1];
+                nrun--;
+                break;
+            }
+    }
+    for (size_t i = 0; i < c->nfigs; i++) {
+        rb_rfig *f = &c->figs[i];
+        if (!f->pending) continue;
+        char why[700];
+        int ok = started && started[i] && status[i] != -1 &&
+                 finish_gnuplot(c, f->base, status[i], why, sizeof why) == 0;
+        if (started && started[i] && status[i] == -1) rb_fmt(why, sizeof why, "fork failed");
+        if (!started || !started[i]) rb_fmt(why, sizeof why, "out of memory");
+        if (ok) {
+            f->drawn = 1;
+        } else {
+            c->failed++;
+            warn(c, "report: figure %s not drawn: %s", f->base, why);
+        }
+        f->pending = 0;
+    }
+    free(status);
+    free(started);
 }
 
 /* ============================================================= reading */
@@ -1217,6 +1274,7 @@ int rb_report_dir(const rb_report_opts *o, rb_report_stats *st, rb_err *e)
         for (size_t k = 0; k < sizeof families / sizeof families[0]; k++)
             if ((rc = families[k](&c, d, e))) goto out;
 
+    draw_all(&c);
     if ((rc = write_summary(&c, e))) goto out;
     if ((rc = write_index(&c, e))) goto out;
 

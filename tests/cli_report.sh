@@ -119,6 +119,10 @@ rc=$?
 if [ "$rc" = 1 ] && tail -n 1 "$T/stderr" | grep -q "apt-get install gnuplot-nox"; then ok "gnuplot not on PATH (exit 1)"
 else bad "gnuplot not on PATH: exit $rc"; cat "$T/stderr"; fi
 check "  ... data and script still written" test -s "$T/m/extra/figures/m_d_probe_top1.gp"
+rm -rf "$T/m/extra/figures"
+expect_exit "gnuplot failing on every figure" 1 "gnuplot failed on 1 of 1 figures" "$T/m/extra" --gnuplot /bin/false
+check "  ... no image and no temporary left" bash -c "! ls '$T/m/extra/figures/'*.png '$T/m/extra/figures/'*tmp* 2>/dev/null"
+check "  ... the page says so" grep -q "Not drawn (gnuplot failed)" "$T/m/extra/index.html"
 expect_exit "bad option" 2 "unknown option" "$T/m/extra" --frobnicate
 expect_exit "two directories" 2 "one results directory expected" "$T/m/extra" "$T/m/unknown"
 
