@@ -35,7 +35,7 @@ TESTBIN  := $(TESTSRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/repbench,bin/repbench)
 
 .SECONDARY:
-.PHONY: all deps check test test-san xcheck sweep plots theory bench clean samples
+.PHONY: all deps check clitest test test-san xcheck sweep plots theory bench clean samples
 all: deps $(BIN)
 
 # ---------------------------------------------------------------- packages
@@ -54,6 +54,16 @@ deps:
 	fi
 
 # ------------------------------------------------------------------- build
+# The git commit recorded in run.json: regenerated when it changes.
+GITREV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+$(BUILD)/gitrev.h: FORCE
+	@mkdir -p $(@D)
+	@echo '#define RB_GIT "$(GITREV)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/suite/cmd_run.o: $(BUILD)/gitrev.h
+$(BUILD)/suite/cmd_run.o: CPPFLAGS += -include $(BUILD)/gitrev.h
+FORCE:
+
 $(BIN): $(LIBOBJ) $(BUILD)/suite/main.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -84,9 +94,15 @@ check: deps $(TESTBIN)
 	  echo "== $$t"; (cd . && RB_BIN=$(BIN) ./$$t) || fail=1; \
 	done; exit $$fail
 
+# CLI tests (refusals, outputs) on their own: run again under the sanitizers.
+clitest: deps $(BIN)
+	@fail=0; for s in $(sort $(wildcard tests/cli_*.sh)); do \
+	  echo "== $$s"; RB_BIN=$(BIN) PYTHON=$(PYTHON) bash $$s || fail=1; \
+	done; exit $$fail
+
 # The sanitizer pass re-runs the unit tests and the CLI tests under ASan+UBSan.
 test-san: deps
-	$(MAKE) --no-print-directory SAN=1 check
+	$(MAKE) --no-print-directory SAN=1 check clitest
 
 # Cross-checks against Debian's scikit-learn / SciPy and CLI tests (tests/*.sh).
 xcheck: deps $(BIN)

@@ -1,0 +1,103 @@
+/*
+ * csv.c -- results CSV writer (libcsv quoting) and atomic output files.
+ */
+#include "reports/csv.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void rb_csv_fprint_field(FILE *fp, const char *s)
+{
+    /* Quote only when needed, as RFC 4180 readers expect; libcsv's
+     * csv_fwrite always quotes, so use its quoting rule on demand. */
+    if (!s) s = "";
+    if (strpbrk(s, ",\"\r\n") || (s[0] == ' ') || (*s && s[strlen(s) - 1] == ' '))
+        csv_fwrite(fp, s, strlen(s));
+    else
+        fputs(s, fp);
+}
+
+static void num(FILE *fp, double v)
+{
+    if (isnan(v)) return; /* empty field */
+    if (isinf(v)) {
+        fputs(v > 0 ? "inf" : "-inf", fp);
+        return;
+    }
+    fprintf(fp, "%.17g", v);
+}
+
+void rb_csv_fprint_row(FILE *fp, const rb_row *r)
+{
+    const char *fields[] = {r->model, r->dataset, r->layer, r->split, r->method, r->params, r->metric};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        rb_csv_fprint_field(fp, fields[i]);
+        fputc(',', fp);
+    }
+    num(fp, r->value);
+    fputc(',', fp);
+    num(fp, r->ci_low);
+    fputc(',', fp);
+    num(fp, r->ci_high);
+    fprintf(fp, ",%ld,%llu,%.6f\n", r->n, (unsigned long long)r->seed, r->seconds);
+}
+
+FILE *rb_out_open(const char *path, rb_err *e)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) rb_fail(e, RB_EIO, "%s: cannot write: %s", tmp, strerror(errno));
+    return fp;
+}
+
+int rb_out_commit(FILE *fp, const char *path, int ok, rb_err *e)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int bad = ferror(fp);
+    if (fclose(fp) != 0) bad = 1;
+    if (!ok || bad) {
+        unlink(tmp);
+        if (ok) RB_FAIL(e, RB_EIO, "%s: write failed", path);
+        return e ? e->code : RB_EIO;
+    }
+    if (rename(tmp, path) != 0) {
+        int er = errno;
+        unlink(tmp);
+        RB_FAIL(e, RB_EIO, "%s: cannot rename into place: %s", path, strerror(er));
+    }
+    return RB_OK;
+}
+
+int rb_csv_write_rows(const char *path, const rb_row *rows, size_t n, rb_err *e)
+{
+    FILE *fp = rb_out_open(path, e);
+    if (!fp) return e->code;
+    fputs(RB_CSV_HEADER "\n", fp);
+    for (size_t i = 0; i < n; i++) rb_csv_fprint_row(fp, &rows[i]);
+    return rb_out_commit(fp, path, 1, e);
+}
+
+int rb_mkdir_p(const char *dir, rb_err *e)
+{
+    char buf[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof buf) RB_FAIL(e, RB_EINVAL, "bad output directory '%s'", dir);
+    memcpy(buf, dir, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            RB_FAIL(e, RB_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        RB_FAIL(e, RB_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return RB_OK;
+}

@@ -1,0 +1,36 @@
+/*
+ * csv.h -- the tidy results CSV of DESIGN.md section 4, written through
+ * libcsv's quoting (RFC 4180), to a temporary name renamed when complete.
+ *
+ *   model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds
+ *
+ * Numbers are printed with %.17g (round-trip exact); an interval that was
+ * not computed (NaN) is an empty field.
+ */
+#ifndef RB_CSV_H
+#define RB_CSV_H
+
+#include "core/rb.h"
+
+#include <stdio.h>
+
+#define RB_CSV_HEADER "model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds"
+
+/* Write rows to path (via path.tmp + rename).  Returns RB_OK or RB_EIO. */
+int rb_csv_write_rows(const char *path, const rb_row *rows, size_t n, rb_err *e);
+
+/* Write one row (no newline handling beyond the record) to fp. */
+void rb_csv_fprint_row(FILE *fp, const rb_row *r);
+
+/* Write a field quoted when needed (libcsv csv_fwrite semantics). */
+void rb_csv_fprint_field(FILE *fp, const char *s);
+
+/* Open path.tmp for writing; rb_csv_commit closes and renames it into place
+ * (or removes the temporary on error).  For other CSV/matrix files. */
+FILE *rb_out_open(const char *path, rb_err *e);
+int rb_out_commit(FILE *fp, const char *path, int ok, rb_err *e);
+
+/* mkdir -p.  Returns RB_OK or RB_EIO. */
+int rb_mkdir_p(const char *dir, rb_err *e);
+
+#endif

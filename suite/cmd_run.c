@@ -1,0 +1,528 @@
+/*
+ * cmd_run.c -- `repbench run`: the harness.
+ *
+ * For every dump: open and validate it completely (structure, labels and
+ * every feature value) before computing anything; then, layer by layer, hand
+ * each selected method a task whose views are loaded on first use and freed
+ * when the layer is done; then run the dump-scope methods.  Rows get their
+ * provenance (model, dataset, layer, split, seed, seconds) here, and the
+ * results are written once at the end: DIR/results.csv, DIR/run.json and,
+ * with --predictions, DIR/predictions.csv, each through a temporary name.
+ *
+ * A method that fails on one layer (bad parameters for this data, a
+ * singular matrix) is reported on stderr and in run.json "failed"; the
+ * others still run.  A method whose needs the dump cannot meet (no ood_*
+ * split, no labels) is listed under "skipped" with the reason.
+ */
+#include "suite/suite.h"
+#include "datasets/dump.h"
+#include "reports/csv.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RB_GIT
+#define RB_GIT "unknown"
+#endif
+
+/* ------------------------------------------------------------ view cache */
+
+typedef struct {
+    const rb_source *src;
+    float **x;      /* nsplits x nlayers loaded matrices (NULL = not loaded) */
+    rb_err *last;
+} cache;
+
+static int task_view(const rb_task *t, size_t split, size_t layer, rb_view *v, rb_err *e)
+{
+    cache *c = t->cache;
+    const rb_source *s = c->src;
+    if (split >= s->nsplits || layer >= s->nlayers)
+        RB_FAIL(e, RB_EINTERNAL, "view of split %zu layer %zu out of range", split, layer);
+    size_t n = s->split_n[split], d = s->layer_d[layer];
+    float **slot = &c->x[split * s->nlayers + layer];
+    if (!*slot) {
+        float *x = malloc((n ? n : 1) * d * sizeof *x);
+        if (!x)
+            RB_FAIL(e, RB_ENOMEM, "out of memory loading %s/%s (%zu x %zu)", s->split_names[split],
+                    s->layer_names[layer], n, d);
+        int rc = s->read(s->h, split, layer, 0, n, x, e);
+        if (rc) {
+            free(x);
+            return rc;
+        }
+        *slot = x;
+    }
+    v->x = *slot;
+    v->y = s->split_y[split];
+    v->n = n;
+    v->d = d;
+    v->ld = d;
+    v->k = v->y ? s->k : 0;
+    return RB_OK;
+}
+
+static void cache_drop_layer(cache *c, size_t layer)
+{
+    for (size_t s = 0; s < c->src->nsplits; s++) {
+        free(c->x[s * c->src->nlayers + layer]);
+        c->x[s * c->src->nlayers + layer] = NULL;
+    }
+}
+
+/* ---------------------------------------------------------- run records */
+
+typedef struct {
+    char what[160];   /* "method@layer" */
+    char reason[512];
+} note;
+
+typedef struct {
+    note *v;
+    size_t n;
+} notes;
+
+static void note_add(notes *ns, const char *method, const char *layer, const char *reason)
+{
+    note *p = realloc(ns->v, (ns->n + 1) * sizeof *p);
+    if (!p) return; /* losing a note is not worth failing the run */
+    ns->v = p;
+    snprintf(p[ns->n].what, sizeof p[ns->n].what, "%s@%s", method, layer);
+    snprintf(p[ns->n].reason, sizeof p[ns->n].reason, "%s", reason);
+    ns->n++;
+}
+
+static void json_str(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(fp, "\\%c", ch);
+        else if (ch < 0x20) fprintf(fp, "\\u%04x", ch);
+        else fputc(ch, fp);
+    }
+    fputc('"', fp);
+}
+
+static void iso_time(char *buf, size_t cap, time_t t)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* FNV-1a 64 checksum and size of a file. */
+static int file_digest(const char *path, uint64_t *h, long long *size)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    static unsigned char buf[1 << 16];
+    size_t got;
+    *h = RB_FNV_INIT;
+    *size = 0;
+    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) {
+        *h = rb_fnv1a(*h, buf, got);
+        *size += (long long)got;
+    }
+    fclose(fp);
+    return 0;
+}
+
+typedef struct {
+    int argc;
+    char **argv;
+    char **dumps;
+    int ndumps;
+    time_t t0, t1;
+    double wall;
+    int threads;
+    const rb_opts *o;
+    const notes *skipped, *failed;
+    size_t nrows;
+} run_meta;
+
+static int write_run_json(const char *path, const run_meta *m, rb_err *e)
+{
+    FILE *fp = rb_out_open(path, e);
+    if (!fp) return e->code;
+    char t0[32], t1[32];
+    iso_time(t0, sizeof t0, m->t0);
+    iso_time(t1, sizeof t1, m->t1);
+    struct utsname u;
+    if (uname(&u) != 0) snprintf(u.nodename, sizeof u.nodename, "unknown");
+    fprintf(fp, "{\n  \"repbench_version\": \"%s\",\n  \"git_commit\": ", RB_VERSION);
+    json_str(fp, RB_GIT);
+    fprintf(fp, ",\n  \"command\": [");
+    for (int i = 0; i < m->argc; i++) {
+        if (i) fputs(", ", fp);
+        json_str(fp, m->argv[i]);
+    }
+    fprintf(fp, "],\n  \"host\": ");
+    json_str(fp, u.nodename);
+    fprintf(fp, ",\n  \"machine\": ");
+    json_str(fp, u.machine);
+    fprintf(fp, ",\n  \"threads\": %d,\n  \"seed\": %llu,\n  \"bootstrap\": %d,\n", m->threads,
+            (unsigned long long)m->o->seed, m->o->bootstrap);
+    fprintf(fp, "  \"start\": \"%s\",\n  \"end\": \"%s\",\n  \"seconds\": %.3f,\n", t0, t1, m->wall);
+    fprintf(fp, "  \"rows\": %zu,\n  \"inputs\": [", m->nrows);
+    for (int i = 0; i < m->ndumps; i++) {
+        uint64_t h = 0;
+        long long size = -1;
+        int ok = file_digest(m->dumps[i], &h, &size) == 0;
+        fprintf(fp, "%s\n    {\"path\": ", i ? "," : "");
+        json_str(fp, m->dumps[i]);
+        if (ok)
+            fprintf(fp, ", \"bytes\": %lld, \"fnv1a64\": \"%016llx\"}", size, (unsigned long long)h);
+        else
+            fprintf(fp, ", \"bytes\": null, \"fnv1a64\": null}");
+    }
+    fprintf(fp, "\n  ],\n  \"options\": {");
+    for (size_t i = 0; i < m->o->nkv; i++) {
+        fprintf(fp, "%s", i ? ", " : "");
+        json_str(fp, m->o->kv[i].key);
+        fputs(": ", fp);
+        json_str(fp, m->o->kv[i].val);
+    }
+    fputs("},\n", fp);
+    const notes *lists[2] = {m->skipped, m->failed};
+    const char *names[2] = {"skipped", "failed"};
+    for (int l = 0; l < 2; l++) {
+        fprintf(fp, "  \"%s\": [", names[l]);
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            const note *nt = &lists[l]->v[i];
+            char method[160];
+            snprintf(method, sizeof method, "%s", nt->what);
+            char *at = strrchr(method, '@');
+            const char *layer = "";
+            if (at) {
+                *at = '\0';
+                layer = at + 1;
+            }
+            fprintf(fp, "%s\n    {\"method\": ", i ? "," : "");
+            json_str(fp, method);
+            fputs(", \"layer\": ", fp);
+            json_str(fp, layer);
+            fputs(", \"reason\": ", fp);
+            json_str(fp, nt->reason);
+            fputc('}', fp);
+        }
+        fprintf(fp, "%s]%s\n", lists[l]->n ? "\n  " : "", l == 0 ? "," : "");
+    }
+    fputs("}\n", fp);
+    return rb_out_commit(fp, path, 1, e);
+}
+
+static int write_predictions(const char *path, const rb_rows *r, rb_err *e)
+{
+    FILE *fp = rb_out_open(path, e);
+    if (!fp) return e->code;
+    fputs("layer,method,params,index,pred\n", fp);
+    for (size_t p = 0; p < r->npred; p++) {
+        const rb_pred *q = &r->preds[p];
+        for (size_t i = 0; i < q->n; i++) {
+            rb_csv_fprint_field(fp, q->layer);
+            fputc(',', fp);
+            rb_csv_fprint_field(fp, q->method);
+            fputc(',', fp);
+            rb_csv_fprint_field(fp, q->params);
+            fprintf(fp, ",%zu,%d\n", i, (int)q->pred[i]);
+        }
+    }
+    return rb_out_commit(fp, path, 1, e);
+}
+
+/* ------------------------------------------------------------- selection */
+
+static int in_list(const char *list, const char *name)
+{
+    if (!list) return 1;
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *q = strchr(p, ',');
+        size_t l = q ? (size_t)(q - p) : strlen(p);
+        if (l == len && strncmp(p, name, len) == 0) return 1;
+        if (!q) break;
+        p = q + 1;
+    }
+    return 0;
+}
+
+/* Check that every name of a comma list is one of the candidates. */
+static int check_list(const char *what, const char *list, const char *const *cand, size_t n,
+                      rb_err *e)
+{
+    if (!list) return RB_OK;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", list);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        size_t i;
+        for (i = 0; i < n; i++)
+            if (strcmp(cand[i], tok) == 0) break;
+        if (i == n) RB_FAIL(e, RB_EINVAL, "unknown %s '%s' (see repbench list)", what, tok);
+    }
+    return RB_OK;
+}
+
+static int declares(const rb_method *m, const char *key)
+{
+    return m->options && in_list(m->options, key);
+}
+
+/* ------------------------------------------------------------- the loop */
+
+typedef struct {
+    const rb_method **m;
+    size_t n;
+} selection;
+
+static void fill_rows(rb_rows *rows, size_t from, const rb_dump *d, const char *layer,
+                      uint64_t seed, double seconds)
+{
+    for (size_t i = from; i < rows->n; i++) {
+        rb_row *r = &rows->rows[i];
+        snprintf(r->model, sizeof r->model, "%s", rb_dump_model(d));
+        snprintf(r->dataset, sizeof r->dataset, "%s", rb_dump_dataset(d));
+        if (!r->layer[0]) snprintf(r->layer, sizeof r->layer, "%s", layer);
+        if (!r->split[0]) snprintf(r->split, sizeof r->split, "test");
+        r->seed = seed;
+        r->seconds = seconds;
+    }
+}
+
+static const char *unmet(const rb_method *m, const rb_source *s, int train, int test)
+{
+    if ((m->needs & RB_NEEDS_LABELS) && (train < 0 || !s->split_y[train]))
+        return "needs a labeled train split";
+    if ((m->needs & RB_NEEDS_TEST) && (test < 0 || !s->split_y[test]))
+        return "needs a labeled test split";
+    if (m->needs & RB_NEEDS_OOD) {
+        int any = 0;
+        for (size_t i = 0; i < s->nsplits; i++)
+            if (strncmp(s->split_names[i], "ood_", 4) == 0) any = 1;
+        if (!any) return "needs an ood_* split";
+    }
+    return NULL;
+}
+
+static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const char *layer,
+                      rb_rows *rows, notes *failed, rb_err *e)
+{
+    size_t from = rows->n, pfrom = rows->npred;
+    double t0 = rb_now();
+    rb_err me = {0};
+    int rc = m->run(t, rows, &me);
+    double secs = rb_now() - t0;
+    if (rc == RB_ENOMEM || rc == RB_EINTERNAL || rc == RB_EIO) {
+        *e = me;
+        rb_err_wrap(e, "%s: %s: layer %s", t->src->path, m->name, layer);
+        return rc;
+    }
+    if (rc) {
+        /* Drop partial rows of a failed method: never half a result set. */
+        rows->n = from;
+        for (size_t i = pfrom; i < rows->npred; i++) free(rows->preds[i].pred);
+        rows->npred = pfrom;
+        fprintf(stderr, "%srepbench: warning: %s: %s on layer %s failed: %s\n",
+                t->o->progress ? "\r\033[K" : "", t->src->path, m->name, layer, me.msg);
+        note_add(failed, m->name, layer, me.msg);
+        return RB_OK;
+    }
+    fill_rows(rows, from, d, layer, t->seed, secs);
+    for (size_t i = pfrom; i < rows->npred; i++)
+        snprintf(rows->preds[i].layer, sizeof rows->preds[i].layer, "%s", layer);
+    return RB_OK;
+}
+
+static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb_rows *rows,
+                    notes *skipped, notes *failed, int di, int nd, rb_err *e)
+{
+    int need_tt = 0;
+    for (size_t i = 0; i < sel->n; i++)
+        if (sel->m[i]->needs & (RB_NEEDS_LABELS | RB_NEEDS_TEST)) need_tt = 1;
+    rb_dump *d = NULL;
+    cache c = {0};
+    int rc = rb_dump_open(path, need_tt, &d, e);
+    if (rc) goto out;
+    rb_logf(o, "[%d/%d] %s: checking values", di + 1, nd, path);
+    if ((rc = rb_dump_check_values(d, e))) goto out;
+    const rb_source *s = rb_dump_source(d);
+    if ((rc = check_list("layer", o->layers, s->layer_names, s->nlayers, e))) {
+        rb_err_wrap(e, "%s", path);
+        goto out;
+    }
+    c.src = s;
+    c.x = calloc(s->nsplits * s->nlayers, sizeof *c.x);
+    if (!c.x) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    rb_task t = {0};
+    t.src = s;
+    t.train = rb_source_split(s, "train");
+    t.test = rb_source_split(s, "test");
+    t.o = o;
+    t.seed = o->seed;
+    t.view = task_view;
+    t.cache = &c;
+    for (size_t i = 0; i < sel->n; i++) {
+        const char *why = unmet(sel->m[i], s, t.train, t.test);
+        if (why) note_add(skipped, sel->m[i]->name, "*", why);
+    }
+    for (size_t l = 0; l < s->nlayers; l++) {
+        const char *lname = s->layer_names[l];
+        if (!in_list(o->layers, lname)) continue;
+        t.layer = l;
+        for (size_t i = 0; i < sel->n; i++) {
+            const rb_method *m = sel->m[i];
+            if ((m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test)) continue;
+            rb_logf(o, "[%d/%d] %s: layer %s (%zu/%zu): %s", di + 1, nd, rb_dump_model(d), lname,
+                    l + 1, s->nlayers, m->name);
+            if ((rc = run_method(m, &t, d, lname, rows, failed, e))) goto out;
+        }
+        cache_drop_layer(&c, l);
+    }
+    for (size_t i = 0; i < sel->n; i++) {
+        const rb_method *m = sel->m[i];
+        if (!(m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test)) continue;
+        t.layer = SIZE_MAX;
+        rb_logf(o, "[%d/%d] %s: %s (all layers)", di + 1, nd, rb_dump_model(d), m->name);
+        if ((rc = run_method(m, &t, d, "*", rows, failed, e))) goto out;
+        for (size_t l = 0; l < s->nlayers; l++) cache_drop_layer(&c, l);
+    }
+out:
+    if (c.x) {
+        for (size_t i = 0; i < c.src->nsplits * c.src->nlayers; i++) free(c.x[i]);
+        free(c.x);
+    }
+    rb_dump_close(d);
+    return rc;
+}
+
+int rb_cmd_run(int argc, char **argv)
+{
+    rb_cli cli;
+    int status = rb_cli_parse(argc, argv, &cli, "run");
+    rb_rows rows = {0};
+    notes skipped = {0}, failed = {0};
+    selection sel = {0};
+    rb_err e = {0};
+    if (status) goto done;
+    rb_opts *o = &cli.o;
+    if (!o->out || cli.npos == 0) {
+        fprintf(stderr, "usage: repbench run [--methods a,b] [--family F] [--layers l1,l2] [--seed S]\n"
+                        "       [--threads T] [--bootstrap B] [--predictions] [--METHOD-OPTION v] -o DIR DUMP...\n");
+        status = 2;
+        goto done;
+    }
+    if (o->threads > 0) openblas_set_num_threads(o->threads);
+    int threads = openblas_get_num_threads();
+
+    /* Select methods. */
+    size_t nm;
+    const rb_method *all = rb_registry(&nm);
+    const char **names = malloc((nm + 1) * sizeof *names);
+    const char **fams = malloc((nm + 1) * sizeof *fams);
+    sel.m = malloc((nm + 1) * sizeof *sel.m);
+    if (!names || !fams || !sel.m) {
+        free(names);
+        free(fams);
+        status = rb_report_err(&(rb_err){RB_ENOMEM, "out of memory"});
+        goto done;
+    }
+    for (size_t i = 0; i < nm; i++) {
+        names[i] = all[i].name;
+        fams[i] = all[i].family;
+    }
+    int bad = check_list("method", o->methods, names, nm, &e) ||
+              (cli.family && check_list("family", cli.family, fams, nm, &e));
+    free(names);
+    free(fams);
+    if (bad) {
+        status = rb_report_err(&e);
+        goto done;
+    }
+    for (size_t i = 0; i < nm; i++)
+        if (in_list(o->methods, all[i].name) && in_list(cli.family, all[i].family))
+            sel.m[sel.n++] = &all[i];
+    if (sel.n == 0) {
+        fprintf(stderr, "repbench run: no method selected (methods '%s', family '%s')\n",
+                o->methods ? o->methods : "*", cli.family ? cli.family : "*");
+        status = 2;
+        goto done;
+    }
+    /* Every method-specific option must be read by some selected method. */
+    for (size_t k = 0; k < o->nkv; k++) {
+        int ok = strcmp(o->kv[k].key, "predictions") == 0;
+        for (size_t i = 0; i < sel.n && !ok; i++) ok = declares(sel.m[i], o->kv[k].key);
+        if (!ok) {
+            fprintf(stderr, "repbench run: option --%s is not read by any selected method (see repbench list --options)\n",
+                    o->kv[k].key);
+            status = 2;
+            goto done;
+        }
+    }
+    rows.want_pred = rb_opt_str(o, "predictions", NULL) != NULL;
+
+    run_meta meta = {0};
+    meta.argc = argc;
+    meta.argv = argv;
+    meta.dumps = cli.pos;
+    meta.ndumps = cli.npos;
+    meta.t0 = time(NULL);
+    meta.threads = threads;
+    meta.o = o;
+    double w0 = rb_now();
+    for (int i = 0; i < cli.npos; i++) {
+        int rc = run_dump(cli.pos[i], &sel, o, &rows, &skipped, &failed, i, cli.npos, &e);
+        if (rc) {
+            if (o->progress) fputs("\r\033[K", stderr);
+            status = rb_report_err(&e);
+            goto done;
+        }
+    }
+    if (o->progress) fputs("\r\033[K", stderr);
+    meta.t1 = time(NULL);
+    meta.wall = rb_now() - w0;
+    meta.skipped = &skipped;
+    meta.failed = &failed;
+    meta.nrows = rows.n;
+
+    char path[4096];
+    if (rb_mkdir_p(o->out, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/results.csv", o->out);
+    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
+    if (rows.want_pred) {
+        snprintf(path, sizeof path, "%s/predictions.csv", o->out);
+        if (write_predictions(path, &rows, &e)) {
+            status = rb_report_err(&e);
+            goto done;
+        }
+    }
+    snprintf(path, sizeof path, "%s/run.json", o->out);
+    if (write_run_json(path, &meta, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
+    if (failed.n)
+        fprintf(stderr, "repbench run: %zu method run(s) failed; see %s/run.json\n", failed.n, o->out);
+done:
+    free(sel.m);
+    free(skipped.v);
+    free(failed.v);
+    rb_rows_free(&rows);
+    rb_cli_free(&cli);
+    return status;
+}

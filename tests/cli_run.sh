@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# cli_run.sh -- the harness from the outside: usage errors, option checking,
+# refusals of bad dumps, atomic outputs, determinism, run.json provenance.
+set -u
+RB=${RB_BIN:-bin/repbench}
+PY=${PYTHON:-/usr/bin/python3}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok()  { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+expect_status() { # want cmd...
+  local want=$1; shift
+  "$@" >"$T/out" 2>"$T/err"; local got=$?
+  if [ "$got" = "$want" ]; then ok; else bad "exit $got (want $want): $* :: $(head -c 300 "$T/err")"; fi
+}
+one_line() { [ "$(wc -l <"$T/err")" = 1 ] && ok || bad "stderr is not one line: $(cat "$T/err")"; }
+
+$RB gen gmm --seed 3 --classes 4 --dim 8 --layers 3 --n-train 200 --n-test 100 --n-ood 50 --model tiny -o "$T/tiny.h5" || { echo "FAIL: gen"; exit 1; }
+M=$($RB list | awk 'NR>1 && $2=="probe"{print $1}' | head -n 1)
+[ -n "$M" ] || { echo "no probe method registered yet; skipping run tests"; echo "$pass passed, $fail failed"; exit $((fail>0)); }
+
+# Usage errors: exit 2, one line.
+expect_status 2 $RB run "$T/tiny.h5"
+expect_status 2 $RB run --methods no_such_method -o "$T/o" "$T/tiny.h5"; one_line
+expect_status 2 $RB run --methods "$M" --no-such-option 3 -o "$T/o" "$T/tiny.h5"; one_line
+expect_status 2 $RB run --methods "$M" --seed -4 -o "$T/o" "$T/tiny.h5"; one_line
+expect_status 2 $RB run --methods "$M" --layers nope -o "$T/o" "$T/tiny.h5"; one_line
+expect_status 2 $RB run --methods "$M" -o "$T/o" "$T/missing.h5"; one_line
+grep -q "missing.h5" "$T/err" && ok || bad "error does not name the file"
+expect_status 2 $RB frobnicate
+[ ! -e "$T/o/results.csv" ] && ok || bad "results.csv written after a refusal"
+
+# A text file and a truncated dump are refused without output.
+echo "not hdf5" > "$T/text.h5"
+expect_status 2 $RB run --methods "$M" -o "$T/o2" "$T/text.h5"; one_line
+head -c 3000 "$T/tiny.h5" > "$T/trunc.h5"
+expect_status 2 $RB run --methods "$M" -o "$T/o2" "$T/trunc.h5"; one_line
+[ ! -e "$T/o2/results.csv" ] && ok || bad "results.csv written for a bad dump"
+
+# A good run: schema, provenance, determinism (all columns but seconds).
+expect_status 0 $RB run --methods "$M" --seed 5 --bootstrap 50 -o "$T/a" "$T/tiny.h5"
+expect_status 0 $RB run --methods "$M" --seed 5 --bootstrap 50 --threads 1 -o "$T/b" "$T/tiny.h5"
+ls "$T/a"/*.tmp >/dev/null 2>&1 && bad "temporary file left behind" || ok
+"$PY" - "$T/a" "$T/b" "$M" <<'PY' && ok || bad "results/run.json checks"
+import csv, json, sys, math
+a, b, m = sys.argv[1:4]
+ra = list(csv.DictReader(open(a + "/results.csv", newline="")))
+rb = list(csv.DictReader(open(b + "/results.csv", newline="")))
+hdr = "model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds".split(",")
+assert list(ra[0].keys()) == hdr, ra[0].keys()
+assert len(ra) == len(rb) and len(ra) > 0
+for x, y in zip(ra, rb):
+    for k in hdr:
+        if k != "seconds": assert x[k] == y[k], (k, x[k], y[k])
+layers = sorted({r["layer"] for r in ra})
+assert layers == ["layer1", "layer2", "layer3"], layers
+for r in ra:
+    assert r["model"] == "tiny" and r["method"] == m and r["seed"] == "5"
+    if r["metric"] in ("top1", "balanced_acc"):
+        v, lo, hi = float(r["value"]), float(r["ci_low"]), float(r["ci_high"])
+        assert 0 <= lo <= v <= hi <= 1, r
+        assert r["n"] == "100", r
+    assert float(r["seconds"]) >= 0
+j = json.load(open(a + "/run.json"))
+for k in ("repbench_version", "git_commit", "inputs", "threads", "start", "end", "host"):
+    assert k in j, k
+assert j["inputs"][0]["bytes"] > 0 and len(j["inputs"][0]["fnv1a64"]) == 16
+PY
+# Different seed changes the interval, not the point estimate.
+expect_status 0 $RB run --methods "$M" --seed 6 --bootstrap 50 -o "$T/c" "$T/tiny.h5"
+"$PY" - "$T/a" "$T/c" <<'PY' && ok || bad "seed dependence"
+import csv, sys
+ra = list(csv.DictReader(open(sys.argv[1] + "/results.csv")))
+rc = list(csv.DictReader(open(sys.argv[2] + "/results.csv")))
+assert [r["value"] for r in ra] == [r["value"] for r in rc]
+assert [r["ci_low"] for r in ra] != [r["ci_low"] for r in rc]
+PY
+# --predictions: one row per test sample per result set.
+expect_status 0 $RB run --methods "$M" --bootstrap 0 --predictions -o "$T/p" "$T/tiny.h5"
+"$PY" - "$T/p" <<'PY' && ok || bad "predictions.csv"
+import csv, sys
+p = list(csv.DictReader(open(sys.argv[1] + "/predictions.csv")))
+r = [x for x in csv.DictReader(open(sys.argv[1] + "/results.csv")) if x["metric"] == "top1"]
+assert len(p) == 100 * len(r), (len(p), len(r))
+assert r[0]["ci_low"] == "" and r[0]["ci_high"] == ""
+PY
+# list
+$RB list --metrics | grep -q '^top1 ' && ok || bad "list --metrics"
+[ "$($RB list --families | sort | uniq -d)" = "" ] && ok || bad "duplicate families"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
