@@ -33,6 +33,8 @@ struct rb_ckpt {
 
 /* ---------------------------------------------------------- small helpers */
 
+static int ends_with(const char *s, const char *suf);
+
 static char *dupstr(const char *s, size_t len)
 {
     char *p = malloc(len + 1);
@@ -985,6 +987,22 @@ int rb_ckpt_same_arch(const rb_ckpt *a, const rb_ckpt *b, rb_err *e)
             RB_FAIL(e, RB_EINVAL, "%s: tensor %s: not in %s", b->path, b->t[j].name, a->path);
     }
     return RB_OK;
+}
+
+int rb_weights_is_ckpt(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8] = {0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    size_t got = fread(head, 1, 8, fp);
+    fclose(fp);
+    if (got < 8 || memcmp(head, sig, 8) != 0) return ends_with(path, ".safetensors") || got >= 8;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return 0;
+    int yes = H5Lexists(f, "weights", H5P_DEFAULT) > 0;
+    H5Fclose(f);
+    return yes;
 }
 
 int rb_weights_inspect(const char *path, FILE *fp, rb_err *e)

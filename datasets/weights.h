@@ -93,6 +93,12 @@ int rb_ckpt_same_arch(const rb_ckpt *a, const rb_ckpt *b, rb_err *e);
  * "problem:" line). */
 int rb_weights_inspect(const char *path, FILE *fp, rb_err *e);
 
+/* 1 when path looks like a checkpoint rather than a feature dump: an HDF5
+ * file with a /weights group, or a non-HDF5 file (safetensors or garbage;
+ * rb_weights_inspect then reports the problem).  0 for an HDF5 file without
+ * /weights.  Lets `repbench inspect` choose the right inspector. */
+int rb_weights_is_ckpt(const char *path);
+
 /* Format a shape as "[a,b,c]" into out[cap]. */
 void rb_wshape_str(const size_t *dims, int rank, char *out, size_t cap);
 
@@ -122,8 +128,10 @@ uint16_t rb_double_to_bf16(double x);
 /* ---------------------------------------------------- sample checkpoints */
 
 /* `repbench gen weights` (datasets/gen_weights.c): writes the sample
- * checkpoints of issue 4 item 6.  argv[0] is "weights".  Returns an exit
- * status (0, 2 bad usage, 1 failure) and prints one line on error. */
+ * checkpoints of issue 4 item 6.  Takes the gen subcommand's argv as is
+ * (argv[0] = "gen"; the KIND word "weights" may stand anywhere among the
+ * arguments and is skipped once).  Returns an exit status (0; 2 bad usage or
+ * input; 1 failure) after printing one line on error. */
 int rb_gen_weights_cli(int argc, char **argv);
 
 #endif /* RB_WEIGHTS_H */
