@@ -1082,7 +1082,17 @@ int rb_cmd_weights(int argc, char **argv)
     c.rows = &rows;
     c.dir = o->out;
     for (size_t k = 0; k < NWM && !rc; k++)
-        if (sel[k] && wmethods[k].check) rc = wmethods[k].check(&c, &e);
+        if (sel[k] && wmethods[k].check) {
+            rc = wmethods[k].check(&c, &e);
+            /* taskvec chosen by default on checkpoints of different
+             * architectures: skip it with a note instead of refusing. */
+            if (rc == RB_EINVAL && !o->methods && strcmp(wmethods[k].name, "taskvec") == 0) {
+                fprintf(stderr, "repbench weights: taskvec skipped: %s\n", e.msg);
+                sel[k] = 0;
+                rc = RB_OK;
+                e.code = 0;
+            }
+        }
     if (rc) goto fail;
     if ((rc = rb_mkdir_p(o->out, &e))) goto fail;
     for (size_t k = 0; k < NWM && !rc; k++) {
