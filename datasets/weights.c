@@ -726,8 +726,10 @@ static herr_t h5_visit(hid_t g, const char *name, const H5L_info_t *info, void *
         t->dtype = RB_WT_OTHER;
         snprintf(t->dtype_name, sizeof t->dtype_name, "int%zu", 8 * sz);
     } else {
-        rc = rb_fail(w->e, RB_EINVAL, "%s: /weights/%s: not a float or integer array (HDF5 class %d, %zu bytes)",
-                     c->path, name, (int)cl, sz);
+        static const char *cls[] = {"integer", "float", "time", "string", "bitfield", "opaque",
+                                    "compound", "reference", "enum", "variable-length", "array"};
+        rc = rb_fail(w->e, RB_EINVAL, "%s: /weights/%s: not a float or integer array (%s, %zu bytes)",
+                     c->path, name, cl >= 0 && cl <= H5T_ARRAY ? cls[cl] : "unknown type", sz);
         goto done;
     }
     H5S_class_t sc = H5Sget_simple_extent_type(sp);

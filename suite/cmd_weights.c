@@ -141,6 +141,14 @@ typedef struct {
     uint64_t *cnt;    /* 9 x bins */
 } fgroup;
 
+static int check_filters(wctx *c, rb_err *e)
+{
+    double eps;
+    long bins;
+    int rc = rb_opt_double(c->o, "sparsity_eps", 0.01, 1e-12, 1, &eps, e);
+    return rc ? rc : rb_opt_long(c->o, "bins", 70, 2, 100000, &bins, e);
+}
+
 static int run_filters(wctx *c, rb_err *e)
 {
     int rc = RB_OK;
@@ -328,6 +336,14 @@ out:
 
 /* -------------------------------------------------------------- spectra */
 
+static int check_spectra(wctx *c, rb_err *e)
+{
+    double thr;
+    long me;
+    int rc = rb_opt_double(c->o, "evals_thresh", 1e-5, 0, 1e300, &thr, e);
+    return rc ? rc : rb_opt_long(c->o, "min_evals", 10, 3, 100000000, &me, e);
+}
+
 static int run_spectra(wctx *c, rb_err *e)
 {
     int rc = RB_OK;
@@ -418,20 +434,35 @@ static int run_spectra(wctx *c, rb_err *e)
 
 /* ------------------------------------------------------------- sparsity */
 
+static int sparsity_opts(wctx *c, double *th, size_t *nth, double *pr, size_t *npr, rb_err *e)
+{
+    int rc;
+    if ((rc = rb_opt_list(c->o, "thresholds", "1e-6,1e-4,1e-2", th, RB_MAGSEL_MAX, nth, e)) ||
+        (rc = rb_opt_list(c->o, "prune", "0.5,0.75,0.9", pr, RB_MAGSEL_MAX, npr, e)))
+        return rc;
+    if (*npr == 0) RB_FAIL(e, RB_EINVAL, "option --prune: empty list");
+    for (size_t j = 0; j < *npr; j++)
+        if (!(pr[j] > 0 && pr[j] <= 1))
+            RB_FAIL(e, RB_EINVAL, "option --prune: %g is outside (0, 1]", pr[j]);
+    for (size_t j = 0; j < *nth; j++)
+        if (!(th[j] > 0)) RB_FAIL(e, RB_EINVAL, "option --thresholds: %g is not > 0", th[j]);
+    return RB_OK;
+}
+
+static int check_sparsity(wctx *c, rb_err *e)
+{
+    double th[RB_MAGSEL_MAX], pr[RB_MAGSEL_MAX];
+    size_t nth, npr;
+    return sparsity_opts(c, th, &nth, pr, &npr, e);
+}
+
 static int run_sparsity(wctx *c, rb_err *e)
 {
     int rc = RB_OK;
     double th[RB_MAGSEL_MAX], pr[RB_MAGSEL_MAX], *buf = NULL;
     size_t nth, npr, cap = 0;
     const double qs[3] = {0.5, 0.9, 0.99};
-    if ((rc = rb_opt_list(c->o, "thresholds", "1e-6,1e-4,1e-2", th, RB_MAGSEL_MAX, &nth, e)) ||
-        (rc = rb_opt_list(c->o, "prune", "0.5,0.75,0.9", pr, RB_MAGSEL_MAX, &npr, e)))
-        return rc;
-    for (size_t j = 0; j < npr; j++)
-        if (!(pr[j] > 0 && pr[j] <= 1))
-            RB_FAIL(e, RB_EINVAL, "option --prune: %g is outside (0, 1]", pr[j]);
-    for (size_t j = 0; j < nth; j++)
-        if (!(th[j] > 0)) RB_FAIL(e, RB_EINVAL, "option --thresholds: %g is not > 0", th[j]);
+    if ((rc = sparsity_opts(c, th, &nth, pr, &npr, e))) return rc;
     for (size_t k = 0; k < c->nck && !rc; k++) {
         rb_ckpt *ck = c->ck[k];
         const char *model = rb_ckpt_model(ck);
@@ -754,7 +785,7 @@ static int soup_open(wctx *c, const soup_opts *so, soup_data *sd, rb_err *e)
 static int check_soup(wctx *c, rb_err *e)
 {
     soup_opts so;
-    soup_data sd;
+    soup_data sd = {0};
     int rc = soup_parse(c, &so, e);
     if (!rc) rc = soup_open(c, &so, &sd, e);
     if (!rc && c->nck < 1) rc = rb_fail(e, RB_EINVAL, "soup: needs at least one checkpoint");
@@ -885,13 +916,13 @@ out:
 /* ----------------------------------------------------------- the table */
 
 static const wmethod wmethods[] = {
-    {"filters", NULL, run_filters, "sparsity_eps,bins",
+    {"filters", check_filters, run_filters, "sparsity_eps,bins",
      "3x3 conv filters: sparsity, variance entropy (+normalised, clean), orthogonality, norms; "
      "PCA basis and 70-bin symmetric-KL shift between layers, models, depth deciles (CNN Filter DB)"},
-    {"spectra", NULL, run_spectra, "evals_thresh,min_evals",
+    {"spectra", check_spectra, run_spectra, "evals_thresh,min_evals",
      "singular values (dgesdd) of every matrix (conv reshaped [out, in*kh*kw]): norms, stable rank, "
      "energy ranks, low-rank error, power-law alpha with KS x_min (WeightWatcher)"},
-    {"sparsity", NULL, run_sparsity, "thresholds,prune",
+    {"sparsity", check_sparsity, run_sparsity, "thresholds,prune",
      "exact zeros, |w| below thresholds, magnitude quantiles, global magnitude-pruning thresholds"},
     {"taskvec", check_taskvec, run_taskvec, "",
      "task vectors theta_t - theta_pre (first CKPT = pre-trained): norms, cosines, sign conflicts, "
