@@ -37,6 +37,33 @@ static int declares(const char *opts, const char *key)
     return 0;
 }
 
+/* Read a whole file into *buf (owned by the caller). */
+static int slurp(const char *path, char **buf, size_t *len, rb_err *e)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) RB_FAIL(e, RB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, got;
+    char *b = malloc(cap);
+    while (b && (got = fread(b + n, 1, cap - n, fp)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *q = realloc(b, cap *= 2);
+            if (!q) { free(b); b = NULL; }
+            b = q;
+        }
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (!b) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", path);
+    if (bad) {
+        free(b);
+        RB_FAIL(e, RB_EIO, "%s: read failed", path);
+    }
+    *buf = b;
+    *len = n;
+    return RB_OK;
+}
+
 /* Append src's rows to dst with model/dataset/seed/seconds filled. */
 static int merge_rows(rb_rows *dst, const rb_rows *src, const char *check,
                       uint64_t seed, double secs, rb_err *e)
@@ -142,6 +169,17 @@ int rb_cmd_theory(int argc, char **argv)
         rb_err e = {0};
         double t0 = rb_now();
         int rc = c->run(&o, &r, fast, &e);
+        /* `fit --table FILE`: the same analysis on the user's table (the
+         * file is read here: theory/ does no I/O). */
+        const char *table = rb_opt_str(&o, "table", NULL);
+        if (rc == RB_OK && table && strcmp(c->name, "fit") == 0) {
+            char *buf = NULL;
+            size_t len = 0;
+            if ((rc = slurp(table, &buf, &len, &e)) == RB_OK &&
+                (rc = rb_theory_fit_table(buf, len, &o, &r, &e)) != RB_OK)
+                rb_err_wrap(&e, "%s", table);
+            free(buf);
+        }
         double secs = rb_now() - t0;
         if (rc != RB_OK) {
             rb_err_wrap(&e, "theory %s", c->name);

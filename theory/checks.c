@@ -14,9 +14,11 @@ static const rb_theory_check checks[] = {
     {"pretrain_gmm", rb_theory_pretrain_gmm,
      "EM on m unlabeled + n labels vs n labels alone: excess risk C_phi/m + C_psi/n",
      "d,sep,reps,unlabeled_shift"},
+#endif
     {"fit", rb_theory_fit,
      "power law with asymptote (GSL nlinear, bootstrap, held-out extrapolation); effective robustness",
-     "law,noise,boot,table,xcol,ycol"},
+     "law,noise,boot,points,table,xcol,ycol,hold,tol"},
+#if 0
     {"nc_ufm", rb_theory_nc_ufm,
      "neural collapse in the unconstrained-features model (GD, weight decay) and the perturbation model",
      "k,d,n_per_class,iters,imbalance,lambda"},

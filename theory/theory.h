@@ -65,6 +65,13 @@ int rb_theory_fit(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
 int rb_theory_nc_ufm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
 int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
 
+/* The `fit` analysis of a user table (CSV bytes buf[0..len), read by the
+ * caller): power law of column --ycol (default metric) on --xcol (default
+ * size) with --boot bootstrap resamples and a held-out extrapolation of the
+ * --hold largest sizes, verdict pass when the relative error <= --tol. */
+int rb_theory_fit_table(const char *buf, size_t len, const rb_opts *o,
+                        rb_rows *rows, rb_err *e);
+
 /* --------------------------------------------------- reusable pieces */
 
 /* Power law with asymptote L(N) = E + A N^(-alpha), fitted by GSL
