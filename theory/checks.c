@@ -18,10 +18,10 @@ static const rb_theory_check checks[] = {
     {"fit", rb_theory_fit,
      "power law with asymptote (GSL nlinear, bootstrap, held-out extrapolation); effective robustness",
      "law,noise,boot,points,table,xcol,ycol,hold,tol"},
-#if 0
     {"nc_ufm", rb_theory_nc_ufm,
      "neural collapse in the unconstrained-features model (GD, weight decay) and the perturbation model",
-     "k,d,n_per_class,iters,imbalance,lambda"},
+     "k,d,n_per_class,iters,imbalance,lambda,lr"},
+#if 0
     {"nb_vs_lr", rb_theory_nb_vs_lr,
      "naive Bayes needs O(log n) samples, logistic regression O(n) (Ng & Jordan; Zheng et al. 2023)",
      "dims,classes,eps,reps,cov"},
