@@ -49,6 +49,7 @@ typedef struct {
     hsize_t dims[3];   /* first three extents */
     char dtype[24];    /* "float32", "int64", ... */
     int ok;            /* rank 2, float, non-empty D: readable as features */
+    int half;          /* IEEE binary16, little-endian: converted by a table */
     int has_depth;     /* integer attribute depth present */
     long long depth;
 } cell;
@@ -554,6 +555,61 @@ static void scan_root_attrs(rb_dump *d)
     }
 }
 
+/* ------------------------------------------------------------ float16 */
+
+/* HDF5 1.10 converts float16 to float in its generic soft path, about 5M
+ * values/s; a 65536-entry table does the same exact widening (every half is
+ * a float) at memory speed.  The table is the IEEE 754 binary16 decoding:
+ * sign, 5-bit exponent with bias 15, 10-bit fraction; subnormals m * 2^-24;
+ * exponent 31 is Inf (m = 0) or NaN (payload kept in the top fraction bits). */
+static float half_table[65536];
+static pthread_once_t half_once = PTHREAD_ONCE_INIT;
+
+static void half_init(void)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        uint32_t sg = (h & 0x8000u) << 16, ex = (h >> 10) & 0x1fu, m = h & 0x3ffu, f;
+        if (ex == 0) {
+            float v = ldexpf((float)m, -24);
+            half_table[h] = sg ? -v : v;
+            continue;
+        }
+        f = ex == 31 ? sg | 0x7f800000u | (m << 13) : sg | ((ex + 112) << 23) | (m << 13);
+        memcpy(&half_table[h], &f, sizeof f);
+    }
+}
+
+/* 1 when the dataset's type is little-endian IEEE binary16 (what NumPy and
+ * h5py write for float16), so the raw bytes can go through the table. */
+static int is_half(hid_t ds)
+{
+    hid_t t = H5Dget_type(ds);
+    if (t < 0) return 0;
+    size_t spos, epos, esize, mpos, msize;
+    int ok = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 2 &&
+             H5Tget_order(t) == H5T_ORDER_LE && H5Tget_precision(t) == 16 &&
+             H5Tget_offset(t) == 0 &&
+             H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 &&
+             spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 &&
+             H5Tget_ebias(t) == 15 && H5Tget_norm(t) == H5T_NORM_IMPLIED;
+    H5Tclose(t);
+    return ok;
+}
+
+/* Widen n halves stored at the start of buf (2 bytes each) to floats in
+ * place, from the last: float i (bytes 4i..4i+3) only overwrites halves
+ * with index >= i, which are already converted. */
+static void half_widen(float *buf, size_t n)
+{
+    pthread_once(&half_once, half_init);
+    unsigned char *b = (unsigned char *)buf;
+    for (size_t i = n; i-- > 0;) {
+        uint16_t h;
+        memcpy(&h, b + 2 * i, sizeof h);
+        memcpy(b + 4 * i, &half_table[h], sizeof(float));
+    }
+}
+
 static int cell_open(rb_dump *d, size_t s, size_t l)
 {
     cell *c = &d->c[s * d->nl + l];
@@ -591,6 +647,7 @@ static int cell_open(rb_dump *d, size_t s, size_t l)
         prob(d, RB_EINVAL, path, "D = 0 (no feature columns)");
     else
         c->ok = 1;
+    if (c->ok) c->half = is_half(c->id);
     return 0;
 }
 
@@ -1216,21 +1273,26 @@ static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
     int rc = RB_OK;
     hid_t fs = H5I_INVALID_HID, ms = H5I_INVALID_HID;
     hsize_t start[2] = {r0, 0}, count[2] = {nr, d->ld[l]};
+    hid_t mt = H5I_INVALID_HID;
     pthread_mutex_lock(&d->mu);
     fs = H5Dget_space(c->id);
     ms = H5Screate_simple(2, count, NULL);
-    if (fs < 0 || ms < 0 ||
+    /* float16: raw bytes (memory type = file type), widened by the table. */
+    mt = c->half ? H5Dget_type(c->id) : H5Tcopy(H5T_NATIVE_FLOAT);
+    if (fs < 0 || ms < 0 || mt < 0 ||
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dread(c->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst) < 0) {
+        H5Dread(c->id, mt, ms, fs, H5P_DEFAULT, dst) < 0) {
         char why[200];
         h5_errdesc(why);
         rc = rb_fail(e, RB_EIO, "%s: /features/%s/%s: read of rows [%zu, %zu) failed%s%s",
                      d->path, d->sp[s].name, d->lname[l], r0, r0 + nr,
                      why[0] ? ": " : "", why);
     }
+    if (mt >= 0) H5Tclose(mt);
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
     pthread_mutex_unlock(&d->mu);
+    if (rc == RB_OK && c->half) half_widen(dst, nr * d->ld[l]);
     return rc;
 }
 
