@@ -15,8 +15,8 @@
  * H5T_NATIVE_FLOAT), which handles IEEE half, single and double precision;
  * labels are read as int64, range-checked and stored as int32.
  *
- * The serial HDF5 library is not thread-safe: read() and read_array() take
- * the reader's mutex, so a threaded harness may call them concurrently.
+ * read() and read_array() take one process-wide lock around HDF5 calls, so
+ * a threaded harness may call them concurrently, on one dump or several.
  */
 #include "datasets/dump.h"
 
@@ -91,8 +91,6 @@ struct rb_dump {
     size_t *sn;
     const int32_t **sy;
     rb_source src;
-    pthread_mutex_t mu;
-    int mu_init;
 };
 
 #define NAT_ORDER "natural sort of names"
@@ -863,9 +861,7 @@ static void check_shapes(rb_dump *d)
                          n, sp->name, sp->n);
                     c->ok = 0;
                 }
-            } else if (sp->labeled) {
-                /* labels unusable: already reported */
-            } else if (ref == SIZE_MAX) {
+            } else if (ref == SIZE_MAX) { /* unlabeled, or labels unusable */
                 ref = l;
                 sp->n = n;
                 sp->n_known = 1;
@@ -1261,6 +1257,23 @@ out:
 
 /* ----------------------------------------------------------------- source */
 
+/* One lock for every reader: a serial HDF5 built without thread safety must
+ * not be entered by two threads at once, whatever the dump.  (Debian's
+ * libhdf5 is built thread-safe, where this costs one uncontended lock.)
+ * HDF5 error stacks are per thread in a thread-safe build, so a worker
+ * thread's first read also turns automatic error printing off for it. */
+static pthread_mutex_t h5_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local int h5_quiet;
+
+static void h5_lock(void)
+{
+    pthread_mutex_lock(&h5_mu);
+    if (!h5_quiet) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        h5_quiet = 1;
+    }
+}
+
 static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
                     float *dst, rb_err *e)
 {
@@ -1274,7 +1287,7 @@ static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
     hid_t fs = H5I_INVALID_HID, ms = H5I_INVALID_HID;
     hsize_t start[2] = {r0, 0}, count[2] = {nr, d->ld[l]};
     hid_t mt = H5I_INVALID_HID;
-    pthread_mutex_lock(&d->mu);
+    h5_lock();
     fs = H5Dget_space(c->id);
     ms = H5Screate_simple(2, count, NULL);
     /* float16: raw bytes (memory type = file type), widened by the table. */
@@ -1291,7 +1304,7 @@ static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
     if (mt >= 0) H5Tclose(mt);
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
-    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&h5_mu);
     if (rc == RB_OK && c->half) half_widen(dst, nr * d->ld[l]);
     return rc;
 }
@@ -1304,7 +1317,7 @@ static int src_read_array(void *h, const char *path, float **out,
     hid_t ds = H5I_INVALID_HID, sp = H5I_INVALID_HID, t = H5I_INVALID_HID;
     float *x = NULL;
     *out = NULL;
-    pthread_mutex_lock(&d->mu);
+    h5_lock();
     if (!path || path[0] != '/' || !path_exists(d->f, path)) {
         rc = rb_fail(e, RB_EINVAL, "%s: %s: absent", d->path, path ? path : "(null)");
         goto out;
@@ -1356,7 +1369,7 @@ out:
     if (t >= 0) H5Tclose(t);
     if (sp >= 0) H5Sclose(sp);
     if (ds >= 0) H5Dclose(ds);
-    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&h5_mu);
     return rc;
 }
 
@@ -1386,7 +1399,6 @@ static rb_dump *dump_new(const char *path, int require_tt)
     base_name(path, d->model, sizeof d->model);
     fmtb(d->dataset, sizeof d->dataset, "%s", d->model);
     d->order = NAT_ORDER;
-    if (pthread_mutex_init(&d->mu, NULL) == 0) d->mu_init = 1;
     return d;
 }
 
@@ -1416,7 +1428,6 @@ void rb_dump_close(rb_dump *d)
     free(d->lnames);
     free(d->sn);
     free(d->sy);
-    if (d->mu_init) pthread_mutex_destroy(&d->mu);
     free(d->path);
     free(d);
 }
@@ -1456,7 +1467,7 @@ int rb_dump_open(const char *path, int require_train_test, rb_dump **out,
 {
     *out = NULL;
     rb_dump *d = dump_new(path, require_train_test);
-    if (!d || !d->mu_init) {
+    if (!d) {
         rb_dump_close(d);
         RB_FAIL(e, RB_ENOMEM, "%s: out of memory", path);
     }
@@ -1550,7 +1561,7 @@ int rb_dump_inspect(const char *path, void *fpv, rb_err *e)
 {
     FILE *fp = fpv;
     rb_dump *d = dump_new(path, 1);
-    if (!d || !d->mu_init) {
+    if (!d) {
         rb_dump_close(d);
         RB_FAIL(e, RB_ENOMEM, "%s: out of memory", path);
     }
