@@ -61,7 +61,7 @@ typedef struct {
     int labeled;       /* /labels/<split> present */
     char ldtype[24];   /* labels dtype, rank, extent */
     int lrank;
-    hsize_t ln;
+    hsize_t ln[3];     /* first extents of the labels dataset */
     int32_t *y;        /* owned n labels, NULL when unlabeled or invalid */
     size_t *count;     /* owned k class counts when y != NULL */
 } split;
@@ -664,7 +664,7 @@ static void scan_labels(rb_dump *d, split *sp)
     }
     static const char *const known[] = {NULL};
     list_ignored_attrs(d, ds, path, known);
-    sp->ln = dims[0];
+    memcpy(sp->ln, dims, sizeof sp->ln);
     if (sp->lrank != 1) {
         prob(d, RB_EINVAL, path, "rank %d, expected 1 ([N] class indices)",
              sp->lrank);
@@ -1590,10 +1590,12 @@ int rb_dump_inspect(const char *path, void *fpv, rb_err *e)
         for (size_t s = 0; s < d->ns; s++) {
             split *sp = &d->sp[s];
             fprintf(fp, "    %-12s N = %-8zu", sp->name, sp->n_known ? sp->n : 0);
-            if (sp->labeled)
-                fprintf(fp, " labels %s [%llu]%s\n", sp->ldtype,
-                        (unsigned long long)sp->ln,
+            if (sp->labeled) {
+                char shp[96];
+                shape_str(shp, sizeof shp, sp->lrank, sp->ln);
+                fprintf(fp, " labels %s %s%s\n", sp->ldtype, shp,
                         strncmp(sp->name, "ood", 3) == 0 ? " (out-of-distribution)" : "");
+            }
             else
                 fprintf(fp, " unlabeled%s\n",
                         strncmp(sp->name, "ood", 3) == 0 ? " (out-of-distribution)" : "");
