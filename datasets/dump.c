@@ -1070,8 +1070,11 @@ static void scan(rb_dump *d)
         h5_errdesc(why);
         if (strstr(why, "truncated"))
             prob(d, RB_EIO, NULL, "truncated HDF5 file (%s)", why);
+        else if (strstr(why, "lock"))
+            prob(d, RB_EIO, NULL, "cannot open: the file is locked (is another process "
+                                  "still writing it?): %s", why);
         else
-            prob(d, RB_EIO, NULL, "cannot open as HDF5 (corrupt or truncated file%s%s)",
+            prob(d, RB_EIO, NULL, "cannot open as HDF5 (corrupt file%s%s)",
                  why[0] ? ": " : "", why);
         return;
     }
