@@ -191,7 +191,7 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     double *g = malloc(cc * cc * sizeof *g), *g2 = malloc(cc * cc * sizeof *g2);
     double *nrm = malloc(cc * sizeof *nrm), *var = malloc(cc * sizeof *var);
     double *mg = calloc(d, sizeof *mg);
-    double *Sw = a->full ? malloc(d * d * sizeof *Sw) : NULL;
+    double *Mc = a->full ? malloc(cc * d * sizeof *Mc) : NULL;
     double *D = a->full ? malloc(cc * d * sizeof *D) : NULL;
     size_t mn = cc < d ? cc : d;
     double *sv = a->full ? malloc(mn * sizeof *sv) : NULL;
@@ -199,7 +199,7 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     double *U = a->full ? malloc(cc * mn * sizeof *U) : NULL;
     double *SV = a->full ? malloc(mn * d * sizeof *SV) : NULL;
     if (!cls || !mu || !M || (W && !Wp) || !g || !g2 || !nrm || !var || !mg ||
-        (a->full && (!Sw || !D || !sv || !Vt || !U || !SV))) {
+        (a->full && (!Mc || !D || !sv || !Vt || !U || !SV))) {
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (C=%d, D=%zu)", c, d);
         goto out;
     }
@@ -261,16 +261,16 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     /* NC1 through the thin SVD of Mt. */
     res->nc1_trace = res->nc1_trace_over_c = NAN;
     if (a->full) {
-        memcpy(Sw, a->S, d * d * sizeof *Sw);
+        /* S_W is never formed (no second D x D matrix):
+         * N v^T S_W v = v^T S v - sum_c n_c (d_c . v)^2 with D's rows
+         * sqrt(n_c) d_c. */
         for (int i = 0; i < c; i++) {
             int j = cls[i];
             double s = sqrt((double)a->nc[j]);
             for (size_t l = 0; l < d; l++) D[(size_t)i * d + l] = s * a->sum[(size_t)j * d + l] / (double)a->nc[j];
         }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, c, -1.0, D, (int)d, 1.0, Sw, (int)d);
-        for (size_t i = 0; i < d * d; i++) Sw[i] /= (double)n;
-        memcpy(D, M, cc * d * sizeof *D); /* dgesdd destroys its input */
-        lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', c, (lapack_int)d, D, (lapack_int)d,
+        memcpy(Mc, M, cc * d * sizeof *Mc); /* dgesdd destroys its input */
+        lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', c, (lapack_int)d, Mc, (lapack_int)d,
                                          sv, U, (lapack_int)mn, Vt, (lapack_int)d);
         if (info != 0) {
             rc = rb_fail(e, RB_EINTERNAL, "collapse: dgesdd failed (info %d)", (int)info);
@@ -279,13 +279,19 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
         size_t r = (size_t)c - 1 < d ? (size_t)c - 1 : d;
         while (r > 0 && !(sv[r - 1] > svd_rtol * sv[0])) r--;
         res->rank = (int)r;
-        /* SV = Vt_r S_W (r x d); v_k^T S_W v_k = dot(SV_k, Vt_k). */
-        if (r > 0)
-            cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (int)r, (int)d, 1.0, Sw, (int)d,
+        /* SV = Vt_r S (r x d); U = D Vt_r^T (c x r, U is free now). */
+        if (r > 0) {
+            cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (int)r, (int)d, 1.0, a->S, (int)d,
                         Vt, (int)d, 0.0, SV, (int)d);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, (int)r, (int)d, 1.0, D, (int)d,
+                        Vt, (int)d, 0.0, U, (int)mn);
+        }
         double t = 0;
-        for (size_t q = 0; q < r; q++)
-            t += cblas_ddot((int)d, SV + q * d, 1, Vt + q * d, 1) / (sv[q] * sv[q]);
+        for (size_t q = 0; q < r; q++) {
+            double vsv = cblas_ddot((int)d, SV + q * d, 1, Vt + q * d, 1);
+            for (int i = 0; i < c; i++) vsv -= U[(size_t)i * mn + q] * U[(size_t)i * mn + q];
+            t += vsv / (double)n / (sv[q] * sv[q]);
+        }
         res->nc1_trace_over_c = t;
         res->nc1_trace = c * t;
     }
@@ -329,7 +335,7 @@ out:
     free(nrm);
     free(var);
     free(mg);
-    free(Sw);
+    free(Mc);
     free(D);
     free(sv);
     free(Vt);

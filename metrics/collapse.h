@@ -39,7 +39,9 @@
  * lies inside the class, the cancellation in that subtraction is governed by
  * the within-class spread only (not the distance of the data from the
  * origin or between classes), so S_W keeps full double accuracy relative to
- * its own size.  Memory: one D x D double matrix, C x D means, one chunk.
+ * its own size.  S_W itself is never formed: the quadratic forms
+ * v^T S_W v that NC1 needs are taken from S and the class sums.  Memory:
+ * one D x D double matrix, a few C x D matrices, one chunk.
  */
 #ifndef RB_COLLAPSE_H
 #define RB_COLLAPSE_H
