@@ -3,7 +3,7 @@
  * Conventions and numerics are stated in collapse.h.
  */
 #include "metrics/collapse.h"
-#include "metrics/probe_id.h"
+#include "metrics/logreg.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -394,9 +394,9 @@ typedef struct {
     const char *how;
 } head;
 
-/* Read the head named "/path/W,/path/b" from the dump, or fit the logistic
- * probe on the train view.  how = "none" leaves h->W NULL. */
-static int get_head(const rb_task *t, const char *spec, double lambda, head *h, rb_err *e)
+/* Read the head named "/path/W,/path/b" from the dump, or fit the logreg
+ * probe (metrics/logreg.h, inverse L2 strength C) on the train view.  how = "none" leaves h->W NULL. */
+static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb_err *e)
 {
     const rb_source *s = t->src;
     size_t d = s->layer_d[t->layer];
@@ -443,20 +443,15 @@ static int get_head(const rb_task *t, const char *spec, double lambda, head *h, 
     } else {
         rb_view tr;
         if ((rc = t->view(t, (size_t)t->train, t->layer, &tr, e))) goto out;
-        double *theta = calloc((size_t)k * (d + 1), sizeof *theta);
-        if (!theta) {
-            rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (head fit)");
-            goto out;
-        }
-        rb_pid_cfg cfg;
-        rb_pid_cfg_defaults(&cfg);
-        cfg.lambda = lambda;
-        rc = rb_pid_fit(&tr, &cfg, NULL, 0, NULL, theta, e);
+        rb_logreg_model m = {0};
+        rc = rb_logreg_fit(&tr, Cinv, 1e-6, 1000, NULL, t->o, &m, e);
         if (!rc) {
-            memcpy(h->W, theta, (size_t)k * d * sizeof *theta);
-            memcpy(h->b, theta + (size_t)k * d, (size_t)k * sizeof *theta);
+            for (size_t i = 0; i < (size_t)k * d; i++) h->W[i] = m.w[i];
+            for (int c = 0; c < k; c++) h->b[c] = m.b[c];
+            if (!m.converged) rb_logf(t->o, "collapse: logreg head did not converge in 1000 iterations");
         }
-        free(theta);
+        rb_logreg_model_free(&m);
+        if (rc) rb_err_wrap(e, "collapse: head fit");
         h->how = "logreg";
     }
 out:
@@ -496,13 +491,13 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     int rc = RB_OK, k = s->k;
     size_t d = s->layer_d[t->layer];
     long chunk, weighted;
-    double rtol, lambda;
+    double rtol, cinv;
     if ((rc = rb_opt_long(o, "nc_chunk", 4096, 1, 1L << 24, &chunk, e))) return rc;
     if ((rc = rb_opt_long(o, "nc_weighted", 0, 0, 1, &weighted, e))) return rc;
     if ((rc = rb_opt_double(o, "nc_svd_rtol", (double)(d > (size_t)k ? d : (size_t)k) * DBL_EPSILON,
                             0, 1, &rtol, e)))
         return rc;
-    if ((rc = rb_opt_double(o, "nc_lambda", 1e-4, 0, 1e6, &lambda, e))) return rc;
+    if ((rc = rb_opt_double(o, "nc_c", 1.0, 1e-12, 1e12, &cinv, e))) return rc;
     const char *spec = rb_opt_str(o, "head", "");
     const char *splits = rb_opt_str(o, "nc_splits", "train");
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "collapse: no train split");
@@ -519,7 +514,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         goto out;
     }
-    if ((rc = get_head(t, spec, lambda, &h, e))) goto out;
+    if ((rc = get_head(t, spec, cinv, &h, e))) goto out;
     char prm[RB_PARAMS_MAX], it[6][96];
     snprintf(it[0], sizeof it[0], "mu_g=%s", weighted ? "weighted" : "unweighted");
     snprintf(it[1], sizeof it[1], "head=%s", h.W ? h.how : "none");
@@ -527,7 +522,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     snprintf(it[3], sizeof it[3], "means=train");
     const char *items[6] = {it[0], it[1], it[2], it[3], NULL, NULL};
     if (h.W && strcmp(h.how, "logreg") == 0) {
-        snprintf(it[4], sizeof it[4], "lambda=%g", lambda);
+        snprintf(it[4], sizeof it[4], "C=%g", cinv);
         items[4] = it[4];
     }
     rb_params_sorted(prm, sizeof prm, items);

@@ -97,7 +97,7 @@ size_t rb_nc_ncc_scratch(int k, size_t d, size_t n);
 
 /* The registry entry: streams the train split (and `nc_splits`) of the
  * task's layer.  Options: head, nc_weighted, nc_chunk, nc_splits,
- * nc_svd_rtol, nc_lambda. */
+ * nc_svd_rtol, nc_c (inverse L2 of the fitted logreg head). */
 int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e);
 
 #endif
