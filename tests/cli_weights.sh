@@ -136,7 +136,7 @@ refuse "soup: head shape" "is not [C, 64]" \
     $RB weights --methods soup --head proj.weight --features "$W/gmm.h5" -o "$W/r5" "$W/pre.safetensors"
 refuse "unknown method" "unknown method 'nope'" $RB weights --methods nope -o "$W/r6" "$W/pre.safetensors"
 refuse "option of an unselected method" "--bins is not read" $RB weights --methods spectra --bins 5 -o "$W/r7" "$W/pre.safetensors"
-refuse "bad option value" "sparsity_eps" $RB weights --methods filters --sparsity-eps -1 -o "$W/r8" "$W/pre.safetensors"
+refuse "bad option value" "sparsity-eps" $RB weights --methods filters --sparsity-eps -1 -o "$W/r8" "$W/pre.safetensors"
 refuse "no checkpoint" "no checkpoint" $RB weights -o "$W/r9"
 refuse "missing file" "cannot open" $RB weights -o "$W/r10" "$W/absent.safetensors"
 for r in r1 r2 r3 r4 r5 r6 r7 r8 r10; do [ -e "$W/$r" ] && bad "refused run $r left output"; done
