@@ -123,6 +123,7 @@ typedef struct {
     char label[256];
     char colour[8];
     int dash;          /* gnuplot dashtype 1..5 */
+    int pt;            /* gnuplot pointtype: varies after five dash types */
     size_t *idx;       /* owned: row indices */
     size_t n, cap;
 } rb_series;
@@ -153,6 +154,7 @@ int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e);     /* figs_lines.c */
 int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e);  /* figs_heat.c */
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e);   /* figs_curve.c */
 int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
+int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e);    /* figs_curve.c */
 int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
 
 /* Classifiers shared by figures and the summary. */

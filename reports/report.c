@@ -185,6 +185,7 @@ int rb_is_pair_layer(const char *layer) { return strchr(layer, '|') != NULL; }
  * metric name prefix. */
 int rb_is_idim(const rb_row *r)
 {
+    if (strstr(r->metric, "duplicates")) return 0; /* a count reported beside the estimates */
     static const char *const names[] = {"twonn", "mle", "idim", "id_", "pca_id", "participation_ratio",
                                         "pr_", "levina", "mackay"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -772,7 +773,7 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
 static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
-                                        "heatmap", "spectrum", "theory", "metric"};
+                                        "heatmap", "spectrum", "theory", "sweep", "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
 
 static int fig_rank(const rb_rfig *f)
@@ -1207,7 +1208,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
     rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
-    rb_figs_heatmap, rb_figs_theory, rb_figs_spectrum, rb_figs_generic,
+    rb_figs_heatmap, rb_figs_theory, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };
 
 static void ctx_free(rb_rctx *c)

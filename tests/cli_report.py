@@ -183,6 +183,35 @@ def learning_rows(rows):
     return out
 
 
+ID_PREFIXES = ("twonn", "mle", "idim", "id_", "pca_id", "participation_ratio", "pr_", "levina", "mackay")
+
+
+def is_idim(r):
+    """Intrinsic-dimension rows, as report.h documents them."""
+    if "duplicates" in r["metric"]:
+        return False
+    return (r["method"].startswith(ID_PREFIXES) or r["metric"].startswith(ID_PREFIXES)
+            or r["metric"] in ("pr", "id"))
+
+
+def merge_per_layer(series):
+    """A method whose params change from layer to layer (a hyper-parameter
+    chosen per layer) is one series: merge, in first-appearance order, each
+    series into the first earlier one of the same method and split whose
+    layers it does not share.  The merged series keeps the first key."""
+    keys = list(series)
+    live = {k: list(v) for k, v in series.items()}
+    for i, k in enumerate(keys):
+        for j in keys[:i]:
+            if j not in live or j[0] != k[0] or j[2] != k[2]:
+                continue
+            if {r["layer"] for r in live[j]} & {r["layer"] for r in live[k]}:
+                continue
+            live[j] += live.pop(k)
+            break
+    return live
+
+
 def dump_title(model, dataset, multi):
     if multi:
         return "weights (all checkpoints)"  # every checkpoint of weights/results.csv
@@ -217,6 +246,7 @@ def cmd_summary(d):
         for i, r in drows:
             if r["metric"] == "top1" and i not in learn and r["layer"] and "|" not in r["layer"]:
                 series.setdefault((r["method"], r["params"], r["split"]), []).append(r)
+        series = merge_per_layer(series)
         want = []
         for (m, p, s), rs in series.items():
             rs = [r for r in rs if not math.isnan(num(r["value"]))]
@@ -232,7 +262,7 @@ def cmd_summary(d):
         # Collapse / ID at the deepest layer that has them.
         key = [k for k in tabs if k.startswith("Collapse and intrinsic dimension at the last layer")]
         coll = [r for _, r in drows if re.match(r"nc[1-9]", r["metric"])]
-        idim = [r for _, r in drows if r["method"] in ("twonn", "mle") and not re.match(r"nc[1-9]", r["metric"])]
+        idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])]
         if coll or idim:
             last = max(order.index(r["layer"]) for r in coll + idim)
             want = [[r["method"], r["params"], r["metric"], fmt(num(r["value"])), interval(r)]

@@ -50,7 +50,7 @@ A=$T/a
 fixture "$A"
 check "report on the fixture exits 0" "$RB" report "$A"
 FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm_small_learning_top1_fc
-      gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue_fc
+      gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue
       gmm_small_metric_foo_ratio theory_theory_hoeffding_mean weights_metric_sparsity
       weights_metric_variance_entropy weights_metric_alpha"
 # shellcheck disable=SC2086
