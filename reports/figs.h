@@ -67,6 +67,7 @@ typedef struct {
     size_t dump;
     const char *family; /* figure family name (static string) */
     rb_sbuf table;     /* HTML table of key numbers */
+    int width, height; /* image size in pixels (set by rb_gp_begin) */
     int pending;       /* .gp written, gnuplot not run yet */
     int drawn;         /* gnuplot succeeded */
 } rb_rfig;
@@ -108,7 +109,7 @@ int rb_rctx_draw(rb_rctx *c, rb_rfig *f, const rb_sbuf *dat, const rb_sbuf *gp,
 
 /* Common gnuplot preamble (comment, output name variable, terminal-neutral
  * settings) and the two-terminal epilogue. */
-void rb_gp_begin(rb_sbuf *gp, const rb_rfig *f, const char *columns, int width, int height);
+void rb_gp_begin(rb_sbuf *gp, rb_rfig *f, const char *columns, int width, int height);
 void rb_gp_end(rb_sbuf *gp, int width, int height);
 /* A gnuplot single-quoted string literal ('' doubles a quote). */
 void rb_gp_str(rb_sbuf *gp, const char *s);

@@ -278,7 +278,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         if (x < xmin) xmin = x;
         if (x > xmax) xmax = x;
     }
-    int logx = xmin > 0 && xmax / xmin >= 20, logy = sp->logy;
+    /* Spectra (logy specs) are log-log whenever x is positive. */
+    int logx = xmin > 0 && (sp->logy || xmax / xmin >= 20), logy = sp->logy;
     for (size_t i = 0; i < n; i++) {
         double v = c->rows.rows[idx[i]].value;
         if (!isnan(v) && !(v > 0)) logy = 0;
@@ -335,7 +336,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         if (sp->group_layers) { /* early layers dark blue .. late layers yellow */
             long li = rb_rctx_layer(c, dump, q->layer);
             size_t nl = c->dumps[dump].nlayers;
-            depth_colour(nl > 1 && li >= 0 ? (double)li / (double)(nl - 1) : 0.0, depth_rgb);
+            /* Stop short of the ramp's pale yellow end, hard to see on white. */
+            depth_colour(nl > 1 && li >= 0 ? 0.85 * (double)li / (double)(nl - 1) : 0.0, depth_rgb);
             colour = depth_rgb;
         }
         int dash = 1;

@@ -359,8 +359,10 @@ void rb_gp_str(rb_sbuf *gp, const char *s)
     rb_sb_puts(gp, "'");
 }
 
-void rb_gp_begin(rb_sbuf *gp, const rb_rfig *f, const char *columns, int width, int height)
+void rb_gp_begin(rb_sbuf *gp, rb_rfig *f, const char *columns, int width, int height)
 {
+    f->width = width;
+    f->height = height;
     rb_sb_printf(gp, "# repbench figure: %s\n", f->base);
     rb_sb_printf(gp, "# data: %s.dat, %s\n", f->base, columns);
     rb_sb_printf(gp, "# re-draw: gnuplot %s.gp  (writes %s.png and %s.svg here)\n", f->base, f->base, f->base);
@@ -1123,6 +1125,17 @@ static int write_index(const rb_rctx *c, rb_err *e)
         rb_sb_printf(&h, "<section id=\"dump-%s\">\n<h2>", c->dumps[d].slug);
         rb_sb_html(&h, title);
         rb_sb_puts(&h, "</h2>\n");
+        /* Figure list of this dump, in page order. */
+        size_t nd = 0;
+        for (size_t fi = 0; fi < c->nfigs * (NORDER + 1); fi++) {
+            const rb_rfig *f = &c->figs[fi % c->nfigs];
+            if (f->dump != d || fig_rank(f) != (int)(fi / c->nfigs)) continue;
+            rb_sb_puts(&h, nd++ ? ", " : "<p class=\"figlist\">Figures: ");
+            rb_sb_printf(&h, "<a href=\"#%s\">", f->base);
+            rb_sb_html(&h, f->base + strlen(c->dumps[d].slug) + 1);
+            rb_sb_puts(&h, "</a>");
+        }
+        if (nd) rb_sb_puts(&h, "</p>\n");
         for (size_t fi = 0; fi < c->nfigs * (NORDER + 1); fi++) {
             const rb_rfig *f = &c->figs[fi % c->nfigs];
             if (f->dump != d || fig_rank(f) != (int)(fi / c->nfigs)) continue;
@@ -1131,7 +1144,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
                 rb_sb_printf(&h, "<a href=\"figures/%s.svg\"><img src=\"figures/%s.png\" alt=\"", f->base, f->base);
             if (f->drawn) {
                 rb_sb_html(&h, f->title);
-                rb_sb_puts(&h, "\" width=\"960\" height=\"600\"></a>\n");
+                rb_sb_printf(&h, "\" width=\"%d\" height=\"%d\"></a>\n", f->width, f->height);
             } else {
                 rb_sb_printf(&h, "<p class=\"warn\">Not drawn (gnuplot %s); data and script: "
                                  "<code>figures/%s.dat</code>, <code>figures/%s.gp</code></p>\n",
