@@ -251,6 +251,7 @@ def cmd_summary(d):
         for (m, p, s), rs in series.items():
             rs = [r for r in rs if not math.isnan(num(r["value"]))]
             best = max(rs, key=lambda r: (num(r["value"]), -order.index(r["layer"])))
+            p = best["params"]  # a merged series: the params of the best layer
             bal = [r for _, r in drows if r["metric"] == "balanced_acc" and r["method"] == m and r["params"] == p
                    and r["split"] == s and r["layer"] == best["layer"]]
             want.append([m, p, s, best["layer"], fmt(num(best["value"])), interval(best),

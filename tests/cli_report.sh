@@ -133,9 +133,15 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
            --model tiny -o "$T/tiny.h5" >"$T/gen.log" 2>&1 &&
        "$RB" run --family probe --bootstrap 50 -o "$R/tiny/probe" "$T/tiny.h5" >"$T/run.log" 2>&1; then
         ok "repbench gen + run on a tiny dump"
+        # Geometry rows too when those methods are built (fast ones only).
+        GEO=collapse,idim,spectrum,similarity
+        if [ "$("$RB" list 2>/dev/null | awk '$2=="geometry"{print $1}' | grep -cxE 'collapse|idim|spectrum|similarity')" = 4 ]; then
+            "$RB" run --family geometry --methods $GEO -o "$R/tiny/geometry" "$T/tiny.h5" >"$T/run.log" 2>&1 &&
+                ok "repbench run geometry ($GEO)" || bad "repbench run geometry"
+        fi
         check "report on real run output" "$RB" report "$R"
         check "real: summary.md numbers equal the CSV's" $PY summary "$R"
-        check "real: probe figure valid" $PY files "$R" tiny_probe_top1
+        check "real: probe figures valid" $PY files "$R" tiny_gmm_k10_d16_probe_top1 tiny_gmm_k10_d16_probe_balanced_acc
         check "real: index.html complete" $PY index "$R"
     else
         bad "repbench gen/run on a tiny dump"; sed 's/^/     /' "$T/gen.log" "$T/run.log" | tail -5
