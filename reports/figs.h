@@ -154,9 +154,16 @@ int rb_figs_collapse(rb_rctx *c, size_t dump, rb_err *e); /* figs_lines.c */
 int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e);     /* figs_lines.c */
 int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e);  /* figs_heat.c */
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e);   /* figs_curve.c */
+int rb_figs_checks(rb_rctx *c, size_t dump, rb_err *e);   /* figs_checks.c */
 int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
 int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e);    /* figs_curve.c */
 int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
+
+/* Theory checks (one predicted/simulated pair per method and params) of
+ * the unclaimed rows of dump: *checks owned by caller (free); and their
+ * table, markdown (md = 1) or HTML. */
+int rb_checks_collect(const rb_rctx *c, size_t dump, void **checks, size_t *n, rb_err *e);
+void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b, int md);
 
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);

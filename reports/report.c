@@ -775,7 +775,8 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
 static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
-                                        "heatmap", "spectrum", "theory", "sweep", "metric"};
+                                        "heatmap", "spectrum", "theory", "checks", "sweep",
+                                        "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
 
 static int fig_rank(const rb_rfig *f)
@@ -954,6 +955,23 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             rb_sb_num(md, fpr ? fpr->value : NAN);
             rb_sb_puts(md, " |\n");
         }
+    }
+
+    /* Theory checks drawn by the checks figure: predicted, simulated,
+     * tolerance and pass of each. */
+    for (size_t i = 0; i < c->rows.n; i++) {
+        size_t fig = (size_t)c->claimed[i];
+        none[i] = !(fig && !strcmp(c->figs[fig - 1].family, "checks"));
+    }
+    {
+        void *checks = NULL;
+        size_t nch = 0;
+        if ((rc = rb_checks_collect(&tmp, d, &checks, &nch, e))) goto out;
+        if (nch) {
+            rb_sb_puts(md, "\n### Theory checks: simulated against predicted\n\n");
+            rb_checks_table(&tmp, checks, nch, md, 1);
+        }
+        free(checks);
     }
 
     /* Figures of this dump. */
@@ -1221,7 +1239,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
     rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
-    rb_figs_heatmap, rb_figs_theory, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
+    rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };
 
 static void ctx_free(rb_rctx *c)

@@ -289,6 +289,40 @@ def cmd_summary(d):
         if sorted(got) != sorted(want):
             fail(f"{title}: OOD table\n  got  {sorted(got)}\n  want {sorted(want)}")
         checked += len(want)
+        # Theory checks: one predicted/simulated pair per (method, params),
+        # except checks drawn as curves (a numeric param with 2+ values).
+        curve = set()
+        by_method = {}
+        for _, r in drows:
+            if r["metric"].startswith(("predicted", "simulated", "bound")):
+                by_method.setdefault((r["method"], r["layer"], r["split"]), []).append(r)
+        for key, rs in by_method.items():
+            for k in params_dict(rs[0]["params"]):
+                vals = set()
+                for r in rs:
+                    try:
+                        vals.add(float(params_dict(r["params"]).get(k)))
+                    except (TypeError, ValueError):
+                        pass
+                if len(vals) >= 2:
+                    curve.add(key)
+                    break
+        want = []
+        for _, r in drows:
+            if r["metric"] != "predicted" or (r["method"], r["layer"], r["split"]) in curve:
+                continue
+            same = {q["metric"]: q for _, q in drows if q["method"] == r["method"] and q["params"] == r["params"]
+                    and q["layer"] == r["layer"] and q["split"] == r["split"]}
+            if "simulated" not in same:
+                continue
+            tol = f'{num(same["tolerance"]["value"]):.6g}' if "tolerance" in same else "–"
+            ok = ("yes" if num(same["pass"]["value"]) != 0 else "NO") if "pass" in same else "–"
+            want.append([r["method"], r["params"], f'{num(r["value"]):.6g}', f'{num(same["simulated"]["value"]):.6g}',
+                         tol, ok])
+        got = tabs.get("Theory checks: simulated against predicted", [])
+        if got != want:
+            fail(f"{title}: theory checks\n  got  {got}\n  want {want}")
+        checked += len(want)
     tabs = md_tables(text)
     want = [list(s) for s in skips]
     got = tabs.get("Skipped or failed methods", [])

@@ -51,14 +51,15 @@ fixture "$A"
 check "report on the fixture exits 0" "$RB" report "$A"
 FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm_small_learning_top1_fc
       gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue
-      gmm_small_metric_foo_ratio theory_theory_hoeffding_mean weights_metric_sparsity
+      gmm_small_metric_foo_ratio theory_theory_hoeffding_mean theory_checks weights_metric_sparsity
       weights_metric_variance_entropy weights_metric_alpha"
 # shellcheck disable=SC2086
-check "15 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
+check "16 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
 nfig=$(ls "$A"/figures/*.gp | wc -l)
-check "no figure beyond the expected 15 (got $nfig)" test "$nfig" = 15
+check "no figure beyond the expected 16 (got $nfig)" test "$nfig" = 16
 check "index.html static, complete, every link resolves" $PY index "$A"
 check "summary.md numbers equal the CSV's" $PY summary "$A"
+check "theory checks: the failing one is marked" grep -q "| rate_bound | k=4;seed=2 | 0.5 | 0.71 | 0.1 | NO |" "$A/summary.md"
 check "summary names the undrawn metric" grep -q 'metric `mystery_score` of method `shape` (1 rows) not drawn' "$A/summary.md"
 check "probe legend has every probe" grep -q "title 'ncm'" "$A/figures/gmm_small_probe_top1.gp"
 check "one line per checkpoint in the weights figure" \
@@ -164,7 +165,7 @@ if command -v chromium >/dev/null 2>&1; then
     check "chromium renders index.html (exit $rc)" test "$rc" = 0
     check "  ... without console messages" $PY console "$T/chromium.log"
     n=$(grep -o '<figure id=' "$T/dom.html" | wc -l)
-    check "  ... the DOM holds all 15 figures (got $n)" test "$n" = 15
+    check "  ... the DOM holds all 16 figures (got $n)" test "$n" = 16
 else
     echo "SKIP chromium page check: chromium is not installed and could not be installed with apt"
 fi
