@@ -264,8 +264,11 @@ def cmd_summary(d):
         key = [k for k in tabs if k.startswith("Collapse and intrinsic dimension at the last layer")]
         coll = [r for _, r in drows if re.match(r"nc[1-9]", r["metric"])]
         idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])]
-        if coll or idim:
-            last = max(order.index(r["layer"]) for r in coll + idim)
+        coll = [r for r in coll if r["layer"] in order]  # per-layer rows only
+        idim = [r for r in idim if r["layer"] in order]
+        have = [r for r in coll + idim if not math.isnan(num(r["value"]))]
+        if have:
+            last = max(order.index(r["layer"]) for r in have)
             want = [[r["method"], r["params"], r["metric"], fmt(num(r["value"])), interval(r)]
                     for r in coll + idim if r["layer"] == order[last]]
             if not key or f"({order[last]})" not in key[0]:
