@@ -1,0 +1,744 @@
+/*
+ * logreg.c -- multinomial logistic regression, L2 on W, intercept free:
+ * objective and gradient through BLAS, mixed-precision L-BFGS with a strong
+ * Wolfe line search, and CLIP's parametric binary search over C.
+ * Contract, objective and references in logreg.h.
+ *
+ * The solver works in centred coordinates: z_i = W (x_i - mu) + b' with mu
+ * the column means of the train rows, b = b' - W mu.  This is an exact
+ * reparametrisation (the penalty is on W only and b is free), so the optimum
+ * and the objective are unchanged; it only removes the coupling between the
+ * intercept and the weights that slows L-BFGS on uncentred features.
+ */
+#include "metrics/logreg.h"
+#include "metrics/probe.h"
+
+#include <cblas.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* L-BFGS memory, strong Wolfe constants (Nocedal & Wright, section 3.1). */
+enum { LR_MEM = 10, LR_MAX_LS = 25 };
+static const double LR_C1 = 1e-4, LR_C2 = 0.9;
+/* Relative rounding level of the double objective (a sum of n terms), below
+ * which decreases are not resolved: the approximate Wolfe test applies. */
+static const double LR_EPS_F = 1e-12;
+/* Rows per double-precision chunk: chunk x d doubles (at most 16 MiB). */
+static const size_t LR_CHUNK_DOUBLES = (size_t)2 << 20;
+
+/* ------------------------------------------------------------- workspace */
+
+struct rb_logreg_work {
+    size_t n, d;
+    int k;
+    size_t chunk;  /* rows per double chunk */
+    float *wf;     /* k x d float copy of W */
+    float *gf;     /* k x d float gradient of the data term */
+    float *z;      /* n x k float logits, then residuals P - Y */
+    double *xd;    /* chunk x d rows converted to double */
+    double *zd;    /* chunk x k double logits / residuals */
+    double *beff;  /* k effective intercepts b' - W mu */
+    double *db;    /* k intercept gradient */
+};
+
+void rb_logreg_work_free(rb_logreg_work *w)
+{
+    if (!w) return;
+    free(w->wf);
+    free(w->gf);
+    free(w->z);
+    free(w->xd);
+    free(w->zd);
+    free(w->beff);
+    free(w->db);
+    free(w);
+}
+
+rb_logreg_work *rb_logreg_work_alloc(size_t n, size_t d, int k)
+{
+    rb_logreg_work *w = calloc(1, sizeof *w);
+    if (!w || k < 1 || d < 1) goto fail;
+    w->n = n;
+    w->d = d;
+    w->k = k;
+    size_t kk = (size_t)k;
+    w->chunk = LR_CHUNK_DOUBLES / d;
+    if (w->chunk < 16) w->chunk = 16;
+    if (w->chunk > n) w->chunk = n ? n : 1;
+    w->wf = malloc(kk * d * sizeof *w->wf);
+    w->gf = malloc(kk * d * sizeof *w->gf);
+    w->z = malloc((n ? n : 1) * kk * sizeof *w->z);
+    w->xd = malloc(w->chunk * d * sizeof *w->xd);
+    w->zd = malloc(w->chunk * kk * sizeof *w->zd);
+    w->beff = malloc(kk * sizeof *w->beff);
+    w->db = malloc(kk * sizeof *w->db);
+    if (!w->wf || !w->gf || !w->z || !w->xd || !w->zd || !w->beff || !w->db) goto fail;
+    return w;
+fail:
+    rb_logreg_work_free(w);
+    return NULL;
+}
+
+/* ------------------------------------------------------------- objective */
+
+/* Softmax cross-entropy of one row of logits (z, stride 1, k entries, the
+ * effective intercepts added here), replaced in place by p - onehot(y).
+ * Returns CE = logsumexp(z) - z_y in double; db accumulates p - onehot. */
+#define SOFTMAX_ROW(T)                                                        \
+    static double softmax_row_##T(T *z, int k, int y, const double *beff,     \
+                                  double *db)                                 \
+    {                                                                         \
+        double mx = -INFINITY;                                                \
+        for (int c = 0; c < k; c++) {                                         \
+            double v = (double)z[c] + beff[c];                                \
+            if (v > mx) mx = v;                                               \
+        }                                                                     \
+        double s = 0;                                                         \
+        for (int c = 0; c < k; c++) s += exp((double)z[c] + beff[c] - mx);    \
+        double lse = mx + log(s), zy = (double)z[y] + beff[y];                \
+        for (int c = 0; c < k; c++) {                                         \
+            double p = exp((double)z[c] + beff[c] - lse) - (c == y);          \
+            z[c] = (T)p;                                                      \
+            db[c] += p;                                                       \
+        }                                                                     \
+        return lse - zy;                                                      \
+    }
+SOFTMAX_ROW(float)
+SOFTMAX_ROW(double)
+
+/* f and gradient at theta = (W, b') in coordinates centred at mu (NULL =
+ * not centred).  dbl selects double (chunked dgemm) or float (sgemm)
+ * logits.  grad may be NULL.  Returns f (NaN/Inf when it overflowed). */
+static double eval(const rb_view *tr, double C, const double *theta,
+                   double *grad, rb_logreg_work *w, int dbl, const double *mu)
+{
+    size_t n = tr->n, d = tr->d, kk = (size_t)tr->k;
+    int k = tr->k;
+    const double *W = theta, *bp = theta + kk * d;
+    for (size_t c = 0; c < kk; c++) {
+        double m = 0;
+        if (mu) m = cblas_ddot((int)d, W + c * d, 1, mu, 1);
+        w->beff[c] = bp[c] - m;
+        w->db[c] = 0;
+    }
+    double loss = 0;
+    if (!dbl) {
+        for (size_t i = 0; i < kk * d; i++) w->wf[i] = (float)W[i];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, k, (int)d, 1.0f, tr->x,
+                    (int)tr->ld, w->wf, (int)d, 0.0f, w->z, k);
+        for (size_t i = 0; i < n; i++)
+            loss += softmax_row_float(w->z + i * kk, k, tr->y[i], w->beff, w->db);
+        if (grad) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)d, (int)n, 1.0f, w->z, k,
+                        tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
+            for (size_t i = 0; i < kk * d; i++) grad[i] = w->gf[i];
+        }
+    } else {
+        if (grad) memset(grad, 0, kk * d * sizeof *grad);
+        for (size_t i0 = 0; i0 < n; i0 += w->chunk) {
+            size_t m = n - i0 < w->chunk ? n - i0 : w->chunk;
+            for (size_t i = 0; i < m; i++) {
+                const float *x = tr->x + (i0 + i) * tr->ld;
+                double *o = w->xd + i * d;
+                for (size_t j = 0; j < d; j++) o[j] = x[j];
+            }
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, (int)d, 1.0, w->xd,
+                        (int)d, W, (int)d, 0.0, w->zd, k);
+            for (size_t i = 0; i < m; i++)
+                loss += softmax_row_double(w->zd + i * kk, k, tr->y[i0 + i], w->beff, w->db);
+            if (grad)
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)d, (int)m, 1.0, w->zd,
+                            k, w->xd, (int)d, 1.0, grad, (int)d);
+        }
+    }
+    double wn = cblas_ddot((int)(kk * d), W, 1, W, 1);
+    loss += wn / (2 * C);
+    if (grad) {
+        /* Centring: d/dW of sum_i CE_i with x_i - mu is R^T X - db mu^T. */
+        if (mu) cblas_dger(CblasRowMajor, k, (int)d, -1.0, w->db, 1, mu, 1, grad, (int)d);
+        cblas_daxpy((int)(kk * d), 1.0 / C, W, 1, grad, 1);
+        memcpy(grad + kk * d, w->db, kk * sizeof *grad);
+    }
+    return loss;
+}
+
+double rb_logreg_objective(const rb_view *tr, double C, const double *theta,
+                           double *grad, rb_logreg_work *w)
+{
+    RB_ASSERT(w && tr->n == w->n && tr->d == w->d && tr->k == w->k && tr->y);
+    return eval(tr, C, theta, grad, w, 1, NULL);
+}
+
+/* ---------------------------------------------------------------- L-BFGS */
+
+typedef struct {
+    const rb_view *tr;
+    double C;
+    rb_logreg_work *w;
+    const double *mu;
+    int dbl;
+    int nfev;
+} problem;
+
+static double fg(problem *pb, const double *x, double *g)
+{
+    pb->nfev++;
+    return eval(pb->tr, pb->C, x, g, pb->w, pb->dbl, pb->mu);
+}
+
+static double inf_norm(const double *g, size_t p)
+{
+    double m = 0;
+    for (size_t i = 0; i < p; i++) m = fmax(m, fabs(g[i]));
+    return m;
+}
+
+/* Minimiser of the cubic through (a, fa, da), (b, fb, db) (Nocedal & Wright
+ * eq. 3.59), kept inside the middle 80% of [a, b]; bisection when the cubic
+ * has no minimiser. */
+static double cubic_step(double a, double fa, double da, double b, double fb, double db)
+{
+    double lo = fmin(a, b), hi = fmax(a, b), wdt = hi - lo;
+    double d1 = da + db - 3 * (fa - fb) / (a - b);
+    double disc = d1 * d1 - da * db;
+    double t = 0.5 * (a + b);
+    if (disc >= 0 && isfinite(disc)) {
+        double d2 = (b > a ? 1 : -1) * sqrt(disc);
+        double den = db - da + 2 * d2;
+        if (den != 0) t = b - (b - a) * (db + d2 - d1) / den;
+    }
+    if (!isfinite(t) || t < lo + 0.1 * wdt || t > hi - 0.1 * wdt) t = 0.5 * (a + b);
+    return t;
+}
+
+/* Strong Wolfe line search along dir from x (f0, g0), N&W Alg. 3.5/3.6.
+ * On success xt, *ft, gt hold the accepted point and *alpha the step;
+ * returns 0, or -1 when no acceptable step was found (x unchanged). */
+static int line_search(problem *pb, size_t p, const double *x, double f0, const double *g0,
+                       const double *dir, double a1, double *alpha, double *xt, double *ft,
+                       double *gt)
+{
+    double d0 = cblas_ddot((int)p, g0, 1, dir, 1);
+    if (!(d0 < 0)) return -1;
+#define TRY(a, f, dd)                                                         \
+    do {                                                                      \
+        memcpy(xt, x, p * sizeof *xt);                                        \
+        cblas_daxpy((int)p, (a), dir, 1, xt, 1);                              \
+        (f) = fg(pb, xt, gt);                                                 \
+        (dd) = cblas_ddot((int)p, gt, 1, dir, 1);                             \
+    } while (0)
+    /* Sufficient decrease: Armijo, or Hager & Zhang's approximate Wolfe
+     * condition (SIAM J. Optim. 16, 2005, eq. 4.1) within the rounding
+     * level epsf of f, where Armijo can no longer be resolved:
+     * f <= f0 + epsf and phi'(a) <= (2 c1 - 1) phi'(0). */
+    double epsf = LR_EPS_F * fabs(f0);
+#define BAD(a_, f_, d_)                                                       \
+    (!isfinite(f_) ||                                                         \
+     !((f_) <= f0 + LR_C1 * (a_) * d0 || ((f_) <= f0 + epsf && (d_) <= (2 * LR_C1 - 1) * d0)))
+    double ap = 0, fp = f0, dp = d0, a = a1;
+    double lo = 0, hi = 0, flo = 0, fhi = 0, dlo = 0, dhi = 0;
+    int zoom = 0, evals = 0;
+    for (;;) {
+        double f, dd;
+        TRY(a, f, dd);
+        evals++;
+        if (BAD(a, f, dd) || (evals > 1 && f > fp + epsf)) {
+            lo = ap, flo = fp, dlo = dp, hi = a, fhi = f, dhi = dd;
+            zoom = 1;
+            break;
+        }
+        if (fabs(dd) <= -LR_C2 * d0) {
+            *alpha = a, *ft = f;
+            return 0;
+        }
+        if (dd >= 0) {
+            lo = a, flo = f, dlo = dd, hi = ap, fhi = fp, dhi = dp;
+            zoom = 1;
+            break;
+        }
+        if (evals >= LR_MAX_LS) return -1;
+        ap = a, fp = f, dp = dd;
+        a *= 4;
+    }
+    (void)zoom;
+    while (evals < LR_MAX_LS) {
+        double at;
+        if (isfinite(fhi))
+            at = cubic_step(lo, flo, dlo, hi, fhi, dhi);
+        else
+            at = 0.5 * (lo + hi);
+        double f, dd;
+        TRY(at, f, dd);
+        evals++;
+        if (BAD(at, f, dd) || f > flo + epsf) {
+            hi = at, fhi = f, dhi = dd;
+        } else {
+            if (fabs(dd) <= -LR_C2 * d0) {
+                *alpha = at, *ft = f;
+                return 0;
+            }
+            if (dd * (hi - lo) >= 0) hi = lo, fhi = flo, dhi = dlo;
+            lo = at, flo = f, dlo = dd;
+        }
+        if (fabs(hi - lo) <= 1e-14 * fmax(1.0, fabs(lo))) break;
+    }
+    /* The Wolfe curvature condition was not met; accept the best point with
+     * sufficient decrease if there is one. */
+    if (lo > 0 && flo < f0) {
+        double f, dd;
+        TRY(lo, f, dd);
+        (void)dd;
+        *alpha = lo, *ft = f;
+        return f < f0 ? 0 : -1;
+    }
+    return -1;
+#undef TRY
+#undef BAD
+}
+
+/* Two-loop recursion (N&W Alg. 7.4): dir = -H g. */
+static void two_loop(size_t p, const double *g, double *const *S, double *const *Y,
+                     const double *rho, int cnt, int head, double *alpha_buf, double *dir)
+{
+    memcpy(dir, g, p * sizeof *dir);
+    for (int q = 0; q < cnt; q++) {
+        int i = (head - 1 - q + LR_MEM) % LR_MEM;
+        alpha_buf[i] = rho[i] * cblas_ddot((int)p, S[i], 1, dir, 1);
+        cblas_daxpy((int)p, -alpha_buf[i], Y[i], 1, dir, 1);
+    }
+    if (cnt > 0) {
+        int i = (head - 1 + LR_MEM) % LR_MEM;
+        double gamma = 1.0 / (rho[i] * cblas_ddot((int)p, Y[i], 1, Y[i], 1));
+        cblas_dscal((int)p, gamma, dir, 1);
+    }
+    for (int q = cnt - 1; q >= 0; q--) {
+        int i = (head - 1 - q + LR_MEM) % LR_MEM;
+        double beta = rho[i] * cblas_ddot((int)p, Y[i], 1, dir, 1);
+        cblas_daxpy((int)p, alpha_buf[i] - beta, S[i], 1, dir, 1);
+    }
+    cblas_dscal((int)p, -1.0, dir, 1);
+}
+
+void rb_logreg_model_free(rb_logreg_model *m)
+{
+    if (!m) return;
+    free(m->w);
+    free(m->b);
+    memset(m, 0, sizeof *m);
+}
+
+static int check_view(const rb_view *tr, rb_err *e)
+{
+    if (!tr || !tr->x) RB_FAIL(e, RB_EINVAL, "logreg: no train data");
+    if (!tr->y) RB_FAIL(e, RB_EINVAL, "logreg: train split has no labels");
+    if (tr->n == 0) RB_FAIL(e, RB_EINVAL, "logreg: empty train split");
+    if (tr->d == 0) RB_FAIL(e, RB_EINVAL, "logreg: zero features");
+    if (tr->k < 2) RB_FAIL(e, RB_EINVAL, "logreg: %d class(es); need at least 2", tr->k);
+    if (tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "logreg: leading dimension below d");
+    if (tr->n > (size_t)INT32_MAX || tr->d > (size_t)INT32_MAX)
+        RB_FAIL(e, RB_EINVAL, "logreg: matrix too large for BLAS (int sizes)");
+    for (size_t i = 0; i < tr->n; i++)
+        if (tr->y[i] < 0 || tr->y[i] >= tr->k)
+            RB_FAIL(e, RB_EINVAL, "logreg: train label %d of row %zu outside [0, %d)", (int)tr->y[i],
+                    i, tr->k);
+    return RB_OK;
+}
+
+int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
+                  const rb_logreg_model *warm, const rb_opts *o,
+                  rb_logreg_model *m, rb_err *e)
+{
+    int rc = check_view(tr, e);
+    if (rc) return rc;
+    if (!(C > 0) || !isfinite(C)) RB_FAIL(e, RB_EINVAL, "logreg: C = %g must be finite and > 0", C);
+    if (!(tol > 0)) RB_FAIL(e, RB_EINVAL, "logreg: tolerance %g must be > 0", tol);
+    if (max_iter < 1) RB_FAIL(e, RB_EINVAL, "logreg: max_iter %d must be >= 1", max_iter);
+    if (warm && (warm->k != tr->k || warm->d != tr->d))
+        RB_FAIL(e, RB_EINVAL, "logreg: warm start has k=%d d=%zu, data k=%d d=%zu", warm->k,
+                warm->d, tr->k, tr->d);
+
+    size_t n = tr->n, d = tr->d, kk = (size_t)tr->k, p = kk * (d + 1);
+    memset(m, 0, sizeof *m);
+    rb_logreg_work *w = rb_logreg_work_alloc(n, d, tr->k);
+    double *buf = malloc((5 + 2 * LR_MEM) * p * sizeof *buf);
+    double *mu = calloc(d, sizeof *mu);
+    m->w = malloc(kk * d * sizeof *m->w);
+    m->b = malloc(kk * sizeof *m->b);
+    if (!w || !buf || !mu || !m->w || !m->b) {
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (%zu parameters, %zu x %zu data)", p,
+                     n, d);
+        goto out;
+    }
+    double *x = buf, *g = buf + p, *xt = buf + 2 * p, *gt = buf + 3 * p, *dir = buf + 4 * p;
+    double *S[LR_MEM], *Y[LR_MEM], rho[LR_MEM], abuf[LR_MEM];
+    for (int i = 0; i < LR_MEM; i++) {
+        S[i] = buf + (5 + (size_t)i) * p;
+        Y[i] = buf + (5 + LR_MEM + (size_t)i) * p;
+    }
+    /* Column means in double. */
+    for (size_t i = 0; i < n; i++) {
+        const float *r = tr->x + i * tr->ld;
+        for (size_t j = 0; j < d; j++) mu[j] += r[j];
+    }
+    for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
+    /* Start: zero, or the warm model moved to centred coordinates. */
+    memset(x, 0, p * sizeof *x);
+    if (warm) {
+        for (size_t i = 0; i < kk * d; i++) x[i] = warm->w[i];
+        for (size_t c = 0; c < kk; c++)
+            x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
+    }
+    problem pb = {tr, C, w, mu, 0, 0};
+    double f = fg(&pb, x, g);
+    int cnt = 0, head = 0, it = 0, converged = 0;
+    double a_first = 0;
+    for (;;) {
+        if (!isfinite(f)) {
+            rc = rb_fail(e, RB_ESING, "logreg: objective not finite at iteration %d (C = %g)", it, C);
+            goto out;
+        }
+        double gn = inf_norm(g, p);
+        if (gn <= tol * fmax(1.0, fabs(f))) {
+            if (pb.dbl) {
+                converged = 1;
+                break;
+            }
+            pb.dbl = 1; /* confirm (and continue) in double precision */
+            f = fg(&pb, x, g);
+            continue;
+        }
+        if (it >= max_iter) break;
+        two_loop(p, g, S, Y, rho, cnt, head, abuf, dir);
+        if (cnt == 0) {
+            /* First step (or after a reset): length 1 along -g, at most. */
+            a_first = fmin(1.0, 1.0 / cblas_dnrm2((int)p, g, 1));
+        }
+        double alpha = 0, fnew = 0;
+        int ls = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, &alpha, xt, &fnew, gt);
+        if (ls != 0) {
+            if (!pb.dbl) {
+                /* Float logits are at their noise level: go on in double. */
+                pb.dbl = 1;
+                f = fg(&pb, x, g);
+                cnt = 0;
+                continue;
+            }
+            if (cnt > 0) {
+                cnt = 0; /* retry once from steepest descent */
+                continue;
+            }
+            break; /* no progress possible: report as not converged */
+        }
+        /* s = xt - x, y = gt - g into the ring buffer. */
+        double *s = S[head], *yv = Y[head];
+        for (size_t i = 0; i < p; i++) {
+            s[i] = xt[i] - x[i];
+            yv[i] = gt[i] - g[i];
+        }
+        double sy = cblas_ddot((int)p, s, 1, yv, 1);
+        if (sy > 1e-12 * cblas_ddot((int)p, yv, 1, yv, 1)) {
+            rho[head] = 1.0 / sy;
+            head = (head + 1) % LR_MEM;
+            if (cnt < LR_MEM) cnt++;
+        }
+        memcpy(x, xt, p * sizeof *x);
+        memcpy(g, gt, p * sizeof *g);
+        f = fnew;
+        it++;
+        if (it % 50 == 0)
+            rb_logf(o, "logreg: C=%g iteration %d objective %.10g |g|inf %.3g%s", C, it, f, gn,
+                    pb.dbl ? " (double)" : "");
+    }
+    if (!pb.dbl) {
+        pb.dbl = 1;
+        f = fg(&pb, x, g);
+    }
+    m->k = tr->k;
+    m->d = d;
+    m->C = C;
+    m->iters = it;
+    m->nfev = pb.nfev;
+    m->obj = f;
+    m->gnorm = inf_norm(g, p);
+    m->converged = converged;
+    for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)x[i];
+    for (size_t c = 0; c < kk; c++)
+        m->b[c] = (float)(x[kk * d + c] - cblas_ddot((int)d, x + c * d, 1, mu, 1));
+out:
+    if (rc) rb_logreg_model_free(m);
+    rb_logreg_work_free(w);
+    free(buf);
+    free(mu);
+    return rc;
+}
+
+void rb_logreg_scores(const rb_logreg_model *m, const rb_view *te, float *scores)
+{
+    RB_ASSERT(te->d == m->d);
+    if (te->n == 0) return;
+    for (size_t i = 0; i < te->n; i++) memcpy(scores + i * (size_t)m->k, m->b, (size_t)m->k * sizeof *scores);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)te->n, m->k, (int)m->d, 1.0f, te->x,
+                (int)te->ld, m->w, (int)m->d, 1.0f, scores, m->k);
+}
+
+/* ------------------------------------------------------- CLIP selection */
+
+void rb_logreg_select_init(rb_logreg_select *p)
+{
+    p->val_frac = 0.2;
+    p->lambda_lo = 1e-6;
+    p->lambda_hi = 1e6;
+    p->steps_per_decade = 8;
+    p->tol = 1e-6;
+    p->max_iter = 1000;
+    p->seed = 0;
+}
+
+/* Validation rows taken from a class of nc train rows. */
+static long val_count(long nc, double frac)
+{
+    if (nc < 2) return 0;
+    long v = lround(frac * (double)nc);
+    if (v < 1) v = 1;
+    if (v > nc - 1) v = nc - 1;
+    return v;
+}
+
+static double accuracy(const rb_logreg_model *m, const rb_view *v, float *sc)
+{
+    rb_logreg_scores(m, v, sc);
+    size_t ok = 0;
+    for (size_t i = 0; i < v->n; i++) ok += rb_argmax(sc + i * (size_t)m->k, m->k) == v->y[i];
+    return (double)ok / (double)v->n;
+}
+
+int rb_logreg_select_C(const rb_view *tr, const rb_logreg_select *p,
+                       const rb_opts *o, double *C_best, double *val_acc,
+                       int *nfits, rb_err *e)
+{
+    int rc = check_view(tr, e);
+    if (rc) return rc;
+    if (!(p->val_frac > 0 && p->val_frac < 1))
+        RB_FAIL(e, RB_EINVAL, "logreg: validation fraction %g outside (0, 1)", p->val_frac);
+    if (!(p->lambda_lo > 0 && p->lambda_hi >= p->lambda_lo) || p->steps_per_decade < 1)
+        RB_FAIL(e, RB_EINVAL, "logreg: bad lambda grid [%g, %g], %d steps per decade",
+                p->lambda_lo, p->lambda_hi, p->steps_per_decade);
+    size_t n = tr->n, d = tr->d, kk = (size_t)tr->k;
+    long *cnt = calloc(kk, sizeof *cnt);
+    size_t *perm = malloc(n * sizeof *perm);
+    float *xa = NULL, *xb = NULL, *sc = NULL;
+    int32_t *ya = NULL, *yb = NULL;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    int ngrid = (int)lround(log10(p->lambda_hi / p->lambda_lo) * p->steps_per_decade) + 1;
+    rb_logreg_model *models = calloc((size_t)ngrid, sizeof *models);
+    double *acc = malloc((size_t)ngrid * sizeof *acc);
+    int fits = 0;
+    if (!cnt || !perm || !rng || !models || !acc) {
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (C selection)");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) cnt[tr->y[i]]++;
+    for (size_t c = 0; c < kk; c++)
+        if (cnt[c] == 1) {
+            rc = rb_fail(e, RB_EINVAL, "logreg: class %zu has one train sample; the stratified "
+                         "validation split needs at least 2 (give --C to skip the search)", c);
+            goto out;
+        }
+    /* Stratified split: shuffle each class's rows (seeded), send the first
+     * round(val_frac * n_c) (at least 1, at most n_c - 1) to validation. */
+    gsl_rng_set(rng, (unsigned long)(p->seed ^ (p->seed >> 32)));
+    for (size_t i = 0; i < n; i++) perm[i] = i;
+    /* Fisher-Yates with gsl_rng_uniform_int (gsl_randist.h is not included:
+     * its gsl_cblas.h clashes with OpenBLAS's cblas.h). */
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)gsl_rng_uniform_int(rng, (unsigned long)i);
+        size_t tmp = perm[i - 1];
+        perm[i - 1] = perm[j];
+        perm[j] = tmp;
+    }
+    size_t nb = 0;
+    long *want = calloc(kk, sizeof *want), *taken = calloc(kk, sizeof *taken);
+    if (!want || !taken) {
+        free(want);
+        free(taken);
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (C selection)");
+        goto out;
+    }
+    for (size_t c = 0; c < kk; c++) {
+        want[c] = val_count(cnt[c], p->val_frac);
+        nb += (size_t)want[c];
+    }
+    size_t na = n - nb;
+    xa = malloc(na * d * sizeof *xa);
+    xb = malloc(nb * d * sizeof *xb);
+    ya = malloc(na * sizeof *ya);
+    yb = malloc(nb * sizeof *yb);
+    sc = malloc(nb * kk * sizeof *sc);
+    if (!xa || !xb || !ya || !yb || !sc) {
+        free(want);
+        free(taken);
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (C selection split)");
+        goto out;
+    }
+    /* Rows keep their original order within each part. */
+    unsigned char *isval = calloc(n, 1);
+    if (!isval) {
+        free(want);
+        free(taken);
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (C selection split)");
+        goto out;
+    }
+    for (size_t q = 0; q < n; q++) {
+        size_t i = perm[q];
+        int c = tr->y[i];
+        if (taken[c] < want[c]) {
+            taken[c]++;
+            isval[i] = 1;
+        }
+    }
+    free(want);
+    free(taken);
+    size_t ia = 0, ib = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *r = tr->x + i * tr->ld;
+        if (isval[i]) {
+            memcpy(xb + ib * d, r, d * sizeof *xb);
+            yb[ib++] = tr->y[i];
+        } else {
+            memcpy(xa + ia * d, r, d * sizeof *xa);
+            ya[ia++] = tr->y[i];
+        }
+    }
+    free(isval);
+    rb_view va = {xa, ya, na, d, d, tr->k}, vb = {xb, yb, nb, d, d, tr->k};
+
+    /* Grid index j <-> lambda = lambda_lo * 10^(j / steps); C = 1/lambda. */
+    double step = 1.0 / p->steps_per_decade;
+#define LAMBDA(j) (p->lambda_lo * pow(10.0, (j) * step))
+    int coarse = 2 * p->steps_per_decade; /* {1e-6, 1e-4, ...}: every 2 decades */
+    int best = -1;
+    /* Fit grid point j, warm-started from the nearest fitted point. */
+#define FIT(j)                                                                \
+    do {                                                                      \
+        int jj = (j), near = -1;                                              \
+        for (int q = 0; q < ngrid; q++)                                       \
+            if (models[q].w && (near < 0 || abs(q - jj) < abs(near - jj))) near = q; \
+        if ((rc = rb_logreg_fit(&va, 1.0 / LAMBDA(jj), p->tol, p->max_iter,   \
+                                near >= 0 ? &models[near] : NULL, o, &models[jj], e))) \
+            goto out;                                                         \
+        acc[jj] = accuracy(&models[jj], &vb, sc);                             \
+        fits++;                                                               \
+        rb_logf(o, "logreg: lambda=%g C=%g val top1=%.4f (%d iterations)", LAMBDA(jj), \
+                1.0 / LAMBDA(jj), acc[jj], models[jj].iters);                 \
+        if (best < 0 || acc[jj] > acc[best] || (acc[jj] == acc[best] && jj > best)) best = jj; \
+    } while (0)
+    /* Coarse grid from strong to weak regularisation (warm starts follow). */
+    for (int j = ((ngrid - 1) / coarse) * coarse; j >= 0; j -= coarse) FIT(j);
+    for (int s = coarse / 2; s >= 1; s /= 2) {
+        int c0 = best;
+        if (c0 - s >= 0 && !models[c0 - s].w) FIT(c0 - s);
+        if (c0 + s < ngrid && !models[c0 + s].w) FIT(c0 + s);
+    }
+#undef FIT
+    *C_best = 1.0 / LAMBDA(best);
+    if (val_acc) *val_acc = acc[best];
+    if (nfits) *nfits = fits;
+#undef LAMBDA
+out:
+    if (models)
+        for (int q = 0; q < ngrid; q++) rb_logreg_model_free(&models[q]);
+    free(models);
+    free(acc);
+    free(cnt);
+    free(perm);
+    free(xa);
+    free(xb);
+    free(ya);
+    free(yb);
+    free(sc);
+    gsl_rng_free(rng);
+    return rc;
+}
+
+/* ------------------------------------------------------------- registry */
+
+int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
+{
+    rb_view tr, te;
+    int rc = rb_probe_views(t, &tr, &te, e);
+    if (rc) return rc;
+    const rb_opts *o = t->o;
+    double C = NAN, tol, vf;
+    long max_iter;
+    if ((rc = rb_opt_double(o, "C", NAN, 1e-12, 1e12, &C, e))) return rc;
+    if ((rc = rb_opt_double(o, "logreg_tol", 1e-6, 1e-14, 1e-1, &tol, e))) return rc;
+    if ((rc = rb_opt_long(o, "logreg_max_iter", 1000, 1, 10000000, &max_iter, e))) return rc;
+    if ((rc = rb_opt_double(o, "logreg_val_frac", 0.2, 1e-3, 0.999, &vf, e))) return rc;
+    if (o && o->threads > 0) openblas_set_num_threads(o->threads);
+    int k = tr.k > te.k ? tr.k : te.k;
+    if (te.d != tr.d)
+        RB_FAIL(e, RB_EINVAL, "logreg: train has %zu features but test has %zu", tr.d, te.d);
+    rb_view trk = tr;
+    trk.k = k;
+    int selected = isnan(C), nfits = 0;
+    double val_acc = NAN;
+    rb_logreg_model m = {0};
+    float *sc = NULL;
+    if (selected) {
+        rb_logreg_select sp;
+        rb_logreg_select_init(&sp);
+        sp.val_frac = vf;
+        sp.tol = tol;
+        sp.max_iter = (int)max_iter;
+        sp.seed = rb_probe_seed(t, "logreg/val");
+        if ((rc = rb_logreg_select_C(&trk, &sp, o, &C, &val_acc, &nfits, e))) return rc;
+    }
+    if ((rc = rb_logreg_fit(&trk, C, tol, (int)max_iter, NULL, o, &m, e))) return rc;
+    sc = malloc((te.n ? te.n : 1) * (size_t)k * sizeof *sc);
+    if (!sc) {
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (scores)");
+        goto out;
+    }
+    rb_logreg_scores(&m, &te, sc);
+    char cs[64], sel[32], ts[48], mi[48], params[RB_PARAMS_MAX];
+    snprintf(cs, sizeof cs, "C=%.6g", C);
+    snprintf(sel, sizeof sel, "C_selected=%d", selected);
+    snprintf(ts, sizeof ts, "tol=%g", tol);
+    snprintf(mi, sizeof mi, "max_iter=%ld", max_iter);
+    const char *items[] = {cs, sel, mi, ts, NULL};
+    rb_params_sorted(params, sizeof params, items);
+    int B = o ? o->bootstrap : 0;
+    if ((rc = rb_probe_report("logreg", params, sc, te.n, k, te.y, B, rb_probe_seed(t, "logreg"),
+                              out, e)))
+        goto out;
+    long ntr = (long)tr.n;
+    if ((rc = rb_rows_add(out, "logreg", params, "train", "C", C, NAN, NAN, ntr, e))) goto out;
+    if ((rc = rb_rows_add(out, "logreg", params, "train", "iterations", m.iters, NAN, NAN, ntr, e)))
+        goto out;
+    if ((rc = rb_rows_add(out, "logreg", params, "train", "objective", m.obj, NAN, NAN, ntr, e)))
+        goto out;
+    if ((rc = rb_rows_add(out, "logreg", params, "train", "grad_inf_norm", m.gnorm, NAN, NAN, ntr, e)))
+        goto out;
+    if ((rc = rb_rows_add(out, "logreg", params, "train", "converged", m.converged, NAN, NAN, ntr, e)))
+        goto out;
+    if (selected) {
+        long nval = 0, *cnt = calloc((size_t)k, sizeof *cnt);
+        if (!cnt) {
+            rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < tr.n; i++) cnt[tr.y[i]]++;
+        for (int c = 0; c < k; c++) nval += val_count(cnt[c], vf);
+        free(cnt);
+        if ((rc = rb_rows_add(out, "logreg", params, "val", "val_top1", val_acc, NAN, NAN, nval, e)))
+            goto out;
+        rc = rb_rows_add(out, "logreg", params, "val", "select_fits", nfits, NAN, NAN, ntr, e);
+    }
+out:
+    rb_logreg_model_free(&m);
+    free(sc);
+    return rc;
+}
