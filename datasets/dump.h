@@ -26,6 +26,14 @@
 
 typedef struct rb_dump rb_dump; /* opaque; owns the HDF5 handle and labels */
 
+/* Labels must be below this bound (a larger label is refused as implausible:
+ * class-count arrays are sized by the largest label). */
+#define RB_DUMP_MAX_CLASSES (1 << 20)
+/* rb_dump_check_values reads at most this many rows, and at most this many
+ * floats, per chunk (64k rows; 64 MiB of floats for wide layers). */
+#define RB_DUMP_SCAN_ROWS 65536
+#define RB_DUMP_SCAN_ELEMS ((size_t)1 << 24)
+
 /* Open and validate the structure of a feature dump (metadata and labels;
  * feature values are checked by rb_dump_check_values).  require_train_test:
  * refuse a dump without labeled train and test splits (probes need them).
@@ -60,13 +68,23 @@ int rb_dumpw_create(const char *path, const char *model, const char *dataset,
  * (depth < 0: no attribute). */
 int rb_dumpw_features(rb_dumpw *w, const char *split, const char *layer,
                       const float *x, size_t n, size_t d, int depth, rb_err *e);
+/* The same in row blocks, so a writer never holds a whole split: begin
+ * creates the dataset (n x d), put writes rows [r0, r0+nr) from x (nr x d),
+ * end closes it.  One features dataset may be open at a time. */
+int rb_dumpw_features_begin(rb_dumpw *w, const char *split, const char *layer,
+                            size_t n, size_t d, int depth, rb_err *e);
+int rb_dumpw_features_put(rb_dumpw *w, size_t r0, size_t nr, const float *x,
+                          rb_err *e);
+int rb_dumpw_features_end(rb_dumpw *w, rb_err *e);
 /* Write /labels/<split> as int32. */
 int rb_dumpw_labels(rb_dumpw *w, const char *split, const int32_t *y, size_t n,
                     rb_err *e);
 /* Write any float32 array at an absolute path (e.g. "/logits/test"). */
 int rb_dumpw_array(rb_dumpw *w, const char *path, const float *x, int rank,
                    const size_t *dims, rb_err *e);
-/* Finish: close and rename into place.  Frees w even on error. */
+/* Finish: close and rename into place.  Frees w even on error; when an
+ * earlier write failed, PATH.tmp is removed, nothing is renamed and the
+ * error is returned (e keeps the earlier message when it carries one). */
 int rb_dumpw_close(rb_dumpw *w, rb_err *e);
 
 /* -------------------------------------------------------------- generators */
@@ -85,9 +103,16 @@ typedef struct {
 
 void rb_gen_gmm_defaults(rb_gen_gmm *g);
 
+/* Refuse parameters the generator cannot honour (k < 2, n_train < k, sd <= 0,
+ * non-finite sep/sd, ...) with RB_EINVAL and a message naming the option. */
+int rb_gen_gmm_check(const rb_gen_gmm *g, rb_err *e);
+
 /* Gaussian mixture dump: class means on random directions scaled by a
  * separation that grows with depth, within-class sd that shrinks; the OOD
- * split is drawn from a mixture with fresh means.  Deterministic in seed. */
+ * split is drawn from a mixture with fresh means.  Deterministic in seed.
+ * Writes splits train, test (labeled) and ood_far (unlabeled, when n_ood > 0),
+ * layers "layer1".."layerL" with depth 1..L, model = model (NULL: the file's
+ * base name), dataset = "gmm_k<k>_d<d>".  The exact model is in gen.c. */
 int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
                      rb_err *e);
 

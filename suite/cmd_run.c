@@ -319,9 +319,9 @@ static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const ch
     rb_err me = {0};
     int rc = m->run(t, rows, &me);
     double secs = rb_now() - t0;
-    if (rc == RB_ENOMEM || rc == RB_EINTERNAL || rc == RB_EIO) {
+    if (rc == RB_ENOMEM || rc == RB_EINTERNAL || rc == RB_EIO || rc == RB_EUSAGE) {
         *e = me;
-        rb_err_wrap(e, "%s: %s: layer %s", t->src->path, m->name, layer);
+        if (rc != RB_EUSAGE) rb_err_wrap(e, "%s: %s: layer %s", t->src->path, m->name, layer);
         return rc;
     }
     if (rc) {

@@ -1,0 +1,181 @@
+/*
+ * gen.c -- synthetic feature dumps: a Gaussian mixture whose "layers" grow in
+ * class separation and shrink in within-class spread with depth.
+ *
+ * Model (layer l = 0..L-1, t = l/(L-1), t = 1 when L = 1):
+ *   sep(l) = sep0 + t (sep1 - sep0),   sd(l) = sd0 + t (sd1 - sd0)
+ *   u_c    = g_c / |g_c|, g_c ~ N(0, I_d)   (k class directions, drawn once)
+ *   x_i(l) = sep(l) u_{y_i} + sd(l) z_i(l),  z_i(l) ~ N(0, I_d)
+ * Sample i keeps its class y_i in every layer (the same latent identity);
+ * the noise z_i(l) is fresh per layer.  Classes are balanced: y_i = i mod k,
+ * then shuffled, so every class is present in train when n_train >= k.
+ * The split ood_far is drawn the same way from k fresh directions v_c at the
+ * same separation and spread; its labels are not written.
+ *
+ * Determinism: the class directions come from gsl_rng_mt19937 seeded with
+ * the seed (mt19937 takes 32 bits: the two halves of the 64-bit seed are
+ * XORed); labels and the noise of each (split, layer) come from their own
+ * mt19937 stream seeded by rb_seed_derive(seed, "gmm/<split>[/<layer>]"), so
+ * the train features do not change when n_test or n_ood changes.  Gaussian
+ * draws use gsl_ran_gaussian_ziggurat; sums are in double, stored as float.
+ * Rows are generated and written in blocks: memory is O(block x d), not
+ * O(n x d).
+ */
+#include "datasets/dump.h"
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GEN_BLOCK 4096 /* rows generated and written at a time */
+
+void rb_gen_gmm_defaults(rb_gen_gmm *g)
+{
+    memset(g, 0, sizeof *g);
+    g->k = 10;
+    g->d = 64;
+    g->layers = 4;
+    g->n_train = 2000;
+    g->n_test = 1000;
+    g->n_ood = 500;
+    g->sep0 = 0.5;
+    g->sep1 = 3.0;
+    g->sd0 = 1.5;
+    g->sd1 = 0.5;
+    g->seed = 0;
+}
+
+static void rng_seed(gsl_rng *r, uint64_t s)
+{
+    gsl_rng_set(r, (unsigned long)((s ^ (s >> 32)) & 0xffffffffu));
+}
+
+/* k unit directions in R^d (k x d, row-major). */
+static void directions(gsl_rng *r, int k, size_t d, double *u)
+{
+    for (int c = 0; c < k; c++) {
+        double *uc = u + (size_t)c * d, ss = 0;
+        do {
+            ss = 0;
+            for (size_t j = 0; j < d; j++) {
+                uc[j] = gsl_ran_gaussian_ziggurat(r, 1.0);
+                ss += uc[j] * uc[j];
+            }
+        } while (ss == 0);
+        double inv = 1.0 / sqrt(ss);
+        for (size_t j = 0; j < d; j++) uc[j] *= inv;
+    }
+}
+
+/* Balanced shuffled labels y_i = i mod k. */
+static void balanced_labels(gsl_rng *r, int k, size_t n, int32_t *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] = (int32_t)(i % (size_t)k);
+    if (n > 1) gsl_ran_shuffle(r, y, n, sizeof *y);
+}
+
+int rb_gen_gmm_check(const rb_gen_gmm *g, rb_err *e)
+{
+    if (g->k < 2 || g->k > RB_DUMP_MAX_CLASSES)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: classes = %d, expected 2..%d", g->k,
+                RB_DUMP_MAX_CLASSES);
+    if (g->d < 1) RB_FAIL(e, RB_EINVAL, "gen gmm: dim must be >= 1");
+    if (g->layers < 1 || g->layers > 10000)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: layers = %d, expected 1..10000", g->layers);
+    if (g->n_train < (size_t)g->k)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: n-train = %zu is below classes = %d (every class must be in train)",
+                g->n_train, g->k);
+    if (g->n_test < 1) RB_FAIL(e, RB_EINVAL, "gen gmm: n-test must be >= 1");
+    if (!isfinite(g->sep0) || !isfinite(g->sep1) || g->sep0 < 0 || g->sep1 < 0)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: sep0/sep1 must be finite and >= 0");
+    if (!isfinite(g->sd0) || !isfinite(g->sd1) || g->sd0 <= 0 || g->sd1 <= 0)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: sd0/sd1 must be finite and > 0");
+    /* Guard n*d products against size_t overflow. */
+    size_t nmax = g->n_train > g->n_test ? g->n_train : g->n_test;
+    if (g->n_ood > nmax) nmax = g->n_ood;
+    if (g->d > SIZE_MAX / sizeof(double) / (size_t)g->k || nmax > SIZE_MAX / g->d / sizeof(float))
+        RB_FAIL(e, RB_EINVAL, "gen gmm: sizes too large");
+    return RB_OK;
+}
+
+int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
+                     rb_err *e)
+{
+    int rc = rb_gen_gmm_check(g, e);
+    if (rc) return rc;
+    const size_t d = g->d;
+    const int k = g->k, L = g->layers;
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    double *u = malloc((size_t)k * d * sizeof *u);
+    double *v = malloc((size_t)k * d * sizeof *v);
+    size_t nbig = g->n_train > g->n_test ? g->n_train : g->n_test;
+    if (g->n_ood > nbig) nbig = g->n_ood;
+    int32_t *y = malloc(nbig * sizeof *y);
+    float *x = malloc((size_t)GEN_BLOCK * d * sizeof *x);
+    rb_dumpw *w = NULL;
+    char mbuf[RB_NAME_MAX], dbuf[RB_NAME_MAX];
+    if (!r || !u || !v || !y || !x) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if (!model) {
+        const char *b = strrchr(path, '/');
+        snprintf(mbuf, sizeof mbuf, "%s", b ? b + 1 : path);
+        size_t n = strlen(mbuf);
+        if (n > 3 && strcmp(mbuf + n - 3, ".h5") == 0) mbuf[n - 3] = 0;
+        model = mbuf;
+    }
+    snprintf(dbuf, sizeof dbuf, "gmm_k%d_d%zu", k, d);
+    rng_seed(r, g->seed);
+    directions(r, k, d, u);
+    directions(r, k, d, v);
+    if ((rc = rb_dumpw_create(path, model, dbuf, &w, e))) goto out;
+
+    static const char *const splits[3] = {"train", "test", "ood_far"};
+    const size_t ns[3] = {g->n_train, g->n_test, g->n_ood};
+    for (int s = 0; s < 3; s++) {
+        size_t n = ns[s];
+        if (n == 0) continue;
+        const double *mu = s == 2 ? v : u;
+        char tag[96];
+        snprintf(tag, sizeof tag, "gmm/%s", splits[s]);
+        rng_seed(r, rb_seed_derive(g->seed, tag));
+        balanced_labels(r, k, n, y);
+        if (s < 2 && (rc = rb_dumpw_labels(w, splits[s], y, n, e))) goto out;
+        for (int l = 0; l < L; l++) {
+            double t = L > 1 ? (double)l / (double)(L - 1) : 1.0;
+            double sep = g->sep0 + t * (g->sep1 - g->sep0);
+            double sd = g->sd0 + t * (g->sd1 - g->sd0);
+            char layer[32];
+            snprintf(layer, sizeof layer, "layer%d", l + 1);
+            snprintf(tag, sizeof tag, "gmm/%s/%s", splits[s], layer);
+            rng_seed(r, rb_seed_derive(g->seed, tag));
+            if ((rc = rb_dumpw_features_begin(w, splits[s], layer, n, d, l + 1, e)))
+                goto out;
+            for (size_t r0 = 0; r0 < n; r0 += GEN_BLOCK) {
+                size_t nr = n - r0 < GEN_BLOCK ? n - r0 : GEN_BLOCK;
+                for (size_t i = 0; i < nr; i++) {
+                    const double *m = mu + (size_t)y[r0 + i] * d;
+                    float *xi = x + i * d;
+                    for (size_t j = 0; j < d; j++)
+                        xi[j] = (float)(sep * m[j] + sd * gsl_ran_gaussian_ziggurat(r, 1.0));
+                }
+                if ((rc = rb_dumpw_features_put(w, r0, nr, x, e))) goto out;
+            }
+            if ((rc = rb_dumpw_features_end(w, e))) goto out;
+        }
+    }
+    rc = rb_dumpw_close(w, e);
+    w = NULL;
+out:
+    if (w) rb_dumpw_close(w, NULL); /* removes path.tmp: an earlier step failed */
+    free(x);
+    free(y);
+    free(v);
+    free(u);
+    if (r) gsl_rng_free(r);
+    return rc;
+}

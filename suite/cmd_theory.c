@@ -1,0 +1,218 @@
+/*
+ * cmd_theory.c -- `repbench theory [--fast] [--seed S] [-o DIR] [--KEY V]
+ * [CHECK...]`: run the analytic checks of theory/, print one
+ * "PASS|FAIL check/claim: predicted X vs simulated Y (tol T)" line per claim
+ * on stdout, write every row to DIR/results.csv (DESIGN.md section 4,
+ * model = "theory", dataset = check name), and exit 1 when a claim fails.
+ * --KEY V options go to the checks that declare KEY (see `repbench list`).
+ */
+#include "suite/suite.h"
+#include "reports/csv.h"
+#include "theory/theory.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int usage_err(const char *msg, const char *arg)
+{
+    fprintf(stderr, "repbench theory: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
+    fprintf(stderr, "usage: repbench theory [--fast] [--seed S] [-o DIR] [--KEY VALUE] [CHECK...]\n");
+    return 2;
+}
+
+/* 1 when key is in the comma list opts. */
+static int declares(const char *opts, const char *key)
+{
+    size_t lk = strlen(key);
+    for (const char *p = opts; p && *p;) {
+        const char *q = strchr(p, ',');
+        size_t l = q ? (size_t)(q - p) : strlen(p);
+        if (l == lk && strncmp(p, key, l) == 0) return 1;
+        p = q ? q + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Read a whole file into *buf (owned by the caller). */
+static int slurp(const char *path, char **buf, size_t *len, rb_err *e)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) RB_FAIL(e, RB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, got;
+    char *b = malloc(cap);
+    while (b && (got = fread(b + n, 1, cap - n, fp)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *q = realloc(b, cap *= 2);
+            if (!q) { free(b); b = NULL; }
+            b = q;
+        }
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (!b) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", path);
+    if (bad) {
+        free(b);
+        RB_FAIL(e, RB_EIO, "%s: read failed", path);
+    }
+    *buf = b;
+    *len = n;
+    return RB_OK;
+}
+
+/* Append src's rows to dst with model/dataset/seed/seconds filled. */
+static int merge_rows(rb_rows *dst, const rb_rows *src, const char *check,
+                      uint64_t seed, double secs, rb_err *e)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        rb_row *w = rb_rows_push(dst);
+        if (!w) RB_FAIL(e, RB_ENOMEM, "theory: out of memory");
+        *w = src->rows[i];
+        snprintf(w->model, sizeof w->model, "theory");
+        snprintf(w->dataset, sizeof w->dataset, "%s", check);
+        w->seed = seed;
+        w->seconds = secs;
+    }
+    return RB_OK;
+}
+
+int rb_cmd_theory(int argc, char **argv)
+{
+    rb_opts o;
+    memset(&o, 0, sizeof o);
+    o.progress = isatty(2);
+    if (o.progress) o.log = rb_log_stderr;
+    const char *out = NULL;
+    int fast = 0;
+    const char **names = calloc((size_t)argc + 1, sizeof *names);
+    size_t nnames = 0;
+    if (!names) return 1;
+    int status = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--fast") == 0) {
+            fast = 1;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) {
+            if (++i >= argc) { status = usage_err("missing value after", a); goto done; }
+            out = argv[i];
+        } else if (strcmp(a, "--seed") == 0) {
+            if (++i >= argc) { status = usage_err("missing value after", a); goto done; }
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(argv[i], &end, 10);
+            if (errno || end == argv[i] || *end || argv[i][0] == '-') {
+                status = usage_err("--seed: not a non-negative integer:", argv[i]);
+                goto done;
+            }
+            o.seed = (uint64_t)s;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            size_t n;
+            const rb_theory_check *c = rb_theory_checks(&n);
+            printf("usage: repbench theory [--fast] [--seed S] [-o DIR] [--KEY VALUE] [CHECK...]\n\nchecks:\n");
+            for (size_t j = 0; j < n; j++)
+                printf("  %-14s %s\n  %-14s options: %s\n", c[j].name, c[j].doc, "", c[j].options);
+            goto done;
+        } else if (strncmp(a, "--", 2) == 0 && a[2]) {
+            if (o.nkv >= RB_MAX_KV) { status = usage_err("too many options", NULL); goto done; }
+            rb_kv *kv = &o.kv[o.nkv];
+            const char *eq = strchr(a + 2, '=');
+            size_t lk = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            const char *val = eq ? eq + 1 : NULL;
+            if (!val) {
+                if (++i >= argc) { status = usage_err("missing value after", a); goto done; }
+                val = argv[i];
+            }
+            if (lk >= sizeof kv->key || strlen(val) >= sizeof kv->val) {
+                status = usage_err("option too long:", a);
+                goto done;
+            }
+            memcpy(kv->key, a + 2, lk);
+            kv->key[lk] = '\0';
+            for (char *p = kv->key; *p; p++)
+                if (*p == '-') *p = '_';
+            strcpy(kv->val, val);
+            o.nkv++;
+        } else if (a[0] == '-') {
+            status = usage_err("unknown option", a);
+            goto done;
+        } else {
+            if (!rb_theory_find(a)) { status = usage_err("unknown check", a); goto done; }
+            names[nnames++] = a;
+        }
+    }
+    size_t nchk;
+    const rb_theory_check *chk = rb_theory_checks(&nchk);
+    if (nnames == 0)
+        for (size_t j = 0; j < nchk; j++) names[nnames++] = chk[j].name;
+    /* Every option must be read by at least one selected check. */
+    for (size_t k = 0; k < o.nkv; k++) {
+        int ok = 0;
+        for (size_t j = 0; j < nnames; j++)
+            ok |= declares(rb_theory_find(names[j])->options, o.kv[k].key);
+        if (!ok) {
+            char m[96];
+            snprintf(m, sizeof m, "--%s", o.kv[k].key);
+            status = usage_err("no selected check reads option", m);
+            goto done;
+        }
+    }
+
+    rb_rows all = {0};
+    int npass = 0, nfail = 0;
+    for (size_t j = 0; j < nnames && status == 0; j++) {
+        const rb_theory_check *c = rb_theory_find(names[j]);
+        rb_rows r = {0};
+        rb_err e = {0};
+        double t0 = rb_now();
+        int rc = c->run(&o, &r, fast, &e);
+        /* `fit --table FILE`: the same analysis on the user's table (the
+         * file is read here: theory/ does no I/O). */
+        const char *table = rb_opt_str(&o, "table", NULL);
+        if (rc == RB_OK && table && strcmp(c->name, "fit") == 0) {
+            char *buf = NULL;
+            size_t len = 0;
+            if ((rc = slurp(table, &buf, &len, &e)) == RB_OK &&
+                (rc = rb_theory_fit_table(buf, len, &o, &r, &e)) != RB_OK)
+                rb_err_wrap(&e, "%s", table);
+            free(buf);
+        }
+        double secs = rb_now() - t0;
+        if (rc != RB_OK) {
+            rb_err_wrap(&e, "theory %s", c->name);
+            status = rb_report_err(&e);
+            rb_rows_free(&r);
+            break;
+        }
+        for (size_t i = 0; i < r.n; i++) {
+            if (strcmp(r.rows[i].metric, "pass") != 0 || i < 3) continue;
+            const rb_row *p = &r.rows[i - 3], *s = &r.rows[i - 2], *t = &r.rows[i - 1];
+            int ok = r.rows[i].value == 1.0;
+            ok ? npass++ : nfail++;
+            printf("%s %s/%s: predicted %.6g vs simulated %.6g (tol %.3g) [%s]\n",
+                   ok ? "PASS" : "FAIL", c->name, r.rows[i].method, p->value, s->value,
+                   t->value, r.rows[i].params);
+        }
+        fflush(stdout);
+        if ((rc = merge_rows(&all, &r, c->name, o.seed, secs, &e)) != RB_OK) status = rb_report_err(&e);
+        rb_rows_free(&r);
+    }
+    if (status == 0 && out) {
+        rb_err e = {0};
+        char path[4096];
+        snprintf(path, sizeof path, "%s/results.csv", out);
+        if (rb_mkdir_p(out, &e) != RB_OK || rb_csv_write_rows(path, all.rows, all.n, &e) != RB_OK)
+            status = rb_report_err(&e);
+    }
+    if (status == 0) {
+        printf("theory: %d passed, %d failed\n", npass, nfail);
+        status = nfail ? 1 : 0;
+    }
+    rb_rows_free(&all);
+done:
+    free(names);
+    return status;
+}

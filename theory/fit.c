@@ -1,0 +1,573 @@
+/*
+ * fit.c -- fitting laws from tables.
+ *
+ * Power law with an asymptote, L(N) = E + A N^(-alpha) (the form of
+ * "Pre-training under infinite compute", Kim et al. 2025, and of the
+ * Chinchilla fits, Hoffmann et al. 2022): GSL nonlinear least squares
+ * (gsl_multifit_nlinear, Levenberg-Marquardt trust region) on
+ * theta = (E, log A, alpha) from several starts (alpha on a grid, E and
+ * log A from the linear least-squares fit at that alpha); the smallest
+ * residual wins.  Intervals: percentile bootstrap over the table's rows.
+ * Held-out extrapolation: fit on all but the largest h sizes and predict
+ * them.
+ *
+ * Effective robustness ("Quality Not Quantity: On the Interaction between
+ * Dataset Design and Robustness of CLIP", Nguyen et al. 2022; Taori et al.
+ * 2020): over a set of baseline models, a linear fit of logit(OOD accuracy)
+ * on logit(ID accuracy); a model's effective robustness is its residual
+ * above that line (in logit units).
+ *
+ * The check simulates tables from known laws and recovers them; law=log
+ * (L = E + B / ln N, no power law) breaks the assumption on purpose and the
+ * extrapolation must fail.  Tables are parsed with libcsv.
+ */
+#include "theory/theory.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_fit.h>
+#include <gsl/gsl_multifit_nlinear.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ============================================================ the fit */
+
+typedef struct {
+    const double *x, *y;
+    size_t n;
+} pl_data;
+
+static int pl_f(const gsl_vector *th, void *p, gsl_vector *f)
+{
+    const pl_data *d = p;
+    double E = gsl_vector_get(th, 0), A = exp(gsl_vector_get(th, 1)), al = gsl_vector_get(th, 2);
+    for (size_t i = 0; i < d->n; i++)
+        gsl_vector_set(f, i, E + A * exp(-al * log(d->x[i])) - d->y[i]);
+    return GSL_SUCCESS;
+}
+
+static int pl_df(const gsl_vector *th, void *p, gsl_matrix *J)
+{
+    const pl_data *d = p;
+    double A = exp(gsl_vector_get(th, 1)), al = gsl_vector_get(th, 2);
+    for (size_t i = 0; i < d->n; i++) {
+        double lx = log(d->x[i]), t = A * exp(-al * lx);
+        gsl_matrix_set(J, i, 0, 1.0);
+        gsl_matrix_set(J, i, 1, t);
+        gsl_matrix_set(J, i, 2, -t * lx);
+    }
+    return GSL_SUCCESS;
+}
+
+/* Least squares of y on (1, x^-alpha): intercept E and slope A. */
+static void start_at(const double *x, const double *y, size_t n, double al,
+                     double *t, double *E, double *A)
+{
+    for (size_t i = 0; i < n; i++) t[i] = exp(-al * log(x[i]));
+    double c0, c1, c00, c01, c11, ss;
+    gsl_fit_linear(t, 1, y, 1, n, &c0, &c1, &c00, &c01, &c11, &ss);
+    *E = c0;
+    *A = c1;
+}
+
+int rb_powerlaw_fit(const double *x, const double *y, size_t n,
+                    rb_powerlaw *res, rb_err *e)
+{
+    memset(res, 0, sizeof *res);
+    res->rss = INFINITY;
+    if (n < 4) RB_FAIL(e, RB_EINVAL, "power law: need at least 4 points, got %zu", n);
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] > 0) || !isfinite(x[i]) || !isfinite(y[i]))
+            RB_FAIL(e, RB_EINVAL, "power law: point %zu (%g, %g) is not finite with size > 0", i, x[i], y[i]);
+    int rc = RB_OK;
+    const gsl_multifit_nlinear_type *T = gsl_multifit_nlinear_trust;
+    gsl_multifit_nlinear_parameters fp = gsl_multifit_nlinear_default_parameters();
+    gsl_multifit_nlinear_workspace *w = gsl_multifit_nlinear_alloc(T, &fp, n, 3);
+    gsl_vector *th = gsl_vector_alloc(3);
+    double *t = malloc(n * sizeof *t);
+    if (!w || !th || !t) {
+        rc = rb_fail(e, RB_ENOMEM, "power law: out of memory");
+        goto out;
+    }
+    pl_data d = {x, y, n};
+    gsl_multifit_nlinear_fdf fdf = {pl_f, pl_df, NULL, n, 3, &d, 0, 0, 0};
+    static const double starts[] = {0.05, 0.15, 0.3, 0.5, 0.8, 1.2};
+    for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
+        double E, A;
+        start_at(x, y, n, starts[s], t, &E, &A);
+        if (!(A > 0)) continue; /* a decreasing law needs A > 0 */
+        gsl_vector_set(th, 0, E);
+        gsl_vector_set(th, 1, log(A));
+        gsl_vector_set(th, 2, starts[s]);
+        if (gsl_multifit_nlinear_init(th, &fdf, w) != GSL_SUCCESS) continue;
+        int info;
+        int st = gsl_multifit_nlinear_driver(200, 1e-10, 1e-10, 1e-12, NULL, NULL, &info, w);
+        if (st != GSL_SUCCESS && st != GSL_EMAXITER) continue;
+        gsl_vector *f = gsl_multifit_nlinear_residual(w);
+        double rss;
+        gsl_blas_ddot(f, f, &rss);
+        gsl_vector *sol = gsl_multifit_nlinear_position(w);
+        double al = gsl_vector_get(sol, 2);
+        if (!isfinite(rss) || !(al > 0)) continue;
+        if (rss < res->rss) {
+            res->rss = rss;
+            res->e_inf = gsl_vector_get(sol, 0);
+            res->a = exp(gsl_vector_get(sol, 1));
+            res->alpha = al;
+            res->ok = 1;
+        }
+    }
+    if (!res->ok) rc = rb_fail(e, RB_ESING, "power law: no start converged (%zu points)", n);
+out:
+    gsl_multifit_nlinear_free(w);
+    gsl_vector_free(th);
+    free(t);
+    return rc;
+}
+
+static double pl_eval(const rb_powerlaw *p, double x)
+{
+    return p->e_inf + p->a * exp(-p->alpha * log(x));
+}
+
+/* ============================================================ tables */
+
+typedef struct {
+    char **cell;          /* current row's fields (owned) */
+    size_t ncell, capcell;
+    char ***rows;         /* all rows */
+    size_t *rlen;
+    size_t nrows, caprows;
+    int oom;
+} tbl;
+
+static void tbl_field(void *s, size_t len, void *data)
+{
+    tbl *t = data;
+    if (t->oom) return;
+    if (t->ncell == t->capcell) {
+        size_t c = t->capcell ? 2 * t->capcell : 8;
+        char **p = realloc(t->cell, c * sizeof *p);
+        if (!p) { t->oom = 1; return; }
+        t->cell = p;
+        t->capcell = c;
+    }
+    char *v = malloc(len + 1);
+    if (!v) { t->oom = 1; return; }
+    memcpy(v, s, len);
+    v[len] = '\0';
+    t->cell[t->ncell++] = v;
+}
+
+static void tbl_row(int c, void *data)
+{
+    (void)c;
+    tbl *t = data;
+    if (t->oom) return;
+    if (t->nrows == t->caprows) {
+        size_t cp = t->caprows ? 2 * t->caprows : 16;
+        char ***p = realloc(t->rows, cp * sizeof *p);
+        size_t *q = realloc(t->rlen, cp * sizeof *q);
+        if (p) t->rows = p;
+        if (q) t->rlen = q;
+        if (!p || !q) { t->oom = 1; return; }
+        t->caprows = cp;
+    }
+    t->rows[t->nrows] = t->cell;
+    t->rlen[t->nrows++] = t->ncell;
+    t->cell = NULL;
+    t->ncell = t->capcell = 0;
+}
+
+static void tbl_free(tbl *t)
+{
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->rlen[r]; c++) free(t->rows[r][c]);
+        free(t->rows[r]);
+    }
+    for (size_t c = 0; c < t->ncell; c++) free(t->cell[c]);
+    free(t->cell);
+    free(t->rows);
+    free(t->rlen);
+}
+
+void rb_table_free_labels(char **lab, size_t n)
+{
+    if (!lab) return;
+    for (size_t i = 0; i < n; i++) free(lab[i]);
+    free(lab);
+}
+
+static int col_index(const tbl *t, const char *name)
+{
+    for (size_t c = 0; c < t->rlen[0]; c++)
+        if (strcmp(t->rows[0][c], name) == 0) return (int)c;
+    return -1;
+}
+
+static int parse_num(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    while (*end == ' ') end++;
+    return !(errno || end == s || *end || !isfinite(*v));
+}
+
+int rb_table_parse(const char *buf, size_t len, const char *xcol,
+                   const char *ycol, const char *labcol, double **x,
+                   double **y, char ***lab, size_t *n, rb_err *e)
+{
+    int rc = RB_OK;
+    tbl t;
+    memset(&t, 0, sizeof t);
+    *x = *y = NULL;
+    if (lab) *lab = NULL;
+    *n = 0;
+    struct csv_parser p;
+    if (csv_init(&p, CSV_APPEND_NULL) != 0) RB_FAIL(e, RB_ENOMEM, "table: csv_init failed");
+    if (csv_parse(&p, buf, len, tbl_field, tbl_row, &t) != len) {
+        rc = rb_fail(e, RB_EINVAL, "table: %s", csv_strerror(csv_error(&p)));
+        goto out;
+    }
+    csv_fini(&p, tbl_field, tbl_row, &t);
+    if (t.oom) {
+        rc = rb_fail(e, RB_ENOMEM, "table: out of memory");
+        goto out;
+    }
+    if (t.nrows < 2) {
+        rc = rb_fail(e, RB_EINVAL, "table: need a header and at least one row");
+        goto out;
+    }
+    int ix = col_index(&t, xcol), iy = col_index(&t, ycol);
+    int il = lab && labcol ? col_index(&t, labcol) : -1;
+    if (ix < 0 || iy < 0 || (lab && labcol && il < 0)) {
+        rc = rb_fail(e, RB_EINVAL, "table: no column named '%s'",
+                     ix < 0 ? xcol : iy < 0 ? ycol : labcol);
+        goto out;
+    }
+    size_t m = t.nrows - 1;
+    *x = malloc(m * sizeof **x);
+    *y = malloc(m * sizeof **y);
+    if (il >= 0) *lab = calloc(m, sizeof **lab);
+    if (!*x || !*y || (il >= 0 && !*lab)) {
+        rc = rb_fail(e, RB_ENOMEM, "table: out of memory");
+        goto out;
+    }
+    for (size_t r = 1; r < t.nrows; r++) {
+        size_t need = (size_t)(ix > iy ? ix : iy);
+        if (il > (int)need) need = (size_t)il;
+        if (t.rlen[r] <= need) {
+            rc = rb_fail(e, RB_EINVAL, "table: row %zu has %zu fields, expected at least %zu", r + 1, t.rlen[r], need + 1);
+            goto out;
+        }
+        if (!parse_num(t.rows[r][ix], &(*x)[r - 1]) || !parse_num(t.rows[r][iy], &(*y)[r - 1])) {
+            rc = rb_fail(e, RB_EINVAL, "table: row %zu: '%s' or '%s' is not a finite number", r + 1,
+                         t.rows[r][ix], t.rows[r][iy]);
+            goto out;
+        }
+        if (il >= 0) {
+            (*lab)[r - 1] = t.rows[r][il];
+            t.rows[r][il] = NULL; /* moved */
+        }
+    }
+    *n = m;
+out:
+    csv_free(&p);
+    tbl_free(&t);
+    if (rc != RB_OK) {
+        free(*x);
+        free(*y);
+        *x = *y = NULL;
+        if (lab && *lab) {
+            rb_table_free_labels(*lab, t.nrows ? t.nrows - 1 : 0);
+            *lab = NULL;
+        }
+    }
+    return rc;
+}
+
+/* ============================================================ analyses */
+
+/* Fit, bootstrap intervals and held-out extrapolation of one table; rows
+ * under claim names "powerlaw" and "extrapolation".  truth (may be NULL)
+ * adds the verdict on alpha.  Returns the relative extrapolation error in
+ * *rel_err. */
+typedef struct {
+    double e_inf, a, alpha;
+} pl_truth;
+
+static int cmp_x(const void *a, const void *b, void *ctx)
+{
+    const double *x = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    return (x[i] > x[j]) - (x[i] < x[j]);
+}
+
+static int analyse_powerlaw(const double *x, const double *y, size_t n, long B,
+                            long hold, double tol_extrap, const pl_truth *truth,
+                            gsl_rng *rng, const char *params, rb_rows *rows,
+                            rb_err *e)
+{
+    int rc = RB_OK;
+    double *bx = malloc(n * sizeof *bx), *by = malloc(n * sizeof *by);
+    double *bs = malloc(3 * (size_t)(B > 0 ? B : 1) * sizeof *bs);
+    size_t *ord = malloc(n * sizeof *ord);
+    if (!bx || !by || !bs || !ord) {
+        rc = rb_fail(e, RB_ENOMEM, "fit: out of memory");
+        goto out;
+    }
+    rb_powerlaw full;
+    if ((rc = rb_powerlaw_fit(x, y, n, &full, e))) goto out;
+    /* Percentile bootstrap over rows; resamples with fewer than 4 distinct
+     * sizes or no convergence are redrawn (counted in the row's n). */
+    long nb = 0, tries = 0;
+    while (nb < B && tries < 4 * B) {
+        tries++;
+        size_t distinct = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t j = gsl_rng_uniform_int(rng, n);
+            bx[i] = x[j];
+            by[i] = y[j];
+        }
+        for (size_t i = 0; i < n; i++) {
+            int seen = 0;
+            for (size_t k = 0; k < i && !seen; k++) seen = bx[k] == bx[i];
+            distinct += !seen;
+        }
+        if (distinct < 4) continue;
+        rb_powerlaw b;
+        rb_err ignore = {0};
+        if (rb_powerlaw_fit(bx, by, n, &b, &ignore) != RB_OK) continue;
+        bs[nb] = b.e_inf;
+        bs[B + nb] = b.a;
+        bs[2 * B + nb] = b.alpha;
+        nb++;
+    }
+    double lo[3] = {NAN, NAN, NAN}, hi[3] = {NAN, NAN, NAN};
+    for (int p = 0; p < 3 && nb >= 20; p++) {
+        double *v = bs + (size_t)p * (size_t)B;
+        gsl_sort(v, 1, (size_t)nb);
+        lo[p] = gsl_stats_quantile_from_sorted_data(v, 1, (size_t)nb, 0.025);
+        hi[p] = gsl_stats_quantile_from_sorted_data(v, 1, (size_t)nb, 0.975);
+    }
+    if ((rc = rb_theory_row(rows, "powerlaw", params, "e_inf", full.e_inf, lo[0], hi[0], (long)n, e)) ||
+        (rc = rb_theory_row(rows, "powerlaw", params, "a", full.a, lo[1], hi[1], (long)n, e)) ||
+        (rc = rb_theory_row(rows, "powerlaw", params, "alpha", full.alpha, lo[2], hi[2], (long)n, e)) ||
+        (rc = rb_theory_row(rows, "powerlaw", params, "rss", full.rss, NAN, NAN, (long)n, e)) ||
+        (rc = rb_theory_row(rows, "powerlaw", params, "bootstrap_resamples", (double)nb, NAN, NAN, (long)n, e)))
+        goto out;
+    if (truth) {
+        /* The true exponent must lie in the bootstrap interval. */
+        int ok = truth->alpha >= lo[2] && truth->alpha <= hi[2];
+        if ((rc = rb_theory_verdict(rows, "powerlaw_alpha", params, truth->alpha, full.alpha,
+                                    0.5 * (hi[2] - lo[2]), ok, e)))
+            goto out;
+    }
+    /* Held-out extrapolation: fit on the n - hold smallest sizes. */
+    if (hold > 0 && n - (size_t)hold >= 4) {
+        for (size_t i = 0; i < n; i++) ord[i] = i;
+        qsort_r(ord, n, sizeof *ord, cmp_x, (void *)x);
+        size_t nf = n - (size_t)hold;
+        for (size_t i = 0; i < nf; i++) {
+            bx[i] = x[ord[i]];
+            by[i] = y[ord[i]];
+        }
+        rb_powerlaw part;
+        if ((rc = rb_powerlaw_fit(bx, by, nf, &part, e))) goto out;
+        double worst = 0, pred_w = NAN, obs_w = NAN;
+        for (size_t i = nf; i < n; i++) {
+            double pr = pl_eval(&part, x[ord[i]]), ob = y[ord[i]];
+            double rel = fabs(pr - ob) / fabs(ob);
+            if ((rc = rb_theory_row(rows, "extrapolation", params, "predicted_at_size", pr, NAN, NAN,
+                                    (long)x[ord[i]], e)))
+                goto out;
+            if (rel >= worst) {
+                worst = rel;
+                pred_w = pr;
+                obs_w = ob;
+            }
+        }
+        if ((rc = rb_theory_row(rows, "extrapolation", params, "max_rel_error", worst, NAN, NAN, hold, e)) ||
+            (rc = rb_theory_verdict(rows, "extrapolation", params, pred_w, obs_w, tol_extrap * fabs(obs_w),
+                                    worst <= tol_extrap, e)))
+            goto out;
+    }
+out:
+    free(bx);
+    free(by);
+    free(bs);
+    free(ord);
+    return rc;
+}
+
+static double logit(double p) { return log(p / (1 - p)); }
+
+/* Effective robustness: fit logit(ood) on logit(id) over the baseline
+ * models (base[i] != 0), residual of every model.  Rows per model under
+ * claim "effective_robustness" with params model=NAME. */
+static int analyse_er(const double *id, const double *ood, const int *base,
+                      char **names, size_t n, const char *params, double *slope,
+                      double *slope_se, double *resid, rb_rows *rows, rb_err *e)
+{
+    int rc = RB_OK;
+    double *lx = malloc(n * sizeof *lx), *ly = malloc(n * sizeof *ly);
+    if (!lx || !ly) {
+        rc = rb_fail(e, RB_ENOMEM, "fit: out of memory");
+        goto out;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(id[i] > 0 && id[i] < 1 && ood[i] > 0 && ood[i] < 1)) {
+            rc = rb_fail(e, RB_EINVAL, "effective robustness: accuracies of model %zu must be in (0,1)", i);
+            goto out;
+        }
+        if (base[i]) {
+            lx[m] = logit(id[i]);
+            ly[m++] = logit(ood[i]);
+        }
+    }
+    if (m < 3) {
+        rc = rb_fail(e, RB_EINVAL, "effective robustness: need at least 3 baseline models, got %zu", m);
+        goto out;
+    }
+    double c0, c1, c00, c01, c11, ss;
+    gsl_fit_linear(lx, 1, ly, 1, m, &c0, &c1, &c00, &c01, &c11, &ss);
+    char pr[RB_PARAMS_MAX + 64];
+    if ((rc = rb_theory_row(rows, "effective_robustness", params, "slope", c1, c1 - 1.96 * sqrt(c11),
+                            c1 + 1.96 * sqrt(c11), (long)m, e)) ||
+        (rc = rb_theory_row(rows, "effective_robustness", params, "intercept", c0, c0 - 1.96 * sqrt(c00),
+                            c0 + 1.96 * sqrt(c00), (long)m, e)) ||
+        (rc = rb_theory_row(rows, "effective_robustness", params, "residual_sd", sqrt(ss / (double)(m - 2)),
+                            NAN, NAN, (long)m, e)))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        resid[i] = logit(ood[i]) - (c0 + c1 * logit(id[i]));
+        if (names) snprintf(pr, sizeof pr, "%.180s%smodel=%.60s", params, *params ? ";" : "", names[i]);
+        else snprintf(pr, sizeof pr, "%.180s%smodel=%zu", params, *params ? ";" : "", i);
+        if ((rc = rb_theory_row(rows, "effective_robustness", pr, "residual_logit", resid[i], NAN, NAN, 1, e)))
+            goto out;
+    }
+    *slope = c1;
+    *slope_se = sqrt(c11);
+out:
+    free(lx);
+    free(ly);
+    return rc;
+}
+
+/* ============================================================ the check */
+
+int rb_theory_fit(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
+{
+    int rc = RB_OK;
+    double noise;
+    long boot, npts;
+    const char *law = rb_opt_str(o, "law", "power");
+    if ((rc = rb_opt_double(o, "noise", 0.01, 0, 1, &noise, e)) ||
+        (rc = rb_opt_long(o, "boot", fast ? 200 : 1000, 0, 100000, &boot, e)) ||
+        (rc = rb_opt_long(o, "points", 14, 8, 10000, &npts, e)))
+        return rc;
+    if (strcmp(law, "power") != 0 && strcmp(law, "log") != 0)
+        RB_FAIL(e, RB_EINVAL, "fit: option --law: '%s' is not power or log", law);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    size_t n = (size_t)npts, cap = 64 + 48 * n, nm = 40;
+    char *csv = malloc(cap);
+    double *x = NULL, *y = NULL;
+    double *id = malloc(nm * sizeof *id), *ood = malloc(nm * sizeof *ood), *res = malloc(nm * sizeof *res);
+    int *base = malloc(nm * sizeof *base);
+    if (!rng || !csv || !id || !ood || !res || !base) {
+        rc = rb_fail(e, RB_ENOMEM, "fit: out of memory");
+        goto out;
+    }
+    gsl_rng_set(rng, (unsigned long)rb_seed_derive(o ? o->seed : 0, "fit"));
+
+    /* A table of model sizes 1e6..1e10 (log grid) and losses from the law,
+     * with multiplicative log-normal noise, written as CSV and read back
+     * through the libcsv reader the --table path uses. */
+    const pl_truth tr = {1.69, 406.4, 0.34}; /* Chinchilla's E, A, alpha */
+    size_t len = (size_t)snprintf(csv, cap, "size,loss\n");
+    for (size_t i = 0; i < n; i++) {
+        double N = pow(10.0, 6.0 + 4.0 * (double)i / (double)(n - 1));
+        double L = strcmp(law, "power") == 0 ? tr.e_inf + tr.a * pow(N, -tr.alpha)
+                                             : 1.2 + 12.0 / log(N);
+        L *= exp(noise * gsl_ran_gaussian(rng, 1.0));
+        len += (size_t)snprintf(csv + len, cap - len, "%.6g,%.10g\n", N, L);
+    }
+    size_t m;
+    if ((rc = rb_table_parse(csv, len, "size", "loss", NULL, &x, &y, NULL, &m, e))) goto out;
+    char params[RB_PARAMS_MAX];
+    snprintf(params, sizeof params, "boot=%ld;hold=3;law=%s;noise=%g;points=%zu", boot, law, noise, m);
+    /* Extrapolation tolerance: 1 % plus three noise sd. */
+    double tol = 0.01 + 3 * noise;
+    if ((rc = analyse_powerlaw(x, y, m, boot, 3, tol, &tr, rng, params, rows, e))) goto out;
+
+    /* Effective robustness: 30 baseline models on the line
+     * logit(ood) = 0.9 logit(id) - 0.8 with sd 0.05, plus 10 models 0.6
+     * logit units above it (as CLIP-like robust models). */
+    const double slope_true = 0.9, icpt = -0.8, sd = 0.05, gain = 0.6;
+    for (size_t i = 0; i < nm; i++) {
+        base[i] = i < 30;
+        double li = logit(0.5 + 0.45 * gsl_rng_uniform(rng));
+        double lo = icpt + slope_true * li + sd * gsl_ran_gaussian(rng, 1.0) + (base[i] ? 0 : gain);
+        id[i] = 1 / (1 + exp(-li));
+        ood[i] = 1 / (1 + exp(-lo));
+    }
+    double sl = NAN, sl_se = NAN;
+    snprintf(params, sizeof params, "baseline=30;robust=10;sd=%g", sd);
+    if ((rc = analyse_er(id, ood, base, NULL, nm, params, &sl, &sl_se, res, rows, e))) goto out;
+    if ((rc = rb_theory_verdict(rows, "er_slope", params, slope_true, sl, 4 * sl_se,
+                                fabs(sl - slope_true) <= 4 * sl_se, e)))
+        goto out;
+    double mr = gsl_stats_mean(res + 30, 1, nm - 30);
+    double se = gsl_stats_sd(res + 30, 1, nm - 30) / sqrt((double)(nm - 30));
+    if ((rc = rb_theory_verdict(rows, "er_robust_gain", params, gain, mr, 4 * se + 0.02,
+                                fabs(mr - gain) <= 4 * se + 0.02, e)))
+        goto out;
+out:
+    gsl_rng_free(rng);
+    free(csv);
+    free(x);
+    free(y);
+    free(id);
+    free(ood);
+    free(res);
+    free(base);
+    return rc;
+}
+
+int rb_theory_fit_table(const char *buf, size_t len, const rb_opts *o,
+                        rb_rows *rows, rb_err *e)
+{
+    int rc = RB_OK;
+    long boot, hold;
+    double tol;
+    const char *xc = rb_opt_str(o, "xcol", "size"), *yc = rb_opt_str(o, "ycol", "metric");
+    if ((rc = rb_opt_long(o, "boot", 1000, 0, 100000, &boot, e)) ||
+        (rc = rb_opt_long(o, "hold", 2, 0, 1000, &hold, e)) ||
+        (rc = rb_opt_double(o, "tol", 0.02, 0, 10, &tol, e)))
+        return rc;
+    double *x = NULL, *y = NULL;
+    size_t n;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!rng) RB_FAIL(e, RB_ENOMEM, "fit: out of memory");
+    gsl_rng_set(rng, (unsigned long)rb_seed_derive(o ? o->seed : 0, "fit_table"));
+    if ((rc = rb_table_parse(buf, len, xc, yc, NULL, &x, &y, NULL, &n, e))) goto out;
+    char params[RB_PARAMS_MAX];
+    snprintf(params, sizeof params, "boot=%ld;hold=%ld;source=table;tol=%g;x=%s;y=%s", boot, hold, tol, xc, yc);
+    if (n - (size_t)hold < 4) hold = 0;
+    rc = analyse_powerlaw(x, y, n, boot, hold, tol, NULL, rng, params, rows, e);
+out:
+    gsl_rng_free(rng);
+    free(x);
+    free(y);
+    return rc;
+}
