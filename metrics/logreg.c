@@ -252,25 +252,39 @@ double rb_logreg_objective(const rb_view *tr, double C, const double *theta,
 
 /* ---------------------------------------------------------------- L-BFGS */
 
+/* The problem as L-BFGS sees it: variables u = theta * sv (elementwise),
+ * with sv the square root of the diagonal of the Hessian at W = 0 (plus the
+ * penalty): n var_j (k-1)/k^2 + 1/C for column j of W and n (k-1)/k^2 for
+ * the intercepts.  This Jacobi scaling is an exact change of variables (the
+ * objective and its optimum are unchanged) that makes the solver insensitive
+ * to the units of the features. */
 typedef struct {
     const rb_view *tr;
     double C;
     rb_logreg_work *w;
     const double *mu;
+    const double *sv; /* p scales */
+    double *th;       /* p scratch: theta = u / sv */
+    size_t p;
     int dbl;
     int nfev;
 } problem;
 
-static double fg(problem *pb, const double *x, double *g)
+static double fg(problem *pb, const double *u, double *g)
 {
     pb->nfev++;
-    return eval(pb->tr, pb->C, x, g, pb->w, pb->dbl, pb->mu);
+    for (size_t i = 0; i < pb->p; i++) pb->th[i] = u[i] / pb->sv[i];
+    double f = eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
+    if (g)
+        for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
+    return f;
 }
 
-static double inf_norm(const double *g, size_t p)
+/* ||grad f||_inf in the original coordinates from the scaled gradient. */
+static double gnorm_orig(const problem *pb, const double *g)
 {
     double m = 0;
-    for (size_t i = 0; i < p; i++) m = fmax(m, fabs(g[i]));
+    for (size_t i = 0; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sv[i]));
     return m;
 }
 
@@ -442,7 +456,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     size_t n = tr->n, d = tr->d, kk = (size_t)tr->k, p = kk * (d + 1);
     memset(m, 0, sizeof *m);
     rb_logreg_work *w = rb_logreg_work_alloc(n, d, tr->k);
-    double *buf = malloc((5 + 2 * LR_MEM) * p * sizeof *buf);
+    double *buf = malloc((7 + 2 * LR_MEM) * p * sizeof *buf);
     double *mu = calloc(d, sizeof *mu);
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
@@ -453,24 +467,37 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     }
     double *x = buf, *g = buf + p, *xt = buf + 2 * p, *gt = buf + 3 * p, *dir = buf + 4 * p;
     double *S[LR_MEM], *Y[LR_MEM], rho[LR_MEM], abuf[LR_MEM];
+    double *sv = buf + 5 * p, *th = buf + 6 * p;
     for (int i = 0; i < LR_MEM; i++) {
-        S[i] = buf + (5 + (size_t)i) * p;
-        Y[i] = buf + (5 + LR_MEM + (size_t)i) * p;
+        S[i] = buf + (7 + (size_t)i) * p;
+        Y[i] = buf + (7 + LR_MEM + (size_t)i) * p;
     }
-    /* Column means in double. */
+    /* Column means, then variances (two passes, double). */
     for (size_t i = 0; i < n; i++) {
         const float *r = tr->x + i * tr->ld;
         for (size_t j = 0; j < d; j++) mu[j] += r[j];
     }
     for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-    /* Start: zero, or the warm model moved to centred coordinates. */
+    memset(th, 0, d * sizeof *th);
+    for (size_t i = 0; i < n; i++) {
+        const float *r = tr->x + i * tr->ld;
+        for (size_t j = 0; j < d; j++) th[j] += (r[j] - mu[j]) * (r[j] - mu[j]);
+    }
+    double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
+    for (size_t j = 0; j < d; j++) {
+        double s = sqrt(pk * th[j] / (double)n + 1.0 / C);
+        for (size_t c = 0; c < kk; c++) sv[c * d + j] = s;
+    }
+    for (size_t c = 0; c < kk; c++) sv[kk * d + c] = sqrt(pk);
+    /* Start: zero, or the warm model moved to centred, scaled coordinates. */
     memset(x, 0, p * sizeof *x);
     if (warm) {
         for (size_t i = 0; i < kk * d; i++) x[i] = warm->w[i];
         for (size_t c = 0; c < kk; c++)
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
+        for (size_t i = 0; i < p; i++) x[i] *= sv[i];
     }
-    problem pb = {tr, C, w, mu, 0, 0};
+    problem pb = {tr, C, w, mu, sv, th, p, 0, 0};
     double f = fg(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0;
     double a_first = 0;
@@ -479,7 +506,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             rc = rb_fail(e, RB_ESING, "logreg: objective not finite at iteration %d (C = %g)", it, C);
             goto out;
         }
-        double gn = inf_norm(g, p);
+        double gn = gnorm_orig(&pb, g);
         if (gn <= tol * fmax(1.0, fabs(f))) {
             if (pb.dbl) {
                 converged = 1;
@@ -554,8 +581,9 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     m->iters = it;
     m->nfev = pb.nfev;
     m->obj = f;
-    m->gnorm = inf_norm(g, p);
+    m->gnorm = gnorm_orig(&pb, g);
     m->converged = converged;
+    for (size_t i = 0; i < p; i++) x[i] /= sv[i];
     for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)x[i];
     for (size_t c = 0; c < kk; c++)
         m->b[c] = (float)(x[kk * d + c] - cblas_ddot((int)d, x + c * d, 1, mu, 1));
