@@ -120,6 +120,42 @@ def cos_sims(xtr, xte):
     return b @ a.T
 
 
+def clip_search():
+    """The CLIP C search end to end on wine: the chosen C is on the
+    8-per-decade grid of lambda = 1/C in [1e-6, 1e6], the search ran 7..15
+    fits, and the final fit at that C reaches sklearn's objective at the same
+    C (1e-6 relative)."""
+    X, y = load_wine(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    mu, sd = xtr.mean(0), xtr.std(0)
+    xtr, xte = ((xtr - mu) / sd).astype(np.float32), ((xte - mu) / sd).astype(np.float32)
+    path, out = os.path.join(WORK, "wine_search.h5"), os.path.join(WORK, "out_wine_search")
+    write_dump(path, xtr, ytr, xte, yte)
+    r = subprocess.run([RB, "run", "--methods", "logreg", "--bootstrap", "0", "-o", out, path],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"wine: CLIP search run exit 0 ({r.stderr.strip()[:200]})")
+    if r.returncode:
+        return
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    params = [r["params"] for r in rows if r["metric"] == "C"]
+    check(len(params) == 1 and params[0].startswith("C=clip_search;"), f"wine: search params {params}")
+    if len(params) != 1:
+        return
+    C = metric(rows, "logreg", params[0], "C")
+    j = np.log10(1 / C / 1e-6) * 8
+    check(abs(j - round(j)) < 1e-4 and -1e-9 <= j <= 96 + 1e-9, f"wine: selected C = {C} on the grid (j = {j:.4f})")
+    nf = metric(rows, "logreg", params[0], "select_fits")
+    check(7 <= nf <= 15, f"wine: {nf} fits in the search")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = LogisticRegression(C=C, max_iter=10000, tol=1e-10, multi_class="multinomial").fit(
+            xtr.astype(np.float64), ytr)
+    f_sk = objective(xtr.astype(np.float64), ytr, sk.coef_, sk.intercept_, C)
+    f_rb = metric(rows, "logreg", params[0], "objective")
+    check(f_rb <= f_sk * (1 + 1e-6), f"wine: objective at the selected C {f_rb!r} <= sklearn {f_sk!r}")
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     for name, xtr, ytr, xte, yte in datasets():
@@ -199,6 +235,7 @@ def main():
             check(pw is not None and np.all((pw == wv.argmax(1)) | tie),
                   f"{name}: knn weighted k={kn} == numpy DINO vote "
                   f"({int((pw != wv.argmax(1)).sum()) if pw is not None else -1} differ at near-ties)")
+    clip_search()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
