@@ -235,7 +235,7 @@ int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
     float *S = malloc(tb * nb * sizeof *S);
     int *cnt = malloc(tb * sizeof *cnt);
     double *inv_tr = malloc(ntr * sizeof *inv_tr);
-    double tg = 0;
+    double tg = 0, tsel = 0, tref = 0;
     if (!xtr || !xte || !S || !cnt || !inv_tr) {
         rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
         goto out;
@@ -262,12 +262,18 @@ int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
             tg += rb_now() - t0;
             select_job job = {0, S, w, w, (int32_t)j0, 0, 0, hs, hi, cnt, kmax,
                               tr, te, inv_tr, i0};
+            t0 = rb_now();
             select_tile(&job, m, nthr);
+            tsel += rb_now() - t0;
         }
         select_job fin = {1, NULL, 0, 0, 0, 0, 0, hs, hi, cnt, kmax, tr, te, inv_tr, i0};
+        double t1 = rb_now();
         select_tile(&fin, m, nthr);
+        tref += rb_now() - t1;
         rb_logf(o, "knn: %zu/%zu test rows", i0 + m, nte);
     }
+    rb_logf(o, "knn: %zu x %zu x %zu: gemm %.2f s, selection %.2f s, double refinement %.2f s",
+            nte, ntr, d, tg, tsel, tref);
     if (gemm_seconds) *gemm_seconds = tg;
 out:
     free(xtr);
