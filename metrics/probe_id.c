@@ -299,13 +299,14 @@ static int cmp_size(const void *a, const void *b)
 int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     const rb_opts *o = t->o;
-    long max_d, nseed, max_n, maxit;
+    long max_d, nseed, max_n, maxit, max_mb;
     double lambda;
     int rc;
     if ((rc = rb_opt_long(o, "pid_max_d", 1024, 2, 1L << 20, &max_d, e)) ||
         (rc = rb_opt_long(o, "pid_seeds", 3, 1, 100, &nseed, e)) ||
         (rc = rb_opt_long(o, "pid_max_n", 5000, 10, 1L << 30, &max_n, e)) ||
         (rc = rb_opt_long(o, "pid_maxit", 300, 1, 100000, &maxit, e)) ||
+        (rc = rb_opt_long(o, "pid_max_mb", 1024, 1, 1L << 24, &max_mb, e)) ||
         (rc = rb_opt_double(o, "pid_lambda", 1e-4, 0, 1e6, &lambda, e)))
         return rc;
     rb_view tr0, te;
@@ -322,7 +323,18 @@ int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
     rb_view tr;
     if ((rc = subsample(&tr0, (size_t)max_n, seed, &buf, &yb, &tr, e))) return rc;
     size_t D = (size_t)tr.k * (tr.d + 1), grid[64], ng = 0;
-    for (size_t d = 2; d <= (size_t)max_d && d <= D && ng < 64; d *= 2) grid[ng++] = d;
+    /* The dense projection takes D d doubles: the grid stops below pid_max_mb. */
+    for (size_t d = 2; d <= (size_t)max_d && d <= D && ng < 64; d *= 2) {
+        if ((double)D * (double)d * 8 > (double)max_mb * 1048576.0) {
+            rb_logf(o, "probe_id: layer %s: grid stops at d=%zu (projection over %ld MB)", layer, d, max_mb);
+            break;
+        }
+        grid[ng++] = d;
+    }
+    if (ng == 0) {
+        rc = rb_fail(e, RB_EINVAL, "probe_id: D=%zu: not even d=2 fits in pid_max_mb=%ld", D, max_mb);
+        goto out;
+    }
     acc = malloc((ng ? ng : 1) * (size_t)nseed * sizeof *acc);
     d90 = malloc((size_t)nseed * sizeof *d90);
     if (!acc || !d90) {
@@ -340,7 +352,8 @@ int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
     snprintf(it[2], 64, "max_n=%ld", max_n);
     snprintf(it[3], 64, "proj=dense_gauss_unit");
     snprintf(it[4], 64, "maxit=%ld", maxit);
-    const char *items[] = {it[0], it[1], it[2], it[3], it[4], NULL};
+    snprintf(it[5], 64, "max_d=%ld", max_d);
+    const char *items[] = {it[0], it[1], it[2], it[3], it[4], it[5], NULL};
     rb_params_sorted(prm, sizeof prm, items);
     long nte = (long)te.n;
     if ((rc = rb_rows_add(out, "probe_id", prm, NULL, "pid_acc_full", acc_full, NAN, NAN, nte, e)))
@@ -357,7 +370,7 @@ int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
         }
         char p2[RB_PARAMS_MAX], dd[32];
         snprintf(dd, sizeof dd, "d=%zu", grid[g]);
-        const char *items2[] = {it[0], it[1], it[2], it[3], it[4], dd, NULL};
+        const char *items2[] = {it[0], it[1], it[2], it[3], it[4], it[5], dd, NULL};
         rb_params_sorted(p2, sizeof p2, items2);
         if ((rc = rb_rows_add(out, "probe_id", p2, NULL, "pid_acc", m / (double)nseed,
                               nseed > 1 ? lo : NAN, nseed > 1 ? hi : NAN, nte, e)))

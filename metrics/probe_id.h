@@ -60,7 +60,7 @@ int rb_pid_sweep(const rb_view *tr, const rb_view *te, const rb_pid_cfg *cfg,
                  double *acc_full, double *acc, size_t *d90, rb_err *e);
 
 /* Registry entry (per layer; options pid_max_d, pid_seeds, pid_max_n,
- * pid_lambda, pid_maxit, pid_frac). */
+ * pid_lambda, pid_maxit, pid_max_mb). */
 int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e);
 
 #endif
