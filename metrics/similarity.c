@@ -234,6 +234,55 @@ static int put(sink *k, const char *params, const char *layer, const char *split
     return RB_OK;
 }
 
+/* Rows idx[0..m) (ascending) of split sp, layer l into xf (m x d), read
+ * in chunks of `chunk` rows through buf. */
+static int gather(const rb_source *s, size_t sp, size_t l, const size_t *idx, size_t m,
+                  size_t chunk, float *buf, float *xf, rb_err *e)
+{
+    size_t n = s->split_n[sp], d = s->layer_d[l], q = 0;
+    for (size_t r0 = 0; r0 < n && q < m; r0 += chunk) {
+        size_t c = n - r0 < chunk ? n - r0 : chunk;
+        if (idx[q] >= r0 + c) continue;
+        int rc = s->read(s->h, sp, l, r0, c, buf, e);
+        if (rc) return rc;
+        for (; q < m && idx[q] < r0 + c; q++) memcpy(xf + q * d, buf + (idx[q] - r0) * d, d * sizeof *xf);
+    }
+    return RB_OK;
+}
+
+/* From the linear Gram G (m x m) the four centred Grams CKA compares:
+ * linear biased, linear U-centred, RBF theta 0.5 and 1.0 (biased). */
+static int grams4(const double *G, size_t m, double *g, double *scr, rb_err *e)
+{
+    size_t mm = m * m;
+    memcpy(g, G, mm * sizeof *g);
+    memcpy(g + mm, G, mm * sizeof *g);
+    int rc;
+    if ((rc = rb_center_gram(g, m, 0, e)) || (rc = rb_center_gram(g + mm, m, 1, e)) ||
+        (rc = rb_gram_rbf(G, m, 0.5, g + 2 * mm, scr, e)) || (rc = rb_gram_rbf(G, m, 1.0, g + 3 * mm, scr, e)) ||
+        (rc = rb_center_gram(g + 2 * mm, m, 0, e)) || (rc = rb_center_gram(g + 3 * mm, m, 0, e)))
+        return rc;
+    return RB_OK;
+}
+
+/* The four CKA rows of one pair of layers. */
+static int cka_rows(sink *k, const char *pair, const char *split, const double *ga, const double *gb,
+                    size_t m, long max_n, const char *extra, rb_err *e)
+{
+    size_t mm = m * m;
+    char p0[RB_PARAMS_MAX], p5[RB_PARAMS_MAX], p10[RB_PARAMS_MAX];
+    snprintf(p0, sizeof p0, "%smax_n=%ld", extra, max_n);
+    snprintf(p5, sizeof p5, "%smax_n=%ld;theta=0.5", extra, max_n);
+    snprintf(p10, sizeof p10, "%smax_n=%ld;theta=1", extra, max_n);
+    int rc;
+    if ((rc = put(k, p0, pair, split, "cka_linear", rb_cka(ga, gb, m), (long)m, e)) ||
+        (rc = put(k, p0, pair, split, "cka_linear_debiased", rb_cka(ga + mm, gb + mm, m), (long)m, e)) ||
+        (rc = put(k, p5, pair, split, "cka_rbf", rb_cka(ga + 2 * mm, gb + 2 * mm, m), (long)m, e)) ||
+        (rc = put(k, p10, pair, split, "cka_rbf", rb_cka(ga + 3 * mm, gb + 3 * mm, m), (long)m, e)))
+        return rc;
+    return RB_OK;
+}
+
 /* Cosine distributions (intra vs inter class) and LOOK on one layer. */
 static int class_stats(sink *k, const char *layer, const char *split, const double *G,
                        const float *xf, const int32_t *y, size_t n, size_t d, long kn, long bins,
@@ -343,27 +392,13 @@ int rb_similarity_run(const rb_task *t, rb_rows *out, rb_err *e)
     sink k = {out, prm};
     /* Per layer: gather the subsample, Grams, class statistics. */
     for (size_t a = 0; a < L; a++) {
-        size_t l = lay[a], d = s->layer_d[l], q = 0;
+        size_t l = lay[a], d = s->layer_d[l];
         rb_logf(o, "similarity: layer %s (%zu/%zu)", s->layer_names[l], a + 1, L);
-        for (size_t r0 = 0; r0 < n && q < m; r0 += (size_t)chunk) {
-            size_t c = n - r0 < (size_t)chunk ? n - r0 : (size_t)chunk;
-            if (idx[q] >= r0 + c) continue;
-            if ((rc = s->read(s->h, (size_t)sp, l, r0, c, buf, e))) goto out;
-            while (q < m && idx[q] < r0 + c) {
-                memcpy(xf + q * d, buf + (idx[q] - r0) * d, d * sizeof *xf);
-                q++;
-            }
-        }
+        if ((rc = gather(s, (size_t)sp, l, idx, m, (size_t)chunk, buf, xf, e))) goto out;
         for (size_t i = 0; i < m * d; i++) X[i] = xf[i];
         rb_gram_linear(X, m, d, G);
         if (ys && (rc = class_stats(&k, s->layer_names[l], spn, G, xf, y, m, d, kn, bins, e))) goto out;
-        double *g = grams + 4 * a * m * m;
-        memcpy(g, G, m * m * sizeof *g);
-        memcpy(g + m * m, G, m * m * sizeof *g);
-        if ((rc = rb_center_gram(g, m, 0, e)) || (rc = rb_center_gram(g + m * m, m, 1, e)) ||
-            (rc = rb_gram_rbf(G, m, 0.5, g + 2 * m * m, scr, e)) ||
-            (rc = rb_gram_rbf(G, m, 1.0, g + 3 * m * m, scr, e)) ||
-            (rc = rb_center_gram(g + 2 * m * m, m, 0, e)) || (rc = rb_center_gram(g + 3 * m * m, m, 0, e))) {
+        if ((rc = grams4(G, m, grams + 4 * a * m * m, scr, e))) {
             rb_err_wrap(e, "similarity: layer %s", s->layer_names[l]);
             goto out;
         }
@@ -373,14 +408,7 @@ int rb_similarity_run(const rb_task *t, rb_rows *out, rb_err *e)
         for (size_t b = a + 1; b < L; b++) {
             char pair[RB_NAME_MAX];
             snprintf(pair, sizeof pair, "%s|%s", s->layer_names[lay[a]], s->layer_names[lay[b]]);
-            const double *ga = grams + 4 * a * m * m, *gb = grams + 4 * b * m * m;
-            char p5[RB_PARAMS_MAX], p10[RB_PARAMS_MAX];
-            snprintf(p5, sizeof p5, "max_n=%ld;theta=0.5", max_n);
-            snprintf(p10, sizeof p10, "max_n=%ld;theta=1", max_n);
-            if ((rc = put(&k, NULL, pair, spn, "cka_linear", rb_cka(ga, gb, m), (long)m, e)) ||
-                (rc = put(&k, NULL, pair, spn, "cka_linear_debiased", rb_cka(ga + m * m, gb + m * m, m), (long)m, e)) ||
-                (rc = put(&k, p5, pair, spn, "cka_rbf", rb_cka(ga + 2 * m * m, gb + 2 * m * m, m), (long)m, e)) ||
-                (rc = put(&k, p10, pair, spn, "cka_rbf", rb_cka(ga + 3 * m * m, gb + 3 * m * m, m), (long)m, e)))
+            if ((rc = cka_rows(&k, pair, spn, grams + 4 * a * m * m, grams + 4 * b * m * m, m, max_n, "", e)))
                 goto out;
         }
     /* Frechet distances: train vs test, test (ID) vs each ood_*. */
@@ -433,6 +461,84 @@ out:
     free(cv[1]);
     free(mo);
     free(co);
+    gsl_rng_free(r);
+    return rc;
+}
+
+/* ------------------------------------------------------- two dumps (models) */
+
+int rb_similarity_cross(const rb_source *a, const rb_source *b, const char *name_b,
+                        const rb_opts *o, uint64_t seed, rb_rows *out, rb_err *e)
+{
+    long max_n, chunk;
+    int rc;
+    if ((rc = rb_opt_long(o, "sim_max_n", 1000, 4, 1L << 20, &max_n, e)) ||
+        (rc = rb_opt_long(o, "sim_chunk", 4096, 1, 1L << 24, &chunk, e)))
+        return rc;
+    const char *spn = rb_opt_str(o, "sim_split", "test");
+    int sa = rb_source_split(a, spn), sb = rb_source_split(b, spn);
+    if (sa < 0 || sb < 0)
+        RB_FAIL(e, RB_EINVAL, "similarity: split '%s' missing from %s", spn, sa < 0 ? a->path : b->path);
+    size_t n = a->split_n[sa];
+    if (b->split_n[sb] != n)
+        RB_FAIL(e, RB_EINVAL, "similarity: split %s has %zu rows in %s but %zu in %s: not the same samples",
+                spn, n, a->path, b->split_n[sb], b->path);
+    if (a->split_y[sa] && b->split_y[sb])
+        for (size_t i = 0; i < n; i++)
+            if (a->split_y[sa][i] != b->split_y[sb][i])
+                RB_FAIL(e, RB_EINVAL, "similarity: split %s: label of row %zu differs between %s and %s: "
+                        "not the same samples", spn, i, a->path, b->path);
+    size_t m = n < (size_t)max_n ? n : (size_t)max_n, dmax = 0, mm = m * m;
+    for (size_t l = 0; l < a->nlayers; l++) dmax = a->layer_d[l] > dmax ? a->layer_d[l] : dmax;
+    for (size_t l = 0; l < b->nlayers; l++) dmax = b->layer_d[l] > dmax ? b->layer_d[l] : dmax;
+    size_t *idx = malloc(n * sizeof *idx);
+    float *buf = malloc((size_t)chunk * dmax * sizeof *buf), *xf = malloc(m * dmax * sizeof *xf);
+    double *X = malloc(m * dmax * sizeof *X), *G = malloc(mm * sizeof *G), *scr = malloc(mm * sizeof *scr);
+    double *gb = malloc(4 * b->nlayers * mm * sizeof *gb), *ga = malloc(4 * mm * sizeof *ga);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!idx || !buf || !xf || !X || !G || !scr || !gb || !ga || !r) {
+        rc = rb_fail(e, RB_ENOMEM, "similarity: out of memory (n=%zu, %zu layers)", m, b->nlayers);
+        goto out;
+    }
+    gsl_rng_set(r, (unsigned long)(seed ^ (seed >> 32)));
+    for (size_t i = 0; i < n; i++) idx[i] = i;
+    if (m < n) {
+        gsl_ran_shuffle(r, idx, n, sizeof *idx);
+        gsl_sort_ulong((unsigned long *)idx, 1, m);
+    }
+    char extra[RB_PARAMS_MAX / 2];
+    snprintf(extra, sizeof extra, "other=%s;", name_b);
+    sink k = {out, ""};
+    for (int side = 1; side >= 0; side--) { /* b's Grams first, then each layer of a */
+        const rb_source *s = side ? b : a;
+        int sp = side ? sb : sa;
+        for (size_t l = 0; l < s->nlayers; l++) {
+            size_t d = s->layer_d[l];
+            if (!side && !in_list(o->layers, s->layer_names[l])) continue;
+            if ((rc = gather(s, (size_t)sp, l, idx, m, (size_t)chunk, buf, xf, e))) goto out;
+            for (size_t i = 0; i < m * d; i++) X[i] = xf[i];
+            rb_gram_linear(X, m, d, G);
+            if ((rc = grams4(G, m, side ? gb + 4 * l * mm : ga, scr, e))) {
+                rb_err_wrap(e, "similarity: %s: layer %s", s->path, s->layer_names[l]);
+                goto out;
+            }
+            if (side) continue;
+            for (size_t q = 0; q < b->nlayers; q++) {
+                char pair[RB_NAME_MAX];
+                snprintf(pair, sizeof pair, "%s|%s", a->layer_names[l], b->layer_names[q]);
+                if ((rc = cka_rows(&k, pair, spn, ga, gb + 4 * q * mm, m, max_n, extra, e))) goto out;
+            }
+        }
+    }
+out:
+    free(idx);
+    free(buf);
+    free(xf);
+    free(X);
+    free(G);
+    free(scr);
+    free(gb);
+    free(ga);
     gsl_rng_free(r);
     return rc;
 }

@@ -59,4 +59,15 @@ int rb_frechet(const double *mu1, const double *S1, const double *mu2, const dou
  * (1: Frechet distances). */
 int rb_similarity_run(const rb_task *t, rb_rows *out, rb_err *e);
 
+/* CKA (the four kinds above) between every layer of dump a (those in
+ * o->layers) and every layer of dump b, computed on the same seeded
+ * subsample of split sim_split of both: the two dumps must hold the same
+ * samples in the same order (same N; same labels when both are labeled,
+ * else RB_EINVAL).  Rows: layer "LA|LB", split sim_split, params
+ * "other=<name_b>;max_n=..[;theta=..]".  For `repbench run` to offer this,
+ * the harness must hand two sources to it (e.g. an option naming the
+ * second dump); this function is the whole computation. */
+int rb_similarity_cross(const rb_source *a, const rb_source *b, const char *name_b,
+                        const rb_opts *o, uint64_t seed, rb_rows *out, rb_err *e);
+
 #endif

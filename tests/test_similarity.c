@@ -220,6 +220,26 @@ static void test_method(void)
     w = find(&r, "cos_overlap", "b", NULL);
     CHECK(w && w->value > 0.8); /* no class signal: the two distributions overlap */
     rb_rows_free(&r);
+    /* Two dumps of the same samples: b holds the layers in another order,
+     * so a's layer a matches b's layer c (CKA 1) and b's layer a (1). */
+    const char *lnb[3] = {"c", "b", "a"};
+    rb_source srcb = src;
+    srcb.layer_names = lnb;
+    srcb.h = &srcb; /* mem_read ignores h; layer index 0 -> L0 data */
+    CHECK_INT(rb_similarity_cross(&src, &srcb, "modelB", &o, 3, &r, &e), RB_OK);
+    CHECK_INT(r.n, 3 * 3 * 4);
+    w = find(&r, "cka_linear", "a|c", "test"); /* a's L0 vs b's index 0 = L0 */
+    CHECK(w && fabs(w->value - 1) < 1e-12 && strstr(w->params, "other=modelB"));
+    w = find(&r, "cka_rbf", "c|c", "test");    /* a's L2 vs b's L0: orthogonal x -2 */
+    CHECK(w && fabs(w->value - 1) < 1e-9);
+    w = find(&r, "cka_linear", "a|b", "test");
+    CHECK(w && w->value < 0.5);
+    rb_rows_free(&r);
+    size_t szb[3] = {MN, MN - 1, MN};
+    srcb.split_n = szb;
+    CHECK_INT(rb_similarity_cross(&src, &srcb, "modelB", &o, 3, &r, &e), RB_EINVAL);
+    CHECK(strstr(e.msg, "same samples") != NULL);
+    rb_rows_free(&r);
     strcpy(o.kv[0].key, "sim_split");
     strcpy(o.kv[0].val, "nope");
     CHECK_INT(rb_similarity_run(&t, &r, &e), RB_EINVAL);
