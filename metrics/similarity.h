@@ -46,13 +46,13 @@ double rb_cka(const double *Kc, const double *Lc, size_t n);
 
 /* Feature-space linear CKA of X (n x p) and Y (n x q); debiased = 1 for the
  * demo's debiased helper.  scratch: n*(p+q) + p*q + p*p + q*q doubles. */
-int rb_cka_linear_feat(const double *X, size_t p, const double *Y, size_t q, size_t n,
-                       int debiased, double *scratch, double *cka, rb_err *e);
+int rb_cka_linear_feat(const double *X, size_t p, const double *Y, size_t q, size_t n, int debiased,
+                       double *scratch, double *cka, rb_err *e);
 
 /* Frechet distance of N(mu1, S1), N(mu2, S2) (d x d full symmetric,
  * borrowed, not modified).  Returns RB_OK, RB_ENOMEM, RB_EINTERNAL. */
-int rb_frechet(const double *mu1, const double *S1, const double *mu2, const double *S2,
-               size_t d, double *fd, rb_err *e);
+int rb_frechet(const double *mu1, const double *S1, const double *mu2, const double *S2, size_t d,
+               double *fd, rb_err *e);
 
 /* Registry entry (RB_SCOPE_DUMP).  Options: sim_split (default test),
  * sim_max_n (1000), sim_k (10), sim_bins (100), sim_chunk (4096), sim_fd
