@@ -145,7 +145,9 @@ static int check_filters(wctx *c, rb_err *e)
 {
     double eps;
     long bins;
+    long shift;
     int rc = rb_opt_double(c->o, "sparsity_eps", 0.01, 1e-12, 1, &eps, e);
+    if (!rc) rc = rb_opt_long(c->o, "shift", 1, 0, 1, &shift, e);
     return rc ? rc : rb_opt_long(c->o, "bins", 70, 2, 100000, &bins, e);
 }
 
@@ -158,8 +160,10 @@ static int run_filters(wctx *c, rb_err *e)
     fgroup *g = NULL;
     char **names = NULL;
     uint64_t *agg = NULL;
+    long shift;
     if ((rc = rb_opt_double(c->o, "sparsity_eps", 0.01, 1e-12, 1, &eps, e)) ||
-        (rc = rb_opt_long(c->o, "bins", 70, 2, 100000, &bins, e)))
+        (rc = rb_opt_long(c->o, "bins", 70, 2, 100000, &bins, e)) ||
+        (rc = rb_opt_long(c->o, "shift", 1, 0, 1, &shift, e)))
         return rc;
     char params[64], hp[96];
     snprintf(params, sizeof params, "sparsity_eps=%g", eps);
@@ -246,6 +250,7 @@ static int run_filters(wctx *c, rb_err *e)
         }
         if ((rc = rb_out_commit(fp, path, !ferror(fp), e))) goto out;
     }
+    if (!shift) goto out; /* --shift 0: one pass, no distribution shift */
     /* Pass 2: the common coefficient range; pass 3: histograms. */
     double lo = INFINITY, hi = -INFINITY;
     for (int pass = 0; pass < 2; pass++)
@@ -916,7 +921,7 @@ out:
 /* ----------------------------------------------------------- the table */
 
 static const wmethod wmethods[] = {
-    {"filters", check_filters, run_filters, "sparsity_eps,bins",
+    {"filters", check_filters, run_filters, "sparsity_eps,bins,shift",
      "3x3 conv filters: sparsity, variance entropy (+normalised, clean), orthogonality, norms; "
      "PCA basis and 70-bin symmetric-KL shift between layers, models, depth deciles (CNN Filter DB)"},
     {"spectra", check_spectra, run_spectra, "evals_thresh,min_evals",

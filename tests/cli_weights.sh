@@ -111,6 +111,42 @@ check("filter_shift symmetric, zero diagonal",
 sys.exit(0 if ok else 1)
 PYEOF
 
+# Zero-shot WiSE-FT: /text/zs added to a copy of the dump; alpha = 0 is the
+# accuracy of argmax(x T^T) (computed here with NumPy), alpha = 1 each head's.
+cp "$W/gmm.h5" "$W/gmm_zs.h5"
+"$PY" - "$W" <<'PYEOF' || fail=1
+import h5py, numpy as np, sys
+d = sys.argv[1]
+with h5py.File(d + "/gmm_zs.h5", "a") as f:
+    layers = sorted(f["features/train"].keys(), key=lambda k: int(f["features/train"][k].attrs.get("depth", 0)))
+    last = layers[-1]
+    x, y = f["features/train/" + last][...], f["labels/train"][...]
+    t = np.stack([x[y == c].mean(0) for c in range(10)]) + np.random.default_rng(0).normal(0, 0.3, (10, x.shape[1]))
+    f.create_dataset("text/zs", data=t.astype("f4"))
+    xt, yt = f["features/test/" + last][...].astype(np.float64), f["labels/test"][...]
+    acc = float(np.mean(np.argmax(xt @ t.astype("f4").astype(np.float64).T, 1) == yt))
+open(d + "/zs_acc", "w").write(repr(acc))
+PYEOF
+if $RB weights --methods soup --features "$W/gmm_zs.h5" --zeroshot zs --alphas 0,0.5,1 -o "$W/zs" \
+     "$W/pre.safetensors" "$W/ft1.h5" 2>"$W/err"; then
+    "$PY" - "$W" <<'PYEOF' || fail=1
+import csv, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/zs/results.csv")))
+acc = float(open(d + "/zs_acc").read())
+w = [r for r in rows if r["metric"] == "wiseft_acc"]
+ok = len(w) == 6 and all("from=/text/zs" in r["params"] for r in w)
+a0 = [float(r["value"]) for r in w if r["params"].startswith("alpha=0;")]
+ok &= len(a0) == 2 and all(abs(v - acc) < 1e-12 for v in a0)
+for r in w:
+    if r["params"].startswith("alpha=1;"):
+        h = [float(x["value"]) for x in rows if x["metric"] == "head_acc" and x["model"] == r["model"] and x["split"] == "test"]
+        ok &= abs(float(r["value"]) - h[0]) < 1e-15
+print(("PASS" if ok else "FAIL") + " zero-shot WiSE-FT (alpha=0 acc %.4f vs NumPy %.4f)" % (a0[0] if a0 else -1, acc))
+sys.exit(0 if ok else 1)
+PYEOF
+else bad "zero-shot soup: $(cat "$W/err")"; fi
+
 # Determinism: the same run twice gives the same values.
 $RB weights --seed 5 --methods filters,spectra,sparsity -o "$W/run2" "$W/pre.safetensors" "$W/init.h5" 2>/dev/null
 $RB weights --seed 5 --methods filters,spectra,sparsity -o "$W/run3" "$W/pre.safetensors" "$W/init.h5" 2>/dev/null

@@ -362,7 +362,7 @@ static void test_magsel(void)
     for (int i = 0; i < N; i++) {
         w[i] = gsl_ran_gaussian(rng, 0.02) * (i % 3 ? 1 : 1e-3);
         if (i % 17 == 0) w[i] = 0;
-        if (i % 23 == 0) w[i] = -w[i - 1]; /* ties in |w| */
+        if (i > 0 && i % 23 == 0) w[i] = -w[i - 1]; /* ties in |w| */
     }
     for (int i = 0; i < N; i++) s[i] = fabs(w[i]);
     gsl_sort(s, 1, N);
