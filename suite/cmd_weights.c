@@ -29,6 +29,7 @@
 #include "suite/suite.h"
 
 #include <cblas.h>
+#include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,8 +345,9 @@ out:
 static int check_spectra(wctx *c, rb_err *e)
 {
     double thr;
-    long me;
+    long me, rnd;
     int rc = rb_opt_double(c->o, "evals_thresh", 1e-5, 0, 1e300, &thr, e);
+    if (!rc) rc = rb_opt_long(c->o, "rand", 1, 0, 1, &rnd, e);
     return rc ? rc : rb_opt_long(c->o, "min_evals", 10, 3, 100000000, &me, e);
 }
 
@@ -357,12 +359,19 @@ static int run_spectra(wctx *c, rb_err *e)
     size_t cap = 0;
     FILE *sv = NULL;
     char path[1024];
+    long rnd;
     if ((rc = rb_opt_double(c->o, "evals_thresh", 1e-5, 0, 1e300, &thr, e)) ||
-        (rc = rb_opt_long(c->o, "min_evals", 10, 3, 100000000, &min_evals, e)))
+        (rc = rb_opt_long(c->o, "min_evals", 10, 3, 100000000, &min_evals, e)) ||
+        (rc = rb_opt_long(c->o, "rand", 1, 0, 1, &rnd, e)))
         return rc;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!rng) RB_FAIL(e, RB_ENOMEM, "spectra: out of memory");
     snprintf(path, sizeof path, "%s/spectra.csv", c->dir);
     sv = rb_out_open(path, e);
-    if (!sv) return e->code;
+    if (!sv) {
+        gsl_rng_free(rng);
+        return e->code;
+    }
     fputs("model,layer,index,singular_value\n", sv);
     char pp[96];
     snprintf(pp, sizeof pp, "evals_thresh=%g;min_evals=%ld", thr, min_evals);
@@ -407,6 +416,41 @@ static int run_spectra(wctx *c, rb_err *e)
                 (rc = add(c, model, "", nm, "", "spectra", "tau=0.9", "energy_rank", (double)rb_wspec_energy_rank(s, kk, 0.90), n, e)) ||
                 (rc = add(c, model, "", nm, "", "spectra", "tau=0.99", "energy_rank", (double)rb_wspec_energy_rank(s, kk, 0.99), n, e)))
                 break;
+            /* WeightWatcher rand_distance / softrank: the ESD of W with its
+             * entries permuted (seeded from --seed, model and layer). */
+            if (rnd) {
+                double *sh = malloc((t->numel + kk) * sizeof *sh);
+                if (!sh) {
+                    rc = rb_fail(e, RB_ENOMEM, "spectra: out of memory");
+                    break;
+                }
+                double *s2 = sh + t->numel;
+                char tag[2 * RB_NAME_MAX + 2];
+                snprintf(tag, sizeof tag, "%s/%s", model, t->name);
+                gsl_rng_set(rng, (unsigned long)rb_seed_derive(c->o->seed, tag));
+                memcpy(sh, buf, t->numel * sizeof *sh);
+                /* Fisher-Yates with gsl_rng_uniform_int (gsl_ran_shuffle's
+                 * header clashes with OpenBLAS's cblas.h). */
+                for (size_t q = t->numel; q > 1; q--) {
+                    size_t j = (size_t)gsl_rng_uniform_int(rng, (unsigned long)q);
+                    double tmp = sh[q - 1];
+                    sh[q - 1] = sh[j];
+                    sh[j] = tmp;
+                }
+                rc = rb_wspec_svd(sh, mr, nc, s2, e);
+                if (!rc) {
+                    for (size_t q = 0; q < kk; q++) {
+                        s2[q] *= s2[q];
+                        sh[q] = s[q] * s[q];
+                    }
+                    if (!(rc = add(c, model, "", t->name, "", "spectra", "", "ww_rand_distance",
+                                   rb_wspec_js_distance(sh, s2, kk), (long)kk, e)))
+                        rc = add(c, model, "", t->name, "", "spectra", "", "ww_softrank",
+                                 s2[0] / (s[0] * s[0]), (long)kk, e);
+                }
+                free(sh);
+                if (rc) break;
+            }
             for (size_t rk = 1; rk < kk && !rc; rk *= 2) {
                 char rp[32];
                 snprintf(rp, sizeof rp, "rank=%zu", rk);
@@ -432,6 +476,7 @@ static int run_spectra(wctx *c, rb_err *e)
         }
     }
     int crc = rb_out_commit(sv, path, !rc && !ferror(sv), rc ? &(rb_err){0} : e);
+    gsl_rng_free(rng);
     free(buf);
     free(s);
     return rc ? rc : crc;
@@ -924,7 +969,7 @@ static const wmethod wmethods[] = {
     {"filters", check_filters, run_filters, "sparsity_eps,bins,shift",
      "3x3 conv filters: sparsity, variance entropy (+normalised, clean), orthogonality, norms; "
      "PCA basis and 70-bin symmetric-KL shift between layers, models, depth deciles (CNN Filter DB)"},
-    {"spectra", check_spectra, run_spectra, "evals_thresh,min_evals",
+    {"spectra", check_spectra, run_spectra, "evals_thresh,min_evals,rand",
      "singular values (dgesdd) of every matrix (conv reshaped [out, in*kh*kw]): norms, stable rank, "
      "energy ranks, low-rank error, power-law alpha with KS x_min (WeightWatcher)"},
     {"sparsity", check_sparsity, run_sparsity, "thresholds,prune",

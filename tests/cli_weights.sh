@@ -86,6 +86,13 @@ for r in get(layer="all", metric="tv_cosine"):
 # pre proj.weight: power-law ESD with alpha = 3 within one standard error.
 a = float(get("pre", "proj.weight", "alpha")[0]["value"]); se = float(get("pre", "proj.weight", "alpha_se")[0]["value"])
 check("pre proj alpha %.3f within se %.3f of 3" % (a, se), abs(a - 3) <= se)
+# WeightWatcher rand_distance / softrank: a random init is its own shuffle
+# (softrank ~ 1, distance small); the structured proj.weight is not.
+for l in ["layer3.0.conv1.weight", "layer3.0.conv2.weight", "proj.weight"]:
+    check("init %s softrank ~ 1" % l, 0.9 <= float(get("init", l, "ww_softrank")[0]["value"]) <= 1.15)
+    check("init %s rand_distance < 0.05" % l, float(get("init", l, "ww_rand_distance")[0]["value"]) < 0.05)
+check("pre proj softrank < 0.6", float(get("pre", "proj.weight", "ww_softrank")[0]["value"]) < 0.6)
+check("pre proj rand_distance > 0.1", float(get("pre", "proj.weight", "ww_rand_distance")[0]["value"]) > 0.1)
 # Soup rows.
 check("soup head_acc for 5 heads x 2 splits", len(get(metric="head_acc")) == 10)
 g = get(metric="greedy_soup_acc", split="test")
