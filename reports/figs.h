@@ -67,6 +67,7 @@ typedef struct {
     size_t dump;
     const char *family; /* figure family name (static string) */
     rb_sbuf table;     /* HTML table of key numbers */
+    int width, height; /* image size in pixels (set by rb_gp_begin) */
     int pending;       /* .gp written, gnuplot not run yet */
     int drawn;         /* gnuplot succeeded */
 } rb_rfig;
@@ -108,7 +109,7 @@ int rb_rctx_draw(rb_rctx *c, rb_rfig *f, const rb_sbuf *dat, const rb_sbuf *gp,
 
 /* Common gnuplot preamble (comment, output name variable, terminal-neutral
  * settings) and the two-terminal epilogue. */
-void rb_gp_begin(rb_sbuf *gp, const rb_rfig *f, const char *columns, int width, int height);
+void rb_gp_begin(rb_sbuf *gp, rb_rfig *f, const char *columns, int width, int height);
 void rb_gp_end(rb_sbuf *gp, int width, int height);
 /* A gnuplot single-quoted string literal ('' doubles a quote). */
 void rb_gp_str(rb_sbuf *gp, const char *s);
@@ -123,6 +124,7 @@ typedef struct {
     char label[256];
     char colour[8];
     int dash;          /* gnuplot dashtype 1..5 */
+    int pt;            /* gnuplot pointtype: varies after five dash types */
     size_t *idx;       /* owned: row indices */
     size_t n, cap;
 } rb_series;
@@ -152,8 +154,16 @@ int rb_figs_collapse(rb_rctx *c, size_t dump, rb_err *e); /* figs_lines.c */
 int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e);     /* figs_lines.c */
 int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e);  /* figs_heat.c */
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e);   /* figs_curve.c */
+int rb_figs_checks(rb_rctx *c, size_t dump, rb_err *e);   /* figs_checks.c */
 int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
+int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e);    /* figs_curve.c */
 int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
+
+/* Theory checks (one predicted/simulated pair per method and params) of
+ * the unclaimed rows of dump: *checks owned by caller (free); and their
+ * table, markdown (md = 1) or HTML. */
+int rb_checks_collect(const rb_rctx *c, size_t dump, void **checks, size_t *n, rb_err *e);
+void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b, int md);
 
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);

@@ -26,6 +26,7 @@ typedef struct {
     int (*keep)(const rb_row *r);
     const char *const *xkeys; /* allowed x keys (NULL-terminated), NULL = any */
     int logy;                 /* log y when every value is positive */
+    int group_layers;         /* one figure across layers, a line per layer */
 } curve_spec;
 
 /* Value of key in a "k=v;k=v" params string into out[cap]; 0 if found. */
@@ -81,14 +82,8 @@ static int in_group(const rb_rctx *c, size_t dump, const curve_spec *sp, const r
 {
     const rb_row *r = &c->rows.rows[i];
     if (c->rdump[i] != dump || c->claimed[i] || rb_is_pair_layer(r->layer) || !sp->keep(r)) return 0;
-    if (strcmp(r->layer, g->layer) || strcmp(r->split, g->split)) return 0;
+    if ((!sp->group_layers && strcmp(r->layer, g->layer)) || strcmp(r->split, g->split)) return 0;
     return sp->by_method ? !strcmp(r->method, g->method) : !strcmp(r->metric, g->metric);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef struct {
@@ -101,6 +96,28 @@ static int cmp_pt(const void *a, const void *b)
     const pt *p = a, *q = b;
     if (p->x != q->x) return (p->x > q->x) - (p->x < q->x);
     return (p->row > q->row) - (p->row < q->row);
+}
+
+/* A colour along depth, t in [0,1]: piecewise-linear through five stops of
+ * a dark-blue -> teal -> yellow ramp (viridis-like). */
+static void depth_colour(double t, char out[8])
+{
+    static const double stop[5][3] = {
+        {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+    double u = t * 4.0;
+    int i = u >= 4.0 ? 3 : (int)u;
+    double f = u - i;
+    int rgb[3];
+    for (int k = 0; k < 3; k++) rgb[k] = (int)lround(stop[i][k] + f * (stop[i + 1][k] - stop[i][k]));
+    snprintf(out, 8, "#%02x%02x%02x", rgb[0] & 255, rgb[1] & 255, rgb[2] & 255);
+}
+
+/* Order (layer, x) pairs: pt.row holds the layer index here. */
+static int cmp_layer_x(const void *a, const void *b)
+{
+    const pt *p = a, *q = b;
+    if (p->row != q->row) return (p->row > q->row) - (p->row < q->row);
+    return (p->x > q->x) - (p->x < q->x);
 }
 
 static int is_sim(const char *metric)
@@ -119,7 +136,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     int rc = RB_OK;
     size_t *idx = NULL, n = 0;
     pt *pts = NULL;
-    double *xs = NULL;
+    pt *lx = NULL;      /* (layer index, x) pairs while choosing the x key */
     size_t *sid = NULL; /* series id of each point */
     rb_sbuf dat = {0}, gp = {0};
 
@@ -136,8 +153,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
      * curve holds the rows that carry it; the others stay for the depth
      * figures. */
     char xkey[64] = "";
-    xs = malloc(n * sizeof *xs);
-    if (!xs) {
+    lx = malloc(n * sizeof *lx);
+    if (!lx) {
         rc = rb_fail(e, RB_ENOMEM, "out of memory");
         goto out;
     }
@@ -150,14 +167,23 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             rb_fmt(key, sizeof key, "%.*s", (int)(eq - p < 63 ? eq - p : 63), p);
             int allowed = !sp->xkeys;
             for (size_t k = 0; sp->xkeys && sp->xkeys[k]; k++) allowed |= !strcmp(sp->xkeys[k], key);
+            /* Distinct x values within one layer (the most any layer has):
+             * a key that only differs between layers is not a curve. */
             size_t ok = 0;
             for (size_t i = 0; allowed && i < n; i++)
-                if (param_num(c->rows.rows[idx[i]].params, key, &xs[ok]) == 0) ok++;
+                if (param_num(c->rows.rows[idx[i]].params, key, &lx[ok].x) == 0) {
+                    lx[ok].row = (size_t)rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer);
+                    ok++;
+                }
             if (allowed && ok) {
-                qsort(xs, ok, sizeof *xs, cmp_double);
-                size_t distinct = 1;
-                for (size_t i = 1; i < ok; i++) distinct += xs[i] != xs[i - 1];
-                if (distinct >= sp->min_distinct) rb_fmt(xkey, sizeof xkey, "%s", key);
+                qsort(lx, ok, sizeof *lx, cmp_layer_x);
+                size_t best = 1, run = 1;
+                for (size_t i = 1; i < ok; i++) {
+                    if (lx[i].row != lx[i - 1].row) run = 1;
+                    else if (lx[i].x != lx[i - 1].x) run++;
+                    if (run > best) best = run;
+                }
+                if (best >= sp->min_distinct) rb_fmt(xkey, sizeof xkey, "%s", key);
             }
             if (!semi) break;
             p = semi + 1;
@@ -194,7 +220,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             const rb_row *q = &c->rows.rows[first[k]];
             param_drop(q->params, xkey, rest2, sizeof rest2);
             if (!strcmp(q->method, r->method) && !strcmp(q->metric, r->metric) && !strcmp(q->model, r->model) &&
-                !strcmp(rest, rest2))
+                !strcmp(rest, rest2) && (!sp->group_layers || !strcmp(q->layer, r->layer)))
                 break;
         }
         if (k == ns) first[ns++] = idx[i];
@@ -202,8 +228,9 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     }
 
     char stem[128];
-    rb_fmt(stem, sizeof stem, "%s_%s%s%s", sp->family, sp->by_method ? g->method : g->metric,
-           g->layer[0] ? "_" : "", g->layer);
+    int one_layer = !sp->group_layers && g->layer[0];
+    rb_fmt(stem, sizeof stem, "%s_%s%s%s", sp->family, sp->by_method ? g->method : g->metric, one_layer ? "_" : "",
+           one_layer ? g->layer : "");
     rb_rfig *f = rb_rctx_fig(c, dump, sp->family, stem);
     if (!f) {
         free(first);
@@ -214,8 +241,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     char dt[300];
     rb_dump_title(&c->dumps[dump], dt, sizeof dt);
     const char *what = sp->by_method ? g->method : g->metric;
-    rb_fmt(f->title, sizeof f->title, "%s: %s against %s%s%s%s%s", dt, what, xkey, g->layer[0] ? ", layer " : "",
-             g->layer, g->split[0] && strcmp(g->split, "test") ? ", split " : "",
+    rb_fmt(f->title, sizeof f->title, "%s: %s against %s%s%s%s%s", dt, what, xkey, one_layer ? ", layer " : "",
+             one_layer ? g->layer : (sp->group_layers ? ", one line per layer" : ""), g->split[0] && strcmp(g->split, "test") ? ", split " : "",
              g->split[0] && strcmp(g->split, "test") ? g->split : "");
     if (!strcmp(sp->family, "spectrum"))
         rb_fmt(f->caption, sizeof f->caption,
@@ -233,6 +260,16 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
                  "it spans a factor of 20 or more), error bars = the row's interval.",
                  g->metric, xkey);
 
+    /* Other params go into labels only when they differ between series. */
+    int rest_vary = 0, methods_vary = 0;
+    for (size_t k = 1; k < ns; k++) {
+        char p0[RB_PARAMS_MAX], rk[RB_PARAMS_MAX];
+        param_drop(c->rows.rows[first[0]].params, xkey, p0, sizeof p0);
+        param_drop(c->rows.rows[first[k]].params, xkey, rk, sizeof rk);
+        rest_vary |= strcmp(p0, rk) != 0;
+        methods_vary |= strcmp(c->rows.rows[first[0]].method, c->rows.rows[first[k]].method) != 0;
+    }
+    if (!sp->group_layers) rest_vary = 1;
     double xmin = INFINITY, xmax = -INFINITY;
     int any_ci = 0;
     for (size_t i = 0; i < n; i++) {
@@ -241,7 +278,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         if (x < xmin) xmin = x;
         if (x > xmax) xmax = x;
     }
-    int logx = xmin > 0 && xmax / xmin >= 20, logy = sp->logy;
+    /* Spectra (logy specs) are log-log whenever x is positive. */
+    int logx = xmin > 0 && (sp->logy || xmax / xmin >= 20), logy = sp->logy;
     for (size_t i = 0; i < n; i++) {
         double v = c->rows.rows[idx[i]].value;
         if (!isnan(v) && !(v > 0)) logy = 0;
@@ -277,9 +315,11 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         qsort(pts, np, sizeof *pts, cmp_pt);
         char label[400], rest[RB_PARAMS_MAX];
         param_drop(q->params, xkey, rest, sizeof rest);
-        rb_fmt(label, sizeof label, "%s%s%s%s%s%s", c->dumps[dump].multi ? q->model : "",
-               c->dumps[dump].multi ? " " : "", sp->by_method ? q->metric : q->method, rest[0] ? " (" : "", rest,
-               rest[0] ? ")" : "");
+        if (!rest_vary) rest[0] = '\0';
+        const char *what_s = sp->group_layers ? q->layer : sp->by_method ? q->metric : q->method;
+        rb_fmt(label, sizeof label, "%s%s%s%s%s%s%s%s", c->dumps[dump].multi ? q->model : "",
+               c->dumps[dump].multi ? " " : "", sp->group_layers && methods_vary ? q->method : "",
+               sp->group_layers && methods_vary ? " " : "", what_s, rest[0] ? " (" : "", rest, rest[0] ? ")" : "");
         rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         for (size_t i = 0; i < np; i++) {
             const rb_row *r = &c->rows.rows[pts[i].row];
@@ -292,8 +332,16 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         }
         const char *ckey = sp->by_method ? q->metric : q->method;
         const char *colour = rb_report_colour(is_sim(ckey) ? "simulated" : is_pred(ckey) ? "predicted" : ckey);
+        char depth_rgb[8];
+        if (sp->group_layers) { /* early layers dark blue .. late layers yellow */
+            long li = rb_rctx_layer(c, dump, q->layer);
+            size_t nl = c->dumps[dump].nlayers;
+            /* Stop short of the ramp's pale yellow end, hard to see on white. */
+            depth_colour(nl > 1 && li >= 0 ? 0.85 * (double)li / (double)(nl - 1) : 0.0, depth_rgb);
+            colour = depth_rgb;
+        }
         int dash = 1;
-        for (size_t j = 0; j < k; j++) {
+        for (size_t j = 0; j < k && !sp->group_layers; j++) {
             const rb_row *o = &c->rows.rows[first[j]];
             if (!strcmp(sp->by_method ? o->metric : o->method, ckey)) dash++;
         }
@@ -322,7 +370,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rc = rb_rctx_draw(c, f, &dat, &gp, e);
 out:
     free(idx);
-    free(xs);
+    free(lx);
     free(pts);
     free(sid);
     rb_sb_free(&dat);
@@ -355,14 +403,14 @@ static int keep_probe(const rb_row *r) { return rb_is_probe_metric(r->metric); }
 
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e)
 {
-    static const curve_spec theory = {"theory", 1, 2, keep_theory, NULL, 0};
+    static const curve_spec theory = {"theory", 1, 2, keep_theory, NULL, 0, 0};
     return run_spec(c, dump, &theory, e);
 }
 
 int rb_figs_learning(rb_rctx *c, size_t dump, rb_err *e)
 {
     static const char *const keys[] = {"m", "n", "n_train", "shots", "k_shot", "per_class", NULL};
-    static const curve_spec learning = {"learning", 0, 3, keep_probe, keys, 0};
+    static const curve_spec learning = {"learning", 0, 3, keep_probe, keys, 0, 0};
     return run_spec(c, dump, &learning, e);
 }
 
@@ -377,6 +425,21 @@ static int keep_spectrum(const rb_row *r)
 int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e)
 {
     static const char *const keys[] = {"i", "rank", "index", "j", "k", NULL};
-    static const curve_spec spectrum = {"spectrum", 0, 5, keep_spectrum, keys, 1};
+    static const curve_spec spectrum = {"spectrum", 0, 5, keep_spectrum, keys, 1, 1};
     return run_spec(c, dump, &spectrum, e);
+}
+
+/* Any other metric whose rows vary a numeric parameter over three or more
+ * values (a probe in random subspaces of dimension d, a sweep of k, ...):
+ * the metric against that parameter, one line per layer. */
+static int keep_any(const rb_row *r)
+{
+    (void)r;
+    return 1;
+}
+
+int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e)
+{
+    static const curve_spec sweep = {"sweep", 0, 3, keep_any, NULL, 0, 1};
+    return run_spec(c, dump, &sweep, e);
 }

@@ -43,6 +43,8 @@ static int same_key(const rb_row *a, const rb_row *b)
            !strcmp(a->metric, b->metric) && !strcmp(a->model, b->model);
 }
 
+static const int point_types[5] = {7, 5, 9, 13, 11};
+
 int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const void *arg, rb_series **out,
                       size_t *n, rb_err *e)
 {
@@ -69,6 +71,45 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
         }
         if (series_push(&s[k], i)) goto oom;
     }
+    /* A method whose params differ layer by layer (a hyper-parameter chosen
+     * per layer, e.g. logreg's C) is one line: merge series of the same
+     * method whose layer sets do not overlap.  merged[k] marks them. */
+    int *merged = calloc(ns ? ns : 1, sizeof *merged);
+    if (!merged) goto oom;
+    for (size_t k = 1; k < ns; k++) {
+        const rb_row *a = &c->rows.rows[s[k].idx[0]];
+        for (size_t j = 0; j < k; j++) {
+            const rb_row *b = &c->rows.rows[s[j].idx[0]];
+            if (s[j].n == 0 || strcmp(a->method, b->method) || strcmp(a->metric, b->metric) ||
+                strcmp(a->split, b->split) || strcmp(a->model, b->model))
+                continue;
+            int overlap = 0;
+            for (size_t u = 0; u < s[k].n && !overlap; u++)
+                for (size_t v = 0; v < s[j].n && !overlap; v++)
+                    overlap = !strcmp(c->rows.rows[s[k].idx[u]].layer, c->rows.rows[s[j].idx[v]].layer);
+            if (overlap) continue;
+            for (size_t u = 0; u < s[k].n; u++)
+                if (series_push(&s[j], s[k].idx[u])) {
+                    free(merged);
+                    goto oom;
+                }
+            s[k].n = 0;
+            merged[j] = 1;
+            break;
+        }
+    }
+    {
+        size_t m = 0;
+        for (size_t k = 0; k < ns; k++) {
+            if (s[k].n == 0) {
+                free(s[k].idx);
+                continue;
+            }
+            merged[m] = merged[k];
+            s[m++] = s[k];
+        }
+        ns = m;
+    }
     /* Label each series with the parts that vary across the figure. */
     int methods_vary = 0, metrics_vary = 0, splits_vary = 0, models_vary = 0;
     for (size_t k = 1; k < ns; k++) {
@@ -85,6 +126,8 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
             const rb_row *b = &c->rows.rows[s[j].idx[0]];
             if (!strcmp(a->method, b->method) && strcmp(a->params, b->params)) params_vary = 1;
         }
+        const char *shown = a->params[0] ? a->params : "-";
+        if (merged[k]) shown = "params per layer";
         /* Checkpoints (weights) are told apart by model: one colour each. */
         if (models_vary) {
             rb_fmt(s[k].label, sizeof s[k].label, "%s%s%s%s%s", a->model, methods_vary ? " " : "",
@@ -93,6 +136,7 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
             int same = 0;
             for (size_t j = 0; j < k; j++) same += !strcmp(c->rows.rows[s[j].idx[0]].model, a->model);
             s[k].dash = 1 + same % 5;
+            s[k].pt = point_types[(same / 5) % 5];
             continue;
         }
         int show_method = methods_vary || !metrics_vary;
@@ -101,7 +145,7 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
         size_t cl = sizeof s[k].label, u = 0;
         if (show_method) u += (size_t)snprintf(l + u, cl - u, "%s", a->method);
         if (metrics_vary && u < cl) u += (size_t)snprintf(l + u, cl - u, "%s%s", u ? " " : "", a->metric);
-        if (params_vary && u < cl) u += (size_t)snprintf(l + u, cl - u, "%s(%s)", u ? " " : "", a->params[0] ? a->params : "-");
+        if (params_vary && u < cl) u += (size_t)snprintf(l + u, cl - u, "%s(%.60s)", u ? " " : "", shown);
         if (show_split && u < cl) rb_fmt(l + u, cl - u, "%s[%s]", u ? " " : "", a->split);
         const char *ckey = show_method ? a->method : a->metric;
         rb_fmt(s[k].colour, sizeof s[k].colour, "%s", rb_report_colour(ckey));
@@ -111,7 +155,9 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
             if (!strcmp(show_method ? b->method : b->metric, ckey)) same++;
         }
         s[k].dash = 1 + same % 5;
+        s[k].pt = point_types[(same / 5) % 5];
     }
+    free(merged);
     *out = s;
     *n = ns;
     return RB_OK;
@@ -256,7 +302,7 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
     rb_sb_puts(&f->table, "</table>\n");
 
     /* Script. */
-    rb_gp_begin(&gp, f, "one block per series (index i): x, \"layer\", value, ci_low, ci_high", 960, 600);
+    rb_gp_begin(&gp, f, "one block per series (index i): x, \"layer\", value, ci_low, ci_high", 960, ns > 8 ? 720 : 600);
     rb_sb_puts(&gp, c->dumps[dump].multi ? "set xlabel 'parameter tensor (checkpoint order)'\nset ylabel "
                                          : "set xlabel 'layer (depth order)'\nset ylabel ");
     rb_gp_str(&gp, ylabel);
@@ -276,7 +322,8 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
         rb_sb_printf(&gp, " %zu", x);
     }
     rb_sb_puts(&gp, ")\n");
-    if (any_ci) rb_sb_puts(&gp, "set style fill transparent solid 0.18 noborder\n");
+    if (ns > 8) rb_sb_puts(&gp, "set key outside below center horizontal maxrows 6 font ',9'\n");
+    if (any_ci) rb_sb_printf(&gp, "set style fill transparent solid %s noborder\n", ns > 4 ? "0.08" : "0.18");
     rb_sb_puts(&gp, "plot \\\n");
     int first = 1;
     for (size_t k = 0; k < ns; k++) {
@@ -286,8 +333,8 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
         first = 0;
     }
     for (size_t k = 0; k < ns; k++) {
-        rb_sb_printf(&gp, "%s  dat index %zu using 1:3 with linespoints lw 2 pt 7 ps 0.7 dt %d lc rgb '%s' title ",
-                     first ? "" : ", \\\n", k, s[k].dash, s[k].colour);
+        rb_sb_printf(&gp, "%s  dat index %zu using 1:3 with linespoints lw 2 pt %d ps 0.7 dt %d lc rgb '%s' title ",
+                     first ? "" : ", \\\n", k, s[k].pt ? s[k].pt : 7, s[k].dash, s[k].colour);
         rb_gp_str(&gp, s[k].label);
         first = 0;
     }
@@ -377,33 +424,73 @@ int rb_figs_ood(rb_rctx *c, size_t dump, rb_err *e)
                       0, e);
 }
 
-static int pred_collapse(const rb_row *r, const void *arg)
+static int pred_collapse_any(const rb_row *r, const void *arg)
 {
     (void)arg;
     return rb_is_collapse_metric(r->metric);
 }
 
+/* Collapse metrics grouped by their NC number: nc1 and nc1_* variants in
+ * one figure, nc2* in the next, ... */
+static int pred_collapse(const rb_row *r, const void *arg)
+{
+    return rb_is_collapse_metric(r->metric) && r->metric[2] == *(const char *)arg &&
+           (r->metric[3] == '\0' || r->metric[3] == '_');
+}
+
 int rb_figs_collapse(rb_rctx *c, size_t dump, rb_err *e)
 {
-    rb_series *s;
-    size_t ns;
-    int rc = rb_series_collect(c, dump, pred_collapse, NULL, &s, &ns, e);
-    if (rc == RB_OK && ns)
-        rc = rb_fig_lines(c, dump, "collapse", "collapse_nc", "neural collapse NC1-NC4",
-                          "NC metric (dimensionless, log scale)",
-                          "Neural collapse metrics per layer (Papyan et al. 2020): NC1 within-class variability "
-                          "relative to between-class, NC2 distance of class means from a simplex ETF, NC3 "
-                          "classifier-mean alignment, NC4 agreement with nearest class mean. Lower is more collapsed; "
-                          "log y when all values are positive.",
-                          1, s, ns, e);
-    rb_series_free(s, ns);
+    static const char *const what[] = {"", "NC1: within-class variability", "NC2: class means and classifier towards a simplex ETF",
+                                       "NC3: classifier-mean alignment", "NC4: agreement with the nearest class mean"};
+    int rc = RB_OK;
+    /* One figure per NC number present; a bare nc1..nc4 set (one metric
+     * each) is one figure of all four. */
+    size_t nbare = 0, nall = 0;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] != dump || c->claimed[i] || !rb_is_collapse_metric(r->metric)) continue;
+        nall++;
+        nbare += r->metric[3] == '\0';
+    }
+    if (nall && nbare == nall) {
+        rb_series *s;
+        size_t ns;
+        rc = rb_series_collect(c, dump, pred_collapse_any, NULL, &s, &ns, e);
+        if (rc == RB_OK && ns)
+            rc = rb_fig_lines(c, dump, "collapse", "collapse_nc", "neural collapse NC1-NC4",
+                              "NC metric (dimensionless, log scale)",
+                              "Neural collapse metrics per layer (Papyan et al. 2020): NC1 within-class variability "
+                              "relative to between-class, NC2 distance of class means from a simplex ETF, NC3 "
+                              "classifier-mean alignment, NC4 disagreement with the nearest class mean. Lower is "
+                              "more collapsed; log y when all values are positive.",
+                              1, s, ns, e);
+        rb_series_free(s, ns);
+        return rc;
+    }
+    for (char k = '1'; k <= '9' && rc == RB_OK; k++) {
+        rb_series *s;
+        size_t ns;
+        rc = rb_series_collect(c, dump, pred_collapse, &k, &s, &ns, e);
+        if (rc == RB_OK && ns) {
+            char stem[32], title[160], cap[400];
+            int d = k - '0';
+            rb_fmt(stem, sizeof stem, "collapse_nc%c", k);
+            rb_fmt(title, sizeof title, "neural collapse %s", d <= 4 ? what[d] : "");
+            rb_fmt(cap, sizeof cap,
+                   "Neural collapse NC%c per layer (Papyan et al. 2020), one line per variant written by the "
+                   "method; lower is more collapsed; log y when all values are positive.",
+                   k);
+            rc = rb_fig_lines(c, dump, "collapse", stem, title, "NC metric (dimensionless)", cap, 1, s, ns, e);
+        }
+        rb_series_free(s, ns);
+    }
     return rc;
 }
 
 static int pred_idim(const rb_row *r, const void *arg)
 {
     (void)arg;
-    return rb_is_idim(r) && !rb_is_collapse_metric(r->metric);
+    return rb_is_idim(r) && !rb_is_collapse_metric(r->metric) && !strstr(r->metric, "duplicates");
 }
 
 int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e)

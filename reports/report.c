@@ -185,6 +185,7 @@ int rb_is_pair_layer(const char *layer) { return strchr(layer, '|') != NULL; }
  * metric name prefix. */
 int rb_is_idim(const rb_row *r)
 {
+    if (strstr(r->metric, "duplicates")) return 0; /* a count reported beside the estimates */
     static const char *const names[] = {"twonn", "mle", "idim", "id_", "pca_id", "participation_ratio",
                                         "pr_", "levina", "mackay"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -358,8 +359,10 @@ void rb_gp_str(rb_sbuf *gp, const char *s)
     rb_sb_puts(gp, "'");
 }
 
-void rb_gp_begin(rb_sbuf *gp, const rb_rfig *f, const char *columns, int width, int height)
+void rb_gp_begin(rb_sbuf *gp, rb_rfig *f, const char *columns, int width, int height)
 {
+    f->width = width;
+    f->height = height;
     rb_sb_printf(gp, "# repbench figure: %s\n", f->base);
     rb_sb_printf(gp, "# data: %s.dat, %s\n", f->base, columns);
     rb_sb_printf(gp, "# re-draw: gnuplot %s.gp  (writes %s.png and %s.svg here)\n", f->base, f->base, f->base);
@@ -772,7 +775,8 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
 static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
-                                        "heatmap", "spectrum", "theory", "metric"};
+                                        "heatmap", "spectrum", "theory", "checks", "sweep",
+                                        "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
 
 static int fig_rank(const rb_rfig *f)
@@ -953,6 +957,23 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         }
     }
 
+    /* Theory checks drawn by the checks figure: predicted, simulated,
+     * tolerance and pass of each. */
+    for (size_t i = 0; i < c->rows.n; i++) {
+        size_t fig = (size_t)c->claimed[i];
+        none[i] = !(fig && !strcmp(c->figs[fig - 1].family, "checks"));
+    }
+    {
+        void *checks = NULL;
+        size_t nch = 0;
+        if ((rc = rb_checks_collect(&tmp, d, &checks, &nch, e))) goto out;
+        if (nch) {
+            rb_sb_puts(md, "\n### Theory checks: simulated against predicted\n\n");
+            rb_checks_table(&tmp, checks, nch, md, 1);
+        }
+        free(checks);
+    }
+
     /* Figures of this dump. */
     size_t nf = 0;
     for (size_t i = 0; i < c->nfigs; i++) nf += c->figs[i].dump == d;
@@ -1122,6 +1143,17 @@ static int write_index(const rb_rctx *c, rb_err *e)
         rb_sb_printf(&h, "<section id=\"dump-%s\">\n<h2>", c->dumps[d].slug);
         rb_sb_html(&h, title);
         rb_sb_puts(&h, "</h2>\n");
+        /* Figure list of this dump, in page order. */
+        size_t nd = 0;
+        for (size_t fi = 0; fi < c->nfigs * (NORDER + 1); fi++) {
+            const rb_rfig *f = &c->figs[fi % c->nfigs];
+            if (f->dump != d || fig_rank(f) != (int)(fi / c->nfigs)) continue;
+            rb_sb_puts(&h, nd++ ? ", " : "<p class=\"figlist\">Figures: ");
+            rb_sb_printf(&h, "<a href=\"#%s\">", f->base);
+            rb_sb_html(&h, f->base + strlen(c->dumps[d].slug) + 1);
+            rb_sb_puts(&h, "</a>");
+        }
+        if (nd) rb_sb_puts(&h, "</p>\n");
         for (size_t fi = 0; fi < c->nfigs * (NORDER + 1); fi++) {
             const rb_rfig *f = &c->figs[fi % c->nfigs];
             if (f->dump != d || fig_rank(f) != (int)(fi / c->nfigs)) continue;
@@ -1130,7 +1162,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
                 rb_sb_printf(&h, "<a href=\"figures/%s.svg\"><img src=\"figures/%s.png\" alt=\"", f->base, f->base);
             if (f->drawn) {
                 rb_sb_html(&h, f->title);
-                rb_sb_puts(&h, "\" width=\"960\" height=\"600\"></a>\n");
+                rb_sb_printf(&h, "\" width=\"%d\" height=\"%d\"></a>\n", f->width, f->height);
             } else {
                 rb_sb_printf(&h, "<p class=\"warn\">Not drawn (gnuplot %s); data and script: "
                                  "<code>figures/%s.dat</code>, <code>figures/%s.gp</code></p>\n",
@@ -1207,7 +1239,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
     rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
-    rb_figs_heatmap, rb_figs_theory, rb_figs_spectrum, rb_figs_generic,
+    rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };
 
 static void ctx_free(rb_rctx *c)

@@ -183,6 +183,35 @@ def learning_rows(rows):
     return out
 
 
+ID_PREFIXES = ("twonn", "mle", "idim", "id_", "pca_id", "participation_ratio", "pr_", "levina", "mackay")
+
+
+def is_idim(r):
+    """Intrinsic-dimension rows, as report.h documents them."""
+    if "duplicates" in r["metric"]:
+        return False
+    return (r["method"].startswith(ID_PREFIXES) or r["metric"].startswith(ID_PREFIXES)
+            or r["metric"] in ("pr", "id"))
+
+
+def merge_per_layer(series):
+    """A method whose params change from layer to layer (a hyper-parameter
+    chosen per layer) is one series: merge, in first-appearance order, each
+    series into the first earlier one of the same method and split whose
+    layers it does not share.  The merged series keeps the first key."""
+    keys = list(series)
+    live = {k: list(v) for k, v in series.items()}
+    for i, k in enumerate(keys):
+        for j in keys[:i]:
+            if j not in live or j[0] != k[0] or j[2] != k[2]:
+                continue
+            if {r["layer"] for r in live[j]} & {r["layer"] for r in live[k]}:
+                continue
+            live[j] += live.pop(k)
+            break
+    return live
+
+
 def dump_title(model, dataset, multi):
     if multi:
         return "weights (all checkpoints)"  # every checkpoint of weights/results.csv
@@ -217,10 +246,12 @@ def cmd_summary(d):
         for i, r in drows:
             if r["metric"] == "top1" and i not in learn and r["layer"] and "|" not in r["layer"]:
                 series.setdefault((r["method"], r["params"], r["split"]), []).append(r)
+        series = merge_per_layer(series)
         want = []
         for (m, p, s), rs in series.items():
             rs = [r for r in rs if not math.isnan(num(r["value"]))]
             best = max(rs, key=lambda r: (num(r["value"]), -order.index(r["layer"])))
+            p = best["params"]  # a merged series: the params of the best layer
             bal = [r for _, r in drows if r["metric"] == "balanced_acc" and r["method"] == m and r["params"] == p
                    and r["split"] == s and r["layer"] == best["layer"]]
             want.append([m, p, s, best["layer"], fmt(num(best["value"])), interval(best),
@@ -232,9 +263,12 @@ def cmd_summary(d):
         # Collapse / ID at the deepest layer that has them.
         key = [k for k in tabs if k.startswith("Collapse and intrinsic dimension at the last layer")]
         coll = [r for _, r in drows if re.match(r"nc[1-9]", r["metric"])]
-        idim = [r for _, r in drows if r["method"] in ("twonn", "mle") and not re.match(r"nc[1-9]", r["metric"])]
-        if coll or idim:
-            last = max(order.index(r["layer"]) for r in coll + idim)
+        idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])]
+        coll = [r for r in coll if r["layer"] in order]  # per-layer rows only
+        idim = [r for r in idim if r["layer"] in order]
+        have = [r for r in coll + idim if not math.isnan(num(r["value"]))]
+        if have:
+            last = max(order.index(r["layer"]) for r in have)
             want = [[r["method"], r["params"], r["metric"], fmt(num(r["value"])), interval(r)]
                     for r in coll + idim if r["layer"] == order[last]]
             if not key or f"({order[last]})" not in key[0]:
@@ -257,6 +291,40 @@ def cmd_summary(d):
         got = tabs.get("OOD detection: AUROC per set, best layer", [])
         if sorted(got) != sorted(want):
             fail(f"{title}: OOD table\n  got  {sorted(got)}\n  want {sorted(want)}")
+        checked += len(want)
+        # Theory checks: one predicted/simulated pair per (method, params),
+        # except checks drawn as curves (a numeric param with 2+ values).
+        curve = set()
+        by_method = {}
+        for _, r in drows:
+            if r["metric"].startswith(("predicted", "simulated", "bound")):
+                by_method.setdefault((r["method"], r["layer"], r["split"]), []).append(r)
+        for key, rs in by_method.items():
+            for k in params_dict(rs[0]["params"]):
+                vals = set()
+                for r in rs:
+                    try:
+                        vals.add(float(params_dict(r["params"]).get(k)))
+                    except (TypeError, ValueError):
+                        pass
+                if len(vals) >= 2:
+                    curve.add(key)
+                    break
+        want = []
+        for _, r in drows:
+            if r["metric"] != "predicted" or (r["method"], r["layer"], r["split"]) in curve:
+                continue
+            same = {q["metric"]: q for _, q in drows if q["method"] == r["method"] and q["params"] == r["params"]
+                    and q["layer"] == r["layer"] and q["split"] == r["split"]}
+            if "simulated" not in same:
+                continue
+            tol = f'{num(same["tolerance"]["value"]):.6g}' if "tolerance" in same else "–"
+            ok = ("yes" if num(same["pass"]["value"]) != 0 else "NO") if "pass" in same else "–"
+            want.append([r["method"], r["params"], f'{num(r["value"]):.6g}', f'{num(same["simulated"]["value"]):.6g}',
+                         tol, ok])
+        got = tabs.get("Theory checks: simulated against predicted", [])
+        if got != want:
+            fail(f"{title}: theory checks\n  got  {got}\n  want {want}")
         checked += len(want)
     tabs = md_tables(text)
     want = [list(s) for s in skips]

@@ -50,15 +50,16 @@ A=$T/a
 fixture "$A"
 check "report on the fixture exits 0" "$RB" report "$A"
 FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm_small_learning_top1_fc
-      gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue_fc
-      gmm_small_metric_foo_ratio theory_theory_hoeffding_mean weights_metric_sparsity
+      gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue
+      gmm_small_metric_foo_ratio theory_theory_hoeffding_mean theory_checks weights_metric_sparsity
       weights_metric_variance_entropy weights_metric_alpha"
 # shellcheck disable=SC2086
-check "15 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
+check "16 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
 nfig=$(ls "$A"/figures/*.gp | wc -l)
-check "no figure beyond the expected 15 (got $nfig)" test "$nfig" = 15
+check "no figure beyond the expected 16 (got $nfig)" test "$nfig" = 16
 check "index.html static, complete, every link resolves" $PY index "$A"
 check "summary.md numbers equal the CSV's" $PY summary "$A"
+check "theory checks: the failing one is marked" grep -q "| rate_bound | k=4;seed=2 | 0.5 | 0.71 | 0.1 | NO |" "$A/summary.md"
 check "summary names the undrawn metric" grep -q 'metric `mystery_score` of method `shape` (1 rows) not drawn' "$A/summary.md"
 check "probe legend has every probe" grep -q "title 'ncm'" "$A/figures/gmm_small_probe_top1.gp"
 check "one line per checkpoint in the weights figure" \
@@ -133,9 +134,15 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
            --model tiny -o "$T/tiny.h5" >"$T/gen.log" 2>&1 &&
        "$RB" run --family probe --bootstrap 50 -o "$R/tiny/probe" "$T/tiny.h5" >"$T/run.log" 2>&1; then
         ok "repbench gen + run on a tiny dump"
+        # Geometry rows too when those methods are built (fast ones only).
+        GEO=collapse,idim,spectrum,similarity
+        if [ "$("$RB" list 2>/dev/null | awk '$2=="geometry"{print $1}' | grep -cxE 'collapse|idim|spectrum|similarity')" = 4 ]; then
+            "$RB" run --family geometry --methods $GEO -o "$R/tiny/geometry" "$T/tiny.h5" >"$T/run.log" 2>&1 &&
+                ok "repbench run geometry ($GEO)" || bad "repbench run geometry"
+        fi
         check "report on real run output" "$RB" report "$R"
         check "real: summary.md numbers equal the CSV's" $PY summary "$R"
-        check "real: probe figure valid" $PY files "$R" tiny_probe_top1
+        check "real: probe figures valid" $PY files "$R" tiny_gmm_k10_d16_probe_top1 tiny_gmm_k10_d16_probe_balanced_acc
         check "real: index.html complete" $PY index "$R"
     else
         bad "repbench gen/run on a tiny dump"; sed 's/^/     /' "$T/gen.log" "$T/run.log" | tail -5
@@ -158,7 +165,7 @@ if command -v chromium >/dev/null 2>&1; then
     check "chromium renders index.html (exit $rc)" test "$rc" = 0
     check "  ... without console messages" $PY console "$T/chromium.log"
     n=$(grep -o '<figure id=' "$T/dom.html" | wc -l)
-    check "  ... the DOM holds all 15 figures (got $n)" test "$n" = 15
+    check "  ... the DOM holds all 16 figures (got $n)" test "$n" = 16
 else
     echo "SKIP chromium page check: chromium is not installed and could not be installed with apt"
 fi

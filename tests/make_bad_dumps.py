@@ -142,6 +142,15 @@ def inf_test(f):
 bad("inf.h5", "/features/test/l1", "Inf at row 9", inf_test)
 
 
+def nan16(f):
+    valid(f)
+    x = feats(NTR).astype(np.float16)
+    x[33, 5] = np.nan
+    del f["features/train/l1"]
+    f["features/train/l1"] = x
+bad("nan16.h5", "/features/train/l1", "NaN at row 33, column 5", nan16)
+
+
 def overflow64(f):
     valid(f)
     x = feats(NTE).astype(np.float64)
