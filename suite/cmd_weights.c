@@ -93,6 +93,23 @@ static int add(wctx *c, const char *model, const char *dataset, const char *laye
     return RB_OK;
 }
 
+/* --layers: a comma list of tensor names restricts every method to them
+ * (global quantities are then over the selection; depth deciles still count
+ * every 3x3 conv of the checkpoint). */
+static int want(const wctx *c, const char *name)
+{
+    const char *p = c->o->layers;
+    if (!p) return 1;
+    size_t ln = strlen(name);
+    while (p && *p) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (len == ln && strncmp(p, name, len) == 0) return 1;
+        p = q ? q + 1 : NULL;
+    }
+    return 0;
+}
+
 static int is_conv3(const rb_wtensor *t)
 {
     return t->dtype != RB_WT_OTHER && t->rank == 4 && t->dims[2] == 3 && t->dims[3] == 3 &&
@@ -179,6 +196,10 @@ static int run_filters(wctx *c, rb_err *e)
         for (size_t i = 0; i < rb_ckpt_count(ck); i++) {
             const rb_wtensor *t = rb_ckpt_tensor(ck, i);
             if (!is_conv3(t)) continue;
+            if (!want(c, t->name)) {
+                j++;
+                continue;
+            }
             c->t0 = rb_now();
             if ((rc = read_alloc(ck, i, &buf, &cap, e))) goto out;
             rb_filt_layer r;
@@ -380,7 +401,7 @@ static int run_spectra(wctx *c, rb_err *e)
         const char *model = rb_ckpt_model(ck);
         for (size_t i = 0; i < rb_ckpt_count(ck) && !rc; i++) {
             const rb_wtensor *t = rb_ckpt_tensor(ck, i);
-            if (t->dtype == RB_WT_OTHER || t->rank < 2 || t->numel == 0) continue;
+            if (t->dtype == RB_WT_OTHER || t->rank < 2 || t->numel == 0 || !want(c, t->name)) continue;
             c->t0 = rb_now();
             size_t mr = t->dims[0], nc = t->numel / mr, kk = mr < nc ? mr : nc;
             if ((rc = read_alloc(ck, i, &buf, &cap, e))) break;
@@ -519,7 +540,8 @@ static int run_sparsity(wctx *c, rb_err *e)
         c->t0 = rb_now();
         uint64_t total = 0;
         for (size_t i = 0; i < rb_ckpt_count(ck); i++)
-            if (rb_ckpt_tensor(ck, i)->dtype != RB_WT_OTHER) total += rb_ckpt_tensor(ck, i)->numel;
+            if (rb_ckpt_tensor(ck, i)->dtype != RB_WT_OTHER && want(c, rb_ckpt_tensor(ck, i)->name))
+                total += rb_ckpt_tensor(ck, i)->numel;
         if (total == 0) continue;
         /* Global magnitude-pruning thresholds: exact radix select, 4 passes. */
         rb_magsel *ms = NULL;
@@ -529,7 +551,7 @@ static int run_sparsity(wctx *c, rb_err *e)
         while (more > 0 && !rc) {
             for (size_t i = 0; i < rb_ckpt_count(ck) && !rc; i++) {
                 const rb_wtensor *t = rb_ckpt_tensor(ck, i);
-                if (t->dtype == RB_WT_OTHER || !t->numel) continue;
+                if (t->dtype == RB_WT_OTHER || !t->numel || !want(c, t->name)) continue;
                 if (!(rc = read_alloc(ck, i, &buf, &cap, e))) rb_magsel_feed(ms, buf, t->numel);
             }
             if (!rc) more = rb_magsel_next(ms, e);
@@ -542,7 +564,7 @@ static int run_sparsity(wctx *c, rb_err *e)
         /* Per tensor. */
         for (size_t i = 0; i < rb_ckpt_count(ck) && !rc; i++) {
             const rb_wtensor *t = rb_ckpt_tensor(ck, i);
-            if (t->dtype == RB_WT_OTHER || !t->numel) continue;
+            if (t->dtype == RB_WT_OTHER || !t->numel || !want(c, t->name)) continue;
             c->t0 = rb_now();
             if ((rc = read_alloc(ck, i, &buf, &cap, e))) break;
             uint64_t z = 0, below[RB_MAGSEL_MAX] = {0};
@@ -627,7 +649,7 @@ static int run_taskvec(wctx *c, rb_err *e)
     double t_all = rb_now();
     for (size_t i = 0; i < rb_ckpt_count(pre) && !rc; i++) {
         const rb_wtensor *t = rb_ckpt_tensor(pre, i);
-        if (t->dtype == RB_WT_OTHER || !t->numel) continue;
+        if (t->dtype == RB_WT_OTHER || !t->numel || !want(c, t->name)) continue;
         c->t0 = rb_now();
         size_t n = t->numel;
         if (n > cap) {
@@ -1071,7 +1093,7 @@ int rb_cmd_weights(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--list") == 0 || strcmp(argv[i], "-h") == 0 ||
             strcmp(argv[i], "--help") == 0) {
-            printf("usage: repbench weights [--methods a,b] [--seed N] [--head W,b --features DUMP] -o DIR CKPT...\n"
+            printf("usage: repbench weights [--methods a,b] [--layers p1,p2] [--seed N] [--head W,b --features DUMP] -o DIR CKPT...\n"
                    "CKPT: HDF5 weight dump (/weights/<param>) or .safetensors; for taskvec the first is the pre-trained one.\n\n");
             for (size_t k = 0; k < NWM; k++)
                 printf("  %-9s %s\n            options: %s\n", wmethods[k].name, wmethods[k].doc,
@@ -1102,8 +1124,8 @@ int rb_cmd_weights(int argc, char **argv)
         st = 2;
         goto done;
     }
-    if (o->layers || cli.family) {
-        fprintf(stderr, "repbench weights: --%s does not apply to weight methods\n", o->layers ? "layers" : "family");
+    if (cli.family) {
+        fprintf(stderr, "repbench weights: --family does not apply to weight methods\n");
         st = 2;
         goto done;
     }
@@ -1157,6 +1179,19 @@ int rb_cmd_weights(int argc, char **argv)
         free(buf);
         if (rc) goto fail;
     }
+    for (const char *p = o->layers; p && *p && !rc;) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        int found = 0;
+        for (int i = 0; i < cli.npos && !found; i++)
+            for (size_t t = 0; t < rb_ckpt_count(ck[i]) && !found; t++) {
+                const char *nm = rb_ckpt_tensor(ck[i], t)->name;
+                found = strlen(nm) == len && strncmp(nm, p, len) == 0;
+            }
+        if (!found) rc = rb_fail(&e, RB_EINVAL, "--layers: no tensor '%.*s' in any checkpoint", (int)len, p);
+        p = q ? q + 1 : NULL;
+    }
+    if (rc) goto fail;
     c.ck = ck;
     c.nck = (size_t)cli.npos;
     c.o = o;

@@ -160,6 +160,13 @@ $RB weights --seed 5 --methods filters,spectra,sparsity -o "$W/run3" "$W/pre.saf
 if cmp -s <(cut -d, -f1-12 "$W/run2/results.csv") <(cut -d, -f1-12 "$W/run3/results.csv"); then pass "deterministic"
 else bad "two runs differ"; fi
 
+# --layers restricts every method to the named tensors.
+if $RB weights --layers fc.weight,layer2.0.conv1.weight -o "$W/lay" "$W/pre.safetensors" "$W/ft1.h5" 2>/dev/null &&
+   [ "$(cut -d, -f3 "$W/lay/results.csv" | tail -n +2 | grep -v -e '^fc.weight$' -e '^layer2.0.conv1.weight$' -e '^all$' -e '|' | wc -l)" -eq 0 ] &&
+   grep -q '^pre,,layer2.0.conv1.weight,.*filter_sparsity' "$W/lay/results.csv"; then pass "--layers selection"
+else bad "--layers selection"; fi
+refuse "--layers unknown tensor" "no tensor 'nope'" $RB weights --layers nope -o "$W/r12" "$W/pre.safetensors"
+
 # ---------------------------------------------------------------- refusals
 $PY - "$W" <<'PYEOF'
 import h5py, numpy as np, sys
