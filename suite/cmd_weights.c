@@ -1088,6 +1088,12 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
 
 /* ---------------------------------------------------------- subcommand */
 
+void rb_weights_list(FILE *fp)
+{
+    for (size_t k = 0; k < NWM; k++)
+        fprintf(fp, "%-14s %-10s %s\n", wmethods[k].name, "weights", wmethods[k].doc);
+}
+
 int rb_cmd_weights(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
