@@ -1019,17 +1019,6 @@ static int in_list(const char *list, const char *name)
 
 /* ------------------------------------------------------------- run.json */
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(fp, "\\%c", ch);
-        else if (ch < 0x20) fprintf(fp, "\\u%04x", ch);
-        else fputc(ch, fp);
-    }
-    fputc('"', fp);
-}
 
 static int write_run_json(const char *dir, int argc, char **argv, char **ck, int nck,
                           const rb_opts *o, time_t t0, time_t t1, double wall, size_t nrows,
@@ -1047,14 +1036,14 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
     struct utsname u;
     if (uname(&u) != 0) snprintf(u.nodename, sizeof u.nodename, "unknown");
     fprintf(fp, "{\n  \"repbench_version\": \"%s\",\n  \"git_commit\": ", RB_VERSION);
-    json_str(fp, RB_GIT);
+    rb_json_fprint_str(fp, RB_GIT);
     fputs(",\n  \"command\": [", fp);
     for (int i = 0; i < argc; i++) {
         if (i) fputs(", ", fp);
-        json_str(fp, argv[i]);
+        rb_json_fprint_str(fp, argv[i]);
     }
     fputs("],\n  \"host\": ", fp);
-    json_str(fp, u.nodename);
+    rb_json_fprint_str(fp, u.nodename);
     fprintf(fp, ",\n  \"threads\": %d,\n  \"seed\": %llu,\n  \"start\": \"%s\",\n  \"end\": \"%s\",\n"
                 "  \"seconds\": %.3f,\n  \"rows\": %zu,\n  \"inputs\": [",
             openblas_get_num_threads(), (unsigned long long)o->seed, a, b, wall, nrows);
@@ -1072,15 +1061,15 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
             fclose(in);
         }
         fprintf(fp, "%s\n    {\"path\": ", i ? "," : "");
-        json_str(fp, ck[i]);
+        rb_json_fprint_str(fp, ck[i]);
         fprintf(fp, ", \"bytes\": %lld, \"fnv1a64\": \"%016llx\"}", size, (unsigned long long)h);
     }
     fputs("\n  ],\n  \"options\": {", fp);
     for (size_t i = 0; i < o->nkv; i++) {
         fputs(i ? ", " : "", fp);
-        json_str(fp, o->kv[i].key);
+        rb_json_fprint_str(fp, o->kv[i].key);
         fputs(": ", fp);
-        json_str(fp, o->kv[i].val);
+        rb_json_fprint_str(fp, o->kv[i].val);
     }
     fputs("}\n}\n", fp);
     return rb_out_commit(fp, path, !ferror(fp), e);
