@@ -60,6 +60,7 @@ static void test_checks_pass_and_break(void)
         {"fit", "law", "log"},                    /* no power law in the data */
         {"nc_ufm", "imbalance", "3"},             /* unbalanced classes */
         {"nb_vs_lr", "cov", "correlated"},        /* features not independent */
+        {"id_manifolds", "noise", "0.05"},        /* points off the manifold */
     };
     size_t n;
     const rb_theory_check *c = rb_theory_checks(&n);

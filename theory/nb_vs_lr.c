@@ -280,7 +280,7 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
             sim_draw(rng, &s, nt, xt, yt);
             /* Population rules: Bayes (LDA with the true S) and naive Bayes
              * (true means, true marginal variances, equal priors). */
-            double bayes, nbpop;
+            double bayes = NAN, nbpop = NAN;
             for (int pass = 0; pass < 2; pass++) {
                 for (int c = 0; c < K; c++) {
                     const double *mc = mean + (size_t)c * n;

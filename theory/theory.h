@@ -25,6 +25,7 @@
  *   nc_ufm        neural collapse in the unconstrained-features model and
  *                 the perturbation model
  *   nb_vs_lr      naive Bayes vs logistic regression sample complexity
+ *   id_manifolds  intrinsic-dimension estimators on known manifolds
  */
 #ifndef RB_THEORY_H
 #define RB_THEORY_H
@@ -64,6 +65,8 @@ int rb_theory_pretrain_gmm(const rb_opts *o, rb_rows *rows, int fast,
 int rb_theory_fit(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
 int rb_theory_nc_ufm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
 int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
+int rb_theory_id_manifolds(const rb_opts *o, rb_rows *rows, int fast,
+                           rb_err *e);
 
 /* The `fit` analysis of a user table (CSV bytes buf[0..len), read by the
  * caller): power law of column --ycol (default metric) on --xcol (default
