@@ -424,7 +424,7 @@ int rb_curve_run(const rb_task *t, rb_rows *out, rb_err *e)
                 break;
             }
         }
-        snprintf(params, sizeof params, "generative=%s;discriminative=logreg", probes[nb].name);
+        snprintf(params, sizeof params, "discriminative=logreg;generative=%s", probes[nb].name);
         if ((rc = rb_rows_add(out, "curve", params, NULL, "crossing_m", cross, NAN, NAN, (long)nm, e)) ||
             (rc = rb_rows_add(out, "curve", params, NULL, "crossing_m_grid", gcross, NAN, NAN, (long)nm, e)))
             goto out;

@@ -351,8 +351,18 @@ static int analyse_er(const double *id, const double *ood, const int *base,
         goto out;
     for (size_t i = 0; i < n; i++) {
         resid[i] = logit(ood[i]) - (c0 + c1 * logit(id[i]));
-        if (names) snprintf(pr, sizeof pr, "%.180s%smodel=%.60s", params, *params ? ";" : "", names[i]);
-        else snprintf(pr, sizeof pr, "%.180s%smodel=%zu", params, *params ? ";" : "", i);
+        /* params plus model=NAME, keys kept sorted. */
+        char item[RB_PARAMS_MAX], pbuf[RB_PARAMS_MAX];
+        const char *items[34];
+        size_t ni = 0;
+        snprintf(pbuf, sizeof pbuf, "%s", params);
+        for (char *sv = NULL, *tk = strtok_r(pbuf, ";", &sv); tk && ni < 32; tk = strtok_r(NULL, ";", &sv))
+            items[ni++] = tk;
+        if (names) snprintf(item, sizeof item, "model=%.100s", names[i]);
+        else snprintf(item, sizeof item, "model=%zu", i);
+        items[ni++] = item;
+        items[ni] = NULL;
+        rb_params_sorted(pr, sizeof pr, items);
         if ((rc = rb_theory_row(rows, "effective_robustness", pr, "residual_logit", resid[i], NAN, NAN, 1, e)))
             goto out;
     }
