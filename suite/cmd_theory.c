@@ -19,8 +19,8 @@
 
 static int usage_err(const char *msg, const char *arg)
 {
-    fprintf(stderr, "repbench theory: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
-    fprintf(stderr, "usage: repbench theory [--fast] [--seed S] [-o DIR] [--KEY VALUE] [CHECK...]\n");
+    fprintf(stderr, "repbench theory: %s%s%s (try repbench theory --help)\n", msg, arg ? " " : "",
+            arg ? arg : "");
     return 2;
 }
 
