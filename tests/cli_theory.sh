@@ -51,6 +51,10 @@ $RB theory --fast --seed 5 -o "$T/c" icl >/dev/null
 grep risk_mc "$T/c/results.csv" | head -n 1 | cut -d, -f8 > "$T/c1"; grep risk_mc "$T/a/results.csv" | head -n 1 | cut -d, -f8 > "$T/a1"
 cmp -s "$T/a1" "$T/c1" && bad "seed has no effect" || ok
 
+# Every check (no CHECK argument), fast.
+expect_status 0 $RB theory --fast -o "$T/all"
+[ "$(grep -c '^PASS' "$T/out")" -ge 30 ] && ok || bad "fewer than 30 PASS lines for all checks"
+
 # Breaking an assumption: exit 1 and a FAIL line.
 expect_status 1 $RB theory --fast --covariates heavy icl
 grep -q "^FAIL icl/" "$T/out" && ok || bad "no FAIL line"
