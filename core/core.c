@@ -46,6 +46,7 @@ int rb_exit_status(int code)
     switch (code) {
     case RB_OK: return 0;
     case RB_EINVAL:
+    case RB_EUSAGE:
     case RB_EIO: return 2;
     default: return 1;
     }
@@ -160,6 +161,15 @@ void rb_params_sorted(char *out, size_t cap, const char *const *items)
 
 /* ----------------------------------------------------------------- options */
 
+/* The option as the user typed it: underscores back to dashes. */
+static const char *dashed(const char *key, char *buf, size_t cap)
+{
+    size_t i = 0;
+    for (; key[i] && i + 1 < cap; i++) buf[i] = key[i] == '_' ? '-' : key[i];
+    buf[i] = '\0';
+    return buf;
+}
+
 static rb_kv *find_kv(const rb_opts *o, const char *key)
 {
     if (!o) return NULL;
@@ -171,6 +181,7 @@ static rb_kv *find_kv(const rb_opts *o, const char *key)
 int rb_opt_double(const rb_opts *o, const char *key, double def, double lo,
                   double hi, double *out, rb_err *e)
 {
+    char db[64];
     rb_kv *kv = find_kv(o, key);
     if (!kv) {
         *out = def;
@@ -181,9 +192,9 @@ int rb_opt_double(const rb_opts *o, const char *key, double def, double lo,
     errno = 0;
     double v = strtod(kv->val, &end);
     if (errno || end == kv->val || *end != '\0' || !isfinite(v))
-        RB_FAIL(e, RB_EINVAL, "option --%s: '%s' is not a number", key, kv->val);
+        RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), kv->val);
     if (v < lo || v > hi)
-        RB_FAIL(e, RB_EINVAL, "option --%s: %g is outside [%g, %g]", key, v, lo, hi);
+        RB_FAIL(e, RB_EUSAGE, "option --%s: %g is outside [%g, %g]", dashed(key, db, sizeof db), v, lo, hi);
     *out = v;
     return RB_OK;
 }
@@ -191,6 +202,7 @@ int rb_opt_double(const rb_opts *o, const char *key, double def, double lo,
 int rb_opt_long(const rb_opts *o, const char *key, long def, long lo, long hi,
                 long *out, rb_err *e)
 {
+    char db[64];
     rb_kv *kv = find_kv(o, key);
     if (!kv) {
         *out = def;
@@ -201,9 +213,9 @@ int rb_opt_long(const rb_opts *o, const char *key, long def, long lo, long hi,
     errno = 0;
     long v = strtol(kv->val, &end, 10);
     if (errno || end == kv->val || *end != '\0')
-        RB_FAIL(e, RB_EINVAL, "option --%s: '%s' is not an integer", key, kv->val);
+        RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not an integer", dashed(key, db, sizeof db), kv->val);
     if (v < lo || v > hi)
-        RB_FAIL(e, RB_EINVAL, "option --%s: %ld is outside [%ld, %ld]", key, v, lo, hi);
+        RB_FAIL(e, RB_EUSAGE, "option --%s: %ld is outside [%ld, %ld]", dashed(key, db, sizeof db), v, lo, hi);
     *out = v;
     return RB_OK;
 }
@@ -219,6 +231,7 @@ const char *rb_opt_str(const rb_opts *o, const char *key, const char *def)
 int rb_opt_list(const rb_opts *o, const char *key, const char *def,
                 double *out, size_t max, size_t *n, rb_err *e)
 {
+    char db[64];
     const char *s = rb_opt_str(o, key, def);
     *n = 0;
     if (!s || !*s) return RB_OK;
@@ -227,12 +240,12 @@ int rb_opt_list(const rb_opts *o, const char *key, const char *def,
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (*n >= max)
-            RB_FAIL(e, RB_EINVAL, "option --%s: more than %zu values", key, max);
+            RB_FAIL(e, RB_EUSAGE, "option --%s: more than %zu values", dashed(key, db, sizeof db), max);
         char *end;
         errno = 0;
         double v = strtod(tok, &end);
         if (errno || end == tok || *end != '\0' || !isfinite(v))
-            RB_FAIL(e, RB_EINVAL, "option --%s: '%s' is not a number", key, tok);
+            RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), tok);
         out[(*n)++] = v;
     }
     return RB_OK;

@@ -26,7 +26,8 @@ enum {
     RB_EIO = 3,      /* a file could not be read or written: exit status 2 */
     RB_ENOMEM = 4,   /* allocation failed: exit status 1 */
     RB_ESING = 5,    /* a matrix was singular / a fit did not converge: 1 */
-    RB_EINTERNAL = 6 /* broken invariant or library failure: exit status 1 */
+    RB_EINTERNAL = 6, /* broken invariant or library failure: exit status 1 */
+    RB_EUSAGE = 7     /* a bad option value: the whole run stops, exit status 2 */
 };
 
 typedef struct {

@@ -111,13 +111,50 @@ int rb_dumpw_create(const char *path, const char *model, const char *dataset,
     return RB_OK;
 }
 
+/* Create the parent groups of path with modification times off. */
+static int make_parents(rb_dumpw *w, const char *path)
+{
+    char buf[1024];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) return -1;
+    memcpy(buf, path, len + 1);
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    if (gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0) goto bad;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        htri_t ex = H5Lexists(w->f, buf, H5P_DEFAULT);
+        if (ex < 0) goto bad;
+        if (!ex) {
+            hid_t g = H5Gcreate2(w->f, buf, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+            if (g < 0) goto bad;
+            H5Gclose(g);
+        }
+        *p = '/';
+    }
+    H5Pclose(gcpl);
+    return 0;
+bad:
+    if (gcpl >= 0) H5Pclose(gcpl);
+    return -1;
+}
+
 /* Create a dataset at path of the given file type and shape. */
 static hid_t make_dset(rb_dumpw *w, const char *path, hid_t ftype, int rank,
                        const hsize_t *dims)
 {
+    if (make_parents(w, path) < 0) return H5I_INVALID_HID;
     hid_t sp = H5Screate_simple(rank, dims, NULL);
     if (sp < 0) return H5I_INVALID_HID;
-    hid_t ds = H5Dcreate2(w->f, path, ftype, sp, w->lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    /* No modification times in the file: the same data gives the same bytes. */
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0) {
+        if (dcpl >= 0) H5Pclose(dcpl);
+        H5Sclose(sp);
+        return H5I_INVALID_HID;
+    }
+    hid_t ds = H5Dcreate2(w->f, path, ftype, sp, w->lcpl, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
     H5Sclose(sp);
     return ds;
 }

@@ -3,7 +3,7 @@
  * Conventions and numerics are stated in collapse.h.
  */
 #include "metrics/collapse.h"
-#include "metrics/probe_id.h"
+#include "metrics/logreg.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -191,7 +191,7 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     double *g = malloc(cc * cc * sizeof *g), *g2 = malloc(cc * cc * sizeof *g2);
     double *nrm = malloc(cc * sizeof *nrm), *var = malloc(cc * sizeof *var);
     double *mg = calloc(d, sizeof *mg);
-    double *Sw = a->full ? malloc(d * d * sizeof *Sw) : NULL;
+    double *Mc = a->full ? malloc(cc * d * sizeof *Mc) : NULL;
     double *D = a->full ? malloc(cc * d * sizeof *D) : NULL;
     size_t mn = cc < d ? cc : d;
     double *sv = a->full ? malloc(mn * sizeof *sv) : NULL;
@@ -199,7 +199,7 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     double *U = a->full ? malloc(cc * mn * sizeof *U) : NULL;
     double *SV = a->full ? malloc(mn * d * sizeof *SV) : NULL;
     if (!cls || !mu || !M || (W && !Wp) || !g || !g2 || !nrm || !var || !mg ||
-        (a->full && (!Sw || !D || !sv || !Vt || !U || !SV))) {
+        (a->full && (!Mc || !D || !sv || !Vt || !U || !SV))) {
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (C=%d, D=%zu)", c, d);
         goto out;
     }
@@ -261,16 +261,16 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     /* NC1 through the thin SVD of Mt. */
     res->nc1_trace = res->nc1_trace_over_c = NAN;
     if (a->full) {
-        memcpy(Sw, a->S, d * d * sizeof *Sw);
+        /* S_W is never formed (no second D x D matrix):
+         * N v^T S_W v = v^T S v - sum_c n_c (d_c . v)^2 with D's rows
+         * sqrt(n_c) d_c. */
         for (int i = 0; i < c; i++) {
             int j = cls[i];
             double s = sqrt((double)a->nc[j]);
             for (size_t l = 0; l < d; l++) D[(size_t)i * d + l] = s * a->sum[(size_t)j * d + l] / (double)a->nc[j];
         }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, c, -1.0, D, (int)d, 1.0, Sw, (int)d);
-        for (size_t i = 0; i < d * d; i++) Sw[i] /= (double)n;
-        memcpy(D, M, cc * d * sizeof *D); /* dgesdd destroys its input */
-        lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', c, (lapack_int)d, D, (lapack_int)d,
+        memcpy(Mc, M, cc * d * sizeof *Mc); /* dgesdd destroys its input */
+        lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', c, (lapack_int)d, Mc, (lapack_int)d,
                                          sv, U, (lapack_int)mn, Vt, (lapack_int)d);
         if (info != 0) {
             rc = rb_fail(e, RB_EINTERNAL, "collapse: dgesdd failed (info %d)", (int)info);
@@ -279,13 +279,19 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
         size_t r = (size_t)c - 1 < d ? (size_t)c - 1 : d;
         while (r > 0 && !(sv[r - 1] > svd_rtol * sv[0])) r--;
         res->rank = (int)r;
-        /* SV = Vt_r S_W (r x d); v_k^T S_W v_k = dot(SV_k, Vt_k). */
-        if (r > 0)
-            cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (int)r, (int)d, 1.0, Sw, (int)d,
+        /* SV = Vt_r S (r x d); U = D Vt_r^T (c x r, U is free now). */
+        if (r > 0) {
+            cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (int)r, (int)d, 1.0, a->S, (int)d,
                         Vt, (int)d, 0.0, SV, (int)d);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, (int)r, (int)d, 1.0, D, (int)d,
+                        Vt, (int)d, 0.0, U, (int)mn);
+        }
         double t = 0;
-        for (size_t q = 0; q < r; q++)
-            t += cblas_ddot((int)d, SV + q * d, 1, Vt + q * d, 1) / (sv[q] * sv[q]);
+        for (size_t q = 0; q < r; q++) {
+            double vsv = cblas_ddot((int)d, SV + q * d, 1, Vt + q * d, 1);
+            for (int i = 0; i < c; i++) vsv -= U[(size_t)i * mn + q] * U[(size_t)i * mn + q];
+            t += vsv / (double)n / (sv[q] * sv[q]);
+        }
         res->nc1_trace_over_c = t;
         res->nc1_trace = c * t;
     }
@@ -329,7 +335,7 @@ out:
     free(nrm);
     free(var);
     free(mg);
-    free(Sw);
+    free(Mc);
     free(D);
     free(sv);
     free(Vt);
@@ -381,14 +387,16 @@ size_t rb_nc_ncc_scratch(int k, size_t d, size_t n)
 
 /* ----------------------------------------------------------------- method */
 
+#define NC_BLOCK ((size_t)256) /* rows per dsyrk / dgemm block */
+
 typedef struct {
     double *W, *b; /* k x d, k (owned) */
     const char *how;
 } head;
 
-/* Read the head named "/path/W,/path/b" from the dump, or fit the logistic
- * probe on the train view.  how = "none" leaves h->W NULL. */
-static int get_head(const rb_task *t, const char *spec, double lambda, head *h, rb_err *e)
+/* Read the head named "/path/W,/path/b" from the dump, or fit the logreg
+ * probe (metrics/logreg.h, inverse L2 strength C) on the train view.  how = "none" leaves h->W NULL. */
+static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb_err *e)
 {
     const rb_source *s = t->src;
     size_t d = s->layer_d[t->layer];
@@ -435,20 +443,15 @@ static int get_head(const rb_task *t, const char *spec, double lambda, head *h, 
     } else {
         rb_view tr;
         if ((rc = t->view(t, (size_t)t->train, t->layer, &tr, e))) goto out;
-        double *theta = calloc((size_t)k * (d + 1), sizeof *theta);
-        if (!theta) {
-            rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (head fit)");
-            goto out;
-        }
-        rb_pid_cfg cfg;
-        rb_pid_cfg_defaults(&cfg);
-        cfg.lambda = lambda;
-        rc = rb_pid_fit(&tr, &cfg, NULL, 0, NULL, theta, e);
+        rb_logreg_model m = {0};
+        rc = rb_logreg_fit(&tr, Cinv, 1e-6, 1000, NULL, t->o, &m, e);
         if (!rc) {
-            memcpy(h->W, theta, (size_t)k * d * sizeof *theta);
-            memcpy(h->b, theta + (size_t)k * d, (size_t)k * sizeof *theta);
+            for (size_t i = 0; i < (size_t)k * d; i++) h->W[i] = m.w[i];
+            for (int c = 0; c < k; c++) h->b[c] = m.b[c];
+            if (!m.converged) rb_logf(t->o, "collapse: logreg head did not converge in 1000 iterations");
         }
-        free(theta);
+        rb_logreg_model_free(&m);
+        if (rc) rb_err_wrap(e, "collapse: head fit");
         h->how = "logreg";
     }
 out:
@@ -488,13 +491,13 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     int rc = RB_OK, k = s->k;
     size_t d = s->layer_d[t->layer];
     long chunk, weighted;
-    double rtol, lambda;
+    double rtol, cinv;
     if ((rc = rb_opt_long(o, "nc_chunk", 4096, 1, 1L << 24, &chunk, e))) return rc;
     if ((rc = rb_opt_long(o, "nc_weighted", 0, 0, 1, &weighted, e))) return rc;
     if ((rc = rb_opt_double(o, "nc_svd_rtol", (double)(d > (size_t)k ? d : (size_t)k) * DBL_EPSILON,
                             0, 1, &rtol, e)))
         return rc;
-    if ((rc = rb_opt_double(o, "nc_lambda", 1e-4, 0, 1e6, &lambda, e))) return rc;
+    if ((rc = rb_opt_double(o, "nc_c", 1.0, 1e-12, 1e12, &cinv, e))) return rc;
     const char *spec = rb_opt_str(o, "head", "");
     const char *splits = rb_opt_str(o, "nc_splits", "train");
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "collapse: no train split");
@@ -503,12 +506,15 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     rb_nc_acc *a = NULL, *a0 = NULL;
     float *buf = malloc((size_t)chunk * d * sizeof *buf);
     double *mu = malloc((size_t)k * d * sizeof *mu);
-    double *scr = malloc(rb_nc_ncc_scratch(k, d, (size_t)chunk) * sizeof *scr);
+    /* The double-precision work buffers cover NC_BLOCK rows at a time, so
+     * the memory is S (D x D), S_W in finish (D x D), the float read chunk
+     * and O(NC_BLOCK D) doubles. */
+    double *scr = malloc(rb_nc_ncc_scratch(k, d, NC_BLOCK) * sizeof *scr);
     if (!buf || !mu || !scr) {
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         goto out;
     }
-    if ((rc = get_head(t, spec, lambda, &h, e))) goto out;
+    if ((rc = get_head(t, spec, cinv, &h, e))) goto out;
     char prm[RB_PARAMS_MAX], it[6][96];
     snprintf(it[0], sizeof it[0], "mu_g=%s", weighted ? "weighted" : "unweighted");
     snprintf(it[1], sizeof it[1], "head=%s", h.W ? h.how : "none");
@@ -516,7 +522,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     snprintf(it[3], sizeof it[3], "means=train");
     const char *items[6] = {it[0], it[1], it[2], it[3], NULL, NULL};
     if (h.W && strcmp(h.how, "logreg") == 0) {
-        snprintf(it[4], sizeof it[4], "lambda=%g", lambda);
+        snprintf(it[4], sizeof it[4], "C=%g", cinv);
         items[4] = it[4];
     }
     rb_params_sorted(prm, sizeof prm, items);
@@ -527,7 +533,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
          * al.): the trace quotient only needs class sums, O(C D0). */
         size_t d0 = s->layer_d[0];
         float *b0 = malloc((size_t)chunk * d0 * sizeof *b0);
-        a0 = rb_nc_acc_alloc(k, d0, (size_t)chunk, 0);
+        a0 = rb_nc_acc_alloc(k, d0, NC_BLOCK, 0);
         rb_nc_res r0;
         if (!b0 || !a0) rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         if (!rc) rc = stream(t, (size_t)t->train, 0, a0, b0, (size_t)chunk, e);
@@ -552,7 +558,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
             if ((pass == 0) != (sp == t->train)) continue;
             if (sp == t->train && did_train) continue;
             rb_nc_acc_free(a);
-            a = rb_nc_acc_alloc(k, d, (size_t)chunk, 1);
+            a = rb_nc_acc_alloc(k, d, NC_BLOCK, 1);
             if (!a) {
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (D=%zu)", d);
                 goto out;
@@ -592,7 +598,9 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 for (size_t r0 = 0; r0 < nn; r0 += (size_t)chunk) {
                     size_t m = nn - r0 < (size_t)chunk ? nn - r0 : (size_t)chunk;
                     if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, m, buf, e))) goto out;
-                    rb_nc_ncc_mismatch(mu, h.W, h.b, k, d, buf, m, d, scr, &mis);
+                    for (size_t q = 0; q < m; q += NC_BLOCK)
+                        rb_nc_ncc_mismatch(mu, h.W, h.b, k, d, buf + q * d,
+                                           m - q < NC_BLOCK ? m - q : NC_BLOCK, d, scr, &mis);
                 }
                 if ((rc = add(out, prm, spn, "nc4_mismatch", (double)mis / (double)nn, (long)nn, e)))
                     goto out;
@@ -601,7 +609,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
         if (pass == 0 && !did_train && h.W) {
             /* NC4 on another split needs the train means. */
             rb_nc_acc_free(a);
-            a = rb_nc_acc_alloc(k, d, (size_t)chunk, 0);
+            a = rb_nc_acc_alloc(k, d, NC_BLOCK, 0);
             if (!a) {
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
                 goto out;

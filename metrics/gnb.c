@@ -7,36 +7,14 @@
 
 #include "metrics/probe.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------ input checks */
-
-/* Refuse what no probe can fit: n < 2, d = 0, k < 2, a label outside
- * [0, k), a class absent from train, test width != train width.  Fills
- * cnt[k] with the class counts. */
-static int fit_check(const char *who, const rb_view *tr, const rb_view *te,
-                     long *cnt, rb_err *e)
-{
-    if (!tr || !tr->x || !tr->y) RB_FAIL(e, RB_EINVAL, "%s: train split needs features and labels", who);
-    if (tr->n < 2) RB_FAIL(e, RB_EINVAL, "%s: train split has %zu samples, need at least 2", who, tr->n);
-    if (tr->d < 1) RB_FAIL(e, RB_EINVAL, "%s: train features have d = 0", who);
-    if (tr->k < 2) RB_FAIL(e, RB_EINVAL, "%s: need at least 2 classes, got k = %d", who, tr->k);
-    if (tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "%s: train ld %zu < d %zu", who, tr->ld, tr->d);
-    if (te && te->n && (!te->x || te->d != tr->d || te->ld < te->d))
-        RB_FAIL(e, RB_EINVAL, "%s: test features have d = %zu, train d = %zu", who, te->d, tr->d);
-    memset(cnt, 0, (size_t)tr->k * sizeof *cnt);
-    for (size_t i = 0; i < tr->n; i++) {
-        int32_t c = tr->y[i];
-        if (c < 0 || c >= tr->k) RB_FAIL(e, RB_EINVAL, "%s: train label %d of sample %zu outside [0, %d)", who, (int)c, i, tr->k);
-        cnt[c]++;
-    }
-    for (int c = 0; c < tr->k; c++)
-        if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
-    return RB_OK;
-}
+/* Test rows converted per BLAS call. */
+#define GNB_BLOCK 256
 
 /* ------------------------------------------------------------------ kernel */
 
@@ -48,20 +26,20 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
     if (!(vs >= 0) || !isfinite(vs)) RB_FAIL(e, RB_EINVAL, "%s: var_smoothing %g must be finite and >= 0", who, vs);
     const size_t d = tr ? tr->d : 0;
     const int k = tr ? tr->k : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     const size_t kd = (size_t)k * d;
     double *ref = malloc(kd * sizeof *ref);  /* first row of each class */
     double *s1 = calloc(kd, sizeof *s1);     /* sum of (x - ref) */
     double *s2 = calloc(kd, sizeof *s2);     /* sum of (x - ref)^2 */
     double *cst = malloc((size_t)k * sizeof *cst); /* log prior - 1/2 sum log 2 pi var */
     char *seen = calloc((size_t)k, 1);
-    if (!ref || !s1 || !s2 || !cst || !seen) {
+    double *gm = malloc(d * sizeof *gm);                   /* train mean */
+    double *w = malloc(kd * 2 * sizeof *w);                /* k x 2d */
+    double *xb = malloc(GNB_BLOCK * 2 * d * sizeof *xb);   /* test rows */
+    double *ob = malloc(GNB_BLOCK * (size_t)k * sizeof *ob);
+    if (!ref || !s1 || !s2 || !cst || !seen || !gm || !w || !xb || !ob) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (%d x %zu)", who, k, d);
         goto out;
     }
@@ -141,22 +119,48 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
             cst[c] = log((double)cnt[c] / n) - 0.5 * lv;
         }
     }
-    /* Scores: ref now holds inverse variances, s1 the means.  The squared
-     * deviations are summed directly (as sklearn does) rather than through
-     * an expanded GEMM, which would cancel badly for tiny variances. */
-    for (size_t i = 0; i < te->n; i++) {
-        const float *x = te->x + i * te->ld;
-        for (int c = 0; c < k; c++) {
-            const double *m = s1 + (size_t)c * d, *iv = ref + (size_t)c * d;
-            double q = 0;
-            for (size_t j = 0; j < d; j++) {
-                double t = (double)x[j] - m[j];
-                q += t * t * iv[j];
-            }
-            double s = cst[c] - 0.5 * q;
-            if (sf) sf[i * (size_t)k + (size_t)c] = (float)s;
-            else sd[i * (size_t)k + (size_t)c] = s;
+    /* Scores: ref holds inverse variances iv, s1 the means mu.  With
+     * x' = x - g and mu' = mu - g (g = the train mean, so the expansion does
+     * not cancel on large offsets),
+     *   sum_j (x_j - mu_cj)^2 iv_cj = [x'^2, x'] . [iv_c, -2 mu'_c iv_c] + q_c,
+     *   q_c = sum_j mu'_cj^2 iv_cj,
+     * one dgemm per block of test rows against the k x 2d matrix w. */
+    for (size_t j = 0; j < d; j++) {
+        double g = 0;
+        for (int c = 0; c < k; c++) g += (double)cnt[c] * s1[(size_t)c * d + j];
+        gm[j] = g / n;
+    }
+    for (int c = 0; c < k; c++) {
+        const double *m = s1 + (size_t)c * d, *iv = ref + (size_t)c * d;
+        double *wc = w + (size_t)c * 2 * d, q = 0;
+        for (size_t j = 0; j < d; j++) {
+            double mp = m[j] - gm[j];
+            wc[j] = iv[j];
+            wc[d + j] = -2.0 * mp * iv[j];
+            q += mp * mp * iv[j];
         }
+        cst[c] -= 0.5 * q;
+    }
+    for (size_t i0 = 0; i0 < te->n; i0 += GNB_BLOCK) {
+        size_t nb = te->n - i0 < GNB_BLOCK ? te->n - i0 : GNB_BLOCK;
+        for (size_t r = 0; r < nb; r++) {
+            const float *x = te->x + (i0 + r) * te->ld;
+            double *xr = xb + r * 2 * d;
+            for (size_t j = 0; j < d; j++) {
+                double t = (double)x[j] - gm[j];
+                xr[j] = t * t;
+                xr[d + j] = t;
+            }
+        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, k, (int)(2 * d), -0.5, xb,
+                    (int)(2 * d), w, (int)(2 * d), 0.0, ob, k);
+        for (size_t r = 0; r < nb; r++)
+            for (int c = 0; c < k; c++) {
+                size_t o = (i0 + r) * (size_t)k + (size_t)c;
+                double v = cst[c] + ob[r * (size_t)k + (size_t)c];
+                if (sf) sf[o] = (float)v;
+                else sd[o] = v;
+            }
     }
 out:
     free(cnt);
@@ -165,6 +169,10 @@ out:
     free(s2);
     free(cst);
     free(seen);
+    free(gm);
+    free(w);
+    free(xb);
+    free(ob);
     return rc;
 }
 

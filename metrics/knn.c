@@ -341,12 +341,12 @@ int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
     size_t nk;
     if ((rc = rb_opt_list(t->o, "knn_k", "10,20,100,200", kl, KNN_MAXK, &nk, e))) return rc;
     if ((rc = rb_opt_double(t->o, "knn_T", 0.07, 1e-6, 1e6, &T, e))) return rc;
-    if (nk == 0) RB_FAIL(e, RB_EINVAL, "option --knn_k: empty list");
+    if (nk == 0) RB_FAIL(e, RB_EUSAGE, "option --knn-k: empty list");
     if (tr.n == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
     int kreq[KNN_MAXK], kuse[KNN_MAXK], kmax = 0;
     for (size_t q = 0; q < nk; q++) {
         if (kl[q] < 1 || kl[q] != floor(kl[q]) || kl[q] > 1e9)
-            RB_FAIL(e, RB_EINVAL, "option --knn_k: '%g' is not a positive integer", kl[q]);
+            RB_FAIL(e, RB_EUSAGE, "option --knn-k: '%g' is not a positive integer", kl[q]);
         kreq[q] = (int)kl[q];
         kuse[q] = (size_t)kreq[q] > tr.n ? (int)tr.n : kreq[q];
         if (kuse[q] > kmax) kmax = kuse[q];

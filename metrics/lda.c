@@ -18,30 +18,6 @@
 /* Rows of test data converted to double per BLAS call. */
 #define LDA_BLOCK 256
 
-/* ------------------------------------------------------------ input checks */
-
-/* Refuse what no probe can fit (see gnb.c); fills cnt[k]. */
-static int fit_check(const char *who, const rb_view *tr, const rb_view *te,
-                     long *cnt, rb_err *e)
-{
-    if (!tr || !tr->x || !tr->y) RB_FAIL(e, RB_EINVAL, "%s: train split needs features and labels", who);
-    if (tr->n < 2) RB_FAIL(e, RB_EINVAL, "%s: train split has %zu samples, need at least 2", who, tr->n);
-    if (tr->d < 1) RB_FAIL(e, RB_EINVAL, "%s: train features have d = 0", who);
-    if (tr->k < 2) RB_FAIL(e, RB_EINVAL, "%s: need at least 2 classes, got k = %d", who, tr->k);
-    if (tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "%s: train ld %zu < d %zu", who, tr->ld, tr->d);
-    if (te && te->n && (!te->x || te->d != tr->d || te->ld < te->d))
-        RB_FAIL(e, RB_EINVAL, "%s: test features have d = %zu, train d = %zu", who, te->d, tr->d);
-    memset(cnt, 0, (size_t)tr->k * sizeof *cnt);
-    for (size_t i = 0; i < tr->n; i++) {
-        int32_t c = tr->y[i];
-        if (c < 0 || c >= tr->k) RB_FAIL(e, RB_EINVAL, "%s: train label %d of sample %zu outside [0, %d)", who, (int)c, i, tr->k);
-        cnt[c]++;
-    }
-    for (int c = 0; c < tr->k; c++)
-        if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
-    return RB_OK;
-}
-
 /* ------------------------------------------------------------ Ledoit-Wolf */
 
 /* Given centred z (n x d, ld d), write S = z^T z / n into the upper
@@ -106,13 +82,9 @@ int rb_lda_scores(const rb_view *tr, const rb_view *te, double shrinkage,
         RB_FAIL(e, RB_EINVAL, "%s: shrinkage %g must be in [0, 1] (or < 0 for Ledoit-Wolf)", who, shrinkage);
     const int k = tr ? tr->k : 0;
     const size_t d = tr ? tr->d : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     const size_t n = tr->n;
     long maxnk = 0;
     for (int c = 0; c < k; c++)
@@ -252,11 +224,8 @@ int rb_lda_run(const rb_task *t, rb_rows *out, rb_err *e)
     double s = -1;
     char params[64], tag[96];
     if (strcmp(opt, "auto") != 0) {
-        int rc = rb_opt_double(t->o, "lda_shrinkage", -1, 0, 1, &s, e);
-        if (rc) {
-            rb_err_wrap(e, "lda (--lda-shrinkage takes auto or a number in [0, 1])");
-            return rc;
-        }
+        if (rb_opt_double(t->o, "lda_shrinkage", -1, 0, 1, &s, e))
+            RB_FAIL(e, RB_EUSAGE, "lda: option --lda-shrinkage must be auto or a number in [0, 1], got '%s'", opt);
         snprintf(params, sizeof params, "shrinkage=%.10g", s);
     } else {
         snprintf(params, sizeof params, "shrinkage=auto");

@@ -15,18 +15,21 @@
  *   beta2 = (1/n^2) sum_i ||x_i x_i^T - S||_F^2 / p,
  *   s = min(beta2, delta2) / delta2 (0 when delta2 = 0),
  *   LW = (1 - s) S + s mu I.
- *   With shrinkage >= 0 given explicitly, s is that value instead
- *   (sklearn's shrinkage=float on the same standardised covariance).
+ *   With shrinkage s >= 0 given explicitly, S_k = (1 - s) C_k + s mu_k I
+ *   on the raw (not standardised) class covariance C_k, mu_k = tr C_k / d
+ *   (sklearn's shrinkage=float, shrunk_covariance).
  * coef (k x d) solves Sigma coef^T = mu^T by Cholesky (LAPACKE dpotrf /
  * dpotrs); when Sigma is not positive definite, by least squares (dgelsd,
  * as sklearn's lstsq).  intercept_k = -1/2 mu_k . coef_k + log pi_k.
  * score_k(x) = x . coef_k + intercept_k (sklearn's decision_function; for
  * k = 2 sklearn reports one column, the argmax is the same).
  *
- * Fit in one pass over the train data: per-class sums, cross products
- * (cblas_dsyrk on blocks of rows, shifted by a per-class reference row)
- * and the per-class sums of squared entries of x x^T needed by beta2 are
- * accumulated together; no second pass.
+ * Fit in one pass over the train data: the labels are counting-sorted, and
+ * each train row is read once, into a double buffer holding its class
+ * (max_k n_k x d); the class's mean, variances, standardisation, Ledoit-Wolf
+ * statistics and covariance (cblas_dsyrk) are computed from that buffer
+ * before the next class is read.  Work n d^2 (the dsyrks) plus k d^2;
+ * memory three d x d doubles plus the class buffer.
  */
 #ifndef RB_LDA_H
 #define RB_LDA_H

@@ -15,30 +15,6 @@
 /* Rows of test data converted to double per BLAS call. */
 #define NCM_BLOCK 256
 
-/* ------------------------------------------------------------ input checks */
-
-/* Refuse what no probe can fit (see gnb.c); fills cnt[k]. */
-static int fit_check(const char *who, const rb_view *tr, const rb_view *te,
-                     long *cnt, rb_err *e)
-{
-    if (!tr || !tr->x || !tr->y) RB_FAIL(e, RB_EINVAL, "%s: train split needs features and labels", who);
-    if (tr->n < 2) RB_FAIL(e, RB_EINVAL, "%s: train split has %zu samples, need at least 2", who, tr->n);
-    if (tr->d < 1) RB_FAIL(e, RB_EINVAL, "%s: train features have d = 0", who);
-    if (tr->k < 2) RB_FAIL(e, RB_EINVAL, "%s: need at least 2 classes, got k = %d", who, tr->k);
-    if (tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "%s: train ld %zu < d %zu", who, tr->ld, tr->d);
-    if (te && te->n && (!te->x || te->d != tr->d || te->ld < te->d))
-        RB_FAIL(e, RB_EINVAL, "%s: test features have d = %zu, train d = %zu", who, te->d, tr->d);
-    memset(cnt, 0, (size_t)tr->k * sizeof *cnt);
-    for (size_t i = 0; i < tr->n; i++) {
-        int32_t c = tr->y[i];
-        if (c < 0 || c >= tr->k) RB_FAIL(e, RB_EINVAL, "%s: train label %d of sample %zu outside [0, %d)", who, (int)c, i, tr->k);
-        cnt[c]++;
-    }
-    for (int c = 0; c < tr->k; c++)
-        if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
-    return RB_OK;
-}
-
 /* 1 / ||x|| in double, or 0 for a zero row (which then stays zero). */
 static double inv_norm(const float *x, size_t d)
 {
@@ -55,13 +31,9 @@ int rb_ncm_scores(const rb_view *tr, const rb_view *te, int cosine,
     const char *who = cosine ? "ncm (cosine)" : "ncm";
     const int k = tr ? tr->k : 0;
     const size_t d = tr ? tr->d : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     double *mu = calloc((size_t)k * d, sizeof *mu);
     double *mn = malloc((size_t)k * sizeof *mn);
     double *xb = malloc(NCM_BLOCK * d * sizeof *xb);

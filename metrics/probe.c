@@ -145,6 +145,45 @@ out:
     return rc;
 }
 
+/* Refuse what no probe can fit: n < 2, d = 0, k < 2, a label outside
+ * [0, k), a class absent from train, test width != train width.  Fills
+ * cnt[k] with the class counts. */
+static int fit_check(const char *who, const rb_view *tr, const rb_view *te, long *cnt, rb_err *e)
+{
+    if (!tr || !tr->x || !tr->y) RB_FAIL(e, RB_EINVAL, "%s: train split needs features and labels", who);
+    if (tr->n < 2) RB_FAIL(e, RB_EINVAL, "%s: train split has %zu samples, need at least 2", who, tr->n);
+    if (tr->d < 1) RB_FAIL(e, RB_EINVAL, "%s: train features have d = 0", who);
+    if (tr->k < 2) RB_FAIL(e, RB_EINVAL, "%s: need at least 2 classes, got k = %d", who, tr->k);
+    if (tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "%s: train ld %zu < d %zu", who, tr->ld, tr->d);
+    if (te && te->n && (!te->x || te->d != tr->d || te->ld < te->d))
+        RB_FAIL(e, RB_EINVAL, "%s: test features have d = %zu, train d = %zu", who, te->d, tr->d);
+    memset(cnt, 0, (size_t)tr->k * sizeof *cnt);
+    for (size_t i = 0; i < tr->n; i++) {
+        int32_t c = tr->y[i];
+        if (c < 0 || c >= tr->k) RB_FAIL(e, RB_EINVAL, "%s: train label %d of sample %zu outside [0, %d)", who, (int)c, i, tr->k);
+        cnt[c]++;
+    }
+    for (int c = 0; c < tr->k; c++)
+        if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
+    return RB_OK;
+}
+
+int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te, long **cnt,
+                       rb_err *e)
+{
+    *cnt = NULL;
+    int k = tr && tr->k > 0 ? tr->k : 1;
+    long *c = malloc((size_t)k * sizeof *c);
+    if (!c) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
+    int rc = fit_check(who, tr, te, c, e);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    *cnt = c;
+    return RB_OK;
+}
+
 int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e)
 {
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "no train split");

@@ -33,6 +33,13 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
                     size_t n, int k, const int32_t *y, int B, uint64_t seed,
                     rb_rows *out, rb_err *e);
 
+/* Refuse what no probe can fit: n < 2, d = 0, k < 2, a label outside
+ * [0, k), a class absent from train, test width != train width (te may be
+ * NULL).  On success *cnt holds the k class counts (owned by the caller,
+ * free()); on error *cnt is NULL.  who prefixes messages. */
+int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te, long **cnt,
+                       rb_err *e);
+
 /* Fetch the train and test views of the task's layer, refusing when the
  * train split is unlabeled or the test split is missing/unlabeled. */
 int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e);

@@ -17,30 +17,6 @@
 /* Rows converted to double per BLAS call. */
 #define RIDGE_BLOCK 256
 
-/* ------------------------------------------------------------ input checks */
-
-/* Refuse what no probe can fit (see gnb.c); fills cnt[k]. */
-static int fit_check(const char *who, const rb_view *tr, const rb_view *te,
-                     long *cnt, rb_err *e)
-{
-    if (!tr || !tr->x || !tr->y) RB_FAIL(e, RB_EINVAL, "%s: train split needs features and labels", who);
-    if (tr->n < 2) RB_FAIL(e, RB_EINVAL, "%s: train split has %zu samples, need at least 2", who, tr->n);
-    if (tr->d < 1) RB_FAIL(e, RB_EINVAL, "%s: train features have d = 0", who);
-    if (tr->k < 2) RB_FAIL(e, RB_EINVAL, "%s: need at least 2 classes, got k = %d", who, tr->k);
-    if (tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "%s: train ld %zu < d %zu", who, tr->ld, tr->d);
-    if (te && te->n && (!te->x || te->d != tr->d || te->ld < te->d))
-        RB_FAIL(e, RB_EINVAL, "%s: test features have d = %zu, train d = %zu", who, te->d, tr->d);
-    memset(cnt, 0, (size_t)tr->k * sizeof *cnt);
-    for (size_t i = 0; i < tr->n; i++) {
-        int32_t c = tr->y[i];
-        if (c < 0 || c >= tr->k) RB_FAIL(e, RB_EINVAL, "%s: train label %d of sample %zu outside [0, %d)", who, (int)c, i, tr->k);
-        cnt[c]++;
-    }
-    for (int c = 0; c < tr->k; c++)
-        if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
-    return RB_OK;
-}
-
 /* ------------------------------------------------------------------ kernel */
 
 int rb_ridge_scores(const rb_view *tr, const rb_view *te, double alpha,
@@ -50,13 +26,9 @@ int rb_ridge_scores(const rb_view *tr, const rb_view *te, double alpha,
     if (!(alpha > 0) || !isfinite(alpha)) RB_FAIL(e, RB_EINVAL, "%s: alpha %g must be finite and > 0", who, alpha);
     const int k = tr ? tr->k : 0;
     const size_t d = tr ? tr->d : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     const size_t n = tr->n;
     /* Target columns: k of them, or one (class 1 = +1) when k = 2. */
     const int kt = k == 2 ? 1 : k;

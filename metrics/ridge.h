@@ -10,8 +10,11 @@
  *   n >= d (primal): (Xc^T Xc + alpha I) W = Xc^T Yc  (cblas_dsyrk, dposv)
  *   n <  d (dual):   (Xc Xc^T + alpha I) A = Yc, W = Xc^T A
  * b = mean(Y) - mean(X) W; score = x W + b.
- * alpha > 0 (sklearn default 1.0).  Accumulation in double, one pass over
- * the train rows for the primal Gram matrix.
+ * alpha > 0 (sklearn default 1.0).  Accumulation in double; two passes
+ * over the train rows (the mean, then the centred Gram matrix by cblas_dsyrk
+ * on blocks of rows together with Xc^T Yc, which is 2 n_c (mean_c - mean)
+ * per column); memory one d x d double matrix (primal) or n x d + n x n
+ * (dual).
  */
 #ifndef RB_RIDGE_H
 #define RB_RIDGE_H

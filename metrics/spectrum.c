@@ -5,6 +5,8 @@
 #include "metrics/spectrum.h"
 
 #include <cblas.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
@@ -172,12 +174,6 @@ static int add(rb_rows *out, const char *params, const char *split, const char *
     return rb_rows_add(out, "spectrum", params, split, metric, v, NAN, NAN, n, e);
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     const rb_source *s = t->src;
@@ -192,8 +188,9 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
     int sp = rb_source_split(s, spn);
     if (sp < 0) RB_FAIL(e, RB_EINVAL, "spectrum: option spec_split: no split '%s'", spn);
     size_t d = s->layer_d[t->layer], n = s->split_n[sp];
-    rb_cov_acc *a = rb_cov_alloc(d, (size_t)chunk);
-    float *buf = malloc((size_t)chunk * d * sizeof *buf), *nrm = malloc((n ? n : 1) * sizeof *nrm);
+    rb_cov_acc *a = rb_cov_alloc(d, 256); /* double work buffer: 256 rows */
+    float *buf = malloc((size_t)chunk * d * sizeof *buf);
+    double *nrm = malloc((n ? n : 1) * sizeof *nrm);
     double *cov = malloc(d * d * sizeof *cov), *lam = malloc(d * sizeof *lam);
     if (!a || !buf || !nrm || !cov || !lam) {
         rc = rb_fail(e, RB_ENOMEM, "spectrum: out of memory (D=%zu)", d);
@@ -206,7 +203,7 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
         for (size_t i = 0; i < m; i++) {
             double q = 0;
             for (size_t j = 0; j < d; j++) q += (double)buf[i * d + j] * buf[i * d + j];
-            nrm[r0 + i] = (float)sqrt(q);
+            nrm[r0 + i] = sqrt(q);
         }
     }
     if ((rc = rb_cov_finish(a, NULL, cov, e))) goto out;
@@ -225,8 +222,8 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
     sd = sqrt(sd / (double)(n - 1));
     size_t ext = 0;
     for (size_t i = 0; i < n; i++) ext += nrm[i] > mn + xsd * sd;
-    qsort(nrm, n, sizeof *nrm, cmp_float);
-    double med = n % 2 ? nrm[n / 2] : 0.5 * ((double)nrm[n / 2 - 1] + nrm[n / 2]);
+    gsl_sort(nrm, 1, n);
+    double med = gsl_stats_median_from_sorted_data(nrm, 1, n);
     char prm[RB_PARAMS_MAX], it0[48], it1[48];
     snprintf(it0, sizeof it0, "extreme_sd=%g", xsd);
     snprintf(it1, sizeof it1, "cov=ddof1");

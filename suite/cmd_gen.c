@@ -9,6 +9,7 @@
  * bad usage prints one line and exits 2.  Defaults: rb_gen_gmm_defaults.
  */
 #include "datasets/dump.h"
+#include "datasets/weights.h"
 #include "suite/suite.h"
 
 #include <errno.h>
@@ -54,7 +55,38 @@ static int parse_dbl(const char *opt, const char *s, double lo, double *out)
     return 0;
 }
 
+static int gen_gmm(int argc, char **argv);
+
+/* The kinds of synthetic data, one row each. */
+static const struct {
+    const char *kind;
+    int (*run)(int argc, char **argv);
+    const char *doc;
+} kinds[] = {
+    {"gmm", gen_gmm, "Gaussian-mixture feature dump, separation growing with depth"},
+    {"weights", rb_gen_weights_cli, "sample checkpoints: pre-trained, random init, fine-tuned (issue 4)"},
+};
+
 int rb_cmd_gen(int argc, char **argv)
+{
+    /* The KIND is the first argument that is not an option or its value;
+     * it is enough to look for a known kind word anywhere. */
+    for (int i = 1; i < argc; i++)
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            if (strcmp(argv[i], kinds[k].kind) == 0 && (i == 1 || argv[i - 1][0] != '-' ||
+                                                        strchr(argv[i - 1], '=')))
+                return kinds[k].run(argc, argv);
+    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        printf("usage: repbench gen KIND [opts] -o FILE\n");
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            printf("  %-8s %s\n", kinds[k].kind, kinds[k].doc);
+        return 0;
+    }
+    fprintf(stderr, "repbench: gen: no known KIND given (known: gmm, weights; try repbench gen --help)\n");
+    return 2;
+}
+
+static int gen_gmm(int argc, char **argv)
 {
     enum { O_SEED = 256, O_CLASSES, O_DIM, O_LAYERS, O_NTRAIN, O_NTEST, O_NOOD,
            O_SEP0, O_SEP1, O_SD0, O_SD1, O_MODEL };

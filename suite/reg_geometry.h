@@ -3,3 +3,4 @@
 #include "metrics/probe_id.h"
 #include "metrics/idim.h"
 #include "metrics/spectrum.h"
+#include "metrics/similarity.h"

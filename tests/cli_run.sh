@@ -29,6 +29,8 @@ expect_status 2 $RB run --methods "$M" --layers nope -o "$T/o" "$T/tiny.h5"; one
 expect_status 2 $RB run --methods "$M" -o "$T/o" "$T/missing.h5"; one_line
 grep -q "missing.h5" "$T/err" && ok || bad "error does not name the file"
 expect_status 2 $RB frobnicate
+# A bad value of a method option stops the run with exit 2 (not a per-layer failure).
+expect_status 2 $RB run --methods knn --knn-k 0 -o "$T/o" "$T/tiny.h5"; one_line
 [ ! -e "$T/o/results.csv" ] && ok || bad "results.csv written after a refusal"
 
 # A text file and a truncated dump are refused without output.

@@ -3,9 +3,13 @@
  * memory-backed source. */
 #include "core/rb.h"
 #include "metrics/collapse.h"
+#include "metrics/probe_id.h"
 #include "tests/check.h"
 
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -274,6 +278,100 @@ static void test_method(void)
     rb_rows_free(&r);
 }
 
+
+/* ------------------------------------------------------------- probe_id */
+
+/* Planted subspace: C = 4 classes whose means (norm 4, random directions)
+ * live in the first k of F coordinates, unit noise there and sd 0.1 noise
+ * in the other F - k.  Returns the features of n rows. */
+static void planted(gsl_rng *r, const double *M, size_t F, size_t k, size_t n, float *x, int32_t *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = (int32_t)(i % 4);
+        for (size_t j = 0; j < F; j++)
+            x[i * F + j] = (float)(gsl_ran_gaussian(r, j < k ? 1.0 : 0.1) + (j < k ? M[(size_t)y[i] * k + j] : 0));
+    }
+}
+
+static size_t planted_d90(size_t F, size_t k, size_t n, double *accf)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, check_seed(1));
+    double M[4 * 64];
+    for (int c = 0; c < 4; c++) {
+        double s = 0;
+        for (size_t j = 0; j < k; j++) M[(size_t)c * k + j] = gsl_ran_gaussian(r, 1), s += M[(size_t)c * k + j] * M[(size_t)c * k + j];
+        for (size_t j = 0; j < k; j++) M[(size_t)c * k + j] *= 4 / sqrt(s);
+    }
+    float *xt = malloc(n * F * sizeof *xt), *xe = malloc(n * F * sizeof *xe);
+    int32_t *yt = malloc(n * sizeof *yt), *ye = malloc(n * sizeof *ye);
+    planted(r, M, F, k, n, xt, yt);
+    planted(r, M, F, k, n, xe, ye);
+    rb_view tr = {xt, yt, n, F, F, 4}, te = {xe, ye, n, F, F, 4};
+    size_t grid[16], ng = 0, d90[3];
+    for (size_t d = 2; d <= 4 * (F + 1); d *= 2) grid[ng++] = d;
+    double acc[48];
+    rb_pid_cfg cfg;
+    rb_pid_cfg_defaults(&cfg);
+    cfg.lambda = 1e-3;
+    rb_err e = {0};
+    CHECK_INT(rb_pid_sweep(&tr, &te, &cfg, grid, ng, 3, 7, accf, acc, d90, &e), RB_OK);
+    /* median over the 3 seeds; 0 (never reached) counts as beyond the grid */
+    for (int i = 0; i < 3; i++)
+        if (!d90[i]) d90[i] = (size_t)-1;
+    size_t a = d90[0], b = d90[1], c = d90[2], med = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+    printf("  planted F=%zu k=%zu: full acc %.3f, d90 %zu (seeds %zu %zu %zu)\n", F, k, *accf, med, a, b, c);
+    free(xt), free(xe), free(yt), free(ye);
+    gsl_rng_free(r);
+    return med;
+}
+
+static void test_probe_id(void)
+{
+    /* The projection has unit-norm columns and is deterministic. */
+    double P[30 * 4], P2[30 * 4];
+    rb_err e = {0};
+    rb_pid_projection(30, 4, 99, P, &e);
+    rb_pid_projection(30, 4, 99, P2, &e);
+    for (int j = 0; j < 4; j++) {
+        double s = 0;
+        for (int i = 0; i < 30; i++) s += P[i * 4 + j] * P[i * 4 + j];
+        CHECK_REL(s, 1, 1e-12);
+    }
+    CHECK(memcmp(P, P2, sizeof P) == 0);
+    /* d90 grows with the dimension k of the class signal at fixed F. */
+    double a1, a2, a3;
+    size_t d1 = planted_d90(32, 2, 800, &a1), d2 = planted_d90(32, 6, 800, &a2), d3 = planted_d90(32, 24, 800, &a3);
+    CHECK(a1 > 0.6 && a2 > 0.9 && a3 > 0.9); /* the full probe learns each problem */
+    CHECK(d1 < d2 && d2 < d3);
+    /* The subspace P = I (d = D) reproduces the full probe. */
+    enum { n = 200, F = 5, D = 4 * (F + 1) };
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 3);
+    double M[4 * F];
+    for (int i = 0; i < 4 * F; i++) M[i] = 2 * gsl_ran_gaussian(r, 1);
+    float x[n * F];
+    int32_t y[n];
+    planted(r, M, F, F, n, x, y);
+    rb_view v = {x, y, n, F, F, 4};
+    double th[D] = {0}, th2[D] = {0}, I[D * D] = {0};
+    for (int i = 0; i < D; i++) I[i * D + i] = 1;
+    rb_pid_cfg cfg;
+    rb_pid_cfg_defaults(&cfg);
+    cfg.tol = 1e-8;
+    cfg.maxit = 2000;
+    CHECK_INT(rb_pid_fit(&v, &cfg, NULL, 0, NULL, th, &e), RB_OK);
+    CHECK_INT(rb_pid_fit(&v, &cfg, I, D, NULL, th2, &e), RB_OK);
+    double worst = 0;
+    for (int i = 0; i < D; i++) worst = fmax(worst, fabs(th[i] - th2[i]));
+    CHECK(worst < 1e-3);
+    CHECK_REL(rb_pid_accuracy(&v, th), rb_pid_accuracy(&v, th2), 1e-12);
+    rb_view bad = v;
+    bad.y = NULL;
+    CHECK_INT(rb_pid_fit(&bad, &cfg, NULL, 0, NULL, th, &e), RB_EINVAL);
+    gsl_rng_free(r);
+}
+
 int main(void)
 {
     test_reference();
@@ -282,5 +380,6 @@ int main(void)
     test_offset_and_edge_cases();
     test_weighted();
     test_method();
+    test_probe_id();
     return check_summary();
 }

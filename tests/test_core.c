@@ -83,10 +83,11 @@ static void test_options(void)
     CHECK_INT(rb_opt_double(&o, "C", 1, 0, 1e9, &v, &e), RB_OK);
     CHECK_REL(v, 2.385, 0);
     CHECK_INT(o.kv[0].used, 1);
-    CHECK_INT(rb_opt_double(&o, "C", 1, 0, 1, &v, &e), RB_EINVAL);
+    CHECK_INT(rb_opt_double(&o, "C", 1, 0, 1, &v, &e), RB_EUSAGE);
     double l[4];
     size_t n;
-    CHECK_INT(rb_opt_list(&o, "k", "", l, 4, &n, &e), RB_EINVAL);
+    CHECK_INT(rb_opt_list(&o, "k", "", l, 4, &n, &e), RB_EUSAGE);
+    CHECK(strstr(e.msg, "option --k:") != NULL);
     CHECK_INT(rb_opt_list(&o, "absent", "1,2.5", l, 4, &n, &e), RB_OK);
     CHECK_INT(n, 2);
     CHECK_REL(l[1], 2.5, 0);

@@ -137,6 +137,24 @@ static void test_lda_tied_covariance(void)
         double best = s[2 * i] > s[2 * i + 1] ? s[2 * i] : s[2 * i + 1];
         CHECK_ABS(best - log(0.5) - 0.5 * q, 0.5 * conf[i], 2e-6 * (1 + fabs(q)));
     }
+    /* A feature constant over all of train makes the pooled covariance
+     * singular (shrinkage 0): the Cholesky factorisation fails and the
+     * least-squares fallback (dgelsd, minimum norm, as sklearn's lstsq)
+     * gives that feature zero weight, so the scores equal those without it. */
+    float x3[8 * 3], t3[3 * 3], s3[6];
+    for (int i = 0; i < 8; i++) {
+        x3[3 * i] = xtr[2 * i];
+        x3[3 * i + 1] = 2.385f;
+        x3[3 * i + 2] = xtr[2 * i + 1];
+    }
+    for (int i = 0; i < 3; i++) {
+        t3[3 * i] = xte[2 * i];
+        t3[3 * i + 1] = (float)i - 0.7f;
+        t3[3 * i + 2] = xte[2 * i + 1];
+    }
+    rb_view tr3 = {x3, ytr, 8, 3, 3, 2}, te3 = {t3, NULL, 3, 3, 3, 0};
+    CHECK_INT(rb_lda_scores(&tr3, &te3, 0.0, s3, &e), RB_OK);
+    for (int i = 0; i < 6; i++) CHECK_REL(s3[i], s[i], 1e-5);
 }
 
 /* ----------------------------------------- METRICS.md k/f: NMC on kNN toy */
@@ -393,7 +411,7 @@ static void test_run_functions(void)
     rb_rows_free(&out);
     memset(&out, 0, sizeof out);
     snprintf(o.kv[0].val, sizeof o.kv[0].val, "often");
-    CHECK_INT(rb_lda_run(&t, &out, &e), RB_EINVAL);
+    CHECK_INT(rb_lda_run(&t, &out, &e), RB_EUSAGE);
     CHECK(strstr(e.msg, "lda_shrinkage") != NULL || strstr(e.msg, "lda-shrinkage") != NULL);
     snprintf(o.kv[0].val, sizeof o.kv[0].val, "auto");
     CHECK_INT(rb_lda_run(&t, &out, &e), RB_OK);

@@ -16,7 +16,10 @@ and compares the predictions with
     ncm euclidean    NearestCentroid()
     ncm cosine       NearestCentroid() on L2-normalised train and test rows
     ridge            RidgeClassifier(alpha=1.0)
-all fitted in float64 on the same float32 values.  A disagreement counts as
+all fitted in float64 on the same float32 values; then a second run with
+--var-smoothing 1e-3 --lda-shrinkage 0.3 --ridge-alpha 10 against
+GaussianNB(var_smoothing=1e-3), LDA(solver='lsqr', shrinkage=0.3) and
+RidgeClassifier(alpha=10).  A disagreement counts as
 a tie when the reference's top-2 score margin is below 1e-6 relative
 (max(1, |top score|)); any other disagreement fails.  top1 in results.csv
 must equal the accuracy of our predictions, and differ from sklearn's by at
@@ -100,6 +103,23 @@ def centroid_scores(Xtr, ytr, Xte):
     return -d2, nc.predict(Xte)
 
 
+def references_opts(Xtr, ytr, Xte, k):
+    """The second run, with non-default options (OPTS)."""
+    ref = {}
+    g = GaussianNB(var_smoothing=1e-3).fit(Xtr, ytr)
+    jll = g.predict_joint_log_proba(Xte) if hasattr(g, "predict_joint_log_proba") \
+        else g._joint_log_likelihood(Xte)
+    ref[("gnb", "var_smoothing=0.001")] = (as_matrix(jll, k), g.predict(Xte))
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.3).fit(Xtr, ytr)
+    ref[("lda", "shrinkage=0.3")] = (as_matrix(lda.decision_function(Xte), k), lda.predict(Xte))
+    rc = RidgeClassifier(alpha=10.0).fit(Xtr, ytr)
+    ref[("ridge", "alpha=10")] = (as_matrix(rc.decision_function(Xte), k), rc.predict(Xte))
+    return ref
+
+
+OPTS = ["--var-smoothing", "1e-3", "--lda-shrinkage", "0.3", "--ridge-alpha", "10"]
+
+
 def references(Xtr, ytr, Xte, k):
     """(method, params) -> (scores n x k, sklearn predictions)."""
     ref = {}
@@ -123,6 +143,42 @@ def references(Xtr, ytr, Xte, k):
     return ref
 
 
+def compare(name, out, ref, yte):
+    """Compare predictions.csv/results.csv in out with ref; returns failures."""
+    fails = 0
+    pred, top1 = {}, {}
+    with open(os.path.join(out, "predictions.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            pred.setdefault((row["method"], row["params"]), {})[int(row["index"])] = int(row["pred"])
+    with open(os.path.join(out, "results.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            if row["metric"] == "top1":
+                top1[(row["method"], row["params"])] = float(row["value"])
+    for key, (s, skp) in ref.items():
+        label = "%s %s %s" % (name, key[0], key[1])
+        if key not in pred or key not in top1:
+            print("FAIL %s: no predictions/top1 from repbench (have %s)" % (label, sorted(pred)))
+            fails += 1
+            continue
+        n = len(yte)
+        ours = np.array([pred[key].get(i, -1) for i in range(n)])
+        srt = np.sort(s, axis=1)
+        margin = (srt[:, -1] - srt[:, -2]) / np.maximum(1.0, np.abs(srt[:, -1]))
+        diff = ours != skp
+        ties = int(np.sum(diff & (margin < TIE_REL)))
+        hard = int(np.sum(diff & (margin >= TIE_REL)))
+        acc_ours = float(np.mean(ours == yte))
+        acc_sk = float(np.mean(skp == yte))
+        ok = hard == 0 and abs(top1[key] - acc_ours) < 1e-12 and abs(acc_ours - acc_sk) <= ties / n + 1e-12
+        print("%s %-34s agree %d/%d, ties %d, other %d; top1 %.6f sklearn %.6f"
+              % ("ok  " if ok else "FAIL", label, n - int(diff.sum()), n, ties, hard, top1[key], acc_sk))
+        if not ok:
+            fails += 1
+            for i in np.flatnonzero(diff & (margin >= TIE_REL))[:3]:
+                print("     sample %d: ours %d sklearn %d, sklearn scores %s" % (i, ours[i], skp[i], s[i]))
+    return fails
+
+
 def main():
     rb = os.environ.get("RB_BIN", "bin/repbench")
     work = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="xcheck_probes.")
@@ -130,46 +186,18 @@ def main():
     for name, (Xtr, Xte, ytr, yte) in datasets().items():
         k = int(max(ytr.max(), yte.max())) + 1
         dump = os.path.join(work, name + ".h5")
-        out = os.path.join(work, "out_" + name)
         write_dump(dump, Xtr, Xte, ytr, yte)
-        cmd = [rb, "run", "--methods", METHODS, "--bootstrap", "0", "--predictions", "-o", out, dump]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            print("FAIL %s: %s exited %d: %s" % (name, " ".join(cmd), r.returncode, r.stderr.strip()))
-            fails += 1
-            continue
-        pred, top1 = {}, {}
-        with open(os.path.join(out, "predictions.csv"), newline="") as f:
-            for row in csv.DictReader(f):
-                pred.setdefault((row["method"], row["params"]), {})[int(row["index"])] = int(row["pred"])
-        with open(os.path.join(out, "results.csv"), newline="") as f:
-            for row in csv.DictReader(f):
-                if row["metric"] == "top1":
-                    top1[(row["method"], row["params"])] = float(row["value"])
         A, B = Xtr.astype(np.float64), Xte.astype(np.float64)
-        for key, (s, skp) in references(A, ytr, B, k).items():
-            label = "%s %s %s" % (name, key[0], key[1])
-            if key not in pred or key not in top1:
-                print("FAIL %s: no predictions/top1 from repbench (have %s)" % (label, sorted(pred)))
+        for tag, methods, extra, refs in (("", METHODS, [], references),
+                                          ("opts", "gnb,lda,ridge", OPTS, references_opts)):
+            out = os.path.join(work, "out_%s%s" % (name, tag))
+            cmd = [rb, "run", "--methods", methods, "--bootstrap", "0", "--predictions"] + extra + ["-o", out, dump]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                print("FAIL %s: %s exited %d: %s" % (name, " ".join(cmd), r.returncode, r.stderr.strip()))
                 fails += 1
                 continue
-            n = len(yte)
-            ours = np.array([pred[key].get(i, -1) for i in range(n)])
-            srt = np.sort(s, axis=1)
-            margin = (srt[:, -1] - srt[:, -2]) / np.maximum(1.0, np.abs(srt[:, -1]))
-            diff = ours != skp
-            ties = int(np.sum(diff & (margin < TIE_REL)))
-            hard = int(np.sum(diff & (margin >= TIE_REL)))
-            acc_ours = float(np.mean(ours == yte))
-            acc_sk = float(np.mean(skp == yte))
-            ok = hard == 0 and abs(top1[key] - acc_ours) < 1e-12 and abs(acc_ours - acc_sk) <= ties / n + 1e-12
-            print("%s %-34s agree %d/%d, ties %d, other %d; top1 %.6f sklearn %.6f"
-                  % ("ok  " if ok else "FAIL", label, n - int(diff.sum()), n, ties, hard, top1[key], acc_sk))
-            if not ok:
-                fails += 1
-                idx = np.flatnonzero(diff & (margin >= TIE_REL))[:3]
-                for i in idx:
-                    print("     sample %d: ours %d sklearn %d, sklearn scores %s" % (i, ours[i], skp[i], s[i]))
+            fails += compare(name, out, refs(A, ytr, B, k), yte)
     print("xcheck_probes: %s" % ("all agree" if fails == 0 else "%d FAILED" % fails))
     return 1 if fails else 0
 

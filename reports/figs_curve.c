@@ -1,0 +1,445 @@
+/*
+ * figs_curve.c -- figures of a metric against a numeric parameter that
+ * varies across rows (a key of the params column):
+ *   theory    every check (method) whose rows carry predicted* / simulated* /
+ *             bound* metrics: simulation points (with intervals) beside the
+ *             predicted curve, x = the first numeric parameter with two or
+ *             more values (n, m, d, ...);
+ *   learning  probe metrics whose params vary in a training-set size key
+ *             (m, n, n_train, shots, k_shot, per_class) over three or more
+ *             values: one line per probe, log x.
+ * Series are (method, metric, the other params); log x when every x is
+ * positive and they span a factor of 20 or more.
+ *
+ * Data file (one block per series): x  value  ci_low  ci_high
+ */
+#include "reports/figs.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *family;
+    int by_method;            /* group a figure by method (else by metric) */
+    size_t min_distinct;      /* x values needed */
+    int (*keep)(const rb_row *r);
+    const char *const *xkeys; /* allowed x keys (NULL-terminated), NULL = any */
+    int logy;                 /* log y when every value is positive */
+    int group_layers;         /* one figure across layers, a line per layer */
+} curve_spec;
+
+/* Value of key in a "k=v;k=v" params string into out[cap]; 0 if found. */
+static int param_get(const char *params, const char *key, char *out, size_t cap)
+{
+    size_t kl = strlen(key);
+    const char *p = params;
+    while (*p) {
+        const char *semi = strchr(p, ';');
+        size_t len = semi ? (size_t)(semi - p) : strlen(p);
+        if (len > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+            size_t vl = len - kl - 1;
+            if (vl >= cap) vl = cap - 1;
+            memcpy(out, p + kl + 1, vl);
+            out[vl] = '\0';
+            return 0;
+        }
+        if (!semi) break;
+        p = semi + 1;
+    }
+    return -1;
+}
+
+static int param_num(const char *params, const char *key, double *v)
+{
+    char buf[64], *end;
+    if (param_get(params, key, buf, sizeof buf)) return -1;
+    *v = strtod(buf, &end);
+    return (end == buf || *end || !isfinite(*v)) ? -1 : 0;
+}
+
+/* params without key. */
+static void param_drop(const char *params, const char *key, char *out, size_t cap)
+{
+    size_t kl = strlen(key), u = 0;
+    const char *p = params;
+    out[0] = '\0';
+    while (*p) {
+        const char *semi = strchr(p, ';');
+        size_t len = semi ? (size_t)(semi - p) : strlen(p);
+        if (!(len > kl && !strncmp(p, key, kl) && p[kl] == '=') && u + len + 2 < cap) {
+            if (u) out[u++] = ';';
+            memcpy(out + u, p, len);
+            u += len;
+            out[u] = '\0';
+        }
+        if (!semi) break;
+        p = semi + 1;
+    }
+}
+
+static int in_group(const rb_rctx *c, size_t dump, const curve_spec *sp, const rb_row *g, size_t i)
+{
+    const rb_row *r = &c->rows.rows[i];
+    if (c->rdump[i] != dump || c->claimed[i] || rb_is_pair_layer(r->layer) || !sp->keep(r)) return 0;
+    if ((!sp->group_layers && strcmp(r->layer, g->layer)) || strcmp(r->split, g->split)) return 0;
+    return sp->by_method ? !strcmp(r->method, g->method) : !strcmp(r->metric, g->metric);
+}
+
+typedef struct {
+    size_t row;
+    double x;
+} pt;
+
+static int cmp_pt(const void *a, const void *b)
+{
+    const pt *p = a, *q = b;
+    if (p->x != q->x) return (p->x > q->x) - (p->x < q->x);
+    return (p->row > q->row) - (p->row < q->row);
+}
+
+/* A colour along depth, t in [0,1]: piecewise-linear through five stops of
+ * a dark-blue -> teal -> yellow ramp (viridis-like). */
+static void depth_colour(double t, char out[8])
+{
+    static const double stop[5][3] = {
+        {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+    double u = t * 4.0;
+    int i = u >= 4.0 ? 3 : (int)u;
+    double f = u - i;
+    int rgb[3];
+    for (int k = 0; k < 3; k++) rgb[k] = (int)lround(stop[i][k] + f * (stop[i + 1][k] - stop[i][k]));
+    snprintf(out, 8, "#%02x%02x%02x", rgb[0] & 255, rgb[1] & 255, rgb[2] & 255);
+}
+
+/* Order (layer, x) pairs: pt.row holds the layer index here. */
+static int cmp_layer_x(const void *a, const void *b)
+{
+    const pt *p = a, *q = b;
+    if (p->row != q->row) return (p->row > q->row) - (p->row < q->row);
+    return (p->x > q->x) - (p->x < q->x);
+}
+
+static int is_sim(const char *metric)
+{
+    return strstr(metric, "sim") || strstr(metric, "empirical") || strstr(metric, "observed");
+}
+static int is_pred(const char *metric)
+{
+    return strstr(metric, "pred") || strstr(metric, "bound") || strstr(metric, "theory");
+}
+
+/* Try the group starting at row r0: returns RB_OK (drawn or not). */
+static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, int *tried, rb_err *e)
+{
+    const rb_row *g = &c->rows.rows[r0];
+    int rc = RB_OK;
+    size_t *idx = NULL, n = 0;
+    pt *pts = NULL;
+    pt *lx = NULL;      /* (layer index, x) pairs while choosing the x key */
+    size_t *sid = NULL; /* series id of each point */
+    rb_sbuf dat = {0}, gp = {0};
+
+    idx = malloc(c->rows.n * sizeof *idx);
+    if (!idx) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    for (size_t i = r0; i < c->rows.n; i++)
+        if (in_group(c, dump, sp, g, i)) {
+            idx[n++] = i;
+            tried[i] = 1;
+        }
+
+    /* The x key: the first key, in the first row's params order, that at
+     * least min_distinct rows of the group carry as distinct numbers.  The
+     * curve holds the rows that carry it; the others stay for the depth
+     * figures. */
+    char xkey[64] = "";
+    lx = malloc(n * sizeof *lx);
+    if (!lx) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t gi = 0; gi < n && !xkey[0]; gi++) {
+        const char *p = c->rows.rows[idx[gi]].params;
+        while (*p && !xkey[0]) {
+            const char *eq = strchr(p, '='), *semi = strchr(p, ';');
+            if (!eq || (semi && semi < eq)) break;
+            char key[64];
+            rb_fmt(key, sizeof key, "%.*s", (int)(eq - p < 63 ? eq - p : 63), p);
+            int allowed = !sp->xkeys;
+            for (size_t k = 0; sp->xkeys && sp->xkeys[k]; k++) allowed |= !strcmp(sp->xkeys[k], key);
+            /* Distinct x values within one layer (the most any layer has):
+             * a key that only differs between layers is not a curve. */
+            size_t ok = 0;
+            for (size_t i = 0; allowed && i < n; i++)
+                if (param_num(c->rows.rows[idx[i]].params, key, &lx[ok].x) == 0) {
+                    lx[ok].row = (size_t)rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer);
+                    ok++;
+                }
+            if (allowed && ok) {
+                qsort(lx, ok, sizeof *lx, cmp_layer_x);
+                size_t best = 1, run = 1;
+                for (size_t i = 1; i < ok; i++) {
+                    if (lx[i].row != lx[i - 1].row) run = 1;
+                    else if (lx[i].x != lx[i - 1].x) run++;
+                    if (run > best) best = run;
+                }
+                if (best >= sp->min_distinct) rb_fmt(xkey, sizeof xkey, "%s", key);
+            }
+            if (!semi) break;
+            p = semi + 1;
+        }
+    }
+    if (!xkey[0]) goto out; /* not a curve: left for other families */
+    {
+        size_t k = 0;
+        double x;
+        for (size_t i = 0; i < n; i++)
+            if (param_num(c->rows.rows[idx[i]].params, xkey, &x) == 0) idx[k++] = idx[i];
+        n = k;
+    }
+
+    /* Series: (method, metric, params without x). */
+    pts = malloc(n * sizeof *pts);
+    sid = malloc(n * sizeof *sid);
+    if (!pts || !sid) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t ns = 0;
+    size_t *first = malloc(n * sizeof *first); /* first row of each series */
+    if (!first) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const rb_row *r = &c->rows.rows[idx[i]];
+        char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
+        param_drop(r->params, xkey, rest, sizeof rest);
+        size_t k;
+        for (k = 0; k < ns; k++) {
+            const rb_row *q = &c->rows.rows[first[k]];
+            param_drop(q->params, xkey, rest2, sizeof rest2);
+            if (!strcmp(q->method, r->method) && !strcmp(q->metric, r->metric) && !strcmp(q->model, r->model) &&
+                !strcmp(rest, rest2) && (!sp->group_layers || !strcmp(q->layer, r->layer)))
+                break;
+        }
+        if (k == ns) first[ns++] = idx[i];
+        sid[i] = k;
+    }
+
+    char stem[128];
+    int one_layer = !sp->group_layers && g->layer[0];
+    rb_fmt(stem, sizeof stem, "%s_%s%s%s", sp->family, sp->by_method ? g->method : g->metric, one_layer ? "_" : "",
+           one_layer ? g->layer : "");
+    rb_rfig *f = rb_rctx_fig(c, dump, sp->family, stem);
+    if (!f) {
+        free(first);
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    int fi = (int)(f - c->figs) + 1;
+    char dt[300];
+    rb_dump_title(&c->dumps[dump], dt, sizeof dt);
+    const char *what = sp->by_method ? g->method : g->metric;
+    rb_fmt(f->title, sizeof f->title, "%s: %s against %s%s%s%s%s", dt, what, xkey, one_layer ? ", layer " : "",
+             one_layer ? g->layer : (sp->group_layers ? ", one line per layer" : ""), g->split[0] && strcmp(g->split, "test") ? ", split " : "",
+             g->split[0] && strcmp(g->split, "test") ? g->split : "");
+    if (!strcmp(sp->family, "spectrum"))
+        rb_fmt(f->caption, sizeof f->caption,
+               "Spectrum: %s against its index %s, log-log when all values are positive; a power-law tail "
+               "is a straight line.",
+               g->metric, xkey);
+    else if (!strcmp(sp->family, "theory"))
+        rb_fmt(f->caption, sizeof f->caption,
+                 "Theory check %s: simulated values (points, with their intervals where the CSV has them) beside "
+                 "the closed-form prediction or bound (lines), against the parameter %s.",
+                 g->method, xkey);
+    else
+        rb_fmt(f->caption, sizeof f->caption,
+                 "Learning curve: %s of each probe against the training-set size parameter %s (log scale when "
+                 "it spans a factor of 20 or more), error bars = the row's interval.",
+                 g->metric, xkey);
+
+    /* Other params go into labels only when they differ between series. */
+    int rest_vary = 0, methods_vary = 0;
+    for (size_t k = 1; k < ns; k++) {
+        char p0[RB_PARAMS_MAX], rk[RB_PARAMS_MAX];
+        param_drop(c->rows.rows[first[0]].params, xkey, p0, sizeof p0);
+        param_drop(c->rows.rows[first[k]].params, xkey, rk, sizeof rk);
+        rest_vary |= strcmp(p0, rk) != 0;
+        methods_vary |= strcmp(c->rows.rows[first[0]].method, c->rows.rows[first[k]].method) != 0;
+    }
+    if (!sp->group_layers) rest_vary = 1;
+    double xmin = INFINITY, xmax = -INFINITY;
+    int any_ci = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x;
+        param_num(c->rows.rows[idx[i]].params, xkey, &x);
+        if (x < xmin) xmin = x;
+        if (x > xmax) xmax = x;
+    }
+    /* Spectra (logy specs) are log-log whenever x is positive. */
+    int logx = xmin > 0 && (sp->logy || xmax / xmin >= 20), logy = sp->logy;
+    for (size_t i = 0; i < n; i++) {
+        double v = c->rows.rows[idx[i]].value;
+        if (!isnan(v) && !(v > 0)) logy = 0;
+    }
+
+    rb_sb_printf(&dat, "# %s\n# columns: %s, value, ci_low, ci_high\n", f->title, xkey);
+    rb_sb_printf(&f->table, "<table>\n<tr><th>series</th><th>points</th><th>%s from</th><th>value there</th>"
+                            "<th>%s to</th><th>value there</th></tr>\n",
+                 xkey, xkey);
+    rb_gp_begin(&gp, f, "one block per series (index i): x, value, ci_low, ci_high", 960, 600);
+    rb_sb_puts(&gp, "set xlabel ");
+    rb_gp_str(&gp, xkey);
+    rb_sb_puts(&gp, "\nset ylabel ");
+    rb_gp_str(&gp, sp->by_method ? "value (see legend)" : g->metric);
+    rb_sb_puts(&gp, "\n");
+    if (logx) rb_sb_puts(&gp, "set logscale x\n");
+    if (logy) rb_sb_puts(&gp, "set logscale y\n");
+    rb_sb_puts(&gp, "set offsets graph 0.02, graph 0.02, graph 0.05, graph 0.05\nplot \\\n");
+    for (size_t k = 0; k < ns; k++) {
+        const rb_row *q = &c->rows.rows[first[k]];
+        size_t np = 0;
+        int has_ci = 0;
+        for (size_t i = 0; i < n; i++)
+            if (sid[i] == k) {
+                pts[np].row = idx[i];
+                param_num(c->rows.rows[idx[i]].params, xkey, &pts[np].x);
+                const rb_row *r = &c->rows.rows[idx[i]];
+                has_ci |= !isnan(r->ci_low) && !isnan(r->ci_high);
+                c->claimed[idx[i]] = fi;
+                np++;
+            }
+        any_ci |= has_ci;
+        qsort(pts, np, sizeof *pts, cmp_pt);
+        char label[400], rest[RB_PARAMS_MAX];
+        param_drop(q->params, xkey, rest, sizeof rest);
+        if (!rest_vary) rest[0] = '\0';
+        const char *what_s = sp->group_layers ? q->layer : sp->by_method ? q->metric : q->method;
+        rb_fmt(label, sizeof label, "%s%s%s%s%s%s%s%s", c->dumps[dump].multi ? q->model : "",
+               c->dumps[dump].multi ? " " : "", sp->group_layers && methods_vary ? q->method : "",
+               sp->group_layers && methods_vary ? " " : "", what_s, rest[0] ? " (" : "", rest, rest[0] ? ")" : "");
+        rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
+        for (size_t i = 0; i < np; i++) {
+            const rb_row *r = &c->rows.rows[pts[i].row];
+            rb_sb_printf(&dat, "%.10g", pts[i].x);
+            double v[3] = {r->value, r->ci_low, r->ci_high};
+            for (int j = 0; j < 3; j++)
+                if (isnan(v[j])) rb_sb_puts(&dat, " NaN");
+                else rb_sb_printf(&dat, " %.10g", v[j]);
+            rb_sb_puts(&dat, "\n");
+        }
+        const char *ckey = sp->by_method ? q->metric : q->method;
+        const char *colour = rb_report_colour(is_sim(ckey) ? "simulated" : is_pred(ckey) ? "predicted" : ckey);
+        char depth_rgb[8];
+        if (sp->group_layers) { /* early layers dark blue .. late layers yellow */
+            long li = rb_rctx_layer(c, dump, q->layer);
+            size_t nl = c->dumps[dump].nlayers;
+            /* Stop short of the ramp's pale yellow end, hard to see on white. */
+            depth_colour(nl > 1 && li >= 0 ? 0.85 * (double)li / (double)(nl - 1) : 0.0, depth_rgb);
+            colour = depth_rgb;
+        }
+        int dash = 1;
+        for (size_t j = 0; j < k && !sp->group_layers; j++) {
+            const rb_row *o = &c->rows.rows[first[j]];
+            if (!strcmp(sp->by_method ? o->metric : o->method, ckey)) dash++;
+        }
+        const char *style = is_sim(q->metric) ? (has_ci ? "yerrorbars pt 7 ps 0.8" : "points pt 7 ps 0.8")
+                            : is_pred(q->metric) ? "lines lw 2"
+                            : has_ci ? "yerrorlines lw 2 pt 7 ps 0.6"
+                                     : "linespoints lw 2 pt 7 ps 0.6";
+        rb_sb_printf(&gp, "%s  dat index %zu using 1:2%s with %s dt %d lc rgb '%s' title ", k ? ", \\\n" : "", k,
+                     strstr(style, "yerror") ? ":3:4" : "", style, 1 + (dash - 1) % 5, colour);
+        rb_gp_str(&gp, label);
+        const rb_row *lo = &c->rows.rows[pts[0].row], *hi = &c->rows.rows[pts[np - 1].row];
+        rb_sb_puts(&f->table, "<tr><td>");
+        rb_sb_html(&f->table, label);
+        rb_sb_printf(&f->table, "</td><td class=\"num\">%zu</td><td class=\"num\">%.6g</td><td class=\"num\">", np,
+                     pts[0].x);
+        rb_sb_num(&f->table, lo->value);
+        rb_sb_printf(&f->table, "</td><td class=\"num\">%.6g</td><td class=\"num\">", pts[np - 1].x);
+        rb_sb_num(&f->table, hi->value);
+        rb_sb_puts(&f->table, "</td></tr>\n");
+    }
+    (void)any_ci;
+    rb_sb_puts(&gp, "\n");
+    rb_sb_puts(&f->table, "</table>\n");
+    rb_gp_end(&gp, 960, 600);
+    free(first);
+    rc = rb_rctx_draw(c, f, &dat, &gp, e);
+out:
+    free(idx);
+    free(lx);
+    free(pts);
+    free(sid);
+    rb_sb_free(&dat);
+    rb_sb_free(&gp);
+    return rc;
+}
+
+static int run_spec(rb_rctx *c, size_t dump, const curve_spec *sp, rb_err *e)
+{
+    int rc = RB_OK;
+    int *tried = calloc(c->rows.n ? c->rows.n : 1, sizeof *tried);
+    if (!tried) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < c->rows.n && rc == RB_OK; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] != dump || c->claimed[i] || tried[i] || rb_is_pair_layer(r->layer) || !sp->keep(r))
+            continue;
+        rc = one_curve(c, dump, sp, i, tried, e);
+    }
+    free(tried);
+    return rc;
+}
+
+static int keep_theory(const rb_row *r)
+{
+    return !strncmp(r->metric, "predicted", 9) || !strncmp(r->metric, "simulated", 9) ||
+           !strncmp(r->metric, "bound", 5);
+}
+
+static int keep_probe(const rb_row *r) { return rb_is_probe_metric(r->metric); }
+
+int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e)
+{
+    static const curve_spec theory = {"theory", 1, 2, keep_theory, NULL, 0, 0};
+    return run_spec(c, dump, &theory, e);
+}
+
+int rb_figs_learning(rb_rctx *c, size_t dump, rb_err *e)
+{
+    static const char *const keys[] = {"m", "n", "n_train", "shots", "k_shot", "per_class", NULL};
+    static const curve_spec learning = {"learning", 0, 3, keep_probe, keys, 0, 0};
+    return run_spec(c, dump, &learning, e);
+}
+
+/* Covariance / weight spectra written one eigenvalue per row, indexed by a
+ * params key (i, rank, index, j, k). */
+static int keep_spectrum(const rb_row *r)
+{
+    return strstr(r->metric, "eig") || strstr(r->metric, "spectr") || strstr(r->metric, "singular") ||
+           !strncmp(r->metric, "esd", 3) || !strcmp(r->metric, "sv");
+}
+
+int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e)
+{
+    static const char *const keys[] = {"i", "rank", "index", "j", "k", NULL};
+    static const curve_spec spectrum = {"spectrum", 0, 5, keep_spectrum, keys, 1, 1};
+    return run_spec(c, dump, &spectrum, e);
+}
+
+/* Any other metric whose rows vary a numeric parameter over three or more
+ * values (a probe in random subspaces of dimension d, a sweep of k, ...):
+ * the metric against that parameter, one line per layer. */
+static int keep_any(const rb_row *r)
+{
+    (void)r;
+    return 1;
+}
+
+int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e)
+{
+    static const curve_spec sweep = {"sweep", 0, 3, keep_any, NULL, 0, 1};
+    return run_spec(c, dump, &sweep, e);
+}

@@ -1,0 +1,1336 @@
+/*
+ * report.c -- `repbench report DIR`: find every results.csv below DIR, read
+ * the rows and the run.json skip lists, hand each dump's rows to the figure
+ * families (figs_*.c), run gnuplot on the scripts they write, and write
+ * index.html and summary.md.  See report.h for the files produced.
+ *
+ * Determinism: directories are walked in byte order of their names, rows
+ * keep file order, figures are named from the data, and no time, host or
+ * path outside DIR is written into .dat, .gp or the pages.
+ */
+#include "reports/figs.h"
+#include "reports/csvread.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ================================================================ sbuf */
+
+void rb_fmt(char *dst, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    if (!cap) return;
+    va_start(ap, fmt);
+    vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+}
+
+static int sb_grow(rb_sbuf *b, size_t add)
+{
+    if (b->oom) return -1;
+    if (b->n + add + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + add + 1) cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s) {
+        b->oom = 1;
+        return -1;
+    }
+    b->s = s;
+    b->cap = cap;
+    return 0;
+}
+
+void rb_sb_printf(rb_sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (len < 0 || sb_grow(b, (size_t)len)) return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->n, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)len;
+}
+
+void rb_sb_puts(rb_sbuf *b, const char *s)
+{
+    size_t len = strlen(s);
+    if (sb_grow(b, len)) return;
+    memcpy(b->s + b->n, s, len + 1);
+    b->n += len;
+}
+
+void rb_sb_html(rb_sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': rb_sb_puts(b, "&lt;"); break;
+        case '>': rb_sb_puts(b, "&gt;"); break;
+        case '&': rb_sb_puts(b, "&amp;"); break;
+        case '"': rb_sb_puts(b, "&quot;"); break;
+        case '\'': rb_sb_puts(b, "&#39;"); break;
+        default: {
+            char ch[2] = {*s, 0};
+            rb_sb_puts(b, ch);
+        }
+        }
+    }
+}
+
+void rb_sb_md(rb_sbuf *b, const char *s)
+{
+    if (!*s) return;
+    for (; *s; s++) {
+        if (*s == '|') rb_sb_puts(b, "\\|");
+        else if (*s == '\n' || *s == '\r') rb_sb_puts(b, " ");
+        else {
+            char ch[2] = {*s, 0};
+            rb_sb_puts(b, ch);
+        }
+    }
+}
+
+void rb_sb_num(rb_sbuf *b, double v)
+{
+    if (isnan(v)) rb_sb_puts(b, "–");
+    else rb_sb_printf(b, "%.4f", v);
+}
+
+void rb_sb_free(rb_sbuf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+int rb_sb_write(const rb_sbuf *b, const char *path, rb_err *e)
+{
+    char tmp[4200];
+    if (b->oom) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", path);
+    rb_fmt(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) RB_FAIL(e, RB_EIO, "%s: cannot write: %s", tmp, strerror(errno));
+    int bad = b->n && fwrite(b->s, 1, b->n, fp) != b->n;
+    bad |= fclose(fp) != 0;
+    if (bad) {
+        remove(tmp);
+        RB_FAIL(e, RB_EIO, "%s: write failed", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        RB_FAIL(e, RB_EIO, "%s: rename failed: %s", path, strerror(errno));
+    }
+    return RB_OK;
+}
+
+/* ============================================================= colours */
+
+/* Fixed colours for the method (and metric) names the suite writes; any
+ * other name hashes into the same palette, so it too is stable. */
+static const struct {
+    const char *name, *rgb;
+} known_colours[] = {
+    {"logreg", "#1f77b4"},   {"linear", "#1f77b4"},   {"knn", "#ff7f0e"},
+    {"ncm", "#2ca02c"},      {"nmc", "#2ca02c"},      {"nb", "#d62728"},
+    {"gnb", "#d62728"},      {"naive_bayes", "#d62728"}, {"ridge", "#9467bd"},
+    {"moment", "#8c564b"},   {"zeroshot", "#e377c2"}, {"lda", "#7f7f7f"},
+    {"dino_knn", "#bcbd22"}, {"mahalanobis", "#17becf"}, {"energy", "#e6550d"},
+    {"msp", "#31a354"},      {"nc1", "#1f77b4"},      {"nc2", "#ff7f0e"},
+    {"nc3", "#2ca02c"},      {"nc4", "#d62728"},      {"twonn", "#1f77b4"},
+    {"mle", "#ff7f0e"},      {"pca", "#2ca02c"},      {"participation_ratio", "#9467bd"},
+    {"simulated", "#1f77b4"}, {"predicted", "#d62728"},
+};
+static const char *const palette[] = {
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939",
+};
+
+const char *rb_report_colour(const char *name)
+{
+    for (size_t i = 0; i < sizeof known_colours / sizeof known_colours[0]; i++)
+        if (strcmp(known_colours[i].name, name) == 0) return known_colours[i].rgb;
+    uint64_t h = rb_fnv1a(RB_FNV_INIT, name, strlen(name));
+    return palette[h % (sizeof palette / sizeof palette[0])];
+}
+
+/* ========================================================== classifiers */
+
+int rb_is_probe_metric(const char *m)
+{
+    return !strcmp(m, "top1") || !strcmp(m, "top5") || !strcmp(m, "balanced_acc");
+}
+
+int rb_is_collapse_metric(const char *m)
+{
+    return m[0] == 'n' && m[1] == 'c' && m[2] >= '1' && m[2] <= '9';
+}
+
+int rb_is_ood_metric(const char *m)
+{
+    return !strncmp(m, "auroc", 5) || !strncmp(m, "fpr", 3) || !strncmp(m, "aupr", 4);
+}
+
+int rb_is_pair_layer(const char *layer) { return strchr(layer, '|') != NULL; }
+
+/* Intrinsic-dimension estimators (METRICS.md section b), by method or
+ * metric name prefix. */
+int rb_is_idim(const rb_row *r)
+{
+    if (strstr(r->metric, "duplicates")) return 0; /* a count reported beside the estimates */
+    static const char *const names[] = {"twonn", "mle", "idim", "id_", "pca_id", "participation_ratio",
+                                        "pr_", "levina", "mackay"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t l = strlen(names[i]);
+        if (!strncmp(r->method, names[i], l) || !strncmp(r->metric, names[i], l)) return 1;
+    }
+    return !strcmp(r->metric, "pr") || !strcmp(r->metric, "id");
+}
+
+/* ============================================================ context */
+
+long rb_rctx_layer(const rb_rctx *c, size_t dump, const char *layer)
+{
+    const rb_rdump *d = &c->dumps[dump];
+    for (size_t i = 0; i < d->nlayers; i++)
+        if (!strcmp(d->layers[i], layer)) return (long)i;
+    return -1;
+}
+
+static int dump_add_layer(rb_rdump *d, const char *name, size_t len)
+{
+    if (len == 0 || len >= RB_NAME_MAX) return 0;
+    for (size_t i = 0; i < d->nlayers; i++)
+        if (strlen(d->layers[i]) == len && !memcmp(d->layers[i], name, len)) return 0;
+    if (d->nlayers == d->caplayers) {
+        size_t cap = d->caplayers ? 2 * d->caplayers : 16;
+        void *p = realloc(d->layers, cap * sizeof *d->layers);
+        if (!p) return -1;
+        d->layers = p;
+        d->caplayers = cap;
+    }
+    memcpy(d->layers[d->nlayers], name, len);
+    d->layers[d->nlayers][len] = '\0';
+    d->nlayers++;
+    return 0;
+}
+
+static void slugify(char *out, size_t cap, const char *s)
+{
+    size_t j = 0;
+    for (; *s && j + 1 < cap; s++) {
+        char ch = *s;
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 (ch >= '0' && ch <= '9') || ch == '-' || ch == '.';
+        out[j++] = ok ? ch : '_';
+    }
+    out[j] = '\0';
+    if (j == 0) rb_fmt(out, cap, "x");
+}
+
+void rb_dump_title(const rb_rdump *d, char *out, size_t cap)
+{
+    if (d->multi)
+        rb_fmt(out, cap, "weights (all checkpoints)");
+    else if (d->dataset[0] && strcmp(d->dataset, d->model))
+        rb_fmt(out, cap, "%s on %s", d->model[0] ? d->model : "(no model)", d->dataset);
+    else
+        rb_fmt(out, cap, "%s", d->model[0] ? d->model : "(no model)");
+}
+
+/* Group rows into dumps (model, dataset) and learn each dump's layer order
+ * from first appearance (the harness writes layers in depth order). */
+static int build_dumps(rb_rctx *c, rb_err *e)
+{
+    c->rdump = calloc(c->rows.n ? c->rows.n : 1, sizeof *c->rdump);
+    c->claimed = calloc(c->rows.n ? c->rows.n : 1, sizeof *c->claimed);
+    if (!c->rdump || !c->claimed) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    /* The checkpoints of a weights/ results file form one group, so that a
+     * figure compares them (one line per checkpoint). */
+    int *multi = calloc(c->rows.n ? c->rows.n : 1, sizeof *multi);
+    if (!multi) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    for (size_t f = 0; f < c->nfiles; f++)
+        if (c->files[f].usable && !strcmp(c->files[f].family, "weights"))
+            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++) multi[i] = 1;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        const char *model = multi[i] ? "weights" : r->model, *dataset = multi[i] ? "" : r->dataset;
+        size_t d;
+        for (d = 0; d < c->ndumps; d++)
+            if (c->dumps[d].multi == multi[i] && !strcmp(c->dumps[d].model, model) &&
+                !strcmp(c->dumps[d].dataset, dataset))
+                break;
+        if (d == c->ndumps) {
+            rb_rdump *p = realloc(c->dumps, (c->ndumps + 1) * sizeof *p);
+            if (!p) {
+                free(multi);
+                RB_FAIL(e, RB_ENOMEM, "out of memory");
+            }
+            c->dumps = p;
+            rb_rdump *nd = &c->dumps[c->ndumps++];
+            memset(nd, 0, sizeof *nd);
+            nd->multi = multi[i];
+            rb_fmt(nd->model, sizeof nd->model, "%s", model);
+            rb_fmt(nd->dataset, sizeof nd->dataset, "%s", dataset);
+            char name[2 * RB_NAME_MAX + 2], slug[64];
+            if (dataset[0] && strcmp(dataset, model))
+                rb_fmt(name, sizeof name, "%s_%s", model, dataset);
+            else
+                rb_fmt(name, sizeof name, "%s", model);
+            slugify(slug, sizeof slug, name);
+            rb_fmt(nd->slug, sizeof nd->slug, "%s", slug);
+            for (int k = 2;; k++) { /* unique even after slugging */
+                size_t o;
+                for (o = 0; o + 1 < c->ndumps; o++)
+                    if (!strcmp(c->dumps[o].slug, nd->slug)) break;
+                if (o + 1 == c->ndumps) break;
+                rb_fmt(nd->slug, sizeof nd->slug, "%s-%d", slug, k);
+            }
+        }
+        c->rdump[i] = d;
+        const char *l = r->layer, *bar = strchr(l, '|');
+        int rc = 0;
+        if (!bar) rc = dump_add_layer(&c->dumps[d], l, strlen(l));
+        if (rc) {
+            free(multi);
+            RB_FAIL(e, RB_ENOMEM, "out of memory");
+        }
+    }
+    free(multi);
+    /* Pair layers add their members after the per-layer ones. */
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const char *l = c->rows.rows[i].layer, *bar = strchr(l, '|');
+        if (!bar) continue;
+        if (dump_add_layer(&c->dumps[c->rdump[i]], l, (size_t)(bar - l)) ||
+            dump_add_layer(&c->dumps[c->rdump[i]], bar + 1, strlen(bar + 1)))
+            RB_FAIL(e, RB_ENOMEM, "out of memory");
+    }
+    return RB_OK;
+}
+
+rb_rfig *rb_rctx_fig(rb_rctx *c, size_t dump, const char *family, const char *stem)
+{
+    if (c->nfigs == c->capfigs) {
+        size_t cap = c->capfigs ? 2 * c->capfigs : 16;
+        rb_rfig *p = realloc(c->figs, cap * sizeof *p);
+        if (!p) return NULL;
+        c->figs = p;
+        c->capfigs = cap;
+    }
+    rb_rfig *f = &c->figs[c->nfigs];
+    memset(f, 0, sizeof *f);
+    char s[96];
+    slugify(s, sizeof s, stem);
+    rb_fmt(f->base, sizeof f->base, "%s_%s", c->dumps[dump].slug, s);
+    for (int k = 2;; k++) {
+        size_t o;
+        for (o = 0; o < c->nfigs; o++)
+            if (!strcmp(c->figs[o].base, f->base)) break;
+        if (o == c->nfigs) break;
+        rb_fmt(f->base, sizeof f->base, "%s_%s-%d", c->dumps[dump].slug, s, k);
+    }
+    f->dump = dump;
+    f->family = family;
+    c->nfigs++;
+    return f;
+}
+
+/* ============================================================= gnuplot */
+
+void rb_gp_str(rb_sbuf *gp, const char *s)
+{
+    rb_sb_puts(gp, "'");
+    for (; *s; s++) {
+        if (*s == '\'') rb_sb_puts(gp, "''");
+        else if (*s == '\n') rb_sb_puts(gp, " ");
+        else {
+            char ch[2] = {*s, 0};
+            rb_sb_puts(gp, ch);
+        }
+    }
+    rb_sb_puts(gp, "'");
+}
+
+void rb_gp_begin(rb_sbuf *gp, rb_rfig *f, const char *columns, int width, int height)
+{
+    f->width = width;
+    f->height = height;
+    rb_sb_printf(gp, "# repbench figure: %s\n", f->base);
+    rb_sb_printf(gp, "# data: %s.dat, %s\n", f->base, columns);
+    rb_sb_printf(gp, "# re-draw: gnuplot %s.gp  (writes %s.png and %s.svg here)\n", f->base, f->base, f->base);
+    rb_sb_printf(gp, "if (!exists(\"out\")) out = '%s'\n", f->base);
+    rb_sb_printf(gp, "dat = '%s.dat'\n", f->base);
+    rb_sb_printf(gp, "set terminal pngcairo size %d,%d noenhanced font 'sans,10'\nset output out.'.png'\n", width,
+                 height);
+    rb_sb_puts(gp, "set encoding utf8\nset title ");
+    rb_gp_str(gp, f->title);
+    rb_sb_puts(gp, " noenhanced\nset key outside right top vertical noenhanced\n"
+                   "set grid lc rgb '#dddddd'\nset border 3\nset tics nomirror\n");
+}
+
+void rb_gp_end(rb_sbuf *gp, int width, int height)
+{
+    rb_sb_printf(gp, "\nset terminal svg size %d,%d noenhanced font 'sans,10' background '#ffffff'\n"
+                     "set output out.'.svg'\nreplot\nunset output\n",
+                 width, height);
+}
+
+static int find_on_path(const char *exe)
+{
+    if (strchr(exe, '/')) return access(exe, X_OK) == 0;
+    const char *path = getenv("PATH");
+    if (!path) path = "/usr/bin:/bin";
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t len = colon ? (size_t)(colon - path) : strlen(path);
+        char full[4096];
+        rb_fmt(full, sizeof full, "%.*s/%s", (int)len, len ? path : ".", exe);
+        if (access(full, X_OK) == 0) return 1;
+        if (!colon) break;
+        path = colon + 1;
+    }
+    return 0;
+}
+
+static void warn(const rb_rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(const rb_rctx *c, const char *fmt, ...)
+{
+    if (!c->o->warn) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->o->warn(c->o->warn_ctx, msg);
+}
+
+/* Start gnuplot on base.gp inside figdir, writing base.tmp.{png,svg} and
+ * its messages to base.err.tmp.  Returns the child's pid, or -1. */
+static pid_t spawn_gnuplot(const rb_rctx *c, const char *base)
+{
+    char errpath[4200], var[200], gpname[160];
+    rb_fmt(errpath, sizeof errpath, "%s/%s.err.tmp", c->figdir, base);
+    rb_fmt(var, sizeof var, "out='%s.tmp'", base);
+    rb_fmt(gpname, sizeof gpname, "%s.gp", base);
+    const char *exe = c->o->gnuplot ? c->o->gnuplot : "gnuplot";
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDWR);
+        if (fd >= 0) dup2(fd, 2);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+        }
+        if (chdir(c->figdir) != 0) _exit(126);
+        execlp(exe, exe, "-e", var, gpname, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* After gnuplot exited with status st: rename the images into place.
+ * Returns 0 when both were made, else -1 with why[]. */
+static int finish_gnuplot(const rb_rctx *c, const char *base, int st, char *why, size_t whycap)
+{
+    char errpath[4200];
+    rb_fmt(errpath, sizeof errpath, "%s/%s.err.tmp", c->figdir, base);
+    why[0] = '\0';
+    int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!ok) {
+        FILE *fp = fopen(errpath, "r");
+        char line[512] = "", last[512] = "";
+        while (fp && fgets(line, sizeof line, fp))
+            if (strstr(line, "rror") || strstr(line, "line ")) {
+                rb_fmt(last, sizeof last, "%s", line);
+                break;
+            }
+        if (fp) fclose(fp);
+        last[strcspn(last, "\n")] = '\0';
+        rb_fmt(why, whycap, "gnuplot %s (%s)", WIFEXITED(st) ? "exited with an error" : "was killed",
+               last[0] ? last : "no message");
+    }
+    remove(errpath);
+    const char *ext[2] = {"png", "svg"};
+    for (int i = 0; i < 2; i++) {
+        char tmp[4200], dst[4200];
+        rb_fmt(tmp, sizeof tmp, "%s/%s.tmp.%s", c->figdir, base, ext[i]);
+        rb_fmt(dst, sizeof dst, "%s/%s.%s", c->figdir, base, ext[i]);
+        struct stat sb;
+        if (ok && stat(tmp, &sb) == 0 && sb.st_size > 0) {
+            if (rename(tmp, dst) != 0) {
+                rb_fmt(why, whycap, "rename %s: %s", dst, strerror(errno));
+                ok = 0;
+            }
+        } else {
+            remove(tmp);
+            if (ok) rb_fmt(why, whycap, "gnuplot wrote no %s", ext[i]);
+            ok = 0;
+        }
+    }
+    return ok ? 0 : -1;
+}
+
+int rb_rctx_draw(rb_rctx *c, rb_rfig *f, const rb_sbuf *dat, const rb_sbuf *gp, rb_err *e)
+{
+    char path[4200];
+    int rc;
+    rb_fmt(path, sizeof path, "%s/%s.dat", c->figdir, f->base);
+    if ((rc = rb_sb_write(dat, path, e))) return rc;
+    rb_fmt(path, sizeof path, "%s/%s.gp", c->figdir, f->base);
+    if ((rc = rb_sb_write(gp, path, e))) return rc;
+    f->pending = c->gnuplot_ok;
+    return RB_OK;
+}
+
+/* Run gnuplot on every pending figure, up to one process per core at a
+ * time (at most 8).  Failures are counted and warned, in figure order. */
+static void draw_all(rb_rctx *c)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t par = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (size_t)ncpu;
+    pid_t run[8];
+    size_t who[8], nrun = 0, next = 0;
+    int *status = calloc(c->nfigs ? c->nfigs : 1, sizeof *status);
+    int *started = calloc(c->nfigs ? c->nfigs : 1, sizeof *started);
+    if (!status || !started) par = 0; /* out of memory: draw nothing, warned below */
+    while (par) {
+        while (nrun < par && next < c->nfigs) {
+            size_t i = next++;
+            if (!c->figs[i].pending) continue;
+            pid_t pid = spawn_gnuplot(c, c->figs[i].base);
+            if (pid < 0) {
+                status[i] = -1;
+                started[i] = 1;
+                continue;
+            }
+            run[nrun] = pid;
+            who[nrun++] = i;
+            started[i] = 1;
+        }
+        if (nrun == 0) break;
+        int st = 0;
+        pid_t pid = waitpid(-1, &st, 0);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (size_t k = 0; k < nrun; k++)
+            if (run[k] == pid) {
+                status[who[k]] = st;
+                run[k] = run[nrun - 1];
+                who[k] = who[nrun - 1];
+                nrun--;
+                break;
+            }
+    }
+    for (size_t i = 0; i < c->nfigs; i++) {
+        rb_rfig *f = &c->figs[i];
+        if (!f->pending) continue;
+        char why[700];
+        int ok = started && started[i] && status[i] != -1 &&
+                 finish_gnuplot(c, f->base, status[i], why, sizeof why) == 0;
+        if (started && started[i] && status[i] == -1) rb_fmt(why, sizeof why, "fork failed");
+        if (!started || !started[i]) rb_fmt(why, sizeof why, "out of memory");
+        if (ok) {
+            f->drawn = 1;
+        } else {
+            c->failed++;
+            warn(c, "report: figure %s not drawn: %s", f->base, why);
+        }
+        f->pending = 0;
+    }
+    free(status);
+    free(started);
+}
+
+/* ============================================================= reading */
+
+/* The files below dir named results.csv, in byte order of path, at most
+ * 8 directories deep.  rel is the path relative to DIR ("" at the top). */
+static int walk(rb_rctx *c, const char *dir, const char *rel, int depth, rb_err *e)
+{
+    if (depth > 8) return RB_OK;
+    struct dirent **ents = NULL;
+    int n = scandir(dir, &ents, NULL, NULL);
+    if (n < 0) {
+        if (depth == 0) RB_FAIL(e, RB_EIO, "%s: cannot read directory: %s", dir, strerror(errno));
+        warn(c, "report: %s: cannot read directory: %s", dir, strerror(errno));
+        return RB_OK;
+    }
+    /* Byte order, not the locale's collation: the same on every host. */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && strcmp(ents[j - 1]->d_name, ents[j]->d_name) > 0; j--) {
+            struct dirent *t = ents[j];
+            ents[j] = ents[j - 1];
+            ents[j - 1] = t;
+        }
+    int rc = RB_OK;
+    for (int i = 0; i < n && rc == RB_OK; i++) {
+        const char *nm = ents[i]->d_name;
+        if (nm[0] == '.') continue;
+        if (depth == 0 && !strcmp(nm, "figures")) continue; /* our own output */
+        char full[4096], sub[600];
+        rb_fmt(full, sizeof full, "%s/%s", dir, nm);
+        rb_fmt(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", nm);
+        struct stat sb;
+        if (stat(full, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            rc = walk(c, full, sub, depth + 1, e);
+        } else if (S_ISREG(sb.st_mode) && !strcmp(nm, "results.csv")) {
+            rb_rfile *p = realloc(c->files, (c->nfiles + 1) * sizeof *p);
+            if (!p) {
+                rc = rb_fail(e, RB_ENOMEM, "out of memory");
+                break;
+            }
+            c->files = p;
+            rb_rfile *f = &c->files[c->nfiles++];
+            memset(f, 0, sizeof *f);
+            rb_fmt(f->rel, sizeof f->rel, "%s", sub);
+            const char *slash = strrchr(rel, '/');
+            rb_fmt(f->family, sizeof f->family, "%s", rel[0] ? (slash ? slash + 1 : rel) : ".");
+            rb_err fe = {0};
+            f->row0 = c->rows.n;
+            int frc = rb_csvread_file(full, &c->rows, f->note, sizeof f->note, &fe);
+            if (frc == RB_ENOMEM) {
+                rc = rb_fail(e, RB_ENOMEM, "%s", fe.msg);
+                break;
+            }
+            f->usable = frc == RB_OK;
+            f->nrow = c->rows.n - f->row0;
+            if (!f->usable) {
+                /* Messages name the path relative to DIR: stable output. */
+                const char *m = fe.msg;
+                if (!strncmp(m, full, strlen(full))) m += strlen(full);
+                rb_fmt(f->msg, sizeof f->msg, "%s%s", sub, m);
+                warn(c, "report: unusable %s", f->msg);
+            } else if (f->nrow == 0) {
+                warn(c, "report: %s: header only, no rows", sub);
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) free(ents[i]);
+    free(ents);
+    return rc;
+}
+
+/* ------------------------------------------------- run.json skip lists */
+
+/* A small reader for the flat objects of run.json's "skipped"/"failed"
+ * arrays: strings are unescaped (\uXXXX beyond ASCII becomes '?'), other
+ * values are skipped. */
+static const char *js_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+}
+
+static const char *js_str(const char *p, char *out, size_t cap)
+{
+    size_t j = 0;
+    if (*p != '"') return NULL;
+    for (p++; *p && *p != '"'; p++) {
+        char ch = *p;
+        if (ch == '\\') {
+            p++;
+            switch (*p) {
+            case 'n': ch = ' '; break;
+            case 't': ch = ' '; break;
+            case 'r': ch = ' '; break;
+            case 'b': case 'f': ch = ' '; break;
+            case 'u': {
+                unsigned v = 0;
+                for (int k = 1; k <= 4; k++) {
+                    char h = p[k];
+                    if (!h) return NULL;
+                    v = v * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10 : h >= 'A' ? h - 'A' + 10 : h - '0');
+                }
+                p += 4;
+                ch = v < 128 && v >= 32 ? (char)v : '?';
+                break;
+            }
+            case '\0': return NULL;
+            default: ch = *p;
+            }
+        }
+        if (out && j + 1 < cap) out[j++] = ch;
+    }
+    if (*p != '"') return NULL;
+    if (out) out[j] = '\0';
+    return p + 1;
+}
+
+/* Skip one JSON value (string, number, literal, array, object). */
+static const char *js_skip(const char *p)
+{
+    p = js_ws(p);
+    if (*p == '"') return js_str(p, NULL, 0);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (*p) {
+            if (*p == '"') {
+                p = js_str(p, NULL, 0);
+                if (!p) return NULL;
+                continue;
+            }
+            if (*p == '{' || *p == '[') depth++;
+            if (*p == '}' || *p == ']') {
+                if (--depth == 0) return p + 1;
+            }
+            p++;
+        }
+        return NULL;
+    }
+    while (*p && *p != ',' && *p != '}' && *p != ']') p++;
+    return p;
+}
+
+static void read_skips(rb_rctx *c, const char *path, const char *family)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 8192;
+            char *nb = realloc(buf, cap);
+            if (!nb) break;
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, 4096, fp);
+        len += got;
+        if (got == 0) break;
+    }
+    fclose(fp);
+    if (!buf) return;
+    buf[len] = '\0';
+    static const char *const keys[2] = {"\"skipped\"", "\"failed\""};
+    for (int k = 0; k < 2; k++) {
+        /* The key, not a string value that happens to read the same. */
+        const char *p = buf;
+        while ((p = strstr(p, keys[k])) != NULL) {
+            const char *q = js_ws(p + strlen(keys[k]));
+            p += strlen(keys[k]);
+            if (*q != ':') continue;
+            q = js_ws(q + 1);
+            if (*q == '[') {
+                p = q;
+                break;
+            }
+        }
+        if (!p) continue;
+        p = js_ws(p + 1);
+        while (p && *p == '{') {
+            rb_rskip s;
+            memset(&s, 0, sizeof s);
+            rb_fmt(s.family, sizeof s.family, "%s", family);
+            rb_fmt(s.status, sizeof s.status, "%s", k ? "failed" : "skipped");
+            p = js_ws(p + 1);
+            while (p && *p == '"') {
+                char key[32], val[256];
+                p = js_str(p, key, sizeof key);
+                if (!p) break;
+                p = js_ws(p);
+                if (*p != ':') { p = NULL; break; }
+                p = js_ws(p + 1);
+                if (*p == '"') {
+                    p = js_str(p, val, sizeof val);
+                    if (!p) break;
+                    if (!strcmp(key, "method")) rb_fmt(s.method, sizeof s.method, "%s", val);
+                    else if (!strcmp(key, "layer")) rb_fmt(s.layer, sizeof s.layer, "%s", val);
+                    else if (!strcmp(key, "reason")) rb_fmt(s.reason, sizeof s.reason, "%s", val);
+                } else {
+                    p = js_skip(p);
+                    if (!p) break;
+                }
+                p = js_ws(p);
+                if (*p == ',') p = js_ws(p + 1);
+            }
+            if (!p || *p != '}') {
+                warn(c, "report: %s: could not read the \"%s\" list", path, k ? "failed" : "skipped");
+                break;
+            }
+            rb_rskip *ns = realloc(c->skips, (c->nskips + 1) * sizeof *ns);
+            if (!ns) break;
+            c->skips = ns;
+            c->skips[c->nskips++] = s;
+            p = js_ws(p + 1);
+            if (*p == ',') p = js_ws(p + 1);
+        }
+    }
+    free(buf);
+}
+
+/* ============================================================== pages */
+
+/* Pages list a dump's figures family by family in this order (probe
+ * accuracy first), whatever order the families drew them in. */
+static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
+                                        "heatmap", "spectrum", "theory", "checks", "sweep",
+                                        "metric"};
+#define NORDER (sizeof fig_order / sizeof fig_order[0])
+
+static int fig_rank(const rb_rfig *f)
+{
+    for (size_t i = 0; i < NORDER; i++)
+        if (!strcmp(f->family, fig_order[i])) return (int)i;
+    return (int)NORDER;
+}
+
+typedef struct {
+    long layer; /* depth index */
+    size_t row;
+} best_t;
+
+/* Among rows [idx] pick the highest (or lowest) value; ties -> shallower. */
+static size_t pick_best(const rb_rctx *c, size_t dump, const size_t *idx, size_t n, int lower)
+{
+    size_t best = (size_t)-1;
+    long bl = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rb_row *r = &c->rows.rows[idx[i]];
+        if (isnan(r->value)) continue;
+        long l = rb_rctx_layer(c, dump, r->layer);
+        if (best == (size_t)-1) {
+            best = idx[i];
+            bl = l;
+            continue;
+        }
+        double bv = c->rows.rows[best].value;
+        int better = lower ? r->value < bv : r->value > bv;
+        if (better || (r->value == bv && l < bl)) {
+            best = idx[i];
+            bl = l;
+        }
+    }
+    return best;
+}
+
+static int pred_metric(const rb_row *r, const void *arg)
+{
+    return !strcmp(r->metric, (const char *)arg);
+}
+
+static void md_interval(rb_sbuf *md, const rb_row *r)
+{
+    if (isnan(r->ci_low) || isnan(r->ci_high)) rb_sb_puts(md, "–");
+    else rb_sb_printf(md, "[%.4f, %.4f]", r->ci_low, r->ci_high);
+}
+
+/* The row of (method, params, split, layer, metric) in dump, or NULL. */
+static const rb_row *find_row(const rb_rctx *c, size_t dump, const rb_row *like, const char *metric)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] == dump && !strcmp(r->metric, metric) && !strcmp(r->method, like->method) &&
+            !strcmp(r->model, like->model) &&
+            !strcmp(r->params, like->params) && !strcmp(r->split, like->split) && !strcmp(r->layer, like->layer))
+            return r;
+    }
+    return NULL;
+}
+
+/* Headline tables of one dump. */
+static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
+{
+    rb_series *s = NULL;
+    size_t ns = 0;
+    int rc;
+    char title[300];
+    rb_dump_title(&c->dumps[d], title, sizeof title);
+    rb_sb_puts(md, "\n## ");
+    rb_sb_md(md, title);
+    rb_sb_puts(md, "\n");
+
+    /* Probes: best layer by top1, one line per (method, params, split). */
+    rb_rctx tmp = *c; /* series_collect skips claimed rows: use a view with none */
+    int *none = calloc(c->rows.n ? c->rows.n : 1, sizeof *none);
+    if (!none) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    tmp.claimed = none;
+    if ((rc = rb_series_collect(&tmp, d, pred_metric, "top1", &s, &ns, e))) goto out;
+    int head = 0;
+    for (size_t i = 0; i < ns; i++) {
+        /* Learning-curve rows (one layer, several training sizes) have
+         * their own figure and table, not a best layer. */
+        size_t fig = (size_t)c->claimed[s[i].idx[0]];
+        if (fig && !strcmp(c->figs[fig - 1].family, "learning")) continue;
+        size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
+        if (b == (size_t)-1) continue;
+        if (!head++)
+            rb_sb_puts(md, "\n### Probes: best layer by top-1 accuracy\n\n"
+                           "| probe | params | split | best layer | top1 | interval | balanced_acc | n |\n"
+                           "|---|---|---|---|---|---|---|---|\n");
+        {
+            const rb_row *r = &c->rows.rows[b];
+            const rb_row *bal = find_row(c, d, r, "balanced_acc");
+            rb_sb_puts(md, "| ");
+            rb_sb_md(md, r->method);
+            rb_sb_puts(md, " | ");
+            rb_sb_md(md, r->params);
+            rb_sb_puts(md, " | ");
+            rb_sb_md(md, r->split);
+            rb_sb_puts(md, " | ");
+            rb_sb_md(md, r->layer);
+            rb_sb_puts(md, " | ");
+            rb_sb_num(md, r->value);
+            rb_sb_puts(md, " | ");
+            md_interval(md, r);
+            rb_sb_puts(md, " | ");
+            rb_sb_num(md, bal ? bal->value : NAN);
+            rb_sb_printf(md, " | %ld |\n", r->n);
+        }
+    }
+    rb_series_free(s, ns);
+    s = NULL;
+    ns = 0;
+
+    /* Collapse and intrinsic dimension at the deepest layer that has them. */
+    long last = -1;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] != d || isnan(r->value)) continue;
+        if (rb_is_collapse_metric(r->metric) || rb_is_idim(r)) {
+            long l = rb_rctx_layer(c, d, r->layer);
+            if (l > last) last = l;
+        }
+    }
+    if (last >= 0) {
+        rb_sb_puts(md, "\n### Collapse and intrinsic dimension at the last layer (");
+        rb_sb_md(md, c->dumps[d].layers[last]);
+        rb_sb_puts(md, ")\n\n| method | params | metric | value | interval |\n|---|---|---|---|---|\n");
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 0; i < c->rows.n; i++) {
+                const rb_row *r = &c->rows.rows[i];
+                if (c->rdump[i] != d || strcmp(r->layer, c->dumps[d].layers[last])) continue;
+                if (pass == 0 ? !rb_is_collapse_metric(r->metric)
+                              : (!rb_is_idim(r) || rb_is_collapse_metric(r->metric)))
+                    continue;
+                rb_sb_puts(md, "| ");
+                rb_sb_md(md, r->method);
+                rb_sb_puts(md, " | ");
+                rb_sb_md(md, r->params);
+                rb_sb_puts(md, " | ");
+                rb_sb_md(md, r->metric);
+                rb_sb_puts(md, " | ");
+                rb_sb_num(md, r->value);
+                rb_sb_puts(md, " | ");
+                md_interval(md, r);
+                rb_sb_puts(md, " |\n");
+            }
+    }
+
+    /* OOD: AUROC per set (split) and score, best layer. */
+    if ((rc = rb_series_collect(&tmp, d, pred_metric, "auroc", &s, &ns, e))) goto out;
+    if (ns) {
+        rb_sb_puts(md, "\n### OOD detection: AUROC per set, best layer\n\n"
+                       "| set | score | params | best layer | auroc | interval | fpr95 |\n"
+                       "|---|---|---|---|---|---|---|\n");
+        for (size_t i = 0; i < ns; i++) {
+            size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
+            if (b == (size_t)-1) continue;
+            const rb_row *r = &c->rows.rows[b];
+            const rb_row *fpr = find_row(c, d, r, "fpr95");
+            rb_sb_puts(md, "| ");
+            rb_sb_md(md, r->split);
+            rb_sb_puts(md, " | ");
+            rb_sb_md(md, r->method);
+            rb_sb_puts(md, " | ");
+            rb_sb_md(md, r->params);
+            rb_sb_puts(md, " | ");
+            rb_sb_md(md, r->layer);
+            rb_sb_puts(md, " | ");
+            rb_sb_num(md, r->value);
+            rb_sb_puts(md, " | ");
+            md_interval(md, r);
+            rb_sb_puts(md, " | ");
+            rb_sb_num(md, fpr ? fpr->value : NAN);
+            rb_sb_puts(md, " |\n");
+        }
+    }
+
+    /* Theory checks drawn by the checks figure: predicted, simulated,
+     * tolerance and pass of each. */
+    for (size_t i = 0; i < c->rows.n; i++) {
+        size_t fig = (size_t)c->claimed[i];
+        none[i] = !(fig && !strcmp(c->figs[fig - 1].family, "checks"));
+    }
+    {
+        void *checks = NULL;
+        size_t nch = 0;
+        if ((rc = rb_checks_collect(&tmp, d, &checks, &nch, e))) goto out;
+        if (nch) {
+            rb_sb_puts(md, "\n### Theory checks: simulated against predicted\n\n");
+            rb_checks_table(&tmp, checks, nch, md, 1);
+        }
+        free(checks);
+    }
+
+    /* Figures of this dump. */
+    size_t nf = 0;
+    for (size_t i = 0; i < c->nfigs; i++) nf += c->figs[i].dump == d;
+    if (nf) {
+        rb_sb_printf(md, "\nFigures (%zu): ", nf);
+        size_t k = 0;
+        for (size_t o = 0; o <= NORDER; o++)
+            for (size_t i = 0; i < c->nfigs; i++) {
+                if (c->figs[i].dump != d || fig_rank(&c->figs[i]) != (int)o) continue;
+                rb_sb_printf(md, "%s[%s](figures/%s.svg)", k++ ? ", " : "", c->figs[i].base, c->figs[i].base);
+            }
+        rb_sb_puts(md, "\n");
+    }
+out:
+    rb_series_free(s, ns);
+    free(none);
+    return rc;
+}
+
+/* Undrawn (method, metric) pairs of a dump with their row counts. */
+static void undrawn_notes(const rb_rctx *c, size_t d, rb_sbuf *md, int html)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        if (c->rdump[i] != d || c->claimed[i]) continue;
+        const rb_row *r = &c->rows.rows[i];
+        size_t j, cnt = 0;
+        for (j = 0; j < i; j++)
+            if (c->rdump[j] == d && !c->claimed[j] && !strcmp(c->rows.rows[j].method, r->method) &&
+                !strcmp(c->rows.rows[j].metric, r->metric))
+                break;
+        if (j < i) continue; /* already listed */
+        for (j = i; j < c->rows.n; j++)
+            if (c->rdump[j] == d && !c->claimed[j] && !strcmp(c->rows.rows[j].method, r->method) &&
+                !strcmp(c->rows.rows[j].metric, r->metric))
+                cnt++;
+        char title[300];
+        rb_dump_title(&c->dumps[d], title, sizeof title);
+        if (html) {
+            rb_sb_puts(md, "<li>");
+            rb_sb_html(md, r->metric);
+            rb_sb_puts(md, " of ");
+            rb_sb_html(md, r->method);
+            rb_sb_printf(md, " (%zu rows): no figure family draws it; values in the table below</li>\n", cnt);
+        } else {
+            rb_sb_puts(md, "- ");
+            rb_sb_md(md, title);
+            rb_sb_puts(md, ": metric `");
+            rb_sb_md(md, r->metric);
+            rb_sb_puts(md, "` of method `");
+            rb_sb_md(md, r->method);
+            rb_sb_printf(md, "` (%zu rows) not drawn: no figure family for it "
+                             "(not per layer, single layer or unknown); listed in index.html\n", cnt);
+        }
+    }
+}
+
+static int write_summary(const rb_rctx *c, rb_err *e)
+{
+    rb_sbuf md = {0};
+    int rc = RB_OK;
+    size_t usable = 0, rows = 0;
+    for (size_t i = 0; i < c->nfiles; i++) {
+        usable += c->files[i].usable;
+        rows += c->files[i].nrow;
+    }
+    rb_sb_printf(&md, "# repbench summary\n\n%zu results file%s (%zu usable), %zu rows, %zu dump%s, %zu figure%s "
+                      "(index.html).\n",
+                 c->nfiles, c->nfiles == 1 ? "" : "s", usable, rows, c->ndumps, c->ndumps == 1 ? "" : "s",
+                 c->nfigs, c->nfigs == 1 ? "" : "s");
+    for (size_t d = 0; d < c->ndumps && rc == RB_OK; d++) rc = summary_dump(c, d, &md, e);
+    if (rc) goto out;
+
+    if (c->nskips) {
+        rb_sb_puts(&md, "\n## Skipped or failed methods\n\n| family | method | layer | status | reason |\n"
+                        "|---|---|---|---|---|\n");
+        for (size_t i = 0; i < c->nskips; i++) {
+            const rb_rskip *s = &c->skips[i];
+            rb_sb_puts(&md, "| ");
+            rb_sb_md(&md, s->family);
+            rb_sb_puts(&md, " | ");
+            rb_sb_md(&md, s->method);
+            rb_sb_puts(&md, " | ");
+            rb_sb_md(&md, s->layer);
+            rb_sb_puts(&md, " | ");
+            rb_sb_md(&md, s->status);
+            rb_sb_puts(&md, " | ");
+            rb_sb_md(&md, s->reason);
+            rb_sb_puts(&md, " |\n");
+        }
+    }
+
+    rb_sbuf notes = {0};
+    for (size_t i = 0; i < c->nfiles; i++) {
+        const rb_rfile *f = &c->files[i];
+        if (!f->usable) {
+            rb_sb_puts(&notes, "- unusable: ");
+            rb_sb_md(&notes, f->msg);
+            rb_sb_puts(&notes, "\n");
+        } else if (f->note[0]) {
+            rb_sb_printf(&notes, "- %s: ", f->rel);
+            rb_sb_md(&notes, f->note);
+            rb_sb_puts(&notes, "\n");
+        } else if (!f->nrow) {
+            rb_sb_printf(&notes, "- %s: header only, no rows\n", f->rel);
+        }
+    }
+    for (size_t d = 0; d < c->ndumps; d++) undrawn_notes(c, d, &notes, 0);
+    for (size_t i = 0; i < c->nfigs; i++)
+        if (c->gnuplot_ok && !c->figs[i].drawn)
+            rb_sb_printf(&notes, "- figure %s: gnuplot failed on it (see figures/%s.gp)\n", c->figs[i].base,
+                         c->figs[i].base);
+    if (notes.n) {
+        rb_sb_puts(&md, "\n## Notes\n\n");
+        rb_sb_puts(&md, notes.s);
+    }
+    rb_sb_free(&notes);
+    char path[4200];
+    rb_fmt(path, sizeof path, "%s/summary.md", c->o->dir);
+    rc = rb_sb_write(&md, path, e);
+out:
+    rb_sb_free(&md);
+    return rc;
+}
+
+static const char html_head[] =
+    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<title>repbench report</title>\n<style>\n"
+    "body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}\n"
+    "figure{margin:1.5em 0;padding:0.5em;border:1px solid #ddd}\n"
+    "figure img{max-width:100%;height:auto;display:block}\n"
+    "figcaption{margin:0.4em 0;font-size:0.95em}\n"
+    "table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}\n"
+    "th,td{border:1px solid #ccc;padding:2px 6px;text-align:left}\n"
+    "td.num{text-align:right;font-variant-numeric:tabular-nums}\n"
+    "nav li{margin:0.1em 0}\n.warn{color:#a40}\n"
+    "</style>\n</head>\n<body>\n<h1>repbench report</h1>\n";
+
+static int write_index(const rb_rctx *c, rb_err *e)
+{
+    rb_sbuf h = {0};
+    int rc;
+    rb_sb_puts(&h, html_head);
+    rb_sb_printf(&h, "<p>%zu results files, %zu figures. Headline tables: <a href=\"summary.md\">summary.md</a>. "
+                     "Each figure's data (.dat) and gnuplot script (.gp) are next to it in "
+                     "<code>figures/</code>.</p>\n",
+                 c->nfiles, c->nfigs);
+    /* Contents */
+    rb_sb_puts(&h, "<nav><ul>\n");
+    for (size_t d = 0; d < c->ndumps; d++) {
+        char title[300];
+        rb_dump_title(&c->dumps[d], title, sizeof title);
+        rb_sb_printf(&h, "<li><a href=\"#dump-%s\">", c->dumps[d].slug);
+        rb_sb_html(&h, title);
+        rb_sb_puts(&h, "</a></li>\n");
+    }
+    rb_sb_puts(&h, "</ul></nav>\n");
+    for (size_t i = 0; i < c->nfiles; i++)
+        if (!c->files[i].usable) {
+            rb_sb_puts(&h, "<p class=\"warn\">Unusable: ");
+            rb_sb_html(&h, c->files[i].msg);
+            rb_sb_puts(&h, "</p>\n");
+        }
+    for (size_t d = 0; d < c->ndumps; d++) {
+        char title[300];
+        rb_dump_title(&c->dumps[d], title, sizeof title);
+        rb_sb_printf(&h, "<section id=\"dump-%s\">\n<h2>", c->dumps[d].slug);
+        rb_sb_html(&h, title);
+        rb_sb_puts(&h, "</h2>\n");
+        /* Figure list of this dump, in page order. */
+        size_t nd = 0;
+        for (size_t fi = 0; fi < c->nfigs * (NORDER + 1); fi++) {
+            const rb_rfig *f = &c->figs[fi % c->nfigs];
+            if (f->dump != d || fig_rank(f) != (int)(fi / c->nfigs)) continue;
+            rb_sb_puts(&h, nd++ ? ", " : "<p class=\"figlist\">Figures: ");
+            rb_sb_printf(&h, "<a href=\"#%s\">", f->base);
+            rb_sb_html(&h, f->base + strlen(c->dumps[d].slug) + 1);
+            rb_sb_puts(&h, "</a>");
+        }
+        if (nd) rb_sb_puts(&h, "</p>\n");
+        for (size_t fi = 0; fi < c->nfigs * (NORDER + 1); fi++) {
+            const rb_rfig *f = &c->figs[fi % c->nfigs];
+            if (f->dump != d || fig_rank(f) != (int)(fi / c->nfigs)) continue;
+            rb_sb_printf(&h, "<figure id=\"%s\">\n", f->base);
+            if (f->drawn)
+                rb_sb_printf(&h, "<a href=\"figures/%s.svg\"><img src=\"figures/%s.png\" alt=\"", f->base, f->base);
+            if (f->drawn) {
+                rb_sb_html(&h, f->title);
+                rb_sb_printf(&h, "\" width=\"%d\" height=\"%d\"></a>\n", f->width, f->height);
+            } else {
+                rb_sb_printf(&h, "<p class=\"warn\">Not drawn (gnuplot %s); data and script: "
+                                 "<code>figures/%s.dat</code>, <code>figures/%s.gp</code></p>\n",
+                             c->gnuplot_ok ? "failed" : "missing", f->base, f->base);
+            }
+            rb_sb_puts(&h, "<figcaption><b>");
+            rb_sb_html(&h, f->title);
+            rb_sb_puts(&h, ".</b> ");
+            rb_sb_html(&h, f->caption);
+            rb_sb_printf(&h, " <small>[<a href=\"figures/%s.dat\">data</a>, <a href=\"figures/%s.gp\">script</a>]"
+                             "</small></figcaption>\n",
+                         f->base, f->base);
+            if (f->table.n) rb_sb_puts(&h, f->table.s);
+            rb_sb_puts(&h, "</figure>\n");
+        }
+        /* Rows no figure draws. */
+        size_t left = 0;
+        for (size_t i = 0; i < c->rows.n; i++) left += c->rdump[i] == d && !c->claimed[i];
+        if (left) {
+            rb_sb_puts(&h, "<h3>Results without a figure</h3>\n<ul>\n");
+            undrawn_notes(c, d, &h, 1);
+            rb_sb_puts(&h, "</ul>\n<table>\n<tr><th>layer</th><th>split</th><th>method</th><th>params</th>"
+                           "<th>metric</th><th>value</th><th>interval</th><th>n</th></tr>\n");
+            size_t shown = 0;
+            for (size_t i = 0; i < c->rows.n && shown < 500; i++) {
+                if (c->rdump[i] != d || c->claimed[i]) continue;
+                const rb_row *r = &c->rows.rows[i];
+                const char *cells[5] = {r->layer, r->split, r->method, r->params, r->metric};
+                rb_sb_puts(&h, "<tr>");
+                for (int k = 0; k < 5; k++) {
+                    rb_sb_puts(&h, "<td>");
+                    rb_sb_html(&h, cells[k]);
+                    rb_sb_puts(&h, "</td>");
+                }
+                rb_sb_puts(&h, "<td class=\"num\">");
+                rb_sb_num(&h, r->value);
+                rb_sb_puts(&h, "</td><td class=\"num\">");
+                if (isnan(r->ci_low) || isnan(r->ci_high)) rb_sb_puts(&h, "–");
+                else rb_sb_printf(&h, "[%.4f, %.4f]", r->ci_low, r->ci_high);
+                rb_sb_printf(&h, "</td><td class=\"num\">%ld</td></tr>\n", r->n);
+                shown++;
+            }
+            rb_sb_puts(&h, "</table>\n");
+            if (shown < left) rb_sb_printf(&h, "<p>%zu more rows in the CSV files.</p>\n", left - shown);
+        }
+        rb_sb_puts(&h, "</section>\n");
+    }
+    if (c->nskips) {
+        rb_sb_puts(&h, "<h2>Skipped or failed methods</h2>\n<table>\n<tr><th>family</th><th>method</th>"
+                       "<th>layer</th><th>status</th><th>reason</th></tr>\n");
+        for (size_t i = 0; i < c->nskips; i++) {
+            const rb_rskip *s = &c->skips[i];
+            const char *cells[5] = {s->family, s->method, s->layer, s->status, s->reason};
+            rb_sb_puts(&h, "<tr>");
+            for (int k = 0; k < 5; k++) {
+                rb_sb_puts(&h, "<td>");
+                rb_sb_html(&h, cells[k]);
+                rb_sb_puts(&h, "</td>");
+            }
+            rb_sb_puts(&h, "</tr>\n");
+        }
+        rb_sb_puts(&h, "</table>\n");
+    }
+    rb_sb_puts(&h, "</body>\n</html>\n");
+    char path[4200];
+    rb_fmt(path, sizeof path, "%s/index.html", c->o->dir);
+    rc = rb_sb_write(&h, path, e);
+    rb_sb_free(&h);
+    return rc;
+}
+
+/* ============================================================== driver */
+
+typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
+static const family_fn families[] = {
+    rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
+    rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
+};
+
+static void ctx_free(rb_rctx *c)
+{
+    rb_rows_free(&c->rows);
+    free(c->rdump);
+    free(c->claimed);
+    free(c->files);
+    free(c->skips);
+    for (size_t i = 0; i < c->ndumps; i++) free(c->dumps[i].layers);
+    free(c->dumps);
+    for (size_t i = 0; i < c->nfigs; i++) rb_sb_free(&c->figs[i].table);
+    free(c->figs);
+}
+
+int rb_report_dir(const rb_report_opts *o, rb_report_stats *st, rb_err *e)
+{
+    rb_rctx c;
+    int rc = RB_OK;
+    memset(&c, 0, sizeof c);
+    c.o = o;
+    if (st) memset(st, 0, sizeof *st);
+    struct stat sb;
+    if (!o->dir || stat(o->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        RB_FAIL(e, RB_EINVAL, "%s: not a directory", o->dir ? o->dir : "(null)");
+
+    if ((rc = walk(&c, o->dir, "", 0, e))) goto out;
+    if (c.nfiles == 0) {
+        rc = rb_fail(e, RB_EINVAL, "%s: no results.csv found (expected DIR/results.csv or "
+                                   "DIR/<dump>/<family>/results.csv)", o->dir);
+        goto out;
+    }
+    size_t usable = 0;
+    for (size_t i = 0; i < c.nfiles; i++) usable += c.files[i].usable;
+    if (usable == 0) {
+        rc = rb_fail(e, RB_EINVAL, "%s", c.files[0].msg);
+        if (c.nfiles > 1) rb_err_wrap(e, "no usable results.csv (%zu found), first", c.nfiles);
+        goto out;
+    }
+    if (c.rows.n == 0) {
+        rc = rb_fail(e, RB_EINVAL, "%s: no result rows: the %zu results.csv file%s found hold%s only a header",
+                     o->dir, c.nfiles, c.nfiles == 1 ? "" : "s", c.nfiles == 1 ? "s" : "");
+        goto out;
+    }
+    for (size_t i = 0; i < c.nfiles; i++) {
+        char dir[4096], path[4200];
+        rb_fmt(dir, sizeof dir, "%s", c.files[i].rel);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+        else dir[0] = '\0';
+        rb_fmt(path, sizeof path, "%s/%s%srun.json", o->dir, dir, dir[0] ? "/" : "");
+        read_skips(&c, path, c.files[i].family);
+    }
+    if ((rc = build_dumps(&c, e))) goto out;
+
+    rb_fmt(c.figdir, sizeof c.figdir, "%s/figures", o->dir);
+    if (mkdir(c.figdir, 0755) != 0 && errno != EEXIST) {
+        rc = rb_fail(e, RB_EIO, "%s: cannot create: %s", c.figdir, strerror(errno));
+        goto out;
+    }
+    c.gnuplot_ok = o->draw && find_on_path(o->gnuplot ? o->gnuplot : "gnuplot");
+
+    for (size_t d = 0; d < c.ndumps; d++)
+        for (size_t k = 0; k < sizeof families / sizeof families[0]; k++)
+            if ((rc = families[k](&c, d, e))) goto out;
+
+    draw_all(&c);
+    if ((rc = write_summary(&c, e))) goto out;
+    if ((rc = write_index(&c, e))) goto out;
+
+    if (st) {
+        st->files = c.nfiles;
+        st->unusable = c.nfiles - usable;
+        st->rows = c.rows.n;
+        st->figures = c.nfigs;
+        st->failed = c.failed;
+        for (size_t i = 0; i < c.rows.n; i++) st->undrawn += !c.claimed[i];
+    }
+    if (o->draw && !c.gnuplot_ok) {
+        rc = rb_fail(e, RB_EINTERNAL, "gnuplot not found (%s): install it with `apt-get install gnuplot-nox`; "
+                                      "the .dat/.gp files, summary.md and index.html were written",
+                     o->gnuplot ? o->gnuplot : "gnuplot");
+    } else if (c.failed) {
+        rc = rb_fail(e, RB_EINTERNAL, "gnuplot failed on %zu of %zu figures (see the messages above)", c.failed,
+                     c.nfigs);
+    } else if (usable < c.nfiles) {
+        rc = rb_fail(e, RB_EINVAL, "%zu of %zu results.csv files unusable (named above and in summary.md); "
+                                   "the report covers the others",
+                     c.nfiles - usable, c.nfiles);
+    }
+out:
+    ctx_free(&c);
+    return rc;
+}

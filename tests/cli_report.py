@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Checks of `repbench report DIR` output, used by tests/cli_report.sh.
+
+  cli_report.py files DIR NAME...   every figure NAME has .dat, .gp, a valid
+                                    PNG (magic, IHDR size) and SVG (XML root
+                                    <svg>, closed) of plausible size
+  cli_report.py index DIR           index.html: static (no <script>, no
+                                    external URL), every local src/href exists,
+                                    every figure in figures/ is on the page
+  cli_report.py summary DIR         summary.md's numbers equal those computed
+                                    here from the results.csv files and run.json
+  cli_report.py same DIR1 DIR2      .dat/.gp/index.html/summary.md byte-equal
+  cli_report.py console LOG         no console message in a Chromium log
+Exit status 0 when the check passes; each failure is printed on one line.
+"""
+import csv
+import glob
+import json
+import math
+import os
+import re
+import struct
+import sys
+import xml.etree.ElementTree as ET
+
+FAIL = []
+
+
+def fail(msg):
+    FAIL.append(msg)
+    print("FAIL:", msg)
+
+
+# ------------------------------------------------------------------ files
+
+def check_png(path, min_bytes=4000):
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return fail(f"{path}: not a PNG (magic {data[:8]!r})")
+    if data[12:16] != b"IHDR":
+        return fail(f"{path}: no IHDR chunk first")
+    w, h = struct.unpack(">II", data[16:24])
+    if not (400 <= w <= 4000 and 300 <= h <= 4000):
+        fail(f"{path}: implausible size {w}x{h}")
+    if len(data) < min_bytes:
+        fail(f"{path}: only {len(data)} bytes")
+    if b"IEND" not in data[-16:]:
+        fail(f"{path}: truncated (no IEND)")
+
+
+def check_svg(path, min_bytes=4000):
+    size = os.path.getsize(path)
+    if size < min_bytes:
+        fail(f"{path}: only {size} bytes")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        return fail(f"{path}: not well-formed XML: {e}")
+    if not root.tag.endswith("svg"):
+        fail(f"{path}: root element is {root.tag}, not svg")
+    if len(list(root.iter())) < 20:
+        fail(f"{path}: fewer than 20 elements")
+
+
+def cmd_files(d, names):
+    figs = os.path.join(d, "figures")
+    for n in names:
+        for ext in ("dat", "gp", "png", "svg"):
+            p = os.path.join(figs, f"{n}.{ext}")
+            if not os.path.isfile(p):
+                fail(f"missing {p}")
+        if os.path.isfile(os.path.join(figs, n + ".png")):
+            check_png(os.path.join(figs, n + ".png"))
+        if os.path.isfile(os.path.join(figs, n + ".svg")):
+            check_svg(os.path.join(figs, n + ".svg"))
+    left = [p for p in os.listdir(figs) if ".tmp" in p]
+    if left:
+        fail(f"temporary files left in figures/: {left}")
+    for p in glob.glob(os.path.join(figs, "*.png")):
+        check_png(p)
+
+
+# ------------------------------------------------------------------ index
+
+def cmd_index(d):
+    path = os.path.join(d, "index.html")
+    html = open(path, encoding="utf-8").read()
+    if re.search(r"<script", html, re.I):
+        fail("index.html has a <script>")
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+        if url.startswith("#"):
+            continue
+        if re.match(r"[a-z]+:", url):
+            fail(f"index.html refers outside: {url}")
+            continue
+        if not os.path.isfile(os.path.join(d, url)):
+            fail(f"index.html refers to missing {url}")
+    for png in glob.glob(os.path.join(d, "figures", "*.png")):
+        name = os.path.basename(png)
+        if f'src="figures/{name}"' not in html:
+            fail(f"figure {name} not on the page")
+    if html.count("<figcaption>") != len(glob.glob(os.path.join(d, "figures", "*.gp"))):
+        fail("not one caption per figure")
+
+
+# ---------------------------------------------------------------- summary
+
+def read_rows(d):
+    rows, skips = [], []
+    for root, dirs, files in sorted(os.walk(d)):
+        dirs.sort()
+        if os.path.relpath(root, d).split(os.sep)[0] == "figures":
+            continue
+        if "results.csv" in files:
+            weights = os.path.basename(root) == "weights"
+            with open(os.path.join(root, "results.csv"), newline="") as f:
+                for r in csv.DictReader(f):
+                    r["_dump"] = ("weights", "", True) if weights else (r["model"], r["dataset"], False)
+                    rows.append(r)
+            rj = os.path.join(root, "run.json")
+            if os.path.isfile(rj):
+                j = json.load(open(rj))
+                for status in ("skipped", "failed"):
+                    for s in j.get(status, []):
+                        skips.append((os.path.basename(root), s.get("method", ""), s.get("layer", ""),
+                                      status, s.get("reason", "")))
+    return rows, skips
+
+
+def num(s):
+    return float("nan") if s in ("", "nan", "NaN") else float(s)
+
+
+def fmt(v):
+    return "–" if math.isnan(v) else f"{v:.4f}"
+
+
+def interval(r):
+    lo, hi = num(r.get("ci_low", "")), num(r.get("ci_high", ""))
+    return "–" if math.isnan(lo) or math.isnan(hi) else f"[{lo:.4f}, {hi:.4f}]"
+
+
+def md_tables(text):
+    """{heading: [row cells...]} for every markdown table under a ### or ## heading."""
+    out, head = {}, None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            head = line.lstrip("#").strip()
+        elif line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            out.setdefault(head, []).append(cells)
+    return {k: v[1:] for k, v in out.items()}  # drop header rows
+
+
+LEARN_KEYS = ("m", "n", "n_train", "shots", "k_shot", "per_class")
+
+
+def params_dict(p):
+    return dict(kv.split("=", 1) for kv in p.split(";") if "=" in kv)
+
+
+def learning_rows(rows):
+    """Rows the learning-curve figure takes: probe metric rows at one
+    (layer, split, metric) whose params carry a size key with >= 3 values."""
+    out = set()
+    groups = {}
+    for i, r in enumerate(rows):
+        if r["metric"] in ("top1", "top5", "balanced_acc") and "|" not in r["layer"]:
+            groups.setdefault((r["model"], r["dataset"], r["metric"], r["layer"], r["split"]), []).append(i)
+    for idx in groups.values():
+        for key in LEARN_KEYS:
+            have = []
+            for i in idx:
+                v = params_dict(rows[i]["params"]).get(key)
+                try:
+                    have.append((i, float(v)))
+                except (TypeError, ValueError):
+                    pass
+            if len({v for _, v in have}) >= 3:
+                out.update(i for i, _ in have)
+                break
+    return out
+
+
+ID_PREFIXES = ("twonn", "mle", "idim", "id_", "pca_id", "participation_ratio", "pr_", "levina", "mackay")
+
+
+def is_idim(r):
+    """Intrinsic-dimension rows, as report.h documents them."""
+    if "duplicates" in r["metric"]:
+        return False
+    return (r["method"].startswith(ID_PREFIXES) or r["metric"].startswith(ID_PREFIXES)
+            or r["metric"] in ("pr", "id"))
+
+
+def merge_per_layer(series):
+    """A method whose params change from layer to layer (a hyper-parameter
+    chosen per layer) is one series: merge, in first-appearance order, each
+    series into the first earlier one of the same method and split whose
+    layers it does not share.  The merged series keeps the first key."""
+    keys = list(series)
+    live = {k: list(v) for k, v in series.items()}
+    for i, k in enumerate(keys):
+        for j in keys[:i]:
+            if j not in live or j[0] != k[0] or j[2] != k[2]:
+                continue
+            if {r["layer"] for r in live[j]} & {r["layer"] for r in live[k]}:
+                continue
+            live[j] += live.pop(k)
+            break
+    return live
+
+
+def dump_title(model, dataset, multi):
+    if multi:
+        return "weights (all checkpoints)"  # every checkpoint of weights/results.csv
+    return f"{model} on {dataset}" if dataset and dataset != model else model
+
+
+def cmd_summary(d):
+    rows, skips = read_rows(d)
+    text = open(os.path.join(d, "summary.md"), encoding="utf-8").read()
+    # Split the summary into per-dump sections.
+    sections = re.split(r"^## ", text, flags=re.M)
+    by_title = {s.splitlines()[0].strip(): s for s in sections[1:]}
+    learn = learning_rows(rows)
+    dumps = []
+    for r in rows:
+        if r["_dump"] not in dumps:
+            dumps.append(r["_dump"])
+    checked = 0
+    for dump in dumps:
+        title = dump_title(*dump)
+        if title not in by_title:
+            fail(f"summary.md has no section '{title}'")
+            continue
+        tabs = md_tables("### " + by_title[title])
+        drows = [(i, r) for i, r in enumerate(rows) if r["_dump"] == dump]
+        order = []
+        for _, r in drows:
+            if r["layer"] and "|" not in r["layer"] and r["layer"] not in order:
+                order.append(r["layer"])
+        # Probes: best layer by top1 per (method, params, split).
+        series = {}
+        for i, r in drows:
+            if r["metric"] == "top1" and i not in learn and r["layer"] and "|" not in r["layer"]:
+                series.setdefault((r["method"], r["params"], r["split"]), []).append(r)
+        series = merge_per_layer(series)
+        want = []
+        for (m, p, s), rs in series.items():
+            rs = [r for r in rs if not math.isnan(num(r["value"]))]
+            best = max(rs, key=lambda r: (num(r["value"]), -order.index(r["layer"])))
+            p = best["params"]  # a merged series: the params of the best layer
+            bal = [r for _, r in drows if r["metric"] == "balanced_acc" and r["method"] == m and r["params"] == p
+                   and r["split"] == s and r["layer"] == best["layer"]]
+            want.append([m, p, s, best["layer"], fmt(num(best["value"])), interval(best),
+                         fmt(num(bal[0]["value"])) if bal else "–", str(int(float(best["n"])))])
+        got = tabs.get("Probes: best layer by top-1 accuracy", [])
+        if sorted(got) != sorted(want):
+            fail(f"{title}: probe table\n  got  {sorted(got)}\n  want {sorted(want)}")
+        checked += len(want)
+        # Collapse / ID at the deepest layer that has them.
+        key = [k for k in tabs if k.startswith("Collapse and intrinsic dimension at the last layer")]
+        coll = [r for _, r in drows if re.match(r"nc[1-9]", r["metric"])]
+        idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])]
+        coll = [r for r in coll if r["layer"] in order]  # per-layer rows only
+        idim = [r for r in idim if r["layer"] in order]
+        have = [r for r in coll + idim if not math.isnan(num(r["value"]))]
+        if have:
+            last = max(order.index(r["layer"]) for r in have)
+            want = [[r["method"], r["params"], r["metric"], fmt(num(r["value"])), interval(r)]
+                    for r in coll + idim if r["layer"] == order[last]]
+            if not key or f"({order[last]})" not in key[0]:
+                fail(f"{title}: no collapse/ID table for layer {order[last]}")
+            elif sorted(tabs[key[0]]) != sorted(want):
+                fail(f"{title}: collapse/ID table\n  got  {sorted(tabs[key[0]])}\n  want {sorted(want)}")
+            checked += len(want)
+        # OOD AUROC per set and score, best layer.
+        ser = {}
+        for _, r in drows:
+            if r["metric"] == "auroc" and r["layer"] and "|" not in r["layer"]:
+                ser.setdefault((r["split"], r["method"], r["params"]), []).append(r)
+        want = []
+        for (s, m, p), rs in ser.items():
+            best = max(rs, key=lambda r: (num(r["value"]), -order.index(r["layer"])))
+            fpr = [r for _, r in drows if r["metric"] == "fpr95" and r["method"] == m and r["params"] == p
+                   and r["split"] == s and r["layer"] == best["layer"]]
+            want.append([s, m, p, best["layer"], fmt(num(best["value"])), interval(best),
+                         fmt(num(fpr[0]["value"])) if fpr else "–"])
+        got = tabs.get("OOD detection: AUROC per set, best layer", [])
+        if sorted(got) != sorted(want):
+            fail(f"{title}: OOD table\n  got  {sorted(got)}\n  want {sorted(want)}")
+        checked += len(want)
+        # Theory checks: one predicted/simulated pair per (method, params),
+        # except checks drawn as curves (a numeric param with 2+ values).
+        curve = set()
+        by_method = {}
+        for _, r in drows:
+            if r["metric"].startswith(("predicted", "simulated", "bound")):
+                by_method.setdefault((r["method"], r["layer"], r["split"]), []).append(r)
+        for key, rs in by_method.items():
+            for k in params_dict(rs[0]["params"]):
+                vals = set()
+                for r in rs:
+                    try:
+                        vals.add(float(params_dict(r["params"]).get(k)))
+                    except (TypeError, ValueError):
+                        pass
+                if len(vals) >= 2:
+                    curve.add(key)
+                    break
+        want = []
+        for _, r in drows:
+            if r["metric"] != "predicted" or (r["method"], r["layer"], r["split"]) in curve:
+                continue
+            same = {q["metric"]: q for _, q in drows if q["method"] == r["method"] and q["params"] == r["params"]
+                    and q["layer"] == r["layer"] and q["split"] == r["split"]}
+            if "simulated" not in same:
+                continue
+            tol = f'{num(same["tolerance"]["value"]):.6g}' if "tolerance" in same else "–"
+            ok = ("yes" if num(same["pass"]["value"]) != 0 else "NO") if "pass" in same else "–"
+            want.append([r["method"], r["params"], f'{num(r["value"]):.6g}', f'{num(same["simulated"]["value"]):.6g}',
+                         tol, ok])
+        got = tabs.get("Theory checks: simulated against predicted", [])
+        if got != want:
+            fail(f"{title}: theory checks\n  got  {got}\n  want {want}")
+        checked += len(want)
+    tabs = md_tables(text)
+    want = [list(s) for s in skips]
+    got = tabs.get("Skipped or failed methods", [])
+    if sorted(got) != sorted(want):
+        fail(f"skipped table\n  got  {got}\n  want {want}")
+    checked += len(want)
+    print(f"summary: {checked} table rows equal the CSV")
+
+
+def cmd_same(a, b):
+    names = ["index.html", "summary.md"]
+    names += sorted(os.path.relpath(p, a) for p in glob.glob(os.path.join(a, "figures", "*.dat")))
+    names += sorted(os.path.relpath(p, a) for p in glob.glob(os.path.join(a, "figures", "*.gp")))
+    other = sorted(os.path.relpath(p, b) for p in glob.glob(os.path.join(b, "figures", "*.[dg][ap]*")))
+    if sorted(n for n in names if n.startswith("figures")) != other:
+        fail("different sets of figure files")
+    for n in names:
+        if open(os.path.join(a, n), "rb").read() != open(os.path.join(b, n), "rb").read():
+            fail(f"{n} differs between runs")
+    print(f"same: {len(names)} files byte-equal")
+
+
+def cmd_console(log):
+    bad = [l for l in open(log, errors="replace") if ":CONSOLE" in l or "Uncaught" in l]
+    for l in bad:
+        fail("chromium console: " + l.strip())
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "files":
+        cmd_files(sys.argv[2], sys.argv[3:])
+    elif cmd == "index":
+        cmd_index(sys.argv[2])
+    elif cmd == "summary":
+        cmd_summary(sys.argv[2])
+    elif cmd == "same":
+        cmd_same(sys.argv[2], sys.argv[3])
+    elif cmd == "console":
+        cmd_console(sys.argv[2])
+    else:
+        sys.exit(f"unknown check {cmd}")
+    sys.exit(1 if FAIL else 0)
+
+
+if __name__ == "__main__":
+    main()

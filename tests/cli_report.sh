@@ -1,0 +1,174 @@
+#!/bin/bash
+# cli_report.sh -- `repbench report DIR` end to end (issue 6):
+#   1. the fixture results dir (tests/fixtures/report: probe, geometry, ood,
+#      weights, theory, run.json skip list) -> every expected figure exists
+#      as .dat/.gp/valid PNG/valid SVG; summary.md's numbers equal the CSV's
+#      (recomputed in Python); index.html is static and complete;
+#   2. determinism: a second copy at another path and a re-run give
+#      byte-identical .dat, .gp, index.html and summary.md;
+#   3. malformed inputs: one clear line and exit 2 (exit 1 when gnuplot is
+#      missing, naming apt-get install gnuplot-nox);
+#   4. real `repbench run` output when the run/gen subcommands are built;
+#   5. index.html rendered by headless Chromium without console messages
+#      (installed with apt when missing; skipped only if that fails).
+# Environment: RB_BIN (repbench binary), PYTHON (default /usr/bin/python3).
+set -u
+RB_BIN=${RB_BIN:-bin/repbench}
+PYTHON=${PYTHON:-/usr/bin/python3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+RB=$(cd "$(dirname "$RB_BIN")" && pwd)/$(basename "$RB_BIN")
+PY="$PYTHON $HERE/cli_report.py"
+T=$(mktemp -d /tmp/rb_cli_report.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0
+failn=0
+ok() { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; failn=$((failn + 1)); }
+check() { # check NAME COMMAND...  (passes when the command succeeds)
+    local name=$1; shift
+    if "$@" >"$T/out.log" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/     /' "$T/out.log" | head -20; fi
+}
+
+fixture() { # copy the fixture to $1
+    mkdir -p "$1" && cp -r "$HERE/fixtures/report/." "$1/" && rm -f "$1/make_fixture.py"
+}
+
+# expect_exit NAME CODE PATTERN DIR [OPTIONS]: report DIR exits CODE and its
+# last stderr line matches PATTERN.
+expect_exit() {
+    local name=$1 code=$2 pat=$3 dir=$4; shift 4
+    "$RB" report "$@" "$dir" >"$T/stdout" 2>"$T/stderr"
+    local rc=$?
+    local last
+    last=$(tail -n 1 "$T/stderr")
+    if [ "$rc" = "$code" ] && grep -q -- "$pat" <<<"$last"; then ok "$name (exit $rc: $last)"
+    else bad "$name: exit $rc (want $code), last line '$last' (want /$pat/)"; sed 's/^/     /' "$T/stderr" | head; fi
+}
+
+# ------------------------------------------------------------- 1. fixture
+A=$T/a
+fixture "$A"
+check "report on the fixture exits 0" "$RB" report "$A"
+FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm_small_learning_top1_fc
+      gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue
+      gmm_small_metric_foo_ratio theory_theory_hoeffding_mean theory_checks weights_metric_sparsity
+      weights_metric_variance_entropy weights_metric_alpha"
+# shellcheck disable=SC2086
+check "16 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
+nfig=$(ls "$A"/figures/*.gp | wc -l)
+check "no figure beyond the expected 16 (got $nfig)" test "$nfig" = 16
+check "index.html static, complete, every link resolves" $PY index "$A"
+check "summary.md numbers equal the CSV's" $PY summary "$A"
+check "theory checks: the failing one is marked" grep -q "| rate_bound | k=4;seed=2 | 0.5 | 0.71 | 0.1 | NO |" "$A/summary.md"
+check "summary names the undrawn metric" grep -q 'metric `mystery_score` of method `shape` (1 rows) not drawn' "$A/summary.md"
+check "probe legend has every probe" grep -q "title 'ncm'" "$A/figures/gmm_small_probe_top1.gp"
+check "one line per checkpoint in the weights figure" \
+    bash -c "grep -q \"title 'resnet_pre'\" '$A/figures/weights_metric_sparsity.gp' &&
+             grep -q \"title 'resnet_ft'\" '$A/figures/weights_metric_sparsity.gp'"
+check "same colour for knn in probe and OOD figures" \
+    bash -c "grep -q \"lc rgb '#ff7f0e' title 'knn'\" '$A/figures/gmm_small_probe_top1.gp' &&
+             grep -q \"lc rgb '#ff7f0e' title 'knn\" '$A/figures/gmm_small_ood_auroc.gp'"
+check "layer order from the CSV, not natural sort" grep -q "set xtics ('conv1' 0, 'layer1' 1, 'layer2' 2, 'layer3' 3, 'layer4' 4, 'fc' 5)" "$A/figures/gmm_small_probe_top1.gp"
+check ".gp re-draws by hand" bash -c "cd '$A/figures' && gnuplot -e \"out='byhand'\" gmm_small_cka_linear.gp && test -s byhand.png && rm byhand.png byhand.svg"
+
+# ------------------------------------------------------- 2. determinism
+B=$T/elsewhere/b
+fixture "$B"
+check "report on a second copy" "$RB" report "$B"
+check "same CSV -> same .dat/.gp/pages at another path" $PY same "$A" "$B"
+cp -r "$A" "$T/a0"
+check "re-run in place" "$RB" report "$A"
+check "re-run gives the same bytes" $PY same "$A" "$T/a0"
+
+# ------------------------------------------------- 3. malformed inputs
+H="model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds"
+mkdir -p "$T/m/empty_dir" "$T/m/empty/p" "$T/m/nocol/p" "$T/m/fields/p" "$T/m/hdr/p" "$T/m/extra/p" \
+         "$T/m/mixed/good" "$T/m/mixed/bad" "$T/m/unknown/p" "$T/m/num/p"
+: >"$T/m/empty/p/results.csv"
+printf 'model,dataset,layer,split,method,params,metric\nm,d,l1,test,knn,,top1\n' >"$T/m/nocol/p/results.csv"
+printf '%s\nm,d,l1,test,knn,,top1,0.5,,,10,0\n' "$H" >"$T/m/fields/p/results.csv"
+printf '%s\n' "$H" >"$T/m/hdr/p/results.csv"
+printf '%s,host\nm,d,l1,test,knn,,top1,0.5,0.4,0.6,10,0,0,h\nm,d,l2,test,knn,,top1,0.7,0.6,0.8,10,0,0,h\n' "$H" \
+    >"$T/m/extra/p/results.csv"
+cp "$T/m/extra/p/results.csv" "$T/m/mixed/good/results.csv"
+printf '%s\nm,d,l1,test,knn,,top1,0.5\n' "$H" >"$T/m/mixed/bad/results.csv"
+printf '%s\nm,d,l1,test,brand_new,,weird_metric,3.5,,,10,0,0\n' "$H" >"$T/m/unknown/p/results.csv"
+printf '%s\nm,d,l1,test,knn,,top1,0,5,,,10,0,0\n' "$H" >"$T/m/num/p/results.csv"
+
+expect_exit "missing directory" 2 "not a directory" "$T/m/nope" --no-draw
+expect_exit "no results.csv" 2 "no results.csv found" "$T/m/empty_dir" --no-draw
+expect_exit "empty file" 2 "p/results.csv: empty file, no header" "$T/m/empty" --no-draw
+expect_exit "missing column" 2 "lacks the required column 'value'" "$T/m/nocol" --no-draw
+expect_exit "short record" 2 "record 2: 12 fields, the header has 13" "$T/m/fields" --no-draw
+expect_exit "unquoted comma in a number" 2 "record 2: 14 fields" "$T/m/num" --no-draw
+expect_exit "header only" 2 "no result rows" "$T/m/hdr" --no-draw
+expect_exit "extra column: report made" 0 "report: 1 results files" "$T/m/extra"
+check "extra column noted in summary" grep -q "extra columns ignored: host" "$T/m/extra/summary.md"
+check "extra column: figure drawn" $PY files "$T/m/extra" m_d_probe_top1
+expect_exit "one bad file among good: exit 2" 2 "1 of 2 results.csv files unusable" "$T/m/mixed"
+check "  ... the good one is still reported" $PY files "$T/m/mixed" m_d_probe_top1
+check "  ... and the bad one is named in summary.md" grep -q "unusable: bad/results.csv: record 2: 8 fields" "$T/m/mixed/summary.md"
+expect_exit "unknown method on one layer: no figure, exit 0" 0 "0 figures" "$T/m/unknown"
+check "  ... named in the notes" grep -q 'metric `weird_metric` of method `brand_new` (1 rows) not drawn' "$T/m/unknown/summary.md"
+check "  ... listed in index.html" grep -q "<td>weird_metric</td>" "$T/m/unknown/index.html"
+check "  ... no figure files" bash -c "! ls '$T/m/unknown/figures/'* 2>/dev/null"
+expect_exit "gnuplot missing" 1 "apt-get install gnuplot-nox" "$T/m/extra" --gnuplot /nonexistent/gnuplot
+mkdir -p "$T/nopath"
+rm -rf "$T/m/extra/figures"
+env PATH="$T/nopath" "$RB" report "$T/m/extra" >/dev/null 2>"$T/stderr"
+rc=$?
+if [ "$rc" = 1 ] && tail -n 1 "$T/stderr" | grep -q "apt-get install gnuplot-nox"; then ok "gnuplot not on PATH (exit 1)"
+else bad "gnuplot not on PATH: exit $rc"; cat "$T/stderr"; fi
+check "  ... data and script still written" test -s "$T/m/extra/figures/m_d_probe_top1.gp"
+rm -rf "$T/m/extra/figures"
+expect_exit "gnuplot failing on every figure" 1 "gnuplot failed on 1 of 1 figures" "$T/m/extra" --gnuplot /bin/false
+check "  ... no image and no temporary left" bash -c "! ls '$T/m/extra/figures/'*.png '$T/m/extra/figures/'*tmp* 2>/dev/null"
+check "  ... the page says so" grep -q "Not drawn (gnuplot failed)" "$T/m/extra/index.html"
+expect_exit "bad option" 2 "unknown option" "$T/m/extra" --frobnicate
+expect_exit "two directories" 2 "one results directory expected" "$T/m/extra" "$T/m/unknown"
+
+# --------------------------------------------------- 4. real run output
+if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcommands 2>/dev/null | grep -qx gen; then
+    R=$T/real
+    if "$RB" gen gmm --seed 3 --classes 10 --dim 16 --layers 3 --n-train 300 --n-test 200 --n-ood 100 \
+           --model tiny -o "$T/tiny.h5" >"$T/gen.log" 2>&1 &&
+       "$RB" run --family probe --bootstrap 50 -o "$R/tiny/probe" "$T/tiny.h5" >"$T/run.log" 2>&1; then
+        ok "repbench gen + run on a tiny dump"
+        # Geometry rows too when those methods are built (fast ones only).
+        GEO=collapse,idim,spectrum,similarity
+        if [ "$("$RB" list 2>/dev/null | awk '$2=="geometry"{print $1}' | grep -cxE 'collapse|idim|spectrum|similarity')" = 4 ]; then
+            "$RB" run --family geometry --methods $GEO -o "$R/tiny/geometry" "$T/tiny.h5" >"$T/run.log" 2>&1 &&
+                ok "repbench run geometry ($GEO)" || bad "repbench run geometry"
+        fi
+        check "report on real run output" "$RB" report "$R"
+        check "real: summary.md numbers equal the CSV's" $PY summary "$R"
+        check "real: probe figures valid" $PY files "$R" tiny_gmm_k10_d16_probe_top1 tiny_gmm_k10_d16_probe_balanced_acc
+        check "real: index.html complete" $PY index "$R"
+    else
+        bad "repbench gen/run on a tiny dump"; sed 's/^/     /' "$T/gen.log" "$T/run.log" | tail -5
+    fi
+else
+    echo "skip real run output: the run/gen subcommands are not built yet"
+fi
+
+# ------------------------------------------------------------ 5. chromium
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium (apt) for the page check ..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$T/apt.log" 2>&1
+fi
+if command -v chromium >/dev/null 2>&1; then
+    UD=$(mktemp -d "$T/chromium.XXXXXX")
+    timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$UD" \
+        --enable-logging=stderr --v=0 --dump-dom "file://$A/index.html" >"$T/dom.html" 2>"$T/chromium.log"
+    rc=$?
+    check "chromium renders index.html (exit $rc)" test "$rc" = 0
+    check "  ... without console messages" $PY console "$T/chromium.log"
+    n=$(grep -o '<figure id=' "$T/dom.html" | wc -l)
+    check "  ... the DOM holds all 16 figures (got $n)" test "$n" = 16
+else
+    echo "SKIP chromium page check: chromium is not installed and could not be installed with apt"
+fi
+
+echo "cli_report: $pass passed, $failn failed"
+[ "$failn" = 0 ]

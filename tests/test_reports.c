@@ -1,0 +1,150 @@
+/*
+ * test_reports.c -- the results-CSV reader (reports/csvread.h) and the
+ * colour table (reports/report.h): RFC 4180 quoting, columns found by name,
+ * extra columns noted, every malformed input refused with a message that
+ * names the record, and NaN / empty intervals.
+ */
+#include "tests/check.h"
+#include "reports/csvread.h"
+#include "reports/report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define HDR "model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds\n"
+
+static int parse(const char *text, rb_rows *r, char *note, rb_err *e)
+{
+    memset(e, 0, sizeof *e);
+    return rb_csvread_buf("t.csv", text, strlen(text), r, note, 256, e);
+}
+
+static void test_quoted_fields(void)
+{
+    rb_rows r = {0};
+    rb_err e;
+    char note[256];
+    const char *text = HDR
+        "m1,d1,\"layer,4\",test,knn,\"k=20;metric=cosine\",top1,0.8125,0.79,0.835,1000,3,1.5\n"
+        "m1,d1,\"say \"\"hi\"\"\",test,logreg,,top1,0.5,,,10,0,0\r\n"
+        "m1,d1,\"multi\nline\",test,ncm,,balanced_acc,nan,,,7,0,0"; /* no final newline */
+    CHECK_INT(parse(text, &r, note, &e), RB_OK);
+    CHECK_INT(r.n, 3);
+    if (r.n == 3) {
+        CHECK(!strcmp(r.rows[0].layer, "layer,4"));
+        CHECK(!strcmp(r.rows[0].params, "k=20;metric=cosine"));
+        CHECK_ABS(r.rows[0].value, 0.8125, 0);
+        CHECK_ABS(r.rows[0].ci_low, 0.79, 0);
+        CHECK_ABS(r.rows[0].ci_high, 0.835, 0);
+        CHECK_INT(r.rows[0].n, 1000);
+        CHECK_INT(r.rows[0].seed, 3);
+        CHECK_ABS(r.rows[0].seconds, 1.5, 0);
+        CHECK(!strcmp(r.rows[1].layer, "say \"hi\""));
+        CHECK(!strcmp(r.rows[1].params, ""));
+        CHECK(isnan(r.rows[1].ci_low) && isnan(r.rows[1].ci_high));
+        CHECK(!strcmp(r.rows[2].layer, "multi\nline"));
+        CHECK(isnan(r.rows[2].value));
+        CHECK_INT(r.rows[2].n, 7);
+    }
+    CHECK(note[0] == '\0');
+    rb_rows_free(&r);
+}
+
+static void test_columns_by_name(void)
+{
+    rb_rows r = {0};
+    rb_err e;
+    char note[256];
+    /* Reordered, optional columns absent, two extra columns. */
+    const char *text = "metric,value,extra1,model,dataset,layer,split,method,params,host\n"
+                       "top1,0.25,x,m,d,l3,test,ncm,,h1\n";
+    CHECK_INT(parse(text, &r, note, &e), RB_OK);
+    CHECK_INT(r.n, 1);
+    if (r.n == 1) {
+        CHECK(!strcmp(r.rows[0].metric, "top1"));
+        CHECK(!strcmp(r.rows[0].layer, "l3"));
+        CHECK_ABS(r.rows[0].value, 0.25, 0);
+        CHECK(isnan(r.rows[0].ci_low));
+    }
+    CHECK(strstr(note, "extra columns ignored: extra1,host") != NULL);
+    rb_rows_free(&r);
+}
+
+/* Each malformed input is refused with RB_EINVAL, a message containing
+ * want, and no rows left behind. */
+static void refused(const char *text, const char *want)
+{
+    rb_rows r = {0};
+    rb_err e;
+    char note[256];
+    int rc = parse(text, &r, note, &e);
+    CHECK_INT(rc, RB_EINVAL);
+    CHECK_INT(r.n, 0);
+    if (!strstr(e.msg, want)) {
+        fprintf(stderr, "  message '%s' lacks '%s'\n", e.msg, want);
+        CHECK(0);
+    }
+    CHECK(strncmp(e.msg, "t.csv", 5) == 0);
+    rb_rows_free(&r);
+}
+
+static void test_malformed(void)
+{
+    refused("", "empty file");
+    refused(" \n\n", "empty file");
+    refused("model,dataset,layer,split,method,params,metric\nm,d,l,test,knn,,top1\n",
+            "lacks the required column 'value'");
+    refused(HDR "m,d,l,test,knn,,top1,0.5,,,10,0\n", "record 2: 12 fields, the header has 13");
+    refused(HDR "m,d,l,test,knn,,top1,0.5,,,10,0,0\nm,d,l,test,knn,,top1,0.5,,,10,0,0,9\n",
+            "record 3: 14 fields");
+    refused(HDR "m,d,l,test,knn,,top1,zero.5,,,10,0,0\n", "value is not a number: 'zero.5'");
+    refused(HDR "m,d,l,test,knn,,top1,0.5,0.4x,,10,0,0\n", "ci_low is not a number");
+    refused(HDR "m,d,l,test,,,top1,0.5,,,10,0,0\n", "empty method");
+    refused(HDR "m,d,l,test,knn,,top1,0.5,,,10,0,0\nm,d,\"unterminated,test\n", "not valid CSV");
+    refused("model,model,dataset,layer,split,method,params,metric,value\n", "appears twice");
+    char big[600];
+    memset(big, 'a', 300);
+    big[300] = '\0';
+    char text[1200];
+    snprintf(text, sizeof text, HDR "m,d,%s,test,knn,,top1,0.5,,,10,0,0\n", big);
+    refused(text, "layer field longer than 127");
+}
+
+static void test_header_only_and_append(void)
+{
+    rb_rows r = {0};
+    rb_err e;
+    char note[256];
+    CHECK_INT(parse(HDR, &r, note, &e), RB_OK);
+    CHECK_INT(r.n, 0);
+    CHECK_INT(parse(HDR "m,d,l,test,knn,,top1,0.5,,,10,0,0\n", &r, note, &e), RB_OK);
+    CHECK_INT(parse(HDR "m,d,l,test,knn,,top5,0.75,,,10,0,0\n", &r, note, &e), RB_OK);
+    CHECK_INT(r.n, 2);
+    /* A failing file does not disturb the rows read before it. */
+    CHECK_INT(parse(HDR "m,d,l,test,knn,,top5,0.75,,,10,0,0\nm,d\n", &r, note, &e), RB_EINVAL);
+    CHECK_INT(r.n, 2);
+    rb_rows_free(&r);
+    CHECK_INT(rb_csvread_file("/nonexistent/results.csv", &r, note, sizeof note, &e), RB_EIO);
+}
+
+static void test_colours(void)
+{
+    /* Fixed for known names, the same for a name on every call, and one of
+     * the palette's #rrggbb strings for an unknown name. */
+    CHECK(!strcmp(rb_report_colour("logreg"), "#1f77b4"));
+    CHECK(!strcmp(rb_report_colour("knn"), "#ff7f0e"));
+    const char *a = rb_report_colour("some_new_probe");
+    CHECK(!strcmp(a, rb_report_colour("some_new_probe")));
+    CHECK(strlen(a) == 7 && a[0] == '#');
+}
+
+int main(void)
+{
+    test_quoted_fields();
+    test_columns_by_name();
+    test_malformed();
+    test_header_only_and_append();
+    test_colours();
+    return check_summary();
+}
