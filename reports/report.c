@@ -552,6 +552,41 @@ static void draw_all(rb_rctx *c)
     free(started);
 }
 
+/* Remove the figures of an earlier report that this one did not make, so
+ * figures/ holds exactly the figures of index.html.  Only files of a base
+ * whose .gp starts with our header are touched. */
+static void remove_stale(const rb_rctx *c)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(c->figdir, &ents, NULL, NULL);
+    if (n < 0) return;
+    for (int i = 0; i < n; i++) {
+        const char *nm = ents[i]->d_name;
+        size_t len = strlen(nm);
+        if (len > 3 && !strcmp(nm + len - 3, ".gp")) {
+            char base[256], path[4400], head[32] = "";
+            rb_fmt(base, sizeof base, "%.*s", (int)(len - 3), nm);
+            int ours = 0;
+            for (size_t k = 0; k < c->nfigs && !ours; k++) ours = !strcmp(c->figs[k].base, base);
+            rb_fmt(path, sizeof path, "%s/%s", c->figdir, nm);
+            FILE *fp = ours ? NULL : fopen(path, "r");
+            if (fp) {
+                if (!fgets(head, sizeof head, fp)) head[0] = '\0';
+                fclose(fp);
+                if (!strncmp(head, "# repbench figure: ", 19)) {
+                    static const char *const ext[4] = {"gp", "dat", "png", "svg"};
+                    for (int k = 0; k < 4; k++) {
+                        rb_fmt(path, sizeof path, "%s/%s.%s", c->figdir, base, ext[k]);
+                        remove(path);
+                    }
+                }
+            }
+        }
+        free(ents[i]);
+    }
+    free(ents);
+}
+
 /* ============================================================= reading */
 
 /* The files below dir named results.csv, in byte order of path, at most
@@ -1307,6 +1342,7 @@ int rb_report_dir(const rb_report_opts *o, rb_report_stats *st, rb_err *e)
             if ((rc = families[k](&c, d, e))) goto out;
 
     draw_all(&c);
+    remove_stale(&c);
     if ((rc = write_summary(&c, e))) goto out;
     if ((rc = write_index(&c, e))) goto out;
 

@@ -80,6 +80,11 @@ cp -r "$A" "$T/a0"
 check "re-run in place" "$RB" report "$A"
 check "re-run gives the same bytes" $PY same "$A" "$T/a0"
 
+rm -rf "$A/gmm_small/ood"
+check "re-run after removing a family" "$RB" report "$A"
+check "  ... its figures are gone, the rest intact" bash -c "! ls '$A/figures/'*ood* 2>/dev/null && test -s '$A/figures/gmm_small_probe_top1.png'"
+check "  ... and the page is consistent" $PY index "$A"
+
 # ------------------------------------------------- 3. malformed inputs
 H="model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds"
 mkdir -p "$T/m/empty_dir" "$T/m/empty/p" "$T/m/nocol/p" "$T/m/fields/p" "$T/m/hdr/p" "$T/m/extra/p" \
@@ -160,7 +165,7 @@ if command -v chromium >/dev/null 2>&1; then
     UD=$(mktemp -d "$T/chromium.XXXXXX")
     timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$UD" \
-        --enable-logging=stderr --v=0 --dump-dom "file://$A/index.html" >"$T/dom.html" 2>"$T/chromium.log"
+        --enable-logging=stderr --v=0 --dump-dom "file://$B/index.html" >"$T/dom.html" 2>"$T/chromium.log"
     rc=$?
     check "chromium renders index.html (exit $rc)" test "$rc" = 0
     check "  ... without console messages" $PY console "$T/chromium.log"
