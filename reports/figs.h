@@ -90,6 +90,9 @@ typedef struct {
     size_t failed;     /* figures gnuplot failed on */
 } rb_rctx;
 
+/* A one-line warning through the report's sink (o->warn), if any. */
+void rb_rctx_warn(const rb_rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Layer index of name in the dump's depth order, or -1. */
 long rb_rctx_layer(const rb_rctx *c, size_t dump, const char *layer);
 
@@ -156,6 +159,7 @@ int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e);  /* figs_heat.c */
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e);   /* figs_curve.c */
 int rb_figs_checks(rb_rctx *c, size_t dump, rb_err *e);   /* figs_checks.c */
 int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
+int rb_figs_side(rb_rctx *c, size_t dump, rb_err *e);     /* figs_side.c */
 int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e);    /* figs_curve.c */
 int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
 

@@ -400,8 +400,7 @@ static int find_on_path(const char *exe)
     return 0;
 }
 
-static void warn(const rb_rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warn(const rb_rctx *c, const char *fmt, ...)
+void rb_rctx_warn(const rb_rctx *c, const char *fmt, ...)
 {
     if (!c->o->warn) return;
     char msg[1024];
@@ -544,7 +543,7 @@ static void draw_all(rb_rctx *c)
             f->drawn = 1;
         } else {
             c->failed++;
-            warn(c, "report: figure %s not drawn: %s", f->base, why);
+            rb_rctx_warn(c, "report: figure %s not drawn: %s", f->base, why);
         }
         f->pending = 0;
     }
@@ -598,7 +597,7 @@ static int walk(rb_rctx *c, const char *dir, const char *rel, int depth, rb_err 
     int n = scandir(dir, &ents, NULL, NULL);
     if (n < 0) {
         if (depth == 0) RB_FAIL(e, RB_EIO, "%s: cannot read directory: %s", dir, strerror(errno));
-        warn(c, "report: %s: cannot read directory: %s", dir, strerror(errno));
+        rb_rctx_warn(c, "report: %s: cannot read directory: %s", dir, strerror(errno));
         return RB_OK;
     }
     /* Byte order, not the locale's collation: the same on every host. */
@@ -646,9 +645,9 @@ static int walk(rb_rctx *c, const char *dir, const char *rel, int depth, rb_err 
                 const char *m = fe.msg;
                 if (!strncmp(m, full, strlen(full))) m += strlen(full);
                 rb_fmt(f->msg, sizeof f->msg, "%s%s", sub, m);
-                warn(c, "report: unusable %s", f->msg);
+                rb_rctx_warn(c, "report: unusable %s", f->msg);
             } else if (f->nrow == 0) {
-                warn(c, "report: %s: header only, no rows", sub);
+                rb_rctx_warn(c, "report: %s: header only, no rows", sub);
             }
         }
     }
@@ -791,7 +790,7 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
                 if (*p == ',') p = js_ws(p + 1);
             }
             if (!p || *p != '}') {
-                warn(c, "report: %s: could not read the \"%s\" list", path, k ? "failed" : "skipped");
+                rb_rctx_warn(c, "report: %s: could not read the \"%s\" list", path, k ? "failed" : "skipped");
                 break;
             }
             rb_rskip *ns = realloc(c->skips, (c->nskips + 1) * sizeof *ns);
@@ -810,8 +809,8 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
 static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
-                                        "heatmap", "spectrum", "theory", "checks", "sweep",
-                                        "metric"};
+                                        "heatmap", "spectrum", "esd", "filters", "theory",
+                                        "checks", "sweep", "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
 
 static int fig_rank(const rb_rfig *f)
@@ -1274,7 +1273,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
     rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
-    rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
+    rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_side, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };
 
 static void ctx_free(rb_rctx *c)
