@@ -15,8 +15,8 @@
  * H5T_NATIVE_FLOAT), which handles IEEE half, single and double precision;
  * labels are read as int64, range-checked and stored as int32.
  *
- * The serial HDF5 library is not thread-safe: read() and read_array() take
- * the reader's mutex, so a threaded harness may call them concurrently.
+ * read() and read_array() take one process-wide lock around HDF5 calls, so
+ * a threaded harness may call them concurrently, on one dump or several.
  */
 #include "datasets/dump.h"
 
@@ -49,6 +49,7 @@ typedef struct {
     hsize_t dims[3];   /* first three extents */
     char dtype[24];    /* "float32", "int64", ... */
     int ok;            /* rank 2, float, non-empty D: readable as features */
+    int half;          /* IEEE binary16, little-endian: converted by a table */
     int has_depth;     /* integer attribute depth present */
     long long depth;
 } cell;
@@ -60,7 +61,7 @@ typedef struct {
     int labeled;       /* /labels/<split> present */
     char ldtype[24];   /* labels dtype, rank, extent */
     int lrank;
-    hsize_t ln;
+    hsize_t ln[3];     /* first extents of the labels dataset */
     int32_t *y;        /* owned n labels, NULL when unlabeled or invalid */
     size_t *count;     /* owned k class counts when y != NULL */
 } split;
@@ -90,8 +91,6 @@ struct rb_dump {
     size_t *sn;
     const int32_t **sy;
     rb_source src;
-    pthread_mutex_t mu;
-    int mu_init;
 };
 
 #define NAT_ORDER "natural sort of names"
@@ -208,6 +207,9 @@ static void prob(rb_dump *d, int code, const char *obj, const char *fmt, ...)
         fmtb(line, sizeof line, "%s: %s: %s", d->path, obj, text);
     else
         fmtb(line, sizeof line, "%s: %s", d->path, text);
+    /* One line, whatever the names in the file hold. */
+    for (char *q = line; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
     if (d->npr == d->cappr) {
         size_t cap = d->cappr ? 2 * d->cappr : 8;
         problem *p = realloc(d->pr, cap * sizeof *p);
@@ -554,6 +556,61 @@ static void scan_root_attrs(rb_dump *d)
     }
 }
 
+/* ------------------------------------------------------------ float16 */
+
+/* HDF5 1.10 converts float16 to float in its generic soft path, about 5M
+ * values/s; a 65536-entry table does the same exact widening (every half is
+ * a float) at memory speed.  The table is the IEEE 754 binary16 decoding:
+ * sign, 5-bit exponent with bias 15, 10-bit fraction; subnormals m * 2^-24;
+ * exponent 31 is Inf (m = 0) or NaN (payload kept in the top fraction bits). */
+static float half_table[65536];
+static pthread_once_t half_once = PTHREAD_ONCE_INIT;
+
+static void half_init(void)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        uint32_t sg = (h & 0x8000u) << 16, ex = (h >> 10) & 0x1fu, m = h & 0x3ffu, f;
+        if (ex == 0) {
+            float v = ldexpf((float)m, -24);
+            half_table[h] = sg ? -v : v;
+            continue;
+        }
+        f = ex == 31 ? sg | 0x7f800000u | (m << 13) : sg | ((ex + 112) << 23) | (m << 13);
+        memcpy(&half_table[h], &f, sizeof f);
+    }
+}
+
+/* 1 when the dataset's type is little-endian IEEE binary16 (what NumPy and
+ * h5py write for float16), so the raw bytes can go through the table. */
+static int is_half(hid_t ds)
+{
+    hid_t t = H5Dget_type(ds);
+    if (t < 0) return 0;
+    size_t spos, epos, esize, mpos, msize;
+    int ok = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 2 &&
+             H5Tget_order(t) == H5T_ORDER_LE && H5Tget_precision(t) == 16 &&
+             H5Tget_offset(t) == 0 &&
+             H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 &&
+             spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 &&
+             H5Tget_ebias(t) == 15 && H5Tget_norm(t) == H5T_NORM_IMPLIED;
+    H5Tclose(t);
+    return ok;
+}
+
+/* Widen n halves stored at the start of buf (2 bytes each) to floats in
+ * place, from the last: float i (bytes 4i..4i+3) only overwrites halves
+ * with index >= i, which are already converted. */
+static void half_widen(float *buf, size_t n)
+{
+    pthread_once(&half_once, half_init);
+    unsigned char *b = (unsigned char *)buf;
+    for (size_t i = n; i-- > 0;) {
+        uint16_t h;
+        memcpy(&h, b + 2 * i, sizeof h);
+        memcpy(b + 4 * i, &half_table[h], sizeof(float));
+    }
+}
+
 static int cell_open(rb_dump *d, size_t s, size_t l)
 {
     cell *c = &d->c[s * d->nl + l];
@@ -591,6 +648,7 @@ static int cell_open(rb_dump *d, size_t s, size_t l)
         prob(d, RB_EINVAL, path, "D = 0 (no feature columns)");
     else
         c->ok = 1;
+    if (c->ok) c->half = is_half(c->id);
     return 0;
 }
 
@@ -609,7 +667,7 @@ static void scan_labels(rb_dump *d, split *sp)
     }
     static const char *const known[] = {NULL};
     list_ignored_attrs(d, ds, path, known);
-    sp->ln = dims[0];
+    memcpy(sp->ln, dims, sizeof sp->ln);
     if (sp->lrank != 1) {
         prob(d, RB_EINVAL, path, "rank %d, expected 1 ([N] class indices)",
              sp->lrank);
@@ -806,9 +864,7 @@ static void check_shapes(rb_dump *d)
                          n, sp->name, sp->n);
                     c->ok = 0;
                 }
-            } else if (sp->labeled) {
-                /* labels unusable: already reported */
-            } else if (ref == SIZE_MAX) {
+            } else if (ref == SIZE_MAX) { /* unlabeled, or labels unusable */
                 ref = l;
                 sp->n = n;
                 sp->n_known = 1;
@@ -1017,8 +1073,11 @@ static void scan(rb_dump *d)
         h5_errdesc(why);
         if (strstr(why, "truncated"))
             prob(d, RB_EIO, NULL, "truncated HDF5 file (%s)", why);
+        else if (strstr(why, "lock"))
+            prob(d, RB_EIO, NULL, "cannot open: the file is locked (is another process "
+                                  "still writing it?): %s", why);
         else
-            prob(d, RB_EIO, NULL, "cannot open as HDF5 (corrupt or truncated file%s%s)",
+            prob(d, RB_EIO, NULL, "cannot open as HDF5 (corrupt file%s%s)",
                  why[0] ? ": " : "", why);
         return;
     }
@@ -1204,6 +1263,23 @@ out:
 
 /* ----------------------------------------------------------------- source */
 
+/* One lock for every reader: a serial HDF5 built without thread safety must
+ * not be entered by two threads at once, whatever the dump.  (Debian's
+ * libhdf5 is built thread-safe, where this costs one uncontended lock.)
+ * HDF5 error stacks are per thread in a thread-safe build, so a worker
+ * thread's first read also turns automatic error printing off for it. */
+static pthread_mutex_t h5_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local int h5_quiet;
+
+static void h5_lock(void)
+{
+    pthread_mutex_lock(&h5_mu);
+    if (!h5_quiet) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        h5_quiet = 1;
+    }
+}
+
 static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
                     float *dst, rb_err *e)
 {
@@ -1216,21 +1292,26 @@ static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
     int rc = RB_OK;
     hid_t fs = H5I_INVALID_HID, ms = H5I_INVALID_HID;
     hsize_t start[2] = {r0, 0}, count[2] = {nr, d->ld[l]};
-    pthread_mutex_lock(&d->mu);
+    hid_t mt = H5I_INVALID_HID;
+    h5_lock();
     fs = H5Dget_space(c->id);
     ms = H5Screate_simple(2, count, NULL);
-    if (fs < 0 || ms < 0 ||
+    /* float16: raw bytes (memory type = file type), widened by the table. */
+    mt = c->half ? H5Dget_type(c->id) : H5Tcopy(H5T_NATIVE_FLOAT);
+    if (fs < 0 || ms < 0 || mt < 0 ||
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dread(c->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst) < 0) {
+        H5Dread(c->id, mt, ms, fs, H5P_DEFAULT, dst) < 0) {
         char why[200];
         h5_errdesc(why);
         rc = rb_fail(e, RB_EIO, "%s: /features/%s/%s: read of rows [%zu, %zu) failed%s%s",
                      d->path, d->sp[s].name, d->lname[l], r0, r0 + nr,
                      why[0] ? ": " : "", why);
     }
+    if (mt >= 0) H5Tclose(mt);
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
-    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&h5_mu);
+    if (rc == RB_OK && c->half) half_widen(dst, nr * d->ld[l]);
     return rc;
 }
 
@@ -1242,7 +1323,7 @@ static int src_read_array(void *h, const char *path, float **out,
     hid_t ds = H5I_INVALID_HID, sp = H5I_INVALID_HID, t = H5I_INVALID_HID;
     float *x = NULL;
     *out = NULL;
-    pthread_mutex_lock(&d->mu);
+    h5_lock();
     if (!path || path[0] != '/' || !path_exists(d->f, path)) {
         rc = rb_fail(e, RB_EINVAL, "%s: %s: absent", d->path, path ? path : "(null)");
         goto out;
@@ -1294,7 +1375,7 @@ out:
     if (t >= 0) H5Tclose(t);
     if (sp >= 0) H5Sclose(sp);
     if (ds >= 0) H5Dclose(ds);
-    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&h5_mu);
     return rc;
 }
 
@@ -1324,7 +1405,6 @@ static rb_dump *dump_new(const char *path, int require_tt)
     base_name(path, d->model, sizeof d->model);
     fmtb(d->dataset, sizeof d->dataset, "%s", d->model);
     d->order = NAT_ORDER;
-    if (pthread_mutex_init(&d->mu, NULL) == 0) d->mu_init = 1;
     return d;
 }
 
@@ -1354,7 +1434,6 @@ void rb_dump_close(rb_dump *d)
     free(d->lnames);
     free(d->sn);
     free(d->sy);
-    if (d->mu_init) pthread_mutex_destroy(&d->mu);
     free(d->path);
     free(d);
 }
@@ -1394,7 +1473,7 @@ int rb_dump_open(const char *path, int require_train_test, rb_dump **out,
 {
     *out = NULL;
     rb_dump *d = dump_new(path, require_train_test);
-    if (!d || !d->mu_init) {
+    if (!d) {
         rb_dump_close(d);
         RB_FAIL(e, RB_ENOMEM, "%s: out of memory", path);
     }
@@ -1488,7 +1567,7 @@ int rb_dump_inspect(const char *path, void *fpv, rb_err *e)
 {
     FILE *fp = fpv;
     rb_dump *d = dump_new(path, 1);
-    if (!d || !d->mu_init) {
+    if (!d) {
         rb_dump_close(d);
         RB_FAIL(e, RB_ENOMEM, "%s: out of memory", path);
     }
@@ -1517,10 +1596,12 @@ int rb_dump_inspect(const char *path, void *fpv, rb_err *e)
         for (size_t s = 0; s < d->ns; s++) {
             split *sp = &d->sp[s];
             fprintf(fp, "    %-12s N = %-8zu", sp->name, sp->n_known ? sp->n : 0);
-            if (sp->labeled)
-                fprintf(fp, " labels %s [%llu]%s\n", sp->ldtype,
-                        (unsigned long long)sp->ln,
+            if (sp->labeled) {
+                char shp[96];
+                shape_str(shp, sizeof shp, sp->lrank, sp->ln);
+                fprintf(fp, " labels %s %s%s\n", sp->ldtype, shp,
                         strncmp(sp->name, "ood", 3) == 0 ? " (out-of-distribution)" : "");
+            }
             else
                 fprintf(fp, " unlabeled%s\n",
                         strncmp(sp->name, "ood", 3) == 0 ? " (out-of-distribution)" : "");

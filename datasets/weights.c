@@ -34,6 +34,7 @@ struct rb_ckpt {
 /* ---------------------------------------------------------- small helpers */
 
 static int ends_with(const char *s, const char *suf);
+static hid_t h5_half_type(void);
 
 static char *dupstr(const char *s, size_t len)
 {
@@ -622,6 +623,10 @@ static int st_open(rb_ckpt *c, rb_err *e)
                      path, p.i);
         goto out;
     }
+    if (c->n == 0) {
+        rc = rb_fail(e, RB_EINVAL, "%s: header: no tensors", path);
+        goto out;
+    }
     /* Duplicate names. */
     for (size_t i = 0; i < c->n; i++) sp[i].idx = i;
     if (c->n > 1) {
@@ -923,7 +928,24 @@ int rb_ckpt_read(rb_ckpt *c, size_t i, double *dst, rb_err *e)
         snprintf(full, sizeof full, "/weights/%s", t->name);
         hid_t d = H5Dopen2(c->file, full, H5P_DEFAULT);
         if (d < 0) RB_FAIL(e, RB_EIO, "%s: %s: cannot open", c->path, full);
-        herr_t st = H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
+        herr_t st;
+        if (t->dtype == RB_WT_F16) {
+            /* HDF5's soft float16 -> double conversion is slow; read the raw
+             * halves into the front of dst and widen in place from the end
+             * (element i's 8 bytes only cover halves >= i, already done). */
+            hid_t ht = h5_half_type();
+            st = ht >= 0 ? H5Dread(d, ht, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) : -1;
+            if (ht >= 0) H5Tclose(ht);
+            if (st >= 0) {
+                const unsigned char *hb = (const unsigned char *)dst;
+                for (size_t k = t->numel; k-- > 0;) {
+                    uint16_t h = (uint16_t)(hb[2 * k] | (hb[2 * k + 1] << 8));
+                    dst[k] = rb_half_to_double(h);
+                }
+            }
+        } else {
+            st = H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
+        }
         H5Dclose(d);
         if (st < 0) RB_FAIL(e, RB_EIO, "%s: %s: H5Dread failed (truncated file?)", c->path, full);
         return check_finite(c, t, dst, e);

@@ -3,7 +3,7 @@
  * Conventions and numerics are stated in collapse.h.
  */
 #include "metrics/collapse.h"
-#include "metrics/probe_id.h"
+#include "metrics/logreg.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -191,7 +191,7 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     double *g = malloc(cc * cc * sizeof *g), *g2 = malloc(cc * cc * sizeof *g2);
     double *nrm = malloc(cc * sizeof *nrm), *var = malloc(cc * sizeof *var);
     double *mg = calloc(d, sizeof *mg);
-    double *Sw = a->full ? malloc(d * d * sizeof *Sw) : NULL;
+    double *Mc = a->full ? malloc(cc * d * sizeof *Mc) : NULL;
     double *D = a->full ? malloc(cc * d * sizeof *D) : NULL;
     size_t mn = cc < d ? cc : d;
     double *sv = a->full ? malloc(mn * sizeof *sv) : NULL;
@@ -199,7 +199,7 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     double *U = a->full ? malloc(cc * mn * sizeof *U) : NULL;
     double *SV = a->full ? malloc(mn * d * sizeof *SV) : NULL;
     if (!cls || !mu || !M || (W && !Wp) || !g || !g2 || !nrm || !var || !mg ||
-        (a->full && (!Sw || !D || !sv || !Vt || !U || !SV))) {
+        (a->full && (!Mc || !D || !sv || !Vt || !U || !SV))) {
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (C=%d, D=%zu)", c, d);
         goto out;
     }
@@ -261,16 +261,16 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     /* NC1 through the thin SVD of Mt. */
     res->nc1_trace = res->nc1_trace_over_c = NAN;
     if (a->full) {
-        memcpy(Sw, a->S, d * d * sizeof *Sw);
+        /* S_W is never formed (no second D x D matrix):
+         * N v^T S_W v = v^T S v - sum_c n_c (d_c . v)^2 with D's rows
+         * sqrt(n_c) d_c. */
         for (int i = 0; i < c; i++) {
             int j = cls[i];
             double s = sqrt((double)a->nc[j]);
             for (size_t l = 0; l < d; l++) D[(size_t)i * d + l] = s * a->sum[(size_t)j * d + l] / (double)a->nc[j];
         }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, c, -1.0, D, (int)d, 1.0, Sw, (int)d);
-        for (size_t i = 0; i < d * d; i++) Sw[i] /= (double)n;
-        memcpy(D, M, cc * d * sizeof *D); /* dgesdd destroys its input */
-        lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', c, (lapack_int)d, D, (lapack_int)d,
+        memcpy(Mc, M, cc * d * sizeof *Mc); /* dgesdd destroys its input */
+        lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', c, (lapack_int)d, Mc, (lapack_int)d,
                                          sv, U, (lapack_int)mn, Vt, (lapack_int)d);
         if (info != 0) {
             rc = rb_fail(e, RB_EINTERNAL, "collapse: dgesdd failed (info %d)", (int)info);
@@ -279,13 +279,19 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
         size_t r = (size_t)c - 1 < d ? (size_t)c - 1 : d;
         while (r > 0 && !(sv[r - 1] > svd_rtol * sv[0])) r--;
         res->rank = (int)r;
-        /* SV = Vt_r S_W (r x d); v_k^T S_W v_k = dot(SV_k, Vt_k). */
-        if (r > 0)
-            cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (int)r, (int)d, 1.0, Sw, (int)d,
+        /* SV = Vt_r S (r x d); U = D Vt_r^T (c x r, U is free now). */
+        if (r > 0) {
+            cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (int)r, (int)d, 1.0, a->S, (int)d,
                         Vt, (int)d, 0.0, SV, (int)d);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, (int)r, (int)d, 1.0, D, (int)d,
+                        Vt, (int)d, 0.0, U, (int)mn);
+        }
         double t = 0;
-        for (size_t q = 0; q < r; q++)
-            t += cblas_ddot((int)d, SV + q * d, 1, Vt + q * d, 1) / (sv[q] * sv[q]);
+        for (size_t q = 0; q < r; q++) {
+            double vsv = cblas_ddot((int)d, SV + q * d, 1, Vt + q * d, 1);
+            for (int i = 0; i < c; i++) vsv -= U[(size_t)i * mn + q] * U[(size_t)i * mn + q];
+            t += vsv / (double)n / (sv[q] * sv[q]);
+        }
         res->nc1_trace_over_c = t;
         res->nc1_trace = c * t;
     }
@@ -329,7 +335,7 @@ out:
     free(nrm);
     free(var);
     free(mg);
-    free(Sw);
+    free(Mc);
     free(D);
     free(sv);
     free(Vt);
@@ -388,9 +394,9 @@ typedef struct {
     const char *how;
 } head;
 
-/* Read the head named "/path/W,/path/b" from the dump, or fit the logistic
- * probe on the train view.  how = "none" leaves h->W NULL. */
-static int get_head(const rb_task *t, const char *spec, double lambda, head *h, rb_err *e)
+/* Read the head named "/path/W,/path/b" from the dump, or fit the logreg
+ * probe (metrics/logreg.h, inverse L2 strength C) on the train view.  how = "none" leaves h->W NULL. */
+static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb_err *e)
 {
     const rb_source *s = t->src;
     size_t d = s->layer_d[t->layer];
@@ -437,20 +443,15 @@ static int get_head(const rb_task *t, const char *spec, double lambda, head *h, 
     } else {
         rb_view tr;
         if ((rc = t->view(t, (size_t)t->train, t->layer, &tr, e))) goto out;
-        double *theta = calloc((size_t)k * (d + 1), sizeof *theta);
-        if (!theta) {
-            rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (head fit)");
-            goto out;
-        }
-        rb_pid_cfg cfg;
-        rb_pid_cfg_defaults(&cfg);
-        cfg.lambda = lambda;
-        rc = rb_pid_fit(&tr, &cfg, NULL, 0, NULL, theta, e);
+        rb_logreg_model m = {0};
+        rc = rb_logreg_fit(&tr, Cinv, 1e-6, 1000, NULL, t->o, &m, e);
         if (!rc) {
-            memcpy(h->W, theta, (size_t)k * d * sizeof *theta);
-            memcpy(h->b, theta + (size_t)k * d, (size_t)k * sizeof *theta);
+            for (size_t i = 0; i < (size_t)k * d; i++) h->W[i] = m.w[i];
+            for (int c = 0; c < k; c++) h->b[c] = m.b[c];
+            if (!m.converged) rb_logf(t->o, "collapse: logreg head did not converge in 1000 iterations");
         }
-        free(theta);
+        rb_logreg_model_free(&m);
+        if (rc) rb_err_wrap(e, "collapse: head fit");
         h->how = "logreg";
     }
 out:
@@ -490,13 +491,13 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     int rc = RB_OK, k = s->k;
     size_t d = s->layer_d[t->layer];
     long chunk, weighted;
-    double rtol, lambda;
+    double rtol, cinv;
     if ((rc = rb_opt_long(o, "nc_chunk", 4096, 1, 1L << 24, &chunk, e))) return rc;
     if ((rc = rb_opt_long(o, "nc_weighted", 0, 0, 1, &weighted, e))) return rc;
     if ((rc = rb_opt_double(o, "nc_svd_rtol", (double)(d > (size_t)k ? d : (size_t)k) * DBL_EPSILON,
                             0, 1, &rtol, e)))
         return rc;
-    if ((rc = rb_opt_double(o, "nc_lambda", 1e-4, 0, 1e6, &lambda, e))) return rc;
+    if ((rc = rb_opt_double(o, "nc_c", 1.0, 1e-12, 1e12, &cinv, e))) return rc;
     const char *spec = rb_opt_str(o, "head", "");
     const char *splits = rb_opt_str(o, "nc_splits", "train");
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "collapse: no train split");
@@ -513,7 +514,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         goto out;
     }
-    if ((rc = get_head(t, spec, lambda, &h, e))) goto out;
+    if ((rc = get_head(t, spec, cinv, &h, e))) goto out;
     char prm[RB_PARAMS_MAX], it[6][96];
     snprintf(it[0], sizeof it[0], "mu_g=%s", weighted ? "weighted" : "unweighted");
     snprintf(it[1], sizeof it[1], "head=%s", h.W ? h.how : "none");
@@ -521,7 +522,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     snprintf(it[3], sizeof it[3], "means=train");
     const char *items[6] = {it[0], it[1], it[2], it[3], NULL, NULL};
     if (h.W && strcmp(h.how, "logreg") == 0) {
-        snprintf(it[4], sizeof it[4], "lambda=%g", lambda);
+        snprintf(it[4], sizeof it[4], "C=%g", cinv);
         items[4] = it[4];
     }
     rb_params_sorted(prm, sizeof prm, items);

@@ -39,7 +39,9 @@
  * lies inside the class, the cancellation in that subtraction is governed by
  * the within-class spread only (not the distance of the data from the
  * origin or between classes), so S_W keeps full double accuracy relative to
- * its own size.  Memory: one D x D double matrix, C x D means, one chunk.
+ * its own size.  S_W itself is never formed: the quadratic forms
+ * v^T S_W v that NC1 needs are taken from S and the class sums.  Memory:
+ * one D x D double matrix, a few C x D matrices, one chunk.
  */
 #ifndef RB_COLLAPSE_H
 #define RB_COLLAPSE_H
@@ -95,7 +97,7 @@ size_t rb_nc_ncc_scratch(int k, size_t d, size_t n);
 
 /* The registry entry: streams the train split (and `nc_splits`) of the
  * task's layer.  Options: head, nc_weighted, nc_chunk, nc_splits,
- * nc_svd_rtol, nc_lambda. */
+ * nc_svd_rtol, nc_c (inverse L2 of the fitted logreg head). */
 int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e);
 
 #endif

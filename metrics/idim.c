@@ -182,19 +182,21 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
     const char *spn = rb_opt_str(o, "id_split", "train");
     int sp = rb_source_split(s, spn);
     if (sp < 0) RB_FAIL(e, RB_EINVAL, "idim: option id_split: no split '%s'", spn);
-    rb_view v;
-    if ((rc = t->view(t, (size_t)sp, t->layer, &v, e))) return rc;
+    /* Rows are read in chunks and only the subsample is kept, so memory is
+     * O(max_n D), not O(N D). */
+    rb_view v = {.n = s->split_n[sp], .d = s->layer_d[t->layer]};
+    const size_t chunk = 4096;
     size_t kmax = (size_t)(kk > k2 ? kk : k2);
     size_t m = v.n < (size_t)max_n ? v.n : (size_t)max_n;
     if (m <= kmax + 1) RB_FAIL(e, RB_EINVAL, "idim: split %s has %zu rows, need more than %zu", spn, v.n, kmax + 1);
     if (m == v.n) reps = 1; /* the whole split: no subsampling spread */
     double *res = malloc((size_t)reps * M_COUNT * sizeof *res);
-    float *x = malloc(m * v.d * sizeof *x);
+    float *x = malloc(m * v.d * sizeof *x), *buf = malloc(chunk * v.d * sizeof *buf);
     size_t *idx = malloc(v.n * sizeof *idx);
     double *col = malloc((size_t)reps * sizeof *col);
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
     size_t nu = m;
-    if (!res || !x || !idx || !col || !r) {
+    if (!res || !x || !buf || !idx || !col || !r) {
         rc = rb_fail(e, RB_ENOMEM, "idim: out of memory");
         goto out;
     }
@@ -206,7 +208,12 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
             gsl_ran_shuffle(r, idx, v.n, sizeof *idx);
             gsl_sort_ulong((unsigned long *)idx, 1, m);
         }
-        for (size_t i = 0; i < m; i++) memcpy(x + i * v.d, v.x + idx[i] * v.ld, v.d * sizeof *x);
+        for (size_t r0 = 0, i = 0; r0 < v.n && i < m; r0 += chunk) {
+            size_t c = v.n - r0 < chunk ? v.n - r0 : chunk;
+            if (idx[i] >= r0 + c) continue;
+            if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, c, buf, e))) goto out;
+            for (; i < m && idx[i] < r0 + c; i++) memcpy(x + i * v.d, buf + (idx[i] - r0) * v.d, v.d * sizeof *x);
+        }
         rb_logf(o, "idim: layer %s: subsample %ld/%ld (n=%zu)", s->layer_names[t->layer], q + 1, reps, m);
         if ((rc = estimate(x, m, v.d, kmax, f, (size_t)kk, (size_t)k1, (size_t)k2,
                            res + (size_t)q * M_COUNT, &nu, o, e)))
@@ -234,6 +241,7 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
 out:
     free(res);
     free(x);
+    free(buf);
     free(idx);
     free(col);
     gsl_rng_free(r);

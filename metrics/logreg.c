@@ -703,12 +703,17 @@ int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
         goto out;
     }
     rb_logreg_scores(&m, &te, sc);
-    char cs[64], sel[32], ts[48], mi[48], params[RB_PARAMS_MAX];
-    snprintf(cs, sizeof cs, "C=%.6g", C);
-    snprintf(sel, sizeof sel, "C_selected=%d", selected);
+    /* params name the protocol, not its outcome, so one probe keeps one
+     * params string across layers; the selected C is the row metric "C". */
+    char cs[64], vs[48], ts[48], mi[48], params[RB_PARAMS_MAX];
+    if (selected)
+        snprintf(cs, sizeof cs, "C=clip_search");
+    else
+        snprintf(cs, sizeof cs, "C=%.6g", C);
+    snprintf(vs, sizeof vs, "val_frac=%g", vf);
     snprintf(ts, sizeof ts, "tol=%g", tol);
     snprintf(mi, sizeof mi, "max_iter=%ld", max_iter);
-    const char *items[] = {cs, sel, mi, ts, NULL};
+    const char *items[] = {cs, mi, ts, selected ? vs : NULL, NULL};
     rb_params_sorted(params, sizeof params, items);
     int B = o ? o->bootstrap : 0;
     if ((rc = rb_probe_report("logreg", params, sc, te.n, k, te.y, B, rb_probe_seed(t, "logreg"),

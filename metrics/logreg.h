@@ -106,7 +106,7 @@ int rb_logreg_select_C(const rb_view *tr, const rb_logreg_select *p,
 /* The registry entry "logreg": options C (fix C; default: CLIP selection),
  * logreg_tol (1e-6), logreg_max_iter (1000), logreg_val_frac (0.2).
  * Rows: top1, top5, balanced_acc (with bootstrap CI) and C, iterations,
- * objective, converged; params "C=...;C_selected=0|1;tol=...". */
+ * objective, converged; params "C=<fixed value>|clip_search;max_iter=..;tol=..[;val_frac=..]" (the selected C is the row metric C). */
 int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e);
 
 #endif

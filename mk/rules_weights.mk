@@ -34,11 +34,11 @@ $(WEIGHT_DIR)/ckpt_pre.safetensors: $(WEIGHT_DIR)/gmm_small.h5 | bin/repbench
 $(WEIGHT_DIR)/ckpt_init.h5: $(WEIGHT_DIR)/gmm_small.h5 | bin/repbench
 	bin/repbench gen weights --kind init --seed 1 --features $< --model init -o $@
 $(WEIGHT_DIR)/ckpt_ft1.safetensors: $(WEIGHT_DIR)/gmm_small.h5 | bin/repbench
-	bin/repbench gen weights --kind ft --seed 1 --task 1 --rank 2 --features $< --model ft1 -o $@
+	bin/repbench gen weights --kind ft --seed 1 --task 1 --rank 2 --degenerate 0.125 --features $< --model ft1 -o $@
 $(WEIGHT_DIR)/ckpt_ft2.h5: $(WEIGHT_DIR)/gmm_small.h5 | bin/repbench
-	bin/repbench gen weights --kind ft --seed 1 --task 2 --rank 2 --features $< --model ft2 -o $@
+	bin/repbench gen weights --kind ft --seed 1 --task 2 --rank 2 --degenerate 0.125 --features $< --model ft2 -o $@
 $(WEIGHT_DIR)/ckpt_ft3.safetensors: $(WEIGHT_DIR)/gmm_small.h5 | bin/repbench
-	bin/repbench gen weights --kind ft --seed 1 --task 3 --rank 2 --features $< --model ft3 -o $@
+	bin/repbench gen weights --kind ft --seed 1 --task 3 --rank 2 --degenerate 0.125 --features $< --model ft3 -o $@
 
 # The weight sweep: one target, redone when a checkpoint or the binary is newer.
 SWEEP_EXTRA += sweep-weights

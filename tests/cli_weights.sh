@@ -86,6 +86,13 @@ for r in get(layer="all", metric="tv_cosine"):
 # pre proj.weight: power-law ESD with alpha = 3 within one standard error.
 a = float(get("pre", "proj.weight", "alpha")[0]["value"]); se = float(get("pre", "proj.weight", "alpha_se")[0]["value"])
 check("pre proj alpha %.3f within se %.3f of 3" % (a, se), abs(a - 3) <= se)
+# WeightWatcher rand_distance / softrank: a random init is its own shuffle
+# (softrank ~ 1, distance small); the structured proj.weight is not.
+for l in ["layer3.0.conv1.weight", "layer3.0.conv2.weight", "proj.weight"]:
+    check("init %s softrank ~ 1" % l, 0.9 <= float(get("init", l, "ww_softrank")[0]["value"]) <= 1.15)
+    check("init %s rand_distance < 0.05" % l, float(get("init", l, "ww_rand_distance")[0]["value"]) < 0.05)
+check("pre proj softrank < 0.6", float(get("pre", "proj.weight", "ww_softrank")[0]["value"]) < 0.6)
+check("pre proj rand_distance > 0.1", float(get("pre", "proj.weight", "ww_rand_distance")[0]["value"]) > 0.1)
 # Soup rows.
 check("soup head_acc for 5 heads x 2 splits", len(get(metric="head_acc")) == 10)
 g = get(metric="greedy_soup_acc", split="test")
@@ -111,11 +118,54 @@ check("filter_shift symmetric, zero diagonal",
 sys.exit(0 if ok else 1)
 PYEOF
 
+# Zero-shot WiSE-FT: /text/zs added to a copy of the dump; alpha = 0 is the
+# accuracy of argmax(x T^T) (computed here with NumPy), alpha = 1 each head's.
+cp "$W/gmm.h5" "$W/gmm_zs.h5"
+"$PY" - "$W" <<'PYEOF' || fail=1
+import h5py, numpy as np, sys
+d = sys.argv[1]
+with h5py.File(d + "/gmm_zs.h5", "a") as f:
+    layers = sorted(f["features/train"].keys(), key=lambda k: int(f["features/train"][k].attrs.get("depth", 0)))
+    last = layers[-1]
+    x, y = f["features/train/" + last][...], f["labels/train"][...]
+    t = np.stack([x[y == c].mean(0) for c in range(10)]) + np.random.default_rng(0).normal(0, 0.3, (10, x.shape[1]))
+    f.create_dataset("text/zs", data=t.astype("f4"))
+    xt, yt = f["features/test/" + last][...].astype(np.float64), f["labels/test"][...]
+    acc = float(np.mean(np.argmax(xt @ t.astype("f4").astype(np.float64).T, 1) == yt))
+open(d + "/zs_acc", "w").write(repr(acc))
+PYEOF
+if $RB weights --methods soup --features "$W/gmm_zs.h5" --zeroshot zs --alphas 0,0.5,1 -o "$W/zs" \
+     "$W/pre.safetensors" "$W/ft1.h5" 2>"$W/err"; then
+    "$PY" - "$W" <<'PYEOF' || fail=1
+import csv, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/zs/results.csv")))
+acc = float(open(d + "/zs_acc").read())
+w = [r for r in rows if r["metric"] == "wiseft_acc"]
+ok = len(w) == 6 and all("from=/text/zs" in r["params"] for r in w)
+a0 = [float(r["value"]) for r in w if r["params"].startswith("alpha=0;")]
+ok &= len(a0) == 2 and all(abs(v - acc) < 1e-12 for v in a0)
+for r in w:
+    if r["params"].startswith("alpha=1;"):
+        h = [float(x["value"]) for x in rows if x["metric"] == "head_acc" and x["model"] == r["model"] and x["split"] == "test"]
+        ok &= abs(float(r["value"]) - h[0]) < 1e-15
+print(("PASS" if ok else "FAIL") + " zero-shot WiSE-FT (alpha=0 acc %.4f vs NumPy %.4f)" % (a0[0] if a0 else -1, acc))
+sys.exit(0 if ok else 1)
+PYEOF
+else bad "zero-shot soup: $(cat "$W/err")"; fi
+
 # Determinism: the same run twice gives the same values.
 $RB weights --seed 5 --methods filters,spectra,sparsity -o "$W/run2" "$W/pre.safetensors" "$W/init.h5" 2>/dev/null
 $RB weights --seed 5 --methods filters,spectra,sparsity -o "$W/run3" "$W/pre.safetensors" "$W/init.h5" 2>/dev/null
 if cmp -s <(cut -d, -f1-12 "$W/run2/results.csv") <(cut -d, -f1-12 "$W/run3/results.csv"); then pass "deterministic"
 else bad "two runs differ"; fi
+
+# --layers restricts every method to the named tensors.
+if $RB weights --layers fc.weight,layer2.0.conv1.weight -o "$W/lay" "$W/pre.safetensors" "$W/ft1.h5" 2>/dev/null &&
+   [ "$(cut -d, -f3 "$W/lay/results.csv" | tail -n +2 | grep -v -e '^fc.weight$' -e '^layer2.0.conv1.weight$' -e '^all$' -e '|' | wc -l)" -eq 0 ] &&
+   grep -q '^pre,,layer2.0.conv1.weight,.*filter_sparsity' "$W/lay/results.csv"; then pass "--layers selection"
+else bad "--layers selection"; fi
+refuse "--layers unknown tensor" "no tensor 'nope'" $RB weights --layers nope -o "$W/r12" "$W/pre.safetensors"
 
 # ---------------------------------------------------------------- refusals
 $PY - "$W" <<'PYEOF'

@@ -12,7 +12,16 @@
  *
  * The suppression is for libhdf5 1.10.8 itself, which leaks a 56-byte block
  * when H5Fopen fails on a corrupt superblock ("addr overflow"); the files of
- * tests/make_bad_dumps.py are a good seed corpus too.
+ * tests/make_bad_dumps.py are a good seed corpus too.  Add
+ * ASAN_OPTIONS=allocator_may_return_null=1 so that absurd extents in a
+ * corrupt header exercise the reader's out-of-memory paths.
+ *
+ * Findings so far (2026-11, ~10 minutes): in our code, qsort on an empty
+ * list (UB) and unchecked allocation sizes from corrupt extents (fixed).
+ * In libhdf5 1.10.8, heap overflows and a use-after-free while decoding a
+ * corrupt attribute message (H5Aiterate2 -> H5A__compact_build_table ->
+ * H5O__msg_iterate_real): a library bug, reached by any reader that looks
+ * at attributes of a hostile file.
  *
  * Each input is written to a private temporary file, then opened, validated
  * (structure and values), inspected, and every split/layer is read once.

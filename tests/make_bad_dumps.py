@@ -142,6 +142,15 @@ def inf_test(f):
 bad("inf.h5", "/features/test/l1", "Inf at row 9", inf_test)
 
 
+def nan16(f):
+    valid(f)
+    x = feats(NTR).astype(np.float16)
+    x[33, 5] = np.nan
+    del f["features/train/l1"]
+    f["features/train/l1"] = x
+bad("nan16.h5", "/features/train/l1", "NaN at row 33, column 5", nan16)
+
+
 def overflow64(f):
     valid(f)
     x = feats(NTE).astype(np.float64)
@@ -245,6 +254,13 @@ def bad_logits(f):
     valid(f)
     f["logits/test"] = feats(NTE + 2, K)
 bad("bad_logits.h5", "/logits/test", "N = 18", bad_logits)
+
+
+def newline_name(f):
+    valid(f)
+    f["features/test/evil\nline"] = feats(NTE)
+# the message stays one line: control characters in names print as '?'
+bad("newline_name.h5", "/features/train/evil?line", "missing", newline_name)
 
 
 # File-level problems: a truncated copy of a valid dump, and a text file.

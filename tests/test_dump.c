@@ -15,6 +15,7 @@
 
 #include <hdf5.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -609,6 +610,66 @@ static void test_value_chunks(void)
     free(y);
 }
 
+/* Concurrent reads from two threads give the same rows as a serial read. */
+typedef struct {
+    const rb_source *s;
+    float *x;   /* all cells, split-major */
+    int rev;    /* walk cells in reverse order */
+    int rc;
+} reader_arg;
+
+static void *reader(void *p)
+{
+    reader_arg *a = p;
+    const rb_source *s = a->s;
+    size_t nc = s->nsplits * s->nlayers;
+    for (size_t q = 0; q < nc && a->rc == RB_OK; q++) {
+        size_t c = a->rev ? nc - 1 - q : q, sp = c / s->nlayers, l = c % s->nlayers;
+        size_t off = 0;
+        for (size_t c2 = 0; c2 < c; c2++)
+            off += s->split_n[c2 / s->nlayers] * s->layer_d[c2 % s->nlayers];
+        rb_err e = {0};
+        /* in two halves, to interleave hyperslab reads */
+        size_t n = s->split_n[sp], h = n / 2, dd = s->layer_d[l];
+        a->rc = s->read(s->h, sp, l, 0, h, a->x + off, &e);
+        if (!a->rc) a->rc = s->read(s->h, sp, l, h, n - h, a->x + off + h * dd, &e);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    char path[256];
+    rb_err e = {0};
+    rb_gen_gmm g;
+    rb_gen_gmm_defaults(&g);
+    g.d = 24;
+    g.layers = 3;
+    g.seed = check_seed(3);
+    CHECK_INT(rb_gen_gmm_write(tpath(path, "thr.h5"), &g, NULL, &e), RB_OK);
+    rb_dump *d;
+    CHECK_INT(rb_dump_open(path, 1, &d, &e), RB_OK);
+    if (!d) return;
+    const rb_source *s = rb_dump_source(d);
+    size_t tot = 0;
+    for (size_t c = 0; c < s->nsplits * s->nlayers; c++)
+        tot += s->split_n[c / s->nlayers] * s->layer_d[c % s->nlayers];
+    reader_arg a[3] = {{s, malloc(tot * sizeof(float)), 0, 0},
+                       {s, malloc(tot * sizeof(float)), 1, 0},
+                       {s, malloc(tot * sizeof(float)), 0, 0}};
+    reader(&a[2]); /* serial reference */
+    pthread_t t0, t1;
+    pthread_create(&t0, NULL, reader, &a[0]);
+    pthread_create(&t1, NULL, reader, &a[1]);
+    pthread_join(t0, NULL);
+    pthread_join(t1, NULL);
+    CHECK(a[0].rc == RB_OK && a[1].rc == RB_OK && a[2].rc == RB_OK);
+    CHECK(memcmp(a[0].x, a[2].x, tot * sizeof(float)) == 0);
+    CHECK(memcmp(a[1].x, a[2].x, tot * sizeof(float)) == 0);
+    for (int i = 0; i < 3; i++) free(a[i].x);
+    rb_dump_close(d);
+}
+
 /* ------------------------------------------------- files written by h5py */
 
 static const char pyscript[] =
@@ -628,7 +689,60 @@ static const char pyscript[] =
     "    f['ref/d64'] = (a / 3.0).astype(np.float32)\n"
     "    f.attrs['model'] = 'pymodel'\n"
     "    f.attrs['version'] = 1\n"
-    "    f.attrs['format'] = 'repbench-features'\n";
+    "    f.attrs['format'] = 'repbench-features'\n"
+    "allh = np.arange(65536, dtype=np.uint16).view(np.float16).reshape(65536, 1)\n"
+    "with h5py.File(sys.argv[2], 'w') as f:\n"
+    "    f['features/train/all'] = allh\n"
+    "    f['features/test/all'] = allh[:3]\n"
+    "    f['labels/train'] = np.zeros(65536, np.int16)\n"
+    "    f['labels/test'] = np.zeros(3, np.int16)\n"
+    "    f['ref/all'] = allh.astype(np.float32)\n";
+
+/* Every one of the 65536 float16 bit patterns: the reader's table against
+ * NumPy's float32 conversion (bit for bit, NaN payloads included) and
+ * against HDF5's own conversion (read_array goes through H5Dread). */
+static void test_all_halves(const char *path)
+{
+    rb_err e = {0};
+    rb_dump *d;
+    CHECK_INT(rb_dump_open(path, 1, &d, &e), RB_OK);
+    if (!d) {
+        printf("  %s\n", e.msg);
+        return;
+    }
+    const rb_source *s = rb_dump_source(d);
+    float *got = malloc(65536 * sizeof *got), *np = NULL, *h5 = NULL;
+    size_t dims[4];
+    int rank;
+    CHECK_INT(s->read(s->h, 0, 0, 0, 65536, got, &e), RB_OK);
+    CHECK_INT(s->read_array(s->h, "/ref/all", &np, dims, &rank, &e), RB_OK);
+    CHECK_INT(s->read_array(s->h, "/features/train/all", &h5, dims, &rank, &e), RB_OK);
+    if (np && h5) {
+        CHECK(memcmp(got, np, 65536 * sizeof *got) == 0);
+        int bad = 0, nnan = 0;
+        for (size_t i = 0; i < 65536; i++) {
+            if (isnan(got[i])) {
+                nnan++;
+                if (!isnan(h5[i])) bad++;
+            } else if (memcmp(&got[i], &h5[i], sizeof(float)) != 0) {
+                bad++;
+            }
+        }
+        CHECK_INT(bad, 0);
+        CHECK_INT(nnan, 2 * 1023); /* exponent 31 with a non-zero fraction */
+    }
+    /* A row range that starts mid-file converts the same way. */
+    float part[5];
+    CHECK_INT(s->read(s->h, 0, 0, 31744, 5, part, &e), RB_OK); /* 0x7c00 = +Inf */
+    CHECK(isinf(part[0]) && part[0] > 0 && isnan(part[1]));
+    free(got);
+    free(np);
+    free(h5);
+    /* ... and the value check refuses the NaN/Inf among them. */
+    CHECK_INT(rb_dump_check_values(d, &e), RB_EINVAL);
+    CHECK(has(e.msg, "/features/train/all: Inf at row 31744"));
+    rb_dump_close(d);
+}
 
 static void test_h5py_dtypes(void)
 {
@@ -642,8 +756,11 @@ static void test_h5py_dtypes(void)
     FILE *fp = fopen(tpath(sp, "mk.py"), "w");
     fputs(pyscript, fp);
     fclose(fp);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", sp, tpath(path, "py.h5"));
+    char p16[256];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s %s", sp, tpath(path, "py.h5"),
+             tpath(p16, "py16.h5"));
     CHECK_INT(system(cmd), 0);
+    test_all_halves(p16);
     rb_err e = {0};
     rb_dump *d;
     CHECK_INT(rb_dump_open(path, 1, &d, &e), RB_OK);
@@ -696,6 +813,7 @@ int main(void)
     test_refusals();
     test_bad_files();
     test_value_chunks();
+    test_threads();
     test_h5py_dtypes();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tdir);

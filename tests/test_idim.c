@@ -273,11 +273,12 @@ typedef struct {
     size_t n, d;
 } mem;
 
-static int mem_view(const rb_task *t, size_t s, size_t l, rb_view *v, rb_err *e)
+static int mem_read(void *h, size_t sp, size_t l, size_t r0, size_t nr, float *dst, rb_err *e)
 {
-    const mem *m = t->cache;
-    (void)s, (void)l, (void)e;
-    *v = (rb_view){.x = m->x, .y = NULL, .n = m->n, .d = m->d, .ld = m->d, .k = 0};
+    const mem *m = h;
+    (void)sp, (void)l;
+    if (r0 + nr > m->n) RB_FAIL(e, RB_EINVAL, "read past the end");
+    memcpy(dst, m->x + r0 * m->d, nr * m->d * sizeof *dst);
     return RB_OK;
 }
 
@@ -296,10 +297,10 @@ static void test_method(void)
     mem m = {x, N, 5};
     const char *sn[1] = {"train"}, *ln[1] = {"l0"};
     size_t sz[1] = {N}, dz[1] = {5};
-    rb_source src = {.nsplits = 1, .nlayers = 1, .split_names = sn, .layer_names = ln,
-                     .split_n = sz, .layer_d = dz, .k = 0};
+    rb_source src = {.h = &m, .nsplits = 1, .nlayers = 1, .split_names = sn, .layer_names = ln,
+                     .split_n = sz, .layer_d = dz, .k = 0, .read = mem_read};
     rb_opts o = {0};
-    rb_task t = {.src = &src, .layer = 0, .train = 0, .test = -1, .o = &o, .view = mem_view, .cache = &m};
+    rb_task t = {.src = &src, .layer = 0, .train = 0, .test = -1, .o = &o};
     rb_rows r = {0};
     rb_err e = {0};
     CHECK_INT(rb_idim_run(&t, &r, &e), RB_OK);

@@ -230,6 +230,8 @@ static void test_corpus(void)
                       "{\"__metadata__\":{\"k\":5},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8),
                    "must be strings"));
     CHECK(open_err(ST("arr.safetensors", "[1,2,3]", 0), "JSON object"));
+    CHECK(open_err(ST("none.safetensors", "{\"__metadata__\":{}}", 0), "no tensors"));
+    CHECK(open_err(ST("emptyobj.safetensors", "{}", 0), "no tensors"));
     /* Metadata, escapes and padding that are valid are accepted. */
     CHECK_INT(rb_ckpt_open(ST("meta_ok.safetensors",
                               "{\"__metadata__\":{\"model\":\"m\\u00e9\"},\"a\\/b\":{\"dtype\":\"I64\",\"shape\":[],"
@@ -362,7 +364,7 @@ static void test_magsel(void)
     for (int i = 0; i < N; i++) {
         w[i] = gsl_ran_gaussian(rng, 0.02) * (i % 3 ? 1 : 1e-3);
         if (i % 17 == 0) w[i] = 0;
-        if (i % 23 == 0) w[i] = -w[i - 1]; /* ties in |w| */
+        if (i > 0 && i % 23 == 0) w[i] = -w[i - 1]; /* ties in |w| */
     }
     for (int i = 0; i < N; i++) s[i] = fabs(w[i]);
     gsl_sort(s, 1, N);

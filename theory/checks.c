@@ -10,22 +10,18 @@ static const rb_theory_check checks[] = {
     {"icl", rb_theory_icl,
      "one-step preconditioned GD risk (closed form) vs Monte Carlo, Bayes <= GD; dMMSE vs ridge as tasks grow",
      "d,n_ctx,noise,tasks,covariates,M_max"},
-#if 0
     {"pretrain_gmm", rb_theory_pretrain_gmm,
      "EM on m unlabeled + n labels vs n labels alone: excess risk C_phi/m + C_psi/n",
      "d,sep,reps,unlabeled_shift"},
-#endif
     {"fit", rb_theory_fit,
      "power law with asymptote (GSL nlinear, bootstrap, held-out extrapolation); effective robustness",
      "law,noise,boot,points,table,xcol,ycol,hold,tol"},
     {"nc_ufm", rb_theory_nc_ufm,
      "neural collapse in the unconstrained-features model (GD, weight decay) and the perturbation model",
      "k,d,n_per_class,iters,imbalance,lambda,lr"},
-#if 0
     {"nb_vs_lr", rb_theory_nb_vs_lr,
      "naive Bayes needs O(log n) samples, logistic regression O(n) (Ng & Jordan; Zheng et al. 2023)",
-     "dims,classes,eps,reps,cov"},
-#endif
+     "dims,classes,eps,reps,n_test,cov"},
 };
 
 const rb_theory_check *rb_theory_checks(size_t *n)
