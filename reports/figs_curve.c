@@ -227,6 +227,10 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         sid[i] = k;
     }
 
+    /* Lines per layer only when the figure spans two or more layers. */
+    int by_depth = 0;
+    for (size_t k = 1; k < ns && sp->group_layers; k++)
+        by_depth |= strcmp(c->rows.rows[first[k]].layer, c->rows.rows[first[0]].layer) != 0;
     char stem[128];
     int one_layer = !sp->group_layers && g->layer[0];
     rb_fmt(stem, sizeof stem, "%s_%s%s%s", sp->family, sp->by_method ? g->method : g->metric, one_layer ? "_" : "",
@@ -242,7 +246,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rb_dump_title(&c->dumps[dump], dt, sizeof dt);
     const char *what = sp->by_method ? g->method : g->metric;
     rb_fmt(f->title, sizeof f->title, "%s: %s against %s%s%s%s%s", dt, what, xkey, one_layer ? ", layer " : "",
-             one_layer ? g->layer : (sp->group_layers ? ", one line per layer" : ""), g->split[0] && strcmp(g->split, "test") ? ", split " : "",
+             one_layer ? g->layer : (by_depth ? ", one line per layer" : ""), g->split[0] && strcmp(g->split, "test") ? ", split " : "",
              g->split[0] && strcmp(g->split, "test") ? g->split : "");
     if (!strcmp(sp->family, "spectrum"))
         rb_fmt(f->caption, sizeof f->caption,
@@ -279,11 +283,18 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         if (x > xmax) xmax = x;
     }
     /* Spectra (logy specs) are log-log whenever x is positive. */
-    int logx = xmin > 0 && (sp->logy || xmax / xmin >= 20), logy = sp->logy;
+    /* Log y for spectra, and for any curve of positive values spanning
+     * three decades or more. */
+    int logx = xmin > 0 && (sp->logy || xmax / xmin >= 20), positive = 1;
+    double vmin = INFINITY, vmax = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         double v = c->rows.rows[idx[i]].value;
-        if (!isnan(v) && !(v > 0)) logy = 0;
+        if (isnan(v)) continue;
+        if (!(v > 0)) positive = 0;
+        if (v < vmin) vmin = v;
+        if (v > vmax) vmax = v;
     }
+    int logy = positive && (sp->logy || (vmin > 0 && vmax / vmin >= 1e3));
 
     rb_sb_printf(&dat, "# %s\n# columns: %s, value, ci_low, ci_high\n", f->title, xkey);
     rb_sb_printf(&f->table, "<table>\n<tr><th>series</th><th>points</th><th>%s from</th><th>value there</th>"
@@ -316,10 +327,17 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         char label[400], rest[RB_PARAMS_MAX];
         param_drop(q->params, xkey, rest, sizeof rest);
         if (!rest_vary) rest[0] = '\0';
-        const char *what_s = sp->group_layers ? q->layer : sp->by_method ? q->metric : q->method;
-        rb_fmt(label, sizeof label, "%s%s%s%s%s%s%s%s", c->dumps[dump].multi ? q->model : "",
-               c->dumps[dump].multi ? " " : "", sp->group_layers && methods_vary ? q->method : "",
-               sp->group_layers && methods_vary ? " " : "", what_s, rest[0] ? " (" : "", rest, rest[0] ? ")" : "");
+        /* Label parts, blank ones left out: checkpoint, method, layer or
+         * metric, other params. */
+        const char *part[3] = {c->dumps[dump].multi ? q->model : "",
+                               sp->group_layers ? (methods_vary || !q->layer[0] ? q->method : "") : "",
+                               sp->group_layers ? q->layer : sp->by_method ? q->metric : q->method};
+        size_t u = 0;
+        label[0] = '\0';
+        for (int pi = 0; pi < 3; pi++)
+            if (part[pi][0] && u < sizeof label)
+                u += (size_t)snprintf(label + u, sizeof label - u, "%s%s", u ? " " : "", part[pi]);
+        if (rest[0] && u < sizeof label) snprintf(label + u, sizeof label - u, "%s(%s)", u ? " " : "", rest);
         rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         for (size_t i = 0; i < np; i++) {
             const rb_row *r = &c->rows.rows[pts[i].row];
@@ -333,7 +351,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         const char *ckey = sp->by_method ? q->metric : q->method;
         const char *colour = rb_report_colour(is_sim(ckey) ? "simulated" : is_pred(ckey) ? "predicted" : ckey);
         char depth_rgb[8];
-        if (sp->group_layers) { /* early layers dark blue .. late layers yellow */
+        if (by_depth) { /* early layers dark blue .. late layers yellow */
             long li = rb_rctx_layer(c, dump, q->layer);
             size_t nl = c->dumps[dump].nlayers;
             /* Stop short of the ramp's pale yellow end, hard to see on white. */
@@ -341,9 +359,13 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             colour = depth_rgb;
         }
         int dash = 1;
-        for (size_t j = 0; j < k && !sp->group_layers; j++) {
+        for (size_t j = 0; j < k; j++) {
             const rb_row *o = &c->rows.rows[first[j]];
-            if (!strcmp(sp->by_method ? o->metric : o->method, ckey)) dash++;
+            if (by_depth) { /* same layer colour: methods told apart by dash */
+                if (!strcmp(o->layer, q->layer)) dash++;
+            } else if (!strcmp(sp->by_method ? o->metric : o->method, ckey)) {
+                dash++;
+            }
         }
         const char *style = is_sim(q->metric) ? (has_ci ? "yerrorbars pt 7 ps 0.8" : "points pt 7 ps 0.8")
                             : is_pred(q->metric) ? "lines lw 2"
