@@ -30,6 +30,9 @@ void rb_sb_puts(rb_sbuf *b, const char *s);
 void rb_sb_html(rb_sbuf *b, const char *s); /* HTML-escaped */
 void rb_sb_md(rb_sbuf *b, const char *s);   /* markdown table cell escaped */
 void rb_sb_free(rb_sbuf *b);
+/* A gnuplot data-file string field: " \"s\"" with inner double quotes and
+ * newlines replaced by single quotes. */
+void rb_sb_datstr(rb_sbuf *b, const char *s);
 /* A number for tables: %.4f, or "–" when NaN. */
 void rb_sb_num(rb_sbuf *b, double v);
 /* Write b to path through path.tmp + rename.  RB_EIO / RB_ENOMEM. */

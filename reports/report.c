@@ -100,6 +100,16 @@ void rb_sb_md(rb_sbuf *b, const char *s)
     }
 }
 
+void rb_sb_datstr(rb_sbuf *b, const char *s)
+{
+    rb_sb_puts(b, " \"");
+    for (; *s; s++) {
+        char ch[2] = {(*s == '"' || *s == '\n') ? '\'' : *s, 0};
+        rb_sb_puts(b, ch);
+    }
+    rb_sb_puts(b, "\"");
+}
+
 void rb_sb_num(rb_sbuf *b, double v)
 {
     if (isnan(v)) rb_sb_puts(b, "–");
