@@ -210,6 +210,12 @@ int rb_csvread_buf(const char *path, const char *buf, size_t len, rb_rows *out,
     size_t blank = 0;
     while (blank < len && strchr(" \t\r\n", buf[blank]) && buf[blank]) blank++;
     if (blank == len) RB_FAIL(e, RB_EINVAL, "%s: empty file, no header", path);
+    /* A UTF-8 byte-order mark (spreadsheet exports) is not part of the
+     * first column's name. */
+    if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) {
+        buf += 3;
+        len -= 3;
+    }
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
         RB_FAIL(e, RB_ENOMEM, "%s: csv_init failed", path);
     if (csv_parse(&p, buf, len, on_field, on_record, &s) != len && !s.failed)

@@ -71,6 +71,11 @@ static void test_columns_by_name(void)
     }
     CHECK(strstr(note, "extra columns ignored: extra1,host") != NULL);
     rb_rows_free(&r);
+    /* A spreadsheet's UTF-8 byte-order mark before the header. */
+    CHECK_INT(parse("\xEF\xBB\xBF" HDR "m,d,l,test,knn,,top1,0.5,,,10,0,0\n", &r, note, &e), RB_OK);
+    CHECK_INT(r.n, 1);
+    CHECK(note[0] == '\0');
+    rb_rows_free(&r);
 }
 
 /* Each malformed input is refused with RB_EINVAL, a message containing
