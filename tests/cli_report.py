@@ -383,6 +383,24 @@ def cmd_esd(d, model):
             fail(f"{model}/{layer}: a tail drawn without a fit")
 
 
+def cmd_learnfit(d, fig):
+    """The dashed law of a learning-curve figure is numpy's least-squares
+    fit of value = a + c x^(-1/2) to the series points (c = -b)."""
+    import numpy as np
+    blocks = open(os.path.join(d, "figures", fig + ".dat")).read().split("\n\n\n")
+    data = [[list(map(float, l.split())) for l in b.splitlines() if l and not l.startswith("#")] for b in blocks]
+    ns = len(data) // 2
+    for k in range(ns):
+        pts = np.array([p[:2] for p in data[k] if not math.isnan(p[1])])
+        c, a = np.polyfit(pts[:, 0] ** -0.5, pts[:, 1], 1)
+        fit = np.array(data[ns + k])
+        want = a + c * fit[:, 0] ** -0.5
+        err = np.max(np.abs(fit[:, 1] - want))
+        if not err < 1e-7:
+            fail(f"{fig}: fit {k} differs from numpy.polyfit by {err}")
+        print(f"learnfit {fig} series {k}: a={a:.6f} b={-c:.6f}, max |C - numpy| = {err:.2e}")
+
+
 def cmd_console(log):
     bad = [l for l in open(log, errors="replace") if ":CONSOLE" in l or "Uncaught" in l]
     for l in bad:
@@ -401,6 +419,8 @@ def main():
         cmd_same(sys.argv[2], sys.argv[3])
     elif cmd == "esd":
         cmd_esd(sys.argv[2], sys.argv[3])
+    elif cmd == "learnfit":
+        cmd_learnfit(sys.argv[2], sys.argv[3])
     elif cmd == "console":
         cmd_console(sys.argv[2])
     else:

@@ -70,6 +70,7 @@ check "same colour for knn in probe and OOD figures" \
     bash -c "grep -q \"lc rgb '#ff7f0e' title 'knn'\" '$A/figures/gmm_small_probe_top1.gp' &&
              grep -q \"lc rgb '#ff7f0e' title 'knn\" '$A/figures/gmm_small_ood_auroc.gp'"
 check "ESD: histograms integrate to 1, fitted tail as the CSV's alpha/x_min/n_tail" $PY esd "$A" resnet_pre
+check "learning-curve law equals numpy.polyfit" $PY learnfit "$A" gmm_small_learning_top1_fc
 check "layer order from the CSV, not natural sort" grep -q "set xtics ('conv1' 0, 'layer1' 1, 'layer2' 2, 'layer3' 3, 'layer4' 4, 'fc' 5)" "$A/figures/gmm_small_probe_top1.gp"
 check ".gp re-draws by hand" bash -c "cd '$A/figures' && gnuplot -e \"out='byhand'\" gmm_small_cka_linear.gp && test -s byhand.png && rm byhand.png byhand.svg"
 
