@@ -982,7 +982,9 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
             if (b == (size_t)-1) continue;
             const rb_row *r = &c->rows.rows[b];
+            /* fpr95, or the OpenOOD v1.5 convention the ood module writes. */
             const rb_row *fpr = find_row(c, d, r, "fpr95");
+            if (!fpr) fpr = find_row(c, d, r, "fpr95_openood15");
             rb_sb_puts(md, "| ");
             rb_sb_md(md, r->split);
             rb_sb_puts(md, " | ");

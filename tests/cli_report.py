@@ -284,7 +284,8 @@ def cmd_summary(d):
         want = []
         for (s, m, p), rs in ser.items():
             best = max(rs, key=lambda r: (num(r["value"]), -order.index(r["layer"])))
-            fpr = [r for _, r in drows if r["metric"] == "fpr95" and r["method"] == m and r["params"] == p
+            fpr = [r for metric in ("fpr95", "fpr95_openood15") for _, r in drows
+                   if r["metric"] == metric and r["method"] == m and r["params"] == p
                    and r["split"] == s and r["layer"] == best["layer"]]
             want.append([s, m, p, best["layer"], fmt(num(best["value"])), interval(best),
                          fmt(num(fpr[0]["value"])) if fpr else "–"])

@@ -147,6 +147,11 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
            --model tiny -o "$T/tiny.h5" >"$T/gen.log" 2>&1 &&
        "$RB" run --family probe --bootstrap 50 -o "$R/tiny/probe" "$T/tiny.h5" >"$T/run.log" 2>&1; then
         ok "repbench gen + run on a tiny dump"
+        # OOD rows when the ood methods are built (the fast ones).
+        if [ "$("$RB" list 2>/dev/null | awk '$2=="ood"{print $1}' | grep -cxE 'ood_maha|ood_knn')" = 2 ]; then
+            "$RB" run --family ood --methods ood_maha,ood_knn --bootstrap 50 -o "$R/tiny/ood" "$T/tiny.h5" \
+                >"$T/run.log" 2>&1 && ok "repbench run ood (ood_maha,ood_knn)" || bad "repbench run ood"
+        fi
         # Geometry rows too when those methods are built (fast ones only).
         GEO=collapse,idim,spectrum,similarity
         if [ "$("$RB" list 2>/dev/null | awk '$2=="geometry"{print $1}' | grep -cxE 'collapse|idim|spectrum|similarity')" = 4 ]; then
