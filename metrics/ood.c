@@ -958,7 +958,7 @@ static double frac_above(const double *conf, size_t n, double thr)
 }
 
 static int gauss_variant(const rb_task *t, rb_rows *out, const double *x, size_t n, size_t d,
-                         double tau, double p, rb_err *e)
+                         double tau, double sigma, rb_err *e)
 {
     rb_ood_gauss *g = NULL;
     scored s;
@@ -972,14 +972,15 @@ static int gauss_variant(const rb_task *t, rb_rows *out, const double *x, size_t
     else snprintf(params, sizeof params, "cov=ledoit_wolf%s;tau=%.10g;variant=npca", pv, tau);
     if ((rc = emit_metrics(t, out, "ood_gauss", params, NULL, &s, 0, e))) goto out;
     size_t k = rb_ood_gauss_dims(g), nt = t->src->split_n[t->test];
-    double thr = rb_ood_chi2_threshold(p, k);
-    if (tau < 0) snprintf(pp, sizeof pp, "cov=ledoit_wolf%s;p=%.10g;variant=full", pv, p);
-    else snprintf(pp, sizeof pp, "cov=ledoit_wolf%s;p=%.10g;tau=%.10g;variant=npca", pv, p, tau);
+    /* The n-sigma rule: p = erf(sigma / sqrt 2), expected FPR erfc(...). */
+    double p = erf(sigma / M_SQRT2), thr = rb_ood_chi2_threshold(p, k);
+    if (tau < 0) snprintf(pp, sizeof pp, "cov=ledoit_wolf%s;sigma=%.10g;variant=full", pv, sigma);
+    else snprintf(pp, sizeof pp, "cov=ledoit_wolf%s;sigma=%.10g;tau=%.10g;variant=npca", pv, sigma, tau);
     if ((rc = rb_rows_add(out, "ood_gauss", params, "train", "lw_shrinkage", rb_ood_gauss_shrinkage(g), NAN, NAN, (long)n, e)) ||
         (rc = rb_rows_add(out, "ood_gauss", params, "train", "gauss_dims", (double)k, NAN, NAN, (long)n, e)) ||
         (rc = rb_rows_add(out, "ood_gauss", pp, "test", "chi2_threshold", thr, NAN, NAN, (long)nt, e)) ||
         (rc = rb_rows_add(out, "ood_gauss", pp, "test", "chi2_fpr", frac_above(s.conf_id, nt, thr), NAN, NAN, (long)nt, e)) ||
-        (rc = rb_rows_add(out, "ood_gauss", pp, "test", "chi2_fpr_expected", 1 - p, NAN, NAN, (long)nt, e)))
+        (rc = rb_rows_add(out, "ood_gauss", pp, "test", "chi2_fpr_expected", erfc(sigma / M_SQRT2), NAN, NAN, (long)nt, e)))
         goto out;
     for (size_t q = 0; q < s.ns; q++) {
         size_t no = t->src->split_n[s.split[q]];
@@ -995,10 +996,10 @@ out:
 
 int rb_ood_gauss_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
-    double tau, p;
+    double tau, sigma;
     int rc;
     if ((rc = rb_opt_double(t->o, "ood_npca_tau", 0.99, 1e-12, 1 - 1e-12, &tau, e)) ||
-        (rc = rb_opt_double(t->o, "ood_chi2_p", 0.9973, 1e-12, 1 - 1e-12, &p, e)))
+        (rc = rb_opt_double(t->o, "ood_chi2_sigma", 3, 0.01, 8, &sigma, e)))
         return usage_err(rc, e);
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "ood_gauss: no train split");
     rb_view tr;
@@ -1008,8 +1009,8 @@ int rb_ood_gauss_run(const rb_task *t, rb_rows *out, rb_err *e)
     if (!x) RB_FAIL(e, RB_ENOMEM, "ood_gauss: out of memory (%zu x %zu doubles)", tr.n, tr.d);
     for (size_t i = 0; i < tr.n; i++)
         for (size_t j = 0; j < tr.d; j++) x[i * tr.d + j] = tr.x[i * tr.ld + j];
-    rc = gauss_variant(t, out, x, tr.n, tr.d, -1, p, e);
-    if (!rc) rc = gauss_variant(t, out, x, tr.n, tr.d, tau, p, e);
+    rc = gauss_variant(t, out, x, tr.n, tr.d, -1, sigma, e);
+    if (!rc) rc = gauss_variant(t, out, x, tr.n, tr.d, tau, sigma, e);
     free(x);
     return rc;
 }
