@@ -488,17 +488,19 @@ double rb_ood_chi2_threshold(double p, size_t k)
     return sqrt(gsl_cdf_chisq_Pinv(p, (double)k));
 }
 
-/* Mean of x (n x d, ld) into mu, centred copy into xc (n x d), empirical
- * covariance S = xc^T xc / n (full symmetric) into S. */
-static void centre_cov(const double *x, size_t n, size_t d, size_t ld, double *mu, double *xc,
-                       double *S)
+/* Mean of x (n x d, ld; doubles xd or floats xf, exactly one non-NULL) into
+ * mu, centred copy into xc (n x d), empirical covariance S = xc^T xc / n
+ * (full symmetric) into S. */
+static void centre_cov(const double *xd, const float *xf, size_t n, size_t d, size_t ld,
+                       double *mu, double *xc, double *S)
 {
     memset(mu, 0, d * sizeof *mu);
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j++) mu[j] += x[i * ld + j];
+        for (size_t j = 0; j < d; j++) mu[j] += xd ? xd[i * ld + j] : (double)xf[i * ld + j];
     for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j++) xc[i * d + j] = x[i * ld + j] - mu[j];
+        for (size_t j = 0; j < d; j++)
+            xc[i * d + j] = (xd ? xd[i * ld + j] : (double)xf[i * ld + j]) - mu[j];
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0 / (double)n, xc, (int)d,
                 0.0, S, (int)d);
     symmetrise(S, d);
@@ -518,18 +520,19 @@ static int lw_prec(const double *xc, size_t n, size_t d, double *S, double *s, p
     return prec_init(p, S, d, "ood_gauss", e);
 }
 
-int rb_ood_gauss_fit(const double *x, size_t n, size_t d, size_t ld, double npca_tau,
-                     rb_ood_gauss **out, rb_err *e)
+/* The fit on doubles xd or floats xf (exactly one non-NULL). */
+static int gauss_fit(const double *xd, const float *xf, size_t n, size_t d, size_t ld,
+                     double npca_tau, rb_ood_gauss **out, rb_err *e)
 {
     const char *who = "ood_gauss";
     *out = NULL;
-    if (!x || n < 2 || d < 1 || ld < d)
+    if ((!xd && !xf) || n < 2 || d < 1 || ld < d)
         RB_FAIL(e, RB_EINVAL, "%s: need n >= 2 train rows and d >= 1 (n = %zu, d = %zu)", who, n, d);
     if (npca_tau >= 0 && !(npca_tau > 0 && npca_tau < 1))
         RB_FAIL(e, RB_EINVAL, "%s: NPCA threshold tau = %g must be in (0, 1)", who, npca_tau);
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < d; j++)
-            if (!isfinite(x[i * ld + j])) RB_FAIL(e, RB_EINVAL, "%s: train value [%zu, %zu] is not finite", who, i, j);
+            if (!isfinite(xd ? xd[i * ld + j] : (double)xf[i * ld + j])) RB_FAIL(e, RB_EINVAL, "%s: train value [%zu, %zu] is not finite", who, i, j);
     int rc = RB_OK;
     rb_ood_gauss *g = calloc(1, sizeof *g);
     double *xc = malloc(n * d * sizeof *xc), *S = malloc(d * d * sizeof *S);
@@ -540,7 +543,7 @@ int rb_ood_gauss_fit(const double *x, size_t n, size_t d, size_t ld, double npca
     }
     g->d = d;
     g->k = d;
-    centre_cov(x, n, d, ld, g->mu, xc, S);
+    centre_cov(xd, xf, n, d, ld, g->mu, xc, S);
     if (npca_tau < 0) {
         rc = lw_prec(xc, n, d, S, &g->s, &g->p, e);
         goto done;
@@ -590,7 +593,9 @@ int rb_ood_gauss_fit(const double *x, size_t n, size_t d, size_t ld, double npca
         memcpy(g->v + q * d, ev + (d - 1 - (j0 + q)) * d, d * sizeof(double));
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)k, (int)d, 1.0, xc, (int)d,
                 g->v, (int)d, 0.0, z, (int)k);
-    centre_cov(z, n, k, k, g->mu_z, zc, Sz);
+    free(xc); /* the projections replace the centred rows */
+    xc = NULL;
+    centre_cov(z, NULL, n, k, k, g->mu_z, zc, Sz);
     rc = lw_prec(zc, n, k, Sz, &g->s, &g->p, e);
 done:
     if (rc) goto out;
@@ -606,6 +611,19 @@ out:
     free(zc);
     free(Sz);
     return rc;
+}
+
+int rb_ood_gauss_fit(const double *x, size_t n, size_t d, size_t ld, double npca_tau,
+                     rb_ood_gauss **g, rb_err *e)
+{
+    return gauss_fit(x, NULL, n, d, ld, npca_tau, g, e);
+}
+
+int rb_ood_gauss_fit_view(const rb_view *tr, double npca_tau, rb_ood_gauss **g, rb_err *e)
+{
+    *g = NULL;
+    if (!tr || !tr->x) RB_FAIL(e, RB_EINVAL, "ood_gauss: no train features");
+    return gauss_fit(NULL, tr->x, tr->n, tr->d, tr->ld, npca_tau, g, e);
 }
 
 int rb_ood_gauss_dist(const rb_ood_gauss *g, const rb_view *x, double *dist, rb_err *e)
@@ -957,14 +975,15 @@ static double frac_above(const double *conf, size_t n, double thr)
     return n ? (double)c / (double)n : NAN;
 }
 
-static int gauss_variant(const rb_task *t, rb_rows *out, const double *x, size_t n, size_t d,
-                         double tau, double sigma, rb_err *e)
+static int gauss_variant(const rb_task *t, rb_rows *out, const rb_view *tr, double tau,
+                         double sigma, rb_err *e)
 {
     rb_ood_gauss *g = NULL;
     scored s;
     int rc = scored_init(t, 1, &s, "ood_gauss", e);
     if (rc) return rc;
-    if ((rc = rb_ood_gauss_fit(x, n, d, d, tau, &g, e))) goto out;
+    size_t n = tr->n;
+    if ((rc = rb_ood_gauss_fit_view(tr, tau, &g, e))) goto out;
     if ((rc = score_splits(t, &s, gauss_score, g, e))) goto out;
     char params[RB_PARAMS_MAX], pp[RB_PARAMS_MAX];
     const char *pv = rb_ood_gauss_pinv(g) ? ";precision=pinvh" : "";
@@ -1004,14 +1023,8 @@ int rb_ood_gauss_run(const rb_task *t, rb_rows *out, rb_err *e)
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "ood_gauss: no train split");
     rb_view tr;
     if ((rc = t->view(t, (size_t)t->train, t->layer, &tr, e))) return rc;
-    if (tr.n < 2) RB_FAIL(e, RB_EINVAL, "ood_gauss: train split has %zu rows, need 2", tr.n);
-    double *x = malloc(tr.n * tr.d * sizeof *x);
-    if (!x) RB_FAIL(e, RB_ENOMEM, "ood_gauss: out of memory (%zu x %zu doubles)", tr.n, tr.d);
-    for (size_t i = 0; i < tr.n; i++)
-        for (size_t j = 0; j < tr.d; j++) x[i * tr.d + j] = tr.x[i * tr.ld + j];
-    rc = gauss_variant(t, out, x, tr.n, tr.d, -1, sigma, e);
-    if (!rc) rc = gauss_variant(t, out, x, tr.n, tr.d, tau, sigma, e);
-    free(x);
+    rc = gauss_variant(t, out, &tr, -1, sigma, e);
+    if (!rc) rc = gauss_variant(t, out, &tr, tau, sigma, e);
     return rc;
 }
 

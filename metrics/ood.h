@@ -94,6 +94,10 @@ typedef struct rb_ood_gauss rb_ood_gauss;
  * RB_ESING. */
 int rb_ood_gauss_fit(const double *x, size_t n, size_t d, size_t ld,
                      double npca_tau, rb_ood_gauss **g, rb_err *e);
+/* The same fit on a float view (tr->y unused); memory: one n x d double
+ * copy here plus the one rb_lw_shrinkage makes. */
+int rb_ood_gauss_fit_view(const rb_view *tr, double npca_tau, rb_ood_gauss **g,
+                          rb_err *e);
 /* dist[x->n] (caller allocated): Mahalanobis distances of the rows of x. */
 int rb_ood_gauss_dist(const rb_ood_gauss *g, const rb_view *x, double *dist,
                       rb_err *e);

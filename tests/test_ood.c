@@ -280,6 +280,23 @@ static void test_lw_reference(void)
     CHECK_ABS(dist[0], 1.68406738, 1e-7);
     CHECK_ABS(dist[1], 1.16399878, 1e-7);
     rb_ood_gauss_free(gs);
+    /* The float-view fit equals the double fit on the same float values. */
+    static float xf[N * D];
+    for (int i = 0; i < N * D; i++) {
+        xf[i] = (float)x[i];
+        x[i] = xf[i];
+    }
+    rb_view tv = {xf, NULL, N, D, D, 0};
+    rb_ood_gauss *ga = NULL, *gb = NULL;
+    double da[2], db[2];
+    CHECK_INT(rb_ood_gauss_fit_view(&tv, 0.9, &ga, &e), RB_OK);
+    CHECK_INT(rb_ood_gauss_fit(x, N, D, D, 0.9, &gb, &e), RB_OK);
+    CHECK_INT(rb_ood_gauss_dist(ga, &qv, da, &e), RB_OK);
+    CHECK_INT(rb_ood_gauss_dist(gb, &qv, db, &e), RB_OK);
+    CHECK(da[0] == db[0] && da[1] == db[1]);
+    CHECK_INT((int)rb_ood_gauss_dims(ga), (int)rb_ood_gauss_dims(gb));
+    rb_ood_gauss_free(ga);
+    rb_ood_gauss_free(gb);
     /* Refusals. */
     CHECK_INT(rb_ood_gauss_fit(x, 1, D, D, -1, &gs, &e), RB_EINVAL);
     CHECK_INT(rb_ood_gauss_fit(x, N, D, D, 1.0, &gs, &e), RB_EINVAL);
