@@ -1017,7 +1017,7 @@ int rb_ood_gauss_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     double tau, sigma;
     int rc;
-    if ((rc = rb_opt_double(t->o, "ood_npca_tau", 0.99, 1e-12, 1 - 1e-12, &tau, e)) ||
+    if ((rc = rb_opt_double(t->o, "ood_npca_tau", 0.99, 1e-6, 0.999999, &tau, e)) ||
         (rc = rb_opt_double(t->o, "ood_chi2_sigma", 3, 0.01, 8, &sigma, e)))
         return usage_err(rc, e);
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "ood_gauss: no train split");
