@@ -1078,10 +1078,8 @@ out:
 
 /* ------------------------------------------------------ ood_energy / msp */
 
-/* Read /logits/<split> as n x c; *z NULL (and RB_OK) when absent. */
-static int read_logits(const rb_task *t, size_t split, float **z, size_t *c, rb_err *e)
+int rb_ood_read_logits(const rb_source *src, size_t split, float **z, size_t *c, rb_err *e)
 {
-    const rb_source *src = t->src;
     char path[RB_NAME_MAX + 16];
     size_t dims[4];
     int rank = 0;
@@ -1117,7 +1115,7 @@ static int logit_run(const rb_task *t, rb_rows *out, int energy, rb_err *e)
     float *z = NULL;
     size_t c = 0, cid = 0;
     if ((rc = scored_init(t, 1, &s, who, e))) return rc;
-    if ((rc = read_logits(t, (size_t)t->test, &z, &cid, e))) goto out;
+    if ((rc = rb_ood_read_logits(t->src, (size_t)t->test, &z, &cid, e))) goto out;
     if (!z) {
         rb_logf(t->o, "%s: %s has no /logits/test, skipped", who, t->src->path);
         goto out;
@@ -1130,7 +1128,7 @@ static int logit_run(const rb_task *t, rb_rows *out, int energy, rb_err *e)
     size_t keep = 0;
     for (size_t q = 0; q < s.ns; q++) {
         const char *sp = t->src->split_names[s.split[q]];
-        if ((rc = read_logits(t, s.split[q], &z, &c, e))) goto out;
+        if ((rc = rb_ood_read_logits(t->src, s.split[q], &z, &c, e))) goto out;
         if (!z) {
             rb_logf(t->o, "%s: %s has no /logits/%s, split skipped", who, t->src->path, sp);
             free(s.conf[q]);

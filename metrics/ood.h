@@ -137,6 +137,12 @@ size_t rb_ood_nonzero_rows(const rb_view *v);
 void rb_ood_logit_scores(const float *z, size_t n, size_t c, size_t ld,
                          double T, double *msp, double *energy);
 
+/* Read /logits/<split name> of src through src->read_array: *z (n x c
+ * floats, owned by the caller) and *c; *z = NULL with RB_OK when the dump
+ * has no such array.  A present array that is not [split_n, C >= 1] is
+ * RB_EINVAL. */
+int rb_ood_read_logits(const rb_source *src, size_t split, float **z, size_t *c, rb_err *e);
+
 /* ------------------------------------------------------- registry entries */
 
 int rb_ood_maha_run(const rb_task *t, rb_rows *out, rb_err *e);

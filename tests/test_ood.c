@@ -21,6 +21,7 @@
  *     METRICS' values; zero rows; MSP / energy toy (1e-8).
  */
 #include "core/rb.h"
+#include "metrics/calib.h"
 #include "metrics/ood.h"
 #include "tests/check.h"
 
@@ -458,6 +459,56 @@ static void test_logits_reference(void)
     CHECK_ABS(en[0], 2 * log(exp(1.0) + exp(0.5) + 1), 1e-14);
 }
 
+/* ------------------------------------------------------------ calibration */
+
+static void test_calib_reference(void)
+{
+    /* METRICS.md m.  2.5, 1.9, 2.9, 0.2 and 0.1 are not floats: the float
+     * logits move the reference values by up to 1.5e-8 (T).  Checked to
+     * 1e-9 (T: 1e-12) against SciPy on the float32-cast logits (ECE loop,
+     * logsumexp NLL, brentq on dNLL/dbeta, xtol 1e-16) and to 5e-8 against
+     * METRICS' double-input values. */
+    static const float z[30] = {4, 1, 0, 3, 2.5f, 0, 0.5f, 3, 1, 2, 2, 1.9f, 0, 0, 5,
+                                1, 4, 0, 3, 0, 2.9f, 0.2f, 0.1f, 0, 6, 0, 0, 0, 6, 1};
+    static const int32_t y[10] = {0, 1, 1, 2, 2, 1, 2, 0, 0, 0};
+    double ece, nll, acc, T;
+    int at;
+    rb_err e = {0};
+    CHECK_INT(rb_calib_eval(z, 10, 3, 3, y, 1.0, 15, &ece, &nll, &acc, &e), RB_OK);
+    CHECK_ABS(ece, 0.24276451429979337, 1e-9);
+    CHECK_ABS(nll, 1.0299122780422294, 1e-9);
+    CHECK_ABS(ece, 0.2427645169, 5e-8);
+    CHECK_ABS(nll, 1.0299122817, 5e-8);
+    CHECK_ABS(acc, 0.6, 1e-15);
+    CHECK_INT(rb_calib_temperature(z, 10, 3, 3, y, &T, &at, &e), RB_OK);
+    CHECK_INT(at, 0);
+    CHECK_ABS(T, 2.2933640145881466, 1e-12);
+    CHECK_ABS(T, 2.29336403, 5e-8);
+    CHECK_INT(rb_calib_eval(z, 10, 3, 3, y, T, 15, &ece, &nll, &acc, &e), RB_OK);
+    CHECK_ABS(nll, 0.840134033224089, 1e-9);
+    CHECK_ABS(ece, 0.3077094251341816, 1e-9);
+    CHECK_ABS(nll, 0.8401340350, 5e-8);
+    CHECK_ABS(ece, 0.3077094262, 5e-8);
+    CHECK_ABS(acc, 0.6, 1e-15); /* scaling never changes the argmax */
+    /* Optimality: the NLL is larger on both sides of T. */
+    double nlo, nhi;
+    rb_calib_eval(z, 10, 3, 3, y, T * 0.999, 15, NULL, &nlo, NULL, &e);
+    rb_calib_eval(z, 10, 3, 3, y, T * 1.001, 15, NULL, &nhi, NULL, &e);
+    CHECK(nlo > nll && nhi > nll);
+    /* Every sample correct: the NLL decreases towards T -> 0, the bound. */
+    static const int32_t yc[3] = {0, 2, 0};
+    static const float zc[9] = {3, 1, 0, 0, 1, 2, 5, 0, 1};
+    CHECK_INT(rb_calib_temperature(zc, 3, 3, 3, yc, &T, &at, &e), RB_OK);
+    CHECK_INT(at, 1);
+    CHECK_ABS(T, exp(-5.0), 1e-15);
+    /* Refusals. */
+    int32_t ybad[10];
+    memcpy(ybad, y, sizeof ybad);
+    ybad[4] = 3;
+    CHECK_INT(rb_calib_eval(z, 10, 3, 3, ybad, 1.0, 15, &ece, NULL, NULL, &e), RB_EINVAL);
+    CHECK_INT(rb_calib_eval(z, 10, 3, 3, y, 0.0, 15, &ece, NULL, NULL, &e), RB_EINVAL);
+}
+
 int main(void)
 {
     test_metrics_reference();
@@ -472,5 +523,6 @@ int main(void)
     test_knn_reference();
     test_knn_candidates();
     test_logits_reference();
+    test_calib_reference();
     return check_summary();
 }

@@ -6,12 +6,12 @@ test (in-distribution), ood_a (shifted means) and ood_b (inflated
 variance); layers `a` (d = 8), `b` (d = 24, a few low-variance directions
 that NPCA keeps) and `dup` (d = 5 with a duplicated column: the tied
 covariance is singular, so ood_maha takes the pseudo-inverse);
-/logits/test and /logits/ood_a (no /logits/ood_b: that split is skipped by
+/logits/train, /logits/test and /logits/ood_a (no /logits/ood_b: that split is skipped by
 ood_energy / ood_msp) built from a few distinct integer rows so that the
 logit scores have heavy ties across ID and OOD, with counts for which
 roc_curve's drop_intermediate decides fpr95_openood15.  Then runs
 
-    $RB_BIN run --methods ood_maha,ood_gauss,ood_knn,ood_energy,ood_msp \
+    $RB_BIN run --methods ood_maha,ood_gauss,ood_knn,ood_energy,ood_msp,calib \
         --bootstrap 200 [options] -o DIR dump.h5
 
 twice (defaults; --ood-knn-k 5,50 --ood-npca-tau 0.9 --ood-chi2-sigma 2
@@ -24,6 +24,8 @@ values:
                0):], LedoitWolf refit on the projections
     ood_knn    rows / ||row||, sklearn NearestNeighbors, conf = -dist_k
     ood_energy T * scipy logsumexp(z / T);  ood_msp  max softmax
+    calib      ECE (15 bins) / NLL / accuracy of /logits/test, temperature
+               by brentq on dNLL/dbeta over /logits/train (to 1e-9)
 and the metrics with sklearn: roc_auc_score(is_ood, -conf); auc(recall,
 precision) of precision_recall_curve(is_id, conf) and (is_ood, -conf);
 fpr95_openood15 = fpr[argmax(tpr >= .95)] of roc_curve(is_ood, -conf);
@@ -44,6 +46,7 @@ import tempfile
 
 import h5py
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import logsumexp
 from scipy.stats import chi2
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
@@ -52,7 +55,7 @@ from sklearn.metrics import auc, precision_recall_curve, roc_auc_score, roc_curv
 from sklearn.neighbors import NearestNeighbors
 
 TOL = 1e-6
-METHODS = "ood_maha,ood_gauss,ood_knn,ood_energy,ood_msp"
+METHODS = "ood_maha,ood_gauss,ood_knn,ood_energy,ood_msp,calib"
 
 
 def make_dump(path):
@@ -82,16 +85,23 @@ def make_dump(path):
                 x = np.hstack([x, x[:, :1]])
             out[s] = x.astype(np.float32)
         feats[layer] = out
-    pats = np.array([[j, 0, 0] for j in range(6)], dtype=np.float32)
+    pats = np.array([[j, 0, 0, 0] for j in range(6)], dtype=np.float32)
     # Pattern counts chosen so that the last two OOD-positive ROC steps are
     # equal, (15 OOD, 125 ID) twice: the point at tpr = .95 is collinear and
     # roc_curve drops it, fpr95_openood15 = 1 (0.6875 without dropping).
     cnt_id, cnt_ood = [10, 20, 40, 80, 125, 125], [100, 80, 60, 30, 15, 15]
     logits = {}
     for s, cnt in (("test", cnt_id), ("ood_a", cnt_ood)):
-        z = pats[np.repeat(np.arange(6), cnt)]
-        rng.shuffle(z)
-        logits[s] = z
+        j = np.repeat(np.arange(6), cnt)
+        rng.shuffle(j)
+        logits[s] = pats[j]
+        if s == "test":  # labels that follow the logits (for calib)
+            labels[s] = np.where(rng.uniform(size=len(j)) < (j + 1) / 7.0, 0,
+                                 rng.randint(1, 4, len(j))).astype(np.int32)
+    ytr = labels["train"]
+    j = np.where(ytr == 0, rng.choice(6, len(ytr), p=[.05, .05, .1, .2, .3, .3]),
+                 rng.choice(6, len(ytr), p=[.3, .3, .2, .1, .05, .05]))
+    logits["train"] = pats[j]
     with h5py.File(path, "w") as f:
         f.attrs["format"] = "repbench-features"
         f.attrs["version"] = 1
@@ -121,6 +131,37 @@ def metrics(cid, cood):
     thr = np.sort(cid)[round(0.05 * len(cid))]
     out["fpr95_knnood"] = np.mean(cood > thr)
     return out
+
+
+def ece_nll(z, y, T):
+    p = np.exp(z / T - logsumexp(z / T, axis=1, keepdims=True))
+    conf, ok = p.max(1), p.argmax(1) == y
+    ece = 0.0
+    for b in range(15):
+        m = (conf > b / 15) & (conf <= (b + 1) / 15)
+        if m.any():
+            ece += m.mean() * abs(conf[m].mean() - ok[m].mean())
+    nll = np.mean(logsumexp(z / T, axis=1) - z[np.arange(len(y)), y] / T)
+    return ece, nll, ok.mean()
+
+
+def calib(exp, z, labels):
+    """calib rows: ECE/NLL/top1 of test, T fitted on train by brentq on
+    dNLL/dbeta, ECE/NLL of the scaled test logits."""
+    zt, yt = z["test"], labels["test"]
+    ece, nll, acc = ece_nll(zt, yt, 1.0)
+    for m, v in (("ece15", ece), ("nll", nll), ("top1", acc)):
+        exp[("logits", "test", "calib", "bins=15", m)] = (v, 1e-9)
+    zf, yf = z["train"], labels["train"]
+
+    def dnll(b):
+        p = np.exp(b * zf - logsumexp(b * zf, axis=1, keepdims=True))
+        return np.mean((p * zf).sum(1) - zf[np.arange(len(yf)), yf])
+    T = 1 / brentq(dnll, math.exp(-5), math.exp(5), xtol=1e-16, rtol=1e-15)
+    exp[("logits", "train", "calib", "bins=15;fit=train", "temperature")] = (T, 1e-9)
+    ece, nll, _ = ece_nll(zt, yt, T)
+    exp[("logits", "test", "calib", "bins=15;fit=train", "ece15_ts")] = (ece, 1e-9)
+    exp[("logits", "test", "calib", "bins=15;fit=train", "nll_ts")] = (nll, 1e-9)
 
 
 def quad(x, mu, prec):
@@ -189,6 +230,8 @@ def expected(feats, labels, logits, opt):
             put(layer, "ood_knn", "k=%d" % k, conf)
     T = opt["T"]
     z = {s: v.astype(np.float64) for s, v in logits.items()}
+    calib(exp, z, labels)
+    z = {s: v for s, v in z.items() if s != "train"}
     put("logits", "ood_energy", "T=%g" % T, {s: T * logsumexp(v / T, axis=1) for s, v in z.items()})
     put("logits", "ood_msp", "", {s: np.max(np.exp(v - logsumexp(v, axis=1, keepdims=True)), axis=1)
                                   for s, v in z.items()})
