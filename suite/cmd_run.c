@@ -98,17 +98,6 @@ static void note_add(notes *ns, const char *method, const char *layer, const cha
     ns->n++;
 }
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(fp, "\\%c", ch);
-        else if (ch < 0x20) fprintf(fp, "\\u%04x", ch);
-        else fputc(ch, fp);
-    }
-    fputc('"', fp);
-}
 
 static void iso_time(char *buf, size_t cap, time_t t)
 {
@@ -157,16 +146,16 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
     struct utsname u;
     if (uname(&u) != 0) snprintf(u.nodename, sizeof u.nodename, "unknown");
     fprintf(fp, "{\n  \"repbench_version\": \"%s\",\n  \"git_commit\": ", RB_VERSION);
-    json_str(fp, RB_GIT);
+    rb_json_fprint_str(fp, RB_GIT);
     fprintf(fp, ",\n  \"command\": [");
     for (int i = 0; i < m->argc; i++) {
         if (i) fputs(", ", fp);
-        json_str(fp, m->argv[i]);
+        rb_json_fprint_str(fp, m->argv[i]);
     }
     fprintf(fp, "],\n  \"host\": ");
-    json_str(fp, u.nodename);
+    rb_json_fprint_str(fp, u.nodename);
     fprintf(fp, ",\n  \"machine\": ");
-    json_str(fp, u.machine);
+    rb_json_fprint_str(fp, u.machine);
     fprintf(fp, ",\n  \"threads\": %d,\n  \"seed\": %llu,\n  \"bootstrap\": %d,\n", m->threads,
             (unsigned long long)m->o->seed, m->o->bootstrap);
     fprintf(fp, "  \"start\": \"%s\",\n  \"end\": \"%s\",\n  \"seconds\": %.3f,\n", t0, t1, m->wall);
@@ -176,7 +165,7 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
         long long size = -1;
         int ok = file_digest(m->dumps[i], &h, &size) == 0;
         fprintf(fp, "%s\n    {\"path\": ", i ? "," : "");
-        json_str(fp, m->dumps[i]);
+        rb_json_fprint_str(fp, m->dumps[i]);
         if (ok)
             fprintf(fp, ", \"bytes\": %lld, \"fnv1a64\": \"%016llx\"}", size, (unsigned long long)h);
         else
@@ -185,9 +174,9 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
     fprintf(fp, "\n  ],\n  \"options\": {");
     for (size_t i = 0; i < m->o->nkv; i++) {
         fprintf(fp, "%s", i ? ", " : "");
-        json_str(fp, m->o->kv[i].key);
+        rb_json_fprint_str(fp, m->o->kv[i].key);
         fputs(": ", fp);
-        json_str(fp, m->o->kv[i].val);
+        rb_json_fprint_str(fp, m->o->kv[i].val);
     }
     fputs("},\n", fp);
     const notes *lists[2] = {m->skipped, m->failed};
@@ -205,11 +194,11 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
                 layer = at + 1;
             }
             fprintf(fp, "%s\n    {\"method\": ", i ? "," : "");
-            json_str(fp, method);
+            rb_json_fprint_str(fp, method);
             fputs(", \"layer\": ", fp);
-            json_str(fp, layer);
+            rb_json_fprint_str(fp, layer);
             fputs(", \"reason\": ", fp);
-            json_str(fp, nt->reason);
+            rb_json_fprint_str(fp, nt->reason);
             fputc('}', fp);
         }
         fprintf(fp, "%s]%s\n", lists[l]->n ? "\n  " : "", l == 0 ? "," : "");
