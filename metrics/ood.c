@@ -342,13 +342,9 @@ int rb_ood_maha_fit(const rb_view *tr, rb_ood_maha **out, rb_err *e)
 {
     const char *who = "ood_maha";
     *out = NULL;
-    long *cnt = malloc((size_t)(tr && tr->k > 0 ? tr->k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = rb_probe_fit_check(who, tr, NULL, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt = NULL;
+    int rc = rb_probe_fit_check(who, tr, NULL, &cnt, e);
+    if (rc) return rc;
     const size_t n = tr->n, d = tr->d;
     const int k = tr->k;
     rb_ood_maha *m = calloc(1, sizeof *m);
