@@ -229,7 +229,8 @@ enum {
     RB_NEEDS_TEST = 1u << 1,   /* a labeled test split */
     RB_NEEDS_OOD = 1u << 2,    /* at least one ood_* split */
     RB_SCOPE_DUMP = 1u << 3,   /* runs once per dump, not per layer */
-    RB_STREAMS = 1u << 4       /* reads rows itself through src->read */
+    RB_STREAMS = 1u << 4,      /* reads rows itself through src->read */
+    RB_NEEDS_OTHER = 1u << 5   /* a second dump of the same samples (--other DUMP) */
 };
 
 typedef int (*rb_method_fn)(const rb_task *t, rb_rows *out, rb_err *e);

@@ -207,6 +207,9 @@ static void prob(rb_dump *d, int code, const char *obj, const char *fmt, ...)
         fmtb(line, sizeof line, "%s: %s: %s", d->path, obj, text);
     else
         fmtb(line, sizeof line, "%s: %s", d->path, text);
+    /* One line, whatever the names in the file hold. */
+    for (char *q = line; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
     if (d->npr == d->cappr) {
         size_t cap = d->cappr ? 2 * d->cappr : 8;
         problem *p = realloc(d->pr, cap * sizeof *p);

@@ -623,6 +623,10 @@ static int st_open(rb_ckpt *c, rb_err *e)
                      path, p.i);
         goto out;
     }
+    if (c->n == 0) {
+        rc = rb_fail(e, RB_EINVAL, "%s: header: no tensors", path);
+        goto out;
+    }
     /* Duplicate names. */
     for (size_t i = 0; i < c->n; i++) sp[i].idx = i;
     if (c->n > 1) {

@@ -26,13 +26,9 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
     if (!(vs >= 0) || !isfinite(vs)) RB_FAIL(e, RB_EINVAL, "%s: var_smoothing %g must be finite and >= 0", who, vs);
     const size_t d = tr ? tr->d : 0;
     const int k = tr ? tr->k : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = rb_probe_fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     const size_t kd = (size_t)k * d;
     double *ref = malloc(kd * sizeof *ref);  /* first row of each class */
     double *s1 = calloc(kd, sizeof *s1);     /* sum of (x - ref) */

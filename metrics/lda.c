@@ -82,13 +82,9 @@ int rb_lda_scores(const rb_view *tr, const rb_view *te, double shrinkage,
         RB_FAIL(e, RB_EINVAL, "%s: shrinkage %g must be in [0, 1] (or < 0 for Ledoit-Wolf)", who, shrinkage);
     const int k = tr ? tr->k : 0;
     const size_t d = tr ? tr->d : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = rb_probe_fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     const size_t n = tr->n;
     long maxnk = 0;
     for (int c = 0; c < k; c++)

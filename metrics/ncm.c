@@ -31,13 +31,9 @@ int rb_ncm_scores(const rb_view *tr, const rb_view *te, int cosine,
     const char *who = cosine ? "ncm (cosine)" : "ncm";
     const int k = tr ? tr->k : 0;
     const size_t d = tr ? tr->d : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = rb_probe_fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     double *mu = calloc((size_t)k * d, sizeof *mu);
     double *mn = malloc((size_t)k * sizeof *mn);
     double *xb = malloc(NCM_BLOCK * d * sizeof *xb);

@@ -148,8 +148,7 @@ out:
 /* Refuse what no probe can fit: n < 2, d = 0, k < 2, a label outside
  * [0, k), a class absent from train, test width != train width.  Fills
  * cnt[k] with the class counts. */
-int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te,
-                     long *cnt, rb_err *e)
+static int fit_check(const char *who, const rb_view *tr, const rb_view *te, long *cnt, rb_err *e)
 {
     if (!tr || !tr->x || !tr->y) RB_FAIL(e, RB_EINVAL, "%s: train split needs features and labels", who);
     if (tr->n < 2) RB_FAIL(e, RB_EINVAL, "%s: train split has %zu samples, need at least 2", who, tr->n);
@@ -166,6 +165,22 @@ int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te,
     }
     for (int c = 0; c < tr->k; c++)
         if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
+    return RB_OK;
+}
+
+int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te, long **cnt,
+                       rb_err *e)
+{
+    *cnt = NULL;
+    int k = tr && tr->k > 0 ? tr->k : 1;
+    long *c = malloc((size_t)k * sizeof *c);
+    if (!c) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
+    int rc = fit_check(who, tr, te, c, e);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    *cnt = c;
     return RB_OK;
 }
 

@@ -35,8 +35,9 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
 
 /* Refuse what no probe can fit: n < 2, d = 0, k < 2, a label outside
  * [0, k), a class absent from train, test width != train width (te may be
- * NULL).  Fills cnt[k] with the class counts.  who prefixes messages. */
-int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te, long *cnt,
+ * NULL).  On success *cnt holds the k class counts (owned by the caller,
+ * free()); on error *cnt is NULL.  who prefixes messages. */
+int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te, long **cnt,
                        rb_err *e);
 
 /* Fetch the train and test views of the task's layer, refusing when the

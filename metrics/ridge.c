@@ -26,13 +26,9 @@ int rb_ridge_scores(const rb_view *tr, const rb_view *te, double alpha,
     if (!(alpha > 0) || !isfinite(alpha)) RB_FAIL(e, RB_EINVAL, "%s: alpha %g must be finite and > 0", who, alpha);
     const int k = tr ? tr->k : 0;
     const size_t d = tr ? tr->d : 0;
-    long *cnt = malloc((size_t)(k > 0 ? k : 1) * sizeof *cnt);
-    if (!cnt) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
-    int rc = rb_probe_fit_check(who, tr, te, cnt, e);
-    if (rc) {
-        free(cnt);
-        return rc;
-    }
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
     const size_t n = tr->n;
     /* Target columns: k of them, or one (class 1 = +1) when k = 2. */
     const int kt = k == 2 ? 1 : k;

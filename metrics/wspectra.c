@@ -146,3 +146,19 @@ double rb_wspec_log_alpha_norm(const double *s, size_t k, double alpha)
     for (size_t i = 0; i < k; i++) acc += pow(s[i] * s[i], alpha);
     return log10(acc);
 }
+
+double rb_wspec_js_distance(const double *a, const double *b, size_t k)
+{
+    double sa = 0, sb = 0, js = 0;
+    for (size_t i = 0; i < k; i++) {
+        sa += a[i];
+        sb += b[i];
+    }
+    if (!(sa > 0) || !(sb > 0)) return NAN;
+    for (size_t i = 0; i < k; i++) {
+        double p = a[i] / sa, q = b[i] / sb, m = 0.5 * (p + q);
+        if (p > 0) js += p * log(p / m);
+        if (q > 0) js += q * log(q / m);
+    }
+    return sqrt(fmax(js, 0.0) / 2.0);
+}

@@ -74,4 +74,11 @@ double rb_wspec_lowrank_err(const double *s, size_t k, size_t r);
 /* WeightWatcher log_alpha_norm = log10 sum_i lambda_i^alpha. */
 double rb_wspec_log_alpha_norm(const double *s, size_t k, double alpha);
 
+/* Jensen-Shannon distance between two non-negative vectors a[k], b[k]
+ * (each normalised to sum 1; natural log): sqrt((KL(p||m) + KL(q||m))/2),
+ * m = (p+q)/2, as scipy.spatial.distance.jensenshannon.  WeightWatcher's
+ * rand_distance applies it to the sorted ESD of W and of W with its entries
+ * randomly permuted.  NaN when a vector sums to 0. */
+double rb_wspec_js_distance(const double *a, const double *b, size_t k);
+
 #endif /* RB_WSPECTRA_H */

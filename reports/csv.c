@@ -84,6 +84,18 @@ int rb_csv_write_rows(const char *path, const rb_row *rows, size_t n, rb_err *e)
     return rb_out_commit(fp, path, 1, e);
 }
 
+void rb_json_fprint_str(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(fp, "\\%c", ch);
+        else if (ch < 0x20) fprintf(fp, "\\u%04x", ch);
+        else fputc(ch, fp);
+    }
+    fputc('"', fp);
+}
+
 int rb_mkdir_p(const char *dir, rb_err *e)
 {
     char buf[4096];

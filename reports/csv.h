@@ -30,6 +30,10 @@ void rb_csv_fprint_field(FILE *fp, const char *s);
 FILE *rb_out_open(const char *path, rb_err *e);
 int rb_out_commit(FILE *fp, const char *path, int ok, rb_err *e);
 
+/* Write s as a JSON string literal (quotes, backslashes and control
+ * characters escaped). */
+void rb_json_fprint_str(FILE *fp, const char *s);
+
 /* mkdir -p.  Returns RB_OK or RB_EIO. */
 int rb_mkdir_p(const char *dir, rb_err *e);
 

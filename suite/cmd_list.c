@@ -4,6 +4,7 @@
  * generated from the tables (nothing here is written twice).
  */
 #include "suite/suite.h"
+#include "theory/theory.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,12 @@ int rb_cmd_list(int argc, char **argv)
     if (strcmp(what, "") == 0) {
         printf("%-14s %-10s %s\n", "method", "family", "what it computes");
         for (size_t i = 0; i < n; i++) printf("%-14s %-10s %s\n", m[i].name, m[i].family, m[i].doc);
+        printf("\nweight methods (repbench weights):\n");
+        rb_weights_list(stdout);
+        size_t nt;
+        const rb_theory_check *tc = rb_theory_checks(&nt);
+        printf("\ntheory checks (repbench theory):\n");
+        for (size_t i = 0; i < nt; i++) printf("%-14s %-10s %s\n", tc[i].name, "theory", tc[i].doc);
     } else if (strcmp(what, "--metrics") == 0) {
         size_t nd;
         const rb_metric_doc *d = rb_metric_docs(&nd);

@@ -98,17 +98,6 @@ static void note_add(notes *ns, const char *method, const char *layer, const cha
     ns->n++;
 }
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(fp, "\\%c", ch);
-        else if (ch < 0x20) fprintf(fp, "\\u%04x", ch);
-        else fputc(ch, fp);
-    }
-    fputc('"', fp);
-}
 
 static void iso_time(char *buf, size_t cap, time_t t)
 {
@@ -157,16 +146,16 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
     struct utsname u;
     if (uname(&u) != 0) snprintf(u.nodename, sizeof u.nodename, "unknown");
     fprintf(fp, "{\n  \"repbench_version\": \"%s\",\n  \"git_commit\": ", RB_VERSION);
-    json_str(fp, RB_GIT);
+    rb_json_fprint_str(fp, RB_GIT);
     fprintf(fp, ",\n  \"command\": [");
     for (int i = 0; i < m->argc; i++) {
         if (i) fputs(", ", fp);
-        json_str(fp, m->argv[i]);
+        rb_json_fprint_str(fp, m->argv[i]);
     }
     fprintf(fp, "],\n  \"host\": ");
-    json_str(fp, u.nodename);
+    rb_json_fprint_str(fp, u.nodename);
     fprintf(fp, ",\n  \"machine\": ");
-    json_str(fp, u.machine);
+    rb_json_fprint_str(fp, u.machine);
     fprintf(fp, ",\n  \"threads\": %d,\n  \"seed\": %llu,\n  \"bootstrap\": %d,\n", m->threads,
             (unsigned long long)m->o->seed, m->o->bootstrap);
     fprintf(fp, "  \"start\": \"%s\",\n  \"end\": \"%s\",\n  \"seconds\": %.3f,\n", t0, t1, m->wall);
@@ -176,7 +165,7 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
         long long size = -1;
         int ok = file_digest(m->dumps[i], &h, &size) == 0;
         fprintf(fp, "%s\n    {\"path\": ", i ? "," : "");
-        json_str(fp, m->dumps[i]);
+        rb_json_fprint_str(fp, m->dumps[i]);
         if (ok)
             fprintf(fp, ", \"bytes\": %lld, \"fnv1a64\": \"%016llx\"}", size, (unsigned long long)h);
         else
@@ -185,9 +174,9 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
     fprintf(fp, "\n  ],\n  \"options\": {");
     for (size_t i = 0; i < m->o->nkv; i++) {
         fprintf(fp, "%s", i ? ", " : "");
-        json_str(fp, m->o->kv[i].key);
+        rb_json_fprint_str(fp, m->o->kv[i].key);
         fputs(": ", fp);
-        json_str(fp, m->o->kv[i].val);
+        rb_json_fprint_str(fp, m->o->kv[i].val);
     }
     fputs("},\n", fp);
     const notes *lists[2] = {m->skipped, m->failed};
@@ -205,11 +194,11 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
                 layer = at + 1;
             }
             fprintf(fp, "%s\n    {\"method\": ", i ? "," : "");
-            json_str(fp, method);
+            rb_json_fprint_str(fp, method);
             fputs(", \"layer\": ", fp);
-            json_str(fp, layer);
+            rb_json_fprint_str(fp, layer);
             fputs(", \"reason\": ", fp);
-            json_str(fp, nt->reason);
+            rb_json_fprint_str(fp, nt->reason);
             fputc('}', fp);
         }
         fprintf(fp, "%s]%s\n", lists[l]->n ? "\n  " : "", l == 0 ? "," : "");
@@ -296,12 +285,14 @@ static void fill_rows(rb_rows *rows, size_t from, const rb_dump *d, const char *
     }
 }
 
-static const char *unmet(const rb_method *m, const rb_source *s, int train, int test)
+static const char *unmet(const rb_method *m, const rb_source *s, int train, int test,
+                         const char *other)
 {
     if ((m->needs & RB_NEEDS_LABELS) && (train < 0 || !s->split_y[train]))
         return "needs a labeled train split";
     if ((m->needs & RB_NEEDS_TEST) && (test < 0 || !s->split_y[test]))
         return "needs a labeled test split";
+    if ((m->needs & RB_NEEDS_OTHER) && !other) return "needs --other DUMP (a second model on the same samples)";
     if (m->needs & RB_NEEDS_OOD) {
         int any = 0;
         for (size_t i = 0; i < s->nsplits; i++)
@@ -372,7 +363,7 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
     t.view = task_view;
     t.cache = &c;
     for (size_t i = 0; i < sel->n; i++) {
-        const char *why = unmet(sel->m[i], s, t.train, t.test);
+        const char *why = unmet(sel->m[i], s, t.train, t.test, rb_opt_str(o, "other", NULL));
         if (why) note_add(skipped, sel->m[i]->name, "*", why);
     }
     for (size_t l = 0; l < s->nlayers; l++) {
@@ -381,7 +372,7 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
         t.layer = l;
         for (size_t i = 0; i < sel->n; i++) {
             const rb_method *m = sel->m[i];
-            if ((m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test)) continue;
+            if ((m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test, rb_opt_str(o, "other", NULL))) continue;
             rb_logf(o, "[%d/%d] %s: layer %s (%zu/%zu): %s", di + 1, nd, rb_dump_model(d), lname,
                     l + 1, s->nlayers, m->name);
             if ((rc = run_method(m, &t, d, lname, rows, failed, e))) goto out;
@@ -390,7 +381,7 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
     }
     for (size_t i = 0; i < sel->n; i++) {
         const rb_method *m = sel->m[i];
-        if (!(m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test)) continue;
+        if (!(m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test, rb_opt_str(o, "other", NULL))) continue;
         t.layer = SIZE_MAX;
         rb_logf(o, "[%d/%d] %s: %s (all layers)", di + 1, nd, rb_dump_model(d), m->name);
         if ((rc = run_method(m, &t, d, "*", rows, failed, e))) goto out;
@@ -459,7 +450,7 @@ int rb_cmd_run(int argc, char **argv)
     }
     /* Every method-specific option must be read by some selected method. */
     for (size_t k = 0; k < o->nkv; k++) {
-        int ok = strcmp(o->kv[k].key, "predictions") == 0;
+        int ok = strcmp(o->kv[k].key, "predictions") == 0 || strcmp(o->kv[k].key, "other") == 0;
         for (size_t i = 0; i < sel.n && !ok; i++) ok = declares(sel.m[i], o->kv[k].key);
         if (!ok) {
             fprintf(stderr, "repbench run: option --%s is not read by any selected method (see repbench list --options)\n",

@@ -19,8 +19,8 @@
 
 static int usage_err(const char *msg, const char *arg)
 {
-    fprintf(stderr, "repbench theory: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
-    fprintf(stderr, "usage: repbench theory [--fast] [--seed S] [-o DIR] [--KEY VALUE] [CHECK...]\n");
+    fprintf(stderr, "repbench theory: %s%s%s (try repbench theory --help)\n", msg, arg ? " " : "",
+            arg ? arg : "");
     return 2;
 }
 
@@ -88,7 +88,10 @@ int rb_cmd_theory(int argc, char **argv)
     if (o.progress) o.log = rb_log_stderr;
     const char *out = NULL;
     int fast = 0;
-    const char **names = calloc((size_t)argc + 1, sizeof *names);
+    size_t nchk;
+    const rb_theory_check *chk = rb_theory_checks(&nchk);
+    /* Room for every positional argument or, with none, every check. */
+    const char **names = calloc((size_t)argc + nchk + 1, sizeof *names);
     size_t nnames = 0;
     if (!names) return 1;
     int status = 0;
@@ -144,8 +147,6 @@ int rb_cmd_theory(int argc, char **argv)
             names[nnames++] = a;
         }
     }
-    size_t nchk;
-    const rb_theory_check *chk = rb_theory_checks(&nchk);
     if (nnames == 0)
         for (size_t j = 0; j < nchk; j++) names[nnames++] = chk[j].name;
     /* Every option must be read by at least one selected check. */

@@ -29,6 +29,7 @@
 #include "suite/suite.h"
 
 #include <cblas.h>
+#include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,23 @@ static int add(wctx *c, const char *model, const char *dataset, const char *laye
     r->seed = c->o->seed;
     r->seconds = rb_now() - c->t0;
     return RB_OK;
+}
+
+/* --layers: a comma list of tensor names restricts every method to them
+ * (global quantities are then over the selection; depth deciles still count
+ * every 3x3 conv of the checkpoint). */
+static int want(const wctx *c, const char *name)
+{
+    const char *p = c->o->layers;
+    if (!p) return 1;
+    size_t ln = strlen(name);
+    while (p && *p) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (len == ln && strncmp(p, name, len) == 0) return 1;
+        p = q ? q + 1 : NULL;
+    }
+    return 0;
 }
 
 static int is_conv3(const rb_wtensor *t)
@@ -178,6 +196,10 @@ static int run_filters(wctx *c, rb_err *e)
         for (size_t i = 0; i < rb_ckpt_count(ck); i++) {
             const rb_wtensor *t = rb_ckpt_tensor(ck, i);
             if (!is_conv3(t)) continue;
+            if (!want(c, t->name)) {
+                j++;
+                continue;
+            }
             c->t0 = rb_now();
             if ((rc = read_alloc(ck, i, &buf, &cap, e))) goto out;
             rb_filt_layer r;
@@ -344,8 +366,9 @@ out:
 static int check_spectra(wctx *c, rb_err *e)
 {
     double thr;
-    long me;
+    long me, rnd;
     int rc = rb_opt_double(c->o, "evals_thresh", 1e-5, 0, 1e300, &thr, e);
+    if (!rc) rc = rb_opt_long(c->o, "rand", 1, 0, 1, &rnd, e);
     return rc ? rc : rb_opt_long(c->o, "min_evals", 10, 3, 100000000, &me, e);
 }
 
@@ -357,12 +380,19 @@ static int run_spectra(wctx *c, rb_err *e)
     size_t cap = 0;
     FILE *sv = NULL;
     char path[1024];
+    long rnd;
     if ((rc = rb_opt_double(c->o, "evals_thresh", 1e-5, 0, 1e300, &thr, e)) ||
-        (rc = rb_opt_long(c->o, "min_evals", 10, 3, 100000000, &min_evals, e)))
+        (rc = rb_opt_long(c->o, "min_evals", 10, 3, 100000000, &min_evals, e)) ||
+        (rc = rb_opt_long(c->o, "rand", 1, 0, 1, &rnd, e)))
         return rc;
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!rng) RB_FAIL(e, RB_ENOMEM, "spectra: out of memory");
     snprintf(path, sizeof path, "%s/spectra.csv", c->dir);
     sv = rb_out_open(path, e);
-    if (!sv) return e->code;
+    if (!sv) {
+        gsl_rng_free(rng);
+        return e->code;
+    }
     fputs("model,layer,index,singular_value\n", sv);
     char pp[96];
     snprintf(pp, sizeof pp, "evals_thresh=%g;min_evals=%ld", thr, min_evals);
@@ -371,7 +401,7 @@ static int run_spectra(wctx *c, rb_err *e)
         const char *model = rb_ckpt_model(ck);
         for (size_t i = 0; i < rb_ckpt_count(ck) && !rc; i++) {
             const rb_wtensor *t = rb_ckpt_tensor(ck, i);
-            if (t->dtype == RB_WT_OTHER || t->rank < 2 || t->numel == 0) continue;
+            if (t->dtype == RB_WT_OTHER || t->rank < 2 || t->numel == 0 || !want(c, t->name)) continue;
             c->t0 = rb_now();
             size_t mr = t->dims[0], nc = t->numel / mr, kk = mr < nc ? mr : nc;
             if ((rc = read_alloc(ck, i, &buf, &cap, e))) break;
@@ -407,6 +437,41 @@ static int run_spectra(wctx *c, rb_err *e)
                 (rc = add(c, model, "", nm, "", "spectra", "tau=0.9", "energy_rank", (double)rb_wspec_energy_rank(s, kk, 0.90), n, e)) ||
                 (rc = add(c, model, "", nm, "", "spectra", "tau=0.99", "energy_rank", (double)rb_wspec_energy_rank(s, kk, 0.99), n, e)))
                 break;
+            /* WeightWatcher rand_distance / softrank: the ESD of W with its
+             * entries permuted (seeded from --seed, model and layer). */
+            if (rnd) {
+                double *sh = malloc((t->numel + kk) * sizeof *sh);
+                if (!sh) {
+                    rc = rb_fail(e, RB_ENOMEM, "spectra: out of memory");
+                    break;
+                }
+                double *s2 = sh + t->numel;
+                char tag[2 * RB_NAME_MAX + 2];
+                snprintf(tag, sizeof tag, "%s/%s", model, t->name);
+                gsl_rng_set(rng, (unsigned long)rb_seed_derive(c->o->seed, tag));
+                memcpy(sh, buf, t->numel * sizeof *sh);
+                /* Fisher-Yates with gsl_rng_uniform_int (gsl_ran_shuffle's
+                 * header clashes with OpenBLAS's cblas.h). */
+                for (size_t q = t->numel; q > 1; q--) {
+                    size_t j = (size_t)gsl_rng_uniform_int(rng, (unsigned long)q);
+                    double tmp = sh[q - 1];
+                    sh[q - 1] = sh[j];
+                    sh[j] = tmp;
+                }
+                rc = rb_wspec_svd(sh, mr, nc, s2, e);
+                if (!rc) {
+                    for (size_t q = 0; q < kk; q++) {
+                        s2[q] *= s2[q];
+                        sh[q] = s[q] * s[q];
+                    }
+                    if (!(rc = add(c, model, "", t->name, "", "spectra", "", "ww_rand_distance",
+                                   rb_wspec_js_distance(sh, s2, kk), (long)kk, e)))
+                        rc = add(c, model, "", t->name, "", "spectra", "", "ww_softrank",
+                                 s2[0] / (s[0] * s[0]), (long)kk, e);
+                }
+                free(sh);
+                if (rc) break;
+            }
             for (size_t rk = 1; rk < kk && !rc; rk *= 2) {
                 char rp[32];
                 snprintf(rp, sizeof rp, "rank=%zu", rk);
@@ -432,6 +497,7 @@ static int run_spectra(wctx *c, rb_err *e)
         }
     }
     int crc = rb_out_commit(sv, path, !rc && !ferror(sv), rc ? &(rb_err){0} : e);
+    gsl_rng_free(rng);
     free(buf);
     free(s);
     return rc ? rc : crc;
@@ -474,7 +540,8 @@ static int run_sparsity(wctx *c, rb_err *e)
         c->t0 = rb_now();
         uint64_t total = 0;
         for (size_t i = 0; i < rb_ckpt_count(ck); i++)
-            if (rb_ckpt_tensor(ck, i)->dtype != RB_WT_OTHER) total += rb_ckpt_tensor(ck, i)->numel;
+            if (rb_ckpt_tensor(ck, i)->dtype != RB_WT_OTHER && want(c, rb_ckpt_tensor(ck, i)->name))
+                total += rb_ckpt_tensor(ck, i)->numel;
         if (total == 0) continue;
         /* Global magnitude-pruning thresholds: exact radix select, 4 passes. */
         rb_magsel *ms = NULL;
@@ -484,7 +551,7 @@ static int run_sparsity(wctx *c, rb_err *e)
         while (more > 0 && !rc) {
             for (size_t i = 0; i < rb_ckpt_count(ck) && !rc; i++) {
                 const rb_wtensor *t = rb_ckpt_tensor(ck, i);
-                if (t->dtype == RB_WT_OTHER || !t->numel) continue;
+                if (t->dtype == RB_WT_OTHER || !t->numel || !want(c, t->name)) continue;
                 if (!(rc = read_alloc(ck, i, &buf, &cap, e))) rb_magsel_feed(ms, buf, t->numel);
             }
             if (!rc) more = rb_magsel_next(ms, e);
@@ -497,7 +564,7 @@ static int run_sparsity(wctx *c, rb_err *e)
         /* Per tensor. */
         for (size_t i = 0; i < rb_ckpt_count(ck) && !rc; i++) {
             const rb_wtensor *t = rb_ckpt_tensor(ck, i);
-            if (t->dtype == RB_WT_OTHER || !t->numel) continue;
+            if (t->dtype == RB_WT_OTHER || !t->numel || !want(c, t->name)) continue;
             c->t0 = rb_now();
             if ((rc = read_alloc(ck, i, &buf, &cap, e))) break;
             uint64_t z = 0, below[RB_MAGSEL_MAX] = {0};
@@ -582,7 +649,7 @@ static int run_taskvec(wctx *c, rb_err *e)
     double t_all = rb_now();
     for (size_t i = 0; i < rb_ckpt_count(pre) && !rc; i++) {
         const rb_wtensor *t = rb_ckpt_tensor(pre, i);
-        if (t->dtype == RB_WT_OTHER || !t->numel) continue;
+        if (t->dtype == RB_WT_OTHER || !t->numel || !want(c, t->name)) continue;
         c->t0 = rb_now();
         size_t n = t->numel;
         if (n > cap) {
@@ -924,7 +991,7 @@ static const wmethod wmethods[] = {
     {"filters", check_filters, run_filters, "sparsity_eps,bins,shift",
      "3x3 conv filters: sparsity, variance entropy (+normalised, clean), orthogonality, norms; "
      "PCA basis and 70-bin symmetric-KL shift between layers, models, depth deciles (CNN Filter DB)"},
-    {"spectra", check_spectra, run_spectra, "evals_thresh,min_evals",
+    {"spectra", check_spectra, run_spectra, "evals_thresh,min_evals,rand",
      "singular values (dgesdd) of every matrix (conv reshaped [out, in*kh*kw]): norms, stable rank, "
      "energy ranks, low-rank error, power-law alpha with KS x_min (WeightWatcher)"},
     {"sparsity", check_sparsity, run_sparsity, "thresholds,prune",
@@ -952,17 +1019,6 @@ static int in_list(const char *list, const char *name)
 
 /* ------------------------------------------------------------- run.json */
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(fp, "\\%c", ch);
-        else if (ch < 0x20) fprintf(fp, "\\u%04x", ch);
-        else fputc(ch, fp);
-    }
-    fputc('"', fp);
-}
 
 static int write_run_json(const char *dir, int argc, char **argv, char **ck, int nck,
                           const rb_opts *o, time_t t0, time_t t1, double wall, size_t nrows,
@@ -980,14 +1036,14 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
     struct utsname u;
     if (uname(&u) != 0) snprintf(u.nodename, sizeof u.nodename, "unknown");
     fprintf(fp, "{\n  \"repbench_version\": \"%s\",\n  \"git_commit\": ", RB_VERSION);
-    json_str(fp, RB_GIT);
+    rb_json_fprint_str(fp, RB_GIT);
     fputs(",\n  \"command\": [", fp);
     for (int i = 0; i < argc; i++) {
         if (i) fputs(", ", fp);
-        json_str(fp, argv[i]);
+        rb_json_fprint_str(fp, argv[i]);
     }
     fputs("],\n  \"host\": ", fp);
-    json_str(fp, u.nodename);
+    rb_json_fprint_str(fp, u.nodename);
     fprintf(fp, ",\n  \"threads\": %d,\n  \"seed\": %llu,\n  \"start\": \"%s\",\n  \"end\": \"%s\",\n"
                 "  \"seconds\": %.3f,\n  \"rows\": %zu,\n  \"inputs\": [",
             openblas_get_num_threads(), (unsigned long long)o->seed, a, b, wall, nrows);
@@ -1005,15 +1061,15 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
             fclose(in);
         }
         fprintf(fp, "%s\n    {\"path\": ", i ? "," : "");
-        json_str(fp, ck[i]);
+        rb_json_fprint_str(fp, ck[i]);
         fprintf(fp, ", \"bytes\": %lld, \"fnv1a64\": \"%016llx\"}", size, (unsigned long long)h);
     }
     fputs("\n  ],\n  \"options\": {", fp);
     for (size_t i = 0; i < o->nkv; i++) {
         fputs(i ? ", " : "", fp);
-        json_str(fp, o->kv[i].key);
+        rb_json_fprint_str(fp, o->kv[i].key);
         fputs(": ", fp);
-        json_str(fp, o->kv[i].val);
+        rb_json_fprint_str(fp, o->kv[i].val);
     }
     fputs("}\n}\n", fp);
     return rb_out_commit(fp, path, !ferror(fp), e);
@@ -1021,12 +1077,18 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
 
 /* ---------------------------------------------------------- subcommand */
 
+void rb_weights_list(FILE *fp)
+{
+    for (size_t k = 0; k < NWM; k++)
+        fprintf(fp, "%-14s %-10s %s\n", wmethods[k].name, "weights", wmethods[k].doc);
+}
+
 int rb_cmd_weights(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--list") == 0 || strcmp(argv[i], "-h") == 0 ||
             strcmp(argv[i], "--help") == 0) {
-            printf("usage: repbench weights [--methods a,b] [--seed N] [--head W,b --features DUMP] -o DIR CKPT...\n"
+            printf("usage: repbench weights [--methods a,b] [--layers p1,p2] [--seed N] [--head W,b --features DUMP] -o DIR CKPT...\n"
                    "CKPT: HDF5 weight dump (/weights/<param>) or .safetensors; for taskvec the first is the pre-trained one.\n\n");
             for (size_t k = 0; k < NWM; k++)
                 printf("  %-9s %s\n            options: %s\n", wmethods[k].name, wmethods[k].doc,
@@ -1057,8 +1119,8 @@ int rb_cmd_weights(int argc, char **argv)
         st = 2;
         goto done;
     }
-    if (o->layers || cli.family) {
-        fprintf(stderr, "repbench weights: --%s does not apply to weight methods\n", o->layers ? "layers" : "family");
+    if (cli.family) {
+        fprintf(stderr, "repbench weights: --family does not apply to weight methods\n");
         st = 2;
         goto done;
     }
@@ -1112,6 +1174,19 @@ int rb_cmd_weights(int argc, char **argv)
         free(buf);
         if (rc) goto fail;
     }
+    for (const char *p = o->layers; p && *p && !rc;) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        int found = 0;
+        for (int i = 0; i < cli.npos && !found; i++)
+            for (size_t t = 0; t < rb_ckpt_count(ck[i]) && !found; t++) {
+                const char *nm = rb_ckpt_tensor(ck[i], t)->name;
+                found = strlen(nm) == len && strncmp(nm, p, len) == 0;
+            }
+        if (!found) rc = rb_fail(&e, RB_EINVAL, "--layers: no tensor '%.*s' in any checkpoint", (int)len, p);
+        p = q ? q + 1 : NULL;
+    }
+    if (rc) goto fail;
     c.ck = ck;
     c.nck = (size_t)cli.npos;
     c.o = o;

@@ -7,6 +7,8 @@
 
 #include "core/rb.h"
 
+#include <stdio.h>
+
 /* The method table (suite/registry.c): every feature method, one row each.
  * Adding a method is adding a file under metrics/ and a row here. */
 const rb_method *rb_registry(size_t *n);
@@ -32,6 +34,7 @@ int rb_cmd_list(int argc, char **argv);
 int rb_cmd_inspect(int argc, char **argv);
 int rb_cmd_gen(int argc, char **argv);
 int rb_cmd_weights(int argc, char **argv); /* suite/cmd_weights.c */
+void rb_weights_list(FILE *fp);            /* weight methods, one line each */
 int rb_cmd_theory(int argc, char **argv);  /* suite/cmd_theory.c */
 int rb_cmd_report(int argc, char **argv);  /* suite/cmd_report.c */
 

@@ -86,6 +86,13 @@ for r in get(layer="all", metric="tv_cosine"):
 # pre proj.weight: power-law ESD with alpha = 3 within one standard error.
 a = float(get("pre", "proj.weight", "alpha")[0]["value"]); se = float(get("pre", "proj.weight", "alpha_se")[0]["value"])
 check("pre proj alpha %.3f within se %.3f of 3" % (a, se), abs(a - 3) <= se)
+# WeightWatcher rand_distance / softrank: a random init is its own shuffle
+# (softrank ~ 1, distance small); the structured proj.weight is not.
+for l in ["layer3.0.conv1.weight", "layer3.0.conv2.weight", "proj.weight"]:
+    check("init %s softrank ~ 1" % l, 0.9 <= float(get("init", l, "ww_softrank")[0]["value"]) <= 1.15)
+    check("init %s rand_distance < 0.05" % l, float(get("init", l, "ww_rand_distance")[0]["value"]) < 0.05)
+check("pre proj softrank < 0.6", float(get("pre", "proj.weight", "ww_softrank")[0]["value"]) < 0.6)
+check("pre proj rand_distance > 0.1", float(get("pre", "proj.weight", "ww_rand_distance")[0]["value"]) > 0.1)
 # Soup rows.
 check("soup head_acc for 5 heads x 2 splits", len(get(metric="head_acc")) == 10)
 g = get(metric="greedy_soup_acc", split="test")
@@ -152,6 +159,13 @@ $RB weights --seed 5 --methods filters,spectra,sparsity -o "$W/run2" "$W/pre.saf
 $RB weights --seed 5 --methods filters,spectra,sparsity -o "$W/run3" "$W/pre.safetensors" "$W/init.h5" 2>/dev/null
 if cmp -s <(cut -d, -f1-12 "$W/run2/results.csv") <(cut -d, -f1-12 "$W/run3/results.csv"); then pass "deterministic"
 else bad "two runs differ"; fi
+
+# --layers restricts every method to the named tensors.
+if $RB weights --layers fc.weight,layer2.0.conv1.weight -o "$W/lay" "$W/pre.safetensors" "$W/ft1.h5" 2>/dev/null &&
+   [ "$(cut -d, -f3 "$W/lay/results.csv" | tail -n +2 | grep -v -e '^fc.weight$' -e '^layer2.0.conv1.weight$' -e '^all$' -e '|' | wc -l)" -eq 0 ] &&
+   grep -q '^pre,,layer2.0.conv1.weight,.*filter_sparsity' "$W/lay/results.csv"; then pass "--layers selection"
+else bad "--layers selection"; fi
+refuse "--layers unknown tensor" "no tensor 'nope'" $RB weights --layers nope -o "$W/r12" "$W/pre.safetensors"
 
 # ---------------------------------------------------------------- refusals
 $PY - "$W" <<'PYEOF'

@@ -256,6 +256,13 @@ def bad_logits(f):
 bad("bad_logits.h5", "/logits/test", "N = 18", bad_logits)
 
 
+def newline_name(f):
+    valid(f)
+    f["features/test/evil\nline"] = feats(NTE)
+# the message stays one line: control characters in names print as '?'
+bad("newline_name.h5", "/features/train/evil?line", "missing", newline_name)
+
+
 # File-level problems: a truncated copy of a valid dump, and a text file.
 with h5py.File(os.path.join(out, "whole.h5"), "w") as f:
     valid(f)

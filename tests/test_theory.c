@@ -3,7 +3,11 @@
  * plus the reusable pieces against closed forms and METRICS.md values. */
 #include "core/rb.h"
 #include "tests/check.h"
+#include "metrics/curve.h"
 #include "theory/theory.h"
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
 
 #include <gsl/gsl_errno.h>
 #include <math.h>
@@ -60,6 +64,7 @@ static void test_checks_pass_and_break(void)
         {"fit", "law", "log"},                    /* no power law in the data */
         {"nc_ufm", "imbalance", "3"},             /* unbalanced classes */
         {"nb_vs_lr", "cov", "correlated"},        /* features not independent */
+        {"id_manifolds", "noise", "0.05"},        /* points off the manifold */
     };
     size_t n;
     const rb_theory_check *c = rb_theory_checks(&n);
@@ -134,6 +139,115 @@ static void test_powerlaw_exact(void)
     CHECK_INT(rb_powerlaw_fit(x, y, 9, &p, &e), RB_EINVAL);
 }
 
+/* The same fit as SciPy 1.10 curve_fit(method='lm') of E + exp(la) x^-al on
+ * fixed data (tests/test_theory.c values computed with /usr/bin/python3:
+ * x = 10..5000, y = 0.2385 + 1.7 x^-0.53 + 0.01 * noise); standard errors
+ * are sqrt(diag(pcov)) with pcov scaled by rss/(n-3) as curve_fit does. */
+static void test_powerlaw_scipy(void)
+{
+    const double x[9] = {10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+    const double nz[9] = {0.013, -0.021, 0.008, 0.017, -0.011, 0.004, -0.009, 0.012, -0.006};
+    double y[9];
+    for (int i = 0; i < 9; i++) y[i] = 0.2385 + 1.7 * pow(x[i], -0.53) + 0.01 * nz[i];
+    rb_powerlaw p;
+    rb_err e = {0};
+    CHECK_INT(rb_powerlaw_fit(x, y, 9, &p, &e), RB_OK);
+    CHECK_REL(p.e_inf, 0.23851805852721256, 1e-7);
+    CHECK_REL(p.a, 1.7003785500107913, 1e-7);
+    CHECK_REL(p.alpha, 0.5300785864265416, 1e-7);
+    CHECK_REL(p.se_e, 0.0001452579331877611, 1e-4);
+    CHECK_REL(p.se_loga, 0.0010795094963423773, 1e-4);
+    CHECK_REL(p.se_alpha, 0.000496023883922828, 1e-4);
+    CHECK_REL(p.rss, 1.3422713421456299e-07, 1e-6);
+}
+
+/* A fake task over two in-memory splits for the curve/fewshot methods. */
+typedef struct {
+    rb_view v[2];
+} fake;
+static int fake_view(const rb_task *t, size_t split, size_t layer, rb_view *v, rb_err *e)
+{
+    (void)layer;
+    (void)e;
+    *v = ((const fake *)t->cache)->v[split];
+    return RB_OK;
+}
+
+static void test_curve_fewshot(void)
+{
+    /* 3 classes in 6 dims, means 2.385 apart on the axes, unit noise:
+     * error falls with m; the Bayes rule is near-linear so every probe
+     * gets close to the same asymptote. */
+    enum { K = 3, D = 6, NTR = 300, NTE = 600 };
+    static float xtr[NTR * D], xte[NTE * D];
+    static int32_t ytr[NTR], yte[NTE];
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, check_seed(5));
+    for (int s = 0; s < 2; s++) {
+        float *x = s ? xte : xtr;
+        int32_t *y = s ? yte : ytr;
+        int n = s ? NTE : NTR;
+        for (int i = 0; i < n; i++) {
+            y[i] = i % K;
+            for (int j = 0; j < D; j++) x[i * D + j] = (float)((j == y[i]) * 2.385 + gsl_ran_gaussian(rng, 1.0));
+        }
+    }
+    gsl_rng_free(rng);
+    fake f = {{{xtr, ytr, NTR, D, D, K}, {xte, yte, NTE, D, D, K}}};
+    rb_opts o;
+    memset(&o, 0, sizeof o);
+    strcpy(o.kv[0].key, "curve_m");
+    strcpy(o.kv[0].val, "1,2,5,10,20,50,100");
+    strcpy(o.kv[1].key, "fewshot_episodes");
+    strcpy(o.kv[1].val, "30");
+    o.nkv = 2;
+    const char *const sn[2] = {"train", "test"}, *const ln[1] = {"l"};
+    rb_source src = {0};
+    src.nsplits = 2;
+    src.nlayers = 1;
+    src.split_names = sn;
+    src.layer_names = ln;
+    src.k = K;
+    rb_task t = {&src, 0, 0, 1, &o, 7, fake_view, &f};
+    rb_rows r = {0};
+    rb_err e = {0};
+    CHECK_INT(rb_curve_run(&t, &r, &e), RB_OK);
+    double e1 = NAN, e100 = NAN, einf = NAN, cross = -1;
+    for (size_t i = 0; i < r.n; i++) {
+        const rb_row *w = &r.rows[i];
+        if (strcmp(w->params, "m=1;probe=ncm;repeats=5") == 0) e1 = w->value;
+        if (strcmp(w->params, "m=100;probe=ncm;repeats=5") == 0) e100 = w->value;
+        if (strcmp(w->params, "eps=0.01;probe=ncm") == 0 && strcmp(w->metric, "e_inf") == 0) einf = w->value;
+        if (strcmp(w->metric, "crossing_m") == 0) cross = w->value;
+        CHECK(strcmp(w->method, "curve") == 0);
+    }
+    /* Pairwise mean distance 2.385 sqrt(2): the pairwise Bayes error is
+     * Phi(-1.686) = 0.046, so the 3-class Bayes error is at most 0.092 and
+     * at least 0.046; the curve must fall toward it. */
+    CHECK(e1 > e100);
+    CHECK(e100 > 0.05 && e100 < 0.2);
+    CHECK(einf > -0.05 && einf < 0.3);
+    CHECK(cross != -1); /* the crossing row is written (NaN allowed) */
+    rb_rows_free(&r);
+    CHECK_INT(rb_fewshot_run(&t, &r, &e), RB_OK);
+    double a1 = NAN, a20 = NAN;
+    for (size_t i = 0; i < r.n; i++) {
+        if (strcmp(r.rows[i].params, "episodes=30;k=1;probe=ncm;queries=15") == 0) a1 = r.rows[i].value;
+        if (strcmp(r.rows[i].params, "episodes=30;k=20;probe=ncm;queries=15") == 0) a20 = r.rows[i].value;
+    }
+    CHECK(a1 > 1.0 / K && a1 < a20);
+    CHECK(a20 > 0.8);
+    rb_rows_free(&r);
+    /* Bad options are refused with a message naming them. */
+    strcpy(o.kv[0].val, "5,2");
+    CHECK_INT(rb_curve_run(&t, &r, &e), RB_EINVAL);
+    CHECK(strstr(e.msg, "curve_m") != NULL);
+    strcpy(o.kv[0].key, "curve_probes");
+    strcpy(o.kv[0].val, "svm");
+    CHECK_INT(rb_curve_run(&t, &r, &e), RB_EINVAL);
+    rb_rows_free(&r);
+}
+
 static void test_table_parse(void)
 {
     const char *ok = "model,size,\"metric, top1\"\n\"a,b\",100,0.5\nc,2e3,0.25\n";
@@ -185,6 +299,8 @@ int main(void)
     gsl_set_error_handler_off();
     test_nc_stats_reference();
     test_powerlaw_exact();
+    test_powerlaw_scipy();
+    test_curve_fewshot();
     test_table_parse();
     test_bad_options();
     test_checks_pass_and_break();

@@ -230,6 +230,8 @@ static void test_corpus(void)
                       "{\"__metadata__\":{\"k\":5},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8),
                    "must be strings"));
     CHECK(open_err(ST("arr.safetensors", "[1,2,3]", 0), "JSON object"));
+    CHECK(open_err(ST("none.safetensors", "{\"__metadata__\":{}}", 0), "no tensors"));
+    CHECK(open_err(ST("emptyobj.safetensors", "{}", 0), "no tensors"));
     /* Metadata, escapes and padding that are valid are accepted. */
     CHECK_INT(rb_ckpt_open(ST("meta_ok.safetensors",
                               "{\"__metadata__\":{\"model\":\"m\\u00e9\"},\"a\\/b\":{\"dtype\":\"I64\",\"shape\":[],"

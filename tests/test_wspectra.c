@@ -142,11 +142,26 @@ static void test_powerlaw_recovery(void)
     gsl_rng_free(rng);
 }
 
+/* JS distance against scipy.spatial.distance.jensenshannon (scipy 1.10) on
+ * a = [3,1,0.5,0.25], b = [2,2,1,0.1]: 0.1972214088057465. */
+static void test_js_distance(void)
+{
+    const double a[4] = {3, 1, 0.5, 0.25}, b[4] = {2, 2, 1, 0.1};
+    CHECK_REL(rb_wspec_js_distance(a, b, 4), 0.1972214088057465, 1e-12);
+    CHECK_ABS(rb_wspec_js_distance(a, a, 4), 0.0, 1e-8);
+    const double z[4] = {0};
+    CHECK(isnan(rb_wspec_js_distance(a, z, 4)));
+    /* Disjoint supports: the maximum sqrt(ln 2). */
+    const double u[2] = {1, 0}, v[2] = {0, 1};
+    CHECK_REL(rb_wspec_js_distance(u, v, 2), sqrt(log(2.0)), 1e-15);
+}
+
 int main(void)
 {
     test_reference_matrix();
     test_svd_vs_eig();
     test_powerlaw_reference();
+    test_js_distance();
     test_powerlaw_quantiles();
     test_powerlaw_recovery();
     return check_summary();

@@ -13,7 +13,9 @@ recomputed here from the stored values:
     documents (largest-magnitude entry positive), rel. tol 1e-9;
   - singular values (numpy.linalg.svd), rel. tol 1e-10 of sigma_max;
     stable rank, energy ranks, log norms 1e-10; the power-law fit (direct
-    O(N^2) transcription of METRICS.md i) 1e-9.
+    O(N^2) transcription of METRICS.md i) 1e-9;
+  - global pruning thresholds and |w| quantiles (np.sort order statistics,
+    exact), task-vector norms, cosines and sign conflicts (1e-12).
 Usage: python3 xcheck_weights.py RB_BIN WORKDIR
 """
 import csv
@@ -272,5 +274,49 @@ for n, ts in stored.items():
         else:
             check("%s %s no alpha below min_evals" % (m, k), int(missing(m, k, "alpha")), 1, 0)
 print("spectra: %d matrices compared" % nmat)
+
+# -------------------------------------------------- sparsity and taskvec
+out2 = os.path.join(work, "out2")
+r = subprocess.run([rb, "weights", "--methods", "sparsity,taskvec", "-o", out2] + paths,
+                   capture_output=True, text=True)
+if r.returncode != 0:
+    print("FAIL repbench weights sparsity,taskvec: exit %d: %s" % (r.returncode, r.stderr))
+    sys.exit(1)
+rows = list(csv.DictReader(open(os.path.join(out2, "results.csv"))))
+names = list(stored)
+for n in names:
+    m = model[n]
+    allw = np.concatenate([w.ravel() for w in stored[n].values()])
+    srt = np.sort(np.abs(allw))
+    for q in (0.5, 0.75, 0.9):
+        k = max(1, math.ceil(q * len(srt)))
+        check("%s prune threshold %g" % (m, q), val(m, "all", "prune_threshold", "sparsity=%g" % q), srt[k - 1], 0)
+    for k, w in stored[n].items():
+        a = np.sort(np.abs(w.ravel()))
+        for q in (0.5, 0.9, 0.99):
+            check("%s %s |w| quantile %g" % (m, k, q), val(m, k, "mag_quantile", "q=%g" % q),
+                  a[max(1, math.ceil(q * len(a))) - 1], 0)
+        check("%s %s below 1e-4" % (m, k), val(m, k, "below_frac", "thresh=0.0001"), np.mean(np.abs(w) < 1e-4), 1e-15)
+pre, fts = names[0], names[1:]
+order = list(stored[pre])
+tau = {n: {k: stored[n][k] - stored[pre][k] for k in order} for n in fts}
+flat = {n: np.concatenate([tau[n][k].ravel() for k in order]) for n in fts}
+pp = "pre=%s" % model[pre]
+for n in fts:
+    check("%s tv_norm" % model[n], val(model[n], "all", "tv_norm", pp), np.linalg.norm(flat[n]), 1e-12)
+    for k in order:
+        check("%s %s tv_rel_norm" % (model[n], k), val(model[n], k, "tv_rel_norm", pp),
+              np.linalg.norm(tau[n][k]) / np.linalg.norm(stored[pre][k]), 1e-12)
+a, b = fts
+ta, tb = flat[a], flat[b]
+pb = "pre=%s;with=%s" % (model[pre], model[b])
+check("tv_cosine", val(model[a], "all", "tv_cosine", pb), ta @ tb / np.linalg.norm(ta) / np.linalg.norm(tb), 1e-12)
+both = (ta != 0) & (tb != 0)
+check("tv_sign_conflict", val(model[a], "all", "tv_sign_conflict", pb), np.mean(np.sign(ta[both]) != np.sign(tb[both])), 1e-15)
+nz = (ta != 0).astype(int) + (tb != 0).astype(int)
+multi = nz >= 2
+check("tv_sign_conflict_all", val(model[pre], "all", "tv_sign_conflict_all", ""),
+      np.mean((np.maximum(ta, tb) > 0)[multi] & (np.minimum(ta, tb) < 0)[multi]), 1e-15)
+print("sparsity and taskvec compared")
 print("xcheck_weights: %d checks, %s" % (nchecks, "all passed" if fails == 0 else "%d FAILED" % fails))
 sys.exit(1 if fails else 0)

@@ -3,11 +3,9 @@
  *
  * Power law with an asymptote, L(N) = E + A N^(-alpha) (the form of
  * "Pre-training under infinite compute", Kim et al. 2025, and of the
- * Chinchilla fits, Hoffmann et al. 2022): GSL nonlinear least squares
- * (gsl_multifit_nlinear, Levenberg-Marquardt trust region) on
- * theta = (E, log A, alpha) from several starts (alpha on a grid, E and
- * log A from the linear least-squares fit at that alpha); the smallest
- * residual wins.  Intervals: percentile bootstrap over the table's rows.
+ * Chinchilla fits, Hoffmann et al. 2022), fitted by rb_powerlaw_fit
+ * (metrics/curve.h: GSL nonlinear least squares from several starts).
+ * Intervals: percentile bootstrap over the table's rows.
  * Held-out extrapolation: fit on all but the largest h sizes and predict
  * them.
  *
@@ -23,6 +21,8 @@
  */
 #include "theory/theory.h"
 
+#include "metrics/curve.h"
+
 #include <csv.h>
 #include <errno.h>
 #include <gsl/gsl_blas.h>
@@ -37,106 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ============================================================ the fit */
-
-typedef struct {
-    const double *x, *y;
-    size_t n;
-} pl_data;
-
-static int pl_f(const gsl_vector *th, void *p, gsl_vector *f)
-{
-    const pl_data *d = p;
-    double E = gsl_vector_get(th, 0), A = exp(gsl_vector_get(th, 1)), al = gsl_vector_get(th, 2);
-    for (size_t i = 0; i < d->n; i++)
-        gsl_vector_set(f, i, E + A * exp(-al * log(d->x[i])) - d->y[i]);
-    return GSL_SUCCESS;
-}
-
-static int pl_df(const gsl_vector *th, void *p, gsl_matrix *J)
-{
-    const pl_data *d = p;
-    double A = exp(gsl_vector_get(th, 1)), al = gsl_vector_get(th, 2);
-    for (size_t i = 0; i < d->n; i++) {
-        double lx = log(d->x[i]), t = A * exp(-al * lx);
-        gsl_matrix_set(J, i, 0, 1.0);
-        gsl_matrix_set(J, i, 1, t);
-        gsl_matrix_set(J, i, 2, -t * lx);
-    }
-    return GSL_SUCCESS;
-}
-
-/* Least squares of y on (1, x^-alpha): intercept E and slope A. */
-static void start_at(const double *x, const double *y, size_t n, double al,
-                     double *t, double *E, double *A)
-{
-    for (size_t i = 0; i < n; i++) t[i] = exp(-al * log(x[i]));
-    double c0, c1, c00, c01, c11, ss;
-    gsl_fit_linear(t, 1, y, 1, n, &c0, &c1, &c00, &c01, &c11, &ss);
-    *E = c0;
-    *A = c1;
-}
-
-int rb_powerlaw_fit(const double *x, const double *y, size_t n,
-                    rb_powerlaw *res, rb_err *e)
-{
-    memset(res, 0, sizeof *res);
-    res->rss = INFINITY;
-    if (n < 4) RB_FAIL(e, RB_EINVAL, "power law: need at least 4 points, got %zu", n);
-    for (size_t i = 0; i < n; i++)
-        if (!(x[i] > 0) || !isfinite(x[i]) || !isfinite(y[i]))
-            RB_FAIL(e, RB_EINVAL, "power law: point %zu (%g, %g) is not finite with size > 0", i, x[i], y[i]);
-    int rc = RB_OK;
-    const gsl_multifit_nlinear_type *T = gsl_multifit_nlinear_trust;
-    gsl_multifit_nlinear_parameters fp = gsl_multifit_nlinear_default_parameters();
-    gsl_multifit_nlinear_workspace *w = gsl_multifit_nlinear_alloc(T, &fp, n, 3);
-    gsl_vector *th = gsl_vector_alloc(3);
-    double *t = malloc(n * sizeof *t);
-    if (!w || !th || !t) {
-        rc = rb_fail(e, RB_ENOMEM, "power law: out of memory");
-        goto out;
-    }
-    pl_data d = {x, y, n};
-    gsl_multifit_nlinear_fdf fdf = {pl_f, pl_df, NULL, n, 3, &d, 0, 0, 0};
-    static const double starts[] = {0.05, 0.15, 0.3, 0.5, 0.8, 1.2};
-    for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
-        double E, A;
-        start_at(x, y, n, starts[s], t, &E, &A);
-        if (!(A > 0)) continue; /* a decreasing law needs A > 0 */
-        gsl_vector_set(th, 0, E);
-        gsl_vector_set(th, 1, log(A));
-        gsl_vector_set(th, 2, starts[s]);
-        if (gsl_multifit_nlinear_init(th, &fdf, w) != GSL_SUCCESS) continue;
-        int info;
-        int st = gsl_multifit_nlinear_driver(200, 1e-10, 1e-10, 1e-12, NULL, NULL, &info, w);
-        if (st != GSL_SUCCESS && st != GSL_EMAXITER) continue;
-        gsl_vector *f = gsl_multifit_nlinear_residual(w);
-        double rss;
-        gsl_blas_ddot(f, f, &rss);
-        gsl_vector *sol = gsl_multifit_nlinear_position(w);
-        double al = gsl_vector_get(sol, 2);
-        if (!isfinite(rss) || !(al > 0)) continue;
-        if (rss < res->rss) {
-            res->rss = rss;
-            res->e_inf = gsl_vector_get(sol, 0);
-            res->a = exp(gsl_vector_get(sol, 1));
-            res->alpha = al;
-            res->ok = 1;
-        }
-    }
-    if (!res->ok) rc = rb_fail(e, RB_ESING, "power law: no start converged (%zu points)", n);
-out:
-    gsl_multifit_nlinear_free(w);
-    gsl_vector_free(th);
-    free(t);
-    return rc;
-}
-
-static double pl_eval(const rb_powerlaw *p, double x)
-{
-    return p->e_inf + p->a * exp(-p->alpha * log(x));
-}
 
 /* ============================================================ tables */
 
@@ -385,7 +285,7 @@ static int analyse_powerlaw(const double *x, const double *y, size_t n, long B,
         if ((rc = rb_powerlaw_fit(bx, by, nf, &part, e))) goto out;
         double worst = 0, pred_w = NAN, obs_w = NAN;
         for (size_t i = nf; i < n; i++) {
-            double pr = pl_eval(&part, x[ord[i]]), ob = y[ord[i]];
+            double pr = rb_powerlaw_eval(&part, x[ord[i]]), ob = y[ord[i]];
             double rel = fabs(pr - ob) / fabs(ob);
             if ((rc = rb_theory_row(rows, "extrapolation", params, "predicted_at_size", pr, NAN, NAN,
                                     (long)x[ord[i]], e)))
@@ -451,8 +351,18 @@ static int analyse_er(const double *id, const double *ood, const int *base,
         goto out;
     for (size_t i = 0; i < n; i++) {
         resid[i] = logit(ood[i]) - (c0 + c1 * logit(id[i]));
-        if (names) snprintf(pr, sizeof pr, "%.180s%smodel=%.60s", params, *params ? ";" : "", names[i]);
-        else snprintf(pr, sizeof pr, "%.180s%smodel=%zu", params, *params ? ";" : "", i);
+        /* params plus model=NAME, keys kept sorted. */
+        char item[RB_PARAMS_MAX], pbuf[RB_PARAMS_MAX];
+        const char *items[34];
+        size_t ni = 0;
+        snprintf(pbuf, sizeof pbuf, "%s", params);
+        for (char *sv = NULL, *tk = strtok_r(pbuf, ";", &sv); tk && ni < 32; tk = strtok_r(NULL, ";", &sv))
+            items[ni++] = tk;
+        if (names) snprintf(item, sizeof item, "model=%.100s", names[i]);
+        else snprintf(item, sizeof item, "model=%zu", i);
+        items[ni++] = item;
+        items[ni] = NULL;
+        rb_params_sorted(pr, sizeof pr, items);
         if ((rc = rb_theory_row(rows, "effective_robustness", pr, "residual_logit", resid[i], NAN, NAN, 1, e)))
             goto out;
     }

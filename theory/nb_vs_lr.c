@@ -228,10 +228,10 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
     size_t ndim, nk;
     long reps, ntest;
     const char *cov = rb_opt_str(o, "cov", "diagonal");
-    if ((rc = rb_opt_list(o, "dims", fast ? "25,50,100,200" : "100,200,400,1000", dims, NB_MAXDIM, &ndim, e)) ||
+    if ((rc = rb_opt_list(o, "dims", fast ? "25,50,100,200" : "50,100,200,400", dims, NB_MAXDIM, &ndim, e)) ||
         (rc = rb_opt_list(o, "classes", fast ? "2" : "2,3,5,7", ks, NB_MAXK, &nk, e)) ||
         (rc = rb_opt_double(o, "eps", 0.01, 1e-4, 0.5, &eps, e)) ||
-        (rc = rb_opt_long(o, "reps", fast ? 3 : 5, 1, 1000, &reps, e)) ||
+        (rc = rb_opt_long(o, "reps", 3, 1, 1000, &reps, e)) ||
         (rc = rb_opt_long(o, "n_test", fast ? 1000 : 2000, 100, 1000000, &ntest, e)))
         return rc;
     if (strcmp(cov, "diagonal") != 0 && strcmp(cov, "correlated") != 0)
@@ -280,7 +280,7 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
             sim_draw(rng, &s, nt, xt, yt);
             /* Population rules: Bayes (LDA with the true S) and naive Bayes
              * (true means, true marginal variances, equal priors). */
-            double bayes, nbpop;
+            double bayes = NAN, nbpop = NAN;
             for (int pass = 0; pass < 2; pass++) {
                 for (int c = 0; c < K; c++) {
                     const double *mc = mean + (size_t)c * n;

@@ -25,11 +25,13 @@
  *   nc_ufm        neural collapse in the unconstrained-features model and
  *                 the perturbation model
  *   nb_vs_lr      naive Bayes vs logistic regression sample complexity
+ *   id_manifolds  intrinsic-dimension estimators on known manifolds
  */
 #ifndef RB_THEORY_H
 #define RB_THEORY_H
 
 #include "core/rb.h"
+#include "metrics/curve.h" /* rb_powerlaw */
 
 typedef int (*rb_theory_fn)(const rb_opts *o, rb_rows *rows, int fast,
                             rb_err *e);
@@ -64,6 +66,8 @@ int rb_theory_pretrain_gmm(const rb_opts *o, rb_rows *rows, int fast,
 int rb_theory_fit(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
 int rb_theory_nc_ufm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
 int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e);
+int rb_theory_id_manifolds(const rb_opts *o, rb_rows *rows, int fast,
+                           rb_err *e);
 
 /* The `fit` analysis of a user table (CSV bytes buf[0..len), read by the
  * caller): power law of column --ycol (default metric) on --xcol (default
@@ -73,20 +77,6 @@ int rb_theory_fit_table(const char *buf, size_t len, const rb_opts *o,
                         rb_rows *rows, rb_err *e);
 
 /* --------------------------------------------------- reusable pieces */
-
-/* Power law with asymptote L(N) = E + A N^(-alpha), fitted by GSL
- * nonlinear least squares (gsl_multifit_nlinear, trust region) on
- * log-parametrised A, from several starts; the best residual wins. */
-typedef struct {
-    double e_inf, a, alpha; /* fitted parameters */
-    double rss;             /* residual sum of squares */
-    int ok;                 /* 1 when a start converged */
-} rb_powerlaw;
-
-/* Fit y = E + A x^(-alpha) to n points (x > 0).  Returns RB_OK, RB_EINVAL
- * (n < 4, x <= 0, non-finite), RB_ESING (no start converged). */
-int rb_powerlaw_fit(const double *x, const double *y, size_t n,
-                    rb_powerlaw *res, rb_err *e);
 
 /* Read a CSV table with libcsv: a header row naming columns, then rows.
  * Columns xcol and ycol (by header name) are parsed as numbers into

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# cli_theory.sh -- `repbench theory` from the outside: usage errors (exit 2,
+# one line), PASS lines beside the CSV, exit 1 when an assumption is broken,
+# determinism, the --table path.
+set -u
+RB=${RB_BIN:-bin/repbench}
+PY=${PYTHON:-/usr/bin/python3}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok()  { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+expect_status() { # want cmd...
+  local want=$1; shift
+  "$@" >"$T/out" 2>"$T/err"; local got=$?
+  if [ "$got" = "$want" ]; then ok; else bad "exit $got (want $want): $* :: $(head -c 300 "$T/err")"; fi
+}
+one_line() { [ "$(wc -l <"$T/err")" = 1 ] && ok || bad "stderr is not one line: $(cat "$T/err")"; }
+
+$RB list --subcommands | grep -qx theory || { echo "theory subcommand not built; skipping"; echo "0 passed, 0 failed"; exit 0; }
+
+# Usage errors.
+expect_status 2 $RB theory no_such_check; one_line
+expect_status 2 $RB theory --fast --no-such-option 3 icl; one_line
+expect_status 2 $RB theory --fast --imbalance 3 icl; one_line   # declared by nc_ufm only
+expect_status 2 $RB theory --seed -4 icl; one_line
+expect_status 2 $RB theory --fast --covariates cauchy icl; one_line
+expect_status 2 $RB theory -o; one_line
+
+# A fast run: exit 0, one PASS line per pass row of the CSV.
+expect_status 0 $RB theory --fast -o "$T/a" icl nc_ufm
+cp "$T/out" "$T/a.out"
+head -n 1 "$T/a/results.csv" | grep -qx "model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds" && ok || bad "CSV header"
+$PY - "$T/a/results.csv" "$T/a.out" <<'PY' && ok || bad "CSV rows vs stdout lines"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+out = [l for l in open(sys.argv[2]) if l.startswith(("PASS", "FAIL"))]
+passes = [r for r in rows if r["metric"] == "pass"]
+assert len(passes) == len(out) >= 10, (len(passes), len(out))
+assert all(r["model"] == "theory" and r["dataset"] in ("icl", "nc_ufm") for r in rows)
+assert all(r["value"] == "1" for r in passes)
+for line in out:
+    assert " predicted " in line and " vs simulated " in line, line
+PY
+
+# Same seed, same numbers (the seconds column aside); another seed differs.
+$RB theory --fast -o "$T/b" icl nc_ufm >/dev/null
+cut -d, -f1-12 "$T/a/results.csv" > "$T/a.cut"; cut -d, -f1-12 "$T/b/results.csv" > "$T/b.cut"
+cmp -s "$T/a.cut" "$T/b.cut" && ok || bad "not deterministic"
+$RB theory --fast --seed 5 -o "$T/c" icl >/dev/null
+grep risk_mc "$T/c/results.csv" | head -n 1 | cut -d, -f8 > "$T/c1"; grep risk_mc "$T/a/results.csv" | head -n 1 | cut -d, -f8 > "$T/a1"
+cmp -s "$T/a1" "$T/c1" && bad "seed has no effect" || ok
+
+# Every check (no CHECK argument), fast.
+expect_status 0 $RB theory --fast -o "$T/all"
+[ "$(grep -c '^PASS' "$T/out")" -ge 30 ] && ok || bad "fewer than 30 PASS lines for all checks"
+
+# Breaking an assumption: exit 1 and a FAIL line.
+expect_status 1 $RB theory --fast --covariates heavy icl
+grep -q "^FAIL icl/" "$T/out" && ok || bad "no FAIL line"
+
+# A user table.
+printf 'size,metric\n1e6,3.1\n2e6,2.9\n4e6,2.75\n8e6,2.62\n1.6e7,2.52\n3.2e7,2.44\n6.4e7,2.38\n' > "$T/t.csv"
+expect_status 0 $RB theory fit --fast --table "$T/t.csv" -o "$T/d"
+grep -q "source=table" "$T/d/results.csv" && ok || bad "table rows missing"
+printf 'size,loss\n1,2\n' > "$T/bad.csv"
+expect_status 2 $RB theory fit --fast --table "$T/bad.csv"; one_line
+grep -q "bad.csv" "$T/err" && ok || bad "error does not name the table"
+
+echo "$pass passed, $fail failed"
+exit $((fail > 0))
