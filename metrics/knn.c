@@ -241,7 +241,7 @@ int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
         goto out;
     }
     if (threads > 0) openblas_set_num_threads(threads);
-    int nthr = threads > 0 ? threads : 1;
+    int nthr = threads > 0 ? threads : openblas_get_num_threads();
     normalise_rows(tr->x, tr->ld, ntr, d, xtr);
     for (size_t j = 0; j < ntr; j++) {
         const float *x = tr->x + j * tr->ld;
@@ -286,20 +286,14 @@ out:
 
 /* ------------------------------------------------------------------ votes */
 
-void rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
-                 int kn, const int32_t *ytr, int k, int weighted, double T,
-                 float *scores)
+int rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
+                int kn, const int32_t *ytr, int k, int weighted, double T,
+                float *scores, rb_err *e)
 {
     RB_ASSERT(kn >= 1 && kn <= kmax && k >= 1);
     RB_ASSERT(!weighted || T > 0);
-    double acc[512];
-    double *a = k <= 512 ? acc : NULL;
-    double *heap_acc = NULL;
-    if (!a) {
-        heap_acc = malloc((size_t)k * sizeof *heap_acc);
-        RB_ASSERT(heap_acc != NULL);
-        a = heap_acc;
-    }
+    double *a = malloc((size_t)k * sizeof *a); /* once per call, not per row */
+    if (!a) RB_FAIL(e, RB_ENOMEM, "knn: out of memory (%d class accumulators)", k);
     for (size_t i = 0; i < n; i++) {
         const int32_t *ii = idx + i * (size_t)kmax;
         const float *ss = sim + i * (size_t)kmax;
@@ -308,7 +302,8 @@ void rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
             a[ytr[ii[q]]] += weighted ? exp((double)ss[q] / T) : 1.0;
         for (int c = 0; c < k; c++) scores[i * (size_t)k + (size_t)c] = (float)a[c];
     }
-    free(heap_acc);
+    free(a);
+    return RB_OK;
 }
 
 int rb_knn_scores(const rb_view *tr, const rb_view *te, int kn, int weighted,
@@ -327,7 +322,7 @@ int rb_knn_scores(const rb_view *tr, const rb_view *te, int kn, int weighted,
         goto out;
     }
     if ((rc = rb_knn_neighbors(tr, te, kn, 0, NULL, idx, sim, NULL, e))) goto out;
-    rb_knn_vote(idx, sim, n, kn, kn, tr->y, tr->k, weighted, T, scores);
+    rc = rb_knn_vote(idx, sim, n, kn, kn, tr->y, tr->k, weighted, T, scores, e);
 out:
     free(idx);
     free(sim);
@@ -384,7 +379,7 @@ int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
             items[ni++] = wgt ? "vote=weighted" : "vote=majority";
             items[ni] = NULL;
             rb_params_sorted(params, sizeof params, items);
-            rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc);
+            if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc, e))) goto out;
             if ((rc = rb_probe_report("knn", params, sc, n, k, te.y, B,
                                       rb_probe_seed(t, "knn"), out, e)))
                 goto out;
