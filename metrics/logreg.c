@@ -22,7 +22,7 @@
 #include <string.h>
 
 /* L-BFGS memory, strong Wolfe constants (Nocedal & Wright, section 3.1). */
-enum { LR_MEM = 10, LR_MAX_LS = 25, LR_MAX_THREADS = 64 };
+enum { LR_MEM = 10, LR_MAX_LS = 25, LR_MAX_THREADS = 64, LR_COLS = 256 };
 static const double LR_C1 = 1e-4, LR_C2 = 0.9;
 /* Relative rounding level of the double objective (a sum of n terms), below
  * which decreases are not resolved: the approximate Wolfe test applies. */
@@ -46,7 +46,7 @@ struct rb_logreg_work {
     size_t chunk;  /* rows per double chunk */
     float *wf;     /* k x d float copy of W */
     float *gf;     /* k x d float gradient of the data term */
-    float *z;      /* n x k float logits, then residuals P - Y */
+    float *z;      /* k x n float logits (class-major), then residuals P - Y */
     double *xd;    /* chunk x d rows converted to double */
     double *zd;    /* chunk x k double logits / residuals */
     double *beff;  /* k effective intercepts b' - W mu */
@@ -133,13 +133,61 @@ fail:
         }                                                                     \
         *loss += acc;                                                         \
     }
-SOFTMAX_ROWS(float)
 SOFTMAX_ROWS(double)
+
+/* The same for float logits stored class-major (zt is k x n, row c at
+ * zt + c*ldz; sample i is column i), samples [r0, r1), in blocks of
+ * LR_COLS samples so every inner loop runs over contiguous memory. */
+static void softmax_cols_float(float *zt, size_t ldz, size_t r0, size_t r1, int k,
+                               const int32_t *y, const double *beff, double *db,
+                               double *loss)
+{
+    double mx[LR_COLS], sum[LR_COLS], zy[LR_COLS], acc = 0;
+    for (size_t b0 = r0; b0 < r1; b0 += LR_COLS) {
+        size_t nb = r1 - b0 < LR_COLS ? r1 - b0 : LR_COLS;
+        for (size_t i = 0; i < nb; i++) {
+            mx[i] = -INFINITY;
+            sum[i] = 0;
+            zy[i] = (double)zt[(size_t)y[b0 + i] * ldz + b0 + i] + beff[y[b0 + i]];
+        }
+        for (int c = 0; c < k; c++) {
+            const float *z = zt + (size_t)c * ldz + b0;
+            for (size_t i = 0; i < nb; i++) {
+                double v = (double)z[i] + beff[c];
+                if (v > mx[i]) mx[i] = v;
+            }
+        }
+        for (int c = 0; c < k; c++) {
+            float *z = zt + (size_t)c * ldz + b0;
+            for (size_t i = 0; i < nb; i++) {
+                double ex = exp((double)z[i] + beff[c] - mx[i]);
+                z[i] = (float)ex;
+                sum[i] += ex;
+            }
+        }
+        for (size_t i = 0; i < nb; i++) {
+            acc += log(sum[i]) + mx[i] - zy[i];
+            sum[i] = 1.0 / sum[i];
+        }
+        for (int c = 0; c < k; c++) {
+            float *z = zt + (size_t)c * ldz + b0;
+            double s = 0;
+            for (size_t i = 0; i < nb; i++) {
+                double pc = (double)z[i] * sum[i] - (y[b0 + i] == c);
+                z[i] = (float)pc;
+                s += pc;
+            }
+            db[c] += s;
+        }
+    }
+    *loss += acc;
+}
 
 /* The softmax pass split over threads by rows (fixed partition, so the
  * result is deterministic for a given thread count). */
 typedef struct {
-    void *z;
+    void *z;      /* double: m x k sample-major; float: k x ldz class-major */
+    size_t ldz;
     int dbl;
     size_t r0, r1;
     int k;
@@ -157,7 +205,7 @@ static void *softmax_worker(void *arg)
     if (j->dbl)
         softmax_rows_double(j->z, j->r0, j->r1, j->k, j->y, j->beff, j->db, &j->loss);
     else
-        softmax_rows_float(j->z, j->r0, j->r1, j->k, j->y, j->beff, j->db, &j->loss);
+        softmax_cols_float(j->z, j->ldz, j->r0, j->r1, j->k, j->y, j->beff, j->db, &j->loss);
     return NULL;
 }
 
@@ -165,6 +213,7 @@ static void *softmax_worker(void *arg)
  * value and the column sums into db. */
 static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const int32_t *y)
 {
+    size_t ldz = m; /* float logits: k x m, class-major */
     int nthr = w->nthr;
     if ((size_t)nthr > m / 256) nthr = (int)(m / 256);
     if (nthr < 1) nthr = 1;
@@ -172,7 +221,7 @@ static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const 
     pthread_t tid[LR_MAX_THREADS];
     int started[LR_MAX_THREADS] = {0};
     for (int t = 0; t < nthr; t++)
-        jobs[t] = (softmax_job){z, dbl, m * (size_t)t / (size_t)nthr,
+        jobs[t] = (softmax_job){z, ldz, dbl, m * (size_t)t / (size_t)nthr,
                                 m * (size_t)(t + 1) / (size_t)nthr, w->k, y, w->beff,
                                 w->dbt + (size_t)t * (size_t)w->k, 0};
     for (int t = 1; t < nthr; t++)
@@ -210,12 +259,14 @@ static double eval(const rb_view *tr, double C, const double *theta,
     double loss = 0;
     if (!dbl) {
         for (size_t i = 0; i < kk * d; i++) w->wf[i] = (float)W[i];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, k, (int)d, 1.0f, tr->x,
-                    (int)tr->ld, w->wf, (int)d, 0.0f, w->z, k);
+        /* Class-major logits Z^T = W X^T (k x n): OpenBLAS runs this shape
+         * about 1.5x faster than X W^T (n x k) for k ~ 100. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, (int)n, (int)d, 1.0f, w->wf,
+                    (int)d, tr->x, (int)tr->ld, 0.0f, w->z, (int)n);
         loss += softmax_pass(w, w->z, 0, n, tr->y);
         if (grad) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)d, (int)n, 1.0f, w->z, k,
-                        tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, (int)d, (int)n, 1.0f, w->z,
+                        (int)n, tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
             for (size_t i = 0; i < kk * d; i++) grad[i] = w->gf[i];
         }
     } else {

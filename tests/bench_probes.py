@@ -72,9 +72,20 @@ def sk_knn(dump, out):
     json.dump({"fit_s": t2 - t1, "read_s": t1 - t0, "top1": float((p == yte).mean())}, open(out, "w"))
 
 
+THREADS = os.environ.get("BENCH_THREADS", "")
+
+
 def timed(cmd):
-    """Run cmd under /usr/bin/time; return (wall, cpu, peak MiB)."""
-    r = subprocess.run(["/usr/bin/time", "-f", "TIME %e %U %S %M"] + cmd, capture_output=True, text=True)
+    """Run cmd under /usr/bin/time; return (wall, cpu, peak MiB).  With
+    BENCH_THREADS set, both tools get that many BLAS threads (repbench via
+    --threads, Python via OPENBLAS_NUM_THREADS)."""
+    env = dict(os.environ)
+    if THREADS:
+        env["OPENBLAS_NUM_THREADS"] = THREADS
+        if cmd[0] != PY:
+            cmd = cmd[:2] + ["--threads", THREADS] + cmd[2:]
+    r = subprocess.run(["/usr/bin/time", "-f", "TIME %e %U %S %M"] + cmd, capture_output=True, text=True,
+                       env=env)
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
         raise SystemExit(f"bench: command failed: {' '.join(cmd)}")
@@ -131,15 +142,17 @@ def main(argv):
     out = []
     p = lambda s="": (print(s, flush=True), out.append(s))
     p(f"bench_probes: C={k} N_train={ntr} N_test={nte}; host {os.uname().nodename}, "
-      f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}")
+      f"{os.cpu_count()} cores, BLAS threads {THREADS or 'default'}, load average at start "
+      f"{os.getloadavg()[0]:.1f}")
     for d in dims:
         dump = os.path.join(work, f"gmm_d{d}.h5")
         gen(rb, dump, d, ntr, nte, k)
         # machine SGEMM rate for the knn tile shape, measured right before
         # and right after the repbench knn run (the machine is shared; the
         # mean of the two is the reference for knn's GEMM rate)
+        env = dict(os.environ, **({"OPENBLAS_NUM_THREADS": THREADS} if THREADS else {}))
         rate = lambda: float(subprocess.run([sgemm, "1024", "8192", str(d)], capture_output=True,
-                                            text=True, check=True).stdout.split()[0])
+                                            text=True, check=True, env=env).stdout.split()[0])
         # repbench logreg
         o = os.path.join(work, f"rb_lr_{d}")
         w_rl, c_rl, m_rl = timed([rb, "run", "--methods", "logreg", "--C", "1", "--bootstrap", "0", "-o", o, dump])
