@@ -130,7 +130,19 @@ def metrics(cid, cood):
     out["fpr95_id_pos"] = fpr[np.argmax(tpr >= 0.95)]
     thr = np.sort(cid)[round(0.05 * len(cid))]
     out["fpr95_knnood"] = np.mean(cood > thr)
+    # ROC sampled on the grid: the best TPR at FPR <= f, from sklearn's full
+    # (undropped) curve with OOD positive.
+    fpr, tpr, _ = roc_curve(is_ood, -conf, drop_intermediate=False)
+    for f in ROC_FPR:
+        out[("roc_tpr", "fpr=%g" % f)] = tpr[fpr <= f + 1e-15].max()
     return out
+
+
+ROC_FPR = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def with_param(params, item):
+    return ";".join(sorted([p for p in params.split(";") if p] + [item]))
 
 
 def ece_nll(z, y, T):
@@ -179,7 +191,10 @@ def expected(feats, labels, logits, opt):
             if s == "test":
                 continue
             for m, v in metrics(conf["test"], conf[s]).items():
-                exp[(layer, s, method, params, m)] = (v, TOL)
+                if isinstance(m, tuple):
+                    exp[(layer, s, method, with_param(params, m[1]), m[0])] = (v, TOL)
+                else:
+                    exp[(layer, s, method, params, m)] = (v, TOL)
 
     for layer, fx in feats.items():
         X = {s: v.astype(np.float64) for s, v in fx.items()}
