@@ -157,6 +157,19 @@ def ece_nll(z, y, T):
     return ece, nll, ok.mean()
 
 
+def reliability(exp, z, y, T, params):
+    """Reliability diagram rows: per non-empty bin (b/15, (b+1)/15], the
+    accuracy and the mean confidence of softmax(z / T)."""
+    p = np.exp(z / T - logsumexp(z / T, axis=1, keepdims=True))
+    conf, ok = p.max(1), p.argmax(1) == y
+    for b in range(15):
+        m = (conf > b / 15) & (conf <= (b + 1) / 15)
+        if m.any():
+            pp = with_param(params, "bin_hi=%.6g" % ((b + 1) / 15))
+            exp[("logits", "test", "calib", pp, "reliability_acc")] = (ok[m].mean(), 1e-9)
+            exp[("logits", "test", "calib", pp, "reliability_conf")] = (conf[m].mean(), 1e-9)
+
+
 def calib(exp, z, labels):
     """calib rows: ECE/NLL/top1 of test, T fitted on train by brentq on
     dNLL/dbeta, ECE/NLL of the scaled test logits."""
@@ -164,6 +177,7 @@ def calib(exp, z, labels):
     ece, nll, acc = ece_nll(zt, yt, 1.0)
     for m, v in (("ece15", ece), ("nll", nll), ("top1", acc)):
         exp[("logits", "test", "calib", "bins=15", m)] = (v, 1e-9)
+    reliability(exp, zt, yt, 1.0, "bins=15")
     zf, yf = z["train"], labels["train"]
 
     def dnll(b):
@@ -174,6 +188,7 @@ def calib(exp, z, labels):
     ece, nll, _ = ece_nll(zt, yt, T)
     exp[("logits", "test", "calib", "bins=15;fit=train", "ece15_ts")] = (ece, 1e-9)
     exp[("logits", "test", "calib", "bins=15;fit=train", "nll_ts")] = (nll, 1e-9)
+    reliability(exp, zt, yt, T, "bins=15;fit=train")
 
 
 def quad(x, mu, prec):
