@@ -158,6 +158,11 @@ static const struct {
     {"nc3", "#2ca02c"},      {"nc4", "#d62728"},      {"twonn", "#1f77b4"},
     {"mle", "#ff7f0e"},      {"pca", "#2ca02c"},      {"participation_ratio", "#9467bd"},
     {"simulated", "#1f77b4"}, {"predicted", "#d62728"},
+    /* The ood/ scores: the colour of the score they implement. */
+    {"ood_maha", "#17becf"}, {"ood_knn", "#ff7f0e"}, {"ood_energy", "#8c564b"},
+    {"ood_msp", "#31a354"},  {"ood_gauss", "#9467bd"},
+    /* Few-shot probes beside the ones above: pooled naive Bayes is a light red. */
+    {"nb_pooled", "#ff9896"},
 };
 static const char *const palette[] = {
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -818,7 +823,8 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
-static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
+static const char *const fig_order[] = {"probe", "learning", "fewshot", "fewshot_depth", "ood", "roc",
+                                        "reliability", "collapse", "idim",
                                         "heatmap", "spectrum", "esd", "filters", "theory",
                                         "checks", "sweep", "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
@@ -906,7 +912,8 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         /* Learning-curve rows (one layer, several training sizes) have
          * their own figure and table, not a best layer. */
         size_t fig = (size_t)c->claimed[s[i].idx[0]];
-        if (fig && !strcmp(c->figs[fig - 1].family, "learning")) continue;
+        if (fig && (!strcmp(c->figs[fig - 1].family, "learning") || !strncmp(c->figs[fig - 1].family, "fewshot", 7)))
+            continue;
         size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
         if (b == (size_t)-1) continue;
         if (!head++)
@@ -1284,7 +1291,8 @@ static int write_index(const rb_rctx *c, rb_err *e)
 
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
-    rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
+    rb_figs_fewshot, rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
+    rb_figs_collapse, rb_figs_idim,
     rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_side, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };
 
