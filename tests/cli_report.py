@@ -314,6 +314,41 @@ def cmd_summary(d):
         if sorted(got) != sorted(want):
             fail(f"{title}: OOD table\n  got  {sorted(got)}\n  want {sorted(want)}")
         checked += len(want)
+        # Calibration: each ece* row, its *_ts row and the temperature of
+        # the *_ts row's params.
+        want = []
+        for _, r in drows:
+            if not r["metric"].startswith("ece") or r["metric"].endswith("_ts") or "|" in r["layer"]:
+                continue
+            after = [q for _, q in drows if q["metric"] == r["metric"] + "_ts" and q["method"] == r["method"]
+                     and q["layer"] == r["layer"] and q["split"] == r["split"]]
+            temp = [q for _, q in drows if after and q["metric"] == "temperature" and q["method"] == r["method"]
+                    and q["layer"] == r["layer"] and q["params"] == after[0]["params"]]
+            fit = params_dict(after[0]["params"]).get("fit", "–") if after else "–"
+            want.append([r["method"], r["params"], r["layer"], r["split"], r["metric"], fmt(num(r["value"])),
+                         fmt(num(after[0]["value"])) if after else "–",
+                         fmt(num(temp[0]["value"])) if temp else "–", fit])
+        got = tabs.get("Calibration: ECE before and after temperature scaling", [])
+        if sorted(got) != sorted(want):
+            fail(f"{title}: calibration table\n  got  {sorted(got)}\n  want {sorted(want)}")
+        checked += len(want)
+        # Few-shot: the rows at the deepest layer of each (metric, split).
+        fs = [r for _, r in drows if is_fewshot(r)]
+        want = []
+        for key in {(r["metric"], r["split"]) for r in fs}:
+            grp = [r for r in fs if (r["metric"], r["split"]) == key]
+            deep = max(order.index(r["layer"]) for r in grp)
+            for r in grp:
+                if order.index(r["layer"]) != deep:
+                    continue
+                pd = params_dict(r["params"])
+                rest = ";".join(f"{k}={v}" for k, v in pd.items() if k not in ("k", "probe"))
+                want.append([pd.get("probe", "–"), rest, r["layer"], r["split"], r["metric"], pd["k"],
+                             fmt(num(r["value"])), interval(r), str(int(float(r["n"])))])
+        got = tabs.get("Few-shot episodes at the deepest layer", [])
+        if sorted(got) != sorted(want):
+            fail(f"{title}: few-shot table\n  got  {sorted(got)}\n  want {sorted(want)}")
+        checked += len(want)
         # Theory checks: one predicted/simulated pair per (method, params),
         # except checks drawn as curves (a numeric param with 2+ values).
         curve = set()
