@@ -182,6 +182,11 @@ void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b,
 int rb_param_get(const char *params, const char *key, char *out, size_t cap);
 int rb_param_num(const char *params, const char *key, double *v);
 void rb_param_drop(const char *params, const char *key, char *out, size_t cap);
+/* Whether two params strings hold the same items in any order (a method
+ * may write "bins=15;fit=train;T_at_bound=1" on one row and the sorted
+ * "T_at_bound=1;bins=15;fit=train" on another).  Duplicate items are
+ * not told apart. */
+int rb_param_same(const char *a, const char *b);
 
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);

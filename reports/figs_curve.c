@@ -78,6 +78,33 @@ void rb_param_drop(const char *params, const char *key, char *out, size_t cap)
     }
 }
 
+/* Whether every item of a occurs in b (items compared whole). */
+static int items_in(const char *a, const char *b)
+{
+    const char *p = a;
+    while (*p) {
+        const char *semi = strchr(p, ';');
+        size_t len = semi ? (size_t)(semi - p) : strlen(p), found = 0;
+        const char *q = b;
+        while (*q && !found) {
+            const char *qs = strchr(q, ';');
+            size_t ql = qs ? (size_t)(qs - q) : strlen(q);
+            found = ql == len && !strncmp(p, q, len);
+            if (!qs) break;
+            q = qs + 1;
+        }
+        if (len && !found) return 0;
+        if (!semi) break;
+        p = semi + 1;
+    }
+    return 1;
+}
+
+int rb_param_same(const char *a, const char *b)
+{
+    return !strcmp(a, b) || (items_in(a, b) && items_in(b, a));
+}
+
 static int in_group(const rb_rctx *c, size_t dump, const curve_spec *sp, const rb_row *g, size_t i)
 {
     const rb_row *r = &c->rows.rows[i];

@@ -154,7 +154,7 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         size_t k;
         for (k = 0; k < ns; k++) {
             rb_param_drop(c->rows.rows[first[k]].params, "k", rest2, sizeof rest2);
-            if (!strcmp(rest, rest2)) break;
+            if (rb_param_same(rest, rest2)) break;
         }
         if (k == ns) first[ns++] = idx[i];
         sid[i] = k;

@@ -61,7 +61,7 @@ static const rb_row *find_like(const rb_rctx *c, size_t dump, const rb_row *g, c
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
         if (c->rdump[i] != dump || strcmp(r->metric, metric) || strcmp(r->method, g->method) ||
-            strcmp(r->model, g->model) || strcmp(r->layer, g->layer) || strcmp(r->params, params) ||
+            strcmp(r->model, g->model) || strcmp(r->layer, g->layer) || !rb_param_same(r->params, params) ||
             (split && strcmp(r->split, split)))
             continue;
         if (at) *at = i;
@@ -111,7 +111,7 @@ static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
         for (k = 0; k < ns; k++) {
             const rb_row *q = &c->rows.rows[first[k]];
             rb_param_drop(q->params, "fpr", rest2, sizeof rest2);
-            if (!strcmp(q->method, r->method) && !strcmp(q->model, r->model) && !strcmp(rest, rest2)) break;
+            if (!strcmp(q->method, r->method) && !strcmp(q->model, r->model) && rb_param_same(rest, rest2)) break;
         }
         long l = rb_rctx_layer(c, dump, r->layer);
         if (k == ns) {
@@ -142,9 +142,15 @@ static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
            "scores energy and MSP use the layer logits). x: false-positive rate, the fraction of in-distribution "
            "test samples flagged as OOD; y: true-positive rate, the fraction of %s samples flagged, at FPR <= x "
            "(the roc_tpr rows on their fixed FPR grid). Dashed diagonal: chance. The legend gives each score's "
-           "layer and AUROC (its auroc row). %zu roc_tpr rows of shallower layers are in the CSV and not drawn; "
-           "the AUROC-by-layer figure shows the depth trend.",
-           split, split, shallow);
+           "layer and AUROC (its auroc row).",
+           split, split);
+    if (shallow) {
+        size_t u = strlen(f->caption);
+        rb_fmt(f->caption + u, sizeof f->caption - u,
+               " %zu roc_tpr rows of shallower layers are in the CSV and not drawn; the AUROC-by-layer figure "
+               "shows the depth trend.",
+               shallow);
+    }
 
     rb_sb_printf(&dat, "# %s\n# columns: fpr (false-positive rate), tpr (roc_tpr value)\n", f->title);
     rb_sb_puts(&f->table, "<table>\n<tr><th>score</th><th>params</th><th>layer</th><th>points</th><th>AUROC</th>"
@@ -269,7 +275,7 @@ static const rb_row *find_ece(const rb_rctx *c, size_t dump, const rb_row *g, co
         const rb_row *r = &c->rows.rows[i];
         if (c->rdump[i] != dump || strncmp(r->metric, "ece", 3) || ends_with(r->metric, "_ts") != after ||
             strcmp(r->method, g->method) || strcmp(r->model, g->model) || strcmp(r->layer, g->layer) ||
-            strcmp(r->split, g->split) || strcmp(r->params, params))
+            strcmp(r->split, g->split) || !rb_param_same(r->params, params))
             continue;
         *at = i;
         return r;
@@ -309,7 +315,7 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         size_t k;
         for (k = 0; k < ns; k++) {
             rb_param_drop(c->rows.rows[first[k]].params, "bin_hi", rest2, sizeof rest2);
-            if (!strcmp(rest, rest2)) break;
+            if (rb_param_same(rest, rest2)) break;
         }
         if (k == ns) first[ns++] = idx[i];
         sid[i] = k;
@@ -380,9 +386,12 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
             size_t u = strlen(label);
             rb_fmt(label + u, sizeof label - u, "%.4f", ece->value);
         }
-        if (ns > 2) { /* more than one fitted series: name them by params */
+        { /* Other params (T_at_bound=1: T stopped at its search bound) in the key. */
+            char other[RB_PARAMS_MAX], tmp[RB_PARAMS_MAX];
+            rb_param_drop(rest, "bins", tmp, sizeof tmp);
+            rb_param_drop(tmp, "fit", other, sizeof other);
             size_t u = strlen(label);
-            rb_fmt(label + u, sizeof label - u, " [%s]", rest);
+            if (other[0]) rb_fmt(label + u, sizeof label - u, " [%s]", other);
         }
         rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         double wsum = 0, gap = 0;
@@ -392,7 +401,8 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
             const rb_row *ac = NULL;
             for (size_t j = 0; j < n && !ac; j++) {
                 const rb_row *r = &c->rows.rows[idx[j]];
-                if (sid[j] == k && !strcmp(r->metric, "reliability_acc") && !strcmp(r->params, cf->params)) ac = r;
+                if (sid[j] == k && !strcmp(r->metric, "reliability_acc") && rb_param_same(r->params, cf->params))
+                    ac = r;
             }
             double acc = ac ? ac->value : NAN, cnt = (double)(ac ? ac->n : cf->n);
             rb_sb_printf(&dat, "%.10g", pts[i].x);

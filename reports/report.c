@@ -1031,7 +1031,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         for (size_t j = 0; j < c->rows.n && after && !temp; j++) {
             const rb_row *q = &c->rows.rows[j];
             if (c->rdump[j] == d && !strcmp(q->metric, "temperature") && !strcmp(q->method, r->method) &&
-                !strcmp(q->model, r->model) && !strcmp(q->layer, r->layer) && !strcmp(q->params, after->params))
+                !strcmp(q->model, r->model) && !strcmp(q->layer, r->layer) && rb_param_same(q->params, after->params))
                 temp = q;
         }
         char fit[RB_NAME_MAX] = "–";

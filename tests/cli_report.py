@@ -323,7 +323,7 @@ def cmd_summary(d):
             after = [q for _, q in drows if q["metric"] == r["metric"] + "_ts" and q["method"] == r["method"]
                      and q["layer"] == r["layer"] and q["split"] == r["split"]]
             temp = [q for _, q in drows if after and q["metric"] == "temperature" and q["method"] == r["method"]
-                    and q["layer"] == r["layer"] and q["params"] == after[0]["params"]]
+                    and q["layer"] == r["layer"] and same_params(q["params"], after[0]["params"])]
             fit = params_dict(after[0]["params"]).get("fit", "–") if after else "–"
             want.append([r["method"], r["params"], r["layer"], r["split"], r["metric"], fmt(num(r["value"])),
                          fmt(num(after[0]["value"])) if after else "–",
@@ -485,6 +485,27 @@ def without(params, key):
     return ";".join(kv for kv in params.split(";") if kv and not kv.startswith(key + "="))
 
 
+def same_params(a, b):
+    """Params equal as sets of items (a method may write them unsorted)."""
+    return set(i for i in a.split(";") if i) == set(i for i in b.split(";") if i)
+
+
+def dump_rows(d, fig):
+    """The rows of the dump a figure belongs to: its base name starts with
+    the dump's slug (model_dataset, or model, non [A-Za-z0-9.-] -> _)."""
+    rows, _ = read_rows(d)
+    best, slug_len = [], -1
+    for dump in {r["_dump"] for r in rows}:
+        model, dataset, multi = dump
+        name = "weights" if multi else (f"{model}_{dataset}" if dataset and dataset != model else model)
+        slug = re.sub(r"[^A-Za-z0-9.-]", "_", name) or "x"
+        if fig.startswith(slug + "_") and len(slug) > slug_len:
+            best, slug_len = [r for r in rows if r["_dump"] == dump], len(slug)
+    if slug_len < 0:
+        fail(f"{fig}: no dump of {d} has this figure's prefix")
+    return best
+
+
 def gp_titles(d, fig):
     return re.findall(r"title '((?:[^']|'')*)'", open(os.path.join(d, "figures", fig + ".gp")).read())
 
@@ -492,7 +513,7 @@ def gp_titles(d, fig):
 def cmd_roc(d, fig, split):
     """Series = (model, method, params without fpr) in first-appearance
     order; each drawn at its deepest layer (CSV first-appearance order)."""
-    rows, _ = read_rows(d)
+    rows = dump_rows(d, fig)
     order = []
     for r in rows:
         if r["layer"] and "|" not in r["layer"] and r["layer"] not in order:
@@ -500,7 +521,9 @@ def cmd_roc(d, fig, split):
     roc = [r for r in rows if r["metric"] == "roc_tpr" and r["split"] == split and "fpr" in params_dict(r["params"])]
     series = {}
     for r in roc:
-        series.setdefault((r["model"], r["method"], without(r["params"], "fpr")), []).append(r)
+        key = (r["model"], r["method"], without(r["params"], "fpr"))
+        key = next((k for k in series if k[:2] == key[:2] and same_params(k[2], key[2])), key)
+        series.setdefault(key, []).append(r)
     blocks = dat_blocks(d, fig)
     titles = gp_titles(d, fig)
     if len(blocks) != len(series):
@@ -513,7 +536,7 @@ def cmd_roc(d, fig, split):
         if len(want) != len(pts) or not all(close(a, b) for w, p in zip(want, pts) for a, b in zip(w, p)):
             fail(f"{fig}: series {label}: .dat {pts} != CSV {want}")
         au = [r for r in rows if r["metric"] == "auroc" and r["model"] == key[0] and r["method"] == key[1]
-              and r["params"] == key[2] and r["split"] == split and r["layer"] == order[deep]]
+              and same_params(r["params"], key[2]) and r["split"] == split and r["layer"] == order[deep]]
         tail = f"{order[deep]}: AUROC {num(au[0]['value']):.4f}" if au else f"{order[deep]}: AUROC –"
         if not label.endswith(tail) or label not in titles:
             fail(f"{fig}: legend '{label}' does not end with '{tail}' or is not a plot title")
@@ -523,27 +546,29 @@ def cmd_roc(d, fig, split):
 
 
 def cmd_reliability(d, fig):
-    rows, _ = read_rows(d)
+    rows = dump_rows(d, fig)
     rel = [r for r in rows if r["metric"] in ("reliability_acc", "reliability_conf")
            and "bin_hi" in params_dict(r["params"])]
     series = {}
     for r in rel:
-        series.setdefault(without(r["params"], "bin_hi"), {}).setdefault(r["params"], {})[r["metric"]] = r
+        base = without(r["params"], "bin_hi")
+        base = next((k for k in series if same_params(k, base)), base)
+        series.setdefault(base, {}).setdefault(frozenset(r["params"].split(";")), {})[r["metric"]] = r
     blocks = dat_blocks(d, fig)
     if len(blocks) != len(series):
         fail(f"{fig}: {len(blocks)} series in the .dat, want {len(series)}")
     titles = gp_titles(d, fig)
     for (base, bins), (label, pts) in zip(series.items(), blocks):
         want = []
-        for p, m in sorted(bins.items(), key=lambda kv: float(params_dict(kv[0])["bin_hi"])):
-            want.append([float(params_dict(p)["bin_hi"]), num(m["reliability_conf"]["value"]),
+        for p, m in sorted(bins.items(), key=lambda kv: float(params_dict(";".join(kv[0]))["bin_hi"])):
+            want.append([float(params_dict(";".join(p))["bin_hi"]), num(m["reliability_conf"]["value"]),
                          num(m["reliability_acc"]["value"]), float(m["reliability_acc"]["n"])])
         got = [p[:4] for p in pts]
         if len(want) != len(got) or not all(close(a, b) for w, g in zip(want, got) for a, b in zip(w, g)):
             fail(f"{fig}: series {label}: .dat {got} != CSV {want}")
         after = "fit" in params_dict(base)
-        ece = [r for r in rows if r["method"] == "calib" and r["params"] == base and r["metric"].startswith("ece")
-               and r["metric"].endswith("_ts") == after]
+        ece = [r for r in rows if r["method"] == "calib" and same_params(r["params"], base)
+               and r["metric"].startswith("ece") and r["metric"].endswith("_ts") == after]
         if not ece:
             fail(f"{fig}: no ece row for {base}")
             continue
@@ -555,7 +580,8 @@ def cmd_reliability(d, fig):
         if not abs(mine - e) < 1e-6:
             fail(f"{fig}: ECE from the bins {mine} != row {ece[0]['metric']} {e}")
         if after:
-            t = [r for r in rows if r["method"] == "calib" and r["metric"] == "temperature" and r["params"] == base]
+            t = [r for r in rows if r["method"] == "calib" and r["metric"] == "temperature"
+                 and same_params(r["params"], base)]
             if not t or f"T = {num(t[0]['value']):.4g}" not in label:
                 fail(f"{fig}: legend '{label}' lacks the temperature row")
         print(f"reliability {fig}: {base}: {len(want)} bins equal the CSV, ECE from bins {mine:.6f} = "
@@ -565,7 +591,7 @@ def cmd_reliability(d, fig):
 
 
 def cmd_fewshot(d, fig):
-    rows, _ = read_rows(d)
+    rows = dump_rows(d, fig)
     fs = [r for r in rows if is_fewshot(r) and r["metric"] == "top1" and r["split"] == "test"]
     order = []
     for r in rows:
@@ -576,7 +602,8 @@ def cmd_fewshot(d, fig):
     ks = sorted({float(params_dict(r["params"])["k"]) for r in fs})
     series = {}
     for r in fs:
-        series.setdefault(without(r["params"], "k"), []).append(r)
+        base = without(r["params"], "k")
+        series.setdefault(next((k for k in series if same_params(k, base)), base), []).append(r)
     blocks = dat_blocks(d, fig)
     if len(blocks) != len(series):
         fail(f"{fig}: {len(blocks)} series in the .dat, want {len(series)}")

@@ -206,6 +206,13 @@ static void test_params(void)
     CHECK(!strcmp(out, ""));
     rb_param_drop("bin_hi=1;bins=15;fit=val", "bin_hi", out, sizeof out);
     CHECK(!strcmp(out, "bins=15;fit=val"));
+    /* Same items in any order; a missing or changed item differs. */
+    CHECK(rb_param_same("bins=15;fit=train;T_at_bound=1", "T_at_bound=1;bins=15;fit=train"));
+    CHECK(rb_param_same("", ""));
+    CHECK(!rb_param_same("bins=15;fit=train", "bins=15;fit=train;T_at_bound=1"));
+    CHECK(!rb_param_same("bins=15;fit=train;T_at_bound=1", "bins=15;fit=train"));
+    CHECK(!rb_param_same("bins=15;fit=val", "bins=15;fit=train"));
+    CHECK(!rb_param_same("k=5", "k=50"));
     /* The rows only the roc / reliability families draw. */
     CHECK(rb_is_curve_row_metric("roc_tpr") && rb_is_curve_row_metric("reliability_acc") &&
           rb_is_curve_row_metric("reliability_conf"));
