@@ -155,6 +155,7 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family,
 /* The figure families, in the order they pick rows (figs_*.c). */
 int rb_figs_fewshot(rb_rctx *c, size_t dump, rb_err *e);  /* figs_fewshot.c */
 int rb_figs_learning(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
+int rb_figs_lcurve(rb_rctx *c, size_t dump, rb_err *e);   /* figs_lcurve.c */
 int rb_figs_probe(rb_rctx *c, size_t dump, rb_err *e);    /* figs_lines.c */
 int rb_figs_ood(rb_rctx *c, size_t dump, rb_err *e);      /* figs_lines.c */
 int rb_figs_roc(rb_rctx *c, size_t dump, rb_err *e);      /* figs_roc.c */

@@ -1376,7 +1376,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
-    rb_figs_fewshot, rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
+    rb_figs_fewshot, rb_figs_learning, rb_figs_lcurve, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
     rb_figs_collapse, rb_figs_idim,
     rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_side, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };

@@ -27,7 +27,8 @@
  *   collapse  nc1..nc4 vs depth, log y
  *   idim      intrinsic-dimension estimators vs depth
  *   heatmap   rows whose layer is a pair "a|b" (CKA, ...): layer x layer
- *   learning  probe metrics against a training-size key of params (m, n, ...)
+ *   learning  probe metrics against a training-size key of params (m, n, ...);
+ *             the curve method's error against m with its fitted law
  *   theory    predicted / simulated against the parameter that varies
  *   spectrum  eigenvalue-like metrics against an index key (i, rank), log-log
  *   generic   any other metric present on two or more layers, vs depth

@@ -19,6 +19,10 @@
                                     ECE recomputed from the bins equals the row
   cli_report.py fewshot DIR FIG     the few-shot bars .dat holds, per probe, the
                                     deepest layer's (k, value, ci_low, ci_high)
+  cli_report.py lcurve DIR FIG      the curve method's learning-curve .dat holds,
+                                    per probe, the deepest layer's error rows
+                                    (m, value, ci_low, ci_high) and the law
+                                    e_inf + a m^-b of its fit rows
   cli_report.py console LOG         no console message in a Chromium log
 Exit status 0 when the check passes; each failure is printed on one line.
 """
@@ -622,6 +626,47 @@ def cmd_fewshot(d, fig):
         print(f"fewshot {fig}: {label}: {len(want)} bars at {order[deep]} equal the CSV")
 
 
+def cmd_lcurve(d, fig):
+    rows = dump_rows(d, fig)
+    order = []
+    for r in rows:
+        if r["layer"] and "|" not in r["layer"] and r["layer"] not in order:
+            order.append(r["layer"])
+    err = [r for r in rows if r["metric"] == "error" and "m" in params_dict(r["params"])
+           and "probe" in params_dict(r["params"]) and r["layer"] and "|" not in r["layer"]]
+    deep = max(order.index(r["layer"]) for r in err)
+    err = [r for r in err if order.index(r["layer"]) == deep]
+    series = {}
+    for r in err:
+        series.setdefault(params_dict(r["params"])["probe"], []).append(r)
+    blocks = dat_blocks(d, fig)
+    if len(blocks) != 2 * len(series):
+        fail(f"{fig}: {len(blocks)} blocks in the .dat, want {2 * len(series)}")
+    ms = [float(params_dict(r["params"])["m"]) for r in err]
+    for k, (probe, rs) in enumerate(series.items()):
+        label, pts = blocks[k]
+        rs = sorted(rs, key=lambda r: float(params_dict(r["params"])["m"]))
+        want = [[float(params_dict(r["params"])["m"]), num(r["value"]), num(r["ci_low"]), num(r["ci_high"])]
+                for r in rs]
+        if label != probe or len(want) != len(pts) or not all(
+                close(a, b) for w, p in zip(want, pts) for a, b in zip(w, p)):
+            fail(f"{fig}: series {label}: .dat {pts} != CSV {want} of {probe}")
+        fit = {r["metric"]: num(r["value"]) for r in rows if r["method"] == rs[0]["method"]
+               and r["layer"] == order[deep] and params_dict(r["params"]).get("probe") == probe
+               and r["metric"] in ("e_inf", "a", "b")}
+        law = blocks[len(series) + k][1]
+        if len(fit) == 3:
+            worst = max(abs(y - (fit["e_inf"] + fit["a"] * m ** -fit["b"])) for m, y in law)
+            if not worst < 1e-9 or not (close(law[0][0], min(ms)) and close(law[-1][0], max(ms))):
+                fail(f"{fig}: law of {probe} differs from e_inf + a m^-b by {worst} or spans "
+                     f"[{law[0][0]}, {law[-1][0]}], want [{min(ms)}, {max(ms)}]")
+            print(f"lcurve {fig}: {probe}: {len(pts)} points at {order[deep]} equal the CSV; law max |diff| {worst:.1e}")
+        elif not all(math.isnan(v) for p in law for v in p):
+            fail(f"{fig}: a law drawn for {probe} without e_inf, a, b rows")
+        else:
+            print(f"lcurve {fig}: {probe}: {len(pts)} points at {order[deep]} equal the CSV; no fit rows")
+
+
 def cmd_console(log):
     bad = [l for l in open(log, errors="replace") if ":CONSOLE" in l or "Uncaught" in l]
     for l in bad:
@@ -648,6 +693,8 @@ def main():
         cmd_reliability(sys.argv[2], sys.argv[3])
     elif cmd == "fewshot":
         cmd_fewshot(sys.argv[2], sys.argv[3])
+    elif cmd == "lcurve":
+        cmd_lcurve(sys.argv[2], sys.argv[3])
     elif cmd == "console":
         cmd_console(sys.argv[2])
     else:

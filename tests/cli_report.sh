@@ -54,8 +54,9 @@ FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm
       gmm_small_metric_foo_ratio theory_theory_hoeffding_mean theory_checks weights_metric_sparsity
       weights_metric_variance_entropy weights_metric_alpha weights_eigenfilters weights_esd_resnet_pre
       weights_esd_resnet_ft gmm_small_roc_ood_svhn gmm_small_roc_ood_noise gmm_small_reliability_calib_logits
-      gmm_small_fewshot_top1 gmm_small_fewshot_top1_k1 gmm_small_fewshot_top1_k5 gmm_small_fewshot_top1_k20"
-NFIG=26
+      gmm_small_fewshot_top1 gmm_small_fewshot_top1_k1 gmm_small_fewshot_top1_k5 gmm_small_fewshot_top1_k20
+      gmm_small_learning_curve_error"
+NFIG=27
 # shellcheck disable=SC2086
 check "$NFIG figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
 nfig=$(ls "$A"/figures/*.gp | wc -l)
@@ -68,6 +69,8 @@ check "ROC: same colour for knn as in the probe figure" \
 check "reliability .dat = the CSV's bins, ECE and T in the key, ECE = bins' weighted gap" \
     $PY reliability "$A" gmm_small_reliability_calib_logits
 check "few-shot bars .dat = the deepest layer's rows with intervals" $PY fewshot "$A" gmm_small_fewshot_top1
+check "curve learning curves: .dat = the deepest layer's error rows, law = e_inf + a m^-b of the fit rows" \
+    $PY lcurve "$A" gmm_small_learning_curve_error
 check "roc_tpr / reliability rows not drawn as sweeps" bash -c "! ls '$A/figures/'*sweep* 2>/dev/null"
 check "few-shot rows not in the probe figure" bash -c "! grep -q fewshot '$A/figures/gmm_small_probe_top1.gp'"
 check "index.html static, complete, every link resolves" $PY index "$A"
@@ -170,8 +173,8 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
                 >"$T/run.log" 2>&1 && ok "repbench run ood_msp,calib" || bad "repbench run ood_msp,calib"
         fi
         if "$RB" list 2>/dev/null | awk '{print $1}' | grep -qx fewshot; then
-            "$RB" run --methods fewshot --fewshot_episodes 20 --fewshot_k 1,5 -o "$R/tiny/curve" "$T/tiny.h5" \
-                >"$T/run.log" 2>&1 && ok "repbench run fewshot" || bad "repbench run fewshot"
+            "$RB" run --methods fewshot,curve --fewshot_episodes 20 --fewshot_k 1,5 -o "$R/tiny/curve" "$T/tiny.h5" \
+                >"$T/run.log" 2>&1 && ok "repbench run fewshot,curve" || bad "repbench run fewshot,curve"
         fi
         # Geometry rows too when those methods are built (fast ones only).
         GEO=collapse,idim,spectrum,similarity
@@ -196,9 +199,12 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
         if ls "$R/tiny/curve/results.csv" >/dev/null 2>&1; then
             check "real: few-shot bars valid, .dat = CSV rows" \
                 bash -c "$PY files '$R' tiny_gmm_k10_d16_fewshot_top1 && $PY fewshot '$R' tiny_gmm_k10_d16_fewshot_top1"
+            check "real: curve learning curves valid, .dat = CSV rows, law = the fit rows" \
+                bash -c "$PY files '$R' tiny_gmm_k10_d16_learning_curve_error &&
+                         $PY lcurve '$R' tiny_gmm_k10_d16_learning_curve_error"
         fi
-        check "real: no sweep figure of roc_tpr or reliability rows" \
-            bash -c "! ls '$F'_sweep_roc_tpr* '$F'_sweep_reliability* 2>/dev/null"
+        check "real: no sweep figure of roc_tpr, reliability or learning-curve rows" \
+            bash -c "! ls '$F'_sweep_roc_tpr* '$F'_sweep_reliability* '$F'_sweep_error* 2>/dev/null"
     else
         bad "repbench gen/run on a tiny dump"; sed 's/^/     /' "$T/gen.log" "$T/run.log" | tail -5
     fi
