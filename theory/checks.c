@@ -21,7 +21,7 @@ static const rb_theory_check checks[] = {
      "k,d,n_per_class,iters,imbalance,lambda,lr"},
     {"nb_vs_lr", rb_theory_nb_vs_lr,
      "naive Bayes needs O(log n) samples, logistic regression O(n) (Ng & Jordan; Zheng et al. 2023)",
-     "dims,classes,eps,reps,n_test,cov"},
+     "dims,classes,eps,reps,n_test,cov,m_cap"},
     {"id_manifolds", rb_theory_id_manifolds,
      "bias and spread of the kNN intrinsic-dimension estimators on manifolds of known dimension",
      "sizes,reps,tol,noise"},
