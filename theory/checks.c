@@ -15,7 +15,7 @@ static const rb_theory_check checks[] = {
      "d,sep,reps,unlabeled_shift"},
     {"fit", rb_theory_fit,
      "power law with asymptote (GSL nlinear, bootstrap, held-out extrapolation); effective robustness",
-     "law,noise,boot,points,table,xcol,ycol,hold,tol"},
+     "law,noise,boot,points,table,xcol,ycol,hold,tol,er_table,id_col,ood_col,model_col"},
     {"nc_ufm", rb_theory_nc_ufm,
      "neural collapse in the unconstrained-features model (GD, weight decay) and the perturbation model",
      "k,d,n_per_class,iters,imbalance,lambda,lr"},

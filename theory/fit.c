@@ -481,3 +481,42 @@ out:
     free(y);
     return rc;
 }
+
+int rb_theory_er_table(const char *buf, size_t len, const rb_opts *o,
+                       rb_rows *rows, rb_err *e)
+{
+    int rc = RB_OK;
+    const char *ic = rb_opt_str(o, "id_col", "id_acc"), *oc = rb_opt_str(o, "ood_col", "ood_acc");
+    const char *mc = rb_opt_str(o, "model_col", "model");
+    double *id = NULL, *ood = NULL, *res = NULL, sl, se;
+    char **lab = NULL;
+    int *base = NULL;
+    size_t n = 0;
+    if ((rc = rb_table_parse(buf, len, ic, oc, mc, &id, &ood, &lab, &n, e))) return rc;
+    res = malloc(n * sizeof *res);
+    base = malloc(n * sizeof *base);
+    if (!res || !base) {
+        rc = rb_fail(e, RB_ENOMEM, "effective robustness: out of memory");
+        goto out;
+    }
+    /* Accuracies given in percent are accepted. */
+    int pct = 1;
+    for (size_t i = 0; i < n; i++) pct &= id[i] > 1 && ood[i] > 1 && id[i] < 100 && ood[i] < 100;
+    for (size_t i = 0; i < n; i++) {
+        if (pct) {
+            id[i] /= 100;
+            ood[i] /= 100;
+        }
+        base[i] = 1;
+    }
+    char params[RB_PARAMS_MAX];
+    snprintf(params, sizeof params, "id=%.60s;ood=%.60s;source=table", ic, oc);
+    rc = analyse_er(id, ood, base, lab, n, params, &sl, &se, res, rows, e);
+out:
+    free(id);
+    free(ood);
+    free(res);
+    free(base);
+    rb_table_free_labels(lab, n);
+    return rc;
+}
