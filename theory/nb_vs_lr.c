@@ -365,7 +365,10 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
          * the linear law explaining m* at least as well as the log law. */
         if ((rc = rb_theory_verdict(rows, "nb_log_growth", params, pred_nb, gnb_r, ratio,
                                     !cap_nb && gnb_r <= ratio, e)) ||
-            (rc = rb_theory_verdict(rows, "lr_linear_growth", params, pred_lr, glr, ratio,
+            (rc = rb_theory_row(rows, "logreg", params, "growth_ratio", glr, NAN, NAN, (long)ndim, e)) ||
+            (rc = rb_theory_row(rows, "logreg", params, "growth_ratio_linear", pred_lr, NAN, NAN, (long)ndim, e)) ||
+            /* verdict shown as R^2 of the log law (bound) vs of the linear law */
+            (rc = rb_theory_verdict(rows, "lr_linear_growth", params, r2lr_log, r2lr, 0.0,
                                     !cap_lr && slr > 0 && r2lr >= r2lr_log, e)))
             goto out;
     }
