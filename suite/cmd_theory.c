@@ -194,7 +194,9 @@ int rb_cmd_theory(int argc, char **argv)
         }
         double secs = rb_now() - t0;
         if (rc != RB_OK) {
-            rb_err_wrap(&e, "theory %s", c->name);
+            /* Name the check unless its message already starts with it. */
+            if (strncmp(e.msg, c->name, strlen(c->name)) == 0) rb_err_wrap(&e, "theory");
+            else rb_err_wrap(&e, "theory %s", c->name);
             status = rb_report_err(&e);
             rb_rows_free(&r);
             break;

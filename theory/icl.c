@@ -171,7 +171,7 @@ int rb_theory_icl(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
     double *xty = malloc(DM * sizeof *xty), *g = malloc(DM * sizeof *g);
     double *r_gd = malloc(T * sizeof *r_gd), *r_lo = malloc(T * sizeof *r_lo);
     double *r_hi = malloc(T * sizeof *r_hi), *r_by = malloc(T * sizeof *r_by);
-    double *diff = malloc(T * sizeof *diff);
+    double *diff = malloc((T > T2 ? T : T2) * sizeof *diff);
     double *wset = malloc(MM * D2 * sizeof *wset), *bw = malloc(MM * D2 * sizeof *bw);
     double *lw = malloc(MM * sizeof *lw);
     double *r_dm = malloc(T2 * sizeof *r_dm), *r_rd = malloc(T2 * sizeof *r_rd);
