@@ -131,6 +131,9 @@ int rb_rows_add(rb_rows *r, const char *method, const char *params,
  * out[cap].  Items are given as a NULL-terminated list of strings. */
 void rb_params_sorted(char *out, size_t cap, const char *const *items);
 
+/* out = base params plus one "key=value" item, keys sorted again. */
+void rb_params_with(char *out, size_t cap, const char *base, const char *item);
+
 /* ----------------------------------------------------------------- options */
 
 #define RB_MAX_KV 64
@@ -229,7 +232,8 @@ enum {
     RB_NEEDS_TEST = 1u << 1,   /* a labeled test split */
     RB_NEEDS_OOD = 1u << 2,    /* at least one ood_* split */
     RB_SCOPE_DUMP = 1u << 3,   /* runs once per dump, not per layer */
-    RB_STREAMS = 1u << 4       /* reads rows itself through src->read */
+    RB_STREAMS = 1u << 4,      /* reads rows itself through src->read */
+    RB_NEEDS_OTHER = 1u << 5   /* a second dump of the same samples (--other DUMP) */
 };
 
 typedef int (*rb_method_fn)(const rb_task *t, rb_rows *out, rb_err *e);

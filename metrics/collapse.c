@@ -17,13 +17,13 @@ struct rb_nc_acc {
     int k;
     size_t d, chunk;
     int full;
-    long *nc;        /* k counts */
-    int *has_shift;  /* k flags */
-    double *shift;   /* k x d: first row of each class */
-    double *sum;     /* k x d: sums of (h - s_c) */
-    double *sq;      /* k: sums of |h - s_c|^2 */
-    double *S;       /* d x d upper: sum (h - s)(h - s)^T (full only) */
-    double *buf;     /* chunk x d */
+    long *nc;       /* k counts */
+    int *has_shift; /* k flags */
+    double *shift;  /* k x d: first row of each class */
+    double *sum;    /* k x d: sums of (h - s_c) */
+    double *sq;     /* k: sums of |h - s_c|^2 */
+    double *S;      /* d x d upper: sum (h - s)(h - s)^T (full only) */
+    double *buf;    /* chunk x d */
 };
 
 /* ------------------------------------------------------------ accumulator */
@@ -47,8 +47,7 @@ rb_nc_acc *rb_nc_acc_alloc(int k, size_t d, size_t chunk, int full)
         a->S = calloc(d * d, sizeof *a->S);
         a->buf = malloc(chunk * d * sizeof *a->buf);
     }
-    if (!a->nc || !a->has_shift || !a->shift || !a->sum || !a->sq ||
-        (full && (!a->S || !a->buf))) {
+    if (!a->nc || !a->has_shift || !a->shift || !a->sum || !a->sq || (full && (!a->S || !a->buf))) {
         rb_nc_acc_free(a);
         return NULL;
     }
@@ -68,8 +67,7 @@ void rb_nc_acc_free(rb_nc_acc *a)
     free(a);
 }
 
-int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld,
-                  const int32_t *y, rb_err *e)
+int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e)
 {
     size_t d = a->d;
     for (size_t r0 = 0; r0 < n; r0 += a->chunk) {
@@ -102,8 +100,8 @@ int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld,
             a->nc[c]++;
         }
         if (a->full)
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m, 1.0,
-                        a->buf, (int)d, 1.0, a->S, (int)d);
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m, 1.0, a->buf, (int)d,
+                        1.0, a->S, (int)d);
     }
     return RB_OK;
 }
@@ -125,9 +123,11 @@ static double cv(const double *v, int n)
 {
     if (n < 2) return NAN;
     double m = 0, s = 0;
-    for (int i = 0; i < n; i++) m += v[i];
+    for (int i = 0; i < n; i++)
+        m += v[i];
     m /= n;
-    for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+    for (int i = 0; i < n; i++)
+        s += (v[i] - m) * (v[i] - m);
     return sqrt(s / (n - 1)) / m;
 }
 
@@ -159,7 +159,8 @@ static void angles(const double *A, int c, size_t d, double *g, double *equi, do
 static double etf_dev(const double *g, int c)
 {
     double f = 0;
-    for (int i = 0; i < c * c; i++) f += g[i] * g[i];
+    for (int i = 0; i < c * c; i++)
+        f += g[i] * g[i];
     f = sqrt(f);
     double s = 0, r = 1.0 / sqrt((double)(c - 1));
     for (int i = 0; i < c; i++)
@@ -173,8 +174,8 @@ static double etf_dev(const double *g, int c)
 
 /* ----------------------------------------------------------------- finish */
 
-int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
-                 double svd_rtol, rb_nc_res *res, rb_err *e)
+int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted, double svd_rtol, rb_nc_res *res,
+                 rb_err *e)
 {
     int rc = RB_OK;
     size_t d = a->d;
@@ -213,7 +214,8 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     for (int i = 0; i < c; i++) {
         const double *m = mu + (size_t)cls[i] * d;
         double wgt = weighted ? (double)a->nc[cls[i]] / (double)n : 1.0 / c;
-        for (size_t j = 0; j < d; j++) mg[j] += wgt * m[j];
+        for (size_t j = 0; j < d; j++)
+            mg[j] += wgt * m[j];
     }
     double trb = 0;
     for (int i = 0; i < c; i++) {
@@ -234,7 +236,8 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
         int j = cls[i];
         const double *sm = a->sum + (size_t)j * d;
         double q = 0;
-        for (size_t l = 0; l < d; l++) q += sm[l] * sm[l];
+        for (size_t l = 0; l < d; l++)
+            q += sm[l] * sm[l];
         double ss = a->sq[j] - q / (double)a->nc[j];
         if (ss < 0) ss = 0; /* round-off below zero only */
         var[i] = ss / (double)a->nc[j];
@@ -248,7 +251,8 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
         for (int j = i + 1; j < c; j++) {
             const double *mi = mu + (size_t)cls[i] * d, *mj = mu + (size_t)cls[j] * d;
             double q = 0;
-            for (size_t l = 0; l < d; l++) q += (mi[l] - mj[l]) * (mi[l] - mj[l]);
+            for (size_t l = 0; l < d; l++)
+                q += (mi[l] - mj[l]) * (mi[l] - mj[l]);
             cd += (var[i] + var[j]) / (2 * q);
         }
     res->nc1_cdnv = cd / (c * (c - 1) / 2.0);
@@ -256,7 +260,8 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
     res->nc2_equinorm_m = cv(nrm, c);
     angles(M, c, d, g, &res->nc2_equiangular_m, &res->nc2_coherence_m);
     for (int i = 0; i < c; i++)
-        for (int j = 0; j < i; j++) g[i * c + j] = g[j * c + i];
+        for (int j = 0; j < i; j++)
+            g[i * c + j] = g[j * c + i];
     res->nc2_etf_dev = etf_dev(g, c);
     /* NC1 through the thin SVD of Mt. */
     res->nc1_trace = res->nc1_trace_over_c = NAN;
@@ -267,7 +272,8 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
         for (int i = 0; i < c; i++) {
             int j = cls[i];
             double s = sqrt((double)a->nc[j]);
-            for (size_t l = 0; l < d; l++) D[(size_t)i * d + l] = s * a->sum[(size_t)j * d + l] / (double)a->nc[j];
+            for (size_t l = 0; l < d; l++)
+                D[(size_t)i * d + l] = s * a->sum[(size_t)j * d + l] / (double)a->nc[j];
         }
         memcpy(Mc, M, cc * d * sizeof *Mc); /* dgesdd destroys its input */
         lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', c, (lapack_int)d, Mc, (lapack_int)d,
@@ -277,7 +283,8 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
             goto out;
         }
         size_t r = (size_t)c - 1 < d ? (size_t)c - 1 : d;
-        while (r > 0 && !(sv[r - 1] > svd_rtol * sv[0])) r--;
+        while (r > 0 && !(sv[r - 1] > svd_rtol * sv[0]))
+            r--;
         res->rank = (int)r;
         /* SV = Vt_r S (r x d); U = D Vt_r^T (c x r, U is free now). */
         if (r > 0) {
@@ -289,7 +296,8 @@ int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
         double t = 0;
         for (size_t q = 0; q < r; q++) {
             double vsv = cblas_ddot((int)d, SV + q * d, 1, Vt + q * d, 1);
-            for (int i = 0; i < c; i++) vsv -= U[(size_t)i * mn + q] * U[(size_t)i * mn + q];
+            for (int i = 0; i < c; i++)
+                vsv -= U[(size_t)i * mn + q] * U[(size_t)i * mn + q];
             t += vsv / (double)n / (sv[q] * sv[q]);
         }
         res->nc1_trace_over_c = t;
@@ -346,19 +354,20 @@ out:
 
 /* -------------------------------------------------------------------- NC4 */
 
-void rb_nc_ncc_mismatch(const double *mu, const double *W, const double *b,
-                        int k, size_t d, const float *x, size_t n, size_t ld,
-                        double *scratch, long *mismatch)
+void rb_nc_ncc_mismatch(const double *mu, const double *W, const double *b, int k, size_t d,
+                        const float *x, size_t n, size_t ld, double *scratch, long *mismatch)
 {
     /* scratch: X (n x d, double), logits (n x k), -2 X mu^T (n x k), |mu|^2 (k).
      * argmin_c |h - mu_c|^2 = argmin_c (|mu_c|^2 - 2 h.mu_c). */
     size_t kk = (size_t)k;
     double *X = scratch, *lg = X + n * d, *dm = lg + n * kk, *m2 = dm + n * kk;
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j++) X[i * d + j] = x[i * ld + j];
+        for (size_t j = 0; j < d; j++)
+            X[i * d + j] = x[i * ld + j];
     for (int c = 0; c < k; c++) {
         double q = 0;
-        for (size_t j = 0; j < d; j++) q += mu[(size_t)c * d + j] * mu[(size_t)c * d + j];
+        for (size_t j = 0; j < d; j++)
+            q += mu[(size_t)c * d + j] * mu[(size_t)c * d + j];
         m2[c] = q; /* NaN for an absent class: never the argmin */
     }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, k, (int)d, 1.0, X, (int)d, W,
@@ -395,7 +404,8 @@ typedef struct {
 } head;
 
 /* Read the head named "/path/W,/path/b" from the dump, or fit the logreg
- * probe (metrics/logreg.h, inverse L2 strength C) on the train view.  how = "none" leaves h->W NULL. */
+ * probe (metrics/logreg.h, inverse L2 strength C) on the train view.  how = "none" leaves h->W
+ * NULL. */
 static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb_err *e)
 {
     const rb_source *s = t->src;
@@ -416,7 +426,8 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
         memcpy(wn, spec, lw);
         wn[lw] = 0;
         if (comma) strcpy(bn, comma + 1);
-        if (!s->read_array) RB_FAIL(e, RB_EINVAL, "collapse: option head: the source cannot read arrays");
+        if (!s->read_array)
+            RB_FAIL(e, RB_EINVAL, "collapse: option head: the source cannot read arrays");
         size_t dims[4];
         int rank;
         if ((rc = s->read_array(s->h, wn, &wf, dims, &rank, e))) {
@@ -424,10 +435,12 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
             goto out;
         }
         if (rank != 2 || dims[0] != (size_t)k || dims[1] != d) {
-            rc = rb_fail(e, RB_EINVAL, "collapse: head %s: shape must be [%d, %zu] (C x D)", wn, k, d);
+            rc = rb_fail(e, RB_EINVAL, "collapse: head %s: shape must be [%d, %zu] (C x D)", wn, k,
+                         d);
             goto out;
         }
-        for (size_t i = 0; i < (size_t)k * d; i++) h->W[i] = wf[i];
+        for (size_t i = 0; i < (size_t)k * d; i++)
+            h->W[i] = wf[i];
         if (*bn) {
             if ((rc = s->read_array(s->h, bn, &bf, dims, &rank, e))) {
                 rb_err_wrap(e, "collapse: head b");
@@ -437,7 +450,8 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
                 rc = rb_fail(e, RB_EINVAL, "collapse: head %s: shape must be [%d]", bn, k);
                 goto out;
             }
-            for (int c = 0; c < k; c++) h->b[c] = bf[c];
+            for (int c = 0; c < k; c++)
+                h->b[c] = bf[c];
         }
         h->how = "dump";
     } else {
@@ -446,9 +460,12 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
         rb_logreg_model m = {0};
         rc = rb_logreg_fit(&tr, Cinv, 1e-6, 1000, NULL, t->o, &m, e);
         if (!rc) {
-            for (size_t i = 0; i < (size_t)k * d; i++) h->W[i] = m.w[i];
-            for (int c = 0; c < k; c++) h->b[c] = m.b[c];
-            if (!m.converged) rb_logf(t->o, "collapse: logreg head did not converge in 1000 iterations");
+            for (size_t i = 0; i < (size_t)k * d; i++)
+                h->W[i] = m.w[i];
+            for (int c = 0; c < k; c++)
+                h->b[c] = m.b[c];
+            if (!m.converged)
+                rb_logf(t->o, "collapse: logreg head did not converge in 1000 iterations");
         }
         rb_logreg_model_free(&m);
         if (rc) rb_err_wrap(e, "collapse: head fit");
@@ -461,8 +478,8 @@ out:
 }
 
 /* Stream split sp of layer l through an accumulator. */
-static int stream(const rb_task *t, size_t sp, size_t l, rb_nc_acc *a, float *buf,
-                  size_t chunk, rb_err *e)
+static int stream(const rb_task *t, size_t sp, size_t l, rb_nc_acc *a, float *buf, size_t chunk,
+                  rb_err *e)
 {
     const rb_source *s = t->src;
     size_t n = s->split_n[sp], d = s->layer_d[l];
@@ -477,8 +494,8 @@ static int stream(const rb_task *t, size_t sp, size_t l, rb_nc_acc *a, float *bu
     return RB_OK;
 }
 
-static int add(rb_rows *out, const char *params, const char *split, const char *metric,
-               double v, long n, rb_err *e)
+static int add(rb_rows *out, const char *params, const char *split, const char *metric, double v,
+               long n, rb_err *e)
 {
     if (isnan(v)) return RB_OK; /* undefined statistics are left out */
     return rb_rows_add(out, "collapse", params, split, metric, v, NAN, NAN, n, e);
@@ -571,14 +588,16 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 did_train = 1;
             }
             for (int c = 0; c < k; c++)
-                if (!a->nc[c]) rb_logf(o, "collapse: class %d absent from split %s: dropped", c, nm);
+                if (!a->nc[c])
+                    rb_logf(o, "collapse: class %d absent from split %s: dropped", c, nm);
             const char *spn = s->split_names[sp];
             long n = r.n;
             if ((rc = add(out, prm, spn, "nc1_trace_over_c", r.nc1_trace_over_c, n, e)) ||
                 (rc = add(out, prm, spn, "nc1_trace", r.nc1_trace, n, e)) ||
                 (rc = add(out, prm, spn, "nc1_quot", r.nc1_quot, n, e)) ||
                 (rc = add(out, prm, spn, "nc1_cdnv", r.nc1_cdnv, n, e)) ||
-                (rc = add(out, prm, spn, "nc1_quot_rel_first", t->layer == 0 ? 1.0 : r.nc1_quot / quot0, n, e)) ||
+                (rc = add(out, prm, spn, "nc1_quot_rel_first",
+                          t->layer == 0 ? 1.0 : r.nc1_quot / quot0, n, e)) ||
                 (rc = add(out, prm, spn, "tr_sw", r.tr_sw, n, e)) ||
                 (rc = add(out, prm, spn, "tr_sb", r.tr_sb, n, e)) ||
                 (rc = add(out, prm, spn, "nc2_equinorm_m", r.nc2_equinorm_m, n, e)) ||
@@ -602,7 +621,8 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                         rb_nc_ncc_mismatch(mu, h.W, h.b, k, d, buf + q * d,
                                            m - q < NC_BLOCK ? m - q : NC_BLOCK, d, scr, &mis);
                 }
-                if ((rc = add(out, prm, spn, "nc4_mismatch", (double)mis / (double)nn, (long)nn, e)))
+                if ((rc =
+                         add(out, prm, spn, "nc4_mismatch", (double)mis / (double)nn, (long)nn, e)))
                     goto out;
             }
         }

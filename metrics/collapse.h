@@ -59,14 +59,13 @@ void rb_nc_acc_free(rb_nc_acc *a); /* NULL is a no-op */
 
 /* Add n rows x (row i at x + i*ld) with labels y in [0,k).  Returns RB_OK
  * or RB_EINVAL (label out of range, non-finite value). */
-int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld,
-                  const int32_t *y, rb_err *e);
+int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e);
 
 typedef struct {
-    int c;                 /* classes present */
-    long n;                /* rows seen */
-    double tr_sw, tr_sb;   /* Tr S_W, Tr S_B */
-    int rank;              /* r used by the pseudo-inverse */
+    int c;               /* classes present */
+    long n;              /* rows seen */
+    double tr_sw, tr_sb; /* Tr S_W, Tr S_B */
+    int rank;            /* r used by the pseudo-inverse */
     double nc1_trace, nc1_trace_over_c, nc1_quot, nc1_cdnv;
     double nc2_equinorm_m, nc2_equiangular_m, nc2_coherence_m, nc2_etf_dev;
     /* classifier-dependent (NaN without W) */
@@ -78,8 +77,8 @@ typedef struct {
  * class c, borrowed) may be NULL.  weighted selects mu_G.  svd_rtol >= 0.
  * A full accumulator is needed for nc1_trace*.  Returns RB_OK, RB_EINVAL
  * (fewer than 2 classes present), RB_ENOMEM, RB_EINTERNAL (SVD failed). */
-int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted,
-                 double svd_rtol, rb_nc_res *res, rb_err *e);
+int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted, double svd_rtol, rb_nc_res *res,
+                 rb_err *e);
 
 /* Class means (k x d, row c; NaN rows for absent classes) into mu. */
 void rb_nc_means(const rb_nc_acc *a, double *mu);
@@ -89,9 +88,8 @@ void rb_nc_means(const rb_nc_acc *a, double *mu);
  * NaN are skipped).  Adds to *mismatch; scratch must hold
  * rb_nc_ncc_scratch(k, d, n) doubles (no malloc here).  Both scores go
  * through cblas_dgemm; distances as |mu_c|^2 - 2 h.mu_c. */
-void rb_nc_ncc_mismatch(const double *mu, const double *W, const double *b,
-                        int k, size_t d, const float *x, size_t n, size_t ld,
-                        double *scratch, long *mismatch);
+void rb_nc_ncc_mismatch(const double *mu, const double *W, const double *b, int k, size_t d,
+                        const float *x, size_t n, size_t ld, double *scratch, long *mismatch);
 
 size_t rb_nc_ncc_scratch(int k, size_t d, size_t n);
 

@@ -20,13 +20,15 @@ static int check_pos(const double *T, size_t n, size_t K, size_t upto, rb_err *e
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < upto; j++)
             if (!(T[i * K + j] > 0) || !isfinite(T[i * K + j]))
-                RB_FAIL(e, RB_EINVAL, "intrinsic dimension: point %zu has a neighbour at distance %g "
-                                      "(duplicates must be removed first)", i, T[i * K + j]);
+                RB_FAIL(e, RB_EINVAL,
+                        "intrinsic dimension: point %zu has a neighbour at distance %g "
+                        "(duplicates must be removed first)",
+                        i, T[i * K + j]);
     return RB_OK;
 }
 
-int rb_id_twonn(const double *T, size_t n, size_t K, double f, double *scratch,
-                double *d, double *median_log_mu, rb_err *e)
+int rb_id_twonn(const double *T, size_t n, size_t K, double f, double *scratch, double *d,
+                double *median_log_mu, rb_err *e)
 {
     if (!(f > 0 && f < 1)) RB_FAIL(e, RB_EINVAL, "twonn: discard fraction %g not in (0,1)", f);
     if (K < 2) RB_FAIL(e, RB_EINVAL, "twonn: needs 2 neighbours");
@@ -34,7 +36,8 @@ int rb_id_twonn(const double *T, size_t n, size_t K, double f, double *scratch,
     if (ne < 2) RB_FAIL(e, RB_EINVAL, "twonn: too few points (%zu) after discarding", n);
     int rc = check_pos(T, n, K, 2, e);
     if (rc) return rc;
-    for (size_t i = 0; i < n; i++) scratch[i] = log(T[i * K + 1] / T[i * K]);
+    for (size_t i = 0; i < n; i++)
+        scratch[i] = log(T[i * K + 1] / T[i * K]);
     gsl_sort(scratch, 1, n);
     *median_log_mu = gsl_stats_median_from_sorted_data(scratch, 1, n);
     double sxy = 0, sxx = 0;
@@ -54,16 +57,18 @@ int rb_id_twonn_ml(const double *T, size_t n, size_t K, double *d, rb_err *e)
     int rc = check_pos(T, n, K, 2, e);
     if (rc) return rc;
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += log(T[i * K + 1] / T[i * K]);
+    for (size_t i = 0; i < n; i++)
+        s += log(T[i * K + 1] / T[i * K]);
     if (!(s > 0)) RB_FAIL(e, RB_EINVAL, "twonn: all distance ratios are 1");
     *d = (double)(n - 1) / s;
     return RB_OK;
 }
 
-int rb_id_mle(const double *T, size_t n, size_t K, size_t k, int comb, int unbiased,
-              double *d, rb_err *e)
+int rb_id_mle(const double *T, size_t n, size_t K, size_t k, int comb, int unbiased, double *d,
+              rb_err *e)
 {
-    if (k < (unbiased ? 3u : 2u) || k > K) RB_FAIL(e, RB_EINVAL, "mle: k=%zu out of range (K=%zu)", k, K);
+    if (k < (unbiased ? 3u : 2u) || k > K)
+        RB_FAIL(e, RB_EINVAL, "mle: k=%zu out of range (K=%zu)", k, K);
     if (n < 1) RB_FAIL(e, RB_EINVAL, "mle: no points");
     int rc = check_pos(T, n, K, k, e);
     if (rc) return rc;
@@ -71,9 +76,12 @@ int rb_id_mle(const double *T, size_t n, size_t K, size_t k, int comb, int unbia
     for (size_t i = 0; i < n; i++) {
         const double *t = T + i * K;
         double lk = log(t[k - 1]), s = 0;
-        for (size_t j = 0; j + 1 < k; j++) s += lk - log(t[j]);
-        if (comb == RB_ID_HARMONIC) acc += s / num;
-        else acc += s > 0 ? num / s : INFINITY;
+        for (size_t j = 0; j + 1 < k; j++)
+            s += lk - log(t[j]);
+        if (comb == RB_ID_HARMONIC)
+            acc += s / num;
+        else
+            acc += s > 0 ? num / s : INFINITY;
     }
     acc /= (double)n;
     *d = comb == RB_ID_HARMONIC ? 1.0 / acc : acc;
@@ -81,8 +89,8 @@ int rb_id_mle(const double *T, size_t n, size_t K, size_t k, int comb, int unbia
     return RB_OK;
 }
 
-int rb_id_mle_range(const double *T, size_t n, size_t K, size_t k1, size_t k2, int comb,
-                    double *d, rb_err *e)
+int rb_id_mle_range(const double *T, size_t n, size_t K, size_t k1, size_t k2, int comb, double *d,
+                    rb_err *e)
 {
     if (k1 > k2) RB_FAIL(e, RB_EINVAL, "mle: k1=%zu > k2=%zu", k1, k2);
     double s = 0;
@@ -99,16 +107,27 @@ int rb_id_mle_range(const double *T, size_t n, size_t K, size_t k1, size_t k2, i
 /* ----------------------------------------------------------------- method */
 
 enum {
-    M_TWONN, M_TWONN_ML, M_MLE, M_MLE_MEAN, M_LB, M_MG, M_PR, M_D90, M_D95, M_D99, M_FO,
-    M_NDUP, M_COUNT
+    M_TWONN,
+    M_TWONN_ML,
+    M_MLE,
+    M_MLE_MEAN,
+    M_LB,
+    M_MG,
+    M_PR,
+    M_D90,
+    M_D95,
+    M_D99,
+    M_FO,
+    M_NDUP,
+    M_COUNT
 };
 static const char *const mname[M_COUNT] = {
-    "id_twonn", "id_twonn_ml", "id_mle", "id_mle_mean", "id_mle_lb", "id_mle_mg",
-    "id_pr", "id_pca90", "id_pca95", "id_pca99", "id_pca_fo", "id_duplicates"};
+    "id_twonn", "id_twonn_ml", "id_mle",   "id_mle_mean", "id_mle_lb", "id_mle_mg",
+    "id_pr",    "id_pca90",    "id_pca95", "id_pca99",    "id_pca_fo", "id_duplicates"};
 
 /* All estimates on the rows x (n x d, contiguous), duplicates removed. */
-static int estimate(const float *x, size_t n, size_t d, size_t kmax, double f, size_t kk,
-                    size_t k1, size_t k2, double *res, size_t *nu, const rb_opts *o, rb_err *e)
+static int estimate(const float *x, size_t n, size_t d, size_t kmax, double f, size_t kk, size_t k1,
+                    size_t k2, double *res, size_t *nu, const rb_opts *o, rb_err *e)
 {
     int rc = RB_OK;
     unsigned char *keep = malloc(n);
@@ -137,7 +156,8 @@ static int estimate(const float *x, size_t n, size_t d, size_t kmax, double f, s
     if ((rc = rb_nn_knn(u, m, d, d, kmax, T, NULL, e))) goto out;
     double mlm;
     if ((rc = rb_id_twonn(T, m, kmax, f, scr, &res[M_TWONN], &mlm, e))) goto out;
-    if (mlm < 1e-3) rb_logf(o, "idim: median log(r2/r1) = %g < 1e-3: lattice-like data, TwoNN unreliable", mlm);
+    if (mlm < 1e-3)
+        rb_logf(o, "idim: median log(r2/r1) = %g < 1e-3: lattice-like data, TwoNN unreliable", mlm);
     if ((rc = rb_id_twonn_ml(T, m, kmax, &res[M_TWONN_ML], e))) goto out;
     if ((rc = rb_id_mle(T, m, kmax, kk, RB_ID_HARMONIC, 0, &res[M_MLE], e))) goto out;
     if ((rc = rb_id_mle(T, m, kmax, kk, RB_ID_MEAN, 0, &res[M_MLE_MEAN], e))) goto out;
@@ -188,7 +208,9 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
     const size_t chunk = 4096;
     size_t kmax = (size_t)(kk > k2 ? kk : k2);
     size_t m = v.n < (size_t)max_n ? v.n : (size_t)max_n;
-    if (m <= kmax + 1) RB_FAIL(e, RB_EINVAL, "idim: split %s has %zu rows, need more than %zu", spn, v.n, kmax + 1);
+    if (m <= kmax + 1)
+        RB_FAIL(e, RB_EINVAL, "idim: split %s has %zu rows, need more than %zu", spn, v.n,
+                kmax + 1);
     if (m == v.n) reps = 1; /* the whole split: no subsampling spread */
     double *res = malloc((size_t)reps * M_COUNT * sizeof *res);
     float *x = malloc(m * v.d * sizeof *x), *buf = malloc(chunk * v.d * sizeof *buf);
@@ -203,7 +225,8 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
     uint64_t seed = rb_seed_derive(t->seed, s->layer_names[t->layer]);
     gsl_rng_set(r, (unsigned long)(seed ^ (seed >> 32)));
     for (long q = 0; q < reps; q++) {
-        for (size_t i = 0; i < v.n; i++) idx[i] = i;
+        for (size_t i = 0; i < v.n; i++)
+            idx[i] = i;
         if (m < v.n) {
             gsl_ran_shuffle(r, idx, v.n, sizeof *idx);
             gsl_sort_ulong((unsigned long *)idx, 1, m);
@@ -212,9 +235,11 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
             size_t c = v.n - r0 < chunk ? v.n - r0 : chunk;
             if (idx[i] >= r0 + c) continue;
             if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, c, buf, e))) goto out;
-            for (; i < m && idx[i] < r0 + c; i++) memcpy(x + i * v.d, buf + (idx[i] - r0) * v.d, v.d * sizeof *x);
+            for (; i < m && idx[i] < r0 + c; i++)
+                memcpy(x + i * v.d, buf + (idx[i] - r0) * v.d, v.d * sizeof *x);
         }
-        rb_logf(o, "idim: layer %s: subsample %ld/%ld (n=%zu)", s->layer_names[t->layer], q + 1, reps, m);
+        rb_logf(o, "idim: layer %s: subsample %ld/%ld (n=%zu)", s->layer_names[t->layer], q + 1,
+                reps, m);
         if ((rc = estimate(x, m, v.d, kmax, f, (size_t)kk, (size_t)k1, (size_t)k2,
                            res + (size_t)q * M_COUNT, &nu, o, e)))
             goto out;
@@ -230,7 +255,8 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
     rb_params_sorted(prm, sizeof prm, items);
     /* Value: median over the subsamples; interval: min..max (reps > 1). */
     for (int j = 0; j < M_COUNT; j++) {
-        for (long q = 0; q < reps; q++) col[q] = res[(size_t)q * M_COUNT + (size_t)j];
+        for (long q = 0; q < reps; q++)
+            col[q] = res[(size_t)q * M_COUNT + (size_t)j];
         gsl_sort(col, 1, (size_t)reps);
         double med = gsl_stats_median_from_sorted_data(col, 1, (size_t)reps);
         double lo = reps > 1 ? col[0] : NAN, hi = reps > 1 ? col[reps - 1] : NAN;

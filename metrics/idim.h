@@ -27,8 +27,8 @@
 
 /* TwoNN least-squares fit.  scratch: n doubles.  RB_EINVAL when f is not in
  * (0, 1), n_eff < 2, K < 2 or a distance is not > 0. */
-int rb_id_twonn(const double *T, size_t n, size_t K, double f, double *scratch,
-                double *d, double *median_log_mu, rb_err *e);
+int rb_id_twonn(const double *T, size_t n, size_t K, double f, double *scratch, double *d,
+                double *median_log_mu, rb_err *e);
 
 /* TwoNN maximum likelihood. */
 int rb_id_twonn_ml(const double *T, size_t n, size_t K, double *d, rb_err *e);
@@ -37,12 +37,12 @@ enum { RB_ID_HARMONIC = 0, RB_ID_MEAN = 1 };
 
 /* MLE at a single k (2 <= k <= K; k >= 3 when unbiased).  comb is
  * RB_ID_HARMONIC or RB_ID_MEAN. */
-int rb_id_mle(const double *T, size_t n, size_t K, size_t k, int comb, int unbiased,
-              double *d, rb_err *e);
+int rb_id_mle(const double *T, size_t n, size_t K, size_t k, int comb, int unbiased, double *d,
+              rb_err *e);
 
 /* Average over k = k1..k2 of rb_id_mle (comb as above). */
-int rb_id_mle_range(const double *T, size_t n, size_t K, size_t k1, size_t k2, int comb,
-                    double *d, rb_err *e);
+int rb_id_mle_range(const double *T, size_t n, size_t K, size_t k1, size_t k2, int comb, double *d,
+                    rb_err *e);
 
 /* Registry entry (per layer).  Options: id_split (default train),
  * id_max_n (10000), id_repeats (5), id_k (20), id_k1 (10), id_k2 (20),

@@ -16,16 +16,22 @@
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* L-BFGS memory, strong Wolfe constants (Nocedal & Wright, section 3.1). */
-enum { LR_MEM = 10, LR_MAX_LS = 25 };
+enum { LR_MEM = 10, LR_MAX_LS = 25, LR_MAX_THREADS = 64 };
 static const double LR_C1 = 1e-4, LR_C2 = 0.9;
 /* Relative rounding level of the double objective (a sum of n terms), below
  * which decreases are not resolved: the approximate Wolfe test applies. */
 static const double LR_EPS_F = 1e-12;
+/* Relative noise of the objective computed from float logits (measured:
+ * ~1e-8 of |f| for n = 2e4..5e4); below it the solver switches to double. */
+static const double LR_FLOAT_NOISE = 1e-7;
+/* Line-search evaluations allowed in the float phase before switching. */
+enum { LR_MAX_LS_FLOAT = 6 };
 /* Rows per double-precision chunk: chunk x d doubles (at most 16 MiB). */
 static const size_t LR_CHUNK_DOUBLES = (size_t)2 << 20;
 
@@ -42,6 +48,8 @@ struct rb_logreg_work {
     double *zd;    /* chunk x k double logits / residuals */
     double *beff;  /* k effective intercepts b' - W mu */
     double *db;    /* k intercept gradient */
+    int nthr;      /* softmax threads (BLAS thread count at alloc time) */
+    double *dbt;   /* nthr x k per-thread intercept gradients */
 };
 
 void rb_logreg_work_free(rb_logreg_work *w)
@@ -54,6 +62,7 @@ void rb_logreg_work_free(rb_logreg_work *w)
     free(w->zd);
     free(w->beff);
     free(w->db);
+    free(w->dbt);
     free(w);
 }
 
@@ -75,7 +84,11 @@ rb_logreg_work *rb_logreg_work_alloc(size_t n, size_t d, int k)
     w->zd = malloc(w->chunk * kk * sizeof *w->zd);
     w->beff = malloc(kk * sizeof *w->beff);
     w->db = malloc(kk * sizeof *w->db);
-    if (!w->wf || !w->gf || !w->z || !w->xd || !w->zd || !w->beff || !w->db) goto fail;
+    w->nthr = openblas_get_num_threads();
+    if (w->nthr < 1) w->nthr = 1;
+    if (w->nthr > LR_MAX_THREADS) w->nthr = LR_MAX_THREADS;
+    w->dbt = malloc((size_t)w->nthr * kk * sizeof *w->dbt);
+    if (!w->wf || !w->gf || !w->z || !w->xd || !w->zd || !w->beff || !w->db || !w->dbt) goto fail;
     return w;
 fail:
     rb_logreg_work_free(w);
@@ -84,30 +97,97 @@ fail:
 
 /* ------------------------------------------------------------- objective */
 
-/* Softmax cross-entropy of one row of logits (z, stride 1, k entries, the
- * effective intercepts added here), replaced in place by p - onehot(y).
- * Returns CE = logsumexp(z) - z_y in double; db accumulates p - onehot. */
-#define SOFTMAX_ROW(T)                                                        \
-    static double softmax_row_##T(T *z, int k, int y, const double *beff,     \
-                                  double *db)                                 \
+/* Softmax cross-entropy of rows [r0, r1) of logits z (k per row; the
+ * effective intercepts are added here), replaced in place by p - onehot(y).
+ * CE = logsumexp(z) - z_y is summed in double into *loss; db (k entries)
+ * accumulates the column sums of p - onehot. */
+#define SOFTMAX_ROWS(T)                                                       \
+    static void softmax_rows_##T(T *z, size_t r0, size_t r1, int k,           \
+                                 const int32_t *y, const double *beff,        \
+                                 double *db, double *loss)                    \
     {                                                                         \
-        double mx = -INFINITY;                                                \
-        for (int c = 0; c < k; c++) {                                         \
-            double v = (double)z[c] + beff[c];                                \
-            if (v > mx) mx = v;                                               \
+        double acc = 0;                                                       \
+        for (size_t i = r0; i < r1; i++) {                                    \
+            T *zi = z + i * (size_t)k;                                        \
+            double mx = -INFINITY;                                            \
+            for (int c = 0; c < k; c++) {                                     \
+                double v = (double)zi[c] + beff[c];                           \
+                if (v > mx) mx = v;                                           \
+            }                                                                 \
+            double sum = 0, zy = (double)zi[y[i]] + beff[y[i]] - mx;          \
+            for (int c = 0; c < k; c++) {                                     \
+                double ex = exp((double)zi[c] + beff[c] - mx);                \
+                zi[c] = (T)ex;                                                \
+                sum += ex;                                                    \
+            }                                                                 \
+            double inv = 1.0 / sum;                                           \
+            for (int c = 0; c < k; c++) {                                     \
+                double pc = (double)zi[c] * inv - (c == y[i]);                \
+                zi[c] = (T)pc;                                                \
+                db[c] += pc;                                                  \
+            }                                                                 \
+            acc += log(sum) - zy;                                             \
         }                                                                     \
-        double s = 0;                                                         \
-        for (int c = 0; c < k; c++) s += exp((double)z[c] + beff[c] - mx);    \
-        double lse = mx + log(s), zy = (double)z[y] + beff[y];                \
-        for (int c = 0; c < k; c++) {                                         \
-            double p = exp((double)z[c] + beff[c] - lse) - (c == y);          \
-            z[c] = (T)p;                                                      \
-            db[c] += p;                                                       \
-        }                                                                     \
-        return lse - zy;                                                      \
+        *loss += acc;                                                         \
     }
-SOFTMAX_ROW(float)
-SOFTMAX_ROW(double)
+SOFTMAX_ROWS(float)
+SOFTMAX_ROWS(double)
+
+/* The softmax pass split over threads by rows (fixed partition, so the
+ * result is deterministic for a given thread count). */
+typedef struct {
+    void *z;
+    int dbl;
+    size_t r0, r1;
+    int k;
+    const int32_t *y;
+    const double *beff;
+    double *db; /* borrowed: this worker's k accumulators */
+    double loss;
+} softmax_job;
+
+static void *softmax_worker(void *arg)
+{
+    softmax_job *j = arg;
+    memset(j->db, 0, (size_t)j->k * sizeof *j->db);
+    j->loss = 0;
+    if (j->dbl)
+        softmax_rows_double(j->z, j->r0, j->r1, j->k, j->y, j->beff, j->db, &j->loss);
+    else
+        softmax_rows_float(j->z, j->r0, j->r1, j->k, j->y, j->beff, j->db, &j->loss);
+    return NULL;
+}
+
+/* Rows [0, m) of z (float or double), labels y; adds the loss to the return
+ * value and the column sums into db. */
+static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const int32_t *y)
+{
+    int nthr = w->nthr;
+    if ((size_t)nthr > m / 256) nthr = (int)(m / 256);
+    if (nthr < 1) nthr = 1;
+    softmax_job jobs[LR_MAX_THREADS];
+    pthread_t tid[LR_MAX_THREADS];
+    int started[LR_MAX_THREADS] = {0};
+    for (int t = 0; t < nthr; t++)
+        jobs[t] = (softmax_job){z, dbl, m * (size_t)t / (size_t)nthr,
+                                m * (size_t)(t + 1) / (size_t)nthr, w->k, y, w->beff,
+                                w->dbt + (size_t)t * (size_t)w->k, 0};
+    for (int t = 1; t < nthr; t++)
+        started[t] = pthread_create(&tid[t], NULL, softmax_worker, &jobs[t]) == 0;
+    softmax_worker(&jobs[0]);
+    double loss = 0;
+    for (int t = 0; t < nthr; t++) {
+        if (t > 0) {
+            if (started[t])
+                pthread_join(tid[t], NULL);
+            else
+                softmax_worker(&jobs[t]);
+        }
+        loss += jobs[t].loss;
+        for (int c = 0; c < w->k; c++) w->db[c] += jobs[t].db[c];
+    }
+    return loss;
+}
 
 /* f and gradient at theta = (W, b') in coordinates centred at mu (NULL =
  * not centred).  dbl selects double (chunked dgemm) or float (sgemm)
@@ -129,8 +209,7 @@ static double eval(const rb_view *tr, double C, const double *theta,
         for (size_t i = 0; i < kk * d; i++) w->wf[i] = (float)W[i];
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, k, (int)d, 1.0f, tr->x,
                     (int)tr->ld, w->wf, (int)d, 0.0f, w->z, k);
-        for (size_t i = 0; i < n; i++)
-            loss += softmax_row_float(w->z + i * kk, k, tr->y[i], w->beff, w->db);
+        loss += softmax_pass(w, w->z, 0, n, tr->y);
         if (grad) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)d, (int)n, 1.0f, w->z, k,
                         tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
@@ -147,8 +226,7 @@ static double eval(const rb_view *tr, double C, const double *theta,
             }
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, (int)d, 1.0, w->xd,
                         (int)d, W, (int)d, 0.0, w->zd, k);
-            for (size_t i = 0; i < m; i++)
-                loss += softmax_row_double(w->zd + i * kk, k, tr->y[i0 + i], w->beff, w->db);
+            loss += softmax_pass(w, w->zd, 1, m, tr->y + i0);
             if (grad)
                 cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)d, (int)m, 1.0, w->zd,
                             k, w->xd, (int)d, 1.0, grad, (int)d);
@@ -174,25 +252,39 @@ double rb_logreg_objective(const rb_view *tr, double C, const double *theta,
 
 /* ---------------------------------------------------------------- L-BFGS */
 
+/* The problem as L-BFGS sees it: variables u = theta * sv (elementwise),
+ * with sv the square root of the diagonal of the Hessian at W = 0 (plus the
+ * penalty): n var_j (k-1)/k^2 + 1/C for column j of W and n (k-1)/k^2 for
+ * the intercepts.  This Jacobi scaling is an exact change of variables (the
+ * objective and its optimum are unchanged) that makes the solver insensitive
+ * to the units of the features. */
 typedef struct {
     const rb_view *tr;
     double C;
     rb_logreg_work *w;
     const double *mu;
+    const double *sv; /* p scales */
+    double *th;       /* p scratch: theta = u / sv */
+    size_t p;
     int dbl;
     int nfev;
 } problem;
 
-static double fg(problem *pb, const double *x, double *g)
+static double fg(problem *pb, const double *u, double *g)
 {
     pb->nfev++;
-    return eval(pb->tr, pb->C, x, g, pb->w, pb->dbl, pb->mu);
+    for (size_t i = 0; i < pb->p; i++) pb->th[i] = u[i] / pb->sv[i];
+    double f = eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
+    if (g)
+        for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
+    return f;
 }
 
-static double inf_norm(const double *g, size_t p)
+/* ||grad f||_inf in the original coordinates from the scaled gradient. */
+static double gnorm_orig(const problem *pb, const double *g)
 {
     double m = 0;
-    for (size_t i = 0; i < p; i++) m = fmax(m, fabs(g[i]));
+    for (size_t i = 0; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sv[i]));
     return m;
 }
 
@@ -221,6 +313,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
                        const double *dir, double a1, double *alpha, double *xt, double *ft,
                        double *gt)
 {
+    const int max_ls = pb->dbl ? LR_MAX_LS : LR_MAX_LS_FLOAT;
     double d0 = cblas_ddot((int)p, g0, 1, dir, 1);
     if (!(d0 < 0)) return -1;
 #define TRY(a, f, dd)                                                         \
@@ -259,12 +352,12 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
             zoom = 1;
             break;
         }
-        if (evals >= LR_MAX_LS) return -1;
+        if (evals >= max_ls) return -1;
         ap = a, fp = f, dp = dd;
         a *= 4;
     }
     (void)zoom;
-    while (evals < LR_MAX_LS) {
+    while (evals < max_ls) {
         double at;
         if (isfinite(fhi))
             at = cubic_step(lo, flo, dlo, hi, fhi, dhi);
@@ -363,7 +456,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     size_t n = tr->n, d = tr->d, kk = (size_t)tr->k, p = kk * (d + 1);
     memset(m, 0, sizeof *m);
     rb_logreg_work *w = rb_logreg_work_alloc(n, d, tr->k);
-    double *buf = malloc((5 + 2 * LR_MEM) * p * sizeof *buf);
+    double *buf = malloc((7 + 2 * LR_MEM) * p * sizeof *buf);
     double *mu = calloc(d, sizeof *mu);
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
@@ -374,24 +467,37 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     }
     double *x = buf, *g = buf + p, *xt = buf + 2 * p, *gt = buf + 3 * p, *dir = buf + 4 * p;
     double *S[LR_MEM], *Y[LR_MEM], rho[LR_MEM], abuf[LR_MEM];
+    double *sv = buf + 5 * p, *th = buf + 6 * p;
     for (int i = 0; i < LR_MEM; i++) {
-        S[i] = buf + (5 + (size_t)i) * p;
-        Y[i] = buf + (5 + LR_MEM + (size_t)i) * p;
+        S[i] = buf + (7 + (size_t)i) * p;
+        Y[i] = buf + (7 + LR_MEM + (size_t)i) * p;
     }
-    /* Column means in double. */
+    /* Column means, then variances (two passes, double). */
     for (size_t i = 0; i < n; i++) {
         const float *r = tr->x + i * tr->ld;
         for (size_t j = 0; j < d; j++) mu[j] += r[j];
     }
     for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-    /* Start: zero, or the warm model moved to centred coordinates. */
+    memset(th, 0, d * sizeof *th);
+    for (size_t i = 0; i < n; i++) {
+        const float *r = tr->x + i * tr->ld;
+        for (size_t j = 0; j < d; j++) th[j] += (r[j] - mu[j]) * (r[j] - mu[j]);
+    }
+    double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
+    for (size_t j = 0; j < d; j++) {
+        double s = sqrt(pk * th[j] / (double)n + 1.0 / C);
+        for (size_t c = 0; c < kk; c++) sv[c * d + j] = s;
+    }
+    for (size_t c = 0; c < kk; c++) sv[kk * d + c] = sqrt(pk);
+    /* Start: zero, or the warm model moved to centred, scaled coordinates. */
     memset(x, 0, p * sizeof *x);
     if (warm) {
         for (size_t i = 0; i < kk * d; i++) x[i] = warm->w[i];
         for (size_t c = 0; c < kk; c++)
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
+        for (size_t i = 0; i < p; i++) x[i] *= sv[i];
     }
-    problem pb = {tr, C, w, mu, 0, 0};
+    problem pb = {tr, C, w, mu, sv, th, p, 0, 0};
     double f = fg(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0;
     double a_first = 0;
@@ -400,7 +506,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             rc = rb_fail(e, RB_ESING, "logreg: objective not finite at iteration %d (C = %g)", it, C);
             goto out;
         }
-        double gn = inf_norm(g, p);
+        double gn = gnorm_orig(&pb, g);
         if (gn <= tol * fmax(1.0, fabs(f))) {
             if (pb.dbl) {
                 converged = 1;
@@ -408,6 +514,8 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             }
             pb.dbl = 1; /* confirm (and continue) in double precision */
             f = fg(&pb, x, g);
+            rb_logf(o, "logreg: C=%g float phase converged at iteration %d (%d evaluations); "
+                    "double from here", C, it, pb.nfev);
             continue;
         }
         if (it >= max_iter) break;
@@ -417,12 +525,23 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             a_first = fmin(1.0, 1.0 / cblas_dnrm2((int)p, g, 1));
         }
         double alpha = 0, fnew = 0;
+        if (!pb.dbl && -cblas_ddot((int)p, g, 1, dir, 1) < LR_FLOAT_NOISE * fabs(f)) {
+            /* The predicted decrease is below the float objective's noise:
+             * continue in double before the line search gets lost in it. */
+            pb.dbl = 1;
+            f = fg(&pb, x, g);
+            rb_logf(o, "logreg: C=%g float phase at its noise level at iteration %d (%d "
+                    "evaluations); double from here", C, it, pb.nfev);
+            continue;
+        }
         int ls = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, &alpha, xt, &fnew, gt);
         if (ls != 0) {
             if (!pb.dbl) {
                 /* Float logits are at their noise level: go on in double. */
                 pb.dbl = 1;
                 f = fg(&pb, x, g);
+                rb_logf(o, "logreg: C=%g float line search failed at iteration %d (%d "
+                        "evaluations); double from here", C, it, pb.nfev);
                 cnt = 0;
                 continue;
             }
@@ -462,8 +581,9 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     m->iters = it;
     m->nfev = pb.nfev;
     m->obj = f;
-    m->gnorm = inf_norm(g, p);
+    m->gnorm = gnorm_orig(&pb, g);
     m->converged = converged;
+    for (size_t i = 0; i < p; i++) x[i] /= sv[i];
     for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)x[i];
     for (size_t c = 0; c < kk; c++)
         m->b[c] = (float)(x[kk * d + c] - cblas_ddot((int)d, x + c * d, 1, mu, 1));

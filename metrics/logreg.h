@@ -15,12 +15,21 @@
  *
  * Solver: L-BFGS (Nocedal & Wright, Numerical Optimization, 2nd ed., Alg.
  * 7.4 two-loop recursion, memory m = 10) with a line search satisfying the
- * strong Wolfe conditions (Alg. 3.5/3.6, c1 = 1e-4, c2 = 0.9).  Stopping rule:
- * ||grad f||_inf <= tol * max(1, |f|), with at most max_iter iterations.
- * Iterations are first done with float logits (sgemm); once the gradient
- * reaches the float noise level the solver continues in double (dgemm on
- * row chunks converted to double), so the final objective and gradient are
+ * strong Wolfe conditions (Alg. 3.5/3.6, c1 = 1e-4, c2 = 0.9; near the
+ * rounding level of f, Hager & Zhang's approximate Wolfe condition).
+ * Stopping rule: ||grad f||_inf <= tol * max(1, |f|) (gradient in the
+ * original coordinates), with at most max_iter iterations.
+ * The solver works in centred, Jacobi-scaled variables: x - mean(x), and
+ * each parameter scaled by the square root of the Hessian diagonal at W = 0
+ * (n var_j (k-1)/k^2 + 1/C for column j of W, n (k-1)/k^2 for b).  Both are
+ * exact changes of variables: the objective and its optimum are unchanged.
+ * Iterations are first done with float logits (sgemm); once the predicted
+ * decrease falls below the float objective's noise (1e-7 |f|) or a float
+ * line search fails, the solver continues in double (dgemm on row chunks
+ * converted to double), so the final objective and gradient are
  * double-accurate.  The reported objective is always a double evaluation.
+ * The softmax pass runs on the BLAS thread count (fixed row partition: the
+ * result is deterministic for a given thread count).
  *
  * CLIP protocol (Radford et al. 2021, App. A.3; METRICS.md section k):
  * C = 1/lambda, lambda chosen on a stratified validation split carved from

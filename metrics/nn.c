@@ -23,10 +23,11 @@ static void insert(double *dv, size_t *dj, size_t k, double v, size_t j)
     dj[p] = j;
 }
 
-int rb_nn_knn(const float *x, size_t n, size_t d, size_t ld, size_t k,
-              double *dist, size_t *idx, rb_err *e)
+int rb_nn_knn(const float *x, size_t n, size_t d, size_t ld, size_t k, double *dist, size_t *idx,
+              rb_err *e)
 {
-    if (k < 1 || n <= k) RB_FAIL(e, RB_EINVAL, "knn: need more rows (%zu) than neighbours (%zu)", n, k);
+    if (k < 1 || n <= k)
+        RB_FAIL(e, RB_EINVAL, "knn: need more rows (%zu) than neighbours (%zu)", n, k);
     int rc = RB_OK;
     double *X = malloc(n * d * sizeof *X), *nr = malloc(n * sizeof *nr);
     double *mu = calloc(d, sizeof *mu), *G = malloc(NN_BLOCK * n * sizeof *G);
@@ -36,8 +37,10 @@ int rb_nn_knn(const float *x, size_t n, size_t d, size_t ld, size_t k,
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j++) mu[j] += x[i * ld + j];
-    for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
+        for (size_t j = 0; j < d; j++)
+            mu[j] += x[i * ld + j];
+    for (size_t j = 0; j < d; j++)
+        mu[j] /= (double)n;
     for (size_t i = 0; i < n; i++) {
         double s = 0;
         for (size_t j = 0; j < d; j++) {
@@ -55,7 +58,8 @@ int rb_nn_knn(const float *x, size_t n, size_t d, size_t ld, size_t k,
             size_t i = q0 + a;
             double *dv = dist + i * k;
             size_t *dj = ix + i * k;
-            for (size_t j = 0; j < k; j++) dv[j] = INFINITY, dj[j] = (size_t)-1;
+            for (size_t j = 0; j < k; j++)
+                dv[j] = INFINITY, dj[j] = (size_t)-1;
             const double *g = G + a * n;
             for (size_t j = 0; j < n; j++) {
                 if (j == i) continue;
@@ -66,7 +70,8 @@ int rb_nn_knn(const float *x, size_t n, size_t d, size_t ld, size_t k,
             for (size_t j = 0; j < k; j++) {
                 const double *p = X + i * d, *r = X + dj[j] * d;
                 double s = 0;
-                for (size_t l = 0; l < d; l++) s += (p[l] - r[l]) * (p[l] - r[l]);
+                for (size_t l = 0; l < d; l++)
+                    s += (p[l] - r[l]) * (p[l] - r[l]);
                 dv[j] = sqrt(s);
             }
             for (size_t j = 1; j < k; j++) {
@@ -105,8 +110,8 @@ static int cmp_hrow(const void *a, const void *b)
     return (x->i > y->i) - (x->i < y->i);
 }
 
-int rb_nn_dedup(const float *x, size_t n, size_t d, size_t ld,
-                unsigned char *keep, size_t *ndup, rb_err *e)
+int rb_nn_dedup(const float *x, size_t n, size_t d, size_t ld, unsigned char *keep, size_t *ndup,
+                rb_err *e)
 {
     hrow *h = malloc((n ? n : 1) * sizeof *h);
     if (!h) RB_FAIL(e, RB_ENOMEM, "dedup: out of memory");
@@ -124,7 +129,8 @@ int rb_nn_dedup(const float *x, size_t n, size_t d, size_t ld,
     *ndup = 0;
     for (size_t a = 0; a < n;) {
         size_t b = a + 1;
-        while (b < n && h[b].h == h[a].h) b++;
+        while (b < n && h[b].h == h[a].h)
+            b++;
         /* Within a hash run (sorted by index) compare values pairwise. */
         for (size_t p = a; p < b; p++) {
             if (!keep[h[p].i]) continue;
@@ -132,7 +138,8 @@ int rb_nn_dedup(const float *x, size_t n, size_t d, size_t ld,
                 if (!keep[h[q].i]) continue;
                 const float *u = x + h[p].i * ld, *v = x + h[q].i * ld;
                 size_t j = 0;
-                while (j < d && u[j] == v[j]) j++;
+                while (j < d && u[j] == v[j])
+                    j++;
                 if (j == d) keep[h[q].i] = 0, (*ndup)++;
             }
         }

@@ -18,13 +18,13 @@
  * to its (j+1)-th nearest other row, ascending; idx (n x k, may be NULL)
  * the neighbour indices (ties: lower index first).  Needs n > k >= 1.
  * Returns RB_OK, RB_EINVAL (n <= k), RB_ENOMEM. */
-int rb_nn_knn(const float *x, size_t n, size_t d, size_t ld, size_t k,
-              double *dist, size_t *idx, rb_err *e);
+int rb_nn_knn(const float *x, size_t n, size_t d, size_t ld, size_t k, double *dist, size_t *idx,
+              rb_err *e);
 
 /* Rows that are exact copies (value-equal, -0 == +0) of an earlier row:
  * keep[i] = 1 for the first copy, 0 for later ones; *ndup = number of
  * rows marked 0.  Returns RB_OK or RB_ENOMEM. */
-int rb_nn_dedup(const float *x, size_t n, size_t d, size_t ld,
-                unsigned char *keep, size_t *ndup, rb_err *e);
+int rb_nn_dedup(const float *x, size_t n, size_t d, size_t ld, unsigned char *keep, size_t *ndup,
+                rb_err *e);
 
 #endif

@@ -35,21 +35,22 @@ typedef struct {
     double lambda;
     size_t D, dsub, d;
     int k;
-    const double *P;     /* D x dsub or NULL */
-    const double *theta0;/* D */
-    double *theta;       /* D: current full parameters */
-    double *gth;         /* D: gradient in theta */
-    float *Wf;           /* k x d */
-    float *lg;           /* n x k logits, then R */
-    float *gw;           /* k x d */
-    int bad;             /* a non-finite loss was met */
+    const double *P;      /* D x dsub or NULL */
+    const double *theta0; /* D */
+    double *theta;        /* D: current full parameters */
+    double *gth;          /* D: gradient in theta */
+    float *Wf;            /* k x d */
+    float *lg;            /* n x k logits, then R */
+    float *gw;            /* k x d */
+    int bad;              /* a non-finite loss was met */
 } obj;
 
 /* theta from x (x = theta when P is NULL, else theta0 + P z). */
 static void set_theta(obj *o, const gsl_vector *x)
 {
     if (!o->P) {
-        for (size_t i = 0; i < o->D; i++) o->theta[i] = gsl_vector_get(x, i);
+        for (size_t i = 0; i < o->D; i++)
+            o->theta[i] = gsl_vector_get(x, i);
         return;
     }
     memcpy(o->theta, o->theta0, o->D * sizeof *o->theta);
@@ -63,7 +64,8 @@ static double eval(obj *o, int want_g)
     const rb_view *v = o->v;
     size_t n = v->n, d = o->d, kk = (size_t)o->k;
     const double *W = o->theta, *b = o->theta + kk * d;
-    for (size_t i = 0; i < kk * d; i++) o->Wf[i] = (float)W[i];
+    for (size_t i = 0; i < kk * d; i++)
+        o->Wf[i] = (float)W[i];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, o->k, (int)d, 1.0f, v->x,
                 (int)v->ld, o->Wf, (int)d, 0.0f, o->lg, o->k);
     double loss = 0;
@@ -76,7 +78,8 @@ static double eval(obj *o, int want_g)
             double z = (double)l[c] + b[c];
             if (z > mx) mx = z;
         }
-        for (size_t c = 0; c < kk; c++) s += exp((double)l[c] + b[c] - mx);
+        for (size_t c = 0; c < kk; c++)
+            s += exp((double)l[c] + b[c] - mx);
         int32_t y = v->y[i];
         loss += mx + log(s) - ((double)l[y] + b[y]);
         if (want_g) {
@@ -89,12 +92,14 @@ static double eval(obj *o, int want_g)
     }
     loss /= (double)n;
     double r = 0;
-    for (size_t i = 0; i < kk * d; i++) r += W[i] * W[i];
+    for (size_t i = 0; i < kk * d; i++)
+        r += W[i] * W[i];
     loss += 0.5 * o->lambda * r;
     if (want_g) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o->k, (int)d, (int)n, 1.0f, o->lg,
                     o->k, v->x, (int)v->ld, 0.0f, o->gw, (int)d);
-        for (size_t i = 0; i < kk * d; i++) o->gth[i] = (double)o->gw[i] + o->lambda * W[i];
+        for (size_t i = 0; i < kk * d; i++)
+            o->gth[i] = (double)o->gw[i] + o->lambda * W[i];
     }
     if (!isfinite(loss)) o->bad = 1;
     return loss;
@@ -114,20 +119,18 @@ static void fdf_cb(const gsl_vector *x, void *p, double *f, gsl_vector *g)
     double l = eval(o, 1);
     if (f) *f = l;
     if (!o->P) {
-        for (size_t i = 0; i < o->D; i++) gsl_vector_set(g, i, o->gth[i]);
+        for (size_t i = 0; i < o->D; i++)
+            gsl_vector_set(g, i, o->gth[i]);
     } else {
         cblas_dgemv(CblasRowMajor, CblasTrans, (int)o->D, (int)o->dsub, 1.0, o->P, (int)o->dsub,
                     o->gth, 1, 0.0, g->data, (int)g->stride);
     }
 }
 
-static void df_cb(const gsl_vector *x, void *p, gsl_vector *g)
-{
-    fdf_cb(x, p, NULL, g);
-}
+static void df_cb(const gsl_vector *x, void *p, gsl_vector *g) { fdf_cb(x, p, NULL, g); }
 
-int rb_pid_fit(const rb_view *tr, const rb_pid_cfg *cfg, const double *P,
-               size_t dsub, double *z, double *theta, rb_err *e)
+int rb_pid_fit(const rb_view *tr, const rb_pid_cfg *cfg, const double *P, size_t dsub, double *z,
+               double *theta, rb_err *e)
 {
     if (!tr->y) RB_FAIL(e, RB_EINVAL, "probe: train split has no labels");
     if (tr->k < 2) RB_FAIL(e, RB_EINVAL, "probe: need at least 2 classes");
@@ -143,16 +146,19 @@ int rb_pid_fit(const rb_view *tr, const rb_pid_cfg *cfg, const double *P,
     o.gw = malloc(kk * d * sizeof *o.gw);
     o.lg = malloc(tr->n * kk * sizeof *o.lg);
     gsl_vector *x = gsl_vector_alloc(nx);
-    gsl_multimin_fdfminimizer *m = gsl_multimin_fdfminimizer_alloc(gsl_multimin_fdfminimizer_vector_bfgs2, nx);
+    gsl_multimin_fdfminimizer *m =
+        gsl_multimin_fdfminimizer_alloc(gsl_multimin_fdfminimizer_vector_bfgs2, nx);
     if (!th0 || !o.theta || !o.gth || !o.Wf || !o.gw || !o.lg || !x || !m) {
         rc = rb_fail(e, RB_ENOMEM, "probe: out of memory (D=%zu)", D);
         goto out;
     }
     memcpy(th0, theta, D * sizeof *th0);
     o.theta0 = th0;
-    if (P) gsl_vector_set_zero(x);
+    if (P)
+        gsl_vector_set_zero(x);
     else
-        for (size_t i = 0; i < D; i++) gsl_vector_set(x, i, theta[i]);
+        for (size_t i = 0; i < D; i++)
+            gsl_vector_set(x, i, theta[i]);
     gsl_multimin_function_fdf fn = {.f = f_cb, .df = df_cb, .fdf = fdf_cb, .n = nx, .params = &o};
     gsl_multimin_fdfminimizer_set(m, &fn, x, 0.1, 0.1);
     for (int it = 0; it < cfg->maxit; it++) {
@@ -189,7 +195,8 @@ double rb_pid_accuracy(const rb_view *te, const double *theta)
         free(lg);
         return NAN;
     }
-    for (size_t i = 0; i < kk * d; i++) Wf[i] = (float)theta[i];
+    for (size_t i = 0; i < kk * d; i++)
+        Wf[i] = (float)theta[i];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)te->n, te->k, (int)d, 1.0f, te->x,
                 (int)te->ld, Wf, (int)d, 0.0f, lg, te->k);
     long ok = 0;
@@ -212,7 +219,8 @@ int rb_pid_projection(size_t D, size_t dsub, uint64_t seed, double *P, rb_err *e
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
     if (!r) RB_FAIL(e, RB_ENOMEM, "probe_id: out of memory (rng)");
     gsl_rng_set(r, (unsigned long)(seed ^ (seed >> 32)));
-    for (size_t i = 0; i < D * dsub; i++) P[i] = gsl_ran_gaussian_ziggurat(r, 1.0);
+    for (size_t i = 0; i < D * dsub; i++)
+        P[i] = gsl_ran_gaussian_ziggurat(r, 1.0);
     for (size_t j = 0; j < dsub; j++) {
         double s = cblas_dnrm2((int)D, P + j, (int)dsub);
         cblas_dscal((int)D, 1.0 / s, P + j, (int)dsub);
@@ -221,9 +229,9 @@ int rb_pid_projection(size_t D, size_t dsub, uint64_t seed, double *P, rb_err *e
     return RB_OK;
 }
 
-int rb_pid_sweep(const rb_view *tr, const rb_view *te, const rb_pid_cfg *cfg,
-                 const size_t *grid, size_t ngrid, int nseed, uint64_t seed,
-                 double *acc_full, double *acc, size_t *d90, rb_err *e)
+int rb_pid_sweep(const rb_view *tr, const rb_view *te, const rb_pid_cfg *cfg, const size_t *grid,
+                 size_t ngrid, int nseed, uint64_t seed, double *acc_full, double *acc, size_t *d90,
+                 rb_err *e)
 {
     int rc = RB_OK;
     size_t kk = (size_t)tr->k, D = kk * (tr->d + 1), dmax = 0;
@@ -240,7 +248,8 @@ int rb_pid_sweep(const rb_view *tr, const rb_view *te, const rb_pid_cfg *cfg,
     for (int s = 0; s < nseed; s++) {
         d90[s] = 0;
         for (size_t g = 0; g < ngrid; g++) {
-            if ((rc = rb_pid_projection(D, grid[g], seed + 7919u * (uint64_t)s + grid[g], P, e))) goto out;
+            if ((rc = rb_pid_projection(D, grid[g], seed + 7919u * (uint64_t)s + grid[g], P, e)))
+                goto out;
             memset(theta, 0, D * sizeof *theta);
             if ((rc = rb_pid_fit(tr, cfg, P, grid[g], NULL, theta, e))) goto out;
             double a = rb_pid_accuracy(te, theta);
@@ -274,7 +283,8 @@ static int subsample(const rb_view *v, size_t m, uint64_t seed, float **buf, int
         RB_FAIL(e, RB_ENOMEM, "probe_id: out of memory (subsample)");
     }
     gsl_rng_set(r, (unsigned long)(seed ^ (seed >> 32)));
-    for (size_t i = 0; i < v->n; i++) idx[i] = i;
+    for (size_t i = 0; i < v->n; i++)
+        idx[i] = i;
     gsl_ran_shuffle(r, idx, v->n, sizeof *idx);
     gsl_sort_ulong((unsigned long *)idx, 1, m);
     for (size_t i = 0; i < m; i++) {
@@ -299,13 +309,14 @@ static int cmp_size(const void *a, const void *b)
 int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     const rb_opts *o = t->o;
-    long max_d, nseed, max_n, maxit;
+    long max_d, nseed, max_n, maxit, max_mb;
     double lambda;
     int rc;
     if ((rc = rb_opt_long(o, "pid_max_d", 1024, 2, 1L << 20, &max_d, e)) ||
         (rc = rb_opt_long(o, "pid_seeds", 3, 1, 100, &nseed, e)) ||
         (rc = rb_opt_long(o, "pid_max_n", 5000, 10, 1L << 30, &max_n, e)) ||
         (rc = rb_opt_long(o, "pid_maxit", 300, 1, 100000, &maxit, e)) ||
+        (rc = rb_opt_long(o, "pid_max_mb", 1024, 1, 1L << 24, &max_mb, e)) ||
         (rc = rb_opt_double(o, "pid_lambda", 1e-4, 0, 1e6, &lambda, e)))
         return rc;
     rb_view tr0, te;
@@ -322,7 +333,20 @@ int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
     rb_view tr;
     if ((rc = subsample(&tr0, (size_t)max_n, seed, &buf, &yb, &tr, e))) return rc;
     size_t D = (size_t)tr.k * (tr.d + 1), grid[64], ng = 0;
-    for (size_t d = 2; d <= (size_t)max_d && d <= D && ng < 64; d *= 2) grid[ng++] = d;
+    /* The dense projection takes D d doubles: the grid stops below pid_max_mb. */
+    for (size_t d = 2; d <= (size_t)max_d && d <= D && ng < 64; d *= 2) {
+        if ((double)D * (double)d * 8 > (double)max_mb * 1048576.0) {
+            rb_logf(o, "probe_id: layer %s: grid stops at d=%zu (projection over %ld MB)", layer, d,
+                    max_mb);
+            break;
+        }
+        grid[ng++] = d;
+    }
+    if (ng == 0) {
+        rc = rb_fail(e, RB_EINVAL, "probe_id: D=%zu: not even d=2 fits in pid_max_mb=%ld", D,
+                     max_mb);
+        goto out;
+    }
     acc = malloc((ng ? ng : 1) * (size_t)nseed * sizeof *acc);
     d90 = malloc((size_t)nseed * sizeof *d90);
     if (!acc || !d90) {
@@ -340,7 +364,8 @@ int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
     snprintf(it[2], 64, "max_n=%ld", max_n);
     snprintf(it[3], 64, "proj=dense_gauss_unit");
     snprintf(it[4], 64, "maxit=%ld", maxit);
-    const char *items[] = {it[0], it[1], it[2], it[3], it[4], NULL};
+    snprintf(it[5], 64, "max_d=%ld", max_d);
+    const char *items[] = {it[0], it[1], it[2], it[3], it[4], it[5], NULL};
     rb_params_sorted(prm, sizeof prm, items);
     long nte = (long)te.n;
     if ((rc = rb_rows_add(out, "probe_id", prm, NULL, "pid_acc_full", acc_full, NAN, NAN, nte, e)))
@@ -357,7 +382,7 @@ int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
         }
         char p2[RB_PARAMS_MAX], dd[32];
         snprintf(dd, sizeof dd, "d=%zu", grid[g]);
-        const char *items2[] = {it[0], it[1], it[2], it[3], it[4], dd, NULL};
+        const char *items2[] = {it[0], it[1], it[2], it[3], it[4], it[5], dd, NULL};
         rb_params_sorted(p2, sizeof p2, items2);
         if ((rc = rb_rows_add(out, "probe_id", p2, NULL, "pid_acc", m / (double)nseed,
                               nseed > 1 ? lo : NAN, nseed > 1 ? hi : NAN, nte, e)))
@@ -367,13 +392,15 @@ int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e)
      * beyond the grid), interval = min..max over seeds. */
     size_t reached = 0;
     for (long s = 0; s < nseed; s++) {
-        if (d90[s]) reached++;
-        else d90[s] = (size_t)-1;
+        if (d90[s])
+            reached++;
+        else
+            d90[s] = (size_t)-1;
     }
     qsort(d90, (size_t)nseed, sizeof *d90, cmp_size);
     size_t md = d90[(size_t)(nseed - 1) / 2];
-    if ((rc = rb_rows_add(out, "probe_id", prm, NULL, "pid_d90_reached", (double)reached / (double)nseed,
-                          NAN, NAN, nte, e)))
+    if ((rc = rb_rows_add(out, "probe_id", prm, NULL, "pid_d90_reached",
+                          (double)reached / (double)nseed, NAN, NAN, nte, e)))
         goto out;
     if (md != (size_t)-1) {
         double hi = d90[nseed - 1] == (size_t)-1 ? NAN : (double)d90[nseed - 1];

@@ -41,8 +41,8 @@ void rb_pid_cfg_defaults(rb_pid_cfg *c);
  * content on entry.
  * Returns RB_OK (also when the cap was hit: the iterate is still a valid
  * probe), RB_EINVAL (no labels, k < 2, non-finite loss), RB_ENOMEM. */
-int rb_pid_fit(const rb_view *tr, const rb_pid_cfg *cfg, const double *P,
-               size_t dsub, double *z, double *theta, rb_err *e);
+int rb_pid_fit(const rb_view *tr, const rb_pid_cfg *cfg, const double *P, size_t dsub, double *z,
+               double *theta, rb_err *e);
 
 /* Top-1 accuracy of theta on te (ties -> lowest class); NaN when te is
  * empty or out of memory. */
@@ -55,12 +55,12 @@ int rb_pid_projection(size_t D, size_t dsub, uint64_t seed, double *P, rb_err *e
 /* One d90 sweep: full probe accuracy acc_full, then for each d in grid and
  * each of nseed seeds the subspace accuracy acc[g * nseed + s] and d90 per
  * seed (d90[s] = 0 when no grid value reaches 90%).  Pure: no I/O. */
-int rb_pid_sweep(const rb_view *tr, const rb_view *te, const rb_pid_cfg *cfg,
-                 const size_t *grid, size_t ngrid, int nseed, uint64_t seed,
-                 double *acc_full, double *acc, size_t *d90, rb_err *e);
+int rb_pid_sweep(const rb_view *tr, const rb_view *te, const rb_pid_cfg *cfg, const size_t *grid,
+                 size_t ngrid, int nseed, uint64_t seed, double *acc_full, double *acc, size_t *d90,
+                 rb_err *e);
 
 /* Registry entry (per layer; options pid_max_d, pid_seeds, pid_max_n,
- * pid_lambda, pid_maxit, pid_frac). */
+ * pid_lambda, pid_maxit, pid_max_mb). */
 int rb_probe_id_run(const rb_task *t, rb_rows *out, rb_err *e);
 
 #endif

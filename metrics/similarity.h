@@ -46,17 +46,28 @@ double rb_cka(const double *Kc, const double *Lc, size_t n);
 
 /* Feature-space linear CKA of X (n x p) and Y (n x q); debiased = 1 for the
  * demo's debiased helper.  scratch: n*(p+q) + p*q + p*p + q*q doubles. */
-int rb_cka_linear_feat(const double *X, size_t p, const double *Y, size_t q, size_t n,
-                       int debiased, double *scratch, double *cka, rb_err *e);
+int rb_cka_linear_feat(const double *X, size_t p, const double *Y, size_t q, size_t n, int debiased,
+                       double *scratch, double *cka, rb_err *e);
 
 /* Frechet distance of N(mu1, S1), N(mu2, S2) (d x d full symmetric,
  * borrowed, not modified).  Returns RB_OK, RB_ENOMEM, RB_EINTERNAL. */
-int rb_frechet(const double *mu1, const double *S1, const double *mu2, const double *S2,
-               size_t d, double *fd, rb_err *e);
+int rb_frechet(const double *mu1, const double *S1, const double *mu2, const double *S2, size_t d,
+               double *fd, rb_err *e);
 
 /* Registry entry (RB_SCOPE_DUMP).  Options: sim_split (default test),
  * sim_max_n (1000), sim_k (10), sim_bins (100), sim_chunk (4096), sim_fd
  * (1: Frechet distances). */
 int rb_similarity_run(const rb_task *t, rb_rows *out, rb_err *e);
+
+/* CKA (the four kinds above) between every layer of dump a (those in
+ * o->layers) and every layer of dump b, computed on the same seeded
+ * subsample of split sim_split of both: the two dumps must hold the same
+ * samples in the same order (same N; same labels when both are labeled,
+ * else RB_EINVAL).  Rows: layer "LA|LB", split sim_split, params
+ * "other=<name_b>;max_n=..[;theta=..]".  For `repbench run` to offer this,
+ * the harness must hand two sources to it (e.g. an option naming the
+ * second dump); this function is the whole computation. */
+int rb_similarity_cross(const rb_source *a, const rb_source *b, const char *name_b,
+                        const rb_opts *o, uint64_t seed, rb_rows *out, rb_err *e);
 
 #endif

@@ -49,10 +49,7 @@ void rb_cov_free(rb_cov_acc *a)
     free(a);
 }
 
-size_t rb_cov_n(const rb_cov_acc *a)
-{
-    return a->n;
-}
+size_t rb_cov_n(const rb_cov_acc *a) { return a->n; }
 
 int rb_cov_add(rb_cov_acc *a, const float *x, size_t n, size_t ld, rb_err *e)
 {
@@ -60,13 +57,15 @@ int rb_cov_add(rb_cov_acc *a, const float *x, size_t n, size_t ld, rb_err *e)
     for (size_t r0 = 0; r0 < n; r0 += a->chunk) {
         size_t m = n - r0 < a->chunk ? n - r0 : a->chunk;
         if (a->n == 0)
-            for (size_t j = 0; j < d; j++) a->s[j] = x[r0 * ld + j];
+            for (size_t j = 0; j < d; j++)
+                a->s[j] = x[r0 * ld + j];
         for (size_t i = 0; i < m; i++) {
             const float *h = x + (r0 + i) * ld;
             double *row = a->buf + i * d;
             for (size_t j = 0; j < d; j++) {
                 double v = (double)h[j] - a->s[j];
-                if (!isfinite(v)) RB_FAIL(e, RB_EINVAL, "covariance: non-finite feature in row %zu", a->n + i);
+                if (!isfinite(v))
+                    RB_FAIL(e, RB_EINVAL, "covariance: non-finite feature in row %zu", a->n + i);
                 row[j] = v;
                 a->sum[j] += v;
             }
@@ -83,7 +82,8 @@ int rb_cov_finish(const rb_cov_acc *a, double *mean, double *cov, rb_err *e)
     size_t d = a->d, n = a->n;
     if (n < 2) RB_FAIL(e, RB_EINVAL, "covariance: need at least 2 rows, have %zu", n);
     if (mean)
-        for (size_t j = 0; j < d; j++) mean[j] = a->s[j] + a->sum[j] / (double)n;
+        for (size_t j = 0; j < d; j++)
+            mean[j] = a->s[j] + a->sum[j] / (double)n;
     if (cov) {
         memcpy(cov, a->S, d * d * sizeof *cov);
         /* (n-1) Cov = S - sum sum^T / n */
@@ -144,7 +144,8 @@ int rb_spec_stats(const double *lam, size_t d, rb_spec_res *r, rb_err *e)
             continue;
         }
         double s = 0;
-        for (size_t i = 0; i < K[q]; i++) s += lam[i] > 0 ? lam[i] : 0;
+        for (size_t i = 0; i < K[q]; i++)
+            s += lam[i] > 0 ? lam[i] : 0;
         *vt[q] = s / T;
     }
     const double tau[3] = {0.90, 0.95, 0.99};
@@ -160,15 +161,16 @@ int rb_spec_stats(const double *lam, size_t d, rb_spec_res *r, rb_err *e)
         *dt[q] = (int)i;
     }
     int fo = 0;
-    for (size_t i = 0; i < d; i++) fo += lam[i] > 0.05 * lam[0];
+    for (size_t i = 0; i < d; i++)
+        fo += lam[i] > 0.05 * lam[0];
     r->pca_fo = fo;
     return RB_OK;
 }
 
 /* ----------------------------------------------------------------- method */
 
-static int add(rb_rows *out, const char *params, const char *split, const char *metric,
-               double v, long n, rb_err *e)
+static int add(rb_rows *out, const char *params, const char *split, const char *metric, double v,
+               long n, rb_err *e)
 {
     if (isnan(v)) return RB_OK;
     return rb_rows_add(out, "spectrum", params, split, metric, v, NAN, NAN, n, e);
@@ -202,7 +204,8 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
         if ((rc = rb_cov_add(a, buf, m, d, e))) goto out;
         for (size_t i = 0; i < m; i++) {
             double q = 0;
-            for (size_t j = 0; j < d; j++) q += (double)buf[i * d + j] * buf[i * d + j];
+            for (size_t j = 0; j < d; j++)
+                q += (double)buf[i * d + j] * buf[i * d + j];
             nrm[r0 + i] = sqrt(q);
         }
     }
@@ -218,10 +221,12 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
         mx = nrm[i] > mx ? nrm[i] : mx;
     }
     mn /= (double)n;
-    for (size_t i = 0; i < n; i++) sd += (nrm[i] - mn) * (nrm[i] - mn);
+    for (size_t i = 0; i < n; i++)
+        sd += (nrm[i] - mn) * (nrm[i] - mn);
     sd = sqrt(sd / (double)(n - 1));
     size_t ext = 0;
-    for (size_t i = 0; i < n; i++) ext += nrm[i] > mn + xsd * sd;
+    for (size_t i = 0; i < n; i++)
+        ext += nrm[i] > mn + xsd * sd;
     gsl_sort(nrm, 1, n);
     double med = gsl_stats_median_from_sorted_data(nrm, 1, n);
     char prm[RB_PARAMS_MAX], it0[48], it1[48];

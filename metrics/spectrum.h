@@ -50,7 +50,7 @@ int rb_cov_finish(const rb_cov_acc *a, double *mean, double *cov, rb_err *e);
 int rb_eig_sym(double *A, size_t d, double *lam, int vectors, rb_err *e);
 
 typedef struct {
-    double total;                  /* T */
+    double total; /* T */
     double rankme, stable_rank, pr;
     double var_top1, var_top10, var_top100; /* NaN when K >= d */
     int pca_d90, pca_d95, pca_d99, pca_fo;

@@ -210,6 +210,12 @@ int rb_csvread_buf(const char *path, const char *buf, size_t len, rb_rows *out,
     size_t blank = 0;
     while (blank < len && strchr(" \t\r\n", buf[blank]) && buf[blank]) blank++;
     if (blank == len) RB_FAIL(e, RB_EINVAL, "%s: empty file, no header", path);
+    /* A UTF-8 byte-order mark (spreadsheet exports) is not part of the
+     * first column's name. */
+    if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) {
+        buf += 3;
+        len -= 3;
+    }
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
         RB_FAIL(e, RB_ENOMEM, "%s: csv_init failed", path);
     if (csv_parse(&p, buf, len, on_field, on_record, &s) != len && !s.failed)
@@ -264,3 +270,126 @@ out:
     fclose(fp);
     return rc;
 }
+
+/* ========================================================= side tables */
+
+typedef struct {
+    rb_table *t;
+    size_t cap, field;
+    long record;
+    int failed;
+    rb_err *e;
+    const char *path;
+} table_state;
+
+static void tab_field(void *data, size_t len, void *ud)
+{
+    table_state *s = ud;
+    if (s->failed) return;
+    rb_table *t = s->t;
+    size_t i = s->record == 1 ? s->field : t->ncol * (t->nrow + 1) + s->field;
+    s->field++;
+    if (s->record > 1 && s->field > t->ncol) return; /* refused at end of record */
+    if (i >= s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 256;
+        while (cap <= i) cap *= 2;
+        char **p = realloc(t->cell, cap * sizeof *p);
+        if (!p) {
+            s->failed = 1;
+            rb_fail(s->e, RB_ENOMEM, "%s: out of memory", s->path);
+            return;
+        }
+        memset(p + s->cap, 0, (cap - s->cap) * sizeof *p);
+        t->cell = p;
+        s->cap = cap;
+    }
+    t->cell[i] = malloc(len + 1);
+    if (!t->cell[i]) {
+        s->failed = 1;
+        rb_fail(s->e, RB_ENOMEM, "%s: out of memory", s->path);
+        return;
+    }
+    if (len) memcpy(t->cell[i], data, len);
+    t->cell[i][len] = '\0';
+}
+
+static void tab_record(int c, void *ud)
+{
+    table_state *s = ud;
+    (void)c;
+    if (!s->failed) {
+        if (s->record == 1) {
+            s->t->ncol = s->field;
+        } else if (s->field != s->t->ncol) {
+            s->failed = 1;
+            rb_fail(s->e, RB_EINVAL, "%s: record %ld: %zu fields, the header has %zu", s->path, s->record, s->field,
+                    s->t->ncol);
+        } else {
+            s->t->nrow++;
+        }
+    }
+    s->record++;
+    s->field = 0;
+}
+
+void rb_table_free(rb_table *t)
+{
+    if (!t || !t->cell) return;
+    size_t n = t->ncol * (t->nrow + 1);
+    for (size_t i = 0; i < n; i++) free(t->cell[i]);
+    free(t->cell);
+    memset(t, 0, sizeof *t);
+}
+
+int rb_table_read(const char *path, rb_table *t, rb_err *e)
+{
+    int rc = RB_OK;
+    char buf[65536];
+    struct csv_parser p;
+    table_state s;
+    memset(t, 0, sizeof *t);
+    memset(&s, 0, sizeof s);
+    s.t = t;
+    s.record = 1;
+    s.e = e;
+    s.path = path;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) RB_FAIL(e, RB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
+        fclose(fp);
+        RB_FAIL(e, RB_ENOMEM, "%s: csv_init failed", path);
+    }
+    size_t got;
+    while (!s.failed && (got = fread(buf, 1, sizeof buf, fp)) > 0)
+        if (csv_parse(&p, buf, got, tab_field, tab_record, &s) != got && !s.failed) {
+            s.failed = 1;
+            rb_fail(e, RB_EINVAL, "%s: not valid CSV (%s)", path, csv_strerror(csv_error(&p)));
+        }
+    if (!s.failed && csv_fini(&p, tab_field, tab_record, &s) != 0 && !s.failed) {
+        s.failed = 1;
+        rb_fail(e, RB_EINVAL, "%s: not valid CSV (%s)", path, csv_strerror(csv_error(&p)));
+    }
+    csv_free(&p);
+    fclose(fp);
+    if (!s.failed && t->ncol == 0) {
+        s.failed = 1;
+        rb_fail(e, RB_EINVAL, "%s: empty file, no header", path);
+    }
+    if (s.failed) {
+        rc = e->code;
+        /* Free every cell allocated, whatever the record it belonged to. */
+        for (size_t i = 0; i < s.cap; i++) free(t->cell[i]);
+        free(t->cell);
+        memset(t, 0, sizeof *t);
+    }
+    return rc;
+}
+
+long rb_table_col(const rb_table *t, const char *name)
+{
+    for (size_t c = 0; c < t->ncol; c++)
+        if (!strcmp(t->cell[c], name)) return (long)c;
+    return -1;
+}
+
+const char *rb_table_get(const rb_table *t, size_t r, size_t c) { return t->cell[r * t->ncol + c]; }

@@ -33,4 +33,23 @@ int rb_csvread_buf(const char *path, const char *buf, size_t len, rb_rows *out,
 int rb_csvread_file(const char *path, rb_rows *out, char *note,
                     size_t notecap, rb_err *e);
 
+/* ------------------------------------------------------- side tables */
+
+/* A small CSV table of strings (the side files beside a results.csv, such
+ * as weights/filter_basis.csv and weights/spectra.csv): header names and
+ * row-major cells, every record with the header's number of fields. */
+typedef struct {
+    size_t ncol, nrow;
+    char **cell; /* owned: (nrow + 1) x ncol strings, row 0 = header */
+} rb_table;
+
+/* Read path into t (owned by caller: rb_table_free).  RB_EIO when it cannot
+ * be read, RB_EINVAL (with "PATH: record R: ...") when it is not a CSV
+ * table of equal-length records, RB_ENOMEM. */
+int rb_table_read(const char *path, rb_table *t, rb_err *e);
+void rb_table_free(rb_table *t);
+/* Column index of name, or -1.  Cell (row r >= 1, column c). */
+long rb_table_col(const rb_table *t, const char *name);
+const char *rb_table_get(const rb_table *t, size_t r, size_t c);
+
 #endif

@@ -30,6 +30,9 @@ void rb_sb_puts(rb_sbuf *b, const char *s);
 void rb_sb_html(rb_sbuf *b, const char *s); /* HTML-escaped */
 void rb_sb_md(rb_sbuf *b, const char *s);   /* markdown table cell escaped */
 void rb_sb_free(rb_sbuf *b);
+/* A gnuplot data-file string field: " \"s\"" with inner double quotes and
+ * newlines replaced by single quotes. */
+void rb_sb_datstr(rb_sbuf *b, const char *s);
 /* A number for tables: %.4f, or "–" when NaN. */
 void rb_sb_num(rb_sbuf *b, double v);
 /* Write b to path through path.tmp + rename.  RB_EIO / RB_ENOMEM. */
@@ -89,6 +92,9 @@ typedef struct {
     int gnuplot_ok;    /* 1 when gnuplot can be run */
     size_t failed;     /* figures gnuplot failed on */
 } rb_rctx;
+
+/* A one-line warning through the report's sink (o->warn), if any. */
+void rb_rctx_warn(const rb_rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Layer index of name in the dump's depth order, or -1. */
 long rb_rctx_layer(const rb_rctx *c, size_t dump, const char *layer);
@@ -156,6 +162,7 @@ int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e);  /* figs_heat.c */
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e);   /* figs_curve.c */
 int rb_figs_checks(rb_rctx *c, size_t dump, rb_err *e);   /* figs_checks.c */
 int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
+int rb_figs_side(rb_rctx *c, size_t dump, rb_err *e);     /* figs_side.c */
 int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e);    /* figs_curve.c */
 int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
 

@@ -15,6 +15,7 @@
  */
 #include "reports/figs.h"
 
+#include <gsl/gsl_fit.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ typedef struct {
     const char *const *xkeys; /* allowed x keys (NULL-terminated), NULL = any */
     int logy;                 /* log y when every value is positive */
     int group_layers;         /* one figure across layers, a line per layer */
+    int fit_law;              /* fit value = a - b x^(-1/2) to each series */
 } curve_spec;
 
 /* Value of key in a "k=v;k=v" params string into out[cap]; 0 if found. */
@@ -227,6 +229,10 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         sid[i] = k;
     }
 
+    /* Lines per layer only when the figure spans two or more layers. */
+    int by_depth = 0;
+    for (size_t k = 1; k < ns && sp->group_layers; k++)
+        by_depth |= strcmp(c->rows.rows[first[k]].layer, c->rows.rows[first[0]].layer) != 0;
     char stem[128];
     int one_layer = !sp->group_layers && g->layer[0];
     rb_fmt(stem, sizeof stem, "%s_%s%s%s", sp->family, sp->by_method ? g->method : g->metric, one_layer ? "_" : "",
@@ -242,7 +248,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rb_dump_title(&c->dumps[dump], dt, sizeof dt);
     const char *what = sp->by_method ? g->method : g->metric;
     rb_fmt(f->title, sizeof f->title, "%s: %s against %s%s%s%s%s", dt, what, xkey, one_layer ? ", layer " : "",
-             one_layer ? g->layer : (sp->group_layers ? ", one line per layer" : ""), g->split[0] && strcmp(g->split, "test") ? ", split " : "",
+             one_layer ? g->layer : (by_depth ? ", one line per layer" : ""), g->split[0] && strcmp(g->split, "test") ? ", split " : "",
              g->split[0] && strcmp(g->split, "test") ? g->split : "");
     if (!strcmp(sp->family, "spectrum"))
         rb_fmt(f->caption, sizeof f->caption,
@@ -257,8 +263,10 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     else
         rb_fmt(f->caption, sizeof f->caption,
                  "Learning curve: %s of each probe against the training-set size parameter %s (log scale when "
-                 "it spans a factor of 20 or more), error bars = the row's interval.",
-                 g->metric, xkey);
+                 "it spans a factor of 20 or more), error bars = the row's interval; naive Bayes and logistic "
+                 "regression drawn thicker. Dashed: the law %s = a - b / sqrt(%s) fitted by least squares "
+                 "(a, the limit, and b in the table).",
+                 g->metric, xkey, g->metric, xkey);
 
     /* Other params go into labels only when they differ between series. */
     int rest_vary = 0, methods_vary = 0;
@@ -279,16 +287,25 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         if (x > xmax) xmax = x;
     }
     /* Spectra (logy specs) are log-log whenever x is positive. */
-    int logx = xmin > 0 && (sp->logy || xmax / xmin >= 20), logy = sp->logy;
+    /* Log y for spectra, and for any curve of positive values spanning
+     * three decades or more. */
+    int logx = xmin > 0 && (sp->logy || xmax / xmin >= 20), positive = 1;
+    double vmin = INFINITY, vmax = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         double v = c->rows.rows[idx[i]].value;
-        if (!isnan(v) && !(v > 0)) logy = 0;
+        if (isnan(v)) continue;
+        if (!(v > 0)) positive = 0;
+        if (v < vmin) vmin = v;
+        if (v > vmax) vmax = v;
     }
+    int logy = positive && (sp->logy || (vmin > 0 && vmax / vmin >= 1e3));
 
     rb_sb_printf(&dat, "# %s\n# columns: %s, value, ci_low, ci_high\n", f->title, xkey);
     rb_sb_printf(&f->table, "<table>\n<tr><th>series</th><th>points</th><th>%s from</th><th>value there</th>"
-                            "<th>%s to</th><th>value there</th></tr>\n",
-                 xkey, xkey);
+                            "<th>%s to</th><th>value there</th>%s</tr>\n",
+                 xkey, xkey, sp->fit_law ? "<th>fit a (limit)</th><th>fit b</th>" : "");
+    rb_sbuf fitdat = {0}; /* fitted-law blocks, after the series blocks */
+    rb_sbuf fitplot = {0};
     rb_gp_begin(&gp, f, "one block per series (index i): x, value, ci_low, ci_high", 960, 600);
     rb_sb_puts(&gp, "set xlabel ");
     rb_gp_str(&gp, xkey);
@@ -316,10 +333,17 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         char label[400], rest[RB_PARAMS_MAX];
         param_drop(q->params, xkey, rest, sizeof rest);
         if (!rest_vary) rest[0] = '\0';
-        const char *what_s = sp->group_layers ? q->layer : sp->by_method ? q->metric : q->method;
-        rb_fmt(label, sizeof label, "%s%s%s%s%s%s%s%s", c->dumps[dump].multi ? q->model : "",
-               c->dumps[dump].multi ? " " : "", sp->group_layers && methods_vary ? q->method : "",
-               sp->group_layers && methods_vary ? " " : "", what_s, rest[0] ? " (" : "", rest, rest[0] ? ")" : "");
+        /* Label parts, blank ones left out: checkpoint, method, layer or
+         * metric, other params. */
+        const char *part[3] = {c->dumps[dump].multi ? q->model : "",
+                               sp->group_layers ? (methods_vary || !q->layer[0] ? q->method : "") : "",
+                               sp->group_layers ? q->layer : sp->by_method ? q->metric : q->method};
+        size_t u = 0;
+        label[0] = '\0';
+        for (int pi = 0; pi < 3; pi++)
+            if (part[pi][0] && u < sizeof label)
+                u += (size_t)snprintf(label + u, sizeof label - u, "%s%s", u ? " " : "", part[pi]);
+        if (rest[0] && u < sizeof label) snprintf(label + u, sizeof label - u, "%s(%s)", u ? " " : "", rest);
         rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         for (size_t i = 0; i < np; i++) {
             const rb_row *r = &c->rows.rows[pts[i].row];
@@ -333,7 +357,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         const char *ckey = sp->by_method ? q->metric : q->method;
         const char *colour = rb_report_colour(is_sim(ckey) ? "simulated" : is_pred(ckey) ? "predicted" : ckey);
         char depth_rgb[8];
-        if (sp->group_layers) { /* early layers dark blue .. late layers yellow */
+        if (by_depth) { /* early layers dark blue .. late layers yellow */
             long li = rb_rctx_layer(c, dump, q->layer);
             size_t nl = c->dumps[dump].nlayers;
             /* Stop short of the ramp's pale yellow end, hard to see on white. */
@@ -341,14 +365,21 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             colour = depth_rgb;
         }
         int dash = 1;
-        for (size_t j = 0; j < k && !sp->group_layers; j++) {
+        for (size_t j = 0; j < k; j++) {
             const rb_row *o = &c->rows.rows[first[j]];
-            if (!strcmp(sp->by_method ? o->metric : o->method, ckey)) dash++;
+            if (by_depth) { /* same layer colour: methods told apart by dash */
+                if (!strcmp(o->layer, q->layer)) dash++;
+            } else if (!strcmp(sp->by_method ? o->metric : o->method, ckey)) {
+                dash++;
+            }
         }
+        /* Learning curves highlight the generative / discriminative pair. */
+        int hl = sp->fit_law && (!strncmp(q->method, "nb", 2) || !strcmp(q->method, "gnb") ||
+                                 !strcmp(q->method, "logreg"));
         const char *style = is_sim(q->metric) ? (has_ci ? "yerrorbars pt 7 ps 0.8" : "points pt 7 ps 0.8")
                             : is_pred(q->metric) ? "lines lw 2"
-                            : has_ci ? "yerrorlines lw 2 pt 7 ps 0.6"
-                                     : "linespoints lw 2 pt 7 ps 0.6";
+                            : has_ci ? (hl ? "yerrorlines lw 3 pt 7 ps 0.8" : "yerrorlines lw 1.5 pt 7 ps 0.5")
+                                     : (hl ? "linespoints lw 3 pt 7 ps 0.8" : "linespoints lw 1.5 pt 7 ps 0.5");
         rb_sb_printf(&gp, "%s  dat index %zu using 1:2%s with %s dt %d lc rgb '%s' title ", k ? ", \\\n" : "", k,
                      strstr(style, "yerror") ? ":3:4" : "", style, 1 + (dash - 1) % 5, colour);
         rb_gp_str(&gp, label);
@@ -360,8 +391,44 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         rb_sb_num(&f->table, lo->value);
         rb_sb_printf(&f->table, "</td><td class=\"num\">%.6g</td><td class=\"num\">", pts[np - 1].x);
         rb_sb_num(&f->table, hi->value);
+        if (sp->fit_law) {
+            /* value = a - b / sqrt(x): linear least squares in x^(-1/2)
+             * (gsl_fit_linear), drawn at 40 log-spaced x. */
+            double fx[64], fy[64], c0 = NAN, c1 = NAN, cov00, cov01, cov11, ss;
+            size_t nfit = 0;
+            for (size_t i = 0; i < np && nfit < 64; i++) {
+                const rb_row *r = &c->rows.rows[pts[i].row];
+                if (isnan(r->value) || !(pts[i].x > 0)) continue;
+                fx[nfit] = 1.0 / sqrt(pts[i].x);
+                fy[nfit++] = r->value;
+            }
+            rb_sb_printf(&fitdat, "\n\n# fit %zu: %s, value = a - b / sqrt(%s)\n", k, label, xkey);
+            if (nfit >= 3 && gsl_fit_linear(fx, 1, fy, 1, nfit, &c0, &c1, &cov00, &cov01, &cov11, &ss) == 0 &&
+                isfinite(c0) && isfinite(c1) && pts[np - 1].x > pts[0].x) {
+                double l0 = log(pts[0].x), l1 = log(pts[np - 1].x);
+                for (int j = 0; j < 40; j++) {
+                    double x = exp(l0 + (l1 - l0) * j / 39.0);
+                    rb_sb_printf(&fitdat, "%.10g %.10g\n", x, c0 + c1 / sqrt(x));
+                }
+            } else {
+                c0 = c1 = NAN;
+                rb_sb_puts(&fitdat, "NaN NaN\n");
+            }
+            rb_sb_printf(&fitplot, ", \\\n  dat index %zu using 1:2 with lines lw 1 dt 2 lc rgb '%s' notitle", ns + k,
+                         colour);
+            rb_sb_puts(&f->table, "</td><td class=\"num\">");
+            rb_sb_num(&f->table, c0);
+            rb_sb_puts(&f->table, "</td><td class=\"num\">");
+            rb_sb_num(&f->table, isnan(c1) ? NAN : -c1);
+        }
         rb_sb_puts(&f->table, "</td></tr>\n");
     }
+    if (sp->fit_law) {
+        rb_sb_puts(&dat, fitdat.n ? fitdat.s : "");
+        rb_sb_puts(&gp, fitplot.n ? fitplot.s : "");
+    }
+    rb_sb_free(&fitdat);
+    rb_sb_free(&fitplot);
     (void)any_ci;
     rb_sb_puts(&gp, "\n");
     rb_sb_puts(&f->table, "</table>\n");
@@ -403,14 +470,14 @@ static int keep_probe(const rb_row *r) { return rb_is_probe_metric(r->metric); }
 
 int rb_figs_theory(rb_rctx *c, size_t dump, rb_err *e)
 {
-    static const curve_spec theory = {"theory", 1, 2, keep_theory, NULL, 0, 0};
+    static const curve_spec theory = {"theory", 1, 2, keep_theory, NULL, 0, 0, 0};
     return run_spec(c, dump, &theory, e);
 }
 
 int rb_figs_learning(rb_rctx *c, size_t dump, rb_err *e)
 {
     static const char *const keys[] = {"m", "n", "n_train", "shots", "k_shot", "per_class", NULL};
-    static const curve_spec learning = {"learning", 0, 3, keep_probe, keys, 0, 0};
+    static const curve_spec learning = {"learning", 0, 3, keep_probe, keys, 0, 0, 1};
     return run_spec(c, dump, &learning, e);
 }
 
@@ -425,7 +492,7 @@ static int keep_spectrum(const rb_row *r)
 int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e)
 {
     static const char *const keys[] = {"i", "rank", "index", "j", "k", NULL};
-    static const curve_spec spectrum = {"spectrum", 0, 5, keep_spectrum, keys, 1, 1};
+    static const curve_spec spectrum = {"spectrum", 0, 5, keep_spectrum, keys, 1, 1, 0};
     return run_spec(c, dump, &spectrum, e);
 }
 
@@ -440,6 +507,6 @@ static int keep_any(const rb_row *r)
 
 int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e)
 {
-    static const curve_spec sweep = {"sweep", 0, 3, keep_any, NULL, 0, 1};
+    static const curve_spec sweep = {"sweep", 0, 3, keep_any, NULL, 0, 1, 0};
     return run_spec(c, dump, &sweep, e);
 }

@@ -13,16 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void dat_str(rb_sbuf *b, const char *s)
-{
-    rb_sb_puts(b, " \"");
-    for (; *s; s++) {
-        char ch[2] = {(*s == '"' || *s == '\n') ? '\'' : *s, 0};
-        rb_sb_puts(b, ch);
-    }
-    rb_sb_puts(b, "\"");
-}
-
 static int same_group(const rb_row *a, const rb_row *b)
 {
     return !strcmp(a->method, b->method) && !strcmp(a->params, b->params) && !strcmp(a->split, b->split) &&
@@ -120,8 +110,8 @@ static int one_heatmap(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
             any = 1;
             if (v < 0 || v > 1) unit = 0;
             rb_sb_printf(&dat, "%zu %zu %.10g", i, j, v);
-            dat_str(&dat, d->layers[axis[i]]);
-            dat_str(&dat, d->layers[axis[j]]);
+            rb_sb_datstr(&dat, d->layers[axis[i]]);
+            rb_sb_datstr(&dat, d->layers[axis[j]]);
             rb_sb_puts(&dat, "\n");
             if (i != j) {
                 if (v < mn) mn = v;

@@ -174,17 +174,6 @@ static void dat_num(rb_sbuf *b, double v)
     else rb_sb_printf(b, " %.10g", v);
 }
 
-/* A data-file string field: double-quoted, inner quotes replaced. */
-static void dat_str(rb_sbuf *b, const char *s)
-{
-    rb_sb_puts(b, " \"");
-    for (; *s; s++) {
-        char ch[2] = {(*s == '"' || *s == '\n') ? '\'' : *s, 0};
-        rb_sb_puts(b, ch);
-    }
-    rb_sb_puts(b, "\"");
-}
-
 static int cmp_long(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
@@ -266,7 +255,7 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
                 const rb_row *r = &c->rows.rows[ri];
                 if (rb_rctx_layer(c, dump, r->layer) != used[x]) continue;
                 rb_sb_printf(&dat, "%zu", x);
-                dat_str(&dat, r->layer);
+                rb_sb_datstr(&dat, r->layer);
                 dat_num(&dat, r->value);
                 dat_num(&dat, r->ci_low);
                 dat_num(&dat, r->ci_high);

@@ -100,6 +100,16 @@ void rb_sb_md(rb_sbuf *b, const char *s)
     }
 }
 
+void rb_sb_datstr(rb_sbuf *b, const char *s)
+{
+    rb_sb_puts(b, " \"");
+    for (; *s; s++) {
+        char ch[2] = {(*s == '"' || *s == '\n') ? '\'' : *s, 0};
+        rb_sb_puts(b, ch);
+    }
+    rb_sb_puts(b, "\"");
+}
+
 void rb_sb_num(rb_sbuf *b, double v)
 {
     if (isnan(v)) rb_sb_puts(b, "–");
@@ -400,8 +410,7 @@ static int find_on_path(const char *exe)
     return 0;
 }
 
-static void warn(const rb_rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warn(const rb_rctx *c, const char *fmt, ...)
+void rb_rctx_warn(const rb_rctx *c, const char *fmt, ...)
 {
     if (!c->o->warn) return;
     char msg[1024];
@@ -544,12 +553,47 @@ static void draw_all(rb_rctx *c)
             f->drawn = 1;
         } else {
             c->failed++;
-            warn(c, "report: figure %s not drawn: %s", f->base, why);
+            rb_rctx_warn(c, "report: figure %s not drawn: %s", f->base, why);
         }
         f->pending = 0;
     }
     free(status);
     free(started);
+}
+
+/* Remove the figures of an earlier report that this one did not make, so
+ * figures/ holds exactly the figures of index.html.  Only files of a base
+ * whose .gp starts with our header are touched. */
+static void remove_stale(const rb_rctx *c)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(c->figdir, &ents, NULL, NULL);
+    if (n < 0) return;
+    for (int i = 0; i < n; i++) {
+        const char *nm = ents[i]->d_name;
+        size_t len = strlen(nm);
+        if (len > 3 && !strcmp(nm + len - 3, ".gp")) {
+            char base[256], path[4400], head[32] = "";
+            rb_fmt(base, sizeof base, "%.*s", (int)(len - 3), nm);
+            int ours = 0;
+            for (size_t k = 0; k < c->nfigs && !ours; k++) ours = !strcmp(c->figs[k].base, base);
+            rb_fmt(path, sizeof path, "%s/%s", c->figdir, nm);
+            FILE *fp = ours ? NULL : fopen(path, "r");
+            if (fp) {
+                if (!fgets(head, sizeof head, fp)) head[0] = '\0';
+                fclose(fp);
+                if (!strncmp(head, "# repbench figure: ", 19)) {
+                    static const char *const ext[4] = {"gp", "dat", "png", "svg"};
+                    for (int k = 0; k < 4; k++) {
+                        rb_fmt(path, sizeof path, "%s/%s.%s", c->figdir, base, ext[k]);
+                        remove(path);
+                    }
+                }
+            }
+        }
+        free(ents[i]);
+    }
+    free(ents);
 }
 
 /* ============================================================= reading */
@@ -563,7 +607,7 @@ static int walk(rb_rctx *c, const char *dir, const char *rel, int depth, rb_err 
     int n = scandir(dir, &ents, NULL, NULL);
     if (n < 0) {
         if (depth == 0) RB_FAIL(e, RB_EIO, "%s: cannot read directory: %s", dir, strerror(errno));
-        warn(c, "report: %s: cannot read directory: %s", dir, strerror(errno));
+        rb_rctx_warn(c, "report: %s: cannot read directory: %s", dir, strerror(errno));
         return RB_OK;
     }
     /* Byte order, not the locale's collation: the same on every host. */
@@ -611,9 +655,9 @@ static int walk(rb_rctx *c, const char *dir, const char *rel, int depth, rb_err 
                 const char *m = fe.msg;
                 if (!strncmp(m, full, strlen(full))) m += strlen(full);
                 rb_fmt(f->msg, sizeof f->msg, "%s%s", sub, m);
-                warn(c, "report: unusable %s", f->msg);
+                rb_rctx_warn(c, "report: unusable %s", f->msg);
             } else if (f->nrow == 0) {
-                warn(c, "report: %s: header only, no rows", sub);
+                rb_rctx_warn(c, "report: %s: header only, no rows", sub);
             }
         }
     }
@@ -756,7 +800,7 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
                 if (*p == ',') p = js_ws(p + 1);
             }
             if (!p || *p != '}') {
-                warn(c, "report: %s: could not read the \"%s\" list", path, k ? "failed" : "skipped");
+                rb_rctx_warn(c, "report: %s: could not read the \"%s\" list", path, k ? "failed" : "skipped");
                 break;
             }
             rb_rskip *ns = realloc(c->skips, (c->nskips + 1) * sizeof *ns);
@@ -775,8 +819,8 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
 static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
-                                        "heatmap", "spectrum", "theory", "checks", "sweep",
-                                        "metric"};
+                                        "heatmap", "spectrum", "esd", "filters", "theory",
+                                        "checks", "sweep", "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
 
 static int fig_rank(const rb_rfig *f)
@@ -938,7 +982,9 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
             if (b == (size_t)-1) continue;
             const rb_row *r = &c->rows.rows[b];
+            /* fpr95, or the OpenOOD v1.5 convention the ood module writes. */
             const rb_row *fpr = find_row(c, d, r, "fpr95");
+            if (!fpr) fpr = find_row(c, d, r, "fpr95_openood15");
             rb_sb_puts(md, "| ");
             rb_sb_md(md, r->split);
             rb_sb_puts(md, " | ");
@@ -1239,7 +1285,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
     rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
-    rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
+    rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_side, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };
 
 static void ctx_free(rb_rctx *c)
@@ -1307,6 +1353,7 @@ int rb_report_dir(const rb_report_opts *o, rb_report_stats *st, rb_err *e)
             if ((rc = families[k](&c, d, e))) goto out;
 
     draw_all(&c);
+    remove_stale(&c);
     if ((rc = write_summary(&c, e))) goto out;
     if ((rc = write_index(&c, e))) goto out;
 

@@ -29,6 +29,9 @@
  * Rows that no family can draw are kept in the index tables and named in
  * the summary's notes.
  *
+ * Figures of an earlier report in DIR/figures that this one does not make
+ * (their .gp starts with "# repbench figure: ") are removed.
+ *
  * Same CSV bytes -> same .dat, .gp, index.html and summary.md bytes.
  */
 #ifndef RB_REPORT_H

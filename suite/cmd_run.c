@@ -285,12 +285,14 @@ static void fill_rows(rb_rows *rows, size_t from, const rb_dump *d, const char *
     }
 }
 
-static const char *unmet(const rb_method *m, const rb_source *s, int train, int test)
+static const char *unmet(const rb_method *m, const rb_source *s, int train, int test,
+                         const char *other)
 {
     if ((m->needs & RB_NEEDS_LABELS) && (train < 0 || !s->split_y[train]))
         return "needs a labeled train split";
     if ((m->needs & RB_NEEDS_TEST) && (test < 0 || !s->split_y[test]))
         return "needs a labeled test split";
+    if ((m->needs & RB_NEEDS_OTHER) && !other) return "needs --other DUMP (a second model on the same samples)";
     if (m->needs & RB_NEEDS_OOD) {
         int any = 0;
         for (size_t i = 0; i < s->nsplits; i++)
@@ -361,7 +363,7 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
     t.view = task_view;
     t.cache = &c;
     for (size_t i = 0; i < sel->n; i++) {
-        const char *why = unmet(sel->m[i], s, t.train, t.test);
+        const char *why = unmet(sel->m[i], s, t.train, t.test, rb_opt_str(o, "other", NULL));
         if (why) note_add(skipped, sel->m[i]->name, "*", why);
     }
     for (size_t l = 0; l < s->nlayers; l++) {
@@ -370,7 +372,7 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
         t.layer = l;
         for (size_t i = 0; i < sel->n; i++) {
             const rb_method *m = sel->m[i];
-            if ((m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test)) continue;
+            if ((m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test, rb_opt_str(o, "other", NULL))) continue;
             rb_logf(o, "[%d/%d] %s: layer %s (%zu/%zu): %s", di + 1, nd, rb_dump_model(d), lname,
                     l + 1, s->nlayers, m->name);
             if ((rc = run_method(m, &t, d, lname, rows, failed, e))) goto out;
@@ -379,7 +381,7 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
     }
     for (size_t i = 0; i < sel->n; i++) {
         const rb_method *m = sel->m[i];
-        if (!(m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test)) continue;
+        if (!(m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test, rb_opt_str(o, "other", NULL))) continue;
         t.layer = SIZE_MAX;
         rb_logf(o, "[%d/%d] %s: %s (all layers)", di + 1, nd, rb_dump_model(d), m->name);
         if ((rc = run_method(m, &t, d, "*", rows, failed, e))) goto out;
@@ -448,7 +450,7 @@ int rb_cmd_run(int argc, char **argv)
     }
     /* Every method-specific option must be read by some selected method. */
     for (size_t k = 0; k < o->nkv; k++) {
-        int ok = strcmp(o->kv[k].key, "predictions") == 0;
+        int ok = strcmp(o->kv[k].key, "predictions") == 0 || strcmp(o->kv[k].key, "other") == 0;
         for (size_t i = 0; i < sel.n && !ok; i++) ok = declares(sel.m[i], o->kv[k].key);
         if (!ok) {
             fprintf(stderr, "repbench run: option --%s is not read by any selected method (see repbench list --options)\n",

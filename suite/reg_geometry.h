@@ -4,3 +4,4 @@
 #include "metrics/idim.h"
 #include "metrics/spectrum.h"
 #include "metrics/similarity.h"
+#include "suite/cross.h"

@@ -1,1 +1,3 @@
 /* reg_ood.h -- headers of the ood methods, included by registry.c. */
+#include "metrics/ood.h"
+#include "metrics/calib.h"

@@ -284,7 +284,8 @@ def cmd_summary(d):
         want = []
         for (s, m, p), rs in ser.items():
             best = max(rs, key=lambda r: (num(r["value"]), -order.index(r["layer"])))
-            fpr = [r for _, r in drows if r["metric"] == "fpr95" and r["method"] == m and r["params"] == p
+            fpr = [r for metric in ("fpr95", "fpr95_openood15") for _, r in drows
+                   if r["metric"] == metric and r["method"] == m and r["params"] == p
                    and r["split"] == s and r["layer"] == best["layer"]]
             want.append([s, m, p, best["layer"], fmt(num(best["value"])), interval(best),
                          fmt(num(fpr[0]["value"])) if fpr else "–"])
@@ -348,6 +349,59 @@ def cmd_same(a, b):
     print(f"same: {len(names)} files byte-equal")
 
 
+def cmd_esd(d, model):
+    """The ESD figure of a checkpoint: each histogram integrates to 1 over
+    its log-spaced bins (20 bins between the smallest and largest lambda),
+    and the fitted tail starts at (n_tail / N) (alpha - 1) / x_min."""
+    rows, _ = read_rows(d)
+    lam = {}
+    with open(os.path.join(d, "weights", "spectra.csv"), newline="") as f:
+        for r in csv.DictReader(f):
+            if r["model"] == model and float(r["singular_value"]) > 0:
+                lam.setdefault(r["layer"], []).append(float(r["singular_value"]) ** 2)
+    blocks = open(os.path.join(d, "figures", f"weights_esd_{model}.dat")).read().split("\n\n\n")
+    k = 0
+    for layer, ls in lam.items():
+        hist = [list(map(float, l.split())) for l in blocks[2 * k].splitlines() if l and not l.startswith("#")]
+        tail = [list(map(float, l.split())) for l in blocks[2 * k + 1].splitlines() if l and not l.startswith("#")]
+        k += 1
+        lo, hi = math.log(min(ls)), math.log(max(ls))
+        w = (hi - lo) / 20
+        total = 0.0
+        for x, dens in hist:  # x = geometric centre of its bin
+            b = round((math.log(x) - lo) / w - 0.5)
+            total += dens * (math.exp(lo + (b + 1) * w) - math.exp(lo + b * w))
+        if abs(total - 1) > 1e-6:
+            fail(f"{model}/{layer}: histogram integrates to {total}")
+        fit = {r["metric"]: num(r["value"]) for r in rows if r["model"] == model and r["layer"] == layer}
+        if "alpha_xmin" in fit and "alpha" in fit:
+            a, xm, nt = fit["alpha"], fit["alpha_xmin"], fit.get("alpha_n_tail", float("nan"))
+            want = nt / len(ls) * (a - 1) / xm
+            if abs(tail[0][0] - xm) > 1e-9 * xm or abs(tail[0][1] - want) > 1e-6 * want:
+                fail(f"{model}/{layer}: tail starts at {tail[0]}, want [{xm}, {want}]")
+            print(f"esd {model}/{layer}: tail density {tail[0][1]:.6g} = {want:.6g}")
+        elif not all(math.isnan(v) for t in tail for v in t):
+            fail(f"{model}/{layer}: a tail drawn without a fit")
+
+
+def cmd_learnfit(d, fig):
+    """The dashed law of a learning-curve figure is numpy's least-squares
+    fit of value = a + c x^(-1/2) to the series points (c = -b)."""
+    import numpy as np
+    blocks = open(os.path.join(d, "figures", fig + ".dat")).read().split("\n\n\n")
+    data = [[list(map(float, l.split())) for l in b.splitlines() if l and not l.startswith("#")] for b in blocks]
+    ns = len(data) // 2
+    for k in range(ns):
+        pts = np.array([p[:2] for p in data[k] if not math.isnan(p[1])])
+        c, a = np.polyfit(pts[:, 0] ** -0.5, pts[:, 1], 1)
+        fit = np.array(data[ns + k])
+        want = a + c * fit[:, 0] ** -0.5
+        err = np.max(np.abs(fit[:, 1] - want))
+        if not err < 1e-7:
+            fail(f"{fig}: fit {k} differs from numpy.polyfit by {err}")
+        print(f"learnfit {fig} series {k}: a={a:.6f} b={-c:.6f}, max |C - numpy| = {err:.2e}")
+
+
 def cmd_console(log):
     bad = [l for l in open(log, errors="replace") if ":CONSOLE" in l or "Uncaught" in l]
     for l in bad:
@@ -364,6 +418,10 @@ def main():
         cmd_summary(sys.argv[2])
     elif cmd == "same":
         cmd_same(sys.argv[2], sys.argv[3])
+    elif cmd == "esd":
+        cmd_esd(sys.argv[2], sys.argv[3])
+    elif cmd == "learnfit":
+        cmd_learnfit(sys.argv[2], sys.argv[3])
     elif cmd == "console":
         cmd_console(sys.argv[2])
     else:

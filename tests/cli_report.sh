@@ -52,11 +52,12 @@ check "report on the fixture exits 0" "$RB" report "$A"
 FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm_small_learning_top1_fc
       gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue
       gmm_small_metric_foo_ratio theory_theory_hoeffding_mean theory_checks weights_metric_sparsity
-      weights_metric_variance_entropy weights_metric_alpha"
+      weights_metric_variance_entropy weights_metric_alpha weights_eigenfilters weights_esd_resnet_pre
+      weights_esd_resnet_ft"
 # shellcheck disable=SC2086
-check "16 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
+check "19 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
 nfig=$(ls "$A"/figures/*.gp | wc -l)
-check "no figure beyond the expected 16 (got $nfig)" test "$nfig" = 16
+check "no figure beyond the expected 19 (got $nfig)" test "$nfig" = 19
 check "index.html static, complete, every link resolves" $PY index "$A"
 check "summary.md numbers equal the CSV's" $PY summary "$A"
 check "theory checks: the failing one is marked" grep -q "| rate_bound | k=4;seed=2 | 0.5 | 0.71 | 0.1 | NO |" "$A/summary.md"
@@ -68,6 +69,8 @@ check "one line per checkpoint in the weights figure" \
 check "same colour for knn in probe and OOD figures" \
     bash -c "grep -q \"lc rgb '#ff7f0e' title 'knn'\" '$A/figures/gmm_small_probe_top1.gp' &&
              grep -q \"lc rgb '#ff7f0e' title 'knn\" '$A/figures/gmm_small_ood_auroc.gp'"
+check "ESD: histograms integrate to 1, fitted tail as the CSV's alpha/x_min/n_tail" $PY esd "$A" resnet_pre
+check "learning-curve law equals numpy.polyfit" $PY learnfit "$A" gmm_small_learning_top1_fc
 check "layer order from the CSV, not natural sort" grep -q "set xtics ('conv1' 0, 'layer1' 1, 'layer2' 2, 'layer3' 3, 'layer4' 4, 'fc' 5)" "$A/figures/gmm_small_probe_top1.gp"
 check ".gp re-draws by hand" bash -c "cd '$A/figures' && gnuplot -e \"out='byhand'\" gmm_small_cka_linear.gp && test -s byhand.png && rm byhand.png byhand.svg"
 
@@ -79,6 +82,11 @@ check "same CSV -> same .dat/.gp/pages at another path" $PY same "$A" "$B"
 cp -r "$A" "$T/a0"
 check "re-run in place" "$RB" report "$A"
 check "re-run gives the same bytes" $PY same "$A" "$T/a0"
+
+rm -rf "$A/gmm_small/ood"
+check "re-run after removing a family" "$RB" report "$A"
+check "  ... its figures are gone, the rest intact" bash -c "! ls '$A/figures/'*ood* 2>/dev/null && test -s '$A/figures/gmm_small_probe_top1.png'"
+check "  ... and the page is consistent" $PY index "$A"
 
 # ------------------------------------------------- 3. malformed inputs
 H="model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds"
@@ -124,6 +132,11 @@ rm -rf "$T/m/extra/figures"
 expect_exit "gnuplot failing on every figure" 1 "gnuplot failed on 1 of 1 figures" "$T/m/extra" --gnuplot /bin/false
 check "  ... no image and no temporary left" bash -c "! ls '$T/m/extra/figures/'*.png '$T/m/extra/figures/'*tmp* 2>/dev/null"
 check "  ... the page says so" grep -q "Not drawn (gnuplot failed)" "$T/m/extra/index.html"
+mkdir -p "$T/m/side" && cp -r "$HERE/fixtures/report/weights" "$T/m/side/"
+printf 'model,layer,index,singular_value\nm,l,1\n' >"$T/m/side/weights/spectra.csv"
+expect_exit "malformed side table: skipped, report made" 0 "report: 1 results files" "$T/m/side"
+check "  ... with a one-line warning naming it" grep -q "skipped side table .*spectra.csv: record 2: 3 fields, the header has 4" "$T/stderr"
+check "  ... the other side figure still drawn" $PY files "$T/m/side" weights_eigenfilters
 expect_exit "bad option" 2 "unknown option" "$T/m/extra" --frobnicate
 expect_exit "two directories" 2 "one results directory expected" "$T/m/extra" "$T/m/unknown"
 
@@ -134,6 +147,11 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
            --model tiny -o "$T/tiny.h5" >"$T/gen.log" 2>&1 &&
        "$RB" run --family probe --bootstrap 50 -o "$R/tiny/probe" "$T/tiny.h5" >"$T/run.log" 2>&1; then
         ok "repbench gen + run on a tiny dump"
+        # OOD rows when the ood methods are built (the fast ones).
+        if [ "$("$RB" list 2>/dev/null | awk '$2=="ood"{print $1}' | grep -cxE 'ood_maha|ood_knn')" = 2 ]; then
+            "$RB" run --family ood --methods ood_maha,ood_knn --bootstrap 50 -o "$R/tiny/ood" "$T/tiny.h5" \
+                >"$T/run.log" 2>&1 && ok "repbench run ood (ood_maha,ood_knn)" || bad "repbench run ood"
+        fi
         # Geometry rows too when those methods are built (fast ones only).
         GEO=collapse,idim,spectrum,similarity
         if [ "$("$RB" list 2>/dev/null | awk '$2=="geometry"{print $1}' | grep -cxE 'collapse|idim|spectrum|similarity')" = 4 ]; then
@@ -160,12 +178,12 @@ if command -v chromium >/dev/null 2>&1; then
     UD=$(mktemp -d "$T/chromium.XXXXXX")
     timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$UD" \
-        --enable-logging=stderr --v=0 --dump-dom "file://$A/index.html" >"$T/dom.html" 2>"$T/chromium.log"
+        --enable-logging=stderr --v=0 --dump-dom "file://$B/index.html" >"$T/dom.html" 2>"$T/chromium.log"
     rc=$?
     check "chromium renders index.html (exit $rc)" test "$rc" = 0
     check "  ... without console messages" $PY console "$T/chromium.log"
     n=$(grep -o '<figure id=' "$T/dom.html" | wc -l)
-    check "  ... the DOM holds all 16 figures (got $n)" test "$n" = 16
+    check "  ... the DOM holds all 19 figures (got $n)" test "$n" = 19
 else
     echo "SKIP chromium page check: chromium is not installed and could not be installed with apt"
 fi

@@ -56,15 +56,16 @@ static int no_view(const rb_task *t, size_t s, size_t l, rb_view *v, rb_err *e)
 static const double *find(const rb_rows *r, const char *metric, const char *split)
 {
     for (size_t i = 0; i < r->n; i++)
-        if (strcmp(r->rows[i].metric, metric) == 0 && (!split || strcmp(r->rows[i].split, split) == 0))
+        if (strcmp(r->rows[i].metric, metric) == 0 &&
+            (!split || strcmp(r->rows[i].split, split) == 0))
             return &r->rows[i].value;
     return NULL;
 }
 
 /* ------------------------------------------------------------- reference */
 
-static const float H[9 * 4] = {3, 1, 0, 1, 4, 0, 1, 0, 2, 2, -1, 1,   -1, 3, 1, 0, 0, 4, 0, 1,
-                               -2, 2, 2, 1, 0, -1, 3, 2, 1, 0, 4, 0, -1, -2, 2, 1};
+static const float H[9 * 4] = {3, 1, 0,  1, 4, 0, 1, 0,  2, 2, -1, 1, -1, 3, 1,  0,  0, 4,
+                               0, 1, -2, 2, 2, 1, 0, -1, 3, 2, 1,  0, 4,  0, -1, -2, 2, 1};
 static const int32_t Y[9] = {0, 0, 0, 1, 1, 1, 2, 2, 2};
 static const double Wref[12] = {1, 0, -0.5, 0, -0.5, 1, 0, 0.2, 0, -0.5, 1, 0.1};
 
@@ -109,7 +110,8 @@ static void test_reference_cosines(void)
     double mu[12], mg[4] = {0};
     rb_nc_means(a, mu);
     for (int c = 0; c < 3; c++)
-        for (int j = 0; j < 4; j++) mg[j] += mu[c * 4 + j] / 3;
+        for (int j = 0; j < 4; j++)
+            mg[j] += mu[c * 4 + j] / 3;
     CHECK_REL(mg[0], 0.666667, 1e-6);
     CHECK_REL(mg[2], 1.333333, 1e-6);
     CHECK_REL(mg[3], 0.777778, 1e-6);
@@ -142,13 +144,16 @@ static void test_etf(void)
     int32_t y[N];
     double W[C * C];
     for (int c = 0; c < C; c++)
-        for (int j = 0; j < C; j++) W[c * C + j] = (c == j) - 1.0 / C;
+        for (int j = 0; j < C; j++)
+            W[c * C + j] = (c == j) - 1.0 / C;
     for (int i = 0; i < N; i++) {
         y[i] = i % C;
-        for (int j = 0; j < C; j++) x[i * C + j] = (float)((y[i] == j) - 1.0 / C);
+        for (int j = 0; j < C; j++)
+            x[i * C + j] = (float)((y[i] == j) - 1.0 / C);
     }
     for (int c = 0; c < C; c++)
-        for (int j = 0; j < C; j++) W[c * C + j] = x[c * C + j]; /* the same floats */
+        for (int j = 0; j < C; j++)
+            W[c * C + j] = x[c * C + j]; /* the same floats */
     rb_err e = {0};
     rb_nc_acc *a = rb_nc_acc_alloc(C, C, 4, 1);
     CHECK_INT(rb_nc_acc_add(a, x, N, C, y, &e), RB_OK);
@@ -177,7 +182,8 @@ static void test_etf(void)
 static void test_offset_and_edge_cases(void)
 {
     float x[9 * 4];
-    for (int i = 0; i < 36; i++) x[i] = H[i] + 4096.0f; /* exact in float */
+    for (int i = 0; i < 36; i++)
+        x[i] = H[i] + 4096.0f; /* exact in float */
     rb_err e = {0};
     rb_nc_acc *a = rb_nc_acc_alloc(3, 4, 2, 1);
     rb_nc_acc_add(a, x, 9, 4, Y, &e);
@@ -194,7 +200,8 @@ static void test_offset_and_edge_cases(void)
     rb_nc_acc_free(a);
     /* D < C - 1: rank r = D.  Project to 1 column, 3 classes. */
     float x1[9];
-    for (int i = 0; i < 9; i++) x1[i] = H[i * 4];
+    for (int i = 0; i < 9; i++)
+        x1[i] = H[i * 4];
     a = rb_nc_acc_alloc(3, 1, 4, 1);
     rb_nc_acc_add(a, x1, 9, 1, Y, &e);
     CHECK_INT(rb_nc_finish(a, NULL, 0, 1e-12, &r, &e), RB_OK);
@@ -233,15 +240,26 @@ static void test_weighted(void)
 static void test_method(void)
 {
     float W[12], b[3] = {0.1f, -0.2f, 0.3f}, H2[36];
-    for (int i = 0; i < 12; i++) W[i] = (float)Wref[i];
-    for (int i = 0; i < 36; i++) H2[i] = 2 * H[i];
+    for (int i = 0; i < 12; i++)
+        W[i] = (float)Wref[i];
+    for (int i = 0; i < 36; i++)
+        H2[i] = 2 * H[i];
     mem m = {.x = {{H, H2}, {H, H2}}, .W = W, .b = b, .k = 3, .d = 4};
     const char *sn[2] = {"train", "test"}, *ln[2] = {"l0", "l1"};
     size_t sz[2] = {9, 9}, dz[2] = {4, 4};
     const int32_t *ys[2] = {Y, Y};
-    rb_source src = {.h = &m, .path = "mem", .nsplits = 2, .nlayers = 2, .split_names = sn,
-                     .layer_names = ln, .split_n = sz, .layer_d = dz, .split_y = ys, .k = 3,
-                     .read = mem_read, .read_array = mem_array};
+    rb_source src = {.h = &m,
+                     .path = "mem",
+                     .nsplits = 2,
+                     .nlayers = 2,
+                     .split_names = sn,
+                     .layer_names = ln,
+                     .split_n = sz,
+                     .layer_d = dz,
+                     .split_y = ys,
+                     .k = 3,
+                     .read = mem_read,
+                     .read_array = mem_array};
     rb_opts o = {0};
     strcpy(o.kv[0].key, "head");
     strcpy(o.kv[0].val, "/head/W,/head/b");
@@ -278,7 +296,6 @@ static void test_method(void)
     rb_rows_free(&r);
 }
 
-
 /* ------------------------------------------------------------- probe_id */
 
 /* Planted subspace: C = 4 classes whose means (norm 4, random directions)
@@ -289,7 +306,8 @@ static void planted(gsl_rng *r, const double *M, size_t F, size_t k, size_t n, f
     for (size_t i = 0; i < n; i++) {
         y[i] = (int32_t)(i % 4);
         for (size_t j = 0; j < F; j++)
-            x[i * F + j] = (float)(gsl_ran_gaussian(r, j < k ? 1.0 : 0.1) + (j < k ? M[(size_t)y[i] * k + j] : 0));
+            x[i * F + j] = (float)(gsl_ran_gaussian(r, j < k ? 1.0 : 0.1) +
+                                   (j < k ? M[(size_t)y[i] * k + j] : 0));
     }
 }
 
@@ -300,8 +318,11 @@ static size_t planted_d90(size_t F, size_t k, size_t n, double *accf)
     double M[4 * 64];
     for (int c = 0; c < 4; c++) {
         double s = 0;
-        for (size_t j = 0; j < k; j++) M[(size_t)c * k + j] = gsl_ran_gaussian(r, 1), s += M[(size_t)c * k + j] * M[(size_t)c * k + j];
-        for (size_t j = 0; j < k; j++) M[(size_t)c * k + j] *= 4 / sqrt(s);
+        for (size_t j = 0; j < k; j++)
+            M[(size_t)c * k + j] = gsl_ran_gaussian(r, 1),
+                              s += M[(size_t)c * k + j] * M[(size_t)c * k + j];
+        for (size_t j = 0; j < k; j++)
+            M[(size_t)c * k + j] *= 4 / sqrt(s);
     }
     float *xt = malloc(n * F * sizeof *xt), *xe = malloc(n * F * sizeof *xe);
     int32_t *yt = malloc(n * sizeof *yt), *ye = malloc(n * sizeof *ye);
@@ -309,7 +330,8 @@ static size_t planted_d90(size_t F, size_t k, size_t n, double *accf)
     planted(r, M, F, k, n, xe, ye);
     rb_view tr = {xt, yt, n, F, F, 4}, te = {xe, ye, n, F, F, 4};
     size_t grid[16], ng = 0, d90[3];
-    for (size_t d = 2; d <= 4 * (F + 1); d *= 2) grid[ng++] = d;
+    for (size_t d = 2; d <= 4 * (F + 1); d *= 2)
+        grid[ng++] = d;
     double acc[48];
     rb_pid_cfg cfg;
     rb_pid_cfg_defaults(&cfg);
@@ -319,8 +341,10 @@ static size_t planted_d90(size_t F, size_t k, size_t n, double *accf)
     /* median over the 3 seeds; 0 (never reached) counts as beyond the grid */
     for (int i = 0; i < 3; i++)
         if (!d90[i]) d90[i] = (size_t)-1;
-    size_t a = d90[0], b = d90[1], c = d90[2], med = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-    printf("  planted F=%zu k=%zu: full acc %.3f, d90 %zu (seeds %zu %zu %zu)\n", F, k, *accf, med, a, b, c);
+    size_t a = d90[0], b = d90[1], c = d90[2],
+           med = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+    printf("  planted F=%zu k=%zu: full acc %.3f, d90 %zu (seeds %zu %zu %zu)\n", F, k, *accf, med,
+           a, b, c);
     free(xt), free(xe), free(yt), free(ye);
     gsl_rng_free(r);
     return med;
@@ -335,13 +359,15 @@ static void test_probe_id(void)
     rb_pid_projection(30, 4, 99, P2, &e);
     for (int j = 0; j < 4; j++) {
         double s = 0;
-        for (int i = 0; i < 30; i++) s += P[i * 4 + j] * P[i * 4 + j];
+        for (int i = 0; i < 30; i++)
+            s += P[i * 4 + j] * P[i * 4 + j];
         CHECK_REL(s, 1, 1e-12);
     }
     CHECK(memcmp(P, P2, sizeof P) == 0);
     /* d90 grows with the dimension k of the class signal at fixed F. */
     double a1, a2, a3;
-    size_t d1 = planted_d90(32, 2, 800, &a1), d2 = planted_d90(32, 6, 800, &a2), d3 = planted_d90(32, 24, 800, &a3);
+    size_t d1 = planted_d90(32, 2, 800, &a1), d2 = planted_d90(32, 6, 800, &a2),
+           d3 = planted_d90(32, 24, 800, &a3);
     CHECK(a1 > 0.6 && a2 > 0.9 && a3 > 0.9); /* the full probe learns each problem */
     CHECK(d1 < d2 && d2 < d3);
     /* The subspace P = I (d = D) reproduces the full probe. */
@@ -349,13 +375,15 @@ static void test_probe_id(void)
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(r, 3);
     double M[4 * F];
-    for (int i = 0; i < 4 * F; i++) M[i] = 2 * gsl_ran_gaussian(r, 1);
+    for (int i = 0; i < 4 * F; i++)
+        M[i] = 2 * gsl_ran_gaussian(r, 1);
     float x[n * F];
     int32_t y[n];
     planted(r, M, F, F, n, x, y);
     rb_view v = {x, y, n, F, F, 4};
     double th[D] = {0}, th2[D] = {0}, I[D * D] = {0};
-    for (int i = 0; i < D; i++) I[i * D + i] = 1;
+    for (int i = 0; i < D; i++)
+        I[i * D + i] = 1;
     rb_pid_cfg cfg;
     rb_pid_cfg_defaults(&cfg);
     cfg.tol = 1e-8;
@@ -363,7 +391,8 @@ static void test_probe_id(void)
     CHECK_INT(rb_pid_fit(&v, &cfg, NULL, 0, NULL, th, &e), RB_OK);
     CHECK_INT(rb_pid_fit(&v, &cfg, I, D, NULL, th2, &e), RB_OK);
     double worst = 0;
-    for (int i = 0; i < D; i++) worst = fmax(worst, fabs(th[i] - th2[i]));
+    for (int i = 0; i < D; i++)
+        worst = fmax(worst, fabs(th[i] - th2[i]));
     CHECK(worst < 1e-3);
     CHECK_REL(rb_pid_accuracy(&v, th), rb_pid_accuracy(&v, th2), 1e-12);
     rb_view bad = v;

@@ -28,10 +28,7 @@ static uint64_t sm_next(sm64 *g)
     return z ^ (z >> 31);
 }
 
-static double sm_unif(sm64 *g)
-{
-    return (double)(sm_next(g) >> 11) * 0x1.0p-53;
-}
+static double sm_unif(sm64 *g) { return (double)(sm_next(g) >> 11) * 0x1.0p-53; }
 
 static double sm_norm(sm64 *g)
 {
@@ -70,7 +67,8 @@ static float *make_set(uint64_t seed, size_t n, size_t d, int sphere)
             row[j] = sphere ? sm_norm(&g) : sm_unif(&g);
             s += row[j] * row[j];
         }
-        for (size_t j = 0; j < d; j++) x[i * d + j] = (float)(sphere ? row[j] / sqrt(s) : row[j]);
+        for (size_t j = 0; j < d; j++)
+            x[i * d + j] = (float)(sphere ? row[j] / sqrt(s) : row[j]);
     }
     return x;
 }
@@ -117,10 +115,14 @@ static void table_row(uint64_t seed, size_t d, int sphere, const double want[10]
 
 static void test_table(void)
 {
-    const double sq[10] = {1.897945, 1.873507, 1.919460, 2.039307, 1.818436, 2.104380, 1.940099, 1.995898};
-    const double cu[10] = {4.469270, 4.620069, 4.405551, 4.641840, 4.173680, 4.786895, 4.439189, 4.975680};
-    const double s2[10] = {2.105251, 2.123337, 2.003656, 2.108356, 1.898201, 2.170715, 2.020262, 2.996156};
-    const double s10[10] = {9.333373, 9.468621, 8.746175, 9.222899, 8.285850, 9.582973, 8.870222, 10.871127};
+    const double sq[10] = {1.897945, 1.873507, 1.919460, 2.039307,
+                           1.818436, 2.104380, 1.940099, 1.995898};
+    const double cu[10] = {4.469270, 4.620069, 4.405551, 4.641840,
+                           4.173680, 4.786895, 4.439189, 4.975680};
+    const double s2[10] = {2.105251, 2.123337, 2.003656, 2.108356,
+                           1.898201, 2.170715, 2.020262, 2.996156};
+    const double s10[10] = {9.333373, 9.468621, 8.746175, 9.222899,
+                            8.285850, 9.582973, 8.870222, 10.871127};
     /* The table prints 6 decimals: a 1e-6 relative check is the rounding
      * of the table itself, so compare with 1e-6 after rounding. */
     table_row(1, 2, 0, sq, 2, 2);
@@ -135,7 +137,8 @@ static void test_knn_brute(void)
     enum { N = 60, D = 3, K = 5 };
     sm64 g = {11, 0, 0};
     float x[N * D];
-    for (int i = 0; i < N * D; i++) x[i] = (float)(sm_norm(&g) * 2.385 + 100);
+    for (int i = 0; i < N * D; i++)
+        x[i] = (float)(sm_norm(&g) * 2.385 + 100);
     double T[N * K];
     size_t I[N * K];
     rb_err e = {0};
@@ -145,7 +148,8 @@ static void test_knn_brute(void)
         double dv[N];
         for (int j = 0; j < N; j++) {
             double s = 0;
-            for (int l = 0; l < D; l++) s += ((double)x[i * D + l] - x[j * D + l]) * ((double)x[i * D + l] - x[j * D + l]);
+            for (int l = 0; l < D; l++)
+                s += ((double)x[i * D + l] - x[j * D + l]) * ((double)x[i * D + l] - x[j * D + l]);
             dv[j] = j == i ? INFINITY : sqrt(s);
         }
         for (int q = 0; q < K; q++) { /* selection sort of the K smallest */
@@ -167,7 +171,7 @@ static void test_duplicates(void)
     memcpy(x + 10 * D, x + 3 * D, D * sizeof *x);  /* row 10 = row 3 */
     memcpy(x + 200 * D, x + 3 * D, D * sizeof *x); /* row 200 = row 3 */
     x[50 * D] = -0.0f, x[50 * D + 1] = 0.5f;
-    x[51 * D] = 0.0f, x[51 * D + 1] = 0.5f;        /* -0 == +0 */
+    x[51 * D] = 0.0f, x[51 * D + 1] = 0.5f; /* -0 == +0 */
     unsigned char keep[N];
     size_t nd;
     rb_err e = {0};
@@ -206,7 +210,8 @@ static void manifold(const char *name, const float *x, size_t n, size_t d, doubl
         rb_eig_sym(cov, d, lam, 0, &e);
         rb_spec_res r;
         rb_spec_stats(lam, d, &r, &e);
-        if (fabs(r.pca_d95 - truth) > 0.15 * truth) printf("  %s: PCA95 %d vs %g\n", name, r.pca_d95, truth);
+        if (fabs(r.pca_d95 - truth) > 0.15 * truth)
+            printf("  %s: PCA95 %d vs %g\n", name, r.pca_d95, truth);
         CHECK(fabs(r.pca_d95 - truth) <= 0.15 * truth);
         CHECK(fabs(r.pr - truth) <= 0.15 * truth);
         rb_cov_free(a);
@@ -238,23 +243,30 @@ static void test_manifolds(void)
     /* Linear manifold: 6-dim isotropic Gaussian rotated into R^24 (the
      * rotation mixes coordinates: every column is used). */
     double R[6 * 24];
-    for (int i = 0; i < 6 * 24; i++) R[i] = sm_norm(&g);
+    for (int i = 0; i < 6 * 24; i++)
+        R[i] = sm_norm(&g);
     for (int a = 0; a < 6; a++) { /* Gram-Schmidt: orthonormal rows */
         for (int b = 0; b < a; b++) {
             double s = 0;
-            for (int j = 0; j < 24; j++) s += R[a * 24 + j] * R[b * 24 + j];
-            for (int j = 0; j < 24; j++) R[a * 24 + j] -= s * R[b * 24 + j];
+            for (int j = 0; j < 24; j++)
+                s += R[a * 24 + j] * R[b * 24 + j];
+            for (int j = 0; j < 24; j++)
+                R[a * 24 + j] -= s * R[b * 24 + j];
         }
         double s = 0;
-        for (int j = 0; j < 24; j++) s += R[a * 24 + j] * R[a * 24 + j];
-        for (int j = 0; j < 24; j++) R[a * 24 + j] /= sqrt(s);
+        for (int j = 0; j < 24; j++)
+            s += R[a * 24 + j] * R[a * 24 + j];
+        for (int j = 0; j < 24; j++)
+            R[a * 24 + j] /= sqrt(s);
     }
     for (int i = 0; i < N; i++) {
         double z[6];
-        for (int a = 0; a < 6; a++) z[a] = sm_norm(&g);
+        for (int a = 0; a < 6; a++)
+            z[a] = sm_norm(&g);
         for (int j = 0; j < 24; j++) {
             double s = 0;
-            for (int a = 0; a < 6; a++) s += z[a] * R[a * 24 + j];
+            for (int a = 0; a < 6; a++)
+                s += z[a] * R[a * 24 + j];
             x[i * 24 + j] = (float)s;
         }
     }
@@ -297,8 +309,15 @@ static void test_method(void)
     mem m = {x, N, 5};
     const char *sn[1] = {"train"}, *ln[1] = {"l0"};
     size_t sz[1] = {N}, dz[1] = {5};
-    rb_source src = {.h = &m, .nsplits = 1, .nlayers = 1, .split_names = sn, .layer_names = ln,
-                     .split_n = sz, .layer_d = dz, .k = 0, .read = mem_read};
+    rb_source src = {.h = &m,
+                     .nsplits = 1,
+                     .nlayers = 1,
+                     .split_names = sn,
+                     .layer_names = ln,
+                     .split_n = sz,
+                     .layer_d = dz,
+                     .k = 0,
+                     .read = mem_read};
     rb_opts o = {0};
     rb_task t = {.src = &src, .layer = 0, .train = 0, .test = -1, .o = &o};
     rb_rows r = {0};

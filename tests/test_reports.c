@@ -10,7 +10,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HDR "model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds\n"
 
@@ -68,6 +70,11 @@ static void test_columns_by_name(void)
         CHECK(isnan(r.rows[0].ci_low));
     }
     CHECK(strstr(note, "extra columns ignored: extra1,host") != NULL);
+    rb_rows_free(&r);
+    /* A spreadsheet's UTF-8 byte-order mark before the header. */
+    CHECK_INT(parse("\xEF\xBB\xBF" HDR "m,d,l,test,knn,,top1,0.5,,,10,0,0\n", &r, note, &e), RB_OK);
+    CHECK_INT(r.n, 1);
+    CHECK(note[0] == '\0');
     rb_rows_free(&r);
 }
 
@@ -139,6 +146,41 @@ static void test_colours(void)
     CHECK(strlen(a) == 7 && a[0] == '#');
 }
 
+static void test_side_table(void)
+{
+    char path[] = "/tmp/rb_test_table_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    FILE *fp = fdopen(fd, "w");
+    fputs("model,layer,index,singular_value\npre,\"a,b\",1,0.5\npre,c,2,0.25", fp);
+    fclose(fp);
+    rb_table t;
+    rb_err e = {0};
+    CHECK_INT(rb_table_read(path, &t, &e), RB_OK);
+    CHECK_INT(t.ncol, 4);
+    CHECK_INT(t.nrow, 2);
+    CHECK_INT(rb_table_col(&t, "singular_value"), 3);
+    CHECK_INT(rb_table_col(&t, "nope"), -1);
+    if (t.nrow == 2) {
+        CHECK(!strcmp(rb_table_get(&t, 1, 1), "a,b"));
+        CHECK(!strcmp(rb_table_get(&t, 2, 3), "0.25"));
+    }
+    rb_table_free(&t);
+    fp = fopen(path, "w");
+    fputs("a,b,c\n1,2,3\n4,5\n", fp);
+    fclose(fp);
+    CHECK_INT(rb_table_read(path, &t, &e), RB_EINVAL);
+    CHECK(strstr(e.msg, "record 3: 2 fields, the header has 3") != NULL);
+    CHECK(t.cell == NULL && t.nrow == 0);
+    fp = fopen(path, "w");
+    fclose(fp);
+    CHECK_INT(rb_table_read(path, &t, &e), RB_EINVAL);
+    CHECK(strstr(e.msg, "empty file") != NULL);
+    remove(path);
+    CHECK_INT(rb_table_read(path, &t, &e), RB_EIO);
+}
+
 int main(void)
 {
     test_quoted_fields();
@@ -146,5 +188,6 @@ int main(void)
     test_malformed();
     test_header_only_and_append();
     test_colours();
+    test_side_table();
     return check_summary();
 }

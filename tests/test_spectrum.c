@@ -20,7 +20,8 @@ static void make(void)
     gsl_rng_set(r, 2385);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < D; j++)
-            x[i * D + j] = (float)(1000.0 + gsl_ran_gaussian(r, 1.0 + j) + (j ? 0.5 * x[i * D] : 0));
+            x[i * D + j] =
+                (float)(1000.0 + gsl_ran_gaussian(r, 1.0 + j) + (j ? 0.5 * x[i * D] : 0));
     gsl_rng_free(r);
 }
 
@@ -28,7 +29,8 @@ static void test_covariance(void)
 {
     double mu[D] = {0}, ref[D * D] = {0};
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) mu[j] += x[i * D + j] / (double)N;
+        for (int j = 0; j < D; j++)
+            mu[j] += x[i * D + j] / (double)N;
     for (int i = 0; i < N; i++)
         for (int a = 0; a < D; a++)
             for (int b = 0; b < D; b++)
@@ -43,8 +45,10 @@ static void test_covariance(void)
         double m[D], S[D * D];
         CHECK_INT(rb_cov_finish(a, m, S, &e), RB_OK);
         double err = 0, em = 0;
-        for (int i = 0; i < D * D; i++) err = fmax(err, fabs(S[i] - ref[i]) / fabs(ref[i * 0 + (i / D) * D + i / D]));
-        for (int j = 0; j < D; j++) em = fmax(em, fabs(m[j] - mu[j]) / 1000);
+        for (int i = 0; i < D * D; i++)
+            err = fmax(err, fabs(S[i] - ref[i]) / fabs(ref[i * 0 + (i / D) * D + i / D]));
+        for (int j = 0; j < D; j++)
+            em = fmax(em, fabs(m[j] - mu[j]) / 1000);
         CHECK(err < 1e-10);
         CHECK(em < 1e-13);
         rb_cov_free(a);
@@ -72,7 +76,8 @@ static void test_eigen(void)
     for (int k = 0; k < D; k++) {
         for (int i = 0; i < D; i++) {
             double s = 0;
-            for (int j = 0; j < D; j++) s += S[i * D + j] * V[j * D + k];
+            for (int j = 0; j < D; j++)
+                s += S[i * D + j] * V[j * D + k];
             worst = fmax(worst, fabs(s - lam[k] * V[i * D + k]) / lam[0]);
         }
         if (k) CHECK(lam[k] <= lam[k - 1]);
@@ -80,7 +85,8 @@ static void test_eigen(void)
     }
     CHECK(worst < 1e-12);
     double trs = 0;
-    for (int i = 0; i < D; i++) trs += S[i * D + i];
+    for (int i = 0; i < D; i++)
+        trs += S[i * D + i];
     CHECK_REL(tr, trs, 1e-12);
     rb_cov_free(a);
 }
@@ -134,8 +140,13 @@ static void test_method(void)
 {
     const char *sn[1] = {"train"}, *ln[1] = {"l0"};
     size_t sz[1] = {N}, dz[1] = {D};
-    rb_source src = {.nsplits = 1, .nlayers = 1, .split_names = sn, .layer_names = ln,
-                     .split_n = sz, .layer_d = dz, .read = mem_read};
+    rb_source src = {.nsplits = 1,
+                     .nlayers = 1,
+                     .split_names = sn,
+                     .layer_names = ln,
+                     .split_n = sz,
+                     .layer_d = dz,
+                     .read = mem_read};
     rb_opts o = {0};
     strcpy(o.kv[0].key, "spec_chunk");
     strcpy(o.kv[0].val, "33");
@@ -147,7 +158,8 @@ static void test_method(void)
     double mn = 0, mx = 0;
     for (int i = 0; i < N; i++) {
         double s = 0;
-        for (int j = 0; j < D; j++) s += (double)x[i * D + j] * x[i * D + j];
+        for (int j = 0; j < D; j++)
+            s += (double)x[i * D + j] * x[i * D + j];
         mn += sqrt(s) / N;
         mx = fmax(mx, sqrt(s));
     }
