@@ -28,7 +28,7 @@
  * For K > 2 they are estimated on the test set.
  *
  * m*(n): the smallest training size whose mean test error over R draws is
- * within eps of the method's asymptote (searched up to m_cap * n).  Claims,
+ * within eps of the method's asymptote (searched up to m_cap * n, default 60 n).  Claims,
  * per K: m*_NB grows like log n: with the dimensions spanning a factor
  * r = n_max / n_min, m*_NB(n_max)/m*_NB(n_min) <= sqrt(r) (the geometric
  * midpoint between ln n_max / ln n_min and r); m*_LR grows like n: the
@@ -230,8 +230,8 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
     long reps, ntest, capf;
     const char *cov = rb_opt_str(o, "cov", "diagonal");
     if ((rc = rb_opt_list(o, "dims", fast ? "25,50,100,200" : "50,100,200,400", dims, NB_MAXDIM, &ndim, e)) ||
-        (rc = rb_opt_list(o, "classes", fast ? "2" : "2,3,5", ks, NB_MAXK, &nk, e)) ||
-        (rc = rb_opt_long(o, "m_cap", 20, 2, 10000, &capf, e)) ||
+        (rc = rb_opt_list(o, "classes", fast ? "2" : "2,3,5,7", ks, NB_MAXK, &nk, e)) ||
+        (rc = rb_opt_long(o, "m_cap", fast ? 20 : 60, 2, 10000, &capf, e)) ||
         (rc = rb_opt_double(o, "eps", 0.01, 1e-4, 0.5, &eps, e)) ||
         (rc = rb_opt_long(o, "reps", 3, 1, 1000, &reps, e)) ||
         (rc = rb_opt_long(o, "n_test", fast ? 1000 : 2000, 100, 1000000, &ntest, e)))
@@ -251,8 +251,8 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
         if (ks[i] < 2 || ks[i] > 12 || ks[i] != floor(ks[i]))
             RB_FAIL(e, RB_EINVAL, "nb_vs_lr: option --classes: %g is not an integer in [2, 12]", ks[i]);
     double rho = strcmp(cov, "correlated") == 0 ? 0.5 : 0.0;
-    /* Training sizes are searched up to m_cap * n (default 20; logistic
-     * regression needs O(n); the reference code goes to 100 n). */
+    /* Training sizes are searched up to m_cap * n (default 60, fast 20;
+     * logistic regression needs O(n); the reference code goes to 100 n). */
     size_t mcap = (size_t)capf * nmax, nt = (size_t)ntest, kmax = 12;
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     double *sd = malloc(nmax * sizeof *sd), *mean = malloc(kmax * nmax * sizeof *mean);
