@@ -5,6 +5,8 @@
  * on stdout, write every row to DIR/results.csv (DESIGN.md section 4,
  * model = "theory", dataset = check name), and exit 1 when a claim fails.
  * --KEY V options go to the checks that declare KEY (see `repbench list`).
+ * `fit --table FILE` and `fit --er_table FILE` also analyse the user's CSV
+ * (read here: theory/ does no I/O).
  */
 #include "suite/suite.h"
 #include "reports/csv.h"
@@ -181,9 +183,20 @@ int rb_cmd_theory(int argc, char **argv)
                 rb_err_wrap(&e, "%s", table);
             free(buf);
         }
+        const char *ert = rb_opt_str(&o, "er_table", NULL);
+        if (rc == RB_OK && ert && strcmp(c->name, "fit") == 0) {
+            char *buf = NULL;
+            size_t len = 0;
+            if ((rc = slurp(ert, &buf, &len, &e)) == RB_OK &&
+                (rc = rb_theory_er_table(buf, len, &o, &r, &e)) != RB_OK)
+                rb_err_wrap(&e, "%s", ert);
+            free(buf);
+        }
         double secs = rb_now() - t0;
         if (rc != RB_OK) {
-            rb_err_wrap(&e, "theory %s", c->name);
+            /* Name the check unless its message already starts with it. */
+            if (strncmp(e.msg, c->name, strlen(c->name)) == 0) rb_err_wrap(&e, "theory");
+            else rb_err_wrap(&e, "theory %s", c->name);
             status = rb_report_err(&e);
             rb_rows_free(&r);
             break;
