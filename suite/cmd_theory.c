@@ -85,86 +85,44 @@ static int merge_rows(rb_rows *dst, const rb_rows *src, const char *check,
 
 int rb_cmd_theory(int argc, char **argv)
 {
-    rb_opts o;
-    memset(&o, 0, sizeof o);
-    o.progress = isatty(2);
-    if (o.progress) o.log = rb_log_stderr;
-    const char *out = NULL;
-    int fast = 0;
     size_t nchk;
     const rb_theory_check *chk = rb_theory_checks(&nchk);
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: repbench theory [--fast] [--seed S] [--threads T] [-o DIR] [--KEY VALUE] [CHECK...]\n\nchecks:\n");
+            for (size_t j = 0; j < nchk; j++)
+                printf("  %-14s %s\n  %-14s options: %s\n", chk[j].name, chk[j].doc, "", chk[j].options);
+            return 0;
+        }
+    /* The common parser: --seed, --threads, -o, --fast and --KEY VALUE. */
+    rb_cli cli;
+    int status = rb_cli_parse(argc, argv, &cli, "theory");
     /* Room for every positional argument or, with none, every check. */
     const char **names = calloc((size_t)argc + nchk + 1, sizeof *names);
     size_t nnames = 0;
-    if (!names) return 1;
-    int status = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--fast") == 0) {
-            fast = 1;
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) {
-            if (++i >= argc) { status = usage_err("missing value after", a); goto done; }
-            out = argv[i];
-        } else if (strcmp(a, "--threads") == 0) {
-            if (++i >= argc) { status = usage_err("missing value after", a); goto done; }
-            char *end;
-            errno = 0;
-            long th = strtol(argv[i], &end, 10);
-            if (errno || end == argv[i] || *end || th < 1 || th > 1024) {
-                status = usage_err("--threads: not an integer in [1, 1024]:", argv[i]);
-                goto done;
-            }
-            o.threads = (int)th;
-        } else if (strcmp(a, "--seed") == 0) {
-            if (++i >= argc) { status = usage_err("missing value after", a); goto done; }
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(argv[i], &end, 10);
-            if (errno || end == argv[i] || *end || argv[i][0] == '-') {
-                status = usage_err("--seed: not a non-negative integer:", argv[i]);
-                goto done;
-            }
-            o.seed = (uint64_t)s;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            size_t n;
-            const rb_theory_check *c = rb_theory_checks(&n);
-            printf("usage: repbench theory [--fast] [--seed S] [--threads T] [-o DIR] [--KEY VALUE] [CHECK...]\n\nchecks:\n");
-            for (size_t j = 0; j < n; j++)
-                printf("  %-14s %s\n  %-14s options: %s\n", c[j].name, c[j].doc, "", c[j].options);
+    if (status || !names) {
+        status = status ? status : 1;
+        goto done;
+    }
+    rb_opts o = cli.o;
+    const char *out = o.out;
+    int fast = rb_opt_str(&o, "fast", NULL) != NULL;
+    if (o.methods || o.layers || cli.family) {
+        status = usage_err("takes CHECK names, not", o.methods ? "--methods" : o.layers ? "--layers" : "--family");
+        goto done;
+    }
+    for (int i = 0; i < cli.npos; i++) {
+        if (!rb_theory_find(cli.pos[i])) {
+            status = usage_err("unknown check", cli.pos[i]);
             goto done;
-        } else if (strncmp(a, "--", 2) == 0 && a[2]) {
-            if (o.nkv >= RB_MAX_KV) { status = usage_err("too many options", NULL); goto done; }
-            rb_kv *kv = &o.kv[o.nkv];
-            const char *eq = strchr(a + 2, '=');
-            size_t lk = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-            const char *val = eq ? eq + 1 : NULL;
-            if (!val) {
-                if (++i >= argc) { status = usage_err("missing value after", a); goto done; }
-                val = argv[i];
-            }
-            if (lk >= sizeof kv->key || strlen(val) >= sizeof kv->val) {
-                status = usage_err("option too long:", a);
-                goto done;
-            }
-            memcpy(kv->key, a + 2, lk);
-            kv->key[lk] = '\0';
-            for (char *p = kv->key; *p; p++)
-                if (*p == '-') *p = '_';
-            strcpy(kv->val, val);
-            o.nkv++;
-        } else if (a[0] == '-') {
-            status = usage_err("unknown option", a);
-            goto done;
-        } else {
-            if (!rb_theory_find(a)) { status = usage_err("unknown check", a); goto done; }
-            names[nnames++] = a;
         }
+        names[nnames++] = cli.pos[i];
     }
     if (nnames == 0)
         for (size_t j = 0; j < nchk; j++) names[nnames++] = chk[j].name;
     /* Every option must be read by at least one selected check. */
     for (size_t k = 0; k < o.nkv; k++) {
-        int ok = 0;
+        int ok = strcmp(o.kv[k].key, "fast") == 0;
         for (size_t j = 0; j < nnames; j++)
             ok |= declares(rb_theory_find(names[j])->options, o.kv[k].key);
         if (!ok) {
@@ -244,5 +202,6 @@ int rb_cmd_theory(int argc, char **argv)
     rb_rows_free(&all);
 done:
     free(names);
+    rb_cli_free(&cli);
     return status;
 }
