@@ -92,13 +92,23 @@ static void offer_row(const float *s, size_t nb, int32_t j0, float *hs,
         c++;
     }
     float thr = hs[0];
-    for (; j < nb; j++) {
-        if (s[j] > thr) {
-            hs[0] = s[j];
-            hi[0] = j0 + (int32_t)j;
-            sift_down(hs, hi, kmax, 0);
-            thr = hs[0];
+    /* Once the heap is full almost every candidate is rejected: test runs of
+     * 32 similarities against the threshold with a vectorisable max first. */
+    while (j < nb) {
+        size_t end = j + 32 <= nb ? j + 32 : nb;
+        float mx = s[j];
+        for (size_t q = j + 1; q < end; q++) mx = mx > s[q] ? mx : s[q];
+        if (mx > thr) {
+            for (; j < end; j++) {
+                if (s[j] > thr) {
+                    hs[0] = s[j];
+                    hi[0] = j0 + (int32_t)j;
+                    sift_down(hs, hi, kmax, 0);
+                    thr = hs[0];
+                }
+            }
         }
+        j = end;
     }
     *cnt = c;
 }
@@ -121,7 +131,7 @@ static void heap_to_sorted(float *hs, int32_t *hi, int cnt)
 /* --------------------------------------------------------- threaded select */
 
 typedef struct {
-    int refine;      /* 0: offer tile rows to the heaps; 1: refine lists */
+    int mode;        /* SEL_* below */
     const float *S;  /* borrowed: tile, rows r0..r1 of the block, ld ldS */
     size_t ldS, nb;
     int32_t j0;
@@ -133,24 +143,27 @@ typedef struct {
     const rb_view *tr, *te; /* borrowed: original rows, for refinement */
     const double *inv_tr;   /* borrowed: 1/||train row||, 0 for zero rows */
     size_t i0;              /* first test row of the block */
+    double *inv_te;         /* borrowed: 1/||test row|| of the block rows */
+    const uint32_t *pairs;  /* borrowed: list slots r*kmax+q sorted by train row */
 } select_job;
 
-/* Recompute the kept similarities of test row i from the original float
- * rows with double accumulation (cblas_dsdot), then re-sort the list by
- * decreasing similarity, then increasing index (insertion sort: the list is
- * already nearly sorted).  The float SGEMM values only choose the kmax
- * candidates; the votes use these double-accurate values. */
-static void refine_row(const rb_view *tr, const rb_view *te, const double *inv_tr,
-                       size_t i, float *hs, int32_t *hi, int kmax)
+enum {
+    SEL_OFFER,  /* offer tile rows r0..r1 to their heaps */
+    SEL_SORT,   /* heaps -> sorted lists, test norms (rows r0..r1) */
+    SEL_DOT,    /* double similarities of pairs[r0..r1) (train-row order) */
+    SEL_RESORT  /* re-sort rows r0..r1 by the double similarities */
+};
+
+/* Refinement of the kept lists: the similarities are recomputed from the
+ * original float rows with double accumulation (cblas_dsdot) divided by the
+ * double norms, then each list is re-sorted by decreasing similarity, then
+ * increasing index (insertion sort: the list is already nearly sorted).  The
+ * float SGEMM values only choose the kmax candidates; the votes use these
+ * double-accurate values.  The dot products are done in train-row order
+ * (pairs sorted by a counting sort), so each train row is read once per
+ * test block instead of once per neighbour. */
+static void resort_row(float *hs, int32_t *hi, int kmax)
 {
-    const float *x = te->x + i * te->ld;
-    int d = (int)te->d;
-    double nx = cblas_dsdot(d, x, 1, x, 1);
-    double inv = nx > 0 ? 1.0 / sqrt(nx) : 0.0;
-    for (int q = 0; q < kmax; q++) {
-        size_t j = (size_t)hi[q];
-        hs[q] = (float)(cblas_dsdot(d, x, 1, tr->x + j * tr->ld, 1) * inv * inv_tr[j]);
-    }
     for (int q = 1; q < kmax; q++) {
         float s = hs[q];
         int32_t id = hi[q];
@@ -168,14 +181,30 @@ static void refine_row(const rb_view *tr, const rb_view *te, const double *inv_t
 static void *select_worker(void *arg)
 {
     select_job *j = arg;
-    if (j->refine) {
+    int d = (int)j->te->d;
+    size_t kk = (size_t)j->kmax;
+    switch (j->mode) {
+    case SEL_SORT:
         for (size_t r = j->r0; r < j->r1; r++) {
-            float *hs = j->hs + r * (size_t)j->kmax;
-            int32_t *hi = j->hi + r * (size_t)j->kmax;
-            heap_to_sorted(hs, hi, j->kmax);
-            refine_row(j->tr, j->te, j->inv_tr, j->i0 + r, hs, hi, j->kmax);
+            heap_to_sorted(j->hs + r * kk, j->hi + r * kk, j->kmax);
+            const float *x = j->te->x + (j->i0 + r) * j->te->ld;
+            double nx = cblas_dsdot(d, x, 1, x, 1);
+            j->inv_te[r] = nx > 0 ? 1.0 / sqrt(nx) : 0.0;
         }
         return NULL;
+    case SEL_DOT:
+        for (size_t q = j->r0; q < j->r1; q++) {
+            size_t slot = j->pairs[q], r = slot / kk, t = (size_t)j->hi[slot];
+            const float *x = j->te->x + (j->i0 + r) * j->te->ld;
+            j->hs[slot] = (float)(cblas_dsdot(d, x, 1, j->tr->x + t * j->tr->ld, 1) *
+                                  j->inv_te[r] * j->inv_tr[t]);
+        }
+        return NULL;
+    case SEL_RESORT:
+        for (size_t r = j->r0; r < j->r1; r++) resort_row(j->hs + r * kk, j->hi + r * kk, j->kmax);
+        return NULL;
+    default:
+        break;
     }
     for (size_t r = j->r0; r < j->r1; r++)
         offer_row(j->S + r * j->ldS, j->nb, j->j0, j->hs + r * (size_t)j->kmax,
@@ -229,19 +258,24 @@ int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
     int rc = RB_OK;
     size_t d = tr->d, ntr = tr->n, nte = te->n;
     size_t tb = nte < KNN_TB ? (nte ? nte : 1) : KNN_TB;
+    if (tb * (size_t)kmax > (size_t)UINT32_MAX)
+        RB_FAIL(e, RB_EINVAL, "knn: k = %d too large for a %zu-row test block", kmax, tb);
     size_t nb = ntr < KNN_NB ? ntr : KNN_NB;
     float *xtr = malloc(ntr * d * sizeof *xtr);
     float *xte = malloc(tb * d * sizeof *xte);
     float *S = malloc(tb * nb * sizeof *S);
     int *cnt = malloc(tb * sizeof *cnt);
     double *inv_tr = malloc(ntr * sizeof *inv_tr);
-    double tg = 0;
-    if (!xtr || !xte || !S || !cnt || !inv_tr) {
+    double *inv_te = malloc(tb * sizeof *inv_te);
+    size_t *start = malloc((ntr + 1) * sizeof *start);
+    uint32_t *pairs = malloc(tb * (size_t)kmax * sizeof *pairs);
+    double tg = 0, tsel = 0, tref = 0;
+    if (!xtr || !xte || !S || !cnt || !inv_tr || !inv_te || !start || !pairs) {
         rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
         goto out;
     }
     if (threads > 0) openblas_set_num_threads(threads);
-    int nthr = threads > 0 ? threads : 1;
+    int nthr = threads > 0 ? threads : openblas_get_num_threads();
     normalise_rows(tr->x, tr->ld, ntr, d, xtr);
     for (size_t j = 0; j < ntr; j++) {
         const float *x = tr->x + j * tr->ld;
@@ -260,14 +294,31 @@ int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)w, (int)d,
                         1.0f, xte, (int)d, xtr + j0 * d, (int)d, 0.0f, S, (int)w);
             tg += rb_now() - t0;
-            select_job job = {0, S, w, w, (int32_t)j0, 0, 0, hs, hi, cnt, kmax,
-                              tr, te, inv_tr, i0};
+            select_job job = {SEL_OFFER, S, w, w, (int32_t)j0, 0, 0, hs, hi, cnt, kmax,
+                              tr, te, inv_tr, i0, inv_te, pairs};
+            t0 = rb_now();
             select_tile(&job, m, nthr);
+            tsel += rb_now() - t0;
         }
-        select_job fin = {1, NULL, 0, 0, 0, 0, 0, hs, hi, cnt, kmax, tr, te, inv_tr, i0};
+        double t1 = rb_now();
+        select_job fin = {SEL_SORT, NULL, 0, 0, 0, 0, 0, hs, hi, cnt, kmax,
+                          tr, te, inv_tr, i0, inv_te, pairs};
         select_tile(&fin, m, nthr);
+        /* Counting sort of the list slots by train row. */
+        size_t np = m * (size_t)kmax;
+        memset(start, 0, (ntr + 1) * sizeof *start);
+        for (size_t q = 0; q < np; q++) start[(size_t)hi[q] + 1]++;
+        for (size_t t = 0; t < ntr; t++) start[t + 1] += start[t];
+        for (size_t q = 0; q < np; q++) pairs[start[(size_t)hi[q]]++] = (uint32_t)q;
+        fin.mode = SEL_DOT;
+        select_tile(&fin, np, nthr);
+        fin.mode = SEL_RESORT;
+        select_tile(&fin, m, nthr);
+        tref += rb_now() - t1;
         rb_logf(o, "knn: %zu/%zu test rows", i0 + m, nte);
     }
+    rb_logf(o, "knn: %zu x %zu x %zu: gemm %.2f s, selection %.2f s, double refinement %.2f s",
+            nte, ntr, d, tg, tsel, tref);
     if (gemm_seconds) *gemm_seconds = tg;
 out:
     free(xtr);
@@ -275,25 +326,22 @@ out:
     free(S);
     free(cnt);
     free(inv_tr);
+    free(inv_te);
+    free(start);
+    free(pairs);
     return rc;
 }
 
 /* ------------------------------------------------------------------ votes */
 
-void rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
-                 int kn, const int32_t *ytr, int k, int weighted, double T,
-                 float *scores)
+int rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
+                int kn, const int32_t *ytr, int k, int weighted, double T,
+                float *scores, rb_err *e)
 {
     RB_ASSERT(kn >= 1 && kn <= kmax && k >= 1);
     RB_ASSERT(!weighted || T > 0);
-    double acc[512];
-    double *a = k <= 512 ? acc : NULL;
-    double *heap_acc = NULL;
-    if (!a) {
-        heap_acc = malloc((size_t)k * sizeof *heap_acc);
-        RB_ASSERT(heap_acc != NULL);
-        a = heap_acc;
-    }
+    double *a = malloc((size_t)k * sizeof *a); /* once per call, not per row */
+    if (!a) RB_FAIL(e, RB_ENOMEM, "knn: out of memory (%d class accumulators)", k);
     for (size_t i = 0; i < n; i++) {
         const int32_t *ii = idx + i * (size_t)kmax;
         const float *ss = sim + i * (size_t)kmax;
@@ -302,7 +350,8 @@ void rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
             a[ytr[ii[q]]] += weighted ? exp((double)ss[q] / T) : 1.0;
         for (int c = 0; c < k; c++) scores[i * (size_t)k + (size_t)c] = (float)a[c];
     }
-    free(heap_acc);
+    free(a);
+    return RB_OK;
 }
 
 int rb_knn_scores(const rb_view *tr, const rb_view *te, int kn, int weighted,
@@ -321,7 +370,7 @@ int rb_knn_scores(const rb_view *tr, const rb_view *te, int kn, int weighted,
         goto out;
     }
     if ((rc = rb_knn_neighbors(tr, te, kn, 0, NULL, idx, sim, NULL, e))) goto out;
-    rb_knn_vote(idx, sim, n, kn, kn, tr->y, tr->k, weighted, T, scores);
+    rc = rb_knn_vote(idx, sim, n, kn, kn, tr->y, tr->k, weighted, T, scores, e);
 out:
     free(idx);
     free(sim);
@@ -378,7 +427,7 @@ int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
             items[ni++] = wgt ? "vote=weighted" : "vote=majority";
             items[ni] = NULL;
             rb_params_sorted(params, sizeof params, items);
-            rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc);
+            if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc, e))) goto out;
             if ((rc = rb_probe_report("knn", params, sc, n, k, te.y, B,
                                       rb_probe_seed(t, "knn"), out, e)))
                 goto out;

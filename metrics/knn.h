@@ -29,8 +29,8 @@
 /* Neighbour lists of every test row: idx/sim are te->n x kmax (caller
  * allocated), row i holds the kmax nearest train rows of test row i by
  * cosine similarity, best first.  1 <= kmax <= tr->n; tr->d == te->d.
- * threads > 0 sets the BLAS and selection thread count (0: 1 selection
- * thread, BLAS as is).  gemm_seconds (may be NULL) receives the wall time
+ * threads > 0 sets the BLAS and selection thread count (0: BLAS as is,
+ * and as many selection threads as BLAS threads).  gemm_seconds (may be NULL) receives the wall time
  * spent in the similarity products alone.  o (may be NULL) gets progress.
  * Returns RB_OK, RB_EINVAL (bad sizes, message names the problem), RB_ENOMEM. */
 int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
@@ -40,10 +40,11 @@ int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
 /* Votes of the first kn neighbours from lists made by rb_knn_neighbors
  * (row stride kmax): scores is n x k (caller allocated).  weighted = 0 gives
  * the majority count, 1 the exp(s/T) vote.  ytr are the train labels in
- * [0,k).  Requires 1 <= kn <= kmax and T > 0 when weighted. */
-void rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
-                 int kn, const int32_t *ytr, int k, int weighted, double T,
-                 float *scores);
+ * [0,k).  Requires 1 <= kn <= kmax and T > 0 when weighted (asserted).
+ * Returns RB_OK or RB_ENOMEM (k double accumulators). */
+int rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
+                int kn, const int32_t *ytr, int k, int weighted, double T,
+                float *scores, rb_err *e);
 
 /* One-shot: scores (te->n x tr->k) of the kn-NN vote on labeled tr.  For
  * several k, call rb_knn_neighbors once with the largest k and rb_knn_vote

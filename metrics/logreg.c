@@ -27,9 +27,12 @@ static const double LR_C1 = 1e-4, LR_C2 = 0.9;
 /* Relative rounding level of the double objective (a sum of n terms), below
  * which decreases are not resolved: the approximate Wolfe test applies. */
 static const double LR_EPS_F = 1e-12;
-/* Relative noise of the objective computed from float logits (measured:
- * ~1e-8 of |f| for n = 2e4..5e4); below it the solver switches to double. */
-static const double LR_FLOAT_NOISE = 1e-7;
+/* The same for the objective computed from float logits (its rounding
+ * noise measured ~1e-8 of |f| for n = 2e4..5e4; Hager & Zhang's default
+ * for double is 1e-6).  Float gradients stay accurate far below the
+ * default tolerance, so the approximate Wolfe test lets the float phase run
+ * until the stopping rule; a failed float line search switches to double. */
+static const double LR_EPS_F_FLOAT = 1e-7;
 /* Line-search evaluations allowed in the float phase before switching. */
 enum { LR_MAX_LS_FLOAT = 6 };
 /* Rows per double-precision chunk: chunk x d doubles (at most 16 MiB). */
@@ -268,13 +271,18 @@ typedef struct {
     size_t p;
     int dbl;
     int nfev;
+    int nev[2];     /* evaluations in float, double */
+    double secs[2]; /* wall seconds of the evaluations in float, double */
 } problem;
 
 static double fg(problem *pb, const double *u, double *g)
 {
     pb->nfev++;
     for (size_t i = 0; i < pb->p; i++) pb->th[i] = u[i] / pb->sv[i];
+    double t0 = rb_now();
     double f = eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
+    pb->secs[pb->dbl] += rb_now() - t0;
+    pb->nev[pb->dbl]++;
     if (g)
         for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
     return f;
@@ -310,8 +318,8 @@ static double cubic_step(double a, double fa, double da, double b, double fb, do
  * On success xt, *ft, gt hold the accepted point and *alpha the step;
  * returns 0, or -1 when no acceptable step was found (x unchanged). */
 static int line_search(problem *pb, size_t p, const double *x, double f0, const double *g0,
-                       const double *dir, double a1, double *alpha, double *xt, double *ft,
-                       double *gt)
+                       const double *dir, double a1, double c2, double *alpha, double *xt,
+                       double *ft, double *gt)
 {
     const int max_ls = pb->dbl ? LR_MAX_LS : LR_MAX_LS_FLOAT;
     double d0 = cblas_ddot((int)p, g0, 1, dir, 1);
@@ -327,7 +335,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
      * condition (SIAM J. Optim. 16, 2005, eq. 4.1) within the rounding
      * level epsf of f, where Armijo can no longer be resolved:
      * f <= f0 + epsf and phi'(a) <= (2 c1 - 1) phi'(0). */
-    double epsf = LR_EPS_F * fabs(f0);
+    double epsf = (pb->dbl ? LR_EPS_F : LR_EPS_F_FLOAT) * fabs(f0);
 #define BAD(a_, f_, d_)                                                       \
     (!isfinite(f_) ||                                                         \
      !((f_) <= f0 + LR_C1 * (a_) * d0 || ((f_) <= f0 + epsf && (d_) <= (2 * LR_C1 - 1) * d0)))
@@ -343,7 +351,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
             zoom = 1;
             break;
         }
-        if (fabs(dd) <= -LR_C2 * d0) {
+        if (fabs(dd) <= -c2 * d0) {
             *alpha = a, *ft = f;
             return 0;
         }
@@ -369,7 +377,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
         if (BAD(at, f, dd) || f > flo + epsf) {
             hi = at, fhi = f, dhi = dd;
         } else {
-            if (fabs(dd) <= -LR_C2 * d0) {
+            if (fabs(dd) <= -c2 * d0) {
                 *alpha = at, *ft = f;
                 return 0;
             }
@@ -497,7 +505,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
         for (size_t i = 0; i < p; i++) x[i] *= sv[i];
     }
-    problem pb = {tr, C, w, mu, sv, th, p, 0, 0};
+    problem pb = {tr, C, w, mu, sv, th, p, 0, 0, {0, 0}, {0, 0}};
     double f = fg(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0;
     double a_first = 0;
@@ -525,16 +533,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             a_first = fmin(1.0, 1.0 / cblas_dnrm2((int)p, g, 1));
         }
         double alpha = 0, fnew = 0;
-        if (!pb.dbl && -cblas_ddot((int)p, g, 1, dir, 1) < LR_FLOAT_NOISE * fabs(f)) {
-            /* The predicted decrease is below the float objective's noise:
-             * continue in double before the line search gets lost in it. */
-            pb.dbl = 1;
-            f = fg(&pb, x, g);
-            rb_logf(o, "logreg: C=%g float phase at its noise level at iteration %d (%d "
-                    "evaluations); double from here", C, it, pb.nfev);
-            continue;
-        }
-        int ls = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, &alpha, xt, &fnew, gt);
+        int ls = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, LR_C2, &alpha, xt, &fnew, gt);
         if (ls != 0) {
             if (!pb.dbl) {
                 /* Float logits are at their noise level: go on in double. */
@@ -575,6 +574,8 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
         pb.dbl = 1;
         f = fg(&pb, x, g);
     }
+    rb_logf(o, "logreg: C=%g done: %d iterations, %d float evaluations (%.2f s), %d double "
+            "(%.2f s), objective %.12g", C, it, pb.nev[0], pb.secs[0], pb.nev[1], pb.secs[1], f);
     m->k = tr->k;
     m->d = d;
     m->C = C;
