@@ -127,10 +127,10 @@ SWEEP_EXTRA :=
 samples: $(SAMPLES)
 datasets/sample/gmm_small.h5: | bin/repbench
 	@mkdir -p $(@D)
-	bin/repbench gen gmm --seed 1 --classes 10 --dim 64 --layers 6 --n-train 3000 --n-test 1000 --n-ood 500 --model gmm_small -o $@
+	bin/repbench gen gmm --seed 1 --classes 10 --dim 64 --layers 6 --n-train 3000 --n-test 1000 --n-ood 500 --sep1 2 --sd1 0.8 --model gmm_small -o $@
 datasets/sample/gmm_wide.h5: | bin/repbench
 	@mkdir -p $(@D)
-	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --model gmm_wide -o $@
+	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --sep1 2.5 --sd1 0.7 --model gmm_wide -o $@
 
 sweep: deps bin/repbench $(if $(DUMPS),,samples)
 	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \

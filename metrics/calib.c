@@ -248,8 +248,10 @@ int rb_calib_run(const rb_task *t, rb_rows *out, rb_err *e)
     int at_bound;
     if ((rc = rb_calib_temperature(zf, src->split_n[fsplit], cf, cf, yf, &T, &at_bound, e))) goto out;
     if (at_bound) rb_logf(t->o, "calib: optimal temperature outside [exp(-5), exp(5)], bound %g used", T);
-    char pt[96];
-    snprintf(pt, sizeof pt, "bins=%d;fit=%s%s", bins, src->split_names[fsplit], at_bound ? ";T_at_bound=1" : "");
+    char pt[RB_PARAMS_MAX], fs[RB_NAME_MAX + 8];
+    snprintf(fs, sizeof fs, "fit=%s", src->split_names[fsplit]);
+    const char *items[] = {params, fs, at_bound ? "T_at_bound=1" : NULL, NULL};
+    rb_params_sorted(pt, sizeof pt, items);
     double ece2, nll2;
     if ((rc = rb_calib_eval(zt, nt, ct, ct, yt, T, bins, &ece2, &nll2, NULL, e))) goto out;
     const struct {
