@@ -193,6 +193,8 @@ int rb_param_same(const char *a, const char *b);
 int rb_is_probe_metric(const char *metric);
 int rb_is_collapse_metric(const char *metric);
 int rb_is_idim(const rb_row *r);
+/* 1 for the methods of `repbench weights` (rows that are not features of a layer). */
+int rb_is_weight_method(const char *m);
 int rb_is_ood_metric(const char *metric);
 int rb_is_pair_layer(const char *layer);
 /* Rows only the roc / reliability families draw (never a sweep): roc_tpr,

@@ -198,6 +198,14 @@ int rb_is_pair_layer(const char *layer) { return strchr(layer, '|') != NULL; }
 
 /* Intrinsic-dimension estimators (METRICS.md section b), by method or
  * metric name prefix. */
+int rb_is_weight_method(const char *m)
+{
+    static const char *const names[] = {"filters", "spectra", "sparsity", "taskvec", "soup"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(m, names[i])) return 1;
+    return 0;
+}
+
 int rb_is_idim(const rb_row *r)
 {
     if (strstr(r->metric, "duplicates")) return 0; /* a count reported beside the estimates */
@@ -911,6 +919,8 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     for (size_t i = 0; i < ns; i++) {
         /* Learning-curve rows (one layer, several training sizes) have
          * their own figure and table, not a best layer. */
+        /* calib's top1 is the model's own head, reported in the calibration table. */
+        if (!strcmp(c->rows.rows[s[i].idx[0]].method, "calib")) continue;
         size_t fig = (size_t)c->claimed[s[i].idx[0]];
         if (fig && (!strcmp(c->figs[fig - 1].family, "learning") || !strncmp(c->figs[fig - 1].family, "fewshot", 7)))
             continue;
@@ -949,6 +959,9 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
         if (c->rdump[i] != d || isnan(r->value)) continue;
+        /* Weight spectra also have participation ratios, which are not
+         * an intrinsic dimension of features. */
+        if (rb_is_weight_method(r->method)) continue;
         if (rb_is_collapse_metric(r->metric) || rb_is_idim(r)) {
             long l = rb_rctx_layer(c, d, r->layer);
             if (l > last) last = l;
@@ -962,6 +975,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             for (size_t i = 0; i < c->rows.n; i++) {
                 const rb_row *r = &c->rows.rows[i];
                 if (c->rdump[i] != d || strcmp(r->layer, c->dumps[d].layers[last])) continue;
+                if (rb_is_weight_method(r->method)) continue;
                 if (pass == 0 ? !rb_is_collapse_metric(r->metric)
                               : (!rb_is_idim(r) || rb_is_collapse_metric(r->metric)))
                     continue;

@@ -269,7 +269,7 @@ def cmd_summary(d):
         series = {}
         for i, r in drows:
             if (r["metric"] == "top1" and i not in learn and r["layer"] and "|" not in r["layer"]
-                    and not is_fewshot(r)):
+                    and not is_fewshot(r) and r["method"] != "calib"):
                 series.setdefault((r["method"], r["params"], r["split"]), []).append(r)
         series = merge_per_layer(series)
         want = []
@@ -288,7 +288,8 @@ def cmd_summary(d):
         # Collapse / ID at the deepest layer that has them.
         key = [k for k in tabs if k.startswith("Collapse and intrinsic dimension at the last layer")]
         coll = [r for _, r in drows if re.match(r"nc[1-9]", r["metric"])]
-        idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])]
+        idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])
+                and r["method"] not in ("filters", "spectra", "sparsity", "taskvec", "soup")]
         coll = [r for r in coll if r["layer"] in order]  # per-layer rows only
         idim = [r for r in idim if r["layer"] in order]
         have = [r for r in coll + idim if not math.isnan(num(r["value"]))]
