@@ -159,6 +159,20 @@ void rb_params_sorted(char *out, size_t cap, const char *const *items)
     }
 }
 
+void rb_params_with(char *out, size_t cap, const char *base, const char *item)
+{
+    char buf[RB_PARAMS_MAX * 2];
+    const char *items[65];
+    size_t n = 0;
+    copy_str(buf, sizeof buf, base);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ";", &save); t && n < 63; t = strtok_r(NULL, ";", &save))
+        items[n++] = t;
+    items[n++] = item;
+    items[n] = NULL;
+    rb_params_sorted(out, cap, items);
+}
+
 /* ----------------------------------------------------------------- options */
 
 /* The option as the user typed it: underscores back to dashes. */

@@ -131,6 +131,9 @@ int rb_rows_add(rb_rows *r, const char *method, const char *params,
  * out[cap].  Items are given as a NULL-terminated list of strings. */
 void rb_params_sorted(char *out, size_t cap, const char *const *items);
 
+/* out = base params plus one "key=value" item, keys sorted again. */
+void rb_params_with(char *out, size_t cap, const char *base, const char *item);
+
 /* ----------------------------------------------------------------- options */
 
 #define RB_MAX_KV 64

@@ -98,6 +98,10 @@ typedef struct {
     size_t n_ood;     /* ood_far split size (default 500, 0 = none) */
     double sep0, sep1;  /* class separation at first/last layer (0.5, 3.0) */
     double sd0, sd1;    /* within-class sd at first/last layer (1.5, 0.5) */
+    double logit_scale; /* > 0: write /logits/<split> of the Bayes head on
+                           the last layer times this factor (default 2: an
+                           over-confident head whose NLL-optimal temperature
+                           is 2); 0: no logits */
     uint64_t seed;
 } rb_gen_gmm;
 

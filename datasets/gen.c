@@ -12,6 +12,13 @@
  * The split ood_far is drawn the same way from k fresh directions v_c at the
  * same separation and spread; its labels are not written.
  *
+ * Logits (logit_scale s > 0): the model's own head is the Bayes classifier
+ * of the last layer, z_c = s sep(L) (u_c . x) / sd(L)^2 (the class-constant
+ * terms cancel because |u_c| = 1 and classes are balanced), written as
+ * /logits/<split> for every split.  With s = 1 the softmax is the exact
+ * posterior, so the NLL-optimal temperature of the scaled head is s: a
+ * known answer for calibration, and energy / MSP scores for the OOD split.
+ *
  * Determinism: the class directions come from gsl_rng_mt19937 seeded with
  * the seed (mt19937 takes 32 bits: the two halves of the 64-bit seed are
  * XORed); labels and the noise of each (split, layer) come from their own
@@ -23,6 +30,7 @@
  */
 #include "datasets/dump.h"
 
+#include <gsl/gsl_blas.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -45,6 +53,7 @@ void rb_gen_gmm_defaults(rb_gen_gmm *g)
     g->sep1 = 3.0;
     g->sd0 = 1.5;
     g->sd1 = 0.5;
+    g->logit_scale = 2.0;
     g->seed = 0;
 }
 
@@ -93,6 +102,8 @@ int rb_gen_gmm_check(const rb_gen_gmm *g, rb_err *e)
         RB_FAIL(e, RB_EINVAL, "gen gmm: sep0/sep1 must be finite and >= 0");
     if (!isfinite(g->sd0) || !isfinite(g->sd1) || g->sd0 <= 0 || g->sd1 <= 0)
         RB_FAIL(e, RB_EINVAL, "gen gmm: sd0/sd1 must be finite and > 0");
+    if (!isfinite(g->logit_scale) || g->logit_scale < 0)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: logit scale must be finite and >= 0");
     /* Guard n*d products against size_t overflow. */
     size_t nmax = g->n_train > g->n_test ? g->n_train : g->n_test;
     if (g->n_ood > nmax) nmax = g->n_ood;
@@ -115,9 +126,12 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
     if (g->n_ood > nbig) nbig = g->n_ood;
     int32_t *y = malloc(nbig * sizeof *y);
     float *x = malloc((size_t)GEN_BLOCK * d * sizeof *x);
+    int logits = g->logit_scale > 0;
+    float *uf = logits ? malloc((size_t)k * d * sizeof *uf) : NULL;
+    float *z = logits ? malloc(nbig * (size_t)k * sizeof *z) : NULL;
     rb_dumpw *w = NULL;
     char mbuf[RB_NAME_MAX], dbuf[RB_NAME_MAX];
-    if (!r || !u || !v || !y || !x) {
+    if (!r || !u || !v || !y || !x || (logits && (!uf || !z))) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", path);
         goto out;
     }
@@ -132,6 +146,8 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
     rng_seed(r, g->seed);
     directions(r, k, d, u);
     directions(r, k, d, v);
+    if (logits)
+        for (size_t q = 0; q < (size_t)k * d; q++) uf[q] = (float)u[q];
     if ((rc = rb_dumpw_create(path, model, dbuf, &w, e))) goto out;
 
     static const char *const splits[3] = {"train", "test", "ood_far"};
@@ -164,8 +180,25 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
                         xi[j] = (float)(sep * m[j] + sd * gsl_ran_gaussian_ziggurat(r, 1.0));
                 }
                 if ((rc = rb_dumpw_features_put(w, r0, nr, x, e))) goto out;
+                if (logits && l == L - 1) {
+                    /* z = s sep / sd^2 X U^T through GSL's BLAS (OpenBLAS). */
+                    gsl_matrix_float_const_view X = gsl_matrix_float_const_view_array(x, nr, d);
+                    gsl_matrix_float_const_view U = gsl_matrix_float_const_view_array(uf, (size_t)k, d);
+                    gsl_matrix_float_view Z = gsl_matrix_float_view_array(z + r0 * (size_t)k, nr, (size_t)k);
+                    if (gsl_blas_sgemm(CblasNoTrans, CblasTrans, (float)(g->logit_scale * sep / (sd * sd)),
+                                       &X.matrix, &U.matrix, 0.0f, &Z.matrix)) {
+                        rc = rb_fail(e, RB_EINTERNAL, "%s: logits: BLAS failed", path);
+                        goto out;
+                    }
+                }
             }
             if ((rc = rb_dumpw_features_end(w, e))) goto out;
+        }
+        if (logits) {
+            char lp[64];
+            size_t dims[2] = {n, (size_t)k};
+            snprintf(lp, sizeof lp, "/logits/%s", splits[s]);
+            if ((rc = rb_dumpw_array(w, lp, z, 2, dims, e))) goto out;
         }
     }
     rc = rb_dumpw_close(w, e);
@@ -173,6 +206,8 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
 out:
     if (w) rb_dumpw_close(w, NULL); /* removes path.tmp: an earlier step failed */
     free(x);
+    free(uf);
+    free(z);
     free(y);
     free(v);
     free(u);

@@ -31,6 +31,13 @@ static int check_logits(const float *z, size_t n, size_t c, size_t ld, const int
 int rb_calib_eval(const float *z, size_t n, size_t c, size_t ld, const int32_t *y, double T,
                   int bins, double *ece, double *nll, double *acc, rb_err *e)
 {
+    return rb_calib_reliability(z, n, c, ld, y, T, bins, ece, nll, acc, NULL, NULL, NULL, e);
+}
+
+int rb_calib_reliability(const float *z, size_t n, size_t c, size_t ld, const int32_t *y,
+                         double T, int bins, double *ece, double *nll, double *acc,
+                         double *bin_conf, double *bin_acc, long *bin_n, rb_err *e)
+{
     int rc = check_logits(z, n, c, ld, y, e);
     if (rc) return rc;
     if (bins < 1) RB_FAIL(e, RB_EINVAL, "calib: %d bins", bins);
@@ -70,6 +77,11 @@ int rb_calib_eval(const float *z, size_t n, size_t c, size_t ld, const int32_t *
     if (ece) *ece = sece;
     if (nll) *nll = snll / (double)n;
     if (acc) *acc = (double)hit / (double)n;
+    for (int b = 0; b < bins; b++) {
+        if (bin_conf) bin_conf[b] = cnt[b] ? cs[b] / (double)cnt[b] : NAN;
+        if (bin_acc) bin_acc[b] = cnt[b] ? as[b] / (double)cnt[b] : NAN;
+        if (bin_n) bin_n[b] = cnt[b];
+    }
 out:
     free(cs);
     free(as);
@@ -153,6 +165,29 @@ static int split_logits(const rb_task *t, int split, float **z, size_t *c, const
     return rc;
 }
 
+/* The reliability diagram as tidy rows: per non-empty bin, the accuracy
+ * (metric reliability_acc) and the mean confidence (reliability_conf), with
+ * params base + "bin_hi=<upper edge>", layer "logits", split test. */
+static int reliability_rows(const float *z, size_t n, size_t c, const int32_t *y, double T,
+                            int bins, const char *base, rb_rows *out, rb_err *e)
+{
+    double bc[64], ba[64];
+    long bn[64];
+    if (bins > 64) RB_FAIL(e, RB_EINVAL, "calib: at most 64 bins");
+    int rc = rb_calib_reliability(z, n, c, c, y, T, bins, NULL, NULL, NULL, bc, ba, bn, e);
+    for (int b = 0; b < bins && !rc; b++) {
+        if (!bn[b]) continue;
+        char it[48], p[RB_PARAMS_MAX];
+        snprintf(it, sizeof it, "bin_hi=%.6g", (double)(b + 1) / bins);
+        rb_params_with(p, sizeof p, base, it);
+        rc = rb_rows_add(out, "calib", p, "test", "reliability_acc", ba[b], NAN, NAN, bn[b], e);
+        if (!rc) snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "logits");
+        if (!rc) rc = rb_rows_add(out, "calib", p, "test", "reliability_conf", bc[b], NAN, NAN, bn[b], e);
+        if (!rc) snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "logits");
+    }
+    return rc;
+}
+
 int rb_calib_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     const rb_source *src = t->src;
@@ -183,6 +218,7 @@ int rb_calib_run(const rb_task *t, rb_rows *out, rb_err *e)
             goto out;
         snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "logits");
     }
+    if ((rc = reliability_rows(zt, nt, ct, yt, 1.0, bins, params, out, e))) goto out;
     /* The split the temperature is fitted on. */
     if (strcmp(fit, "none") == 0) goto out;
     if (strcmp(fit, "auto") == 0) {
@@ -212,8 +248,10 @@ int rb_calib_run(const rb_task *t, rb_rows *out, rb_err *e)
     int at_bound;
     if ((rc = rb_calib_temperature(zf, src->split_n[fsplit], cf, cf, yf, &T, &at_bound, e))) goto out;
     if (at_bound) rb_logf(t->o, "calib: optimal temperature outside [exp(-5), exp(5)], bound %g used", T);
-    char pt[96];
-    snprintf(pt, sizeof pt, "bins=%d;fit=%s%s", bins, src->split_names[fsplit], at_bound ? ";T_at_bound=1" : "");
+    char pt[RB_PARAMS_MAX], fs[RB_NAME_MAX + 8];
+    snprintf(fs, sizeof fs, "fit=%s", src->split_names[fsplit]);
+    const char *items[] = {params, fs, at_bound ? "T_at_bound=1" : NULL, NULL};
+    rb_params_sorted(pt, sizeof pt, items);
     double ece2, nll2;
     if ((rc = rb_calib_eval(zt, nt, ct, ct, yt, T, bins, &ece2, &nll2, NULL, e))) goto out;
     const struct {
@@ -228,6 +266,7 @@ int rb_calib_run(const rb_task *t, rb_rows *out, rb_err *e)
             goto out;
         snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "logits");
     }
+    rc = reliability_rows(zt, nt, ct, yt, T, bins, pt, out, e);
 out:
     free(zt);
     free(zf);

@@ -31,6 +31,13 @@
 int rb_calib_eval(const float *z, size_t n, size_t c, size_t ld, const int32_t *y, double T,
                   int bins, double *ece, double *nll, double *acc, rb_err *e);
 
+/* As rb_calib_eval, plus the reliability diagram: per bin b (b/B, (b+1)/B],
+ * the mean confidence bin_conf[b], the accuracy bin_acc[b] (NaN when the bin
+ * is empty) and the count bin_n[b]; each array of `bins` entries or NULL. */
+int rb_calib_reliability(const float *z, size_t n, size_t c, size_t ld, const int32_t *y,
+                         double T, int bins, double *ece, double *nll, double *acc,
+                         double *bin_conf, double *bin_acc, long *bin_n, rb_err *e);
+
 /* The NLL-optimal temperature of (z, y) into *T; *at_bound = 1 when the
  * optimum lies outside T in [exp(-5), exp(5)] and the bound is returned.
  * Returns RB_OK, RB_EINVAL (as rb_calib_eval), RB_ESING (solver failed). */

@@ -101,6 +101,25 @@ static double roc_fpr_at(const groups *G, int pos_is_id, uint64_t npos,
     return 1.0; /* unreachable: the last point has tpr = 1 */
 }
 
+const double rb_ood_roc_fpr[RB_OOD_ROC_N] = {0,   0.01, 0.02, 0.05, 0.1, 0.2, 0.3,
+                                             0.4, 0.5,  0.6,  0.7,  0.8, 0.9, 1.0};
+
+/* Step ROC (OOD positive) sampled at rb_ood_roc_fpr: walk the groups from
+ * the lowest conf up (each group is one threshold) and keep, per grid FPR,
+ * the largest TPR among thresholds at or below it. */
+static void roc_grid(const groups *G, uint64_t nid, uint64_t nood, double *tpr)
+{
+    for (int j = 0; j < RB_OOD_ROC_N; j++) tpr[j] = 0;
+    uint64_t tp = 0, fp = 0;
+    for (size_t q = G->ng; q-- > 0;) {
+        tp += G->cood[q];
+        fp += G->cid[q];
+        double f = (double)fp / (double)nid, t = (double)tp / (double)nood;
+        for (int j = 0; j < RB_OOD_ROC_N; j++)
+            if (f <= rb_ood_roc_fpr[j] && t > tpr[j]) tpr[j] = t;
+    }
+}
+
 int rb_ood_eval(const double *conf_id, size_t n_id, const double *conf_ood,
                 size_t n_ood, int B, uint64_t seed, rb_ood_metrics *res,
                 rb_err *e)
@@ -158,6 +177,7 @@ int rb_ood_eval(const double *conf_id, size_t n_id, const double *conf_ood,
     size_t above = 0;
     while (above < n_ood && so[above] > thr) above++;
     res->fpr95_knnood = (double)above / (double)n_ood;
+    roc_grid(&G, n_id, n_ood, res->roc_tpr);
     res->auroc_lo = res->auroc_hi = NAN;
     if (B > 0) {
         wi = malloc(G.ng * sizeof *wi);
@@ -905,10 +925,19 @@ static int emit_metrics(const rb_task *t, rb_rows *out, const char *method, cons
                   {"fpr95_openood15", m.fpr95_openood15, NAN, NAN},
                   {"fpr95_id_pos", m.fpr95_id_pos, NAN, NAN},
                   {"fpr95_knnood", m.fpr95_knnood, NAN, NAN}};
-        for (int j = 0; j < 6; j++) {
-            if ((rc = rb_rows_add(out, method, params, sp, r[j].name, r[j].v, r[j].lo, r[j].hi,
-                                  (long)(nid + no), e)))
-                goto out;
+        for (int j = 0; j < 6 + RB_OOD_ROC_N; j++) {
+            if (j < 6) {
+                rc = rb_rows_add(out, method, params, sp, r[j].name, r[j].v, r[j].lo, r[j].hi,
+                                 (long)(nid + no), e);
+            } else {
+                /* The ROC curve as tidy rows: metric roc_tpr, params +fpr. */
+                char p2[RB_PARAMS_MAX], it[32];
+                snprintf(it, sizeof it, "fpr=%g", rb_ood_roc_fpr[j - 6]);
+                rb_params_with(p2, sizeof p2, params, it);
+                rc = rb_rows_add(out, method, p2, sp, "roc_tpr", m.roc_tpr[j - 6], NAN, NAN,
+                                 (long)(nid + no), e);
+            }
+            if (rc) goto out;
             if (layer) snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "%s", layer);
         }
     }

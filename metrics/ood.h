@@ -38,10 +38,19 @@
 
 /* ----------------------------------------------------------------- metrics */
 
+/* The false-positive rates at which the ROC curve is reported. */
+#define RB_OOD_ROC_N 14
+extern const double rb_ood_roc_fpr[RB_OOD_ROC_N];
+
 typedef struct {
     double auroc, auroc_lo, auroc_hi; /* lo/hi NaN when B = 0 */
     double aupr_in, aupr_out;
     double fpr95_openood15, fpr95_id_pos, fpr95_knnood;
+    /* ROC with OOD positive (OpenOOD v1.5): roc_tpr[j] = the largest TPR
+     * (fraction of OOD flagged) of any threshold whose FPR (fraction of ID
+     * flagged) is <= rb_ood_roc_fpr[j]; thresholds at every distinct score,
+     * an OOD sample flagged when its conf is <= the threshold. */
+    double roc_tpr[RB_OOD_ROC_N];
 } rb_ood_metrics;
 
 /* Evaluate conf_id[n_id] (borrowed) against conf_ood[n_ood] (borrowed).

@@ -153,9 +153,13 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family,
                  rb_err *e);
 
 /* The figure families, in the order they pick rows (figs_*.c). */
+int rb_figs_fewshot(rb_rctx *c, size_t dump, rb_err *e);  /* figs_fewshot.c */
 int rb_figs_learning(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
+int rb_figs_lcurve(rb_rctx *c, size_t dump, rb_err *e);   /* figs_lcurve.c */
 int rb_figs_probe(rb_rctx *c, size_t dump, rb_err *e);    /* figs_lines.c */
 int rb_figs_ood(rb_rctx *c, size_t dump, rb_err *e);      /* figs_lines.c */
+int rb_figs_roc(rb_rctx *c, size_t dump, rb_err *e);      /* figs_roc.c */
+int rb_figs_reliability(rb_rctx *c, size_t dump, rb_err *e); /* figs_roc.c */
 int rb_figs_collapse(rb_rctx *c, size_t dump, rb_err *e); /* figs_lines.c */
 int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e);     /* figs_lines.c */
 int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e);  /* figs_heat.c */
@@ -172,11 +176,29 @@ int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
 int rb_checks_collect(const rb_rctx *c, size_t dump, void **checks, size_t *n, rb_err *e);
 void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b, int md);
 
+/* Params strings "k=v;k=v" (figs_curve.c).  rb_param_get: the value of
+ * key into out[cap] (cut to cap - 1), 0 when found, -1 otherwise.
+ * rb_param_num: the value as a finite number, 0 when found and numeric.
+ * rb_param_drop: params without key, into out[cap]. */
+int rb_param_get(const char *params, const char *key, char *out, size_t cap);
+int rb_param_num(const char *params, const char *key, double *v);
+void rb_param_drop(const char *params, const char *key, char *out, size_t cap);
+/* Whether two params strings hold the same items in any order (a method
+ * may write "bins=15;fit=train;T_at_bound=1" on one row and the sorted
+ * "T_at_bound=1;bins=15;fit=train" on another).  Duplicate items are
+ * not told apart. */
+int rb_param_same(const char *a, const char *b);
+
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);
 int rb_is_collapse_metric(const char *metric);
 int rb_is_idim(const rb_row *r);
+/* 1 for the methods of `repbench weights` (rows that are not features of a layer). */
+int rb_is_weight_method(const char *m);
 int rb_is_ood_metric(const char *metric);
 int rb_is_pair_layer(const char *layer);
+/* Rows only the roc / reliability families draw (never a sweep): roc_tpr,
+ * reliability_acc, reliability_conf. */
+int rb_is_curve_row_metric(const char *metric);
 
 #endif

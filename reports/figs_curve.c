@@ -31,8 +31,7 @@ typedef struct {
     int fit_law;              /* fit value = a - b x^(-1/2) to each series */
 } curve_spec;
 
-/* Value of key in a "k=v;k=v" params string into out[cap]; 0 if found. */
-static int param_get(const char *params, const char *key, char *out, size_t cap)
+int rb_param_get(const char *params, const char *key, char *out, size_t cap)
 {
     size_t kl = strlen(key);
     const char *p = params;
@@ -52,16 +51,15 @@ static int param_get(const char *params, const char *key, char *out, size_t cap)
     return -1;
 }
 
-static int param_num(const char *params, const char *key, double *v)
+int rb_param_num(const char *params, const char *key, double *v)
 {
     char buf[64], *end;
-    if (param_get(params, key, buf, sizeof buf)) return -1;
+    if (rb_param_get(params, key, buf, sizeof buf)) return -1;
     *v = strtod(buf, &end);
     return (end == buf || *end || !isfinite(*v)) ? -1 : 0;
 }
 
-/* params without key. */
-static void param_drop(const char *params, const char *key, char *out, size_t cap)
+void rb_param_drop(const char *params, const char *key, char *out, size_t cap)
 {
     size_t kl = strlen(key), u = 0;
     const char *p = params;
@@ -78,6 +76,33 @@ static void param_drop(const char *params, const char *key, char *out, size_t ca
         if (!semi) break;
         p = semi + 1;
     }
+}
+
+/* Whether every item of a occurs in b (items compared whole). */
+static int items_in(const char *a, const char *b)
+{
+    const char *p = a;
+    while (*p) {
+        const char *semi = strchr(p, ';');
+        size_t len = semi ? (size_t)(semi - p) : strlen(p), found = 0;
+        const char *q = b;
+        while (*q && !found) {
+            const char *qs = strchr(q, ';');
+            size_t ql = qs ? (size_t)(qs - q) : strlen(q);
+            found = ql == len && !strncmp(p, q, len);
+            if (!qs) break;
+            q = qs + 1;
+        }
+        if (len && !found) return 0;
+        if (!semi) break;
+        p = semi + 1;
+    }
+    return 1;
+}
+
+int rb_param_same(const char *a, const char *b)
+{
+    return !strcmp(a, b) || (items_in(a, b) && items_in(b, a));
 }
 
 static int in_group(const rb_rctx *c, size_t dump, const curve_spec *sp, const rb_row *g, size_t i)
@@ -173,7 +198,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
              * a key that only differs between layers is not a curve. */
             size_t ok = 0;
             for (size_t i = 0; allowed && i < n; i++)
-                if (param_num(c->rows.rows[idx[i]].params, key, &lx[ok].x) == 0) {
+                if (rb_param_num(c->rows.rows[idx[i]].params, key, &lx[ok].x) == 0) {
                     lx[ok].row = (size_t)rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer);
                     ok++;
                 }
@@ -196,7 +221,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         size_t k = 0;
         double x;
         for (size_t i = 0; i < n; i++)
-            if (param_num(c->rows.rows[idx[i]].params, xkey, &x) == 0) idx[k++] = idx[i];
+            if (rb_param_num(c->rows.rows[idx[i]].params, xkey, &x) == 0) idx[k++] = idx[i];
         n = k;
     }
 
@@ -216,11 +241,11 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     for (size_t i = 0; i < n; i++) {
         const rb_row *r = &c->rows.rows[idx[i]];
         char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
-        param_drop(r->params, xkey, rest, sizeof rest);
+        rb_param_drop(r->params, xkey, rest, sizeof rest);
         size_t k;
         for (k = 0; k < ns; k++) {
             const rb_row *q = &c->rows.rows[first[k]];
-            param_drop(q->params, xkey, rest2, sizeof rest2);
+            rb_param_drop(q->params, xkey, rest2, sizeof rest2);
             if (!strcmp(q->method, r->method) && !strcmp(q->metric, r->metric) && !strcmp(q->model, r->model) &&
                 !strcmp(rest, rest2) && (!sp->group_layers || !strcmp(q->layer, r->layer)))
                 break;
@@ -272,8 +297,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     int rest_vary = 0, methods_vary = 0;
     for (size_t k = 1; k < ns; k++) {
         char p0[RB_PARAMS_MAX], rk[RB_PARAMS_MAX];
-        param_drop(c->rows.rows[first[0]].params, xkey, p0, sizeof p0);
-        param_drop(c->rows.rows[first[k]].params, xkey, rk, sizeof rk);
+        rb_param_drop(c->rows.rows[first[0]].params, xkey, p0, sizeof p0);
+        rb_param_drop(c->rows.rows[first[k]].params, xkey, rk, sizeof rk);
         rest_vary |= strcmp(p0, rk) != 0;
         methods_vary |= strcmp(c->rows.rows[first[0]].method, c->rows.rows[first[k]].method) != 0;
     }
@@ -282,7 +307,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     int any_ci = 0;
     for (size_t i = 0; i < n; i++) {
         double x;
-        param_num(c->rows.rows[idx[i]].params, xkey, &x);
+        rb_param_num(c->rows.rows[idx[i]].params, xkey, &x);
         if (x < xmin) xmin = x;
         if (x > xmax) xmax = x;
     }
@@ -322,7 +347,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         for (size_t i = 0; i < n; i++)
             if (sid[i] == k) {
                 pts[np].row = idx[i];
-                param_num(c->rows.rows[idx[i]].params, xkey, &pts[np].x);
+                rb_param_num(c->rows.rows[idx[i]].params, xkey, &pts[np].x);
                 const rb_row *r = &c->rows.rows[idx[i]];
                 has_ci |= !isnan(r->ci_low) && !isnan(r->ci_high);
                 c->claimed[idx[i]] = fi;
@@ -331,7 +356,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         any_ci |= has_ci;
         qsort(pts, np, sizeof *pts, cmp_pt);
         char label[400], rest[RB_PARAMS_MAX];
-        param_drop(q->params, xkey, rest, sizeof rest);
+        rb_param_drop(q->params, xkey, rest, sizeof rest);
         if (!rest_vary) rest[0] = '\0';
         /* Label parts, blank ones left out: checkpoint, method, layer or
          * metric, other params. */
@@ -499,11 +524,9 @@ int rb_figs_spectrum(rb_rctx *c, size_t dump, rb_err *e)
 /* Any other metric whose rows vary a numeric parameter over three or more
  * values (a probe in random subspaces of dimension d, a sweep of k, ...):
  * the metric against that parameter, one line per layer. */
-static int keep_any(const rb_row *r)
-{
-    (void)r;
-    return 1;
-}
+/* ROC and reliability rows have their own figures (figs_roc.c) and are
+ * never drawn as a sweep, even when those cannot take them. */
+static int keep_any(const rb_row *r) { return !rb_is_curve_row_metric(r->metric); }
 
 int rb_figs_sweep(rb_rctx *c, size_t dump, rb_err *e)
 {

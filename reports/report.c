@@ -158,6 +158,11 @@ static const struct {
     {"nc3", "#2ca02c"},      {"nc4", "#d62728"},      {"twonn", "#1f77b4"},
     {"mle", "#ff7f0e"},      {"pca", "#2ca02c"},      {"participation_ratio", "#9467bd"},
     {"simulated", "#1f77b4"}, {"predicted", "#d62728"},
+    /* The ood/ scores: the colour of the score they implement. */
+    {"ood_maha", "#17becf"}, {"ood_knn", "#ff7f0e"}, {"ood_energy", "#8c564b"},
+    {"ood_msp", "#31a354"},  {"ood_gauss", "#9467bd"},
+    /* Few-shot probes beside the ones above: pooled naive Bayes is a light red. */
+    {"nb_pooled", "#ff9896"},
 };
 static const char *const palette[] = {
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -193,6 +198,14 @@ int rb_is_pair_layer(const char *layer) { return strchr(layer, '|') != NULL; }
 
 /* Intrinsic-dimension estimators (METRICS.md section b), by method or
  * metric name prefix. */
+int rb_is_weight_method(const char *m)
+{
+    static const char *const names[] = {"filters", "spectra", "sparsity", "taskvec", "soup"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(m, names[i])) return 1;
+    return 0;
+}
+
 int rb_is_idim(const rb_row *r)
 {
     if (strstr(r->metric, "duplicates")) return 0; /* a count reported beside the estimates */
@@ -818,7 +831,8 @@ static void read_skips(rb_rctx *c, const char *path, const char *family)
 
 /* Pages list a dump's figures family by family in this order (probe
  * accuracy first), whatever order the families drew them in. */
-static const char *const fig_order[] = {"probe", "learning", "ood", "collapse", "idim",
+static const char *const fig_order[] = {"probe", "learning", "fewshot", "fewshot_depth", "ood", "roc",
+                                        "reliability", "collapse", "idim",
                                         "heatmap", "spectrum", "esd", "filters", "theory",
                                         "checks", "sweep", "metric"};
 #define NORDER (sizeof fig_order / sizeof fig_order[0])
@@ -905,8 +919,11 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     for (size_t i = 0; i < ns; i++) {
         /* Learning-curve rows (one layer, several training sizes) have
          * their own figure and table, not a best layer. */
+        /* calib's top1 is the model's own head, reported in the calibration table. */
+        if (!strcmp(c->rows.rows[s[i].idx[0]].method, "calib")) continue;
         size_t fig = (size_t)c->claimed[s[i].idx[0]];
-        if (fig && !strcmp(c->figs[fig - 1].family, "learning")) continue;
+        if (fig && (!strcmp(c->figs[fig - 1].family, "learning") || !strncmp(c->figs[fig - 1].family, "fewshot", 7)))
+            continue;
         size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
         if (b == (size_t)-1) continue;
         if (!head++)
@@ -942,6 +959,9 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
         if (c->rdump[i] != d || isnan(r->value)) continue;
+        /* Weight spectra also have participation ratios, which are not
+         * an intrinsic dimension of features. */
+        if (rb_is_weight_method(r->method)) continue;
         if (rb_is_collapse_metric(r->metric) || rb_is_idim(r)) {
             long l = rb_rctx_layer(c, d, r->layer);
             if (l > last) last = l;
@@ -955,6 +975,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             for (size_t i = 0; i < c->rows.n; i++) {
                 const rb_row *r = &c->rows.rows[i];
                 if (c->rdump[i] != d || strcmp(r->layer, c->dumps[d].layers[last])) continue;
+                if (rb_is_weight_method(r->method)) continue;
                 if (pass == 0 ? !rb_is_collapse_metric(r->metric)
                               : (!rb_is_idim(r) || rb_is_collapse_metric(r->metric)))
                     continue;
@@ -1001,6 +1022,91 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             rb_sb_num(md, fpr ? fpr->value : NAN);
             rb_sb_puts(md, " |\n");
         }
+    }
+
+    /* Calibration: each ece* row beside its *_ts row after temperature
+     * scaling and the fitted temperature (the calib method's rows). */
+    head = 0;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        size_t ml = strlen(r->metric);
+        if (c->rdump[i] != d || strncmp(r->metric, "ece", 3) || (ml >= 3 && !strcmp(r->metric + ml - 3, "_ts")) ||
+            rb_is_pair_layer(r->layer))
+            continue;
+        char ts[80];
+        rb_fmt(ts, sizeof ts, "%s_ts", r->metric);
+        const rb_row *after = NULL, *temp = NULL;
+        for (size_t j = 0; j < c->rows.n && !after; j++) {
+            const rb_row *q = &c->rows.rows[j];
+            if (c->rdump[j] == d && !strcmp(q->metric, ts) && !strcmp(q->method, r->method) &&
+                !strcmp(q->model, r->model) && !strcmp(q->layer, r->layer) && !strcmp(q->split, r->split))
+                after = q;
+        }
+        for (size_t j = 0; j < c->rows.n && after && !temp; j++) {
+            const rb_row *q = &c->rows.rows[j];
+            if (c->rdump[j] == d && !strcmp(q->metric, "temperature") && !strcmp(q->method, r->method) &&
+                !strcmp(q->model, r->model) && !strcmp(q->layer, r->layer) && rb_param_same(q->params, after->params))
+                temp = q;
+        }
+        char fit[RB_NAME_MAX] = "–";
+        if (after && rb_param_get(after->params, "fit", fit, sizeof fit)) rb_fmt(fit, sizeof fit, "–");
+        if (!head++)
+            rb_sb_puts(md, "\n### Calibration: ECE before and after temperature scaling\n\n"
+                           "| method | params | layer | split | metric | before | after | temperature | fit on |\n"
+                           "|---|---|---|---|---|---|---|---|---|\n");
+        rb_sb_puts(md, "| ");
+        rb_sb_md(md, r->method);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, r->params);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, r->layer);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, r->split);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, r->metric);
+        rb_sb_puts(md, " | ");
+        rb_sb_num(md, r->value);
+        rb_sb_puts(md, " | ");
+        rb_sb_num(md, after ? after->value : NAN);
+        rb_sb_puts(md, " | ");
+        rb_sb_num(md, temp ? temp->value : NAN);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, fit);
+        rb_sb_puts(md, " |\n");
+    }
+
+    /* Few-shot: the bars of the few-shot figures (deepest layer). */
+    head = 0;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        size_t fig = (size_t)c->claimed[i];
+        if (c->rdump[i] != d || !fig || strcmp(c->figs[fig - 1].family, "fewshot")) continue;
+        const rb_row *r = &c->rows.rows[i];
+        char probe[RB_NAME_MAX], k[64], rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
+        if (rb_param_get(r->params, "probe", probe, sizeof probe)) rb_fmt(probe, sizeof probe, "–");
+        if (rb_param_get(r->params, "k", k, sizeof k)) rb_fmt(k, sizeof k, "–");
+        rb_param_drop(r->params, "k", rest2, sizeof rest2);
+        rb_param_drop(rest2, "probe", rest, sizeof rest);
+        if (!head++)
+            rb_sb_puts(md, "\n### Few-shot episodes at the deepest layer\n\n"
+                           "| probe | other params | layer | split | metric | k | value | interval | episodes |\n"
+                           "|---|---|---|---|---|---|---|---|---|\n");
+        rb_sb_puts(md, "| ");
+        rb_sb_md(md, probe);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, rest);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, r->layer);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, r->split);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, r->metric);
+        rb_sb_puts(md, " | ");
+        rb_sb_md(md, k);
+        rb_sb_puts(md, " | ");
+        rb_sb_num(md, r->value);
+        rb_sb_puts(md, " | ");
+        md_interval(md, r);
+        rb_sb_printf(md, " | %ld |\n", r->n);
     }
 
     /* Theory checks drawn by the checks figure: predicted, simulated,
@@ -1284,7 +1390,8 @@ static int write_index(const rb_rctx *c, rb_err *e)
 
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
-    rb_figs_learning, rb_figs_probe, rb_figs_ood, rb_figs_collapse, rb_figs_idim,
+    rb_figs_fewshot, rb_figs_learning, rb_figs_lcurve, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
+    rb_figs_collapse, rb_figs_idim,
     rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_side, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };
 

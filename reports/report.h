@@ -17,12 +17,18 @@
  *   DIR/summary.md         the headline tables per dump (model, dataset)
  *
  * Figure families, chosen from the rows present (see reports/figs.h):
+ *   fewshot   few-shot episodes: bars per probe and shot count k at the
+ *             deepest layer (error bars = interval), and per k vs depth
  *   probe     top1, balanced_acc, top5 vs layer depth, interval bands
  *   ood       auroc*, fpr*, aupr* vs depth, one line per score and set
+ *   roc       roc_tpr rows: ROC curve per OOD set, deepest layer, AUROC in key
+ *   reliability  reliability_conf/_acc bins before and after temperature
+ *             scaling, ECE and T in the key
  *   collapse  nc1..nc4 vs depth, log y
  *   idim      intrinsic-dimension estimators vs depth
  *   heatmap   rows whose layer is a pair "a|b" (CKA, ...): layer x layer
- *   learning  probe metrics against a training-size key of params (m, n, ...)
+ *   learning  probe metrics against a training-size key of params (m, n, ...);
+ *             the curve method's error against m with its fitted law
  *   theory    predicted / simulated against the parameter that varies
  *   spectrum  eigenvalue-like metrics against an index key (i, rank), log-log
  *   generic   any other metric present on two or more layers, vs depth

@@ -22,7 +22,9 @@
 static const char gen_usage[] =
     "usage: repbench gen gmm [--seed S] [--classes K] [--dim D] [--layers L]\n"
     "         [--n-train N] [--n-test N] [--n-ood N] [--sep0 x] [--sep1 x]\n"
-    "         [--sd0 x] [--sd1 x] [--model NAME] -o FILE\n";
+    "         [--sd0 x] [--sd1 x] [--logit-scale s] [--model NAME] -o FILE\n"
+    "  --logit-scale s: write /logits/<split> of the last layer's Bayes head times s\n"
+    "                   (default 2, an over-confident head; 0: no logits)\n";
 
 /* Parse a whole-string integer in [lo, hi]. */
 static int parse_ull(const char *opt, const char *s, unsigned long long lo,
@@ -89,7 +91,7 @@ int rb_cmd_gen(int argc, char **argv)
 static int gen_gmm(int argc, char **argv)
 {
     enum { O_SEED = 256, O_CLASSES, O_DIM, O_LAYERS, O_NTRAIN, O_NTEST, O_NOOD,
-           O_SEP0, O_SEP1, O_SD0, O_SD1, O_MODEL };
+           O_SEP0, O_SEP1, O_SD0, O_SD1, O_MODEL, O_LOGITS };
     static const struct option lopts[] = {
         {"seed", required_argument, NULL, O_SEED},
         {"classes", required_argument, NULL, O_CLASSES},
@@ -103,6 +105,7 @@ static int gen_gmm(int argc, char **argv)
         {"sd0", required_argument, NULL, O_SD0},
         {"sd1", required_argument, NULL, O_SD1},
         {"model", required_argument, NULL, O_MODEL},
+        {"logit-scale", required_argument, NULL, O_LOGITS},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -128,6 +131,7 @@ static int gen_gmm(int argc, char **argv)
         case O_SEP1: bad = parse_dbl("sep1", optarg, 0, &g.sep1); break;
         case O_SD0: bad = parse_dbl("sd0", optarg, 0, &g.sd0); break;
         case O_SD1: bad = parse_dbl("sd1", optarg, 0, &g.sd1); break;
+        case O_LOGITS: bad = parse_dbl("logit-scale", optarg, 0, &g.logit_scale); break;
         case O_MODEL: model = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(gen_usage, stdout); return 0;

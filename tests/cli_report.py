@@ -10,6 +10,19 @@
   cli_report.py summary DIR         summary.md's numbers equal those computed
                                     here from the results.csv files and run.json
   cli_report.py same DIR1 DIR2      .dat/.gp/index.html/summary.md byte-equal
+  cli_report.py roc DIR FIG SPLIT   the ROC figure's .dat holds, per score, the
+                                    roc_tpr rows of its deepest layer on SPLIT
+                                    (fpr, tpr) and its legend the auroc row
+  cli_report.py reliability DIR FIG the reliability .dat holds the CSV's bins
+                                    (bin_hi, conf, acc, n) before and after
+                                    temperature scaling; key has ECE and T, and
+                                    ECE recomputed from the bins equals the row
+  cli_report.py fewshot DIR FIG     the few-shot bars .dat holds, per probe, the
+                                    deepest layer's (k, value, ci_low, ci_high)
+  cli_report.py lcurve DIR FIG      the curve method's learning-curve .dat holds,
+                                    per probe, the deepest layer's error rows
+                                    (m, value, ci_low, ci_high) and the law
+                                    e_inf + a m^-b of its fit rows
   cli_report.py console LOG         no console message in a Chromium log
 Exit status 0 when the check passes; each failure is printed on one line.
 """
@@ -218,6 +231,17 @@ def dump_title(model, dataset, multi):
     return f"{model} on {dataset}" if dataset and dataset != model else model
 
 
+def is_fewshot(r):
+    """Rows of the few-shot figures (not in the probe best-layer table)."""
+    if r["method"] != "fewshot" or r["metric"] not in ("top1", "top5", "balanced_acc") or "|" in r["layer"]:
+        return False
+    try:
+        float(params_dict(r["params"])["k"])
+        return r["layer"] != ""
+    except (KeyError, ValueError):
+        return False
+
+
 def cmd_summary(d):
     rows, skips = read_rows(d)
     text = open(os.path.join(d, "summary.md"), encoding="utf-8").read()
@@ -244,7 +268,8 @@ def cmd_summary(d):
         # Probes: best layer by top1 per (method, params, split).
         series = {}
         for i, r in drows:
-            if r["metric"] == "top1" and i not in learn and r["layer"] and "|" not in r["layer"]:
+            if (r["metric"] == "top1" and i not in learn and r["layer"] and "|" not in r["layer"]
+                    and not is_fewshot(r) and r["method"] != "calib"):
                 series.setdefault((r["method"], r["params"], r["split"]), []).append(r)
         series = merge_per_layer(series)
         want = []
@@ -263,7 +288,8 @@ def cmd_summary(d):
         # Collapse / ID at the deepest layer that has them.
         key = [k for k in tabs if k.startswith("Collapse and intrinsic dimension at the last layer")]
         coll = [r for _, r in drows if re.match(r"nc[1-9]", r["metric"])]
-        idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])]
+        idim = [r for _, r in drows if is_idim(r) and not re.match(r"nc[1-9]", r["metric"])
+                and r["method"] not in ("filters", "spectra", "sparsity", "taskvec", "soup")]
         coll = [r for r in coll if r["layer"] in order]  # per-layer rows only
         idim = [r for r in idim if r["layer"] in order]
         have = [r for r in coll + idim if not math.isnan(num(r["value"]))]
@@ -292,6 +318,41 @@ def cmd_summary(d):
         got = tabs.get("OOD detection: AUROC per set, best layer", [])
         if sorted(got) != sorted(want):
             fail(f"{title}: OOD table\n  got  {sorted(got)}\n  want {sorted(want)}")
+        checked += len(want)
+        # Calibration: each ece* row, its *_ts row and the temperature of
+        # the *_ts row's params.
+        want = []
+        for _, r in drows:
+            if not r["metric"].startswith("ece") or r["metric"].endswith("_ts") or "|" in r["layer"]:
+                continue
+            after = [q for _, q in drows if q["metric"] == r["metric"] + "_ts" and q["method"] == r["method"]
+                     and q["layer"] == r["layer"] and q["split"] == r["split"]]
+            temp = [q for _, q in drows if after and q["metric"] == "temperature" and q["method"] == r["method"]
+                    and q["layer"] == r["layer"] and same_params(q["params"], after[0]["params"])]
+            fit = params_dict(after[0]["params"]).get("fit", "–") if after else "–"
+            want.append([r["method"], r["params"], r["layer"], r["split"], r["metric"], fmt(num(r["value"])),
+                         fmt(num(after[0]["value"])) if after else "–",
+                         fmt(num(temp[0]["value"])) if temp else "–", fit])
+        got = tabs.get("Calibration: ECE before and after temperature scaling", [])
+        if sorted(got) != sorted(want):
+            fail(f"{title}: calibration table\n  got  {sorted(got)}\n  want {sorted(want)}")
+        checked += len(want)
+        # Few-shot: the rows at the deepest layer of each (metric, split).
+        fs = [r for _, r in drows if is_fewshot(r)]
+        want = []
+        for key in {(r["metric"], r["split"]) for r in fs}:
+            grp = [r for r in fs if (r["metric"], r["split"]) == key]
+            deep = max(order.index(r["layer"]) for r in grp)
+            for r in grp:
+                if order.index(r["layer"]) != deep:
+                    continue
+                pd = params_dict(r["params"])
+                rest = ";".join(f"{k}={v}" for k, v in pd.items() if k not in ("k", "probe"))
+                want.append([pd.get("probe", "–"), rest, r["layer"], r["split"], r["metric"], pd["k"],
+                             fmt(num(r["value"])), interval(r), str(int(float(r["n"])))])
+        got = tabs.get("Few-shot episodes at the deepest layer", [])
+        if sorted(got) != sorted(want):
+            fail(f"{title}: few-shot table\n  got  {sorted(got)}\n  want {sorted(want)}")
         checked += len(want)
         # Theory checks: one predicted/simulated pair per (method, params),
         # except checks drawn as curves (a numeric param with 2+ values).
@@ -402,6 +463,211 @@ def cmd_learnfit(d, fig):
         print(f"learnfit {fig} series {k}: a={a:.6f} b={-c:.6f}, max |C - numpy| = {err:.2e}")
 
 
+def dat_blocks(d, fig):
+    """[(label, [[float...]...])] of a figure's .dat, one per series block."""
+    text = open(os.path.join(d, "figures", fig + ".dat")).read()
+    out = []
+    for b in text.split("\n\n\n"):
+        label = None
+        pts = []
+        for l in b.splitlines():
+            m = re.match(r"# series \d+: (.*)", l)
+            if m:
+                label = m.group(1)
+            elif l and not l.startswith("#"):
+                pts.append([float(v) for v in l.split()])
+        out.append((label, pts))
+    return out
+
+
+def close(a, b, rel=1e-9):
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+
+
+def without(params, key):
+    return ";".join(kv for kv in params.split(";") if kv and not kv.startswith(key + "="))
+
+
+def same_params(a, b):
+    """Params equal as sets of items (a method may write them unsorted)."""
+    return set(i for i in a.split(";") if i) == set(i for i in b.split(";") if i)
+
+
+def dump_rows(d, fig):
+    """The rows of the dump a figure belongs to: its base name starts with
+    the dump's slug (model_dataset, or model, non [A-Za-z0-9.-] -> _)."""
+    rows, _ = read_rows(d)
+    best, slug_len = [], -1
+    for dump in {r["_dump"] for r in rows}:
+        model, dataset, multi = dump
+        name = "weights" if multi else (f"{model}_{dataset}" if dataset and dataset != model else model)
+        slug = re.sub(r"[^A-Za-z0-9.-]", "_", name) or "x"
+        if fig.startswith(slug + "_") and len(slug) > slug_len:
+            best, slug_len = [r for r in rows if r["_dump"] == dump], len(slug)
+    if slug_len < 0:
+        fail(f"{fig}: no dump of {d} has this figure's prefix")
+    return best
+
+
+def gp_titles(d, fig):
+    return re.findall(r"title '((?:[^']|'')*)'", open(os.path.join(d, "figures", fig + ".gp")).read())
+
+
+def cmd_roc(d, fig, split):
+    """Series = (model, method, params without fpr) in first-appearance
+    order; each drawn at its deepest layer (CSV first-appearance order)."""
+    rows = dump_rows(d, fig)
+    order = []
+    for r in rows:
+        if r["layer"] and "|" not in r["layer"] and r["layer"] not in order:
+            order.append(r["layer"])
+    roc = [r for r in rows if r["metric"] == "roc_tpr" and r["split"] == split and "fpr" in params_dict(r["params"])]
+    series = {}
+    for r in roc:
+        key = (r["model"], r["method"], without(r["params"], "fpr"))
+        key = next((k for k in series if k[:2] == key[:2] and same_params(k[2], key[2])), key)
+        series.setdefault(key, []).append(r)
+    blocks = dat_blocks(d, fig)
+    titles = gp_titles(d, fig)
+    if len(blocks) != len(series):
+        fail(f"{fig}: {len(blocks)} series in the .dat, want {len(series)}")
+    for (key, rs), (label, pts) in zip(series.items(), blocks):
+        deep = max(order.index(r["layer"]) for r in rs)
+        rs = sorted((r for r in rs if order.index(r["layer"]) == deep),
+                    key=lambda r: float(params_dict(r["params"])["fpr"]))
+        want = [[float(params_dict(r["params"])["fpr"]), num(r["value"])] for r in rs]
+        if len(want) != len(pts) or not all(close(a, b) for w, p in zip(want, pts) for a, b in zip(w, p)):
+            fail(f"{fig}: series {label}: .dat {pts} != CSV {want}")
+        au = [r for r in rows if r["metric"] == "auroc" and r["model"] == key[0] and r["method"] == key[1]
+              and same_params(r["params"], key[2]) and r["split"] == split and r["layer"] == order[deep]]
+        tail = f"{order[deep]}: AUROC {num(au[0]['value']):.4f}" if au else f"{order[deep]}: AUROC –"
+        if not label.endswith(tail) or label not in titles:
+            fail(f"{fig}: legend '{label}' does not end with '{tail}' or is not a plot title")
+        print(f"roc {fig}: {key[1]} ({key[2]}) {len(pts)} points at {order[deep]} equal the CSV, {tail}")
+    if "chance (AUROC 0.5)" not in titles:
+        fail(f"{fig}: no chance diagonal")
+
+
+def cmd_reliability(d, fig):
+    rows = dump_rows(d, fig)
+    rel = [r for r in rows if r["metric"] in ("reliability_acc", "reliability_conf")
+           and "bin_hi" in params_dict(r["params"])]
+    series = {}
+    for r in rel:
+        base = without(r["params"], "bin_hi")
+        base = next((k for k in series if same_params(k, base)), base)
+        series.setdefault(base, {}).setdefault(frozenset(r["params"].split(";")), {})[r["metric"]] = r
+    blocks = dat_blocks(d, fig)
+    if len(blocks) != len(series):
+        fail(f"{fig}: {len(blocks)} series in the .dat, want {len(series)}")
+    titles = gp_titles(d, fig)
+    for (base, bins), (label, pts) in zip(series.items(), blocks):
+        want = []
+        for p, m in sorted(bins.items(), key=lambda kv: float(params_dict(";".join(kv[0]))["bin_hi"])):
+            want.append([float(params_dict(";".join(p))["bin_hi"]), num(m["reliability_conf"]["value"]),
+                         num(m["reliability_acc"]["value"]), float(m["reliability_acc"]["n"])])
+        got = [p[:4] for p in pts]
+        if len(want) != len(got) or not all(close(a, b) for w, g in zip(want, got) for a, b in zip(w, g)):
+            fail(f"{fig}: series {label}: .dat {got} != CSV {want}")
+        after = "fit" in params_dict(base)
+        ece = [r for r in rows if r["method"] == "calib" and same_params(r["params"], base)
+               and r["metric"].startswith("ece") and r["metric"].endswith("_ts") == after]
+        if not ece:
+            fail(f"{fig}: no ece row for {base}")
+            continue
+        e = num(ece[0]["value"])
+        if f"ECE {e:.4f}" not in label or label not in titles:
+            fail(f"{fig}: legend '{label}' lacks ECE {e:.4f} (row {ece[0]['metric']})")
+        ntot = sum(w[3] for w in want)
+        mine = sum(w[3] * abs(w[2] - w[1]) for w in want) / ntot
+        if not abs(mine - e) < 1e-6:
+            fail(f"{fig}: ECE from the bins {mine} != row {ece[0]['metric']} {e}")
+        if after:
+            t = [r for r in rows if r["method"] == "calib" and r["metric"] == "temperature"
+                 and same_params(r["params"], base)]
+            if not t or f"T = {num(t[0]['value']):.4g}" not in label:
+                fail(f"{fig}: legend '{label}' lacks the temperature row")
+        print(f"reliability {fig}: {base}: {len(want)} bins equal the CSV, ECE from bins {mine:.6f} = "
+              f"{ece[0]['metric']} {e:.6f}")
+    if "perfect calibration" not in titles:
+        fail(f"{fig}: no diagonal")
+
+
+def cmd_fewshot(d, fig):
+    rows = dump_rows(d, fig)
+    fs = [r for r in rows if is_fewshot(r) and r["metric"] == "top1" and r["split"] == "test"]
+    order = []
+    for r in rows:
+        if r["layer"] and "|" not in r["layer"] and r["layer"] not in order:
+            order.append(r["layer"])
+    deep = max(order.index(r["layer"]) for r in fs)
+    fs = [r for r in fs if order.index(r["layer"]) == deep]
+    ks = sorted({float(params_dict(r["params"])["k"]) for r in fs})
+    series = {}
+    for r in fs:
+        base = without(r["params"], "k")
+        series.setdefault(next((k for k in series if same_params(k, base)), base), []).append(r)
+    blocks = dat_blocks(d, fig)
+    if len(blocks) != len(series):
+        fail(f"{fig}: {len(blocks)} series in the .dat, want {len(series)}")
+    for (base, rs), (label, pts) in zip(series.items(), blocks):
+        rs = sorted(rs, key=lambda r: float(params_dict(r["params"])["k"]))
+        want = [[float(params_dict(r["params"])["k"]), num(r["value"]), num(r["ci_low"]), num(r["ci_high"])]
+                for r in rs]
+        got = [p[1:] for p in pts]
+        if len(want) != len(got) or not all(close(a, b) for w, g in zip(want, got) for a, b in zip(w, g)):
+            fail(f"{fig}: series {label}: .dat {got} != CSV {want}")
+        for p in pts:  # each bar inside its k group
+            if abs(p[0] - ks.index(p[1])) >= 0.4 + 1e-9:
+                fail(f"{fig}: bar at x={p[0]} outside the group of k={p[1]}")
+        if label != params_dict(base).get("probe"):
+            fail(f"{fig}: series label '{label}' is not the probe of {base}")
+        print(f"fewshot {fig}: {label}: {len(want)} bars at {order[deep]} equal the CSV")
+
+
+def cmd_lcurve(d, fig):
+    rows = dump_rows(d, fig)
+    order = []
+    for r in rows:
+        if r["layer"] and "|" not in r["layer"] and r["layer"] not in order:
+            order.append(r["layer"])
+    err = [r for r in rows if r["metric"] == "error" and "m" in params_dict(r["params"])
+           and "probe" in params_dict(r["params"]) and r["layer"] and "|" not in r["layer"]]
+    deep = max(order.index(r["layer"]) for r in err)
+    err = [r for r in err if order.index(r["layer"]) == deep]
+    series = {}
+    for r in err:
+        series.setdefault(params_dict(r["params"])["probe"], []).append(r)
+    blocks = dat_blocks(d, fig)
+    if len(blocks) != 2 * len(series):
+        fail(f"{fig}: {len(blocks)} blocks in the .dat, want {2 * len(series)}")
+    ms = [float(params_dict(r["params"])["m"]) for r in err]
+    for k, (probe, rs) in enumerate(series.items()):
+        label, pts = blocks[k]
+        rs = sorted(rs, key=lambda r: float(params_dict(r["params"])["m"]))
+        want = [[float(params_dict(r["params"])["m"]), num(r["value"]), num(r["ci_low"]), num(r["ci_high"])]
+                for r in rs]
+        if label != probe or len(want) != len(pts) or not all(
+                close(a, b) for w, p in zip(want, pts) for a, b in zip(w, p)):
+            fail(f"{fig}: series {label}: .dat {pts} != CSV {want} of {probe}")
+        fit = {r["metric"]: num(r["value"]) for r in rows if r["method"] == rs[0]["method"]
+               and r["layer"] == order[deep] and params_dict(r["params"]).get("probe") == probe
+               and r["metric"] in ("e_inf", "a", "b")}
+        law = blocks[len(series) + k][1]
+        if len(fit) == 3:
+            worst = max(abs(y - (fit["e_inf"] + fit["a"] * m ** -fit["b"])) for m, y in law)
+            if not worst < 1e-9 or not (close(law[0][0], min(ms)) and close(law[-1][0], max(ms))):
+                fail(f"{fig}: law of {probe} differs from e_inf + a m^-b by {worst} or spans "
+                     f"[{law[0][0]}, {law[-1][0]}], want [{min(ms)}, {max(ms)}]")
+            print(f"lcurve {fig}: {probe}: {len(pts)} points at {order[deep]} equal the CSV; law max |diff| {worst:.1e}")
+        elif not all(math.isnan(v) for p in law for v in p):
+            fail(f"{fig}: a law drawn for {probe} without e_inf, a, b rows")
+        else:
+            print(f"lcurve {fig}: {probe}: {len(pts)} points at {order[deep]} equal the CSV; no fit rows")
+
+
 def cmd_console(log):
     bad = [l for l in open(log, errors="replace") if ":CONSOLE" in l or "Uncaught" in l]
     for l in bad:
@@ -422,6 +688,14 @@ def main():
         cmd_esd(sys.argv[2], sys.argv[3])
     elif cmd == "learnfit":
         cmd_learnfit(sys.argv[2], sys.argv[3])
+    elif cmd == "roc":
+        cmd_roc(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "reliability":
+        cmd_reliability(sys.argv[2], sys.argv[3])
+    elif cmd == "fewshot":
+        cmd_fewshot(sys.argv[2], sys.argv[3])
+    elif cmd == "lcurve":
+        cmd_lcurve(sys.argv[2], sys.argv[3])
     elif cmd == "console":
         cmd_console(sys.argv[2])
     else:

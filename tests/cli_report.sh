@@ -53,11 +53,26 @@ FIGS="gmm_small_probe_top1 gmm_small_probe_balanced_acc gmm_small_probe_top5 gmm
       gmm_small_ood_auroc gmm_small_ood_fpr95 gmm_small_collapse_nc gmm_small_idim gmm_small_cka_linear gmm_small_spectrum_eigenvalue
       gmm_small_metric_foo_ratio theory_theory_hoeffding_mean theory_checks weights_metric_sparsity
       weights_metric_variance_entropy weights_metric_alpha weights_eigenfilters weights_esd_resnet_pre
-      weights_esd_resnet_ft"
+      weights_esd_resnet_ft gmm_small_roc_ood_svhn gmm_small_roc_ood_noise gmm_small_reliability_calib_logits
+      gmm_small_fewshot_top1 gmm_small_fewshot_top1_k1 gmm_small_fewshot_top1_k5 gmm_small_fewshot_top1_k20
+      gmm_small_learning_curve_error"
+NFIG=27
 # shellcheck disable=SC2086
-check "19 figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
+check "$NFIG figures: .dat, .gp, valid PNG and SVG each" $PY files "$A" $FIGS
 nfig=$(ls "$A"/figures/*.gp | wc -l)
-check "no figure beyond the expected 19 (got $nfig)" test "$nfig" = 19
+check "no figure beyond the expected $NFIG (got $nfig)" test "$nfig" = $NFIG
+check "ROC .dat = the deepest layer's roc_tpr rows, legend = auroc row (ood_svhn)" \
+    $PY roc "$A" gmm_small_roc_ood_svhn ood_svhn
+check "ROC (ood_noise)" $PY roc "$A" gmm_small_roc_ood_noise ood_noise
+check "ROC: same colour for knn as in the probe figure" \
+    grep -q "lc rgb '#ff7f0e' title 'knn fc: AUROC 0.8500'" "$A/figures/gmm_small_roc_ood_svhn.gp"
+check "reliability .dat = the CSV's bins, ECE and T in the key, ECE = bins' weighted gap" \
+    $PY reliability "$A" gmm_small_reliability_calib_logits
+check "few-shot bars .dat = the deepest layer's rows with intervals" $PY fewshot "$A" gmm_small_fewshot_top1
+check "curve learning curves: .dat = the deepest layer's error rows, law = e_inf + a m^-b of the fit rows" \
+    $PY lcurve "$A" gmm_small_learning_curve_error
+check "roc_tpr / reliability rows not drawn as sweeps" bash -c "! ls '$A/figures/'*sweep* 2>/dev/null"
+check "few-shot rows not in the probe figure" bash -c "! grep -q fewshot '$A/figures/gmm_small_probe_top1.gp'"
 check "index.html static, complete, every link resolves" $PY index "$A"
 check "summary.md numbers equal the CSV's" $PY summary "$A"
 check "theory checks: the failing one is marked" grep -q "| rate_bound | k=4;seed=2 | 0.5 | 0.71 | 0.1 | NO |" "$A/summary.md"
@@ -152,6 +167,15 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
             "$RB" run --family ood --methods ood_maha,ood_knn --bootstrap 50 -o "$R/tiny/ood" "$T/tiny.h5" \
                 >"$T/run.log" 2>&1 && ok "repbench run ood (ood_maha,ood_knn)" || bad "repbench run ood"
         fi
+        # The logit score and calibration (gen writes /logits), and few-shot episodes.
+        if [ "$("$RB" list 2>/dev/null | awk '{print $1}' | grep -cxE 'ood_msp|calib')" = 2 ]; then
+            "$RB" run --methods ood_msp,calib --bootstrap 50 -o "$R/tiny/logits" "$T/tiny.h5" \
+                >"$T/run.log" 2>&1 && ok "repbench run ood_msp,calib" || bad "repbench run ood_msp,calib"
+        fi
+        if "$RB" list 2>/dev/null | awk '{print $1}' | grep -qx fewshot; then
+            "$RB" run --methods fewshot,curve --fewshot_episodes 20 --fewshot_k 1,5 -o "$R/tiny/curve" "$T/tiny.h5" \
+                >"$T/run.log" 2>&1 && ok "repbench run fewshot,curve" || bad "repbench run fewshot,curve"
+        fi
         # Geometry rows too when those methods are built (fast ones only).
         GEO=collapse,idim,spectrum,similarity
         if [ "$("$RB" list 2>/dev/null | awk '$2=="geometry"{print $1}' | grep -cxE 'collapse|idim|spectrum|similarity')" = 4 ]; then
@@ -162,6 +186,25 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
         check "real: summary.md numbers equal the CSV's" $PY summary "$R"
         check "real: probe figures valid" $PY files "$R" tiny_gmm_k10_d16_probe_top1 tiny_gmm_k10_d16_probe_balanced_acc
         check "real: index.html complete" $PY index "$R"
+        F=$R/figures/tiny_gmm_k10_d16
+        if ls "$R/tiny/ood/results.csv" >/dev/null 2>&1; then
+            check "real: ROC figure valid, .dat = CSV rows, AUROC in the legend" \
+                bash -c "$PY files '$R' tiny_gmm_k10_d16_roc_ood_far && $PY roc '$R' tiny_gmm_k10_d16_roc_ood_far ood_far"
+        fi
+        if ls "$R/tiny/logits/results.csv" >/dev/null 2>&1; then
+            check "real: reliability figure valid, .dat = CSV bins, ECE = bins' weighted gap" \
+                bash -c "$PY files '$R' tiny_gmm_k10_d16_reliability_calib_logits &&
+                         $PY reliability '$R' tiny_gmm_k10_d16_reliability_calib_logits"
+        fi
+        if ls "$R/tiny/curve/results.csv" >/dev/null 2>&1; then
+            check "real: few-shot bars valid, .dat = CSV rows" \
+                bash -c "$PY files '$R' tiny_gmm_k10_d16_fewshot_top1 && $PY fewshot '$R' tiny_gmm_k10_d16_fewshot_top1"
+            check "real: curve learning curves valid, .dat = CSV rows, law = the fit rows" \
+                bash -c "$PY files '$R' tiny_gmm_k10_d16_learning_curve_error &&
+                         $PY lcurve '$R' tiny_gmm_k10_d16_learning_curve_error"
+        fi
+        check "real: no sweep figure of roc_tpr, reliability or learning-curve rows" \
+            bash -c "! ls '$F'_sweep_roc_tpr* '$F'_sweep_reliability* '$F'_sweep_error* 2>/dev/null"
     else
         bad "repbench gen/run on a tiny dump"; sed 's/^/     /' "$T/gen.log" "$T/run.log" | tail -5
     fi
@@ -183,7 +226,7 @@ if command -v chromium >/dev/null 2>&1; then
     check "chromium renders index.html (exit $rc)" test "$rc" = 0
     check "  ... without console messages" $PY console "$T/chromium.log"
     n=$(grep -o '<figure id=' "$T/dom.html" | wc -l)
-    check "  ... the DOM holds all 19 figures (got $n)" test "$n" = 19
+    check "  ... the DOM holds all $NFIG figures (got $n)" test "$n" = $NFIG
 else
     echo "SKIP chromium page check: chromium is not installed and could not be installed with apt"
 fi

@@ -102,6 +102,18 @@ $RB gen gmm --seed 3 --classes 4 --dim 8 --layers 3 --n-train 200 --n-test 90 --
 expect_status 2 $RB run --methods cka_cross --other "$T/tiny2.h5" -o "$T/x2" "$T/tiny.h5"; one_line
 expect_status 0 $RB run --methods cka_cross,"$M" --bootstrap 0 -o "$T/x3" "$T/tiny.h5"
 grep -q '"method": "cka_cross", "layer": "\*", "reason": "needs --other' "$T/x3/run.json" && ok || bad "cka_cross not listed as skipped"
+# Known answer for calibration: gen writes the Bayes head's logits times
+# --logit-scale, so the NLL-optimal temperature fitted on 20000 train
+# samples is 2 up to sampling error (measured 1.98).
+$RB gen gmm --seed 3 --classes 5 --dim 16 --layers 2 --n-train 20000 --n-test 2000 --n-ood 0 \
+    --sep1 1.5 --sd1 1 --logit-scale 2 -o "$T/calib.h5"
+expect_status 0 $RB run --methods calib --bootstrap 0 -o "$T/cal" "$T/calib.h5"
+"$PY" - "$T/cal" <<'PY' && ok || bad "calib temperature of a 2x over-confident Bayes head"
+import csv, sys
+r = {x["metric"]: float(x["value"]) for x in csv.DictReader(open(sys.argv[1] + "/results.csv"))}
+assert abs(r["temperature"] - 2) < 0.1, r["temperature"]
+assert r["nll_ts"] < r["nll"] and r["ece15_ts"] < r["ece15"], r
+PY
 # list
 $RB list --metrics | grep -q '^top1 ' && ok || bad "list --metrics"
 [ "$($RB list --families | sort | uniq -d)" = "" ] && ok || bad "duplicate families"

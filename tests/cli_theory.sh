@@ -67,5 +67,23 @@ printf 'size,loss\n1,2\n' > "$T/bad.csv"
 expect_status 2 $RB theory fit --fast --table "$T/bad.csv"; one_line
 grep -q "bad.csv" "$T/err" && ok || bad "error does not name the table"
 
+# Effective robustness of a user table against NumPy's polyfit on logits.
+printf 'model,id_acc,ood_acc\nr50,76.1,40.2\nvitb,81.0,48.3\nclip,76.2,70.1\nr101,77.4,42.0\neffb0,77.7,43.9\n' > "$T/er.csv"
+expect_status 0 $RB theory fit --fast --er_table "$T/er.csv" -o "$T/e"
+$PY - "$T/er.csv" "$T/e/results.csv" <<'PY' && ok || bad "effective robustness differs from numpy.polyfit"
+import csv, sys
+import numpy as np
+t = list(csv.DictReader(open(sys.argv[1])))
+i = np.array([float(r["id_acc"]) for r in t]) / 100
+o = np.array([float(r["ood_acc"]) for r in t]) / 100
+L = lambda p: np.log(p / (1 - p))
+b, a = np.polyfit(L(i), L(o), 1)
+res = L(o) - (a + b * L(i))
+rows = [r for r in csv.DictReader(open(sys.argv[2])) if "source=table" in r["params"]]
+get = lambda m: [float(r["value"]) for r in rows if r["metric"] == m]
+assert abs(get("slope")[0] - b) < 1e-10 and abs(get("intercept")[0] - a) < 1e-10
+assert np.allclose(get("residual_logit"), res, atol=1e-10)
+PY
+
 echo "$pass passed, $fail failed"
 exit $((fail > 0))

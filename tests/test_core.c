@@ -12,6 +12,11 @@ static void test_params_sorted(void)
     const char *items[] = {"k=20", "T=0.07", "vote=weighted", NULL};
     rb_params_sorted(buf, sizeof buf, items);
     CHECK(strcmp(buf, "T=0.07;k=20;vote=weighted") == 0);
+    char b2[128];
+    rb_params_with(b2, sizeof b2, buf, "fpr=0.05");
+    CHECK(strcmp(b2, "T=0.07;fpr=0.05;k=20;vote=weighted") == 0);
+    rb_params_with(b2, sizeof b2, "", "d=4");
+    CHECK(strcmp(b2, "d=4") == 0);
 }
 
 static void test_argmax_ties(void)

@@ -101,6 +101,35 @@ static void test_metrics_reference(void)
     CHECK_ABS(m2.aupr_out, m.aupr_in, 1e-15);
 }
 
+/* ROC on the grid against the definition, threshold by threshold. */
+static void test_roc_grid(void)
+{
+    rb_ood_metrics m;
+    rb_err e = {0};
+    CHECK_INT(rb_ood_eval(toy_id, 20, toy_ood, 20, 0, 1, &m, &e), RB_OK);
+    double thr[41];
+    int nt = 0;
+    for (int i = 0; i < 20; i++) thr[nt++] = toy_id[i];
+    for (int i = 0; i < 20; i++) thr[nt++] = toy_ood[i];
+    for (int j = 0; j < RB_OOD_ROC_N; j++) {
+        double best = 0;
+        for (int q = 0; q < nt; q++) {
+            int fp = 0, tp = 0;
+            for (int i = 0; i < 20; i++) fp += toy_id[i] <= thr[q];
+            for (int i = 0; i < 20; i++) tp += toy_ood[i] <= thr[q];
+            if (fp / 20.0 <= rb_ood_roc_fpr[j] && tp / 20.0 > best) best = tp / 20.0;
+        }
+        CHECK_ABS(m.roc_tpr[j], best, 1e-15);
+        if (j) CHECK(m.roc_tpr[j] >= m.roc_tpr[j - 1]);
+    }
+    CHECK_ABS(m.roc_tpr[RB_OOD_ROC_N - 1], 1.0, 0);
+    /* By hand: FPR 0 allows flagging conf below 0.1 (the lowest ID score):
+     * OOD 0.05, 0.05, 0, 0 -> TPR 4/20; FPR <= 0.05 allows one ID sample,
+     * threshold 0.15: OOD 0.15, 0.1, 0.1 and the four below -> 7/20. */
+    CHECK_ABS(m.roc_tpr[0], 0.2, 1e-15);
+    CHECK_ABS(m.roc_tpr[3], 0.35, 1e-15);
+}
+
 static void test_metrics_ties(void)
 {
     /* ID = OOD = 0..19: every threshold holds one ID and one OOD sample, the
@@ -511,6 +540,7 @@ static void test_calib_reference(void)
 
 int main(void)
 {
+    test_roc_grid();
     test_metrics_reference();
     test_metrics_ties();
     test_bootstrap();

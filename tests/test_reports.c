@@ -2,11 +2,13 @@
  * test_reports.c -- the results-CSV reader (reports/csvread.h) and the
  * colour table (reports/report.h): RFC 4180 quoting, columns found by name,
  * extra columns noted, every malformed input refused with a message that
- * names the record, and NaN / empty intervals.
+ * names the record, and NaN / empty intervals; the params helpers the
+ * figure families use to find their x key (fpr=, bin_hi=, k=).
  */
 #include "tests/check.h"
 #include "reports/csvread.h"
 #include "reports/report.h"
+#include "reports/figs.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -181,8 +183,48 @@ static void test_side_table(void)
     CHECK_INT(rb_table_read(path, &t, &e), RB_EIO);
 }
 
+static void test_params(void)
+{
+    char out[RB_PARAMS_MAX];
+    double v = 0;
+    /* A key is matched whole: "k" is not "knn_k", "bins" is not "bin_hi". */
+    CHECK(rb_param_get("knn_k=3;k=5;probe=gnb", "k", out, sizeof out) == 0 && !strcmp(out, "5"));
+    CHECK(rb_param_get("bin_hi=0.933333;bins=15;fit=train", "bins", out, sizeof out) == 0 && !strcmp(out, "15"));
+    CHECK(rb_param_get("bin_hi=0.933333;bins=15;fit=train", "fit", out, sizeof out) == 0 && !strcmp(out, "train"));
+    CHECK(rb_param_get("cov=tied;precision=cholesky", "fpr", out, sizeof out) == -1);
+    CHECK(rb_param_get("", "fpr", out, sizeof out) == -1);
+    CHECK(rb_param_num("cov=tied;fpr=0.05;precision=cholesky", "fpr", &v) == 0);
+    CHECK_REL(v, 0.05, 1e-15);
+    CHECK(rb_param_num("probe=gnb", "probe", &v) == -1); /* not a number */
+    CHECK(rb_param_num("fpr=0.1x", "fpr", &v) == -1);
+    CHECK(rb_param_num("fpr=nan", "fpr", &v) == -1);     /* not finite */
+    rb_param_drop("episodes=100;k=1;probe=gnb;queries=15", "k", out, sizeof out);
+    CHECK(!strcmp(out, "episodes=100;probe=gnb;queries=15"));
+    rb_param_drop("cov=tied;fpr=0;precision=cholesky", "fpr", out, sizeof out);
+    CHECK(!strcmp(out, "cov=tied;precision=cholesky"));
+    rb_param_drop("fpr=0.3", "fpr", out, sizeof out);
+    CHECK(!strcmp(out, ""));
+    rb_param_drop("bin_hi=1;bins=15;fit=val", "bin_hi", out, sizeof out);
+    CHECK(!strcmp(out, "bins=15;fit=val"));
+    /* Same items in any order; a missing or changed item differs. */
+    CHECK(rb_param_same("bins=15;fit=train;T_at_bound=1", "T_at_bound=1;bins=15;fit=train"));
+    CHECK(rb_param_same("", ""));
+    CHECK(!rb_param_same("bins=15;fit=train", "bins=15;fit=train;T_at_bound=1"));
+    CHECK(!rb_param_same("bins=15;fit=train;T_at_bound=1", "bins=15;fit=train"));
+    CHECK(!rb_param_same("bins=15;fit=val", "bins=15;fit=train"));
+    CHECK(!rb_param_same("k=5", "k=50"));
+    /* The rows only the roc / reliability families draw. */
+    CHECK(rb_is_curve_row_metric("roc_tpr") && rb_is_curve_row_metric("reliability_acc") &&
+          rb_is_curve_row_metric("reliability_conf"));
+    CHECK(!rb_is_curve_row_metric("auroc") && !rb_is_curve_row_metric("ece15"));
+    /* The ood scores share the colour of the score they implement. */
+    CHECK(!strcmp(rb_report_colour("ood_knn"), rb_report_colour("knn")));
+    CHECK(!strcmp(rb_report_colour("ood_maha"), rb_report_colour("mahalanobis")));
+}
+
 int main(void)
 {
+    test_params();
     test_quoted_fields();
     test_columns_by_name();
     test_malformed();

@@ -3,6 +3,7 @@
  * plus the reusable pieces against closed forms and METRICS.md values. */
 #include "core/rb.h"
 #include "tests/check.h"
+#include "metrics/collapse.h"
 #include "metrics/curve.h"
 #include "theory/theory.h"
 
@@ -118,6 +119,42 @@ static void test_nc_stats_reference(void)
     CHECK_INT(rb_theory_nc_stats(he, ye, 3, 3, 3, we, NULL, &s, &e), RB_EINVAL);
     ye[2] = 1;
     CHECK_INT(rb_theory_nc_stats(he, ye, 3, 3, 3, we, NULL, &s, &e), RB_EINVAL);
+}
+
+/* The UFM's NC statistics (double, in theory/) against the streaming
+ * implementation of metrics/collapse.h on the same float-valued data. */
+static void test_nc_stats_vs_collapse(void)
+{
+    enum { N = 60, D = 7, K = 4 };
+    static float xf[N * D];
+    static double xd[N * D], w[K * D];
+    static int32_t y[N];
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(rng, check_seed(11));
+    for (int i = 0; i < N; i++) {
+        y[i] = (i * 7) % K;
+        for (int j = 0; j < D; j++) {
+            xf[i * D + j] = (float)((j == y[i]) * 2.385 + 0.7 * gsl_ran_gaussian(rng, 1.0));
+            xd[i * D + j] = xf[i * D + j];
+        }
+    }
+    for (int i = 0; i < K * D; i++) w[i] = gsl_ran_gaussian(rng, 1.0);
+    gsl_rng_free(rng);
+    rb_nc_stats s;
+    rb_err e = {0};
+    CHECK_INT(rb_theory_nc_stats(xd, y, N, D, K, w, NULL, &s, &e), RB_OK);
+    rb_nc_acc *a = rb_nc_acc_alloc(K, D, 16, 1);
+    CHECK(a != NULL);
+    if (!a) return;
+    rb_nc_res r;
+    CHECK_INT(rb_nc_acc_add(a, xf, N, D, y, &e), RB_OK);
+    CHECK_INT(rb_nc_finish(a, w, 0, 0.0, &r, &e), RB_OK);
+    CHECK_REL(s.nc1, r.nc1_trace_over_c, 1e-9);
+    CHECK_REL(s.nc1_quot, r.nc1_quot, 1e-9);
+    CHECK_REL(s.trace_sw, r.tr_sw, 1e-9);
+    CHECK_REL(s.etf, r.nc2_etf_dev, 1e-9);
+    CHECK_REL(s.nc3, r.nc3_zhu, 1e-9);
+    rb_nc_acc_free(a);
 }
 
 static void test_powerlaw_exact(void)
@@ -298,6 +335,7 @@ int main(void)
 {
     gsl_set_error_handler_off();
     test_nc_stats_reference();
+    test_nc_stats_vs_collapse();
     test_powerlaw_exact();
     test_powerlaw_scipy();
     test_curve_fewshot();

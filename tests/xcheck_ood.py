@@ -130,7 +130,19 @@ def metrics(cid, cood):
     out["fpr95_id_pos"] = fpr[np.argmax(tpr >= 0.95)]
     thr = np.sort(cid)[round(0.05 * len(cid))]
     out["fpr95_knnood"] = np.mean(cood > thr)
+    # ROC sampled on the grid: the best TPR at FPR <= f, from sklearn's full
+    # (undropped) curve with OOD positive.
+    fpr, tpr, _ = roc_curve(is_ood, -conf, drop_intermediate=False)
+    for f in ROC_FPR:
+        out[("roc_tpr", "fpr=%g" % f)] = tpr[fpr <= f + 1e-15].max()
     return out
+
+
+ROC_FPR = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def with_param(params, item):
+    return ";".join(sorted([p for p in params.split(";") if p] + [item]))
 
 
 def ece_nll(z, y, T):
@@ -145,6 +157,19 @@ def ece_nll(z, y, T):
     return ece, nll, ok.mean()
 
 
+def reliability(exp, z, y, T, params):
+    """Reliability diagram rows: per non-empty bin (b/15, (b+1)/15], the
+    accuracy and the mean confidence of softmax(z / T)."""
+    p = np.exp(z / T - logsumexp(z / T, axis=1, keepdims=True))
+    conf, ok = p.max(1), p.argmax(1) == y
+    for b in range(15):
+        m = (conf > b / 15) & (conf <= (b + 1) / 15)
+        if m.any():
+            pp = with_param(params, "bin_hi=%.6g" % ((b + 1) / 15))
+            exp[("logits", "test", "calib", pp, "reliability_acc")] = (ok[m].mean(), 1e-9)
+            exp[("logits", "test", "calib", pp, "reliability_conf")] = (conf[m].mean(), 1e-9)
+
+
 def calib(exp, z, labels):
     """calib rows: ECE/NLL/top1 of test, T fitted on train by brentq on
     dNLL/dbeta, ECE/NLL of the scaled test logits."""
@@ -152,6 +177,7 @@ def calib(exp, z, labels):
     ece, nll, acc = ece_nll(zt, yt, 1.0)
     for m, v in (("ece15", ece), ("nll", nll), ("top1", acc)):
         exp[("logits", "test", "calib", "bins=15", m)] = (v, 1e-9)
+    reliability(exp, zt, yt, 1.0, "bins=15")
     zf, yf = z["train"], labels["train"]
 
     def dnll(b):
@@ -162,6 +188,7 @@ def calib(exp, z, labels):
     ece, nll, _ = ece_nll(zt, yt, T)
     exp[("logits", "test", "calib", "bins=15;fit=train", "ece15_ts")] = (ece, 1e-9)
     exp[("logits", "test", "calib", "bins=15;fit=train", "nll_ts")] = (nll, 1e-9)
+    reliability(exp, zt, yt, T, "bins=15;fit=train")
 
 
 def quad(x, mu, prec):
@@ -179,7 +206,10 @@ def expected(feats, labels, logits, opt):
             if s == "test":
                 continue
             for m, v in metrics(conf["test"], conf[s]).items():
-                exp[(layer, s, method, params, m)] = (v, TOL)
+                if isinstance(m, tuple):
+                    exp[(layer, s, method, with_param(params, m[1]), m[0])] = (v, TOL)
+                else:
+                    exp[(layer, s, method, params, m)] = (v, TOL)
 
     for layer, fx in feats.items():
         X = {s: v.astype(np.float64) for s, v in fx.items()}

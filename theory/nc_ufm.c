@@ -226,6 +226,12 @@ int rb_theory_nc_ufm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
         (rc = rb_opt_double(o, "lr", 1.0, 1e-6, 100.0, &lr, e)))
         return rc;
     if (D < K - 1) RB_FAIL(e, RB_EINVAL, "nc_ufm: the ETF needs d >= k-1 (d %ld, k %ld)", D, K);
+    {
+        double nb = (double)npc * (double)K, sq = lam * sqrt((double)K * nb);
+        if (sq >= (double)K / ((double)K - 1))
+            RB_FAIL(e, RB_EINVAL, "nc_ufm: lambda %g is so large that the minimiser is 0 (need lambda sqrt(kN) < k/(k-1))",
+                    lam);
+    }
     size_t k = (size_t)K, d = (size_t)D, n = 0;
     size_t nbig = (size_t)lround((double)npc * imb);
     for (size_t c = 0; c < k; c++) n += c < k / 2 ? nbig : (size_t)npc;
@@ -261,7 +267,7 @@ int rb_theory_nc_ufm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
 
     /* ---- gradient descent, NC1 at ncp checkpoints */
     double f = 0;
-    size_t every = (size_t)iters / ncp, nck = 0;
+    size_t every = (size_t)iters / ncp > 0 ? (size_t)iters / ncp : 1, nck = 0;
     rb_nc_stats st;
     for (size_t t = 1; t <= (size_t)iters; t++) {
         f = ufm_grad(&u, gb);
@@ -370,8 +376,11 @@ int rb_theory_nc_ufm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
     /* ---- perturbation model: W fixed (the UFM's collapsed classifier),
      * H0 = class means of the ETF plus isotropic noise. */
     for (size_t i = 0; i < n * d; i++) h0[i] = 0.5 * gsl_ran_gaussian(rng, 1.0);
+    /* Class means of H0 along the classifier rows, scaled to unit norm
+     * (a* is NaN when the minimiser is the origin: then unscaled). */
+    double wscale = astar > 0 ? 1.0 / astar : 1.0;
     for (size_t i = 0; i < n; i++)
-        cblas_daxpy((int)d, 1.0 / astar, u.W + (size_t)y[i] * d, 1, h0 + i * d, 1);
+        cblas_daxpy((int)d, wscale, u.W + (size_t)y[i] * d, 1, h0 + i * d, 1);
     rb_nc_stats s0;
     if ((rc = rb_theory_nc_stats(h0, y, n, d, (int)k, NULL, NULL, &s0, e))) goto out;
     /* Sw(H0) (recomputed here for the prediction). */

@@ -76,6 +76,13 @@ int rb_theory_id_manifolds(const rb_opts *o, rb_rows *rows, int fast,
 int rb_theory_fit_table(const char *buf, size_t len, const rb_opts *o,
                         rb_rows *rows, rb_err *e);
 
+/* Effective robustness of the models of a user table (CSV bytes): columns
+ * --model_col (model), --id_col (id_acc), --ood_col (ood_acc), accuracies in
+ * (0,1) or in percent; every model is a baseline; rows slope, intercept,
+ * residual_sd and residual_logit per model (claim effective_robustness). */
+int rb_theory_er_table(const char *buf, size_t len, const rb_opts *o,
+                       rb_rows *rows, rb_err *e);
+
 /* --------------------------------------------------- reusable pieces */
 
 /* Read a CSV table with libcsv: a header row naming columns, then rows.

@@ -1,0 +1,483 @@
+/*
+ * figs_roc.c -- the curve figures of the OOD family (ood/ methods of
+ * METRICS.md, issue 6):
+ *   roc          ROC curves per OOD set: rows with metric roc_tpr, params
+ *                "<score params>;fpr=<x>" on a fixed FPR grid, value = TPR
+ *                (fraction of OOD samples flagged) at FPR <= x.  One figure
+ *                per (dump, OOD split): one line per (method, params
+ *                without fpr) at that line's deepest layer (the logit scores
+ *                ood_energy / ood_msp sit on layer "logits"), the chance
+ *                diagonal, and each line's AUROC (the auroc row of the same
+ *                method, params, split and layer) in its legend title.
+ *   reliability  reliability diagrams of the calibration method: rows
+ *                reliability_conf / reliability_acc with a bin_hi=<edge>
+ *                param, before (params "bins=B;bin_hi=e") and after
+ *                temperature scaling (params with "fit=<split>").  One
+ *                figure per (dump, method, layer, split): x = mean
+ *                confidence of the bin, y = its accuracy, point area from
+ *                the bin's count, the diagonal, ECE (ece* rows, *_ts after)
+ *                and the fitted temperature (row "temperature") in the key.
+ *   (Guo et al. 2017, "On calibration of modern neural networks", sec. 2.)
+ *
+ * Data files (one block per series, `index i` in gnuplot):
+ *   roc:          fpr  tpr
+ *   reliability:  bin_hi  conf  acc  n  point_size
+ * Both copy the CSV values (10 significant digits); nothing is resampled.
+ */
+#include "reports/figs.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int rb_is_curve_row_metric(const char *m)
+{
+    return !strcmp(m, "roc_tpr") || !strcmp(m, "reliability_acc") || !strcmp(m, "reliability_conf");
+}
+
+static void dat_num(rb_sbuf *b, double v)
+{
+    if (isnan(v)) rb_sb_puts(b, " NaN");
+    else rb_sb_printf(b, " %.10g", v);
+}
+
+typedef struct {
+    size_t row;
+    double x;
+} xrow;
+
+static int cmp_xrow(const void *a, const void *b)
+{
+    const xrow *p = a, *q = b;
+    if (p->x != q->x) return (p->x > q->x) - (p->x < q->x);
+    return (p->row > q->row) - (p->row < q->row);
+}
+
+/* The row of dump with this model, method, params, layer and metric (and
+ * split, unless split is NULL), or NULL. */
+static const rb_row *find_like(const rb_rctx *c, size_t dump, const rb_row *g, const char *params,
+                               const char *split, const char *metric, size_t *at)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] != dump || strcmp(r->metric, metric) || strcmp(r->method, g->method) ||
+            strcmp(r->model, g->model) || strcmp(r->layer, g->layer) || !rb_param_same(r->params, params) ||
+            (split && strcmp(r->split, split)))
+            continue;
+        if (at) *at = i;
+        return r;
+    }
+    return NULL;
+}
+
+/* ================================================================= ROC */
+
+static int is_roc_row(const rb_rctx *c, size_t dump, size_t i)
+{
+    const rb_row *r = &c->rows.rows[i];
+    double x;
+    return c->rdump[i] == dump && !c->claimed[i] && !strcmp(r->metric, "roc_tpr") && r->layer[0] &&
+           !rb_is_pair_layer(r->layer) && rb_param_num(r->params, "fpr", &x) == 0;
+}
+
+/* One ROC figure: the roc_tpr rows of dump on split. */
+static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
+{
+    int rc = RB_OK;
+    size_t *idx = NULL, *first = NULL, *sid = NULL, n = 0, ns = 0;
+    long *deep = NULL;
+    xrow *pts = NULL;
+    rb_sbuf dat = {0}, gp = {0};
+
+    idx = malloc(c->rows.n * sizeof *idx);
+    if (!idx) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < c->rows.n; i++)
+        if (is_roc_row(c, dump, i) && !strcmp(c->rows.rows[i].split, split)) idx[n++] = i;
+    first = malloc(n * sizeof *first);
+    sid = malloc(n * sizeof *sid);
+    deep = malloc(n * sizeof *deep);
+    pts = malloc(n * sizeof *pts);
+    if (!first || !sid || !deep || !pts) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Series: (model, method, params without fpr), first-appearance order;
+     * each keeps its deepest layer. */
+    for (size_t i = 0; i < n; i++) {
+        const rb_row *r = &c->rows.rows[idx[i]];
+        char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
+        rb_param_drop(r->params, "fpr", rest, sizeof rest);
+        size_t k;
+        for (k = 0; k < ns; k++) {
+            const rb_row *q = &c->rows.rows[first[k]];
+            rb_param_drop(q->params, "fpr", rest2, sizeof rest2);
+            if (!strcmp(q->method, r->method) && !strcmp(q->model, r->model) && rb_param_same(rest, rest2)) break;
+        }
+        long l = rb_rctx_layer(c, dump, r->layer);
+        if (k == ns) {
+            first[ns] = idx[i];
+            deep[ns++] = l;
+        } else if (l > deep[k]) {
+            deep[k] = l;
+        }
+        sid[i] = k;
+    }
+
+    char stem[160];
+    rb_fmt(stem, sizeof stem, "roc_%s", split);
+    rb_rfig *f = rb_rctx_fig(c, dump, "roc", stem);
+    if (!f) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    int fi = (int)(f - c->figs) + 1;
+    char dt[300];
+    rb_dump_title(&c->dumps[dump], dt, sizeof dt);
+    rb_fmt(f->title, sizeof f->title, "%s: ROC curves on the OOD set %s (deepest layer of each score)", dt, split);
+    size_t shallow = 0;
+    for (size_t i = 0; i < n; i++)
+        shallow += rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer) != deep[sid[i]];
+    rb_fmt(f->caption, sizeof f->caption,
+           "ROC curve of each OOD score on the OOD set %s, at the deepest layer the score was run on (the logit "
+           "scores energy and MSP use the layer logits). x: false-positive rate, the fraction of in-distribution "
+           "test samples flagged as OOD; y: true-positive rate, the fraction of %s samples flagged, at FPR <= x "
+           "(the roc_tpr rows on their fixed FPR grid). Dashed diagonal: chance. The legend gives each score's "
+           "layer and AUROC (its auroc row).",
+           split, split);
+    if (shallow) {
+        size_t u = strlen(f->caption);
+        rb_fmt(f->caption + u, sizeof f->caption - u,
+               " %zu roc_tpr rows of shallower layers are in the CSV and not drawn; the AUROC-by-layer figure "
+               "shows the depth trend.",
+               shallow);
+    }
+
+    rb_sb_printf(&dat, "# %s\n# columns: fpr (false-positive rate), tpr (roc_tpr value)\n", f->title);
+    rb_sb_puts(&f->table, "<table>\n<tr><th>score</th><th>params</th><th>layer</th><th>points</th><th>AUROC</th>"
+                          "<th>TPR at FPR 0.05</th><th>TPR at FPR 0.1</th></tr>\n");
+    rb_gp_begin(&gp, f, "one block per score (index i): fpr, tpr", 900, 860);
+    rb_sb_puts(&gp, "set size ratio 1\nset xrange [0:1]\nset yrange [0:1]\n"
+                    "set xlabel 'false-positive rate (fraction of in-distribution test samples flagged)'\n"
+                    "set ylabel 'true-positive rate (fraction of OOD samples flagged)'\n"
+                    "set key outside below left Left reverse vertical noenhanced maxcols 1 height 1.5\n"
+                    "plot \\\n");
+    for (size_t k = 0; k < ns; k++) {
+        const rb_row *q = &c->rows.rows[first[k]];
+        size_t np = 0, at0 = 0;
+        for (size_t i = 0; i < n; i++) {
+            c->claimed[idx[i]] = fi;
+            if (sid[i] != k || rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer) != deep[k]) continue;
+            pts[np].row = idx[i];
+            rb_param_num(c->rows.rows[idx[i]].params, "fpr", &pts[np].x);
+            if (!np) at0 = idx[i];
+            np++;
+        }
+        qsort(pts, np, sizeof *pts, cmp_xrow);
+        const rb_row *g = &c->rows.rows[at0]; /* a row of the drawn layer */
+        char rest[RB_PARAMS_MAX];
+        rb_param_drop(q->params, "fpr", rest, sizeof rest);
+        const rb_row *au = find_like(c, dump, g, rest, split, "auroc", NULL);
+        double auroc = au ? au->value : NAN;
+        /* Params in the label only when the method has another line. */
+        int params_shown = 0;
+        for (size_t j = 0; j < ns; j++)
+            params_shown |= j != k && !strcmp(c->rows.rows[first[j]].method, q->method);
+        char label[400], aus[32];
+        if (isnan(auroc)) rb_fmt(aus, sizeof aus, "AUROC –");
+        else rb_fmt(aus, sizeof aus, "AUROC %.4f", auroc);
+        rb_fmt(label, sizeof label, "%s%s%s%s%s%s %s: %s", c->dumps[dump].multi ? q->model : "",
+               c->dumps[dump].multi ? " " : "", q->method, params_shown && rest[0] ? " (" : "",
+               params_shown ? rest : "", params_shown && rest[0] ? ")" : "", g->layer, aus);
+        rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
+        double t05 = NAN, t10 = NAN;
+        for (size_t i = 0; i < np; i++) {
+            const rb_row *r = &c->rows.rows[pts[i].row];
+            rb_sb_printf(&dat, "%.10g", pts[i].x);
+            dat_num(&dat, r->value);
+            rb_sb_puts(&dat, "\n");
+            if (fabs(pts[i].x - 0.05) < 1e-12) t05 = r->value;
+            if (fabs(pts[i].x - 0.1) < 1e-12) t10 = r->value;
+        }
+        /* Colour per method; a second line of one method gets a dash. */
+        const char *colour = rb_report_colour(c->dumps[dump].multi ? q->model : q->method);
+        int same = 0;
+        for (size_t j = 0; j < k; j++)
+            same += !strcmp(c->rows.rows[first[j]].method, q->method) &&
+                    !strcmp(c->rows.rows[first[j]].model, q->model);
+        static const int ptypes[5] = {7, 5, 9, 13, 11};
+        rb_sb_printf(&gp, "%s  dat index %zu using 1:2 with linespoints lw 2 pt %d ps 0.5 dt %d lc rgb '%s' title ",
+                     k ? ", \\\n" : "", k, ptypes[same % 5], 1 + same % 5, colour);
+        rb_gp_str(&gp, label);
+        rb_sb_puts(&f->table, "<tr><td>");
+        rb_sb_html(&f->table, q->method);
+        rb_sb_puts(&f->table, "</td><td>");
+        rb_sb_html(&f->table, rest[0] ? rest : "-");
+        rb_sb_puts(&f->table, "</td><td>");
+        rb_sb_html(&f->table, g->layer);
+        rb_sb_printf(&f->table, "</td><td class=\"num\">%zu</td><td class=\"num\">", np);
+        rb_sb_num(&f->table, auroc);
+        rb_sb_puts(&f->table, "</td><td class=\"num\">");
+        rb_sb_num(&f->table, t05);
+        rb_sb_puts(&f->table, "</td><td class=\"num\">");
+        rb_sb_num(&f->table, t10);
+        rb_sb_puts(&f->table, "</td></tr>\n");
+    }
+    rb_sb_puts(&gp, ", \\\n  x with lines lw 1 dt 2 lc rgb '#888888' title 'chance (AUROC 0.5)'\n");
+    rb_sb_puts(&f->table, "</table>\n");
+    rb_gp_end(&gp, 900, 860);
+    rc = rb_rctx_draw(c, f, &dat, &gp, e);
+out:
+    free(idx);
+    free(first);
+    free(sid);
+    free(deep);
+    free(pts);
+    rb_sb_free(&dat);
+    rb_sb_free(&gp);
+    return rc;
+}
+
+int rb_figs_roc(rb_rctx *c, size_t dump, rb_err *e)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        if (!is_roc_row(c, dump, i)) continue; /* drawn splits are claimed */
+        char split[RB_NAME_MAX];
+        rb_fmt(split, sizeof split, "%s", c->rows.rows[i].split);
+        int rc = one_roc(c, dump, split, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
+/* ========================================================= reliability */
+
+static int is_rel_row(const rb_rctx *c, size_t dump, size_t i)
+{
+    const rb_row *r = &c->rows.rows[i];
+    double x;
+    return c->rdump[i] == dump && !c->claimed[i] &&
+           (!strcmp(r->metric, "reliability_acc") || !strcmp(r->metric, "reliability_conf")) && r->layer[0] &&
+           !rb_is_pair_layer(r->layer) && rb_param_num(r->params, "bin_hi", &x) == 0;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* The ECE row of a series: metric ece* (ece15, ...) of the same method,
+ * layer, split and params; *_ts after temperature scaling, else without. */
+static const rb_row *find_ece(const rb_rctx *c, size_t dump, const rb_row *g, const char *params, int after,
+                              size_t *at)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] != dump || strncmp(r->metric, "ece", 3) || ends_with(r->metric, "_ts") != after ||
+            strcmp(r->method, g->method) || strcmp(r->model, g->model) || strcmp(r->layer, g->layer) ||
+            strcmp(r->split, g->split) || !rb_param_same(r->params, params))
+            continue;
+        *at = i;
+        return r;
+    }
+    return NULL;
+}
+
+/* One reliability figure: the reliability rows of (method, layer, split) of g. */
+static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
+{
+    const rb_row *g0 = &c->rows.rows[r0];
+    rb_row g = *g0;
+    int rc = RB_OK;
+    size_t *idx = NULL, *first = NULL, *sid = NULL, n = 0, ns = 0;
+    xrow *pts = NULL;
+    rb_sbuf dat = {0}, gp = {0};
+
+    idx = malloc(c->rows.n * sizeof *idx);
+    if (!idx) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    for (size_t i = r0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (is_rel_row(c, dump, i) && !strcmp(r->method, g.method) && !strcmp(r->model, g.model) &&
+            !strcmp(r->layer, g.layer) && !strcmp(r->split, g.split))
+            idx[n++] = i;
+    }
+    first = malloc(n * sizeof *first);
+    sid = malloc(n * sizeof *sid);
+    pts = malloc(n * sizeof *pts);
+    if (!first || !sid || !pts) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Series: params without bin_hi (before; after with fit=...). */
+    for (size_t i = 0; i < n; i++) {
+        char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
+        rb_param_drop(c->rows.rows[idx[i]].params, "bin_hi", rest, sizeof rest);
+        size_t k;
+        for (k = 0; k < ns; k++) {
+            rb_param_drop(c->rows.rows[first[k]].params, "bin_hi", rest2, sizeof rest2);
+            if (rb_param_same(rest, rest2)) break;
+        }
+        if (k == ns) first[ns++] = idx[i];
+        sid[i] = k;
+    }
+    char stem[300];
+    rb_fmt(stem, sizeof stem, "reliability_%s_%s%s%s", g.method, g.layer, strcmp(g.split, "test") ? "_" : "",
+           strcmp(g.split, "test") ? g.split : "");
+    rb_rfig *f = rb_rctx_fig(c, dump, "reliability", stem);
+    if (!f) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    int fi = (int)(f - c->figs) + 1;
+
+    /* Count range for the point sizes. */
+    double nmax = 1;
+    for (size_t i = 0; i < n; i++)
+        if ((double)c->rows.rows[idx[i]].n > nmax) nmax = (double)c->rows.rows[idx[i]].n;
+
+    double temp = NAN;
+    char dt[300], tstr[64] = "";
+    rb_dump_title(&c->dumps[dump], dt, sizeof dt);
+    rb_sb_printf(&dat, "# reliability diagram of %s, layer %s, split %s\n"
+                       "# columns: bin_hi (upper bin edge), conf (reliability_conf), acc (reliability_acc), "
+                       "n (samples in the bin), point_size\n",
+                 g.method, g.layer, g.split);
+    rb_sb_puts(&f->table, "<table>\n<tr><th>series</th><th>params</th><th>non-empty bins</th><th>samples</th>"
+                          "<th>ECE (CSV)</th><th>ECE from the drawn bins</th><th>temperature T</th></tr>\n");
+    rb_sbuf plot = {0};
+    double lo = 1.0; /* axis start: the smallest confidence or accuracy, floored to 0.1 */
+    for (size_t k = 0; k < ns; k++) {
+        const rb_row *q = &c->rows.rows[first[k]];
+        char rest[RB_PARAMS_MAX], fit[RB_NAME_MAX] = "";
+        rb_param_drop(q->params, "bin_hi", rest, sizeof rest);
+        int after = rb_param_get(rest, "fit", fit, sizeof fit) == 0;
+        /* Bins: (bin_hi, conf row) pairs, the acc row found by params. */
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++) {
+            c->claimed[idx[i]] = fi;
+            if (sid[i] != k || strcmp(c->rows.rows[idx[i]].metric, "reliability_conf")) continue;
+            pts[np].row = idx[i];
+            rb_param_num(c->rows.rows[idx[i]].params, "bin_hi", &pts[np].x);
+            np++;
+        }
+        qsort(pts, np, sizeof *pts, cmp_xrow);
+        size_t at = 0;
+        const rb_row *ece = find_ece(c, dump, &g, rest, after, &at);
+        if (ece) c->claimed[at] = fi;
+        const rb_row *tr = NULL;
+        if (after) {
+            tr = find_like(c, dump, &g, rest, NULL, "temperature", &at);
+            if (tr) {
+                c->claimed[at] = fi;
+                temp = tr->value;
+            }
+        }
+        char label[400];
+        if (after) {
+            char ts[40];
+            if (tr && !isnan(tr->value)) rb_fmt(ts, sizeof ts, "T = %.4g", tr->value);
+            else rb_fmt(ts, sizeof ts, "T –");
+            rb_fmt(label, sizeof label, "after temperature scaling (%s, fit on %s): ECE %s", ts, fit,
+                   ece && !isnan(ece->value) ? "" : "–");
+        } else {
+            rb_fmt(label, sizeof label, "before: ECE %s", ece && !isnan(ece->value) ? "" : "–");
+        }
+        if (ece && !isnan(ece->value)) {
+            size_t u = strlen(label);
+            rb_fmt(label + u, sizeof label - u, "%.4f", ece->value);
+        }
+        { /* Other params (T_at_bound=1: T stopped at its search bound) in the key. */
+            char other[RB_PARAMS_MAX], tmp[RB_PARAMS_MAX];
+            rb_param_drop(rest, "bins", tmp, sizeof tmp);
+            rb_param_drop(tmp, "fit", other, sizeof other);
+            size_t u = strlen(label);
+            if (other[0]) rb_fmt(label + u, sizeof label - u, " [%s]", other);
+        }
+        rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
+        double wsum = 0, gap = 0;
+        size_t nonempty = 0;
+        for (size_t i = 0; i < np; i++) {
+            const rb_row *cf = &c->rows.rows[pts[i].row];
+            const rb_row *ac = NULL;
+            for (size_t j = 0; j < n && !ac; j++) {
+                const rb_row *r = &c->rows.rows[idx[j]];
+                if (sid[j] == k && !strcmp(r->metric, "reliability_acc") && rb_param_same(r->params, cf->params))
+                    ac = r;
+            }
+            double acc = ac ? ac->value : NAN, cnt = (double)(ac ? ac->n : cf->n);
+            rb_sb_printf(&dat, "%.10g", pts[i].x);
+            dat_num(&dat, cf->value);
+            dat_num(&dat, acc);
+            rb_sb_printf(&dat, " %ld %.4f\n", ac ? ac->n : cf->n, 0.6 + 2.4 * sqrt((cnt > 0 ? cnt : 0) / nmax));
+            if (!isnan(acc) && !isnan(cf->value) && cnt > 0) {
+                wsum += cnt;
+                gap += cnt * fabs(acc - cf->value);
+                nonempty++;
+                if (acc < lo) lo = acc;
+                if (cf->value < lo) lo = cf->value;
+            }
+        }
+        const char *colour = after ? "#1f77b4" : "#d62728";
+        /* Each bin: its gap to the diagonal as a thin bar, then the point. */
+        rb_sb_printf(&plot, "%s  dat index %zu using 2:2:(0):($3-$2) with vectors nohead lw 1.5 lc rgb '%s' notitle, "
+                            "\\\n  dat index %zu using 2:3:5 with points pt %d ps variable lc rgb '%s' title ",
+                     k ? ", \\\n" : "", k, colour, k, after ? 7 : 5, colour);
+        rb_gp_str(&plot, label);
+        rb_sb_puts(&f->table, "<tr><td>");
+        rb_sb_html(&f->table, after ? "after temperature scaling" : "before");
+        rb_sb_puts(&f->table, "</td><td>");
+        rb_sb_html(&f->table, rest[0] ? rest : "-");
+        rb_sb_printf(&f->table, "</td><td class=\"num\">%zu</td><td class=\"num\">%.0f</td><td class=\"num\">",
+                     nonempty, wsum);
+        rb_sb_num(&f->table, ece ? ece->value : NAN);
+        rb_sb_puts(&f->table, "</td><td class=\"num\">");
+        rb_sb_num(&f->table, wsum > 0 ? gap / wsum : NAN);
+        rb_sb_puts(&f->table, "</td><td class=\"num\">");
+        rb_sb_num(&f->table, tr ? tr->value : NAN);
+        rb_sb_puts(&f->table, "</td></tr>\n");
+    }
+    rb_sb_puts(&f->table, "</table>\n");
+    if (!isnan(temp)) rb_fmt(tstr, sizeof tstr, ", T = %.4g", temp);
+    rb_fmt(f->title, sizeof f->title, "%s: reliability of %s before and after temperature scaling%s (layer %s, split %s)",
+           dt, g.method, tstr, g.layer, g.split);
+    rb_fmt(f->caption, sizeof f->caption,
+           "Reliability diagram (Guo et al. 2017): each point is a non-empty confidence bin of the %s split, at "
+           "x = the mean top-1 confidence of its samples (reliability_conf) and y = their accuracy "
+           "(reliability_acc); the point area grows with the bin's sample count. Red: the model's own logits; "
+           "blue: after temperature scaling with the fitted T (row temperature). On the dashed diagonal the "
+           "model is calibrated; below it, over-confident. The key gives ECE before and after (rows ece*, "
+           "ece*_ts); the table also recomputes ECE from the drawn bins.",
+           g.split);
+    lo = floor(lo * 10.0) / 10.0;
+    if (!(lo >= 0) || lo > 0.9) lo = lo > 0.9 ? 0.9 : 0;
+    rb_gp_begin(&gp, f, "one block per series (index i): bin_hi, conf, acc, n, point_size", 900, 820);
+    rb_sb_printf(&gp, "set size ratio 1\nset xrange [%.1f:1]\nset yrange [%.1f:1]\n"
+                      "set xlabel 'mean confidence in the bin (max softmax probability)'\n"
+                      "set ylabel 'accuracy in the bin (fraction correct)'\n"
+                      "set key outside below left Left reverse vertical noenhanced maxcols 1 height 1.5\n"
+                      "plot \\\n",
+                 lo, lo);
+    rb_sb_puts(&gp, plot.n ? plot.s : "");
+    rb_sb_puts(&gp, ", \\\n  x with lines lw 1 dt 2 lc rgb '#888888' title 'perfect calibration'\n");
+    rb_sb_free(&plot);
+    rb_gp_end(&gp, 900, 820);
+    rc = rb_rctx_draw(c, f, &dat, &gp, e);
+out:
+    free(idx);
+    free(first);
+    free(sid);
+    free(pts);
+    rb_sb_free(&dat);
+    rb_sb_free(&gp);
+    return rc;
+}
+
+int rb_figs_reliability(rb_rctx *c, size_t dump, rb_err *e)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        if (!is_rel_row(c, dump, i)) continue; /* drawn groups are claimed */
+        int rc = one_reliability(c, dump, i, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
