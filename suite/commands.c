@@ -5,10 +5,10 @@
 #include "suite/suite.h"
 
 static const rb_cmd commands[] = {
-    {"inspect", rb_cmd_inspect, "inspect DUMP...", "layout, shapes, dtypes, classes and every problem found"},
+    {"inspect", rb_cmd_inspect, "inspect DUMP|CKPT...", "layout, shapes, dtypes, classes and every problem found"},
     {"run", rb_cmd_run, "run [opts] -o DIR DUMP...", "feature methods -> DIR/results.csv, DIR/run.json"},
-    {"gen", rb_cmd_gen, "gen KIND [opts] -o FILE", "write a synthetic dump (KIND: gmm)"},
-    {"list", rb_cmd_list, "list [--metrics|--families|--subcommands]", "every method (or metric, family, subcommand)"},
+    {"gen", rb_cmd_gen, "gen KIND [opts] -o FILE", "synthetic data (KIND: gmm feature dump, weights checkpoints)"},
+    {"list", rb_cmd_list, "list [--metrics|--families|--options]", "every method and check (or metric, family, option)"},
 #include "suite/cmds_weights.inc"
 #include "suite/cmds_theory.inc"
 #include "suite/cmds_reports.inc"
