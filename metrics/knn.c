@@ -66,8 +66,16 @@ static size_t key_partition(uint64_t *a, size_t lo, size_t hi)
     key_swap(a, mid, last); /* the median goes last */
     uint64_t pv = a[last];
     size_t st = lo;
-    for (size_t i = lo; i < last; i++)
-        if (a[i] > pv) key_swap(a, i, st++);
+    /* Branch-free Lomuto step: the keys are in random order, so a branch
+     * on the comparison would mispredict half the time.  [lo, st) holds
+     * keys above the pivot and [st, i) keys below it. */
+    for (size_t i = lo; i < last; i++) {
+        uint64_t v = a[i];
+        size_t above = v > pv;
+        a[i] = a[st];
+        a[st] = v;
+        st += above;
+    }
     key_swap(a, st, last);
     return st;
 }
