@@ -139,17 +139,17 @@ static uint64_t key_select(uint64_t *a, size_t n, size_t m)
  * loop (vectorised by the compiler); only chunks holding a candidate are
  * revisited.  When the buffer is full it is cut back to the kmax best by
  * quickselect, which raises thr. */
-/* 1 when some s[0..KNN_CHUNK) exceeds t.  A fixed-length OR of compares,
- * which the compiler turns into packed compares (checked with
- * -fopt-info-vec: "loop vectorized"). */
-static int chunk_above(const float *s, float t)
+/* 1 when some s[q] w[q], q in [0, KNN_CHUNK), exceeds t.  A fixed-length
+ * OR of compares, which the compiler turns into packed multiplies and
+ * compares (checked with -fopt-info-vec: "loop vectorized"). */
+static int chunk_above(const float *s, const float *w, float t)
 {
     int any = 0;
-    for (int q = 0; q < KNN_CHUNK; q++) any |= s[q] > t;
+    for (int q = 0; q < KNN_CHUNK; q++) any |= s[q] * w[q] > t;
     return any;
 }
 
-static void offer_row(const float *s, size_t nb, int32_t j0, uint64_t *kb,
+static void offer_row(const float *s, const float *w, size_t nb, int32_t j0, uint64_t *kb,
                       int *cnt, float *thr, int kmax, int cap)
 {
     int c = *cnt;
@@ -158,10 +158,11 @@ static void offer_row(const float *s, size_t nb, int32_t j0, uint64_t *kb,
     for (;;) {
         size_t end = j + KNN_CHUNK;
         if (end > nb) break;
-        if (chunk_above(s + j, t)) {
+        if (chunk_above(s + j, w + j, t)) {
             for (size_t q = j; q < end; q++) {
-                if (s[q] > t) {
-                    kb[c++] = knn_key(s[q], j0 + (int32_t)q);
+                float v = s[q] * w[q];
+                if (v > t) {
+                    kb[c++] = knn_key(v, j0 + (int32_t)q);
                     if (c == cap) {
                         t = key_sim(key_select(kb, (size_t)c, (size_t)kmax));
                         c = kmax;
@@ -172,8 +173,9 @@ static void offer_row(const float *s, size_t nb, int32_t j0, uint64_t *kb,
         j = end;
     }
     for (; j < nb; j++) {
-        if (s[j] > t) {
-            kb[c++] = knn_key(s[j], j0 + (int32_t)j);
+        float v = s[j] * w[j];
+        if (v > t) {
+            kb[c++] = knn_key(v, j0 + (int32_t)j);
             if (c == cap) {
                 t = key_sim(key_select(kb, (size_t)c, (size_t)kmax));
                 c = kmax;
@@ -187,11 +189,13 @@ static void offer_row(const float *s, size_t nb, int32_t j0, uint64_t *kb,
 /* ------------------------------------------------------------ refinement */
 
 /* Bound on |s_float - s_double| for one pair.  With u = 2^-24: the float
- * normalisation x/|x| (norm in double) errs by u relative per element, the
- * SGEMM dot product of two unit vectors by gamma_d = d u / (1 - d u) in any
- * summation order (Higham, Accuracy and Stability, eq. 3.5), and the double
- * recomputation by d 2^-53; together at most (d + 3) u (1 + d u).  The
- * kernel uses KNN_ERR_SAFETY times (d + 4) u. */
+ * test row x/|x| (norm in double) errs by u relative per element, the SGEMM
+ * dot product with the train row by gamma_d |x/|x|| |y| (gamma_d =
+ * d u / (1 - d u), any summation order: Higham, Accuracy and Stability,
+ * eq. 3.5), the float scale w = 1/|y| and the product s w by u each, and the
+ * double recomputation by d 2^-53; together at most (d + 3) u (1 + d u)
+ * for unit-norm similarities (the same with the normalised-copy fallback).
+ * The kernel uses KNN_ERR_SAFETY times (d + 4) u, rigorous while d u <= 1. */
 static double knn_err_bound(size_t d)
 {
     return KNN_ERR_SAFETY * ((double)d + 4.0) * 0x1p-24;
@@ -226,6 +230,20 @@ static void flag_row(const float *fs, int n, const int *bs, size_t nb, double ga
 
 /* --------------------------------------------------------- threaded jobs */
 
+/* <x, y> accumulated in double.  cblas_dsdot is fast, but OpenBLAS's kernel
+ * may form the products in float, which overflow for elements above about
+ * 1.8e19; a non-finite result is then recomputed with double products, so
+ * only NaN or Inf in the rows gives a non-finite value. */
+static double dot_sd(const float *x, const float *y, size_t d)
+{
+    double s = cblas_dsdot((int)d, x, 1, y, 1);
+    if (!isfinite(s)) {
+        s = 0;
+        for (size_t c = 0; c < d; c++) s += (double)x[c] * y[c];
+    }
+    return s;
+}
+
 typedef struct {
     int mode;        /* SEL_* below */
     const float *S;  /* borrowed: tile, ld ldS, width nb */
@@ -243,8 +261,10 @@ typedef struct {
     size_t nbs;
     double gap;             /* certain-order gap between float similarities */
     const rb_view *src;     /* borrowed: rows to normalise (SEL_NORM) */
-    float *dst;             /* borrowed: normalised rows, ld d */
+    float *dst;             /* borrowed: normalised rows, ld d, or NULL */
     double *inv;            /* borrowed: 1/||row||, 0 for zero rows */
+    float *winv;            /* borrowed: (float)inv, or NULL */
+    const float *w;         /* borrowed: column scales of the tile (SEL_OFFER) */
     int bad;                /* SEL_NORM: set when a row is not finite */
     size_t bad_row;
     const rb_view *tr, *te; /* borrowed: original rows, for refinement */
@@ -255,7 +275,7 @@ typedef struct {
 } select_job;
 
 enum {
-    SEL_NORM,   /* normalise src rows r0..r1 into dst, norms into inv */
+    SEL_NORM,   /* norms of src rows r0..r1 into inv (winv), rows into dst */
     SEL_OFFER,  /* offer tile rows r0..r1 to their buffers */
     SEL_SORT,   /* buffers -> sorted lists, flags (rows r0..r1) */
     SEL_DOT,    /* double similarities of pairs[r0..r1) (train-row order) */
@@ -294,8 +314,8 @@ static void *select_worker(void *arg)
         size_t d = j->src->d;
         for (size_t r = j->r0; r < j->r1; r++) {
             const float *x = j->src->x + r * j->src->ld;
-            float *o = j->dst + r * d;
-            double s = cblas_dsdot((int)d, x, 1, x, 1);
+            float *o = j->dst ? j->dst + r * d : NULL;
+            double s = dot_sd(x, x, d);
             if (!isfinite(s)) {
                 if (!j->bad) j->bad_row = r;
                 j->bad = 1;
@@ -303,13 +323,15 @@ static void *select_worker(void *arg)
             }
             double inv = s > 0 ? 1.0 / sqrt(s) : 0.0;
             j->inv[r] = inv;
-            for (size_t c = 0; c < d; c++) o[c] = (float)(x[c] * inv);
+            if (j->winv) j->winv[r] = (float)inv;
+            if (o)
+                for (size_t c = 0; c < d; c++) o[c] = (float)(x[c] * inv);
         }
         return NULL;
     }
     case SEL_OFFER:
         for (size_t r = j->r0; r < j->r1; r++)
-            offer_row(j->S + r * j->ldS, j->nb, j->j0, j->kb + r * cap, &j->cnt[r],
+            offer_row(j->S + r * j->ldS, j->w, j->nb, j->j0, j->kb + r * cap, &j->cnt[r],
                       &j->thr[r], j->kmax, j->cap);
         return NULL;
     case SEL_SORT:
@@ -326,12 +348,12 @@ static void *select_worker(void *arg)
         }
         return NULL;
     case SEL_DOT: {
-        int d = (int)j->te->d;
+        size_t d = j->te->d;
         for (size_t q = j->r0; q < j->r1; q++) {
             size_t slot = j->pairs[q], r = slot / kk, t = (size_t)j->hi[slot];
             const float *x = j->te->x + (j->i0 + r) * j->te->ld;
-            j->hs[slot] = (float)(cblas_dsdot(d, x, 1, j->tr->x + t * j->tr->ld, 1) *
-                                  j->inv_te[r] * j->inv_tr[t]);
+            j->hs[slot] = (float)(dot_sd(x, j->tr->x + t * j->tr->ld, d) * j->inv_te[r] *
+                                  j->inv_tr[t]);
         }
         return NULL;
     }
@@ -403,7 +425,8 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
     if (tb * (size_t)cap > (size_t)UINT32_MAX)
         RB_FAIL(e, RB_EINVAL, "knn: k = %d too large for a %zu-row test block", kmax, tb);
     size_t nb = ntr < KNN_NB ? ntr : KNN_NB;
-    float *xtr = malloc(ntr * d * sizeof *xtr);
+    float *xtr = NULL; /* normalised train copy, only for extreme norms */
+    float *wtr = malloc(ntr * sizeof *wtr);
     float *xte = malloc(tb * d * sizeof *xte);
     float *S = malloc(tb * nb * sizeof *S);
     int *cnt = malloc(tb * sizeof *cnt);
@@ -415,9 +438,9 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
     size_t *start = malloc((ntr + 1) * sizeof *start);
     uint32_t *pairs = malloc(tb * (size_t)kmax * sizeof *pairs);
     double tg = 0, tsel = 0, tref = 0, tnorm = 0, nref = 0;
-    if (!xtr || !xte || !S || !cnt || !thr || !kb || !flag || !inv_tr || !inv_te || !start ||
+    if (!wtr || !xte || !S || !cnt || !thr || !kb || !flag || !inv_tr || !inv_te || !start ||
         !pairs) {
-        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
+        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %d neighbour buffers)", tb, cap);
         goto out;
     }
     if (threads > 0) openblas_set_num_threads(threads);
@@ -437,15 +460,40 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
     job.inv_tr = inv_tr;
     job.inv_te = inv_te;
     job.pairs = pairs;
+    /* The train rows are not copied: the SGEMM multiplies the normalised
+     * test rows by the original train rows, and the selection scales tile
+     * column j by w_j = (float)(1/|train row j|) as it reads it.  The error
+     * bound of knn_err_bound holds as for normalised rows (one more
+     * rounding, in w_j and the product, is in its + 4).  Norms so large or
+     * small that an unnormalised dot product could overflow or lose range
+     * fall back to a normalised float copy (w = 1). */
     double t0 = rb_now();
+    const float *btr = tr->x;
+    size_t ldb = tr->ld;
     job.mode = SEL_NORM;
     job.src = tr;
-    job.dst = xtr;
+    job.dst = NULL;
     job.inv = inv_tr;
+    job.winv = wtr;
     if (run_jobs(&job, ntr, nthr, &bad)) {
         rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", bad);
         goto out;
     }
+    int extreme = 0;
+    for (size_t j = 0; j < ntr; j++)
+        extreme |= inv_tr[j] > 0 && (inv_tr[j] > 0x1p60 || inv_tr[j] < 0x1p-60);
+    if (extreme) {
+        if (!(xtr = malloc(ntr * d * sizeof *xtr))) {
+            rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
+            goto out;
+        }
+        job.dst = xtr;
+        run_jobs(&job, ntr, nthr, NULL);
+        for (size_t j = 0; j < ntr; j++) wtr[j] = 1.0f;
+        btr = xtr;
+        ldb = d;
+    }
+    job.winv = NULL;
     tnorm += rb_now() - t0;
     for (size_t i0 = 0; i0 < nte; i0 += tb) {
         size_t m = nte - i0 < tb ? nte - i0 : tb;
@@ -471,13 +519,14 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
             size_t w = ntr - j0 < nb ? ntr - j0 : nb;
             t0 = rb_now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)w, (int)d,
-                        1.0f, xte, (int)d, xtr + j0 * d, (int)d, 0.0f, S, (int)w);
+                        1.0f, xte, (int)d, btr + j0 * ldb, (int)ldb, 0.0f, S, (int)w);
             tg += rb_now() - t0;
             job.mode = SEL_OFFER;
             job.S = S;
             job.ldS = w;
             job.nb = w;
             job.j0 = (int32_t)j0;
+            job.w = wtr + j0;
             t0 = rb_now();
             run_jobs(&job, m, nthr, NULL);
             tsel += rb_now() - t0;
@@ -513,6 +562,7 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
     if (gemm_seconds) *gemm_seconds = tg;
 out:
     free(xtr);
+    free(wtr);
     free(xte);
     free(S);
     free(cnt);

@@ -312,6 +312,37 @@ static void test_bounded_refinement(void)
     free(v_ks);
 }
 
+/* Train rows with norms beyond 2^60 or below 2^-60 take the normalised-copy
+ * path: the same neighbours and similarities as the plain toy (at 2^127 a
+ * raw float dot product of test row 2 with train row 5 would overflow). */
+static void test_extreme_norms(void)
+{
+    rb_view tr = view(toy_tr, toy_y, 6, 3, 3), te = view(toy_te, NULL, 3, 3, 3);
+    int32_t idx0[9], idx1[9];
+    float sim0[9], sim1[9], big[6 * 3];
+    rb_err e = {0};
+    CHECK_INT(rb_knn_neighbors(&tr, &te, 3, 0, NULL, idx0, sim0, NULL, &e), RB_OK);
+    static const double scale[2] = {0x1p127, 0x1p-70}; /* 2^127: a raw dot overflows */
+    for (int q = 0; q < 2; q++) {
+        for (int i = 0; i < 18; i++) big[i] = (float)(toy_tr[i] * scale[q] * (i < 15 ? 1 : 2.385));
+        rb_view tb = view(big, toy_y, 6, 3, 3);
+        CHECK_INT(rb_knn_neighbors(&tb, &te, 3, 0, NULL, idx1, sim1, NULL, &e), RB_OK);
+        int same = 1;
+        double err = 0;
+        for (int i = 0; i < 9; i++) {
+            same &= idx0[i] == idx1[i];
+            err = fmax(err, fabs((double)sim0[i] - sim1[i]));
+        }
+        CHECK(same);
+        CHECK_ABS(err, 0, 1e-7);
+        /* Unrefined (float) similarities too: no overflow in the products. */
+        CHECK_INT(rb_knn_neighbors_ks(&tb, &te, 3, NULL, 0, 0, NULL, idx1, sim1, NULL, &e), RB_OK);
+        err = 0;
+        for (int i = 0; i < 9; i++) err = fmax(err, fabs((double)sim0[i] - sim1[i]));
+        CHECK_ABS(err, 0, 1e-6);
+    }
+}
+
 static void test_refusals(void)
 {
     rb_view tr = view(toy_tr, toy_y, 6, 3, 3), te = view(toy_te, NULL, 3, 3, 3);
@@ -349,6 +380,7 @@ int main(void)
     test_ties();
     test_blocks_vs_bruteforce();
     test_bounded_refinement();
+    test_extreme_norms();
     test_refusals();
     return check_summary();
 }
