@@ -244,43 +244,29 @@ static double dot_sd(const float *x, const float *y, size_t d)
     return s;
 }
 
-typedef struct {
-    int mode;        /* SEL_* below */
-    const float *S;  /* borrowed: tile, ld ldS, width nb */
-    size_t ldS, nb;
-    int32_t j0;
-    size_t r0, r1;   /* rows (or pairs) handled by this worker */
-    uint64_t *kb;    /* borrowed: key buffers of the block, cap per row */
-    int *cnt;        /* borrowed: keys per buffer */
-    float *thr;      /* borrowed: thresholds per buffer */
-    int kmax, cap;
-    float *hs;       /* borrowed: output lists of the block, kmax per row */
-    int32_t *hi;
-    unsigned char *flag;    /* borrowed: slots to refine, kmax per row */
-    const int *bs;          /* borrowed: refinement boundaries, or NULL */
-    size_t nbs;
-    double gap;             /* certain-order gap between float similarities */
-    const rb_view *src;     /* borrowed: rows to normalise (SEL_NORM) */
-    float *dst;             /* borrowed: normalised rows, ld d, or NULL */
-    double *inv;            /* borrowed: 1/||row||, 0 for zero rows */
-    float *winv;            /* borrowed: (float)inv, or NULL */
-    const float *w;         /* borrowed: column scales of the tile (SEL_OFFER) */
-    int bad;                /* SEL_NORM: set when a row is not finite */
-    size_t bad_row;
-    const rb_view *tr, *te; /* borrowed: original rows, for refinement */
-    const double *inv_tr;   /* borrowed: 1/||train row|| */
-    size_t i0;              /* first test row of the block */
-    const double *inv_te;   /* borrowed: 1/||test row|| of the block rows */
-    const uint32_t *pairs;  /* borrowed: flagged slots sorted by train row */
-} select_job;
-
-enum {
-    SEL_NORM,   /* norms of src rows r0..r1 into inv (winv), rows into dst */
-    SEL_OFFER,  /* offer tile rows r0..r1 to their buffers */
-    SEL_SORT,   /* buffers -> sorted lists, flags (rows r0..r1) */
-    SEL_DOT,    /* double similarities of pairs[r0..r1) (train-row order) */
-    SEL_RESORT  /* re-sort the flagged runs of rows r0..r1 */
-};
+/* Norms of rows r0..r1 of src: inv[r] = 1/|row r| in double (0 for a zero
+ * row), winv[r] = (float)inv[r] when winv is not NULL, normalised rows into
+ * dst (ld d) when dst is not NULL.  Returns 1 and the row in *bad when a row
+ * is not finite. */
+static int norm_rows(const rb_view *src, size_t r0, size_t r1, double *inv, float *winv,
+                     float *dst, size_t *bad)
+{
+    size_t d = src->d;
+    for (size_t r = r0; r < r1; r++) {
+        const float *x = src->x + r * src->ld;
+        double s = dot_sd(x, x, d);
+        if (!isfinite(s)) {
+            *bad = r;
+            return 1;
+        }
+        double iv = s > 0 ? 1.0 / sqrt(s) : 0.0;
+        inv[r] = iv;
+        if (winv) winv[r] = (float)iv;
+        if (dst)
+            for (size_t c = 0; c < d; c++) dst[r * d + c] = (float)(x[c] * iv);
+    }
+    return 0;
+}
 
 /* Re-sort each maximal run of flagged slots of one list by its refined
  * similarity, then index. */
@@ -305,98 +291,158 @@ static void resort_row(float *hs, int32_t *hi, const unsigned char *flag, int n,
     }
 }
 
-static void *select_worker(void *arg)
+/* One worker thread.  Workers take whole test blocks from a shared counter
+ * and run everything for their block alone: normalising the test rows, a
+ * single-threaded SGEMM per train block into their own tile, the selection
+ * scan, the final sort, and the refinement.  No barrier is shared between
+ * threads inside a block, so a thread that the OS deschedules on a loaded
+ * machine does not stall the others (a multi-threaded SGEMM synchronises
+ * its threads many times per call). */
+typedef struct {
+    /* shared, read-only */
+    const rb_view *tr, *te;
+    const float *btr;       /* borrowed: train rows for the SGEMM, ld ldb */
+    size_t ldb, tb, nb;
+    const float *wtr;       /* borrowed: column scales 1/|train row| (float) */
+    const double *inv_tr;   /* borrowed: 1/|train row| (double) */
+    int kmax, cap;
+    const int *bs;          /* borrowed: refinement boundaries, or NULL (all) */
+    size_t nbs;
+    double gap;             /* certain-order gap between float similarities */
+    int32_t *idx;           /* borrowed: output lists, kmax per test row */
+    float *sim;
+    pthread_mutex_t *mu;    /* guards *next */
+    size_t *next;           /* first test row of the next free block */
+    /* per worker (owned by the caller of the workers) */
+    float *xte, *S;         /* tb x d normalised test rows, tb x nb tile */
+    uint64_t *kb;           /* tb x cap key buffers */
+    int *cnt;
+    float *thr;
+    unsigned char *flag;    /* tb x kmax slots to refine */
+    double *inv_te;         /* tb */
+    size_t *start;          /* ntr + 1 counting-sort offsets */
+    uint32_t *pairs;        /* tb x kmax flagged slots by train row */
+    double tg, tsel, tref, nref; /* seconds in SGEMM, selection, refinement */
+    int bad;                /* a test row was not finite: row in bad_row */
+    size_t bad_row;
+} knn_worker;
+
+static void *knn_work(void *arg)
 {
-    select_job *j = arg;
-    size_t kk = (size_t)j->kmax, cap = (size_t)j->cap;
-    switch (j->mode) {
-    case SEL_NORM: {
-        size_t d = j->src->d;
-        for (size_t r = j->r0; r < j->r1; r++) {
-            const float *x = j->src->x + r * j->src->ld;
-            float *o = j->dst ? j->dst + r * d : NULL;
-            double s = dot_sd(x, x, d);
-            if (!isfinite(s)) {
-                if (!j->bad) j->bad_row = r;
-                j->bad = 1;
-                s = 0;
-            }
-            double inv = s > 0 ? 1.0 / sqrt(s) : 0.0;
-            j->inv[r] = inv;
-            if (j->winv) j->winv[r] = (float)inv;
-            if (o)
-                for (size_t c = 0; c < d; c++) o[c] = (float)(x[c] * inv);
+    knn_worker *w = arg;
+    const rb_view *tr = w->tr, *te = w->te;
+    size_t d = tr->d, ntr = tr->n, nte = te->n, kk = (size_t)w->kmax, cap = (size_t)w->cap;
+    for (;;) {
+        pthread_mutex_lock(w->mu);
+        size_t i0 = *w->next;
+        *w->next += w->tb;
+        pthread_mutex_unlock(w->mu);
+        if (i0 >= nte) break;
+        size_t m = nte - i0 < w->tb ? nte - i0 : w->tb;
+        rb_view tev = *te;
+        tev.x = te->x + i0 * te->ld;
+        tev.n = m;
+        if (norm_rows(&tev, 0, m, w->inv_te, NULL, w->xte, &w->bad_row)) {
+            w->bad_row += i0;
+            w->bad = 1;
+            break;
         }
-        return NULL;
-    }
-    case SEL_OFFER:
-        for (size_t r = j->r0; r < j->r1; r++)
-            offer_row(j->S + r * j->ldS, j->w, j->nb, j->j0, j->kb + r * cap, &j->cnt[r],
-                      &j->thr[r], j->kmax, j->cap);
-        return NULL;
-    case SEL_SORT:
-        for (size_t r = j->r0; r < j->r1; r++) {
-            uint64_t *kb = j->kb + r * cap;
-            if (j->cnt[r] > j->kmax) key_select(kb, (size_t)j->cnt[r], kk);
-            RB_ASSERT(j->cnt[r] >= j->kmax);
+        float *hs = w->sim + i0 * kk;
+        int32_t *hi = w->idx + i0 * kk;
+        memset(w->cnt, 0, m * sizeof *w->cnt);
+        for (size_t r = 0; r < m; r++) w->thr[r] = -INFINITY;
+        for (size_t j0 = 0; j0 < ntr; j0 += w->nb) {
+            size_t nw = ntr - j0 < w->nb ? ntr - j0 : w->nb;
+            double t0 = rb_now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nw, (int)d, 1.0f,
+                        w->xte, (int)d, w->btr + j0 * w->ldb, (int)w->ldb, 0.0f, w->S, (int)nw);
+            double t1 = rb_now();
+            for (size_t r = 0; r < m; r++)
+                offer_row(w->S + r * nw, w->wtr + j0, nw, (int32_t)j0, w->kb + r * cap,
+                          &w->cnt[r], &w->thr[r], w->kmax, w->cap);
+            w->tg += t1 - t0;
+            w->tsel += rb_now() - t1;
+        }
+        double t2 = rb_now();
+        for (size_t r = 0; r < m; r++) {
+            uint64_t *kb = w->kb + r * cap;
+            if (w->cnt[r] > w->kmax) key_select(kb, (size_t)w->cnt[r], kk);
+            RB_ASSERT(w->cnt[r] >= w->kmax);
             key_sort(kb, kk);
             for (size_t q = 0; q < kk; q++) {
-                j->hs[r * kk + q] = key_sim(kb[q]);
-                j->hi[r * kk + q] = key_idx(kb[q]);
+                hs[r * kk + q] = key_sim(kb[q]);
+                hi[r * kk + q] = key_idx(kb[q]);
             }
-            flag_row(j->hs + r * kk, j->kmax, j->bs, j->nbs, j->gap, j->flag + r * kk);
+            flag_row(hs + r * kk, w->kmax, w->bs, w->nbs, w->gap, w->flag + r * kk);
         }
-        return NULL;
-    case SEL_DOT: {
-        size_t d = j->te->d;
-        for (size_t q = j->r0; q < j->r1; q++) {
-            size_t slot = j->pairs[q], r = slot / kk, t = (size_t)j->hi[slot];
-            const float *x = j->te->x + (j->i0 + r) * j->te->ld;
-            j->hs[slot] = (float)(dot_sd(x, j->tr->x + t * j->tr->ld, d) * j->inv_te[r] *
-                                  j->inv_tr[t]);
+        double t3 = rb_now();
+        w->tsel += t3 - t2;
+        /* Refinement in train-row order (counting sort of the flagged
+         * slots), so each train row is read once per test block. */
+        size_t np = m * kk, nf = 0;
+        memset(w->start, 0, (ntr + 1) * sizeof *w->start);
+        for (size_t q = 0; q < np; q++)
+            if (w->flag[q]) {
+                w->start[(size_t)hi[q] + 1]++;
+                nf++;
+            }
+        for (size_t t = 0; t < ntr; t++) w->start[t + 1] += w->start[t];
+        for (size_t q = 0; q < np; q++)
+            if (w->flag[q]) w->pairs[w->start[(size_t)hi[q]]++] = (uint32_t)q;
+        for (size_t q = 0; q < nf; q++) {
+            size_t slot = w->pairs[q], r = slot / kk, t = (size_t)hi[slot];
+            hs[slot] = (float)(dot_sd(tev.x + r * te->ld, tr->x + t * tr->ld, d) * w->inv_te[r] *
+                               w->inv_tr[t]);
         }
-        return NULL;
+        for (size_t r = 0; r < m; r++)
+            resort_row(hs + r * kk, hi + r * kk, w->flag + r * kk, w->kmax, w->kb + r * cap);
+        w->tref += rb_now() - t3;
+        w->nref += (double)nf;
     }
-    case SEL_RESORT:
-        for (size_t r = j->r0; r < j->r1; r++)
-            resort_row(j->hs + r * kk, j->hi + r * kk, j->flag + r * kk, j->kmax,
-                       j->kb + r * cap);
-        return NULL;
-    default:
-        return NULL;
-    }
+    return NULL;
 }
 
-/* Run a job over items [0, n) on nthr threads (the calling thread takes the
- * first share).  Falls back to the calling thread alone when a thread cannot
- * be created.  Returns the OR of the workers' bad flags (SEL_NORM) and the
- * first bad row in *bad_row. */
-static int run_jobs(const select_job *proto, size_t n, int nthr, size_t *bad_row)
+/* Train-row norms on nthr threads. */
+typedef struct {
+    const rb_view *src;
+    size_t r0, r1, bad_row;
+    double *inv;
+    float *winv, *dst;
+    int bad;
+} norm_job;
+
+static void *norm_work(void *arg)
 {
-    select_job jobs[KNN_MAX_THREADS];
+    norm_job *j = arg;
+    j->bad = norm_rows(j->src, j->r0, j->r1, j->inv, j->winv, j->dst, &j->bad_row);
+    return NULL;
+}
+
+static int norm_threads(const rb_view *src, double *inv, float *winv, float *dst, int nthr,
+                        size_t *bad)
+{
+    norm_job jobs[KNN_MAX_THREADS];
     pthread_t tid[KNN_MAX_THREADS];
     int started[KNN_MAX_THREADS] = {0};
-    if (nthr < 1) nthr = 1;
-    if (nthr > KNN_MAX_THREADS) nthr = KNN_MAX_THREADS;
+    size_t n = src->n;
     if ((size_t)nthr > n) nthr = n ? (int)n : 1;
     for (int t = 0; t < nthr; t++) {
-        jobs[t] = *proto;
-        jobs[t].r0 = n * (size_t)t / (size_t)nthr;
-        jobs[t].r1 = n * (size_t)(t + 1) / (size_t)nthr;
-        jobs[t].bad = 0;
+        norm_job j = {src, n * (size_t)t / (size_t)nthr, n * (size_t)(t + 1) / (size_t)nthr, 0,
+                      inv, winv, dst, 0};
+        jobs[t] = j;
     }
     for (int t = 1; t < nthr; t++)
-        started[t] = pthread_create(&tid[t], NULL, select_worker, &jobs[t]) == 0;
-    select_worker(&jobs[0]);
+        started[t] = pthread_create(&tid[t], NULL, norm_work, &jobs[t]) == 0;
+    norm_work(&jobs[0]);
     for (int t = 1; t < nthr; t++) {
         if (started[t])
             pthread_join(tid[t], NULL);
         else
-            select_worker(&jobs[t]);
+            norm_work(&jobs[t]);
     }
     for (int t = 0; t < nthr; t++)
         if (jobs[t].bad) {
-            if (bad_row) *bad_row = jobs[t].bad_row;
+            *bad = jobs[t].bad_row;
             return 1;
         }
     return 0;
@@ -420,62 +466,61 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
 
     int rc = RB_OK;
     size_t d = tr->d, ntr = tr->n, nte = te->n, bad = 0;
-    size_t tb = nte < KNN_TB ? (nte ? nte : 1) : KNN_TB;
+    int nthr = threads > 0 ? threads : openblas_get_num_threads();
+    if (nthr < 1) nthr = 1;
+    if (nthr > KNN_MAX_THREADS) nthr = KNN_MAX_THREADS;
+    /* Blocks of at most KNN_TB test rows, at least one per thread. */
+    size_t tb = (nte + (size_t)nthr - 1) / (size_t)nthr;
+    if (tb > KNN_TB) tb = KNN_TB;
+    if (tb == 0) tb = 1;
+    int nw = (int)((nte + tb - 1) / tb);
+    if (nw > nthr) nw = nthr;
+    if (nw < 1) nw = 1;
     int cap = kmax + (kmax < 64 ? 64 : kmax);
     if (tb * (size_t)cap > (size_t)UINT32_MAX)
         RB_FAIL(e, RB_EINVAL, "knn: k = %d too large for a %zu-row test block", kmax, tb);
     size_t nb = ntr < KNN_NB ? ntr : KNN_NB;
+    knn_worker ws[KNN_MAX_THREADS];
+    pthread_t tid[KNN_MAX_THREADS];
+    int started[KNN_MAX_THREADS] = {0};
+    memset(ws, 0, sizeof ws);
     float *xtr = NULL; /* normalised train copy, only for extreme norms */
     float *wtr = malloc(ntr * sizeof *wtr);
-    float *xte = malloc(tb * d * sizeof *xte);
-    float *S = malloc(tb * nb * sizeof *S);
-    int *cnt = malloc(tb * sizeof *cnt);
-    float *thr = malloc(tb * sizeof *thr);
-    uint64_t *kb = malloc(tb * (size_t)cap * sizeof *kb);
-    unsigned char *flag = malloc(tb * (size_t)kmax);
     double *inv_tr = malloc(ntr * sizeof *inv_tr);
-    double *inv_te = malloc(tb * sizeof *inv_te);
-    size_t *start = malloc((ntr + 1) * sizeof *start);
-    uint32_t *pairs = malloc(tb * (size_t)kmax * sizeof *pairs);
-    double tg = 0, tsel = 0, tref = 0, tnorm = 0, nref = 0;
-    if (!wtr || !xte || !S || !cnt || !thr || !kb || !flag || !inv_tr || !inv_te || !start ||
-        !pairs) {
-        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %d neighbour buffers)", tb, cap);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    size_t next = 0;
+    int blas_prev = openblas_get_num_threads();
+    if (!wtr || !inv_tr) {
+        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu train norms)", ntr);
         goto out;
     }
-    if (threads > 0) openblas_set_num_threads(threads);
-    int nthr = threads > 0 ? threads : openblas_get_num_threads();
-    select_job job = {0};
-    job.kmax = kmax;
-    job.cap = cap;
-    job.kb = kb;
-    job.cnt = cnt;
-    job.thr = thr;
-    job.flag = flag;
-    job.bs = bs;
-    job.nbs = nbs;
-    job.gap = 2 * knn_err_bound(d) + 0x1p-21; /* + 4 float ulps of 1 */
-    job.tr = tr;
-    job.te = te;
-    job.inv_tr = inv_tr;
-    job.inv_te = inv_te;
-    job.pairs = pairs;
+    for (int t = 0; t < nw; t++) {
+        knn_worker *w = &ws[t];
+        w->xte = malloc(tb * d * sizeof *w->xte);
+        w->S = malloc(tb * nb * sizeof *w->S);
+        w->kb = malloc(tb * (size_t)cap * sizeof *w->kb);
+        w->cnt = malloc(tb * sizeof *w->cnt);
+        w->thr = malloc(tb * sizeof *w->thr);
+        w->flag = malloc(tb * (size_t)kmax);
+        w->inv_te = malloc(tb * sizeof *w->inv_te);
+        w->start = malloc((ntr + 1) * sizeof *w->start);
+        w->pairs = malloc(tb * (size_t)kmax * sizeof *w->pairs);
+        if (!w->xte || !w->S || !w->kb || !w->cnt || !w->thr || !w->flag || !w->inv_te ||
+            !w->start || !w->pairs) {
+            rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu tile per thread)", tb, nb);
+            goto out;
+        }
+    }
     /* The train rows are not copied: the SGEMM multiplies the normalised
      * test rows by the original train rows, and the selection scales tile
      * column j by w_j = (float)(1/|train row j|) as it reads it.  The error
-     * bound of knn_err_bound holds as for normalised rows (one more
-     * rounding, in w_j and the product, is in its + 4).  Norms so large or
+     * bound of knn_err_bound holds as for normalised rows.  Norms so large or
      * small that an unnormalised dot product could overflow or lose range
      * fall back to a normalised float copy (w = 1). */
     double t0 = rb_now();
     const float *btr = tr->x;
     size_t ldb = tr->ld;
-    job.mode = SEL_NORM;
-    job.src = tr;
-    job.dst = NULL;
-    job.inv = inv_tr;
-    job.winv = wtr;
-    if (run_jobs(&job, ntr, nthr, &bad)) {
+    if (norm_threads(tr, inv_tr, wtr, NULL, nthr, &bad)) {
         rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", bad);
         goto out;
     }
@@ -487,92 +532,72 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
             rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
             goto out;
         }
-        job.dst = xtr;
-        run_jobs(&job, ntr, nthr, NULL);
+        norm_threads(tr, inv_tr, NULL, xtr, nthr, &bad);
         for (size_t j = 0; j < ntr; j++) wtr[j] = 1.0f;
         btr = xtr;
         ldb = d;
     }
-    job.winv = NULL;
-    tnorm += rb_now() - t0;
-    for (size_t i0 = 0; i0 < nte; i0 += tb) {
-        size_t m = nte - i0 < tb ? nte - i0 : tb;
-        rb_view tev = *te;
-        tev.x = te->x + i0 * te->ld;
-        tev.n = m;
-        t0 = rb_now();
-        job.mode = SEL_NORM;
-        job.src = &tev;
-        job.dst = xte;
-        job.inv = inv_te;
-        if (run_jobs(&job, m, nthr, &bad)) {
-            rc = rb_fail(e, RB_EINVAL, "knn: test row %zu is not finite", i0 + bad);
-            goto out;
-        }
-        tnorm += rb_now() - t0;
-        job.hs = sim + i0 * (size_t)kmax;
-        job.hi = idx + i0 * (size_t)kmax;
-        job.i0 = i0;
-        memset(cnt, 0, m * sizeof *cnt);
-        for (size_t r = 0; r < m; r++) thr[r] = -INFINITY;
-        for (size_t j0 = 0; j0 < ntr; j0 += nb) {
-            size_t w = ntr - j0 < nb ? ntr - j0 : nb;
-            t0 = rb_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)w, (int)d,
-                        1.0f, xte, (int)d, btr + j0 * ldb, (int)ldb, 0.0f, S, (int)w);
-            tg += rb_now() - t0;
-            job.mode = SEL_OFFER;
-            job.S = S;
-            job.ldS = w;
-            job.nb = w;
-            job.j0 = (int32_t)j0;
-            job.w = wtr + j0;
-            t0 = rb_now();
-            run_jobs(&job, m, nthr, NULL);
-            tsel += rb_now() - t0;
-        }
-        t0 = rb_now();
-        job.mode = SEL_SORT;
-        run_jobs(&job, m, nthr, NULL);
-        tsel += rb_now() - t0;
-        t0 = rb_now();
-        /* Counting sort of the flagged list slots by train row, so that each
-         * train row is read once per test block. */
-        size_t np = m * (size_t)kmax, nf = 0;
-        memset(start, 0, (ntr + 1) * sizeof *start);
-        for (size_t q = 0; q < np; q++)
-            if (flag[q]) {
-                start[(size_t)job.hi[q] + 1]++;
-                nf++;
-            }
-        for (size_t t = 0; t < ntr; t++) start[t + 1] += start[t];
-        for (size_t q = 0; q < np; q++)
-            if (flag[q]) pairs[start[(size_t)job.hi[q]]++] = (uint32_t)q;
-        job.mode = SEL_DOT;
-        run_jobs(&job, nf, nthr, NULL);
-        job.mode = SEL_RESORT;
-        run_jobs(&job, m, nthr, NULL);
-        tref += rb_now() - t0;
-        nref += (double)nf;
-        rb_logf(o, "knn: %zu/%zu test rows", i0 + m, nte);
+    double tnorm = rb_now() - t0;
+    /* One BLAS thread per worker (restored below). */
+    openblas_set_num_threads(1);
+    for (int t = 0; t < nw; t++) {
+        knn_worker *w = &ws[t];
+        w->tr = tr;
+        w->te = te;
+        w->btr = btr;
+        w->ldb = ldb;
+        w->tb = tb;
+        w->nb = nb;
+        w->wtr = wtr;
+        w->inv_tr = inv_tr;
+        w->kmax = kmax;
+        w->cap = cap;
+        w->bs = bs;
+        w->nbs = nbs;
+        w->gap = 2 * knn_err_bound(d) + 0x1p-21; /* + 4 float ulps of 1 */
+        w->idx = idx;
+        w->sim = sim;
+        w->mu = &mu;
+        w->next = &next;
     }
-    rb_logf(o, "knn: %zu x %zu x %zu: gemm %.2f s, selection %.2f s, double refinement "
-               "%.2f s (%.1f of %d per row), normalisation %.2f s",
-            nte, ntr, d, tg, tsel, tref, nte ? nref / (double)nte : 0.0, kmax, tnorm);
+    for (int t = 1; t < nw; t++) started[t] = pthread_create(&tid[t], NULL, knn_work, &ws[t]) == 0;
+    knn_work(&ws[0]);
+    for (int t = 1; t < nw; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            knn_work(&ws[t]); /* no thread: the blocks left are done here */
+    }
+    openblas_set_num_threads(threads > 0 ? threads : blas_prev);
+    double tg = 0, tsel = 0, tref = 0, nref = 0;
+    for (int t = 0; t < nw; t++) {
+        if (ws[t].bad && !rc)
+            rc = rb_fail(e, RB_EINVAL, "knn: test row %zu is not finite", ws[t].bad_row);
+        tg += ws[t].tg / nw;
+        tsel += ws[t].tsel / nw;
+        tref += ws[t].tref / nw;
+        nref += ws[t].nref;
+    }
+    if (rc) goto out;
+    rb_logf(o, "knn: %zu x %zu x %zu on %d threads: gemm %.2f s, selection %.2f s, double "
+               "refinement %.2f s (%.1f of %d per row), normalisation %.2f s (per thread)",
+            nte, ntr, d, nw, tg, tsel, tref, nte ? nref / (double)nte : 0.0, kmax, tnorm);
     if (gemm_seconds) *gemm_seconds = tg;
 out:
+    for (int t = 0; t < nw; t++) {
+        free(ws[t].xte);
+        free(ws[t].S);
+        free(ws[t].kb);
+        free(ws[t].cnt);
+        free(ws[t].thr);
+        free(ws[t].flag);
+        free(ws[t].inv_te);
+        free(ws[t].start);
+        free(ws[t].pairs);
+    }
     free(xtr);
     free(wtr);
-    free(xte);
-    free(S);
-    free(cnt);
-    free(thr);
-    free(kb);
-    free(flag);
     free(inv_tr);
-    free(inv_te);
-    free(start);
-    free(pairs);
     return rc;
 }
 
