@@ -47,9 +47,13 @@
 /* Neighbour lists of every test row: idx/sim are te->n x kmax (caller
  * allocated), row i holds the kmax nearest train rows of test row i by
  * cosine similarity, best first.  1 <= kmax <= tr->n; tr->d == te->d.
- * threads > 0 sets the BLAS and selection thread count (0: BLAS as is,
- * and as many selection threads as BLAS threads).  gemm_seconds (may be NULL) receives the wall time
- * spent in the similarity products alone.  o (may be NULL) gets progress.
+ * threads > 0 worker threads (0: as many as OpenBLAS threads); each worker
+ * takes whole blocks of test rows and runs a one-thread SGEMM, the
+ * selection and the refinement for them.  OpenBLAS is set to one thread
+ * during the call, then to threads (or back to its previous count when
+ * threads = 0).  gemm_seconds (may be NULL) receives the wall time spent in
+ * the similarity products alone (per worker, averaged over the workers).
+ * o (may be NULL) gets the time breakdown.
  * Every kept similarity is refined in double (see above); lists are sorted
  * by decreasing double similarity, then increasing index.
  * Returns RB_OK, RB_EINVAL (bad sizes, a non-finite row; the message names
