@@ -16,10 +16,12 @@
 #include <string.h>
 
 /* Block sizes: a test block of TB rows times a train block of NB rows gives a
- * TB x NB similarity tile (32 MiB at the maxima) that the selection reads
- * right after the product, while both operands stay BLAS-sized.  CHUNK is the
- * width of the threshold test of the selection scan. */
-enum { KNN_TB = 1024, KNN_NB = 8192, KNN_MAX_THREADS = 64, KNN_CHUNK = 32 };
+ * TB x NB similarity tile (8 MiB at the maxima, one per worker thread) that
+ * the selection reads right after the product, while both operands stay
+ * BLAS-sized (the test block is packed once per train block, the train
+ * block once per test block).  CHUNK is the width of the threshold test of
+ * the selection scan. */
+enum { KNN_TB = 1024, KNN_NB = 2048, KNN_MAX_THREADS = 64, KNN_CHUNK = 32 };
 
 /* ------------------------------------------------------------------ keys */
 
