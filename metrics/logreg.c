@@ -50,6 +50,7 @@ struct rb_logreg_work {
     double *xd;    /* chunk x d rows converted to double */
     double *zd;    /* chunk x k double logits / residuals */
     double *beff;  /* k effective intercepts b' - W mu */
+    float *bf;     /* the same in float (float softmax) */
     double *db;    /* k intercept gradient */
     int nthr;      /* softmax threads (BLAS thread count at alloc time) */
     double *dbt;   /* nthr x k per-thread intercept gradients */
@@ -64,6 +65,7 @@ void rb_logreg_work_free(rb_logreg_work *w)
     free(w->xd);
     free(w->zd);
     free(w->beff);
+    free(w->bf);
     free(w->db);
     free(w->dbt);
     free(w);
@@ -86,12 +88,13 @@ rb_logreg_work *rb_logreg_work_alloc(size_t n, size_t d, int k)
     w->xd = malloc(w->chunk * d * sizeof *w->xd);
     w->zd = malloc(w->chunk * kk * sizeof *w->zd);
     w->beff = malloc(kk * sizeof *w->beff);
+    w->bf = malloc(kk * sizeof *w->bf);
     w->db = malloc(kk * sizeof *w->db);
     w->nthr = openblas_get_num_threads();
     if (w->nthr < 1) w->nthr = 1;
     if (w->nthr > LR_MAX_THREADS) w->nthr = LR_MAX_THREADS;
     w->dbt = malloc((size_t)w->nthr * kk * sizeof *w->dbt);
-    if (!w->wf || !w->gf || !w->z || !w->xd || !w->zd || !w->beff || !w->db || !w->dbt) goto fail;
+    if (!w->wf || !w->gf || !w->z || !w->xd || !w->zd || !w->beff || !w->bf || !w->db || !w->dbt) goto fail;
     return w;
 fail:
     rb_logreg_work_free(w);
@@ -135,52 +138,167 @@ fail:
     }
 SOFTMAX_ROWS(double)
 
-/* The same for float logits stored class-major (zt is k x n, row c at
- * zt + c*ldz; sample i is column i), samples [r0, r1), in blocks of
- * LR_COLS samples so every inner loop runs over contiguous memory. */
-static void softmax_cols_float(float *zt, size_t ldz, size_t r0, size_t r1, int k,
-                               const int32_t *y, const double *beff, double *db,
-                               double *loss)
+/* exp(x) in float for x <= 0 (Cody-Waite reduction x = n ln2 + r, |r| <=
+ * ln2/2, and Cephes' degree-6 polynomial for expf; 2^n put in the exponent
+ * bits).  Arguments below -87 are clamped to -87 (exp(-87) = 1.6e-38, the
+ * smallest result; the float softmax adds these to a sum >= 1).  Largest
+ * relative error against exp() in double over every float in [-87, 0]:
+ * 8.3e-8 (0.7 float ulp).  Written in plain C without branches so that the
+ * block loops below vectorise; libm's expf does not. */
+#if defined(__GNUC__)
+#define LR_INLINE static inline __attribute__((always_inline))
+#else
+#define LR_INLINE static inline
+#endif
+LR_INLINE float lr_expf(float x)
 {
-    double mx[LR_COLS], sum[LR_COLS], zy[LR_COLS], acc = 0;
-    for (size_t b0 = r0; b0 < r1; b0 += LR_COLS) {
-        size_t nb = r1 - b0 < LR_COLS ? r1 - b0 : LR_COLS;
-        for (size_t i = 0; i < nb; i++) {
-            mx[i] = -INFINITY;
-            sum[i] = 0;
-            zy[i] = (double)zt[(size_t)y[b0 + i] * ldz + b0 + i] + beff[y[b0 + i]];
-        }
+    x = x < -87.0f ? -87.0f : x;
+    float t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+    float fn = t - 12582912.0f;
+    uint32_t ut, up;
+    memcpy(&ut, &t, sizeof ut);
+    float r = x - fn * 0.693359375f;
+    r = r - fn * -2.12194440e-4f;
+    float q = 1.9875691500e-4f;
+    q = q * r + 1.3981999507e-3f;
+    q = q * r + 8.3334519073e-3f;
+    q = q * r + 4.1665795894e-2f;
+    q = q * r + 1.6666665459e-1f;
+    q = q * r + 5.0000001201e-1f;
+    q = q * r * r + r + 1.0f;
+    memcpy(&up, &q, sizeof up);
+    up += (ut - 0x4B400000u) << 23; /* + n in the exponent, n in [-126, 0] */
+    memcpy(&q, &up, sizeof q);
+    return q;
+}
+
+/* z[i] = exp(z[i] + b - mx[i]), sum[i] += z[i] for i < nb (restrict: the
+ * vectoriser needs no alias checks). */
+LR_INLINE void exp_row(float *restrict z, float b, const float *restrict mx, float *restrict sum,
+                       size_t nb)
+{
+    for (size_t i = 0; i < nb; i++) {
+        float ex = lr_expf(z[i] + b - mx[i]);
+        z[i] = ex;
+        sum[i] += ex;
+    }
+}
+
+/* Logits along the ray for one class row: z[i] = zn[i] = x0[i] + a x1[i],
+ * and the running max of z[i] + b. */
+LR_INLINE void ray_row(float *restrict z, float *restrict zn, const float *restrict x0,
+                       const float *restrict x1, float a, float b, float *restrict mx, size_t nb)
+{
+    for (size_t i = 0; i < nb; i++) {
+        float v = x0[i] + a * x1[i];
+        z[i] = v;
+        zn[i] = v;
+        v += b;
+        mx[i] = v > mx[i] ? v : mx[i];
+    }
+}
+
+/* The float ray (see ray_set): logits zx + a zd, written to zt and zn. */
+typedef struct {
+    const float *zx, *zd; /* borrowed: k x ldz logits at x and of the direction */
+    float *zn;            /* borrowed: k x ldz, receives zx + a zd */
+    float a;
+} ray_in;
+
+/* One block of nb <= LR_COLS samples of float logits stored class-major
+ * (row c at zt + c*ldz), effective intercepts bf in float: the float logits
+ * are replaced by p - onehot(y), the CE terms (max + log of the sum of
+ * exponentials - true-class logit, in double) added to *loss and the
+ * column sums of p - onehot to db (8 double partial sums per class, so the
+ * loop needs no reassociation).  The sum of exponentials is in float: its
+ * rounding (k terms, each <= 1, the largest = 1) is below that of the float
+ * logits themselves.  With ray (offset to the block), the logits are first
+ * formed as zx + a zd (also stored to zn) and *dot receives
+ * sum_{i,c} (p - onehot)_ic zd_ic.  Called with nb = LR_COLS for full
+ * blocks, so the inner loops have a constant trip count and vectorise. */
+LR_INLINE void softmax_block(float *zt, size_t ldz, size_t nb, int k, const int32_t *y,
+                             const float *bf, const ray_in *ray, double *db, double *loss,
+                             double *dot)
+{
+    float mx[LR_COLS], sum[LR_COLS], inv[LR_COLS];
+    double zy[LR_COLS];
+    for (size_t i = 0; i < nb; i++) {
+        mx[i] = -INFINITY;
+        sum[i] = 0;
+    }
+    if (ray) {
         for (int c = 0; c < k; c++) {
-            const float *z = zt + (size_t)c * ldz + b0;
-            for (size_t i = 0; i < nb; i++) {
-                double v = (double)z[i] + beff[c];
-                if (v > mx[i]) mx[i] = v;
-            }
+            size_t o = (size_t)c * ldz;
+            ray_row(zt + o, ray->zn + o, ray->zx + o, ray->zd + o, ray->a, bf[c], mx, nb);
         }
+    } else {
         for (int c = 0; c < k; c++) {
-            float *z = zt + (size_t)c * ldz + b0;
+            const float *z = zt + (size_t)c * ldz, b = bf[c];
             for (size_t i = 0; i < nb; i++) {
-                double ex = exp((double)z[i] + beff[c] - mx[i]);
-                z[i] = (float)ex;
-                sum[i] += ex;
+                float v = z[i] + b;
+                mx[i] = v > mx[i] ? v : mx[i];
             }
-        }
-        for (size_t i = 0; i < nb; i++) {
-            acc += log(sum[i]) + mx[i] - zy[i];
-            sum[i] = 1.0 / sum[i];
-        }
-        for (int c = 0; c < k; c++) {
-            float *z = zt + (size_t)c * ldz + b0;
-            double s = 0;
-            for (size_t i = 0; i < nb; i++) {
-                double pc = (double)z[i] * sum[i] - (y[b0 + i] == c);
-                z[i] = (float)pc;
-                s += pc;
-            }
-            db[c] += s;
         }
     }
+    for (size_t i = 0; i < nb; i++) zy[i] = (double)(zt[(size_t)y[i] * ldz + i] + bf[y[i]]);
+    for (int c = 0; c < k; c++) exp_row(zt + (size_t)c * ldz, bf[c], mx, sum, nb);
+    double acc = 0;
+    for (size_t i = 0; i < nb; i++) {
+        acc += log((double)sum[i]) + (double)mx[i] - zy[i];
+        inv[i] = 1.0f / sum[i];
+    }
     *loss += acc;
+    double dacc = 0;
+    for (int c = 0; c < k; c++) {
+        float *z = zt + (size_t)c * ldz;
+        for (size_t i = 0; i < nb; i++) z[i] = z[i] * inv[i] - (float)(y[i] == c);
+        double part[8] = {0};
+        size_t i = 0;
+        for (; i + 8 <= nb; i += 8)
+            for (int u = 0; u < 8; u++) part[u] += (double)z[i + (size_t)u];
+        for (; i < nb; i++) part[0] += (double)z[i];
+        db[c] += ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        if (ray) {
+            const float *x1 = ray->zd + (size_t)c * ldz;
+            double q[8] = {0};
+            for (i = 0; i + 8 <= nb; i += 8)
+                for (int u = 0; u < 8; u++) q[u] += (double)z[i + (size_t)u] * (double)x1[i + (size_t)u];
+            for (; i < nb; i++) q[0] += (double)z[i] * (double)x1[i];
+            dacc += ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+        }
+    }
+    if (ray) *dot += dacc;
+}
+
+/* The same for float logits stored class-major (zt is k x n, row c at
+ * zt + c*ldz; sample i is column i), samples [r0, r1), in blocks of
+ * LR_COLS samples so every inner loop runs over contiguous memory.  The
+ * float phase only steers the solver (the reported objective and the
+ * stopping test are double evaluations), so exponentials and residuals are
+ * in float; sums stay in double.  GCC clones the function for AVX-512 and
+ * picks the clone at load time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void softmax_cols_float(float *zt, size_t ldz, size_t r0, size_t r1, int k,
+                               const int32_t *y, const float *bf, const ray_in *ray, double *db,
+                               double *loss, double *dot)
+{
+    size_t b0 = r0;
+    if (ray) {
+        for (; b0 < r1; b0 += LR_COLS) {
+            ray_in rb = {ray->zx + b0, ray->zd + b0, ray->zn + b0, ray->a};
+            size_t nb = r1 - b0 < LR_COLS ? r1 - b0 : LR_COLS;
+            if (nb == LR_COLS)
+                softmax_block(zt + b0, ldz, LR_COLS, k, y + b0, bf, &rb, db, loss, dot);
+            else
+                softmax_block(zt + b0, ldz, nb, k, y + b0, bf, &rb, db, loss, dot);
+        }
+        return;
+    }
+    for (; b0 + LR_COLS <= r1; b0 += LR_COLS)
+        softmax_block(zt + b0, ldz, LR_COLS, k, y + b0, bf, NULL, db, loss, dot);
+    if (b0 < r1) softmax_block(zt + b0, ldz, r1 - b0, k, y + b0, bf, NULL, db, loss, dot);
 }
 
 /* The softmax pass split over threads by rows (fixed partition, so the
@@ -193,8 +311,11 @@ typedef struct {
     int k;
     const int32_t *y;
     const double *beff;
+    const float *bf;
+    const ray_in *ray; /* float only: logits along a ray, or NULL */
     double *db; /* borrowed: this worker's k accumulators */
     double loss;
+    double dot; /* with ray: sum (p - onehot) zd */
 } softmax_job;
 
 static void *softmax_worker(void *arg)
@@ -202,18 +323,22 @@ static void *softmax_worker(void *arg)
     softmax_job *j = arg;
     memset(j->db, 0, (size_t)j->k * sizeof *j->db);
     j->loss = 0;
+    j->dot = 0;
     if (j->dbl)
         softmax_rows_double(j->z, j->r0, j->r1, j->k, j->y, j->beff, j->db, &j->loss);
     else
-        softmax_cols_float(j->z, j->ldz, j->r0, j->r1, j->k, j->y, j->beff, j->db, &j->loss);
+        softmax_cols_float(j->z, j->ldz, j->r0, j->r1, j->k, j->y, j->bf, j->ray, j->db, &j->loss,
+                           &j->dot);
     return NULL;
 }
 
 /* Rows [0, m) of z (float or double), labels y; adds the loss to the return
  * value and the column sums into db. */
-static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const int32_t *y)
+static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const int32_t *y,
+                           const ray_in *ray, double *dot)
 {
     size_t ldz = m; /* float logits: k x m, class-major */
+    for (int c = 0; c < w->k; c++) w->bf[c] = (float)w->beff[c];
     int nthr = w->nthr;
     if ((size_t)nthr > m / 256) nthr = (int)(m / 256);
     if (nthr < 1) nthr = 1;
@@ -222,8 +347,8 @@ static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const 
     int started[LR_MAX_THREADS] = {0};
     for (int t = 0; t < nthr; t++)
         jobs[t] = (softmax_job){z, ldz, dbl, m * (size_t)t / (size_t)nthr,
-                                m * (size_t)(t + 1) / (size_t)nthr, w->k, y, w->beff,
-                                w->dbt + (size_t)t * (size_t)w->k, 0};
+                                m * (size_t)(t + 1) / (size_t)nthr, w->k, y, w->beff, w->bf, ray,
+                                w->dbt + (size_t)t * (size_t)w->k, 0, 0};
     for (int t = 1; t < nthr; t++)
         started[t] = pthread_create(&tid[t], NULL, softmax_worker, &jobs[t]) == 0;
     softmax_worker(&jobs[0]);
@@ -236,6 +361,7 @@ static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const 
                 softmax_worker(&jobs[t]);
         }
         loss += jobs[t].loss;
+        if (dot) *dot += jobs[t].dot;
         for (int c = 0; c < w->k; c++) w->db[c] += jobs[t].db[c];
     }
     return loss;
@@ -263,7 +389,7 @@ static double eval(const rb_view *tr, double C, const double *theta,
          * about 1.5x faster than X W^T (n x k) for k ~ 100. */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, (int)n, (int)d, 1.0f, w->wf,
                     (int)d, tr->x, (int)tr->ld, 0.0f, w->z, (int)n);
-        loss += softmax_pass(w, w->z, 0, n, tr->y);
+        loss += softmax_pass(w, w->z, 0, n, tr->y, NULL, NULL);
         if (grad) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, (int)d, (int)n, 1.0f, w->z,
                         (int)n, tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
@@ -280,7 +406,7 @@ static double eval(const rb_view *tr, double C, const double *theta,
             }
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, (int)d, 1.0, w->xd,
                         (int)d, W, (int)d, 0.0, w->zd, k);
-            loss += softmax_pass(w, w->zd, 1, m, tr->y + i0);
+            loss += softmax_pass(w, w->zd, 1, m, tr->y + i0, NULL, NULL);
             if (grad)
                 cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)d, (int)m, 1.0, w->zd,
                             k, w->xd, (int)d, 1.0, grad, (int)d);
@@ -324,6 +450,15 @@ typedef struct {
     int nfev;
     int nev[2];     /* evaluations in float, double */
     double secs[2]; /* wall seconds of the evaluations in float, double */
+    /* Float phase along a ray (see ray_set): the logits are linear in the
+     * step, so a line-search trial is one softmax pass, not two GEMMs. */
+    int ray;          /* 1: line-search trials go through ray_trial */
+    float *zx, *zd;   /* k x n raw logits W X^T at x and D X^T of the direction */
+    float *zn;        /* k x n logits of the last trial, zx + a zd */
+    double *bx, *bd;  /* k effective intercepts at x and of the direction */
+    double *dth;      /* p: the direction in original coordinates */
+    double ww, wd, dd; /* |W|^2, <W, D>, |D|^2 */
+    double a_last;    /* step of the last trial (its residuals are in w->z) */
 } problem;
 
 static double fg(problem *pb, const double *u, double *g)
@@ -345,6 +480,127 @@ static double gnorm_orig(const problem *pb, const double *g)
     double m = 0;
     for (size_t i = 0; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sv[i]));
     return m;
+}
+
+/* ----------------------------------------------------- float ray phase */
+
+/* Gradient in scaled coordinates from the residuals in w->z (k x n float,
+ * P - Y) and the intercept sums in w->db, at theta = th (original
+ * coordinates): dW = R X - db mu^T + W / C, db' = db. */
+static void ray_grad(problem *pb, const double *th, double *g)
+{
+    rb_logreg_work *w = pb->w;
+    const rb_view *tr = pb->tr;
+    size_t d = tr->d, kk = (size_t)tr->k;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tr->k, (int)d, (int)tr->n, 1.0f, w->z,
+                (int)tr->n, tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
+    for (size_t i = 0; i < kk * d; i++) g[i] = w->gf[i];
+    cblas_dger(CblasRowMajor, tr->k, (int)d, -1.0, w->db, 1, pb->mu, 1, g, (int)d);
+    cblas_daxpy((int)(kk * d), 1.0 / pb->C, th, 1, g, 1);
+    memcpy(g + kk * d, w->db, kk * sizeof *g);
+    for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
+}
+
+/* Start the ray phase at u (scaled): zx = W X^T (skipped when W = 0), bx,
+ * |W|^2; then f and the gradient at u.  Returns f. */
+static double ray_start(problem *pb, const double *u, double *g)
+{
+    rb_logreg_work *w = pb->w;
+    const rb_view *tr = pb->tr;
+    size_t n = tr->n, d = tr->d, kk = (size_t)tr->k;
+    double t0 = rb_now();
+    pb->nfev++;
+    double *th = pb->th;
+    for (size_t i = 0; i < pb->p; i++) th[i] = u[i] / pb->sv[i];
+    int zero = 1;
+    for (size_t i = 0; i < kk * d; i++) {
+        w->wf[i] = (float)th[i];
+        if (th[i] != 0) zero = 0;
+    }
+    if (zero)
+        memset(pb->zx, 0, kk * n * sizeof *pb->zx);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tr->k, (int)n, (int)d, 1.0f, w->wf,
+                    (int)d, tr->x, (int)tr->ld, 0.0f, pb->zx, (int)n);
+    for (size_t c = 0; c < kk; c++) {
+        pb->bx[c] = th[kk * d + c] - cblas_ddot((int)d, th + c * d, 1, pb->mu, 1);
+        w->beff[c] = pb->bx[c];
+        w->db[c] = 0;
+    }
+    pb->ww = cblas_ddot((int)(kk * d), th, 1, th, 1);
+    memcpy(w->z, pb->zx, kk * n * sizeof *w->z);
+    double f = softmax_pass(w, w->z, 0, n, tr->y, NULL, NULL) + pb->ww / (2 * pb->C);
+    ray_grad(pb, th, g);
+    pb->secs[0] += rb_now() - t0;
+    pb->nev[0]++;
+    return f;
+}
+
+/* Set the ray from the current point along dir (scaled): zd = D X^T, bd,
+ * <W, D>, |D|^2 (theta of the current point is in pb->th). */
+static void ray_set(problem *pb, const double *dir)
+{
+    rb_logreg_work *w = pb->w;
+    const rb_view *tr = pb->tr;
+    size_t n = tr->n, d = tr->d, kk = (size_t)tr->k;
+    double t0 = rb_now();
+    double *D = pb->dth;
+    for (size_t i = 0; i < pb->p; i++) D[i] = dir[i] / pb->sv[i];
+    for (size_t i = 0; i < kk * d; i++) w->wf[i] = (float)D[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tr->k, (int)n, (int)d, 1.0f, w->wf, (int)d,
+                tr->x, (int)tr->ld, 0.0f, pb->zd, (int)n);
+    for (size_t c = 0; c < kk; c++)
+        pb->bd[c] = D[kk * d + c] - cblas_ddot((int)d, D + c * d, 1, pb->mu, 1);
+    pb->wd = cblas_ddot((int)(kk * d), pb->th, 1, D, 1);
+    pb->dd = cblas_ddot((int)(kk * d), D, 1, D, 1);
+    pb->secs[0] += rb_now() - t0;
+}
+
+/* f(x + a dir) and phi'(a) = <grad f, dir> from one softmax pass over the
+ * logits zx + a zd (kept in zn); the residuals stay in w->z for
+ * ray_accept. */
+static double ray_trial(problem *pb, double a, double *dphi)
+{
+    rb_logreg_work *w = pb->w;
+    const rb_view *tr = pb->tr;
+    size_t n = tr->n, kk = (size_t)tr->k;
+    double t0 = rb_now();
+    pb->nfev++;
+    for (size_t c = 0; c < kk; c++) {
+        w->beff[c] = pb->bx[c] + a * pb->bd[c];
+        w->db[c] = 0;
+    }
+    ray_in ray = {pb->zx, pb->zd, pb->zn, (float)a};
+    double dot = 0;
+    double f = softmax_pass(w, w->z, 0, n, tr->y, &ray, &dot);
+    for (size_t c = 0; c < kk; c++) dot += w->db[c] * pb->bd[c];
+    f += (pb->ww + 2 * a * pb->wd + a * a * pb->dd) / (2 * pb->C);
+    *dphi = dot + (pb->wd + a * pb->dd) / pb->C;
+    pb->a_last = a;
+    pb->secs[0] += rb_now() - t0;
+    pb->nev[0]++;
+    return f;
+}
+
+/* Move to xt = x + a dir (a = the last trial's step): zx, bx, |W|^2 and the
+ * gradient gt from the last trial's residuals. */
+static void ray_accept(problem *pb, const double *x, const double *dir, double a, double *xt,
+                       double *gt)
+{
+    RB_ASSERT(a == pb->a_last);
+    double t0 = rb_now();
+    size_t kk = (size_t)pb->tr->k;
+    float *tmp = pb->zx; /* the last trial's logits become the current ones */
+    pb->zx = pb->zn;
+    pb->zn = tmp;
+    for (size_t c = 0; c < kk; c++) pb->bx[c] += a * pb->bd[c];
+    pb->ww += 2 * a * pb->wd + a * a * pb->dd;
+    for (size_t i = 0; i < pb->p; i++) {
+        xt[i] = x[i] + a * dir[i];
+        pb->th[i] += a * pb->dth[i];
+    }
+    ray_grad(pb, pb->th, gt);
+    pb->secs[0] += rb_now() - t0;
 }
 
 /* Minimiser of the cubic through (a, fa, da), (b, fb, db) (Nocedal & Wright
@@ -375,12 +631,17 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
     const int max_ls = pb->dbl ? LR_MAX_LS : LR_MAX_LS_FLOAT;
     double d0 = cblas_ddot((int)p, g0, 1, dir, 1);
     if (!(d0 < 0)) return -1;
+    if (pb->ray) ray_set(pb, dir);
 #define TRY(a, f, dd)                                                         \
     do {                                                                      \
-        memcpy(xt, x, p * sizeof *xt);                                        \
-        cblas_daxpy((int)p, (a), dir, 1, xt, 1);                              \
-        (f) = fg(pb, xt, gt);                                                 \
-        (dd) = cblas_ddot((int)p, gt, 1, dir, 1);                             \
+        if (pb->ray) {                                                        \
+            (f) = ray_trial(pb, (a), &(dd));                                  \
+        } else {                                                              \
+            memcpy(xt, x, p * sizeof *xt);                                    \
+            cblas_daxpy((int)p, (a), dir, 1, xt, 1);                          \
+            (f) = fg(pb, xt, gt);                                             \
+            (dd) = cblas_ddot((int)p, gt, 1, dir, 1);                         \
+        }                                                                     \
     } while (0)
     /* Sufficient decrease: Armijo, or Hager & Zhang's approximate Wolfe
      * condition (SIAM J. Optim. 16, 2005, eq. 4.1) within the rounding
@@ -517,9 +778,13 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     rb_logreg_work *w = rb_logreg_work_alloc(n, d, tr->k);
     double *buf = malloc((7 + 2 * LR_MEM) * p * sizeof *buf);
     double *mu = calloc(d, sizeof *mu);
+    /* Float ray phase: two more k x n float logit buffers. */
+    float *zx = malloc(kk * n * sizeof *zx), *zd = malloc(kk * n * sizeof *zd);
+    float *zn = malloc(kk * n * sizeof *zn);
+    double *bx = malloc(kk * sizeof *bx), *bd = malloc(kk * sizeof *bd), *dth = malloc(p * sizeof *dth);
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
-    if (!w || !buf || !mu || !m->w || !m->b) {
+    if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !m->w || !m->b) {
         rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (%zu parameters, %zu x %zu data)", p,
                      n, d);
         goto out;
@@ -556,8 +821,8 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
         for (size_t i = 0; i < p; i++) x[i] *= sv[i];
     }
-    problem pb = {tr, C, w, mu, sv, th, p, 0, 0, {0, 0}, {0, 0}};
-    double f = fg(&pb, x, g);
+    problem pb = {tr, C, w, mu, sv, th, p, 0, 0, {0, 0}, {0, 0}, 1, zx, zd, zn, bx, bd, dth, 0, 0, 0, 0};
+    double f = ray_start(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0;
     double a_first = 0;
     for (;;) {
@@ -572,6 +837,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
                 break;
             }
             pb.dbl = 1; /* confirm (and continue) in double precision */
+            pb.ray = 0;
             f = fg(&pb, x, g);
             rb_logf(o, "logreg: C=%g float phase converged at iteration %d (%d evaluations); "
                     "double from here", C, it, pb.nfev);
@@ -589,6 +855,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             if (!pb.dbl) {
                 /* Float logits are at their noise level: go on in double. */
                 pb.dbl = 1;
+                pb.ray = 0;
                 f = fg(&pb, x, g);
                 rb_logf(o, "logreg: C=%g float line search failed at iteration %d (%d "
                         "evaluations); double from here", C, it, pb.nfev);
@@ -601,6 +868,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             }
             break; /* no progress possible: report as not converged */
         }
+        if (pb.ray) ray_accept(&pb, x, dir, alpha, xt, gt);
         /* s = xt - x, y = gt - g into the ring buffer. */
         double *s = S[head], *yv = Y[head];
         for (size_t i = 0; i < p; i++) {
@@ -623,6 +891,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     }
     if (!pb.dbl) {
         pb.dbl = 1;
+        pb.ray = 0;
         f = fg(&pb, x, g);
     }
     rb_logf(o, "logreg: C=%g done: %d iterations, %d float evaluations (%.2f s), %d double "
@@ -644,6 +913,12 @@ out:
     rb_logreg_work_free(w);
     free(buf);
     free(mu);
+    free(zx); /* ray_accept swaps the two buffers; both are freed here */
+    free(zn);
+    free(zd);
+    free(bx);
+    free(bd);
+    free(dth);
     return rc;
 }
 

@@ -19,7 +19,7 @@ and prints seconds, memory and accuracy side by side with ratios, the machine
 SGEMM rate (SGEMM_BIN: cblas_sgemm of the knn tile shape 1024 x 8192 x D)
 and the rate of knn's similarity products (2 N_train N_test D / gemm_seconds).
 Timings include reading the dump in both tools.  The machine is shared:
-the load average is printed with the table.
+the load average is printed with the table.  BENCH_PROBES=logreg skips knn.
 """
 import csv
 import json
@@ -73,6 +73,7 @@ def sk_knn(dump, out):
 
 
 THREADS = os.environ.get("BENCH_THREADS", "")
+PROBES = os.environ.get("BENCH_PROBES", "logreg,knn").split(",")
 
 
 def timed(cmd):
@@ -164,6 +165,21 @@ def main(argv):
         js = os.path.join(work, f"sk_lr_{d}.json")
         w_sl, c_sl, m_sl = timed([PY, me, "--sk-logreg", dump, js])
         sl = json.load(open(js))
+        p()
+        p(f"D = {d}  (load average now {os.getloadavg()[0]:.1f})")
+        p(f"{'probe':<8} {'tool':<9} {'wall_s':>8} {'cpu_s':>8} {'peak_MiB':>9} {'top1':>7} "
+          f"{'objective':>16} {'iters':>6}  notes")
+        p(f"{'logreg':<8} {'repbench':<9} {w_rl:8.1f} {c_rl:8.1f} {m_rl:9.0f} {top_rl:7.4f} {obj_rl:16.6f} "
+          f"{it_rl:6.0f}  method {s_rl:.1f} s")
+        p(f"{'logreg':<8} {'sklearn':<9} {w_sl:8.1f} {c_sl:8.1f} {m_sl:9.0f} {sl['top1']:7.4f} "
+          f"{sl['objective']:16.6f} {sl['iterations']:6d}  fit {sl['fit_s']:.1f} s")
+        rel = (obj_rl - sl["objective"]) / abs(sl["objective"])
+        p(f"logreg: sklearn/repbench wall {w_sl / w_rl:.2f}x (fit only: {sl['fit_s'] / s_rl:.2f}x), "
+          f"cpu {c_sl / c_rl:.2f}x, memory "
+          f"{m_sl / m_rl:.2f}x; objective repbench - sklearn = {rel:+.2e} relative "
+          f"({'repbench lower or equal' if rel <= 1e-6 else 'sklearn LOWER'}); target >= 5x")
+        if "knn" not in PROBES:
+            continue
         # repbench knn
         o = os.path.join(work, f"rb_knn_{d}")
         m0 = rate()
@@ -179,23 +195,10 @@ def main(argv):
         w_sk, c_sk, m_sk = timed([PY, me, "--sk-knn", dump, js])
         sk = json.load(open(js))
         knn_rate = 2.0 * ntr * nte * d / gemm_s / 1e9
-        p()
-        p(f"D = {d}  (load average now {os.getloadavg()[0]:.1f})")
-        p(f"{'probe':<8} {'tool':<9} {'wall_s':>8} {'cpu_s':>8} {'peak_MiB':>9} {'top1':>7} "
-          f"{'objective':>16} {'iters':>6}  notes")
-        p(f"{'logreg':<8} {'repbench':<9} {w_rl:8.1f} {c_rl:8.1f} {m_rl:9.0f} {top_rl:7.4f} {obj_rl:16.6f} "
-          f"{it_rl:6.0f}  method {s_rl:.1f} s")
-        p(f"{'logreg':<8} {'sklearn':<9} {w_sl:8.1f} {c_sl:8.1f} {m_sl:9.0f} {sl['top1']:7.4f} "
-          f"{sl['objective']:16.6f} {sl['iterations']:6d}  fit {sl['fit_s']:.1f} s")
         p(f"{'knn':<8} {'repbench':<9} {w_rk:8.1f} {c_rk:8.1f} {m_rk:9.0f} {top_rk:7.4f} {'':>16} {'':>6}  "
           f"k=10,20,100,200 x 2 votes; method {s_rk:.1f} s; weighted k=20 {top_rkw:.4f}")
         p(f"{'knn':<8} {'sklearn':<9} {w_sk:8.1f} {c_sk:8.1f} {m_sk:9.0f} {sk['top1']:7.4f} {'':>16} {'':>6}  "
           f"k=20 majority only; fit+predict {sk['fit_s']:.1f} s")
-        rel = (obj_rl - sl["objective"]) / abs(sl["objective"])
-        p(f"logreg: sklearn/repbench wall {w_sl / w_rl:.2f}x (fit only: {sl['fit_s'] / s_rl:.2f}x), "
-          f"cpu {c_sl / c_rl:.2f}x, memory "
-          f"{m_sl / m_rl:.2f}x; objective repbench - sklearn = {rel:+.2e} relative "
-          f"({'repbench lower or equal' if rel <= 1e-6 else 'sklearn LOWER'}); target >= 5x")
         p(f"knn:    sklearn/repbench wall {w_sk / w_rk:.2f}x (fit+predict only: {sk['fit_s'] / s_rk:.2f}x), "
           f"cpu {c_sk / c_rk:.2f}x, memory "
           f"{m_sk / m_rk:.2f}x; target >= 3x")

@@ -3,7 +3,8 @@
 # (details in bench_probes.py).  Never part of `make test`.
 # BENCH_DIMS, BENCH_NTRAIN, BENCH_NTEST, BENCH_CLASSES override the sizes;
 # BENCH_DIR keeps the dumps and outputs (default: a temporary directory);
-# BENCH_THREADS=n gives both tools n BLAS threads (default: all cores).
+# BENCH_THREADS=n gives both tools n BLAS threads (default: all cores);
+# BENCH_PROBES=logreg runs the logreg comparison only (default: logreg,knn).
 set -eu
 RB=${RB_BIN:-bin/repbench}
 PY=${PYTHON:-/usr/bin/python3}

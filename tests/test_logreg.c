@@ -197,6 +197,40 @@ static void test_two_starts(void)
     free(x);
 }
 
+/* ------------------------------------------------------- threads */
+
+/* OpenBLAS's thread setter (cblas.h is kept out of this file). */
+void openblas_set_num_threads(int num_threads);
+
+/* The float phase (ray line search, blocked softmax) split over 1 and 2
+ * threads, with n not a multiple of the 256-sample block so both threads
+ * end on a partial block: the same optimum (each fit's objective is a
+ * double evaluation), and a repeated 2-thread fit is bit-identical. */
+static void test_threads(void)
+{
+    enum { N = 1100, D = 9, K = 6 };
+    float *x = malloc(sizeof(float) * N * D);
+    int32_t y[N];
+    make_gmm(N, D, K, 0.9, x, y);
+    rb_view v = {x, y, N, D, D, K};
+    rb_err e = {0};
+    rb_logreg_model a = {0}, b = {0}, c = {0};
+    double C = 1.7;
+    openblas_set_num_threads(1);
+    CHECK_INT(rb_logreg_fit(&v, C, 1e-9, 5000, NULL, NULL, &a, &e), RB_OK);
+    openblas_set_num_threads(2);
+    CHECK_INT(rb_logreg_fit(&v, C, 1e-9, 5000, NULL, NULL, &b, &e), RB_OK);
+    CHECK_INT(rb_logreg_fit(&v, C, 1e-9, 5000, NULL, NULL, &c, &e), RB_OK);
+    CHECK_INT(a.converged, 1);
+    CHECK_INT(b.converged, 1);
+    CHECK_REL(b.obj, a.obj, 1e-12);
+    CHECK(b.obj == c.obj && b.iters == c.iters && memcmp(b.w, c.w, sizeof(float) * K * D) == 0);
+    rb_logreg_model_free(&a);
+    rb_logreg_model_free(&b);
+    rb_logreg_model_free(&c);
+    free(x);
+}
+
 /* ------------------------------------------------------- C selection */
 
 static void test_select(void)
@@ -261,6 +295,7 @@ int main(void)
     test_gradient();
     test_symmetric_1d();
     test_two_starts();
+    test_threads();
     test_select();
     test_refusals();
     gsl_rng_free(rng);
