@@ -212,7 +212,7 @@ int rb_calib_run(const rb_task *t, rb_rows *out, rb_err *e)
     const struct {
         const char *m;
         double v;
-    } before[3] = {{"ece15", ece}, {"nll", nll}, {"top1", acc}};
+    } before[3] = {{"ece15", ece}, {"nll", nll}, {"head_top1", acc}};
     for (int i = 0; i < 3; i++) {
         if ((rc = rb_rows_add(out, "calib", params, "test", before[i].m, before[i].v, NAN, NAN, (long)nt, e)))
             goto out;

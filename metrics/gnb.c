@@ -190,28 +190,27 @@ int rb_gnb_scores_f64(const rb_view *tr, const rb_view *te, double var_smoothing
 
 /* ---------------------------------------------------------------- registry */
 
+typedef struct {
+    double vs;
+    int pooled;
+} nb_ctx;
+
+static int nb_fit(const rb_view *tr, const rb_view *te, const void *ctx, float *sc, rb_err *e)
+{
+    const nb_ctx *c = ctx;
+    return rb_gnb_scores(tr, te, c->vs, c->pooled, sc, e);
+}
+
 static int nb_run(const rb_task *t, rb_rows *out, rb_err *e, int pooled)
 {
-    const char *name = pooled ? "nb_pooled" : "gnb";
-    double vs = 1e-9;
+    nb_ctx c = {1e-9, pooled};
     if (!pooled) {
-        int rc = rb_opt_double(t->o, "var_smoothing", 1e-9, 0, 1e300, &vs, e);
+        int rc = rb_opt_double(t->o, "var_smoothing", 1e-9, 0, 1e300, &c.vs, e);
         if (rc) return rc;
     }
-    rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
-    if (rc) return rc;
-    float *sc = malloc((te.n ? te.n : 1) * (size_t)(tr.k > 0 ? tr.k : 1) * sizeof *sc);
-    if (!sc) RB_FAIL(e, RB_ENOMEM, "%s: out of memory for scores", name);
-    char params[64], tag[128];
-    snprintf(params, sizeof params, "%s=%.10g", pooled ? "var_add" : "var_smoothing", vs);
-    snprintf(tag, sizeof tag, "%s;%s", name, params);
-    rc = rb_gnb_scores(&tr, &te, vs, pooled, sc, e);
-    if (!rc)
-        rc = rb_probe_report(name, params, sc, te.n, tr.k, te.y, t->o->bootstrap,
-                             rb_probe_seed(t, tag), out, e);
-    free(sc);
-    return rc;
+    char params[64];
+    snprintf(params, sizeof params, "%s=%.10g", pooled ? "var_add" : "var_smoothing", c.vs);
+    return rb_probe_run(t, pooled ? "nb_pooled" : "gnb", params, nb_fit, &c, out, e);
 }
 
 int rb_gnb_run(const rb_task *t, rb_rows *out, rb_err *e) { return nb_run(t, out, e, 0); }

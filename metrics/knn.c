@@ -1,6 +1,7 @@
 /*
- * knn.c -- cosine kNN probe: blocked SGEMM similarities, bounded-heap top-k
- * selection with lower-index tie-breaking, majority and DINO weighted votes.
+ * knn.c -- cosine kNN probe: blocked SGEMM similarities, threshold-scan top-k
+ * selection with lower-index tie-breaking, double refinement bounded to the
+ * uncertain neighbours, majority and DINO weighted votes.
  * Contract and references in knn.h.
  */
 #include "metrics/knn.h"
@@ -9,224 +10,380 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Block sizes: a test block of TB rows times a train block of NB rows gives a
  * TB x NB similarity tile (32 MiB at the maxima) that the selection reads
- * right after the product, while both operands stay BLAS-sized. */
-enum { KNN_TB = 1024, KNN_NB = 8192, KNN_MAX_THREADS = 64 };
+ * right after the product, while both operands stay BLAS-sized.  CHUNK is the
+ * width of the threshold test of the selection scan. */
+enum { KNN_TB = 1024, KNN_NB = 8192, KNN_MAX_THREADS = 64, KNN_CHUNK = 32 };
 
-/* ------------------------------------------------------------ normalising */
+/* ------------------------------------------------------------------ keys */
 
-/* dst (n x d, ld d) = rows of src scaled to unit L2 norm (norm in double);
- * a zero row stays zero. */
-static void normalise_rows(const float *src, size_t ld, size_t n, size_t d,
-                           float *dst)
+/* A candidate (similarity s, train index j) as one 64-bit key whose unsigned
+ * order is the neighbour order: higher similarity first, then LOWER index.
+ * The float bits are mapped to an order-preserving unsigned integer (-0 is
+ * first turned into +0, so equal floats give equal high words). */
+static uint64_t knn_key(float s, int32_t j)
 {
-    for (size_t i = 0; i < n; i++) {
-        const float *x = src + i * ld;
-        float *o = dst + i * d;
-        double s = 0;
-        for (size_t j = 0; j < d; j++) s += (double)x[j] * x[j];
-        double inv = s > 0 ? 1.0 / sqrt(s) : 0.0;
-        for (size_t j = 0; j < d; j++) o[j] = (float)(x[j] * inv);
+    float c = s + 0.0f;
+    uint32_t u;
+    memcpy(&u, &c, sizeof u);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ((uint64_t)u << 32) | (uint64_t)(UINT32_MAX - (uint32_t)j);
+}
+
+static float key_sim(uint64_t key)
+{
+    uint32_t u = (uint32_t)(key >> 32);
+    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+    float s;
+    memcpy(&s, &u, sizeof s);
+    return s;
+}
+
+static int32_t key_idx(uint64_t key) { return (int32_t)(UINT32_MAX - (uint32_t)key); }
+
+static void key_swap(uint64_t *a, size_t i, size_t j)
+{
+    uint64_t t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+}
+
+/* Partition a[lo..hi) (hi - lo >= 3) around a median-of-three pivot into
+ * keys greater than the pivot, the pivot (returned position), smaller keys.
+ * Keys are distinct (the index is part of the key). */
+static size_t key_partition(uint64_t *a, size_t lo, size_t hi)
+{
+    size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+    if (a[mid] > a[lo]) key_swap(a, mid, lo);
+    if (a[last] > a[lo]) key_swap(a, last, lo);
+    if (a[last] > a[mid]) key_swap(a, last, mid);
+    key_swap(a, mid, last); /* the median goes last */
+    uint64_t pv = a[last];
+    size_t st = lo;
+    /* Branch-free Lomuto step: the keys are in random order, so a branch
+     * on the comparison would mispredict half the time.  [lo, st) holds
+     * keys above the pivot and [st, i) keys below it. */
+    for (size_t i = lo; i < last; i++) {
+        uint64_t v = a[i];
+        size_t above = v > pv;
+        a[i] = a[st];
+        a[st] = v;
+        st += above;
+    }
+    key_swap(a, st, last);
+    return st;
+}
+
+static void key_insertion_sort(uint64_t *a, size_t lo, size_t hi)
+{
+    for (size_t i = lo + 1; i < hi; i++) {
+        uint64_t v = a[i];
+        size_t p = i;
+        while (p > lo && a[p - 1] < v) {
+            a[p] = a[p - 1];
+            p--;
+        }
+        a[p] = v;
     }
 }
 
-/* ------------------------------------------------------------------- heap */
-
-/* A bounded min-heap of (similarity, train index) whose root is the WORST
- * kept neighbour: lower similarity, or equal similarity and higher index. */
-static int worse(float sa, int32_t ia, float sb, int32_t ib)
+/* Sort a[0..n) in decreasing key order (best neighbour first). */
+static void key_sort(uint64_t *a, size_t n)
 {
-    return sa < sb || (sa == sb && ia > ib);
-}
-
-static void sift_down(float *hs, int32_t *hi, int cnt, int pos)
-{
-    float s = hs[pos];
-    int32_t id = hi[pos];
-    for (;;) {
-        int c = 2 * pos + 1;
-        if (c >= cnt) break;
-        if (c + 1 < cnt && worse(hs[c + 1], hi[c + 1], hs[c], hi[c])) c++;
-        if (!worse(hs[c], hi[c], s, id)) break;
-        hs[pos] = hs[c];
-        hi[pos] = hi[c];
-        pos = c;
+    size_t lo = 0, hi = n;
+    while (hi - lo > 16) {
+        size_t p = key_partition(a, lo, hi);
+        /* Recurse on the smaller side, loop on the larger: depth O(log n). */
+        if (p - lo < hi - p - 1) {
+            key_sort(a + lo, p - lo);
+            lo = p + 1;
+        } else {
+            key_sort(a + p + 1, hi - p - 1);
+            hi = p;
+        }
     }
-    hs[pos] = s;
-    hi[pos] = id;
+    key_insertion_sort(a, lo, hi);
 }
 
-static void sift_up(float *hs, int32_t *hi, int pos)
+/* Move the m largest of a[0..n) to a[0..m) (0 < m < n), unordered, and
+ * return the smallest of them (the m-th best key). */
+static uint64_t key_select(uint64_t *a, size_t n, size_t m)
 {
-    float s = hs[pos];
-    int32_t id = hi[pos];
-    while (pos > 0) {
-        int p = (pos - 1) / 2;
-        if (!worse(s, id, hs[p], hi[p])) break;
-        hs[pos] = hs[p];
-        hi[pos] = hi[p];
-        pos = p;
+    size_t lo = 0, hi = n;
+    while (hi - lo > 16 && lo < m && m < hi) {
+        size_t p = key_partition(a, lo, hi);
+        if (p == m) break;
+        if (p > m) hi = p;
+        else lo = p + 1;
     }
-    hs[pos] = s;
-    hi[pos] = id;
+    if (hi - lo <= 16 && lo < m && m < hi) key_insertion_sort(a, lo, hi);
+    uint64_t mn = a[0];
+    for (size_t q = 1; q < m; q++) mn = a[q] < mn ? a[q] : mn;
+    return mn;
 }
 
-/* Offer similarities s[0..nb) of train rows j0..j0+nb to the heap of one
- * test row.  Train rows arrive in increasing index order, so a candidate
- * equal to the root has a higher index and is rejected by the strict test;
- * the general comparator is still used inside the heap. */
-static void offer_row(const float *s, size_t nb, int32_t j0, float *hs,
-                      int32_t *hi, int *cnt, int kmax)
+/* ------------------------------------------------------------- selection */
+
+/* Per test row the selection keeps a buffer of cap >= kmax + 1 keys and a
+ * threshold thr: every train row seen so far that is not in the buffer is
+ * no better than the kmax-th best kept key.  Train rows arrive in increasing
+ * index order, so a similarity EQUAL to thr belongs to a higher index than
+ * the key that set thr and loses the tie: the strict test s > thr is exact.
+ * The scan tests CHUNK similarities at a time with a branch-free compare
+ * loop (vectorised by the compiler); only chunks holding a candidate are
+ * revisited.  When the buffer is full it is cut back to the kmax best by
+ * quickselect, which raises thr. */
+/* 1 when some s[q] w[q], q in [0, KNN_CHUNK), exceeds t.  A fixed-length
+ * OR of compares, which the compiler turns into packed multiplies and
+ * compares (checked with -fopt-info-vec: "loop vectorized"). */
+static int chunk_above(const float *s, const float *w, float t)
+{
+    int any = 0;
+    for (int q = 0; q < KNN_CHUNK; q++) any |= s[q] * w[q] > t;
+    return any;
+}
+
+static void offer_row(const float *s, const float *w, size_t nb, int32_t j0, uint64_t *kb,
+                      int *cnt, float *thr, int kmax, int cap)
 {
     int c = *cnt;
+    float t = *thr;
     size_t j = 0;
-    for (; j < nb && c < kmax; j++) {
-        hs[c] = s[j];
-        hi[c] = j0 + (int32_t)j;
-        sift_up(hs, hi, c);
-        c++;
-    }
-    float thr = hs[0];
-    /* Once the heap is full almost every candidate is rejected: test runs of
-     * 32 similarities against the threshold with a vectorisable max first. */
-    while (j < nb) {
-        size_t end = j + 32 <= nb ? j + 32 : nb;
-        float mx = s[j];
-        for (size_t q = j + 1; q < end; q++) mx = mx > s[q] ? mx : s[q];
-        if (mx > thr) {
-            for (; j < end; j++) {
-                if (s[j] > thr) {
-                    hs[0] = s[j];
-                    hi[0] = j0 + (int32_t)j;
-                    sift_down(hs, hi, kmax, 0);
-                    thr = hs[0];
+    for (;;) {
+        size_t end = j + KNN_CHUNK;
+        if (end > nb) break;
+        if (chunk_above(s + j, w + j, t)) {
+            for (size_t q = j; q < end; q++) {
+                float v = s[q] * w[q];
+                if (v > t) {
+                    kb[c++] = knn_key(v, j0 + (int32_t)q);
+                    if (c == cap) {
+                        t = key_sim(key_select(kb, (size_t)c, (size_t)kmax));
+                        c = kmax;
+                    }
                 }
             }
         }
         j = end;
     }
+    for (; j < nb; j++) {
+        float v = s[j] * w[j];
+        if (v > t) {
+            kb[c++] = knn_key(v, j0 + (int32_t)j);
+            if (c == cap) {
+                t = key_sim(key_select(kb, (size_t)c, (size_t)kmax));
+                c = kmax;
+            }
+        }
+    }
     *cnt = c;
+    *thr = t;
 }
 
-/* Heap sort in place: popping the worst to the back leaves the list best
- * first (decreasing similarity, then increasing index). */
-static void heap_to_sorted(float *hs, int32_t *hi, int cnt)
+/* ------------------------------------------------------------ refinement */
+
+/* Bound on |s_float - s_double| for one pair.  With u = 2^-24: the float
+ * test row x/|x| (norm in double) errs by u relative per element, the SGEMM
+ * dot product with the train row by gamma_d |x/|x|| |y| (gamma_d =
+ * d u / (1 - d u), any summation order: Higham, Accuracy and Stability,
+ * eq. 3.5), the float scale w = 1/|y| and the product s w by u each, and the
+ * double recomputation by d 2^-53; together at most (d + 3) u (1 + d u)
+ * for unit-norm similarities (the same with the normalised-copy fallback).
+ * The kernel uses KNN_ERR_SAFETY times (d + 4) u, rigorous while d u <= 1. */
+static double knn_err_bound(size_t d)
 {
-    for (int end = cnt - 1; end > 0; end--) {
-        float ts = hs[0];
-        int32_t ti = hi[0];
-        hs[0] = hs[end];
-        hi[0] = hi[end];
-        hs[end] = ts;
-        hi[end] = ti;
-        sift_down(hs, hi, end, 0);
+    return KNN_ERR_SAFETY * ((double)d + 4.0) * 0x1p-24;
+}
+
+/* Flag the slots of one sorted list (fs[0..n), decreasing float
+ * similarity) whose order against a boundary b of bs[] is uncertain:
+ * positions whose value lies within gap of the b-th and (b+1)-th values.
+ * Everything before the first flagged slot of a boundary beats at least all
+ * rows from position b on, everything after the last flagged slot loses
+ * to the first b + 1 rows, so refining and re-sorting the flagged runs
+ * decides each top-b set exactly (see knn.h).  bs == NULL flags everything
+ * (full refinement). */
+static void flag_row(const float *fs, int n, const int *bs, size_t nb, double gap,
+                     unsigned char *flag)
+{
+    if (!bs) {
+        memset(flag, 1, (size_t)n);
+        return;
+    }
+    memset(flag, 0, (size_t)n);
+    for (size_t q = 0; q < nb; q++) {
+        int b = bs[q];
+        if (b < 1 || b >= n) continue; /* b = n: the selection decided it */
+        double hi = (double)fs[b - 1] + gap, lo = (double)fs[b] - gap;
+        int pl = b - 1, pr = b;
+        while (pl > 0 && (double)fs[pl - 1] <= hi) pl--;
+        while (pr + 1 < n && (double)fs[pr + 1] >= lo) pr++;
+        memset(flag + pl, 1, (size_t)(pr - pl + 1));
     }
 }
 
-/* --------------------------------------------------------- threaded select */
+/* --------------------------------------------------------- threaded jobs */
+
+/* <x, y> accumulated in double.  cblas_dsdot is fast, but OpenBLAS's kernel
+ * may form the products in float, which overflow for elements above about
+ * 1.8e19; a non-finite result is then recomputed with double products, so
+ * only NaN or Inf in the rows gives a non-finite value. */
+static double dot_sd(const float *x, const float *y, size_t d)
+{
+    double s = cblas_dsdot((int)d, x, 1, y, 1);
+    if (!isfinite(s)) {
+        s = 0;
+        for (size_t c = 0; c < d; c++) s += (double)x[c] * y[c];
+    }
+    return s;
+}
 
 typedef struct {
     int mode;        /* SEL_* below */
-    const float *S;  /* borrowed: tile, rows r0..r1 of the block, ld ldS */
+    const float *S;  /* borrowed: tile, ld ldS, width nb */
     size_t ldS, nb;
     int32_t j0;
-    size_t r0, r1;   /* block-local rows handled by this worker */
-    float *hs;       /* borrowed: heaps of the block, kmax per row */
+    size_t r0, r1;   /* rows (or pairs) handled by this worker */
+    uint64_t *kb;    /* borrowed: key buffers of the block, cap per row */
+    int *cnt;        /* borrowed: keys per buffer */
+    float *thr;      /* borrowed: thresholds per buffer */
+    int kmax, cap;
+    float *hs;       /* borrowed: output lists of the block, kmax per row */
     int32_t *hi;
-    int *cnt;
-    int kmax;
+    unsigned char *flag;    /* borrowed: slots to refine, kmax per row */
+    const int *bs;          /* borrowed: refinement boundaries, or NULL */
+    size_t nbs;
+    double gap;             /* certain-order gap between float similarities */
+    const rb_view *src;     /* borrowed: rows to normalise (SEL_NORM) */
+    float *dst;             /* borrowed: normalised rows, ld d, or NULL */
+    double *inv;            /* borrowed: 1/||row||, 0 for zero rows */
+    float *winv;            /* borrowed: (float)inv, or NULL */
+    const float *w;         /* borrowed: column scales of the tile (SEL_OFFER) */
+    int bad;                /* SEL_NORM: set when a row is not finite */
+    size_t bad_row;
     const rb_view *tr, *te; /* borrowed: original rows, for refinement */
-    const double *inv_tr;   /* borrowed: 1/||train row||, 0 for zero rows */
+    const double *inv_tr;   /* borrowed: 1/||train row|| */
     size_t i0;              /* first test row of the block */
-    double *inv_te;         /* borrowed: 1/||test row|| of the block rows */
-    const uint32_t *pairs;  /* borrowed: list slots r*kmax+q sorted by train row */
+    const double *inv_te;   /* borrowed: 1/||test row|| of the block rows */
+    const uint32_t *pairs;  /* borrowed: flagged slots sorted by train row */
 } select_job;
 
 enum {
-    SEL_OFFER,  /* offer tile rows r0..r1 to their heaps */
-    SEL_SORT,   /* heaps -> sorted lists, test norms (rows r0..r1) */
+    SEL_NORM,   /* norms of src rows r0..r1 into inv (winv), rows into dst */
+    SEL_OFFER,  /* offer tile rows r0..r1 to their buffers */
+    SEL_SORT,   /* buffers -> sorted lists, flags (rows r0..r1) */
     SEL_DOT,    /* double similarities of pairs[r0..r1) (train-row order) */
-    SEL_RESORT  /* re-sort rows r0..r1 by the double similarities */
+    SEL_RESORT  /* re-sort the flagged runs of rows r0..r1 */
 };
 
-/* Refinement of the kept lists: the similarities are recomputed from the
- * original float rows with double accumulation (cblas_dsdot) divided by the
- * double norms, then each list is re-sorted by decreasing similarity, then
- * increasing index (insertion sort: the list is already nearly sorted).  The
- * float SGEMM values only choose the kmax candidates; the votes use these
- * double-accurate values.  The dot products are done in train-row order
- * (pairs sorted by a counting sort), so each train row is read once per
- * test block instead of once per neighbour. */
-static void resort_row(float *hs, int32_t *hi, int kmax)
+/* Re-sort each maximal run of flagged slots of one list by its refined
+ * similarity, then index. */
+static void resort_row(float *hs, int32_t *hi, const unsigned char *flag, int n,
+                       uint64_t *kb)
 {
-    for (int q = 1; q < kmax; q++) {
-        float s = hs[q];
-        int32_t id = hi[q];
-        int p = q - 1;
-        while (p >= 0 && worse(hs[p], hi[p], s, id)) {
-            hs[p + 1] = hs[p];
-            hi[p + 1] = hi[p];
-            p--;
+    int p = 0;
+    while (p < n) {
+        if (!flag[p]) {
+            p++;
+            continue;
         }
-        hs[p + 1] = s;
-        hi[p + 1] = id;
+        int q = p;
+        while (q < n && flag[q]) q++;
+        for (int m = p; m < q; m++) kb[m - p] = knn_key(hs[m], hi[m]);
+        key_sort(kb, (size_t)(q - p));
+        for (int m = p; m < q; m++) {
+            hs[m] = key_sim(kb[m - p]);
+            hi[m] = key_idx(kb[m - p]);
+        }
+        p = q;
     }
 }
 
 static void *select_worker(void *arg)
 {
     select_job *j = arg;
-    int d = (int)j->te->d;
-    size_t kk = (size_t)j->kmax;
+    size_t kk = (size_t)j->kmax, cap = (size_t)j->cap;
     switch (j->mode) {
-    case SEL_SORT:
+    case SEL_NORM: {
+        size_t d = j->src->d;
         for (size_t r = j->r0; r < j->r1; r++) {
-            heap_to_sorted(j->hs + r * kk, j->hi + r * kk, j->kmax);
-            const float *x = j->te->x + (j->i0 + r) * j->te->ld;
-            double nx = cblas_dsdot(d, x, 1, x, 1);
-            j->inv_te[r] = nx > 0 ? 1.0 / sqrt(nx) : 0.0;
+            const float *x = j->src->x + r * j->src->ld;
+            float *o = j->dst ? j->dst + r * d : NULL;
+            double s = dot_sd(x, x, d);
+            if (!isfinite(s)) {
+                if (!j->bad) j->bad_row = r;
+                j->bad = 1;
+                s = 0;
+            }
+            double inv = s > 0 ? 1.0 / sqrt(s) : 0.0;
+            j->inv[r] = inv;
+            if (j->winv) j->winv[r] = (float)inv;
+            if (o)
+                for (size_t c = 0; c < d; c++) o[c] = (float)(x[c] * inv);
         }
         return NULL;
-    case SEL_DOT:
+    }
+    case SEL_OFFER:
+        for (size_t r = j->r0; r < j->r1; r++)
+            offer_row(j->S + r * j->ldS, j->w, j->nb, j->j0, j->kb + r * cap, &j->cnt[r],
+                      &j->thr[r], j->kmax, j->cap);
+        return NULL;
+    case SEL_SORT:
+        for (size_t r = j->r0; r < j->r1; r++) {
+            uint64_t *kb = j->kb + r * cap;
+            if (j->cnt[r] > j->kmax) key_select(kb, (size_t)j->cnt[r], kk);
+            RB_ASSERT(j->cnt[r] >= j->kmax);
+            key_sort(kb, kk);
+            for (size_t q = 0; q < kk; q++) {
+                j->hs[r * kk + q] = key_sim(kb[q]);
+                j->hi[r * kk + q] = key_idx(kb[q]);
+            }
+            flag_row(j->hs + r * kk, j->kmax, j->bs, j->nbs, j->gap, j->flag + r * kk);
+        }
+        return NULL;
+    case SEL_DOT: {
+        size_t d = j->te->d;
         for (size_t q = j->r0; q < j->r1; q++) {
             size_t slot = j->pairs[q], r = slot / kk, t = (size_t)j->hi[slot];
             const float *x = j->te->x + (j->i0 + r) * j->te->ld;
-            j->hs[slot] = (float)(cblas_dsdot(d, x, 1, j->tr->x + t * j->tr->ld, 1) *
-                                  j->inv_te[r] * j->inv_tr[t]);
+            j->hs[slot] = (float)(dot_sd(x, j->tr->x + t * j->tr->ld, d) * j->inv_te[r] *
+                                  j->inv_tr[t]);
         }
         return NULL;
+    }
     case SEL_RESORT:
-        for (size_t r = j->r0; r < j->r1; r++) resort_row(j->hs + r * kk, j->hi + r * kk, j->kmax);
+        for (size_t r = j->r0; r < j->r1; r++)
+            resort_row(j->hs + r * kk, j->hi + r * kk, j->flag + r * kk, j->kmax,
+                       j->kb + r * cap);
         return NULL;
     default:
-        break;
+        return NULL;
     }
-    for (size_t r = j->r0; r < j->r1; r++)
-        offer_row(j->S + r * j->ldS, j->nb, j->j0, j->hs + r * (size_t)j->kmax,
-                  j->hi + r * (size_t)j->kmax, &j->cnt[r], j->kmax);
-    return NULL;
 }
 
-/* Run the selection of tile rows [0, tb) on nthr threads (the calling thread
- * takes the first share).  Falls back to the calling thread alone when a
- * thread cannot be created. */
-static void select_tile(const select_job *proto, size_t tb, int nthr)
+/* Run a job over items [0, n) on nthr threads (the calling thread takes the
+ * first share).  Falls back to the calling thread alone when a thread cannot
+ * be created.  Returns the OR of the workers' bad flags (SEL_NORM) and the
+ * first bad row in *bad_row. */
+static int run_jobs(const select_job *proto, size_t n, int nthr, size_t *bad_row)
 {
     select_job jobs[KNN_MAX_THREADS];
     pthread_t tid[KNN_MAX_THREADS];
     int started[KNN_MAX_THREADS] = {0};
     if (nthr < 1) nthr = 1;
     if (nthr > KNN_MAX_THREADS) nthr = KNN_MAX_THREADS;
-    if ((size_t)nthr > tb) nthr = (int)tb;
+    if ((size_t)nthr > n) nthr = n ? (int)n : 1;
     for (int t = 0; t < nthr; t++) {
         jobs[t] = *proto;
-        jobs[t].r0 = tb * (size_t)t / (size_t)nthr;
-        jobs[t].r1 = tb * (size_t)(t + 1) / (size_t)nthr;
+        jobs[t].r0 = n * (size_t)t / (size_t)nthr;
+        jobs[t].r1 = n * (size_t)(t + 1) / (size_t)nthr;
+        jobs[t].bad = 0;
     }
     for (int t = 1; t < nthr; t++)
         started[t] = pthread_create(&tid[t], NULL, select_worker, &jobs[t]) == 0;
@@ -237,13 +394,19 @@ static void select_tile(const select_job *proto, size_t tb, int nthr)
         else
             select_worker(&jobs[t]);
     }
+    for (int t = 0; t < nthr; t++)
+        if (jobs[t].bad) {
+            if (bad_row) *bad_row = jobs[t].bad_row;
+            return 1;
+        }
+    return 0;
 }
 
 /* ------------------------------------------------------------- neighbours */
 
-int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
-                     int threads, const rb_opts *o, int32_t *idx, float *sim,
-                     double *gemm_seconds, rb_err *e)
+static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const int *bs,
+                         size_t nbs, int threads, const rb_opts *o, int32_t *idx,
+                         float *sim, double *gemm_seconds, rb_err *e)
 {
     if (!tr || !te || !tr->x || !te->x) RB_FAIL(e, RB_EINVAL, "knn: missing train or test data");
     if (tr->n == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
@@ -256,80 +419,178 @@ int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
     if (tr->ld < tr->d || te->ld < te->d) RB_FAIL(e, RB_EINVAL, "knn: leading dimension below d");
 
     int rc = RB_OK;
-    size_t d = tr->d, ntr = tr->n, nte = te->n;
+    size_t d = tr->d, ntr = tr->n, nte = te->n, bad = 0;
     size_t tb = nte < KNN_TB ? (nte ? nte : 1) : KNN_TB;
-    if (tb * (size_t)kmax > (size_t)UINT32_MAX)
+    int cap = kmax + (kmax < 64 ? 64 : kmax);
+    if (tb * (size_t)cap > (size_t)UINT32_MAX)
         RB_FAIL(e, RB_EINVAL, "knn: k = %d too large for a %zu-row test block", kmax, tb);
     size_t nb = ntr < KNN_NB ? ntr : KNN_NB;
-    float *xtr = malloc(ntr * d * sizeof *xtr);
+    float *xtr = NULL; /* normalised train copy, only for extreme norms */
+    float *wtr = malloc(ntr * sizeof *wtr);
     float *xte = malloc(tb * d * sizeof *xte);
     float *S = malloc(tb * nb * sizeof *S);
     int *cnt = malloc(tb * sizeof *cnt);
+    float *thr = malloc(tb * sizeof *thr);
+    uint64_t *kb = malloc(tb * (size_t)cap * sizeof *kb);
+    unsigned char *flag = malloc(tb * (size_t)kmax);
     double *inv_tr = malloc(ntr * sizeof *inv_tr);
     double *inv_te = malloc(tb * sizeof *inv_te);
     size_t *start = malloc((ntr + 1) * sizeof *start);
     uint32_t *pairs = malloc(tb * (size_t)kmax * sizeof *pairs);
-    double tg = 0, tsel = 0, tref = 0;
-    if (!xtr || !xte || !S || !cnt || !inv_tr || !inv_te || !start || !pairs) {
-        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
+    double tg = 0, tsel = 0, tref = 0, tnorm = 0, nref = 0;
+    if (!wtr || !xte || !S || !cnt || !thr || !kb || !flag || !inv_tr || !inv_te || !start ||
+        !pairs) {
+        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %d neighbour buffers)", tb, cap);
         goto out;
     }
     if (threads > 0) openblas_set_num_threads(threads);
     int nthr = threads > 0 ? threads : openblas_get_num_threads();
-    normalise_rows(tr->x, tr->ld, ntr, d, xtr);
-    for (size_t j = 0; j < ntr; j++) {
-        const float *x = tr->x + j * tr->ld;
-        double s = cblas_dsdot((int)d, x, 1, x, 1);
-        inv_tr[j] = s > 0 ? 1.0 / sqrt(s) : 0.0;
+    select_job job = {0};
+    job.kmax = kmax;
+    job.cap = cap;
+    job.kb = kb;
+    job.cnt = cnt;
+    job.thr = thr;
+    job.flag = flag;
+    job.bs = bs;
+    job.nbs = nbs;
+    job.gap = 2 * knn_err_bound(d) + 0x1p-21; /* + 4 float ulps of 1 */
+    job.tr = tr;
+    job.te = te;
+    job.inv_tr = inv_tr;
+    job.inv_te = inv_te;
+    job.pairs = pairs;
+    /* The train rows are not copied: the SGEMM multiplies the normalised
+     * test rows by the original train rows, and the selection scales tile
+     * column j by w_j = (float)(1/|train row j|) as it reads it.  The error
+     * bound of knn_err_bound holds as for normalised rows (one more
+     * rounding, in w_j and the product, is in its + 4).  Norms so large or
+     * small that an unnormalised dot product could overflow or lose range
+     * fall back to a normalised float copy (w = 1). */
+    double t0 = rb_now();
+    const float *btr = tr->x;
+    size_t ldb = tr->ld;
+    job.mode = SEL_NORM;
+    job.src = tr;
+    job.dst = NULL;
+    job.inv = inv_tr;
+    job.winv = wtr;
+    if (run_jobs(&job, ntr, nthr, &bad)) {
+        rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", bad);
+        goto out;
     }
+    int extreme = 0;
+    for (size_t j = 0; j < ntr; j++)
+        extreme |= inv_tr[j] > 0 && (inv_tr[j] > 0x1p60 || inv_tr[j] < 0x1p-60);
+    if (extreme) {
+        if (!(xtr = malloc(ntr * d * sizeof *xtr))) {
+            rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
+            goto out;
+        }
+        job.dst = xtr;
+        run_jobs(&job, ntr, nthr, NULL);
+        for (size_t j = 0; j < ntr; j++) wtr[j] = 1.0f;
+        btr = xtr;
+        ldb = d;
+    }
+    job.winv = NULL;
+    tnorm += rb_now() - t0;
     for (size_t i0 = 0; i0 < nte; i0 += tb) {
         size_t m = nte - i0 < tb ? nte - i0 : tb;
-        normalise_rows(te->x + i0 * te->ld, te->ld, m, d, xte);
-        float *hs = sim + i0 * (size_t)kmax;
-        int32_t *hi = idx + i0 * (size_t)kmax;
+        rb_view tev = *te;
+        tev.x = te->x + i0 * te->ld;
+        tev.n = m;
+        t0 = rb_now();
+        job.mode = SEL_NORM;
+        job.src = &tev;
+        job.dst = xte;
+        job.inv = inv_te;
+        if (run_jobs(&job, m, nthr, &bad)) {
+            rc = rb_fail(e, RB_EINVAL, "knn: test row %zu is not finite", i0 + bad);
+            goto out;
+        }
+        tnorm += rb_now() - t0;
+        job.hs = sim + i0 * (size_t)kmax;
+        job.hi = idx + i0 * (size_t)kmax;
+        job.i0 = i0;
         memset(cnt, 0, m * sizeof *cnt);
+        for (size_t r = 0; r < m; r++) thr[r] = -INFINITY;
         for (size_t j0 = 0; j0 < ntr; j0 += nb) {
             size_t w = ntr - j0 < nb ? ntr - j0 : nb;
-            double t0 = rb_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)w, (int)d,
-                        1.0f, xte, (int)d, xtr + j0 * d, (int)d, 0.0f, S, (int)w);
-            tg += rb_now() - t0;
-            select_job job = {SEL_OFFER, S, w, w, (int32_t)j0, 0, 0, hs, hi, cnt, kmax,
-                              tr, te, inv_tr, i0, inv_te, pairs};
             t0 = rb_now();
-            select_tile(&job, m, nthr);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)w, (int)d,
+                        1.0f, xte, (int)d, btr + j0 * ldb, (int)ldb, 0.0f, S, (int)w);
+            tg += rb_now() - t0;
+            job.mode = SEL_OFFER;
+            job.S = S;
+            job.ldS = w;
+            job.nb = w;
+            job.j0 = (int32_t)j0;
+            job.w = wtr + j0;
+            t0 = rb_now();
+            run_jobs(&job, m, nthr, NULL);
             tsel += rb_now() - t0;
         }
-        double t1 = rb_now();
-        select_job fin = {SEL_SORT, NULL, 0, 0, 0, 0, 0, hs, hi, cnt, kmax,
-                          tr, te, inv_tr, i0, inv_te, pairs};
-        select_tile(&fin, m, nthr);
-        /* Counting sort of the list slots by train row. */
-        size_t np = m * (size_t)kmax;
+        t0 = rb_now();
+        job.mode = SEL_SORT;
+        run_jobs(&job, m, nthr, NULL);
+        tsel += rb_now() - t0;
+        t0 = rb_now();
+        /* Counting sort of the flagged list slots by train row, so that each
+         * train row is read once per test block. */
+        size_t np = m * (size_t)kmax, nf = 0;
         memset(start, 0, (ntr + 1) * sizeof *start);
-        for (size_t q = 0; q < np; q++) start[(size_t)hi[q] + 1]++;
+        for (size_t q = 0; q < np; q++)
+            if (flag[q]) {
+                start[(size_t)job.hi[q] + 1]++;
+                nf++;
+            }
         for (size_t t = 0; t < ntr; t++) start[t + 1] += start[t];
-        for (size_t q = 0; q < np; q++) pairs[start[(size_t)hi[q]]++] = (uint32_t)q;
-        fin.mode = SEL_DOT;
-        select_tile(&fin, np, nthr);
-        fin.mode = SEL_RESORT;
-        select_tile(&fin, m, nthr);
-        tref += rb_now() - t1;
+        for (size_t q = 0; q < np; q++)
+            if (flag[q]) pairs[start[(size_t)job.hi[q]]++] = (uint32_t)q;
+        job.mode = SEL_DOT;
+        run_jobs(&job, nf, nthr, NULL);
+        job.mode = SEL_RESORT;
+        run_jobs(&job, m, nthr, NULL);
+        tref += rb_now() - t0;
+        nref += (double)nf;
         rb_logf(o, "knn: %zu/%zu test rows", i0 + m, nte);
     }
-    rb_logf(o, "knn: %zu x %zu x %zu: gemm %.2f s, selection %.2f s, double refinement %.2f s",
-            nte, ntr, d, tg, tsel, tref);
+    rb_logf(o, "knn: %zu x %zu x %zu: gemm %.2f s, selection %.2f s, double refinement "
+               "%.2f s (%.1f of %d per row), normalisation %.2f s",
+            nte, ntr, d, tg, tsel, tref, nte ? nref / (double)nte : 0.0, kmax, tnorm);
     if (gemm_seconds) *gemm_seconds = tg;
 out:
     free(xtr);
+    free(wtr);
     free(xte);
     free(S);
     free(cnt);
+    free(thr);
+    free(kb);
+    free(flag);
     free(inv_tr);
     free(inv_te);
     free(start);
     free(pairs);
     return rc;
+}
+
+int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
+                     int threads, const rb_opts *o, int32_t *idx, float *sim,
+                     double *gemm_seconds, rb_err *e)
+{
+    return knn_neighbors(tr, te, kmax, NULL, 0, threads, o, idx, sim, gemm_seconds, e);
+}
+
+int rb_knn_neighbors_ks(const rb_view *tr, const rb_view *te, int kmax, const int *ks,
+                        size_t nk, int threads, const rb_opts *o, int32_t *idx,
+                        float *sim, double *gemm_seconds, rb_err *e)
+{
+    if (nk && !ks) RB_FAIL(e, RB_EINVAL, "knn: missing list of k");
+    static const int none = 0;
+    return knn_neighbors(tr, te, kmax, nk ? ks : &none, nk, threads, o, idx, sim, gemm_seconds,
+                         e);
 }
 
 /* ------------------------------------------------------------------ votes */
@@ -410,7 +671,8 @@ int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
         goto out;
     }
     double tg = 0;
-    if ((rc = rb_knn_neighbors(&tr, &te, kmax, t->o ? t->o->threads : 0, t->o, idx, sim, &tg, e)))
+    if ((rc = rb_knn_neighbors_ks(&tr, &te, kmax, kuse, nk, t->o ? t->o->threads : 0, t->o, idx,
+                                  sim, &tg, e)))
         goto out;
     int B = t->o ? t->o->bootstrap : 0;
     for (size_t q = 0; q < nk; q++) {

@@ -6,13 +6,27 @@
  * Train and test rows are L2-normalised (in float; a zero row stays zero,
  * so all its similarities are 0).  Similarities s = <x_test, x_train> are
  * computed by cblas_sgemm over blocks of test rows times all train rows; for
- * each test row the kmax most similar train rows are kept by a bounded heap
- * (no full sort).  Ties in similarity are broken by the LOWER train index,
- * so the neighbour list is a deterministic function of the data.  The kept
- * similarities are then recomputed in double from the original rows
- * (cblas_dsdot, divided by the double norms) and the list re-sorted by
- * decreasing similarity, then increasing index: SGEMM only chooses the
- * candidates, votes use double-accurate similarities (stored as float).
+ * each test row the kmax most similar train rows are kept by a threshold
+ * scan (a vectorisable compare of each tile row against the current kmax-th
+ * best; only rows above it enter a buffer that quickselect cuts back to
+ * kmax; no full sort).  Ties in similarity are broken by the LOWER train
+ * index, so the neighbour list is a deterministic function of the data.
+ *
+ * Refinement.  Kept similarities are recomputed in double from the original
+ * rows (cblas_dsdot, divided by the double norms, stored as float) and the
+ * list re-sorted by decreasing similarity, then increasing index.  The
+ * float similarity s_f of a pair differs from the double one s_d by at most
+ * eps = KNN_ERR_SAFETY (d + 4) 2^-24 (normalisation and SGEMM rounding of
+ * unit vectors, Higham eq. 3.5), so two kept rows whose float similarities
+ * differ by more than G = 2 eps + 2^-21 are in the same order in double.
+ * rb_knn_neighbors refines every kept row.  rb_knn_neighbors_ks refines
+ * only around given list lengths b: the rows whose float similarity lies
+ * within G of the b-th or (b+1)-th float value; every other row is certainly
+ * inside (or outside) the first b.  Each run of refined rows is re-sorted by
+ * its double similarity.  For each b in the list, the first b neighbours are
+ * then the same set as rb_knn_neighbors gives, and their similarities are
+ * the double values where refined, the float values (within eps) elsewhere.
+ * The kmax candidates themselves are chosen by the float values in both.
  *
  * Votes over the first kn neighbours (kn <= kmax):
  *   majority  score_c = number of neighbours with label c
@@ -26,16 +40,35 @@
 
 #include "core/rb.h"
 
+/* Factor on the float error bound (d + 4) 2^-24 of the refinement (1 is
+ * already rigorous; 2 leaves room for second-order terms). */
+#define KNN_ERR_SAFETY 2.0
+
 /* Neighbour lists of every test row: idx/sim are te->n x kmax (caller
  * allocated), row i holds the kmax nearest train rows of test row i by
  * cosine similarity, best first.  1 <= kmax <= tr->n; tr->d == te->d.
  * threads > 0 sets the BLAS and selection thread count (0: BLAS as is,
  * and as many selection threads as BLAS threads).  gemm_seconds (may be NULL) receives the wall time
  * spent in the similarity products alone.  o (may be NULL) gets progress.
- * Returns RB_OK, RB_EINVAL (bad sizes, message names the problem), RB_ENOMEM. */
+ * Every kept similarity is refined in double (see above); lists are sorted
+ * by decreasing double similarity, then increasing index.
+ * Returns RB_OK, RB_EINVAL (bad sizes, a non-finite row; the message names
+ * the problem), RB_ENOMEM. */
 int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
                      int threads, const rb_opts *o, int32_t *idx, float *sim,
                      double *gemm_seconds, rb_err *e);
+
+/* As rb_knn_neighbors, but the double refinement is bounded to the rows
+ * that decide the first b neighbours for each b in ks[0..nk) (borrowed; b
+ * outside [1, kmax) needs no refinement and is ignored).  Guarantee: for
+ * each b in ks, idx[i*kmax .. i*kmax+b) is the same set as
+ * rb_knn_neighbors gives; sim holds the double value where a row was
+ * refined and the SGEMM value (within eps of it) elsewhere.  Lists are in
+ * decreasing similarity order within each refined run and each unrefined
+ * stretch.  Vote only on lengths in ks.  nk = 0 refines nothing. */
+int rb_knn_neighbors_ks(const rb_view *tr, const rb_view *te, int kmax, const int *ks,
+                        size_t nk, int threads, const rb_opts *o, int32_t *idx,
+                        float *sim, double *gemm_seconds, rb_err *e);
 
 /* Votes of the first kn neighbours from lists made by rb_knn_neighbors
  * (row stride kmax): scores is n x k (caller allocated).  weighted = 0 gives
@@ -47,8 +80,8 @@ int rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
                 float *scores, rb_err *e);
 
 /* One-shot: scores (te->n x tr->k) of the kn-NN vote on labeled tr.  For
- * several k, call rb_knn_neighbors once with the largest k and rb_knn_vote
- * per k (what rb_knn_run does).  kn > tr->n is an error here (the run entry
+ * several k, call rb_knn_neighbors_ks once with the largest k and the list,
+ * and rb_knn_vote per k (what rb_knn_run does).  Full refinement here.  kn > tr->n is an error here (the run entry
  * clamps instead).  Returns RB_OK, RB_EINVAL, RB_ENOMEM. */
 int rb_knn_scores(const rb_view *tr, const rb_view *te, int kn, int weighted,
                   double T, float *scores, rb_err *e);

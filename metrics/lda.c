@@ -218,11 +218,16 @@ out:
 
 /* ---------------------------------------------------------------- registry */
 
+static int lda_fit(const rb_view *tr, const rb_view *te, const void *ctx, float *sc, rb_err *e)
+{
+    return rb_lda_scores(tr, te, *(const double *)ctx, sc, e);
+}
+
 int rb_lda_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     const char *opt = rb_opt_str(t->o, "lda_shrinkage", "auto");
     double s = -1;
-    char params[64], tag[96];
+    char params[64];
     if (strcmp(opt, "auto") != 0) {
         if (rb_opt_double(t->o, "lda_shrinkage", -1, 0, 1, &s, e))
             RB_FAIL(e, RB_EUSAGE, "lda: option --lda-shrinkage must be auto or a number in [0, 1], got '%s'", opt);
@@ -230,16 +235,5 @@ int rb_lda_run(const rb_task *t, rb_rows *out, rb_err *e)
     } else {
         snprintf(params, sizeof params, "shrinkage=auto");
     }
-    snprintf(tag, sizeof tag, "lda;%s", params);
-    rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
-    if (rc) return rc;
-    float *sc = malloc((te.n ? te.n : 1) * (size_t)(tr.k > 0 ? tr.k : 1) * sizeof *sc);
-    if (!sc) RB_FAIL(e, RB_ENOMEM, "lda: out of memory for scores");
-    rc = rb_lda_scores(&tr, &te, s, sc, e);
-    if (!rc)
-        rc = rb_probe_report("lda", params, sc, te.n, tr.k, te.y, t->o->bootstrap,
-                             rb_probe_seed(t, tag), out, e);
-    free(sc);
-    return rc;
+    return rb_probe_run(t, "lda", params, lda_fit, &s, out, e);
 }

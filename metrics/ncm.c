@@ -84,21 +84,15 @@ out:
 
 /* ---------------------------------------------------------------- registry */
 
+static int ncm_fit(const rb_view *tr, const rb_view *te, const void *ctx, float *sc, rb_err *e)
+{
+    return rb_ncm_scores(tr, te, *(const int *)ctx, sc, e);
+}
+
 int rb_ncm_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
-    rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
-    if (rc) return rc;
-    float *sc = malloc((te.n ? te.n : 1) * (size_t)(tr.k > 0 ? tr.k : 1) * sizeof *sc);
-    if (!sc) RB_FAIL(e, RB_ENOMEM, "ncm: out of memory for scores");
-    static const char *const params[2] = {"metric=euclidean", "metric=cosine"};
-    static const char *const tags[2] = {"ncm;metric=euclidean", "ncm;metric=cosine"};
-    for (int cosine = 0; cosine < 2 && !rc; cosine++) {
-        rc = rb_ncm_scores(&tr, &te, cosine, sc, e);
-        if (!rc)
-            rc = rb_probe_report("ncm", params[cosine], sc, te.n, tr.k, te.y, t->o->bootstrap,
-                                 rb_probe_seed(t, tags[cosine]), out, e);
-    }
-    free(sc);
+    static const int cosine[2] = {0, 1};
+    int rc = rb_probe_run(t, "ncm", "metric=euclidean", ncm_fit, &cosine[0], out, e);
+    if (!rc) rc = rb_probe_run(t, "ncm", "metric=cosine", ncm_fit, &cosine[1], out, e);
     return rc;
 }

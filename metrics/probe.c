@@ -197,6 +197,24 @@ int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e)
     return RB_OK;
 }
 
+int rb_probe_run(const rb_task *t, const char *method, const char *params, rb_probe_fit_fn fit,
+                 const void *ctx, rb_rows *out, rb_err *e)
+{
+    rb_view tr, te;
+    int rc = rb_probe_views(t, &tr, &te, e);
+    if (rc) return rc;
+    float *sc = malloc((te.n ? te.n : 1) * (size_t)(tr.k > 0 ? tr.k : 1) * sizeof *sc);
+    if (!sc) RB_FAIL(e, RB_ENOMEM, "%s: out of memory for scores", method);
+    char tag[RB_PARAMS_MAX + 64];
+    snprintf(tag, sizeof tag, "%s;%s", method, params);
+    rc = fit(&tr, &te, ctx, sc, e);
+    if (!rc)
+        rc = rb_probe_report(method, params, sc, te.n, tr.k, te.y, t->o->bootstrap,
+                             rb_probe_seed(t, tag), out, e);
+    free(sc);
+    return rc;
+}
+
 uint64_t rb_probe_seed(const rb_task *t, const char *tag)
 {
     char buf[512];

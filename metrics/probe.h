@@ -44,6 +44,18 @@ int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te, lo
  * train split is unlabeled or the test split is missing/unlabeled. */
 int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e);
 
+/* A probe kernel: fit on tr, write te->n x k scores.  ctx carries the
+ * probe's parameters (borrowed). */
+typedef int (*rb_probe_fit_fn)(const rb_view *tr, const rb_view *te, const void *ctx,
+                               float *scores, rb_err *e);
+
+/* The shared body of a probe's registry entry: fetch the task's train/test
+ * views, run fit into a scores buffer, and report the probe metrics under
+ * (method, params) with the bootstrap seeded by rb_probe_seed(t,
+ * "method;params").  Returns the first error. */
+int rb_probe_run(const rb_task *t, const char *method, const char *params, rb_probe_fit_fn fit,
+                 const void *ctx, rb_rows *out, rb_err *e);
+
 /* Seed for a probe's bootstrap / internal randomness: derived from the task
  * seed, the layer name and a tag, so results are order-independent. */
 uint64_t rb_probe_seed(const rb_task *t, const char *tag);

@@ -142,23 +142,17 @@ out:
 
 /* ---------------------------------------------------------------- registry */
 
+static int ridge_fit(const rb_view *tr, const rb_view *te, const void *ctx, float *sc, rb_err *e)
+{
+    return rb_ridge_scores(tr, te, *(const double *)ctx, sc, e);
+}
+
 int rb_ridge_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     double alpha;
     int rc = rb_opt_double(t->o, "ridge_alpha", 1.0, 1e-300, 1e300, &alpha, e);
     if (rc) return rc;
-    char params[64], tag[96];
+    char params[64];
     snprintf(params, sizeof params, "alpha=%.10g", alpha);
-    snprintf(tag, sizeof tag, "ridge;%s", params);
-    rb_view tr, te;
-    rc = rb_probe_views(t, &tr, &te, e);
-    if (rc) return rc;
-    float *sc = malloc((te.n ? te.n : 1) * (size_t)(tr.k > 0 ? tr.k : 1) * sizeof *sc);
-    if (!sc) RB_FAIL(e, RB_ENOMEM, "ridge: out of memory for scores");
-    rc = rb_ridge_scores(&tr, &te, alpha, sc, e);
-    if (!rc)
-        rc = rb_probe_report("ridge", params, sc, te.n, tr.k, te.y, t->o->bootstrap,
-                             rb_probe_seed(t, tag), out, e);
-    free(sc);
-    return rc;
+    return rb_probe_run(t, "ridge", params, ridge_fit, &alpha, out, e);
 }

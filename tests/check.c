@@ -65,3 +65,26 @@ uint64_t check_seed(uint64_t def)
     if (!s || !*s) return def;
     return strtoull(s, NULL, 10);
 }
+
+uint64_t check_sm_next(check_sm64 *g)
+{
+    uint64_t z = (g->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double check_sm_uniform(check_sm64 *g) { return (double)(check_sm_next(g) >> 11) * 0x1.0p-53; }
+
+double check_sm_normal(check_sm64 *g)
+{
+    if (g->have) {
+        g->have = 0;
+        return g->next;
+    }
+    double u1 = 1.0 - check_sm_uniform(g), u2 = check_sm_uniform(g);
+    double r = sqrt(-2.0 * log(u1));
+    g->next = r * sin(2.0 * M_PI * u2);
+    g->have = 1;
+    return r * cos(2.0 * M_PI * u2);
+}

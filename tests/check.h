@@ -23,4 +23,16 @@ void check_int(long long got, long long want, const char *what, const char *file
 int check_summary(void);
 uint64_t check_seed(uint64_t def); /* RB_SEED from the environment, else def */
 
+/* The deterministic test-data generator of METRICS.md Appendix A:
+ * SplitMix64, uniforms (next >> 11) 2^-53, Box-Muller normal pairs
+ * (cos first, then sin).  Initialise as {seed, 0, 0}. */
+typedef struct {
+    uint64_t s;
+    int have;    /* a second normal of the pair is pending */
+    double next; /* that normal */
+} check_sm64;
+uint64_t check_sm_next(check_sm64 *g);
+double check_sm_uniform(check_sm64 *g);
+double check_sm_normal(check_sm64 *g);
+
 #endif

@@ -14,45 +14,22 @@
 
 /* ------------------------------------------- Appendix A: SplitMix64 data */
 
-typedef struct {
-    uint64_t s;
-    int have;
-    double spare;
-} sm64;
+typedef check_sm64 sm64;
 
-static uint64_t sm_next(sm64 *g)
-{
-    uint64_t z = (g->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
-static double sm_unif(sm64 *g) { return (double)(sm_next(g) >> 11) * 0x1.0p-53; }
 
-static double sm_norm(sm64 *g)
-{
-    if (g->have) {
-        g->have = 0;
-        return g->spare;
-    }
-    double u1 = 1 - sm_unif(g), u2 = sm_unif(g), r = sqrt(-2 * log(u1));
-    g->spare = r * sin(2 * M_PI * u2);
-    g->have = 1;
-    return r * cos(2 * M_PI * u2);
-}
 
 static void test_generator(void)
 {
     sm64 g = {42, 0, 0};
-    CHECK_REL(sm_unif(&g), 0.7415648787718233, 1e-15);
-    CHECK_REL(sm_unif(&g), 0.1599103928769201, 1e-15);
-    CHECK_REL(sm_unif(&g), 0.27860113025513866, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.7415648787718233, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.1599103928769201, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.27860113025513866, 1e-15);
     sm64 h = {7, 0, 0};
-    CHECK_REL(sm_norm(&h), 0.9884743323187352, 1e-14);
-    CHECK_REL(sm_norm(&h), 0.10465664748899398, 1e-14);
-    CHECK_REL(sm_norm(&h), -1.864255806731227, 1e-14);
-    CHECK_REL(sm_norm(&h), -1.0700431037183418, 1e-14);
+    CHECK_REL(check_sm_normal(&h), 0.9884743323187352, 1e-14);
+    CHECK_REL(check_sm_normal(&h), 0.10465664748899398, 1e-14);
+    CHECK_REL(check_sm_normal(&h), -1.864255806731227, 1e-14);
+    CHECK_REL(check_sm_normal(&h), -1.0700431037183418, 1e-14);
 }
 
 /* uniform (sphere = 0) or normalised normals (sphere = 1), n x d. */
@@ -64,7 +41,7 @@ static float *make_set(uint64_t seed, size_t n, size_t d, int sphere)
     for (size_t i = 0; i < n; i++) {
         double s = 0;
         for (size_t j = 0; j < d; j++) {
-            row[j] = sphere ? sm_norm(&g) : sm_unif(&g);
+            row[j] = sphere ? check_sm_normal(&g) : check_sm_uniform(&g);
             s += row[j] * row[j];
         }
         for (size_t j = 0; j < d; j++)
@@ -138,7 +115,7 @@ static void test_knn_brute(void)
     sm64 g = {11, 0, 0};
     float x[N * D];
     for (int i = 0; i < N * D; i++)
-        x[i] = (float)(sm_norm(&g) * 2.385 + 100);
+        x[i] = (float)(check_sm_normal(&g) * 2.385 + 100);
     double T[N * K];
     size_t I[N * K];
     rb_err e = {0};
@@ -229,13 +206,13 @@ static void test_manifolds(void)
     float *x = malloc(N * 24 * sizeof *x);
     /* M7 swiss roll, 2 in 3 (skdim: t = 1.5 pi (1 + 2u), height 21 v). */
     for (int i = 0; i < N; i++) {
-        double t = 1.5 * M_PI * (1 + 2 * sm_unif(&g)), h = 21 * sm_unif(&g);
+        double t = 1.5 * M_PI * (1 + 2 * check_sm_uniform(&g)), h = 21 * check_sm_uniform(&g);
         x[i * 3] = (float)(t * cos(t)), x[i * 3 + 1] = (float)h, x[i * 3 + 2] = (float)(t * sin(t));
     }
     manifold("swiss roll", x, N, 3, 2, 0);
     /* M13a S-curve, 2 in 3. */
     for (int i = 0; i < N; i++) {
-        double t = 3 * M_PI * (sm_unif(&g) - 0.5), h = 2 * sm_unif(&g);
+        double t = 3 * M_PI * (check_sm_uniform(&g) - 0.5), h = 2 * check_sm_uniform(&g);
         x[i * 3] = (float)sin(t), x[i * 3 + 1] = (float)h;
         x[i * 3 + 2] = (float)((t > 0 ? 1 : -1) * (cos(t) - 1));
     }
@@ -244,7 +221,7 @@ static void test_manifolds(void)
      * rotation mixes coordinates: every column is used). */
     double R[6 * 24];
     for (int i = 0; i < 6 * 24; i++)
-        R[i] = sm_norm(&g);
+        R[i] = check_sm_normal(&g);
     for (int a = 0; a < 6; a++) { /* Gram-Schmidt: orthonormal rows */
         for (int b = 0; b < a; b++) {
             double s = 0;
@@ -262,7 +239,7 @@ static void test_manifolds(void)
     for (int i = 0; i < N; i++) {
         double z[6];
         for (int a = 0; a < 6; a++)
-            z[a] = sm_norm(&g);
+            z[a] = check_sm_normal(&g);
         for (int j = 0; j < 24; j++) {
             double s = 0;
             for (int a = 0; a < 6; a++)

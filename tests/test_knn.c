@@ -1,6 +1,7 @@
 /* test_knn.c -- cosine kNN: METRICS.md section k (DINO vote reference) and
  * section f (kNN toy, k-th distance), tie-breaking by lower train index and
- * lowest class index, blocking invariance against a brute-force reference. */
+ * lowest class index, blocking invariance against a brute-force reference,
+ * bounded against full double refinement on near-tie data. */
 #include "core/rb.h"
 #include "metrics/knn.h"
 #include "metrics/probe.h"
@@ -191,6 +192,157 @@ static void test_blocks_vs_bruteforce(void)
     free(pairs);
 }
 
+/* Bounded refinement (rb_knn_neighbors_ks) against full refinement
+ * (rb_knn_neighbors) on data full of near-ties: train rows are a few
+ * prototypes plus perturbations of 1e-6 relative (similarities to a query
+ * differ by float noise, inside the refinement window) and exact
+ * duplicates, with random rows between.  For every b in the list the first
+ * b neighbours must be the same set; the similarities must agree exactly
+ * where refined and within the float error bound elsewhere; the votes over
+ * each b must agree (majority exactly, weighted to the bound / T). */
+static void test_bounded_refinement(void)
+{
+    enum { NTR = 9000, NTE = 1100, D = 24, KMAX = 60, NP = 5, NK = 4 };
+    static const int ks[NK] = {3, 10, 20, 50};
+    float *xtr = malloc(sizeof(float) * NTR * D), *xte = malloc(sizeof(float) * NTE * D);
+    int32_t *ytr = malloc(sizeof(int32_t) * NTR);
+    int32_t *i_full = malloc(sizeof(int32_t) * NTE * KMAX), *i_ks = malloc(sizeof(int32_t) * NTE * KMAX);
+    float *s_full = malloc(sizeof(float) * NTE * KMAX), *s_ks = malloc(sizeof(float) * NTE * KMAX);
+    float *v_full = malloc(sizeof(float) * NTE * 4), *v_ks = malloc(sizeof(float) * NTE * 4);
+    double proto[NP][D];
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, check_seed(4021));
+    for (int p = 0; p < NP; p++)
+        for (int c = 0; c < D; c++) proto[p][c] = gsl_ran_gaussian(r, 1.0);
+    for (int i = 0; i < NTR; i++) {
+        float *x = xtr + (size_t)i * D;
+        int kind = (int)gsl_rng_uniform_int(r, 10);
+        int p = (int)gsl_rng_uniform_int(r, NP);
+        if (kind < 6) { /* prototype + 1e-6 relative noise: near-ties */
+            for (int c = 0; c < D; c++) x[c] = (float)(proto[p][c] * (1 + 1e-6 * gsl_ran_gaussian(r, 1.0)));
+        } else if (kind < 8 && i > 0) { /* exact duplicate of an earlier row */
+            memcpy(x, xtr + (size_t)gsl_rng_uniform_int(r, (unsigned long)i) * D, sizeof(float) * D);
+        } else {
+            for (int c = 0; c < D; c++) x[c] = (float)gsl_ran_gaussian(r, 1.0);
+        }
+        ytr[i] = (int32_t)gsl_rng_uniform_int(r, 4);
+    }
+    for (int i = 0; i < NTE; i++) {
+        int p = (int)gsl_rng_uniform_int(r, NP);
+        for (int c = 0; c < D; c++)
+            xte[(size_t)i * D + c] = (float)(proto[p][c] + 0.05 * gsl_ran_gaussian(r, 1.0));
+    }
+    rb_view tr = view(xtr, ytr, NTR, D, 4), te = view(xte, NULL, NTE, D, 4);
+    rb_err e = {0};
+    CHECK_INT(rb_knn_neighbors(&tr, &te, KMAX, 2, NULL, i_full, s_full, NULL, &e), RB_OK);
+    CHECK_INT(rb_knn_neighbors_ks(&tr, &te, KMAX, ks, NK, 2, NULL, i_ks, s_ks, NULL, &e), RB_OK);
+    const double eps = KNN_ERR_SAFETY * (D + 4) * 0x1p-24;
+    int bad_set = 0, bad_sim = 0, near = 0, n_exact = 0;
+    double max_diff = 0;
+    for (int i = 0; i < NTE; i++) {
+        const int32_t *a = i_full + (size_t)i * KMAX, *b = i_ks + (size_t)i * KMAX;
+        const float *sa = s_full + (size_t)i * KMAX, *sb = s_ks + (size_t)i * KMAX;
+        for (int q = 0; q < NK; q++) {
+            /* Same set: every index of b's prefix occurs in a's prefix
+             * (indices are distinct within a list). */
+            int kq = ks[q];
+            for (int m = 0; m < kq; m++) {
+                int found = 0;
+                for (int l = 0; l < kq; l++) found |= a[l] == b[m];
+                bad_set += !found;
+            }
+            /* Near-tie at the boundary (what makes the test meaningful). */
+            near += fabs((double)sa[kq - 1] - sa[kq]) < 2 * eps;
+        }
+        for (int m = 0; m < KMAX; m++) {
+            int l = 0;
+            while (l < KMAX && a[l] != b[m]) l++;
+            if (l == KMAX) {
+                bad_sim++;
+                continue;
+            }
+            double df = fabs((double)sa[l] - sb[m]);
+            n_exact += df == 0;
+            max_diff = fmax(max_diff, df);
+            bad_sim += df > eps;
+        }
+    }
+    CHECK_INT(bad_set, 0);
+    CHECK_INT(bad_sim, 0); /* same kmax candidates, similarities within eps */
+    CHECK(near > NTE);     /* the data does have many boundary near-ties */
+    CHECK(n_exact > 0);
+    CHECK_ABS(max_diff, 0, eps);
+    for (int q = 0; q < NK; q++) {
+        for (int w = 0; w < 2; w++) {
+            CHECK_INT(rb_knn_vote(i_full, s_full, NTE, KMAX, ks[q], ytr, 4, w, 0.07, v_full, &e), RB_OK);
+            CHECK_INT(rb_knn_vote(i_ks, s_ks, NTE, KMAX, ks[q], ytr, 4, w, 0.07, v_ks, &e), RB_OK);
+            double rel = 0;
+            for (int m = 0; m < NTE * 4; m++) {
+                double big = fmax(fabs((double)v_full[m]), fabs((double)v_ks[m]));
+                if (big > 0) rel = fmax(rel, fabs((double)v_full[m] - v_ks[m]) / big);
+            }
+            /* exp(s/T) with |ds| <= eps: relative error <= exp(eps/T) - 1,
+             * plus float storage of the scores. */
+            CHECK_ABS(rel, 0, w ? expm1(eps / 0.07) + 1e-6 : 0);
+        }
+    }
+    /* Boundaries outside [1, kmax) are ignored; nk = 0 refines nothing, and
+     * still gives the same kmax candidate set. */
+    static const int odd[3] = {0, KMAX, KMAX + 7};
+    CHECK_INT(rb_knn_neighbors_ks(&tr, &te, KMAX, odd, 3, 1, NULL, i_ks, s_ks, NULL, &e), RB_OK);
+    CHECK_INT(rb_knn_neighbors_ks(&tr, &te, KMAX, NULL, 0, 1, NULL, i_ks, s_ks, NULL, &e), RB_OK);
+    int bad_kmax = 0;
+    for (int i = 0; i < NTE; i++)
+        for (int m = 0; m < KMAX; m++) {
+            int found = 0;
+            for (int l = 0; l < KMAX; l++) found |= i_full[(size_t)i * KMAX + l] == i_ks[(size_t)i * KMAX + m];
+            bad_kmax += !found;
+        }
+    CHECK_INT(bad_kmax, 0);
+    CHECK_INT(rb_knn_neighbors_ks(&tr, &te, KMAX, NULL, 2, 1, NULL, i_ks, s_ks, NULL, &e), RB_EINVAL);
+    gsl_rng_free(r);
+    free(xtr);
+    free(xte);
+    free(ytr);
+    free(i_full);
+    free(i_ks);
+    free(s_full);
+    free(s_ks);
+    free(v_full);
+    free(v_ks);
+}
+
+/* Train rows with norms beyond 2^60 or below 2^-60 take the normalised-copy
+ * path: the same neighbours and similarities as the plain toy (at 2^127 a
+ * raw float dot product of test row 2 with train row 5 would overflow). */
+static void test_extreme_norms(void)
+{
+    rb_view tr = view(toy_tr, toy_y, 6, 3, 3), te = view(toy_te, NULL, 3, 3, 3);
+    int32_t idx0[9], idx1[9];
+    float sim0[9], sim1[9], big[6 * 3];
+    rb_err e = {0};
+    CHECK_INT(rb_knn_neighbors(&tr, &te, 3, 0, NULL, idx0, sim0, NULL, &e), RB_OK);
+    static const double scale[2] = {0x1p127, 0x1p-70}; /* 2^127: a raw dot overflows */
+    for (int q = 0; q < 2; q++) {
+        for (int i = 0; i < 18; i++) big[i] = (float)(toy_tr[i] * scale[q] * (i < 15 ? 1 : 2.385));
+        rb_view tb = view(big, toy_y, 6, 3, 3);
+        CHECK_INT(rb_knn_neighbors(&tb, &te, 3, 0, NULL, idx1, sim1, NULL, &e), RB_OK);
+        int same = 1;
+        double err = 0;
+        for (int i = 0; i < 9; i++) {
+            same &= idx0[i] == idx1[i];
+            err = fmax(err, fabs((double)sim0[i] - sim1[i]));
+        }
+        CHECK(same);
+        CHECK_ABS(err, 0, 1e-7);
+        /* Unrefined (float) similarities too: no overflow in the products. */
+        CHECK_INT(rb_knn_neighbors_ks(&tb, &te, 3, NULL, 0, 0, NULL, idx1, sim1, NULL, &e), RB_OK);
+        err = 0;
+        for (int i = 0; i < 9; i++) err = fmax(err, fabs((double)sim0[i] - sim1[i]));
+        CHECK_ABS(err, 0, 1e-6);
+    }
+}
+
 static void test_refusals(void)
 {
     rb_view tr = view(toy_tr, toy_y, 6, 3, 3), te = view(toy_te, NULL, 3, 3, 3);
@@ -208,6 +360,17 @@ static void test_refusals(void)
     rb_view tz = view(z, NULL, 1, 3, 3);
     CHECK_INT(rb_knn_scores(&tr, &tz, 2, 1, 0.07, sc, &e), RB_OK);
     CHECK(isfinite(sc[0]) && sc[0] == 2.0f);
+    /* A non-finite train or test row is refused, naming the row. */
+    float nanx[6 * 3];
+    memcpy(nanx, toy_tr, sizeof nanx);
+    nanx[4 * 3 + 1] = NAN;
+    rb_view tn = view(nanx, toy_y, 6, 3, 3);
+    CHECK_INT(rb_knn_scores(&tn, &te, 2, 0, 0.07, sc, &e), RB_EINVAL);
+    CHECK(strstr(e.msg, "train row 4 is not finite") != NULL);
+    float infq[3] = {1, INFINITY, 0};
+    rb_view ti = view(infq, NULL, 1, 3, 3);
+    CHECK_INT(rb_knn_scores(&tr, &ti, 2, 0, 0.07, sc, &e), RB_EINVAL);
+    CHECK(strstr(e.msg, "test row 0 is not finite") != NULL);
 }
 
 int main(void)
@@ -216,6 +379,8 @@ int main(void)
     test_kth_distance();
     test_ties();
     test_blocks_vs_bruteforce();
+    test_bounded_refinement();
+    test_extreme_norms();
     test_refusals();
     return check_summary();
 }

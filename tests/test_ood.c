@@ -33,34 +33,10 @@
 
 /* ------------------------------------------- SplitMix64 (METRICS.md App. A) */
 
-typedef struct {
-    uint64_t s;
-    int have;
-    double next;
-} splitmix;
+typedef check_sm64 splitmix;
 
-static uint64_t sm_next(splitmix *g)
-{
-    uint64_t z = (g->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
-static double sm_uniform(splitmix *g) { return (double)(sm_next(g) >> 11) * 0x1.0p-53; }
 
-static double sm_normal(splitmix *g)
-{
-    if (g->have) {
-        g->have = 0;
-        return g->next;
-    }
-    double u1 = 1.0 - sm_uniform(g), u2 = sm_uniform(g);
-    double r = sqrt(-2.0 * log(u1));
-    g->next = r * sin(2.0 * M_PI * u2);
-    g->have = 1;
-    return r * cos(2.0 * M_PI * u2);
-}
 
 /* ------------------------------------------------------- metrics: 20 / 20 */
 
@@ -296,7 +272,7 @@ static void test_lw_reference(void)
     static double x[N * D];
     splitmix g = {5, 0, 0};
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) x[i * D + j] = sm_normal(&g) * scale[j];
+        for (int j = 0; j < D; j++) x[i * D + j] = check_sm_normal(&g) * scale[j];
     static const float q[2 * D] = {0, 0, 0, 0, 0, 1, 3, 0, 0, 0, 0, 0};
     rb_view qv = {q, NULL, 2, D, D, 0};
     rb_ood_gauss *gs = NULL;
@@ -345,7 +321,7 @@ static void test_npca(void)
     static double x[N * D];
     splitmix g = {11, 0, 0};
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) x[i * D + j] = sm_normal(&g) * sd[j];
+        for (int j = 0; j < D; j++) x[i * D + j] = check_sm_normal(&g) * sd[j];
     rb_ood_gauss *gs = NULL;
     rb_err e = {0};
     CHECK_INT(rb_ood_gauss_fit(x, N, D, D, 0.999, &gs, &e), RB_OK);

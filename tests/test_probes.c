@@ -29,46 +29,22 @@
 
 /* ------------------------------------------- SplitMix64 (METRICS.md App. A) */
 
-typedef struct {
-    uint64_t s;
-    int have;    /* a second normal of the pair is pending */
-    double next; /* that normal */
-} splitmix;
+typedef check_sm64 splitmix;
 
-static uint64_t sm_next(splitmix *g)
-{
-    uint64_t z = (g->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
-static double sm_uniform(splitmix *g) { return (double)(sm_next(g) >> 11) * 0x1.0p-53; }
 
-static double sm_normal(splitmix *g)
-{
-    if (g->have) {
-        g->have = 0;
-        return g->next;
-    }
-    double u1 = 1.0 - sm_uniform(g), u2 = sm_uniform(g);
-    double r = sqrt(-2.0 * log(u1));
-    g->next = r * sin(2.0 * M_PI * u2);
-    g->have = 1;
-    return r * cos(2.0 * M_PI * u2);
-}
 
 static void test_splitmix(void)
 {
     splitmix g = {42, 0, 0};
-    CHECK_REL(sm_uniform(&g), 0.7415648787718233, 1e-15);
-    CHECK_REL(sm_uniform(&g), 0.1599103928769201, 1e-15);
-    CHECK_REL(sm_uniform(&g), 0.27860113025513866, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.7415648787718233, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.1599103928769201, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.27860113025513866, 1e-15);
     splitmix h = {7, 0, 0};
-    CHECK_REL(sm_normal(&h), 0.9884743323187352, 1e-14);
-    CHECK_REL(sm_normal(&h), 0.10465664748899398, 1e-14);
-    CHECK_REL(sm_normal(&h), -1.864255806731227, 1e-14);
-    CHECK_REL(sm_normal(&h), -1.0700431037183418, 1e-14);
+    CHECK_REL(check_sm_normal(&h), 0.9884743323187352, 1e-14);
+    CHECK_REL(check_sm_normal(&h), 0.10465664748899398, 1e-14);
+    CHECK_REL(check_sm_normal(&h), -1.864255806731227, 1e-14);
+    CHECK_REL(check_sm_normal(&h), -1.0700431037183418, 1e-14);
 }
 
 /* ------------------------------------------------ METRICS.md e: Ledoit-Wolf */
@@ -80,7 +56,7 @@ static void test_ledoit_wolf(void)
     double x[N * D];
     splitmix g = {5, 0, 0};
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) x[i * D + j] = sm_normal(&g) * scale[j];
+        for (int j = 0; j < D; j++) x[i * D + j] = check_sm_normal(&g) * scale[j];
     double s = -1;
     rb_err e = {0};
     CHECK_INT(rb_lw_shrinkage(x, N, D, D, &s, &e), RB_OK);
@@ -251,7 +227,7 @@ static void ridge_residual(size_t n, size_t d, int k, double alpha, const char *
     splitmix g = {2385, 0, 0};
     for (size_t i = 0; i < n; i++) {
         y[i] = (int32_t)(i % (size_t)k);
-        for (size_t j = 0; j < d; j++) x[i * d + j] = (float)(sm_normal(&g) + 0.5 * y[i]);
+        for (size_t j = 0; j < d; j++) x[i * d + j] = (float)(check_sm_normal(&g) + 0.5 * y[i]);
     }
     for (size_t j = 0; j < d; j++) te[(j + 1) * d + j] = 1;
     rb_view tr = {x, y, n, d, d, k}, tv = {te, NULL, d + 1, d, d, 0};

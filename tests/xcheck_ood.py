@@ -175,7 +175,7 @@ def calib(exp, z, labels):
     dNLL/dbeta, ECE/NLL of the scaled test logits."""
     zt, yt = z["test"], labels["test"]
     ece, nll, acc = ece_nll(zt, yt, 1.0)
-    for m, v in (("ece15", ece), ("nll", nll), ("top1", acc)):
+    for m, v in (("ece15", ece), ("nll", nll), ("head_top1", acc)):
         exp[("logits", "test", "calib", "bins=15", m)] = (v, 1e-9)
     reliability(exp, zt, yt, 1.0, "bins=15")
     zf, yf = z["train"], labels["train"]
