@@ -1191,10 +1191,14 @@ static int write_summary(const rb_rctx *c, rb_err *e)
         usable += c->files[i].usable;
         rows += c->files[i].nrow;
     }
-    rb_sb_printf(&md, "# repbench summary\n\n%zu results file%s (%zu usable), %zu rows, %zu dump%s, %zu figure%s "
-                      "(index.html).\n",
-                 c->nfiles, c->nfiles == 1 ? "" : "s", usable, rows, c->ndumps, c->ndumps == 1 ? "" : "s",
-                 c->nfigs, c->nfigs == 1 ? "" : "s");
+    /* Theory checks are grouped like dumps (model "theory"), but are not. */
+    size_t nchecks = 0;
+    for (size_t d = 0; d < c->ndumps; d++) nchecks += !strcmp(c->dumps[d].model, "theory");
+    size_t ndump = c->ndumps - nchecks;
+    rb_sb_printf(&md, "# repbench summary\n\n%zu results file%s (%zu usable), %zu rows, %zu dump%s, %zu theory check%s, "
+                      "%zu figure%s (index.html).\n",
+                 c->nfiles, c->nfiles == 1 ? "" : "s", usable, rows, ndump, ndump == 1 ? "" : "s", nchecks,
+                 nchecks == 1 ? "" : "s", c->nfigs, c->nfigs == 1 ? "" : "s");
     for (size_t d = 0; d < c->ndumps && rc == RB_OK; d++) rc = summary_dump(c, d, &md, e);
     if (rc) goto out;
 
