@@ -679,152 +679,39 @@ static int walk(rb_rctx *c, const char *dir, const char *rel, int depth, rb_err 
     return rc;
 }
 
-/* ------------------------------------------------- run.json skip lists */
+/* ------------------------------------------------------ skip lists */
 
-/* A small reader for the flat objects of run.json's "skipped"/"failed"
- * arrays: strings are unescaped (\uXXXX beyond ASCII becomes '?'), other
- * values are skipped. */
-static const char *js_ws(const char *p)
-{
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-    return p;
-}
-
-static const char *js_str(const char *p, char *out, size_t cap)
-{
-    size_t j = 0;
-    if (*p != '"') return NULL;
-    for (p++; *p && *p != '"'; p++) {
-        char ch = *p;
-        if (ch == '\\') {
-            p++;
-            switch (*p) {
-            case 'n': ch = ' '; break;
-            case 't': ch = ' '; break;
-            case 'r': ch = ' '; break;
-            case 'b': case 'f': ch = ' '; break;
-            case 'u': {
-                unsigned v = 0;
-                for (int k = 1; k <= 4; k++) {
-                    char h = p[k];
-                    if (!h) return NULL;
-                    v = v * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10 : h >= 'A' ? h - 'A' + 10 : h - '0');
-                }
-                p += 4;
-                ch = v < 128 && v >= 32 ? (char)v : '?';
-                break;
-            }
-            case '\0': return NULL;
-            default: ch = *p;
-            }
-        }
-        if (out && j + 1 < cap) out[j++] = ch;
-    }
-    if (*p != '"') return NULL;
-    if (out) out[j] = '\0';
-    return p + 1;
-}
-
-/* Skip one JSON value (string, number, literal, array, object). */
-static const char *js_skip(const char *p)
-{
-    p = js_ws(p);
-    if (*p == '"') return js_str(p, NULL, 0);
-    if (*p == '{' || *p == '[') {
-        int depth = 0;
-        while (*p) {
-            if (*p == '"') {
-                p = js_str(p, NULL, 0);
-                if (!p) return NULL;
-                continue;
-            }
-            if (*p == '{' || *p == '[') depth++;
-            if (*p == '}' || *p == ']') {
-                if (--depth == 0) return p + 1;
-            }
-            p++;
-        }
-        return NULL;
-    }
-    while (*p && *p != ',' && *p != '}' && *p != ']') p++;
-    return p;
-}
-
+/* DIR/skipped.csv, written by `repbench run` beside results.csv:
+ * status,method,layer,reason per skipped or failed method run. */
 static void read_skips(rb_rctx *c, const char *path, const char *family)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 8192;
-            char *nb = realloc(buf, cap);
-            if (!nb) break;
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, 4096, fp);
-        len += got;
-        if (got == 0) break;
+    rb_table t = {0};
+    rb_err e = {0};
+    if (access(path, F_OK) != 0) return; /* weights, theory and older runs have none */
+    if (rb_table_read(path, &t, &e)) {
+        rb_rctx_warn(c, "report: %s", e.msg);
+        return;
     }
-    fclose(fp);
-    if (!buf) return;
-    buf[len] = '\0';
-    static const char *const keys[2] = {"\"skipped\"", "\"failed\""};
-    for (int k = 0; k < 2; k++) {
-        /* The key, not a string value that happens to read the same. */
-        const char *p = buf;
-        while ((p = strstr(p, keys[k])) != NULL) {
-            const char *q = js_ws(p + strlen(keys[k]));
-            p += strlen(keys[k]);
-            if (*q != ':') continue;
-            q = js_ws(q + 1);
-            if (*q == '[') {
-                p = q;
-                break;
-            }
-        }
-        if (!p) continue;
-        p = js_ws(p + 1);
-        while (p && *p == '{') {
-            rb_rskip s;
-            memset(&s, 0, sizeof s);
-            rb_fmt(s.family, sizeof s.family, "%s", family);
-            rb_fmt(s.status, sizeof s.status, "%s", k ? "failed" : "skipped");
-            p = js_ws(p + 1);
-            while (p && *p == '"') {
-                char key[32], val[256];
-                p = js_str(p, key, sizeof key);
-                if (!p) break;
-                p = js_ws(p);
-                if (*p != ':') { p = NULL; break; }
-                p = js_ws(p + 1);
-                if (*p == '"') {
-                    p = js_str(p, val, sizeof val);
-                    if (!p) break;
-                    if (!strcmp(key, "method")) rb_fmt(s.method, sizeof s.method, "%s", val);
-                    else if (!strcmp(key, "layer")) rb_fmt(s.layer, sizeof s.layer, "%s", val);
-                    else if (!strcmp(key, "reason")) rb_fmt(s.reason, sizeof s.reason, "%s", val);
-                } else {
-                    p = js_skip(p);
-                    if (!p) break;
-                }
-                p = js_ws(p);
-                if (*p == ',') p = js_ws(p + 1);
-            }
-            if (!p || *p != '}') {
-                rb_rctx_warn(c, "report: %s: could not read the \"%s\" list", path, k ? "failed" : "skipped");
-                break;
-            }
-            rb_rskip *ns = realloc(c->skips, (c->nskips + 1) * sizeof *ns);
-            if (!ns) break;
-            c->skips = ns;
-            c->skips[c->nskips++] = s;
-            p = js_ws(p + 1);
-            if (*p == ',') p = js_ws(p + 1);
-        }
+    long cs = rb_table_col(&t, "status"), cm = rb_table_col(&t, "method");
+    long cl = rb_table_col(&t, "layer"), cr = rb_table_col(&t, "reason");
+    if (cs < 0 || cm < 0 || cl < 0 || cr < 0) {
+        rb_rctx_warn(c, "report: %s: expected columns status,method,layer,reason", path);
+        rb_table_free(&t);
+        return;
     }
-    free(buf);
+    for (size_t i = 1; i <= t.nrow; i++) {
+        rb_rskip *ns = realloc(c->skips, (c->nskips + 1) * sizeof *ns);
+        if (!ns) break;
+        c->skips = ns;
+        rb_rskip *s = &c->skips[c->nskips++];
+        memset(s, 0, sizeof *s);
+        rb_fmt(s->family, sizeof s->family, "%s", family);
+        rb_fmt(s->status, sizeof s->status, "%s", rb_table_get(&t, i, (size_t)cs));
+        rb_fmt(s->method, sizeof s->method, "%s", rb_table_get(&t, i, (size_t)cm));
+        rb_fmt(s->layer, sizeof s->layer, "%s", rb_table_get(&t, i, (size_t)cl));
+        rb_fmt(s->reason, sizeof s->reason, "%s", rb_table_get(&t, i, (size_t)cr));
+    }
+    rb_table_free(&t);
 }
 
 /* ============================================================== pages */
@@ -1447,7 +1334,7 @@ int rb_report_dir(const rb_report_opts *o, rb_report_stats *st, rb_err *e)
         char *slash = strrchr(dir, '/');
         if (slash) *slash = '\0';
         else dir[0] = '\0';
-        rb_fmt(path, sizeof path, "%s/%s%srun.json", o->dir, dir, dir[0] ? "/" : "");
+        rb_fmt(path, sizeof path, "%s/%s%sskipped.csv", o->dir, dir, dir[0] ? "/" : "");
         read_skips(&c, path, c.files[i].family);
     }
     if ((rc = build_dumps(&c, e))) goto out;

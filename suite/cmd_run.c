@@ -207,6 +207,35 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
     return rb_out_commit(fp, path, 1, e);
 }
 
+/* DIR/skipped.csv: status,method,layer,reason -- the skipped and failed
+ * method runs of run.json as a table (what `repbench report` reads). */
+static int write_skipped(const char *path, const notes *skipped, const notes *failed, rb_err *e)
+{
+    FILE *fp = rb_out_open(path, e);
+    if (!fp) return e->code;
+    fputs("status,method,layer,reason\n", fp);
+    const notes *lists[2] = {skipped, failed};
+    for (int l = 0; l < 2; l++)
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            char method[160];
+            snprintf(method, sizeof method, "%s", lists[l]->v[i].what);
+            char *at = strrchr(method, '@');
+            const char *layer = "";
+            if (at) {
+                *at = '\0';
+                layer = at + 1;
+            }
+            fputs(l ? "failed," : "skipped,", fp);
+            rb_csv_fprint_field(fp, method);
+            fputc(',', fp);
+            rb_csv_fprint_field(fp, layer);
+            fputc(',', fp);
+            rb_csv_fprint_field(fp, lists[l]->v[i].reason);
+            fputc('\n', fp);
+        }
+    return rb_out_commit(fp, path, 1, e);
+}
+
 static int write_predictions(const char *path, const rb_rows *r, rb_err *e)
 {
     FILE *fp = rb_out_open(path, e);
@@ -501,6 +530,11 @@ int rb_cmd_run(int argc, char **argv)
             status = rb_report_err(&e);
             goto done;
         }
+    }
+    snprintf(path, sizeof path, "%s/skipped.csv", o->out);
+    if (write_skipped(path, &skipped, &failed, &e)) {
+        status = rb_report_err(&e);
+        goto done;
     }
     snprintf(path, sizeof path, "%s/run.json", o->out);
     if (write_run_json(path, &meta, &e)) {

@@ -131,13 +131,11 @@ def read_rows(d):
                 for r in csv.DictReader(f):
                     r["_dump"] = ("weights", "", True) if weights else (r["model"], r["dataset"], False)
                     rows.append(r)
-            rj = os.path.join(root, "run.json")
-            if os.path.isfile(rj):
-                j = json.load(open(rj))
-                for status in ("skipped", "failed"):
-                    for s in j.get(status, []):
-                        skips.append((os.path.basename(root), s.get("method", ""), s.get("layer", ""),
-                                      status, s.get("reason", "")))
+            sk = os.path.join(root, "skipped.csv")
+            if os.path.isfile(sk):
+                with open(sk, newline="") as f:
+                    for s in csv.DictReader(f):
+                        skips.append((os.path.basename(root), s["method"], s["layer"], s["status"], s["reason"]))
     return rows, skips
 
 

@@ -102,6 +102,8 @@ $RB gen gmm --seed 3 --classes 4 --dim 8 --layers 3 --n-train 200 --n-test 90 --
 expect_status 2 $RB run --methods cka_cross --other "$T/tiny2.h5" -o "$T/x2" "$T/tiny.h5"; one_line
 expect_status 0 $RB run --methods cka_cross,"$M" --bootstrap 0 -o "$T/x3" "$T/tiny.h5"
 grep -q '"method": "cka_cross", "layer": "\*", "reason": "needs --other' "$T/x3/run.json" && ok || bad "cka_cross not listed as skipped"
+grep -qx 'skipped,cka_cross,\*,needs --other DUMP (a second model on the same samples)' "$T/x3/skipped.csv" && ok || bad "skipped.csv"
+[ "$(head -n 1 "$T/a/skipped.csv")" = "status,method,layer,reason" ] && [ "$(wc -l < "$T/a/skipped.csv")" = 1 ] && ok || bad "empty skipped.csv"
 # Known answer for calibration: gen writes the Bayes head's logits times
 # --logit-scale, so the NLL-optimal temperature fitted on 20000 train
 # samples is 2 up to sampling error (measured 1.98).
