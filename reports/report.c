@@ -1,6 +1,6 @@
 /*
  * report.c -- `repbench report DIR`: find every results.csv below DIR, read
- * the rows and the run.json skip lists, hand each dump's rows to the figure
+ * the rows and the skip lists (skipped.csv), hand each dump's rows to the figure
  * families (figs_*.c), run gnuplot on the scripts they write, and write
  * index.html and summary.md.  See report.h for the files produced.
  *
