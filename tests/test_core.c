@@ -75,6 +75,20 @@ static void test_bootstrap_coverage(void)
     rb_rows_free(&r);
 }
 
+/* The test-data generator of METRICS.md Appendix A, against its check values. */
+static void test_splitmix(void)
+{
+    check_sm64 g = {42, 0, 0};
+    CHECK_REL(check_sm_uniform(&g), 0.7415648787718233, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.1599103928769201, 1e-15);
+    CHECK_REL(check_sm_uniform(&g), 0.27860113025513866, 1e-15);
+    check_sm64 h = {7, 0, 0};
+    CHECK_REL(check_sm_normal(&h), 0.9884743323187352, 1e-14);
+    CHECK_REL(check_sm_normal(&h), 0.10465664748899398, 1e-14);
+    CHECK_REL(check_sm_normal(&h), -1.864255806731227, 1e-14);
+    CHECK_REL(check_sm_normal(&h), -1.0700431037183418, 1e-14);
+}
+
 static void test_options(void)
 {
     rb_opts o = {0};
@@ -105,5 +119,6 @@ int main(void)
     test_probe_report();
     test_bootstrap_coverage();
     test_options();
+    test_splitmix();
     return check_summary();
 }

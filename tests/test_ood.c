@@ -31,13 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------- SplitMix64 (METRICS.md App. A) */
-
-typedef check_sm64 splitmix;
-
-
-
-
 /* ------------------------------------------------------- metrics: 20 / 20 */
 
 static const double toy_id[20] = {0.95, 0.9, 0.9, 0.85, 0.8, 0.8, 0.75, 0.7, 0.7, 0.65,
@@ -270,7 +263,7 @@ static void test_lw_reference(void)
     enum { N = 40, D = 6 };
     static const double scale[D] = {3, 2, 1, 1, 0.5, 0.1};
     static double x[N * D];
-    splitmix g = {5, 0, 0};
+    check_sm64 g = {5, 0, 0};
     for (int i = 0; i < N; i++)
         for (int j = 0; j < D; j++) x[i * D + j] = check_sm_normal(&g) * scale[j];
     static const float q[2 * D] = {0, 0, 0, 0, 0, 1, 3, 0, 0, 0, 0, 0};
@@ -319,7 +312,7 @@ static void test_npca(void)
     enum { N = 4000, D = 4 };
     static const double sd[D] = {10, 3.1622776601683795, 1, 0.31622776601683794};
     static double x[N * D];
-    splitmix g = {11, 0, 0};
+    check_sm64 g = {11, 0, 0};
     for (int i = 0; i < N; i++)
         for (int j = 0; j < D; j++) x[i * D + j] = check_sm_normal(&g) * sd[j];
     rb_ood_gauss *gs = NULL;
