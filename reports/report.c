@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -771,6 +772,29 @@ static void md_interval(rb_sbuf *md, const rb_row *r)
     else rb_sb_printf(md, "[%.4f, %.4f]", r->ci_low, r->ci_high);
 }
 
+/* One markdown table row: "| c1 | c2 | ... |\n".  kinds names each cell:
+ * 's' a string (escaped), 'n' a double (4 decimals, "–" for NaN), 'i' the
+ * ci_low..ci_high interval of a const rb_row *, 'l' a long. */
+static void md_row(rb_sbuf *md, const char *kinds, ...)
+{
+    va_list ap;
+    va_start(ap, kinds);
+    rb_sb_puts(md, "|");
+    for (const char *k = kinds; *k; k++) {
+        rb_sb_puts(md, " ");
+        switch (*k) {
+        case 's': rb_sb_md(md, va_arg(ap, const char *)); break;
+        case 'n': rb_sb_num(md, va_arg(ap, double)); break;
+        case 'i': md_interval(md, va_arg(ap, const rb_row *)); break;
+        case 'l': rb_sb_printf(md, "%ld", va_arg(ap, long)); break;
+        default: RB_ASSERT(0);
+        }
+        rb_sb_puts(md, " |");
+    }
+    rb_sb_puts(md, "\n");
+    va_end(ap);
+}
+
 /* The row of (method, params, split, layer, metric) in dump, or NULL. */
 static const rb_row *find_row(const rb_rctx *c, size_t dump, const rb_row *like, const char *metric)
 {
@@ -820,21 +844,8 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         {
             const rb_row *r = &c->rows.rows[b];
             const rb_row *bal = find_row(c, d, r, "balanced_acc");
-            rb_sb_puts(md, "| ");
-            rb_sb_md(md, r->method);
-            rb_sb_puts(md, " | ");
-            rb_sb_md(md, r->params);
-            rb_sb_puts(md, " | ");
-            rb_sb_md(md, r->split);
-            rb_sb_puts(md, " | ");
-            rb_sb_md(md, r->layer);
-            rb_sb_puts(md, " | ");
-            rb_sb_num(md, r->value);
-            rb_sb_puts(md, " | ");
-            md_interval(md, r);
-            rb_sb_puts(md, " | ");
-            rb_sb_num(md, bal ? bal->value : NAN);
-            rb_sb_printf(md, " | %ld |\n", r->n);
+            md_row(md, "ssssninl", r->method, r->params, r->split, r->layer, r->value, r,
+                   bal ? bal->value : NAN, r->n);
         }
     }
     rb_series_free(s, ns);
@@ -866,17 +877,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
                 if (pass == 0 ? !rb_is_collapse_metric(r->metric)
                               : (!rb_is_idim(r) || rb_is_collapse_metric(r->metric)))
                     continue;
-                rb_sb_puts(md, "| ");
-                rb_sb_md(md, r->method);
-                rb_sb_puts(md, " | ");
-                rb_sb_md(md, r->params);
-                rb_sb_puts(md, " | ");
-                rb_sb_md(md, r->metric);
-                rb_sb_puts(md, " | ");
-                rb_sb_num(md, r->value);
-                rb_sb_puts(md, " | ");
-                md_interval(md, r);
-                rb_sb_puts(md, " |\n");
+                md_row(md, "sssni", r->method, r->params, r->metric, r->value, r);
             }
     }
 
@@ -893,21 +894,8 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             /* fpr95, or the OpenOOD v1.5 convention the ood module writes. */
             const rb_row *fpr = find_row(c, d, r, "fpr95");
             if (!fpr) fpr = find_row(c, d, r, "fpr95_openood15");
-            rb_sb_puts(md, "| ");
-            rb_sb_md(md, r->split);
-            rb_sb_puts(md, " | ");
-            rb_sb_md(md, r->method);
-            rb_sb_puts(md, " | ");
-            rb_sb_md(md, r->params);
-            rb_sb_puts(md, " | ");
-            rb_sb_md(md, r->layer);
-            rb_sb_puts(md, " | ");
-            rb_sb_num(md, r->value);
-            rb_sb_puts(md, " | ");
-            md_interval(md, r);
-            rb_sb_puts(md, " | ");
-            rb_sb_num(md, fpr ? fpr->value : NAN);
-            rb_sb_puts(md, " |\n");
+            md_row(md, "ssssnin", r->split, r->method, r->params, r->layer, r->value, r,
+                   fpr ? fpr->value : NAN);
         }
     }
 
@@ -941,25 +929,8 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             rb_sb_puts(md, "\n### Calibration: ECE before and after temperature scaling\n\n"
                            "| method | params | layer | split | metric | before | after | temperature | fit on |\n"
                            "|---|---|---|---|---|---|---|---|---|\n");
-        rb_sb_puts(md, "| ");
-        rb_sb_md(md, r->method);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, r->params);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, r->layer);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, r->split);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, r->metric);
-        rb_sb_puts(md, " | ");
-        rb_sb_num(md, r->value);
-        rb_sb_puts(md, " | ");
-        rb_sb_num(md, after ? after->value : NAN);
-        rb_sb_puts(md, " | ");
-        rb_sb_num(md, temp ? temp->value : NAN);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, fit);
-        rb_sb_puts(md, " |\n");
+        md_row(md, "sssssnnns", r->method, r->params, r->layer, r->split, r->metric, r->value,
+               after ? after->value : NAN, temp ? temp->value : NAN, fit);
     }
 
     /* Few-shot: the bars of the few-shot figures (deepest layer). */
@@ -977,23 +948,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             rb_sb_puts(md, "\n### Few-shot episodes at the deepest layer\n\n"
                            "| probe | other params | layer | split | metric | k | value | interval | episodes |\n"
                            "|---|---|---|---|---|---|---|---|---|\n");
-        rb_sb_puts(md, "| ");
-        rb_sb_md(md, probe);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, rest);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, r->layer);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, r->split);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, r->metric);
-        rb_sb_puts(md, " | ");
-        rb_sb_md(md, k);
-        rb_sb_puts(md, " | ");
-        rb_sb_num(md, r->value);
-        rb_sb_puts(md, " | ");
-        md_interval(md, r);
-        rb_sb_printf(md, " | %ld |\n", r->n);
+        md_row(md, "ssssssnil", probe, rest, r->layer, r->split, r->metric, k, r->value, r, r->n);
     }
 
     /* Theory checks drawn by the checks figure: predicted, simulated,
