@@ -60,8 +60,12 @@ $(BUILD)/gitrev.h: FORCE
 	@mkdir -p $(@D)
 	@echo '#define RB_GIT "$(GITREV)"' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-$(BUILD)/suite/cmd_run.o: $(BUILD)/gitrev.h
-$(BUILD)/suite/cmd_run.o: CPPFLAGS += -include $(BUILD)/gitrev.h
+# Every object that prints it (run.json, weights' run.json).  FORCE is
+# phony: under .SECONDARY a plain empty FORCE rule is never remade.
+GITREV_USERS := $(BUILD)/suite/cmd_run.o $(BUILD)/suite/cmd_weights.o
+$(GITREV_USERS): $(BUILD)/gitrev.h
+$(GITREV_USERS): CPPFLAGS += -include $(BUILD)/gitrev.h
+.PHONY: FORCE
 FORCE:
 
 $(BIN): $(LIBOBJ) $(BUILD)/suite/main.o

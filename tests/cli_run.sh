@@ -69,6 +69,15 @@ for k in ("repbench_version", "git_commit", "inputs", "threads", "start", "end",
     assert k in j, k
 assert j["inputs"][0]["bytes"] > 0 and len(j["inputs"][0]["fnv1a64"]) == 16
 PY
+# run.json names the commit the binary was built from (make rebuilds the
+# stamp when HEAD moves; it was once stuck at an old commit).
+if head=$(git rev-parse --short=12 HEAD 2>/dev/null); then
+  "$PY" - "$T/a/run.json" "$head" <<'PY' && ok || bad "run.json git_commit is HEAD"
+import json, sys
+c = json.load(open(sys.argv[1]))["git_commit"]
+assert c.split("-")[0] == sys.argv[2], (c, sys.argv[2])
+PY
+fi
 # Different seed changes the interval, not the point estimate.
 expect_status 0 $RB run --methods "$M" --seed 6 --bootstrap 50 -o "$T/c" "$T/tiny.h5"
 "$PY" - "$T/a" "$T/c" <<'PY' && ok || bad "seed dependence"

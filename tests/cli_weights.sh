@@ -46,6 +46,10 @@ else bad "weights: all methods: $(cat "$W/err")"; fi
 for f in results.csv run.json filter_shift.csv filter_shift_models.csv filter_shift_depth.csv filter_basis.csv spectra.csv; do
     [ -s "$W/run/$f" ] && pass "output $f" || bad "output $f missing"
 done
+if head=$(git rev-parse --short=12 HEAD 2>/dev/null); then
+    c=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["git_commit"])' "$W/run/run.json")
+    [ "${c%%-*}" = "$head" ] && pass "run.json git_commit is HEAD" || bad "run.json git_commit $c, HEAD $head"
+fi
 "$PY" - "$W/run" <<'PYEOF' || fail=1
 import csv, math, sys
 d = sys.argv[1]
