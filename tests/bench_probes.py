@@ -18,6 +18,11 @@ seconds, peak RSS):
 and prints seconds, memory and accuracy side by side with ratios, the machine
 SGEMM rate (SGEMM_BIN: cblas_sgemm of the knn tile shape 1024 x 8192 x D)
 and the rate of knn's similarity products (2 N_train N_test D / gemm_seconds).
+It also prints each probe's GEMM floor: the seconds its unavoidable matrix
+products take at the machine rate for their shapes (logreg: W X^T and R X
+per L-BFGS iteration, times sklearn's iteration count; knn: the whole
+similarity product), and sklearn's wall time over that floor: the largest
+ratio any implementation doing those products could show.
 Timings include reading the dump in both tools.  The machine is shared:
 the load average is printed with the table.  BENCH_PROBES=logreg skips knn.
 """
@@ -174,10 +179,24 @@ def main(argv):
         p(f"{'logreg':<8} {'sklearn':<9} {w_sl:8.1f} {c_sl:8.1f} {m_sl:9.0f} {sl['top1']:7.4f} "
           f"{sl['objective']:16.6f} {sl['iterations']:6d}  fit {sl['fit_s']:.1f} s")
         rel = (obj_rl - sl["objective"]) / abs(sl["objective"])
+        # The GEMM floor of any L-BFGS on this problem: each iteration needs
+        # the logits of a new direction (W X^T, k x N x D) and a gradient
+        # (R X, k x D x N), one pass of each; at the machine rate for these
+        # two shapes, sklearn's iteration count costs floor_s even with
+        # every other step free, so w_sl / floor_s bounds any ratio.
+        r_fwd = float(subprocess.run([sgemm, str(k), str(ntr), str(d)], capture_output=True, text=True,
+                                     check=True, env=env).stdout.split()[0])
+        r_bwd = float(subprocess.run([sgemm, str(k), str(d), str(ntr), "NN"], capture_output=True,
+                                     text=True, check=True, env=env).stdout.split()[0])
+        per_it = 2.0 * k * ntr * d / 1e9 * (1 / r_fwd + 1 / r_bwd)
         p(f"logreg: sklearn/repbench wall {w_sl / w_rl:.2f}x (fit only: {sl['fit_s'] / s_rl:.2f}x), "
           f"cpu {c_sl / c_rl:.2f}x, memory "
           f"{m_sl / m_rl:.2f}x; objective repbench - sklearn = {rel:+.2e} relative "
           f"({'repbench lower or equal' if rel <= 1e-6 else 'sklearn LOWER'}); target >= 5x")
+        p(f"logreg GEMM floor: W X^T at {r_fwd:.0f} + R X at {r_bwd:.0f} GFLOP/s = {per_it * 1e3:.1f} ms "
+          f"per iteration; sklearn's {sl['iterations']} iterations = {per_it * sl['iterations']:.2f} s, "
+          f"so no L-BFGS doing them can beat sklearn by more than {w_sl / (per_it * sl['iterations']):.2f}x "
+          f"wall; repbench: {it_rl:.0f} iterations, {w_rl / (per_it * it_rl):.2f}x its own floor")
         if "knn" not in PROBES:
             continue
         # repbench knn
@@ -205,6 +224,10 @@ def main(argv):
         p(f"knn GEMM: {knn_rate:.1f} GFLOP/s in the similarity products ({gemm_s:.2f} s) vs machine "
           f"SGEMM {machine:.1f} GFLOP/s (before {m0:.1f}, after {m1:.1f}) = {knn_rate / machine:.2f} "
           f"of the machine rate; target >= 0.5")
+        floor = 2.0 * ntr * nte * d / machine / 1e9
+        p(f"knn GEMM floor: the {2.0 * ntr * nte * d / 1e12:.2f} TFLOP similarity at the machine rate = "
+          f"{floor:.2f} s, so no exact brute-force kNN can beat sklearn by more than {w_sk / floor:.2f}x wall; "
+          f"repbench is at {w_rk / floor:.2f}x its floor")
     with open(os.path.join(work, "bench_probes.txt"), "w") as f:
         f.write("\n".join(out) + "\n")
 

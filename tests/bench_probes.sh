@@ -10,8 +10,10 @@ RB=${RB_BIN:-bin/repbench}
 PY=${PYTHON:-/usr/bin/python3}
 case $RB in /*) ;; *) RB=$PWD/$RB ;; esac
 if [ -n "${BENCH_DIR:-}" ]; then W=$BENCH_DIR; mkdir -p "$W"; else W=$(mktemp -d); trap 'rm -rf "$W"' EXIT; fi
-# Machine SGEMM rate: cblas_sgemm of shape M x N x K (row-major, B
-# transposed, as knn's similarity tiles), repeated for >= 2 s; GFLOP/s.
+# Machine SGEMM rate: cblas_sgemm of shape M x N x K (row-major; B
+# transposed as knn's similarity tiles and logreg's logits W X^T, or with a
+# 4th argument NN not transposed, as logreg's gradient R X), repeated for
+# >= 2 s; GFLOP/s.
 cat > "$W/sgemm.c" <<'CEOF'
 #include <cblas.h>
 #include <stdio.h>
@@ -21,13 +23,16 @@ static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 int main(int argc, char **argv) {
     if (argc < 4) return 2;
     int m = atoi(argv[1]), n = atoi(argv[2]), k = atoi(argv[3]);
+    int nn = argc > 4 && argv[4][0] == 'N' && argv[4][1] == 'N';
+    enum CBLAS_TRANSPOSE tb = nn ? CblasNoTrans : CblasTrans;
+    int ldb = nn ? n : k;
     float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * n * k), *c = malloc(sizeof(float) * m * n);
     if (!a || !b || !c) return 1;
     for (long i = 0; i < (long)m * k; i++) a[i] = (float)((i % 97) * 0.01 - 0.4);
     for (long i = 0; i < (long)n * k; i++) b[i] = (float)((i % 89) * 0.01 - 0.4);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, m, n, k, 1.0f, a, k, b, ldb, 0.0f, c, n);
     int reps = 0; double t0 = now(), t;
-    do { cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n); reps++; t = now() - t0; } while (t < 2.0);
+    do { cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, m, n, k, 1.0f, a, k, b, ldb, 0.0f, c, n); reps++; t = now() - t0; } while (t < 2.0);
     printf("%.2f\n", 2.0 * m * n * (double)k * reps / t / 1e9);
     free(a); free(b); free(c);
     return 0;
