@@ -304,6 +304,55 @@ uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len)
     return h;
 }
 
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+int rb_file_digest(const char *path, uint64_t *h, long long *size)
+{
+    enum { BUF = 1 << 20 }; /* a multiple of the 32-byte block */
+    const uint64_t prime = 0x100000001b3ull;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    unsigned char *buf = malloc(BUF);
+    if (!buf) {
+        fclose(fp);
+        return -1;
+    }
+    uint64_t lane[4];
+    for (int l = 0; l < 4; l++) lane[l] = RB_FNV_INIT + (uint64_t)l;
+    unsigned long long total = 0;
+    int rc = 0;
+    for (;;) {
+        size_t got = 0, r;
+        while (got < BUF && (r = fread(buf + got, 1, BUF - got, fp)) > 0) got += r;
+        if (ferror(fp)) {
+            rc = -1;
+            break;
+        }
+        total += got;
+        if (got % 32) { /* the last block: zero-pad it */
+            memset(buf + got, 0, 32 - got % 32);
+            got += 32 - got % 32;
+        }
+        for (size_t i = 0; i < got; i += 32)
+            for (int l = 0; l < 4; l++) lane[l] = (lane[l] ^ le64(buf + i + 8 * (size_t)l)) * prime;
+        if (got < BUF) break;
+    }
+    fclose(fp);
+    free(buf);
+    unsigned char fin[40];
+    for (int l = 0; l < 4; l++)
+        for (int b = 0; b < 8; b++) fin[8 * l + b] = (unsigned char)(lane[l] >> (8 * b));
+    for (int b = 0; b < 8; b++) fin[32 + b] = (unsigned char)(total >> (8 * b));
+    *h = rb_fnv1a(RB_FNV_INIT, fin, sizeof fin);
+    *size = (long long)total;
+    return rc;
+}
+
 uint64_t rb_seed_derive(uint64_t seed, const char *tag)
 {
     uint64_t h = rb_fnv1a(RB_FNV_INIT, &seed, sizeof seed);

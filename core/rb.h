@@ -259,9 +259,19 @@ typedef struct {
 double rb_now(void);
 
 /* FNV-1a 64-bit hash of a buffer, continued from h (start with
- * RB_FNV_INIT); used for seeds derived from names and for checksums. */
+ * RB_FNV_INIT); used for seeds derived from names. */
 #define RB_FNV_INIT 0xcbf29ce484222325ull
 uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len);
+
+/* Size and checksum of a file, for run.json ("fnv1a64x4"): FNV-1a 64 run
+ * over the file as little-endian 64-bit words in four interleaved lanes
+ * (word j feeds lane j mod 4; lane l starts at RB_FNV_INIT + l), the last
+ * partial 32-byte block zero-padded; the result is bytewise FNV-1a 64 of
+ * the four lane values and the byte count, each as 8 little-endian bytes.
+ * One multiply per 8 bytes and four chains in flight: about 10x bytewise
+ * FNV-1a, so a 0.5 GB dump costs ~0.05 s.  Returns 0, or -1 when the file
+ * cannot be opened or read. */
+int rb_file_digest(const char *path, uint64_t *h, long long *size);
 
 /* Derive an independent seed from a base seed and a tag (e.g. a layer name),
  * so results do not depend on the order methods run in. */

@@ -1499,34 +1499,45 @@ const rb_source *rb_dump_source(const rb_dump *d) { return &d->src; }
 const char *rb_dump_model(const rb_dump *d) { return d->model; }
 const char *rb_dump_dataset(const rb_dump *d) { return d->dataset; }
 
-/* Scan one cell for non-finite values; records at most one problem.
- * buf holds cap floats.  Returns RB_OK, or the read error code. */
+/* Record the first non-finite value of rows [r0, r0 + nr) of cell (s, l),
+ * held in buf; returns 1 when there was one. */
+static int scan_rows(rb_dump *d, size_t s, size_t l, size_t r0, size_t nr, const float *buf)
+{
+    size_t dd = d->ld[l];
+    for (size_t i = 0; i < nr * dd; i++)
+        if (!isfinite(buf[i])) {
+            char path[600];
+            fmtb(path, sizeof path, "/features/%s/%s", d->sp[s].name, d->lname[l]);
+            prob(d, RB_EINVAL, path, "%s at row %zu, column %zu (features must be finite%s)",
+                 isnan(buf[i]) ? "NaN" : "Inf", r0 + i / dd, i % dd,
+                 strcmp(d->c[s * d->nl + l].dtype, "float64") == 0
+                     ? "; float64 values beyond the float range become Inf"
+                     : "");
+            return 1;
+        }
+    return 0;
+}
+
+/* Scan one cell for non-finite values in chunks of `rows` rows read into
+ * buf; records at most one problem.  Returns RB_OK, or the read error. */
 static int scan_values(rb_dump *d, size_t s, size_t l, float *buf, size_t rows,
                        rb_err *e)
 {
-    size_t n = d->sp[s].n, dd = d->ld[l];
+    size_t n = d->sp[s].n;
     for (size_t r0 = 0; r0 < n; r0 += rows) {
         size_t nr = n - r0 < rows ? n - r0 : rows;
         int rc = src_read(d, s, l, r0, nr, buf, e);
         if (rc) return rc;
-        for (size_t i = 0; i < nr * dd; i++)
-            if (!isfinite(buf[i])) {
-                char path[600];
-                fmtb(path, sizeof path, "/features/%s/%s", d->sp[s].name,
-                         d->lname[l]);
-                prob(d, RB_EINVAL, path, "%s at row %zu, column %zu (features must be finite%s)",
-                     isnan(buf[i]) ? "NaN" : "Inf", r0 + i / dd, i % dd,
-                     strcmp(d->c[s * d->nl + l].dtype, "float64") == 0
-                         ? "; float64 values beyond the float range become Inf"
-                         : "");
-                return RB_OK;
-            }
+        if (scan_rows(d, s, l, r0, nr, buf)) return RB_OK;
     }
     return RB_OK;
 }
 
-/* Check every readable cell; stop_first: return at the first problem. */
-static int check_all_values(rb_dump *d, int stop_first, rb_err *e)
+/* Check every readable cell; stop_first: return at the first problem.
+ * Cells with want[s * nl + l] set are read whole into keep[s * nl + l]
+ * (owned by the caller) and scanned there, when the memory is there. */
+static int check_all_values(rb_dump *d, int stop_first, const unsigned char *want, float **keep,
+                            rb_err *e)
 {
     size_t dmax = 1;
     for (size_t l = 0; l < d->nl; l++)
@@ -1541,8 +1552,21 @@ static int check_all_values(rb_dump *d, int stop_first, rb_err *e)
     for (size_t s = 0; s < d->ns && rc == RB_OK; s++)
         for (size_t l = 0; l < d->nl && rc == RB_OK; l++) {
             if (!d->c[s * d->nl + l].ok || !d->sp[s].n_known) continue;
-            size_t before = d->npr;
-            rc = scan_values(d, s, l, buf, rows, e);
+            size_t before = d->npr, ci = s * d->nl + l, n = d->sp[s].n;
+            float *whole = NULL;
+            if (want && want[ci] && n > 0 && d->ld[l] <= SIZE_MAX / sizeof *whole / n)
+                whole = malloc(n * d->ld[l] * sizeof *whole);
+            if (whole) {
+                /* One read of the whole cell, then the scan over it. */
+                rc = src_read(d, s, l, 0, n, whole, e);
+                if (rc == RB_OK) scan_rows(d, s, l, 0, n, whole);
+                if (rc == RB_OK && d->npr == before)
+                    keep[ci] = whole;
+                else
+                    free(whole);
+            } else {
+                rc = scan_values(d, s, l, buf, rows, e);
+            }
             if (rc && !stop_first) {
                 /* Record the read failure as a problem and go on. */
                 prob(d, rc, NULL, "%s", e->msg + strlen(d->path) + 2);
@@ -1558,7 +1582,12 @@ static int check_all_values(rb_dump *d, int stop_first, rb_err *e)
 
 int rb_dump_check_values(rb_dump *d, rb_err *e)
 {
-    return check_all_values(d, 1, e);
+    return check_all_values(d, 1, NULL, NULL, e);
+}
+
+int rb_dump_check_values_keep(rb_dump *d, const unsigned char *want, float **keep, rb_err *e)
+{
+    return check_all_values(d, 1, want, keep, e);
 }
 
 /* ---------------------------------------------------------------- inspect */
@@ -1574,7 +1603,7 @@ int rb_dump_inspect(const char *path, void *fpv, rb_err *e)
     scan(d);
     if (d->f >= 0 && !d->oom) {
         rb_err e2 = {0};
-        int rc = check_all_values(d, 0, &e2);
+        int rc = check_all_values(d, 0, NULL, NULL, &e2);
         if (rc) {
             rb_dump_close(d);
             *e = e2;

@@ -44,6 +44,13 @@ int rb_dump_open(const char *path, int require_train_test, rb_dump **out,
 /* Scan every feature dataset in chunks and refuse NaN/Inf. */
 int rb_dump_check_values(rb_dump *d, rb_err *e);
 
+/* The same, but the cells with want[s * nlayers + l] set (split s, layer
+ * l, in the source's order) are read whole, scanned, and on success handed
+ * over in keep[s * nlayers + l] (the caller frees them; NULL when memory
+ * was short and the cell was scanned in chunks instead).  A run keeps the
+ * cells it computes on first, so those are read once, not twice. */
+int rb_dump_check_values_keep(rb_dump *d, const unsigned char *want, float **keep, rb_err *e);
+
 void rb_dump_close(rb_dump *d); /* NULL is a no-op */
 
 /* The reader as a source for methods (valid until rb_dump_close). */

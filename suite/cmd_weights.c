@@ -1048,21 +1048,15 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
                 "  \"seconds\": %.3f,\n  \"rows\": %zu,\n  \"inputs\": [",
             openblas_get_num_threads(), (unsigned long long)o->seed, a, b, wall, nrows);
     for (int i = 0; i < nck; i++) {
-        FILE *in = fopen(ck[i], "rb");
-        uint64_t h = RB_FNV_INIT;
-        long long size = 0;
-        static unsigned char buf[1 << 16];
-        size_t got;
-        if (in) {
-            while ((got = fread(buf, 1, sizeof buf, in)) > 0) {
-                h = rb_fnv1a(h, buf, got);
-                size += (long long)got;
-            }
-            fclose(in);
-        }
+        uint64_t h = 0;
+        long long size = -1;
+        int ok = rb_file_digest(ck[i], &h, &size) == 0;
         fprintf(fp, "%s\n    {\"path\": ", i ? "," : "");
         rb_json_fprint_str(fp, ck[i]);
-        fprintf(fp, ", \"bytes\": %lld, \"fnv1a64\": \"%016llx\"}", size, (unsigned long long)h);
+        if (ok)
+            fprintf(fp, ", \"bytes\": %lld, \"fnv1a64x4\": \"%016llx\"}", size, (unsigned long long)h);
+        else
+            fprintf(fp, ", \"bytes\": null, \"fnv1a64x4\": null}");
     }
     fputs("\n  ],\n  \"options\": {", fp);
     for (size_t i = 0; i < o->nkv; i++) {
