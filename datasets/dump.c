@@ -1503,8 +1503,20 @@ const char *rb_dump_dataset(const rb_dump *d) { return d->dataset; }
  * held in buf; returns 1 when there was one. */
 static int scan_rows(rb_dump *d, size_t s, size_t l, size_t r0, size_t nr, const float *buf)
 {
-    size_t dd = d->ld[l];
-    for (size_t i = 0; i < nr * dd; i++)
+    size_t dd = d->ld[l], total = nr * dd, i = 0;
+    /* Blocks of 4096 values: an OR over the exponent-all-ones test (NaN or
+     * Inf) vectorises; only a flagged block is searched value by value. */
+    for (; i < total; i += 4096) {
+        size_t end = total - i < 4096 ? total : i + 4096;
+        uint32_t bad = 0;
+        for (size_t j = i; j < end; j++) {
+            uint32_t u;
+            memcpy(&u, &buf[j], sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad) break;
+    }
+    for (; i < total; i++)
         if (!isfinite(buf[i])) {
             char path[600];
             fmtb(path, sizeof path, "/features/%s/%s", d->sp[s].name, d->lname[l]);

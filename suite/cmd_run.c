@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +118,21 @@ typedef struct {
     const rb_opts *o;
     const notes *skipped, *failed;
     size_t nrows;
+    uint64_t *hash;   /* ndumps checksums (see digest_all) */
+    long long *bytes; /* ndumps sizes, -1 when unreadable */
 } run_meta;
+
+/* Checksums of the inputs, computed on a thread of their own from the start
+ * of the run: the first seconds of a run read the dump through HDF5 on one
+ * core, so the other core hashes the files meanwhile (run.json describes the
+ * files as they were when the run began). */
+static void *digest_all(void *arg)
+{
+    run_meta *m = arg;
+    for (int i = 0; i < m->ndumps; i++)
+        if (rb_file_digest(m->dumps[i], &m->hash[i], &m->bytes[i]) != 0) m->bytes[i] = -1;
+    return NULL;
+}
 
 static int write_run_json(const char *path, const run_meta *m, rb_err *e)
 {
@@ -144,13 +159,11 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
     fprintf(fp, "  \"start\": \"%s\",\n  \"end\": \"%s\",\n  \"seconds\": %.3f,\n", t0, t1, m->wall);
     fprintf(fp, "  \"rows\": %zu,\n  \"inputs\": [", m->nrows);
     for (int i = 0; i < m->ndumps; i++) {
-        uint64_t h = 0;
-        long long size = -1;
-        int ok = rb_file_digest(m->dumps[i], &h, &size) == 0;
         fprintf(fp, "%s\n    {\"path\": ", i ? "," : "");
         rb_json_fprint_str(fp, m->dumps[i]);
-        if (ok)
-            fprintf(fp, ", \"bytes\": %lld, \"fnv1a64x4\": \"%016llx\"}", size, (unsigned long long)h);
+        if (m->bytes[i] >= 0)
+            fprintf(fp, ", \"bytes\": %lld, \"fnv1a64x4\": \"%016llx\"}", m->bytes[i],
+                    (unsigned long long)m->hash[i]);
         else
             fprintf(fp, ", \"bytes\": null, \"fnv1a64x4\": null}");
     }
@@ -443,6 +456,9 @@ int rb_cmd_run(int argc, char **argv)
     notes skipped = {0}, failed = {0};
     selection sel = {0};
     rb_err e = {0};
+    run_meta meta = {0};
+    pthread_t digest;
+    int digest_started = 0;
     if (status) goto done;
     rb_opts *o = &cli.o;
     if (!o->out || cli.npos == 0) {
@@ -500,7 +516,6 @@ int rb_cmd_run(int argc, char **argv)
     }
     rows.want_pred = rb_opt_str(o, "predictions", NULL) != NULL;
 
-    run_meta meta = {0};
     meta.argc = argc;
     meta.argv = argv;
     meta.dumps = cli.pos;
@@ -508,6 +523,15 @@ int rb_cmd_run(int argc, char **argv)
     meta.t0 = time(NULL);
     meta.threads = threads;
     meta.o = o;
+    meta.hash = calloc((size_t)cli.npos, sizeof *meta.hash);
+    meta.bytes = calloc((size_t)cli.npos, sizeof *meta.bytes);
+    if (!meta.hash || !meta.bytes) {
+        fprintf(stderr, "repbench run: out of memory\n");
+        status = 1;
+        goto done;
+    }
+    digest_started = pthread_create(&digest, NULL, digest_all, &meta) == 0;
+    if (!digest_started) digest_all(&meta);
     double w0 = rb_now();
     for (int i = 0; i < cli.npos; i++) {
         int rc = run_dump(cli.pos[i], &sel, o, &rows, &skipped, &failed, i, cli.npos, &e);
@@ -547,6 +571,8 @@ int rb_cmd_run(int argc, char **argv)
         goto done;
     }
     snprintf(path, sizeof path, "%s/run.json", o->out);
+    if (digest_started) pthread_join(digest, NULL);
+    digest_started = 0;
     if (write_run_json(path, &meta, &e)) {
         status = rb_report_err(&e);
         goto done;
@@ -554,6 +580,9 @@ int rb_cmd_run(int argc, char **argv)
     if (failed.n)
         fprintf(stderr, "repbench run: %zu method run(s) failed; see %s/run.json\n", failed.n, o->out);
 done:
+    if (digest_started) pthread_join(digest, NULL);
+    free(meta.hash);
+    free(meta.bytes);
     free(sel.m);
     free(skipped.v);
     free(failed.v);
