@@ -459,6 +459,11 @@ typedef struct {
     double *dth;      /* p: the direction in original coordinates */
     double ww, wd, dd; /* |W|^2, <W, D>, |D|^2 */
     double a_last;    /* step of the last trial (its residuals are in w->z) */
+    /* The fused pass (see ray_set): the first trial of a line search and
+     * the gradient's product R X at that step, from one pass over X. */
+    float *gpart;     /* nthr x k x d per-thread partial products R X */
+    int fused_ok;     /* the last trial is the fused one: its R X is in gpart */
+    double fused_a, fused_f, fused_dphi;
 } problem;
 
 static double fg(problem *pb, const double *u, double *g)
@@ -484,6 +489,8 @@ static double gnorm_orig(const problem *pb, const double *g)
 
 /* ----------------------------------------------------- float ray phase */
 
+static int fused_threads(const problem *pb);
+
 /* Gradient in scaled coordinates from the residuals in w->z (k x n float,
  * P - Y) and the intercept sums in w->db, at theta = th (original
  * coordinates): dW = R X - db mu^T + W / C, db' = db. */
@@ -492,9 +499,20 @@ static void ray_grad(problem *pb, const double *th, double *g)
     rb_logreg_work *w = pb->w;
     const rb_view *tr = pb->tr;
     size_t d = tr->d, kk = (size_t)tr->k;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tr->k, (int)d, (int)tr->n, 1.0f, w->z,
-                (int)tr->n, tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
-    for (size_t i = 0; i < kk * d; i++) g[i] = w->gf[i];
+    if (pb->fused_ok && pb->a_last == pb->fused_a) {
+        /* The fused pass left R X in per-thread parts. */
+        int nthr = fused_threads(pb);
+        for (size_t i = 0; i < kk * d; i++) {
+            double v = 0;
+            for (int t = 0; t < nthr; t++) v += pb->gpart[(size_t)t * kk * d + i];
+            g[i] = v;
+        }
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tr->k, (int)d, (int)tr->n, 1.0f,
+                    w->z, (int)tr->n, tr->x, (int)tr->ld, 0.0f, w->gf, (int)d);
+        for (size_t i = 0; i < kk * d; i++) g[i] = w->gf[i];
+    }
+    pb->fused_ok = 0;
     cblas_dger(CblasRowMajor, tr->k, (int)d, -1.0, w->db, 1, pb->mu, 1, g, (int)d);
     cblas_daxpy((int)(kk * d), 1.0 / pb->C, th, 1, g, 1);
     memcpy(g + kk * d, w->db, kk * sizeof *g);
@@ -536,9 +554,67 @@ static double ray_start(problem *pb, const double *u, double *g)
     return f;
 }
 
+/* One thread's share of the fused pass: rows [r0, r1) in blocks of rows
+ * small enough to stay in cache between the two products. */
+typedef struct {
+    problem *pb;
+    size_t r0, r1;
+    float *g;   /* k x d: this thread's R X */
+    double *db; /* k */
+    double loss, dot;
+} fused_job;
+
+/* Rows per block of the fused pass: about 1 MiB of X, a multiple of
+ * LR_COLS (the softmax block). */
+static size_t fused_rows(size_t d)
+{
+    size_t b = ((size_t)1 << 18) / (d ? d : 1);
+    b = b / LR_COLS * LR_COLS;
+    return b < LR_COLS ? LR_COLS : b;
+}
+
+static void *fused_work(void *arg)
+{
+    fused_job *j = arg;
+    problem *pb = j->pb;
+    rb_logreg_work *w = pb->w;
+    const rb_view *tr = pb->tr;
+    size_t n = tr->n, d = tr->d, kk = (size_t)tr->k, bs = fused_rows(d);
+    ray_in ray = {pb->zx, pb->zd, pb->zn, (float)pb->fused_a};
+    memset(j->db, 0, kk * sizeof *j->db);
+    j->loss = j->dot = 0;
+    if (j->r0 == j->r1) memset(j->g, 0, kk * d * sizeof *j->g);
+    for (size_t b0 = j->r0; b0 < j->r1; b0 += bs) {
+        size_t nb = j->r1 - b0 < bs ? j->r1 - b0 : bs;
+        const float *xb = tr->x + b0 * tr->ld;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tr->k, (int)nb, (int)d, 1.0f, w->wf,
+                    (int)d, xb, (int)tr->ld, 0.0f, pb->zd + b0, (int)n);
+        softmax_cols_float(w->z, n, b0, b0 + nb, tr->k, tr->y, w->bf, &ray, j->db, &j->loss,
+                           &j->dot);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tr->k, (int)d, (int)nb, 1.0f,
+                    w->z + b0, (int)n, xb, (int)tr->ld, b0 == j->r0 ? 0.0f : 1.0f, j->g, (int)d);
+    }
+    return NULL;
+}
+
+/* Threads of the fused pass: the BLAS thread count, at most one per block. */
+static int fused_threads(const problem *pb)
+{
+    size_t blocks = (pb->tr->n + fused_rows(pb->tr->d) - 1) / fused_rows(pb->tr->d);
+    int t = pb->w->nthr;
+    if ((size_t)t > blocks) t = (int)(blocks ? blocks : 1);
+    return t;
+}
+
 /* Set the ray from the current point along dir (scaled): zd = D X^T, bd,
- * <W, D>, |D|^2 (theta of the current point is in pb->th). */
-static void ray_set(problem *pb, const double *dir)
+ * <W, D>, |D|^2 (theta of the current point is in pb->th), and evaluate the
+ * first trial step a1 in the same pass: each thread takes a range of rows
+ * and, block by block, forms the block's logits along the ray, its softmax
+ * at a1 and its share of R X while the block is still in cache (single-
+ * threaded BLAS inside).  X is then read once, not twice, when a1 is
+ * accepted, as it mostly is; the trial's f and phi' are cached for
+ * ray_trial and R X for ray_grad. */
+static void ray_set(problem *pb, const double *dir, double a1)
 {
     rb_logreg_work *w = pb->w;
     const rb_view *tr = pb->tr;
@@ -547,12 +623,52 @@ static void ray_set(problem *pb, const double *dir)
     double *D = pb->dth;
     for (size_t i = 0; i < pb->p; i++) D[i] = dir[i] / pb->sv[i];
     for (size_t i = 0; i < kk * d; i++) w->wf[i] = (float)D[i];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tr->k, (int)n, (int)d, 1.0f, w->wf, (int)d,
-                tr->x, (int)tr->ld, 0.0f, pb->zd, (int)n);
     for (size_t c = 0; c < kk; c++)
         pb->bd[c] = D[kk * d + c] - cblas_ddot((int)d, D + c * d, 1, pb->mu, 1);
     pb->wd = cblas_ddot((int)(kk * d), pb->th, 1, D, 1);
     pb->dd = cblas_ddot((int)(kk * d), D, 1, D, 1);
+    /* The trial's intercepts, as ray_trial sets them. */
+    for (size_t c = 0; c < kk; c++) {
+        w->beff[c] = pb->bx[c] + a1 * pb->bd[c];
+        w->bf[c] = (float)w->beff[c];
+    }
+    pb->fused_a = a1;
+    int nthr = fused_threads(pb);
+    fused_job jobs[LR_MAX_THREADS];
+    pthread_t tid[LR_MAX_THREADS];
+    int started[LR_MAX_THREADS] = {0};
+    size_t bs = fused_rows(d), nblk = (n + bs - 1) / bs;
+    for (int t = 0; t < nthr; t++)
+        jobs[t] = (fused_job){pb, nblk * (size_t)t / (size_t)nthr * bs,
+                              nblk * (size_t)(t + 1) / (size_t)nthr * bs,
+                              pb->gpart + (size_t)t * kk * d, w->dbt + (size_t)t * kk, 0, 0};
+    jobs[nthr - 1].r1 = n;
+    for (int t = 0; t < nthr; t++)
+        if (jobs[t].r1 > n) jobs[t].r1 = n;
+    int blas_prev = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (int t = 1; t < nthr; t++)
+        started[t] = pthread_create(&tid[t], NULL, fused_work, &jobs[t]) == 0;
+    fused_work(&jobs[0]);
+    double loss = 0, dot = 0;
+    for (size_t c = 0; c < kk; c++) w->db[c] = 0;
+    for (int t = 0; t < nthr; t++) {
+        if (t > 0) {
+            if (started[t])
+                pthread_join(tid[t], NULL);
+            else
+                fused_work(&jobs[t]);
+        }
+        loss += jobs[t].loss;
+        dot += jobs[t].dot;
+        for (size_t c = 0; c < kk; c++) w->db[c] += jobs[t].db[c];
+    }
+    openblas_set_num_threads(blas_prev);
+    for (size_t c = 0; c < kk; c++) dot += w->db[c] * pb->bd[c];
+    pb->fused_f = loss + (pb->ww + 2 * a1 * pb->wd + a1 * a1 * pb->dd) / (2 * pb->C);
+    pb->fused_dphi = dot + (pb->wd + a1 * pb->dd) / pb->C;
+    pb->fused_ok = 1;
+    pb->a_last = NAN;
     pb->secs[0] += rb_now() - t0;
 }
 
@@ -564,8 +680,16 @@ static double ray_trial(problem *pb, double a, double *dphi)
     rb_logreg_work *w = pb->w;
     const rb_view *tr = pb->tr;
     size_t n = tr->n, kk = (size_t)tr->k;
-    double t0 = rb_now();
     pb->nfev++;
+    pb->nev[0]++;
+    if (pb->fused_ok && a == pb->fused_a && isnan(pb->a_last)) {
+        /* The first trial, already evaluated by the fused pass. */
+        pb->a_last = a;
+        *dphi = pb->fused_dphi;
+        return pb->fused_f;
+    }
+    pb->fused_ok = 0;
+    double t0 = rb_now();
     for (size_t c = 0; c < kk; c++) {
         w->beff[c] = pb->bx[c] + a * pb->bd[c];
         w->db[c] = 0;
@@ -578,7 +702,6 @@ static double ray_trial(problem *pb, double a, double *dphi)
     *dphi = dot + (pb->wd + a * pb->dd) / pb->C;
     pb->a_last = a;
     pb->secs[0] += rb_now() - t0;
-    pb->nev[0]++;
     return f;
 }
 
@@ -631,7 +754,7 @@ static int line_search(problem *pb, size_t p, const double *x, double f0, const 
     const int max_ls = pb->dbl ? LR_MAX_LS : LR_MAX_LS_FLOAT;
     double d0 = cblas_ddot((int)p, g0, 1, dir, 1);
     if (!(d0 < 0)) return -1;
-    if (pb->ray) ray_set(pb, dir);
+    if (pb->ray) ray_set(pb, dir, a1);
 #define TRY(a, f, dd)                                                         \
     do {                                                                      \
         if (pb->ray) {                                                        \
@@ -782,9 +905,10 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     float *zx = malloc(kk * n * sizeof *zx), *zd = malloc(kk * n * sizeof *zd);
     float *zn = malloc(kk * n * sizeof *zn);
     double *bx = malloc(kk * sizeof *bx), *bd = malloc(kk * sizeof *bd), *dth = malloc(p * sizeof *dth);
+    float *gpart = w ? malloc((size_t)w->nthr * kk * d * sizeof *gpart) : NULL;
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
-    if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !m->w || !m->b) {
+    if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !gpart || !m->w || !m->b) {
         rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (%zu parameters, %zu x %zu data)", p,
                      n, d);
         goto out;
@@ -821,7 +945,8 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
         for (size_t i = 0; i < p; i++) x[i] *= sv[i];
     }
-    problem pb = {tr, C, w, mu, sv, th, p, 0, 0, {0, 0}, {0, 0}, 1, zx, zd, zn, bx, bd, dth, 0, 0, 0, 0};
+    problem pb = {.tr = tr, .C = C, .w = w, .mu = mu, .sv = sv, .th = th, .p = p, .ray = 1,
+                  .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth, .gpart = gpart};
     double f = ray_start(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0;
     double a_first = 0;
@@ -919,6 +1044,7 @@ out:
     free(bx);
     free(bd);
     free(dth);
+    free(gpart);
     return rc;
 }
 
