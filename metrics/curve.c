@@ -53,6 +53,27 @@ static int pl_df(const gsl_vector *th, void *p, gsl_matrix *J)
     return GSL_SUCCESS;
 }
 
+/* The law with e_inf held at 0: theta = (log a, alpha). */
+static int pl0_f(const gsl_vector *th, void *p, gsl_vector *f)
+{
+    const pl_data *d = p;
+    double A = exp(gsl_vector_get(th, 0)), al = gsl_vector_get(th, 1);
+    for (size_t i = 0; i < d->n; i++) gsl_vector_set(f, i, A * exp(-al * log(d->x[i])) - d->y[i]);
+    return GSL_SUCCESS;
+}
+
+static int pl0_df(const gsl_vector *th, void *p, gsl_matrix *J)
+{
+    const pl_data *d = p;
+    double A = exp(gsl_vector_get(th, 0)), al = gsl_vector_get(th, 1);
+    for (size_t i = 0; i < d->n; i++) {
+        double lx = log(d->x[i]), t = A * exp(-al * lx);
+        gsl_matrix_set(J, i, 0, t);
+        gsl_matrix_set(J, i, 1, -t * lx);
+    }
+    return GSL_SUCCESS;
+}
+
 /* Least squares of y on (1, x^-alpha): intercept E and slope A. */
 static void start_at(const double *x, const double *y, size_t n, double al,
                      double *t, double *E, double *A)
@@ -118,6 +139,62 @@ int rb_powerlaw_fit(const double *x, const double *y, size_t n,
                 res->se_alpha = sqrt(s2 * gsl_matrix_get(cov, 2, 2));
             }
         }
+    }
+    if (res->ok && res->e_inf < 0) {
+        /* Refit on the bound e_inf = 0 from the same alpha starts (a from
+         * the least squares of y on x^-alpha through the origin). */
+        gsl_multifit_nlinear_free(w);
+        w = gsl_multifit_nlinear_alloc(T, &fp, n, 2);
+        gsl_vector *th2 = gsl_vector_alloc(2);
+        gsl_matrix *cov2 = gsl_matrix_alloc(2, 2);
+        if (!w || !th2 || !cov2) {
+            gsl_vector_free(th2);
+            gsl_matrix_free(cov2);
+            rc = rb_fail(e, RB_ENOMEM, "power law: out of memory");
+            goto out;
+        }
+        gsl_multifit_nlinear_fdf fdf0 = {pl0_f, pl0_df, NULL, n, 2, &d, 0, 0, 0};
+        rb_powerlaw b = {0};
+        b.rss = INFINITY;
+        for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
+            double sty = 0, stt = 0;
+            for (size_t i = 0; i < n; i++) {
+                double ti = exp(-starts[s] * log(x[i]));
+                sty += ti * y[i];
+                stt += ti * ti;
+            }
+            if (!(sty > 0)) continue;
+            gsl_vector_set(th2, 0, log(sty / stt));
+            gsl_vector_set(th2, 1, starts[s]);
+            if (gsl_multifit_nlinear_init(th2, &fdf0, w) != GSL_SUCCESS) continue;
+            int info;
+            int st = gsl_multifit_nlinear_driver(200, 1e-10, 1e-10, 1e-12, NULL, NULL, &info, w);
+            if (st != GSL_SUCCESS && st != GSL_EMAXITER) continue;
+            double rss;
+            gsl_blas_ddot(gsl_multifit_nlinear_residual(w), gsl_multifit_nlinear_residual(w), &rss);
+            gsl_vector *sol = gsl_multifit_nlinear_position(w);
+            double al = gsl_vector_get(sol, 1);
+            if (!isfinite(rss) || !(al > 0) || !(rss < b.rss)) continue;
+            b.rss = rss;
+            b.a = exp(gsl_vector_get(sol, 0));
+            b.alpha = al;
+            b.ok = b.at_bound = 1;
+            b.se_e = b.se_loga = b.se_alpha = NAN;
+            if (n > 2 && gsl_multifit_nlinear_covar(gsl_multifit_nlinear_jac(w), 0.0, cov2) == GSL_SUCCESS) {
+                double s2 = rss / (double)(n - 2);
+                b.se_loga = sqrt(s2 * gsl_matrix_get(cov2, 0, 0));
+                b.se_alpha = sqrt(s2 * gsl_matrix_get(cov2, 1, 1));
+            }
+        }
+        gsl_vector_free(th2);
+        gsl_matrix_free(cov2);
+        if (!b.ok) {
+            rc = rb_fail(e, RB_ESING, "power law: the best fit has e_inf = %g < 0 and no fit with "
+                         "e_inf = 0 converged (%zu points)", res->e_inf, n);
+            res->ok = 0;
+            goto out;
+        }
+        *res = b;
     }
     if (!res->ok) rc = rb_fail(e, RB_ESING, "power law: no start converged (%zu points)", n);
 out:
@@ -380,6 +457,8 @@ int rb_curve_run(const rb_task *t, rb_rows *out, rb_err *e)
         double meps = pow(f->a / eps, 1 / f->alpha);
         if ((rc = rb_rows_add(out, "curve", params, NULL, "e_inf", f->e_inf, f->e_inf - 1.96 * f->se_e,
                               f->e_inf + 1.96 * f->se_e, (long)q, e)) ||
+            (rc = rb_rows_add(out, "curve", params, NULL, "e_inf_at_bound", f->at_bound, NAN, NAN,
+                              (long)q, e)) ||
             (rc = rb_rows_add(out, "curve", params, NULL, "a", f->a, f->a * exp(-1.96 * f->se_loga),
                               f->a * exp(1.96 * f->se_loga), (long)q, e)) ||
             (rc = rb_rows_add(out, "curve", params, NULL, "b", f->alpha, f->alpha - 1.96 * f->se_alpha,

@@ -43,12 +43,18 @@
  * theta = (e_inf, log a, alpha)) from several starts (alpha on a grid,
  * e_inf and a from the linear least squares at that alpha); the smallest
  * residual wins.  Standard errors from the covariance of the fit
- * (gsl_multifit_nlinear_covar times rss / (n - 3)); se_a is that of log a. */
+ * (gsl_multifit_nlinear_covar times rss / (n - 3)); se_a is that of log a.
+ * The asymptote of an error rate cannot be negative: when the best
+ * unconstrained fit has e_inf < 0 (a curve still falling steadily on the
+ * grid, whose asymptote the data do not determine), the law is refitted
+ * with e_inf = 0 (y = a x^-alpha, the same starts), at_bound is set and
+ * se_e is NaN (no Wald interval at a bound). */
 typedef struct {
     double e_inf, a, alpha; /* fitted parameters */
     double se_e, se_loga, se_alpha; /* standard errors (NaN when n = 3) */
     double rss;             /* residual sum of squares */
     int ok;                 /* 1 when a start converged */
+    int at_bound;           /* 1: e_inf held at 0 (see above) */
 } rb_powerlaw;
 
 /* Fit n points (x > 0, finite).  Returns RB_OK, RB_EINVAL (n < 4, bad

@@ -145,7 +145,7 @@ static int one_lcurve(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         if (m > mmax) mmax = m;
         if (!isnan(r->value) && !(r->value > 0)) positive = 0;
         /* The y range spans the points and their intervals, not the laws
-         * (a law with e_inf < 0 dives towards 0 on a log axis). */
+         * (a law at e_inf = 0 falls towards 0 on a log axis). */
         double v[3] = {r->value, r->ci_low, r->ci_high};
         for (int j = 0; j < 3; j++)
             if (v[j] > 0 && isfinite(v[j])) {

@@ -176,6 +176,34 @@ static void test_powerlaw_exact(void)
     CHECK_INT(rb_powerlaw_fit(x, y, 9, &p, &e), RB_EINVAL);
 }
 
+/* A learning curve still falling steadily on its grid (the logreg curve of
+ * a hard sample layer): the unconstrained fit runs off along its
+ * degenerate direction (SciPy curve_fit: E = -512), so the law is refitted
+ * on the bound e_inf = 0.  Reference: SciPy 1.10 curve_fit(method='lm',
+ * xtol = ftol = 1e-14) of exp(la) x^-al on the same points, computed with
+ * /usr/bin/python3: a = 0.908041377049, al = 0.0363836167323, standard
+ * errors 0.01182007 (la) and 0.0035324 (al). */
+static void test_powerlaw_bound(void)
+{
+    double x[9] = {1, 2, 5, 10, 20, 50, 100, 200, 300};
+    double y[9] = {0.8856, 0.8816, 0.8648, 0.8530, 0.8402, 0.7890, 0.7656, 0.7344, 0.7270};
+    rb_powerlaw p;
+    rb_err e = {0};
+    CHECK_INT(rb_powerlaw_fit(x, y, 9, &p, &e), RB_OK);
+    CHECK_INT(p.at_bound, 1);
+    CHECK(p.e_inf == 0);
+    CHECK(isnan(p.se_e));
+    CHECK_REL(p.a, 0.908041377049, 1e-7);
+    CHECK_REL(p.alpha, 0.0363836167323, 1e-6);
+    CHECK_REL(p.se_loga, 0.01182007, 1e-4);
+    CHECK_REL(p.se_alpha, 0.0035324, 1e-4);
+    /* A curve that levels off keeps its free asymptote. */
+    for (int i = 0; i < 9; i++) y[i] = 0.2 + 0.6 * pow(x[i], -0.5);
+    CHECK_INT(rb_powerlaw_fit(x, y, 9, &p, &e), RB_OK);
+    CHECK_INT(p.at_bound, 0);
+    CHECK_REL(p.e_inf, 0.2, 1e-6);
+}
+
 /* The same fit as SciPy 1.10 curve_fit(method='lm') of E + exp(la) x^-al on
  * fixed data (tests/test_theory.c values computed with /usr/bin/python3:
  * x = 10..5000, y = 0.2385 + 1.7 x^-0.53 + 0.01 * noise); standard errors
@@ -337,6 +365,7 @@ int main(void)
     test_nc_stats_reference();
     test_nc_stats_vs_collapse();
     test_powerlaw_exact();
+    test_powerlaw_bound();
     test_powerlaw_scipy();
     test_curve_fewshot();
     test_table_parse();
