@@ -26,15 +26,20 @@
 
 /* ============================================================ power law */
 
+/* The law e_inf + a x^-alpha on theta = (e_inf, log a, alpha), or with
+ * e_inf held at 0 on theta = (log a, alpha) (free_e = 0). */
 typedef struct {
     const double *x, *y;
     size_t n;
+    int free_e;
 } pl_data;
 
 static int pl_f(const gsl_vector *th, void *p, gsl_vector *f)
 {
     const pl_data *d = p;
-    double E = gsl_vector_get(th, 0), A = exp(gsl_vector_get(th, 1)), al = gsl_vector_get(th, 2);
+    size_t o = (size_t)d->free_e;
+    double E = o ? gsl_vector_get(th, 0) : 0, A = exp(gsl_vector_get(th, o)),
+           al = gsl_vector_get(th, o + 1);
     for (size_t i = 0; i < d->n; i++)
         gsl_vector_set(f, i, E + A * exp(-al * log(d->x[i])) - d->y[i]);
     return GSL_SUCCESS;
@@ -43,33 +48,13 @@ static int pl_f(const gsl_vector *th, void *p, gsl_vector *f)
 static int pl_df(const gsl_vector *th, void *p, gsl_matrix *J)
 {
     const pl_data *d = p;
-    double A = exp(gsl_vector_get(th, 1)), al = gsl_vector_get(th, 2);
+    size_t o = (size_t)d->free_e;
+    double A = exp(gsl_vector_get(th, o)), al = gsl_vector_get(th, o + 1);
     for (size_t i = 0; i < d->n; i++) {
         double lx = log(d->x[i]), t = A * exp(-al * lx);
-        gsl_matrix_set(J, i, 0, 1.0);
-        gsl_matrix_set(J, i, 1, t);
-        gsl_matrix_set(J, i, 2, -t * lx);
-    }
-    return GSL_SUCCESS;
-}
-
-/* The law with e_inf held at 0: theta = (log a, alpha). */
-static int pl0_f(const gsl_vector *th, void *p, gsl_vector *f)
-{
-    const pl_data *d = p;
-    double A = exp(gsl_vector_get(th, 0)), al = gsl_vector_get(th, 1);
-    for (size_t i = 0; i < d->n; i++) gsl_vector_set(f, i, A * exp(-al * log(d->x[i])) - d->y[i]);
-    return GSL_SUCCESS;
-}
-
-static int pl0_df(const gsl_vector *th, void *p, gsl_matrix *J)
-{
-    const pl_data *d = p;
-    double A = exp(gsl_vector_get(th, 0)), al = gsl_vector_get(th, 1);
-    for (size_t i = 0; i < d->n; i++) {
-        double lx = log(d->x[i]), t = A * exp(-al * lx);
-        gsl_matrix_set(J, i, 0, t);
-        gsl_matrix_set(J, i, 1, -t * lx);
+        if (o) gsl_matrix_set(J, i, 0, 1.0);
+        gsl_matrix_set(J, i, o, t);
+        gsl_matrix_set(J, i, o + 1, -t * lx);
     }
     return GSL_SUCCESS;
 }
@@ -105,7 +90,7 @@ int rb_powerlaw_fit(const double *x, const double *y, size_t n,
         rc = rb_fail(e, RB_ENOMEM, "power law: out of memory");
         goto out;
     }
-    pl_data d = {x, y, n};
+    pl_data d = {x, y, n, 1};
     gsl_multifit_nlinear_fdf fdf = {pl_f, pl_df, NULL, n, 3, &d, 0, 0, 0};
     static const double starts[] = {0.05, 0.15, 0.3, 0.5, 0.8, 1.2};
     for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
@@ -153,7 +138,8 @@ int rb_powerlaw_fit(const double *x, const double *y, size_t n,
             rc = rb_fail(e, RB_ENOMEM, "power law: out of memory");
             goto out;
         }
-        gsl_multifit_nlinear_fdf fdf0 = {pl0_f, pl0_df, NULL, n, 2, &d, 0, 0, 0};
+        pl_data d0 = {x, y, n, 0};
+        gsl_multifit_nlinear_fdf fdf0 = {pl_f, pl_df, NULL, n, 2, &d0, 0, 0, 0};
         rb_powerlaw b = {0};
         b.rss = INFINITY;
         for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
