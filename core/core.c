@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +352,23 @@ int rb_file_digest(const char *path, uint64_t *h, long long *size)
     *h = rb_fnv1a(RB_FNV_INIT, fin, sizeof fin);
     *size = (long long)total;
     return rc;
+}
+
+void rb_run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)
+{
+    enum { MAXT = 256 };
+    pthread_t tid[MAXT];
+    int started[MAXT] = {0};
+    char *j = jobs;
+    if (n > MAXT) n = MAXT;
+    for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, fn, j + (size_t)t * size) == 0;
+    if (n > 0) fn(j);
+    for (int t = 1; t < n; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            fn(j + (size_t)t * size);
+    }
 }
 
 uint64_t rb_seed_derive(uint64_t seed, const char *tag)

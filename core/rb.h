@@ -273,6 +273,11 @@ uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len);
  * cannot be opened or read. */
 int rb_file_digest(const char *path, uint64_t *h, long long *size);
 
+/* Run fn on jobs[0..n) (each `size` bytes apart): jobs 1.. on threads of
+ * their own, job 0 on the caller's thread; a job whose thread cannot be
+ * created runs on the caller's thread too.  Returns when all are done. */
+void rb_run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n);
+
 /* Derive an independent seed from a base seed and a tag (e.g. a layer name),
  * so results do not depend on the order methods run in. */
 uint64_t rb_seed_derive(uint64_t seed, const char *tag);

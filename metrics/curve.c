@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* OpenBLAS's thread controls (its cblas.h clashes with GSL's). */
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
+
 /* ============================================================ power law */
 
 /* The law e_inf + a x^-alpha on theta = (e_inf, log a, alpha), or with
@@ -300,19 +304,15 @@ static void group_free(by_class *g)
     free(g->off);
 }
 
-/* Copy m rows per class (without replacement; all when fewer) of v into
- * x/y (caller buffers); returns the number of rows. */
-static size_t sample(gsl_rng *rng, const rb_view *v, const by_class *g, size_t m, size_t *pick, float *x,
-                     int32_t *y)
+/* Indices of m train rows per class (without replacement; all when fewer),
+ * class by class, into out; returns their count. */
+static size_t sample_idx(gsl_rng *rng, const by_class *g, int k, size_t m, size_t *out)
 {
     size_t r = 0;
-    for (int c = 0; c < v->k; c++) {
+    for (int c = 0; c < k; c++) {
         size_t nc = g->off[c + 1] - g->off[c], take = m < nc ? m : nc;
-        gsl_ran_choose(rng, pick, take, g->idx + g->off[c], nc, sizeof *pick);
-        for (size_t j = 0; j < take; j++) {
-            memcpy(x + r * v->d, v->x + pick[j] * v->ld, v->d * sizeof *x);
-            y[r++] = c;
-        }
+        gsl_ran_choose(rng, out + r, take, g->idx + g->off[c], nc, sizeof *out);
+        r += take;
     }
     return r;
 }
@@ -324,9 +324,106 @@ static double accuracy(const float *sc, const int32_t *y, size_t n, int k)
     return n ? (double)ok / (double)n : NAN;
 }
 
+/* ============================================================ fits */
+
+/* One probe fit of the curve or few-shot protocol: probe trained on the
+ * train rows sup[0..ns) and scored on the test rows qry[0..nq) (qry NULL:
+ * the whole test split).  acc is the accuracy, NaN when the probe could not
+ * fit (the reason in err). */
+typedef struct {
+    const size_t *sup, *qry;
+    size_t ns, nq;
+    size_t probe;
+    double acc;
+    rb_err err;
+} fit_unit;
+
+/* The fits of one batch, shared read-only by the workers (each writes only
+ * its own units). */
+typedef struct {
+    const rb_view *tr, *te;
+    const probe_cfg *cfg;
+    fit_unit *u;
+    size_t nu, ns_max, nq_max; /* nq_max 0: units score the whole test split */
+    int nthr;
+} fit_plan;
+
+typedef struct {
+    const fit_plan *pl;
+    int t, oom;
+} fit_job;
+
+/* Worker t fits units t, t + nthr, ... with buffers of its own. */
+static void *fit_work(void *arg)
+{
+    fit_job *j = arg;
+    const fit_plan *pl = j->pl;
+    const rb_view *tr = pl->tr, *te = pl->te;
+    int k = tr->k;
+    size_t ns = pl->ns_max ? pl->ns_max : 1, nq = pl->nq_max ? pl->nq_max : te->n;
+    float *x = malloc(ns * tr->d * sizeof *x), *xq = NULL;
+    int32_t *y = malloc(ns * sizeof *y), *yq = NULL;
+    float *sc = malloc((nq ? nq : 1) * (size_t)k * sizeof *sc);
+    if (pl->nq_max) {
+        xq = malloc(pl->nq_max * te->d * sizeof *xq);
+        yq = malloc(pl->nq_max * sizeof *yq);
+    }
+    if (!x || !y || !sc || (pl->nq_max && (!xq || !yq))) {
+        j->oom = 1;
+        goto out;
+    }
+    for (size_t i = (size_t)j->t; i < pl->nu; i += (size_t)pl->nthr) {
+        fit_unit *u = &pl->u[i];
+        for (size_t r = 0; r < u->ns; r++) {
+            memcpy(x + r * tr->d, tr->x + u->sup[r] * tr->ld, tr->d * sizeof *x);
+            y[r] = tr->y[u->sup[r]];
+        }
+        rb_view sup = {x, y, u->ns, tr->d, tr->d, k}, qry = *te;
+        if (u->qry) {
+            for (size_t r = 0; r < u->nq; r++) {
+                memcpy(xq + r * te->d, te->x + u->qry[r] * te->ld, te->d * sizeof *xq);
+                yq[r] = te->y[u->qry[r]];
+            }
+            qry = (rb_view){xq, yq, u->nq, te->d, te->d, k};
+        }
+        u->acc = probes[u->probe].fn(&sup, &qry, pl->cfg, sc, &u->err) == RB_OK
+                     ? accuracy(sc, qry.y, qry.n, k)
+                     : NAN;
+    }
+out:
+    free(x);
+    free(y);
+    free(xq);
+    free(yq);
+    free(sc);
+    return NULL;
+}
+
+/* Fit every unit of the plan, on as many threads as BLAS has, each fit
+ * single-threaded inside: these fits are small, and threads inside them
+ * mostly wait for each other.  Every fit runs single-threaded whatever the
+ * thread count, so the results do not depend on it. */
+static int fit_all(fit_plan *pl, rb_err *e)
+{
+    enum { MAXT = 64 };
+    int prev = openblas_get_num_threads(), nthr = prev < 1 ? 1 : prev;
+    if ((size_t)nthr > pl->nu) nthr = pl->nu ? (int)pl->nu : 1;
+    if (nthr > MAXT) nthr = MAXT;
+    pl->nthr = nthr;
+    fit_job jobs[MAXT];
+    for (int t = 0; t < nthr; t++) jobs[t] = (fit_job){pl, t, 0};
+    openblas_set_num_threads(1);
+    rb_run_jobs(fit_work, jobs, sizeof jobs[0], nthr);
+    openblas_set_num_threads(prev);
+    for (int t = 0; t < nthr; t++)
+        if (jobs[t].oom) RB_FAIL(e, RB_ENOMEM, "out of memory for the probe fits");
+    return RB_OK;
+}
+
 /* ============================================================ curve */
 
 #define CURVE_MAXM 64
+#define CURVE_MAXR 10000
 
 int rb_curve_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
@@ -337,7 +434,7 @@ int rb_curve_run(const rb_task *t, rb_rows *out, rb_err *e)
     double eps, C, mgrid[CURVE_MAXM];
     size_t nm = 0, nsel;
     int sel[NPROBES];
-    if ((rc = rb_opt_long(t->o, "curve_repeats", 5, 1, 10000, &reps, e)) ||
+    if ((rc = rb_opt_long(t->o, "curve_repeats", 5, 1, CURVE_MAXR, &reps, e)) ||
         (rc = rb_opt_long(t->o, "curve_knn_k", 20, 1, 100000, &knn_k, e)) ||
         (rc = rb_opt_double(t->o, "curve_eps", 0.01, 1e-6, 1.0, &eps, e)) ||
         (rc = rb_opt_double(t->o, "curve_C", 1.0, 1e-9, 1e12, &C, e)) ||
@@ -349,9 +446,8 @@ int rb_curve_run(const rb_task *t, rb_rows *out, rb_err *e)
     tr.k = te.k = k;
     by_class g = {0};
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    float *x = NULL, *sc = NULL;
-    int32_t *y = NULL;
-    size_t *pick = NULL;
+    size_t *idx = NULL;
+    fit_unit *units = NULL;
     double *err = NULL, *mean = NULL;
     if (!rng) return rb_fail(e, RB_ENOMEM, "curve: out of memory");
     if ((rc = group(tr.y, tr.n, k, &g, e))) goto out;
@@ -377,36 +473,41 @@ int rb_curve_run(const rb_task *t, rb_rows *out, rb_err *e)
             goto out;
         }
     size_t mmax = (size_t)mgrid[nm - 1];
-    x = malloc(mmax * (size_t)k * tr.d * sizeof *x);
-    y = malloc(mmax * (size_t)k * sizeof *y);
-    pick = malloc((mmax ? mmax : 1) * sizeof *pick);
-    sc = malloc(te.n * (size_t)k * sizeof *sc);
+    idx = malloc((size_t)reps * mmax * (size_t)k * sizeof *idx);
+    units = malloc((size_t)reps * NPROBES * sizeof *units);
     err = malloc((size_t)reps * sizeof *err);
     mean = malloc(nm * NPROBES * sizeof *mean);
-    if (!x || !y || !pick || !sc || !err || !mean) {
+    if (!idx || !units || !err || !mean) {
         rc = rb_fail(e, RB_ENOMEM, "curve: out of memory");
         goto out;
     }
-    gsl_rng_set(rng, (unsigned long)rb_probe_seed(t, "curve"));
     probe_cfg cfg = {C, (int)knn_k};
     char params[RB_PARAMS_MAX];
     for (size_t i = 0; i < nm * NPROBES; i++) mean[i] = NAN;
     for (size_t mi = 0; mi < nm; mi++) {
         size_t m = (size_t)mgrid[mi];
-        /* The same R subsamples for every probe (paired comparison). */
+        /* The same R subsamples for every probe (paired comparison), drawn
+         * in order, then every (probe, repeat) fit in parallel. */
+        gsl_rng_set(rng, (unsigned long)rb_seed_derive(rb_probe_seed(t, "curve"), "m") + m);
+        fit_plan pl = {&tr, &te, &cfg, units, 0, 0, 0, 0};
+        size_t ns[CURVE_MAXR];
+        for (long r = 0; r < reps; r++) {
+            ns[r] = sample_idx(rng, &g, k, m, idx + (size_t)r * m * (size_t)k);
+            if (ns[r] > pl.ns_max) pl.ns_max = ns[r];
+        }
+        for (size_t p = 0; p < NPROBES; p++)
+            for (long r = 0; sel[p] && r < reps; r++)
+                units[pl.nu++] = (fit_unit){idx + (size_t)r * m * (size_t)k, NULL, ns[r], 0, p, NAN, {0}};
+        if ((rc = fit_all(&pl, e))) goto out;
+        const fit_unit *u = units;
         for (size_t p = 0; p < NPROBES; p++) {
             if (!sel[p]) continue;
-            gsl_rng_set(rng, (unsigned long)rb_seed_derive(rb_probe_seed(t, "curve"), "m") + m);
             long done = 0;
-            for (long r = 0; r < reps; r++) {
-                size_t n = sample(rng, &tr, &g, m, pick, x, y);
-                rb_view sub = {x, y, n, tr.d, tr.d, k};
-                rb_err pe = {0};
-                if (probes[p].fn(&sub, &te, &cfg, sc, &pe) != RB_OK) {
-                    rb_logf(t->o, "curve: %s at m=%zu skipped: %s", probes[p].name, m, pe.msg);
-                    continue;
-                }
-                err[done++] = 1 - accuracy(sc, te.y, te.n, k);
+            for (long r = 0; r < reps; r++, u++) {
+                if (isnan(u->acc))
+                    rb_logf(t->o, "curve: %s at m=%zu skipped: %s", probes[p].name, m, u->err.msg);
+                else
+                    err[done++] = 1 - u->acc;
             }
             if (!done) continue;
             double mu = gsl_stats_mean(err, 1, (size_t)done);
@@ -497,7 +598,7 @@ int rb_curve_run(const rb_task *t, rb_rows *out, rb_err *e)
 out:
     group_free(&g);
     gsl_rng_free(rng);
-    free(x); free(y); free(pick); free(sc); free(err); free(mean);
+    free(idx); free(units); free(err); free(mean);
     return rc;
 }
 
@@ -529,24 +630,19 @@ int rb_fewshot_run(const rb_task *t, rb_rows *out, rb_err *e)
     tr.k = te.k = k;
     by_class gtr = {0}, gte = {0};
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    float *x = NULL, *xq = NULL, *sc = NULL;
-    int32_t *y = NULL, *yq = NULL;
-    size_t *pick = NULL;
+    size_t *idx = NULL;
+    fit_unit *units = NULL;
     double *acc = NULL;
     if (!rng) return rb_fail(e, RB_ENOMEM, "fewshot: out of memory");
     if ((rc = group(tr.y, tr.n, k, &gtr, e)) || (rc = group(te.y, te.n, k, &gte, e))) goto out;
     size_t kmax = 0;
     for (size_t i = 0; i < nshots; i++)
         if ((size_t)shots[i] > kmax) kmax = (size_t)shots[i];
-    size_t nq = (size_t)queries, pmax = kmax > nq ? kmax : nq;
-    x = malloc(kmax * (size_t)k * tr.d * sizeof *x);
-    y = malloc(kmax * (size_t)k * sizeof *y);
-    xq = malloc(nq * (size_t)k * te.d * sizeof *xq);
-    yq = malloc(nq * (size_t)k * sizeof *yq);
-    sc = malloc(nq * (size_t)k * (size_t)k * sizeof *sc);
-    pick = malloc(pmax * sizeof *pick);
-    acc = malloc((size_t)episodes * NPROBES * sizeof *acc);
-    if (!x || !y || !xq || !yq || !sc || !pick || !acc) {
+    size_t nq = (size_t)queries, per = (kmax + nq) * (size_t)k; /* indices per episode */
+    idx = malloc((size_t)episodes * per * sizeof *idx);
+    units = malloc((size_t)episodes * NPROBES * sizeof *units);
+    acc = malloc((size_t)episodes * sizeof *acc);
+    if (!idx || !units || !acc) {
         rc = rb_fail(e, RB_ENOMEM, "fewshot: out of memory");
         goto out;
     }
@@ -558,37 +654,45 @@ int rb_fewshot_run(const rb_task *t, rb_rows *out, rb_err *e)
             rb_logf(t->o, "fewshot: k=%zu skipped (a class has only %zu train samples)", ks, gtr.minc);
             continue;
         }
+        /* The episodes drawn in order, then every (probe, episode) fit in
+         * parallel. */
         gsl_rng_set(rng, (unsigned long)rb_seed_derive(rb_probe_seed(t, "fewshot"), "k") + ks);
-        long done[NPROBES] = {0}, skipped[NPROBES] = {0};
+        fit_plan pl = {&tr, &te, &cfg, units, 0, 0, 0, 0};
         for (long ep = 0; ep < episodes; ep++) {
-            size_t n = sample(rng, &tr, &gtr, ks, pick, x, y);
-            size_t m = sample(rng, &te, &gte, nq, pick, xq, yq);
-            rb_view sup = {x, y, n, tr.d, tr.d, k}, qry = {xq, yq, m, te.d, te.d, k};
-            for (size_t p = 0; p < NPROBES; p++) {
-                if (!sel[p]) continue;
-                rb_err pe = {0};
-                if (probes[p].fn(&sup, &qry, &cfg, sc, &pe) != RB_OK) {
-                    skipped[p]++;
-                    continue;
-                }
-                acc[(size_t)done[p]++ * NPROBES + p] = accuracy(sc, yq, m, k);
-            }
+            size_t *s = idx + (size_t)ep * per, ns = sample_idx(rng, &gtr, k, ks, s);
+            size_t *q = s + ns, m = sample_idx(rng, &gte, k, nq, q);
+            if (ns > pl.ns_max) pl.ns_max = ns;
+            if (m > pl.nq_max) pl.nq_max = m;
+            for (size_t p = 0; p < NPROBES; p++)
+                if (sel[p]) units[pl.nu++] = (fit_unit){s, q, ns, m, p, NAN, {0}};
         }
+        if (pl.nq_max == 0) {
+            rc = rb_fail(e, RB_EINVAL, "fewshot: the test split has no query rows");
+            goto out;
+        }
+        if ((rc = fit_all(&pl, e))) goto out;
         for (size_t p = 0; p < NPROBES; p++) {
             if (!sel[p]) continue;
+            size_t done = 0;
+            long skipped = 0;
+            for (size_t i = 0; i < pl.nu; i++)
+                if (units[i].probe == p) {
+                    if (isnan(units[i].acc))
+                        skipped++;
+                    else
+                        acc[done++] = units[i].acc;
+                }
             snprintf(params, sizeof params, "episodes=%ld;k=%zu;probe=%s;queries=%zu", episodes, ks,
                      probes[p].name, nq);
-            if (done[p]) {
-                double mu = gsl_stats_mean(acc + p, NPROBES, (size_t)done[p]);
-                double half = done[p] > 1 ? 1.96 * gsl_stats_sd_m(acc + p, NPROBES, (size_t)done[p], mu) /
-                                                sqrt((double)done[p])
-                                          : NAN;
+            if (done) {
+                double mu = gsl_stats_mean(acc, 1, done);
+                double half = done > 1 ? 1.96 * gsl_stats_sd_m(acc, 1, done, mu) / sqrt((double)done) : NAN;
                 if ((rc = rb_rows_add(out, "fewshot", params, NULL, "top1", mu, mu - half, mu + half,
-                                      (long)done[p], e)))
+                                      (long)done, e)))
                     goto out;
             }
-            if (skipped[p] &&
-                (rc = rb_rows_add(out, "fewshot", params, NULL, "skipped", (double)skipped[p], NAN, NAN,
+            if (skipped &&
+                (rc = rb_rows_add(out, "fewshot", params, NULL, "skipped", (double)skipped, NAN, NAN,
                                   episodes, e)))
                 goto out;
         }
@@ -597,6 +701,6 @@ out:
     group_free(&gtr);
     group_free(&gte);
     gsl_rng_free(rng);
-    free(x); free(y); free(xq); free(yq); free(sc); free(pick); free(acc);
+    free(idx); free(units); free(acc);
     return rc;
 }

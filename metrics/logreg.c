@@ -332,24 +332,6 @@ static void *softmax_worker(void *arg)
     return NULL;
 }
 
-/* Run fn on jobs[0..nthr) (each `size` bytes apart): jobs 1.. on threads
- * of their own, job 0 on the caller's; a job whose thread could not be
- * created runs on the caller's too.  Returns when all are done. */
-static void run_jobs(void *(*fn)(void *), void *jobs, size_t size, int nthr)
-{
-    pthread_t tid[LR_MAX_THREADS];
-    int started[LR_MAX_THREADS] = {0};
-    char *j = jobs;
-    for (int t = 1; t < nthr; t++) started[t] = pthread_create(&tid[t], NULL, fn, j + (size_t)t * size) == 0;
-    fn(j);
-    for (int t = 1; t < nthr; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            fn(j + (size_t)t * size);
-    }
-}
-
 /* Rows [0, m) of z (float or double), labels y; adds the loss to the return
  * value and the column sums into db. */
 static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const int32_t *y,
@@ -365,7 +347,7 @@ static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const 
         jobs[t] = (softmax_job){z, ldz, dbl, m * (size_t)t / (size_t)nthr,
                                 m * (size_t)(t + 1) / (size_t)nthr, w->k, y, w->beff, w->bf, ray,
                                 w->dbt + (size_t)t * (size_t)w->k, 0, 0};
-    run_jobs(softmax_worker, jobs, sizeof jobs[0], nthr);
+    rb_run_jobs(softmax_worker, jobs, sizeof jobs[0], nthr);
     double loss = 0;
     for (int t = 0; t < nthr; t++) {
         loss += jobs[t].loss;
@@ -653,7 +635,7 @@ static void ray_set(problem *pb, const double *dir, double a1)
         if (jobs[t].r1 > n) jobs[t].r1 = n;
     int blas_prev = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    run_jobs(fused_work, jobs, sizeof jobs[0], nthr);
+    rb_run_jobs(fused_work, jobs, sizeof jobs[0], nthr);
     double loss = 0, dot = 0;
     for (size_t c = 0; c < kk; c++) w->db[c] = 0;
     for (int t = 0; t < nthr; t++) {

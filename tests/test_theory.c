@@ -5,6 +5,10 @@
 #include "tests/check.h"
 #include "metrics/collapse.h"
 #include "metrics/curve.h"
+
+/* OpenBLAS's thread controls (its cblas.h clashes with GSL's). */
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
 #include "theory/theory.h"
 
 #include <gsl/gsl_randist.h>
@@ -302,6 +306,26 @@ static void test_curve_fewshot(void)
     }
     CHECK(a1 > 1.0 / K && a1 < a20);
     CHECK(a20 > 0.8);
+    /* The fits run in parallel, each single-threaded: the rows do not
+     * depend on the thread count (1 vs 3 workers), to the bit. */
+    for (int m = 0; m < 2; m++) {
+        int prev = openblas_get_num_threads();
+        rb_rows r1 = {0}, r3 = {0};
+        openblas_set_num_threads(1);
+        CHECK_INT((m ? rb_fewshot_run : rb_curve_run)(&t, &r1, &e), RB_OK);
+        openblas_set_num_threads(3);
+        CHECK_INT((m ? rb_fewshot_run : rb_curve_run)(&t, &r3, &e), RB_OK);
+        openblas_set_num_threads(prev);
+        int same = r1.n == r3.n && r1.n > 0;
+        for (size_t i = 0; same && i < r1.n; i++)
+            same = strcmp(r1.rows[i].params, r3.rows[i].params) == 0 &&
+                   strcmp(r1.rows[i].metric, r3.rows[i].metric) == 0 &&
+                   memcmp(&r1.rows[i].value, &r3.rows[i].value, sizeof(double)) == 0 &&
+                   memcmp(&r1.rows[i].ci_low, &r3.rows[i].ci_low, sizeof(double)) == 0;
+        CHECK(same);
+        rb_rows_free(&r1);
+        rb_rows_free(&r3);
+    }
     rb_rows_free(&r);
     /* Bad options are refused with a message naming them. */
     strcpy(o.kv[0].val, "5,2");
