@@ -136,12 +136,20 @@ datasets/sample/gmm_wide.h5: | bin/repbench
 	@mkdir -p $(@D)
 	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --sep1 2.5 --sd1 0.7 --model gmm_wide -o $@
 
+# The (dump, family) targets, the theory checks and the weight methods are
+# one parallel make: SWEEP_JOBS of them at a time (default: the core count)
+# unless make was given its own -j.
+SWEEP_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SWEEP_J = $(if $(findstring j,$(firstword $(filter-out --%,$(MAKEFLAGS)))),,-j$(SWEEP_JOBS))
 sweep: deps bin/repbench $(if $(DUMPS),,samples)
-	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \
-	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' CKPTS='$(CKPTS)' \
-	  FAMILIES="$$(bin/repbench list --families)"
-	@$(if $(SWEEP_EXTRA),$(MAKE) --no-print-directory $(SWEEP_EXTRA) OUT='$(OUT)',true)
+	@$(MAKE) --no-print-directory $(SWEEP_J) sweep-features $(SWEEP_EXTRA) OUT='$(OUT)' \
+	  METHODS='$(METHODS)' DUMPS='$(DUMPS)' CKPTS='$(CKPTS)'
 	@$(MAKE) --no-print-directory plots OUT='$(OUT)'
+
+.PHONY: sweep-features
+sweep-features:
+	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \
+	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' FAMILIES="$$(bin/repbench list --families)"
 
 plots: deps bin/repbench
 	@if bin/repbench list --subcommands | grep -qx report; then bin/repbench report $(OUT); \

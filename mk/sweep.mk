@@ -1,6 +1,6 @@
 # mk/sweep.mk -- the sweep engine, invoked by `make sweep`.
 # One target per (dump, method family): OUT/<dump>/<family>/results.csv.
-# `make -j2 sweep` runs them in parallel; a finished target is not redone, so
+# `make sweep` runs them in parallel (-j per core); a finished target is not redone, so
 # an interrupted sweep resumes where it stopped (results are renamed into
 # place only when complete).  A target is redone when its dump or the binary
 # is newer.
