@@ -140,7 +140,7 @@ datasets/sample/gmm_wide.h5: | bin/repbench
 # one parallel make: SWEEP_JOBS of them at a time (default: the core count)
 # unless make was given its own -j.
 SWEEP_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-SWEEP_J = $(if $(findstring j,$(firstword $(filter-out --%,$(MAKEFLAGS)))),,-j$(SWEEP_JOBS))
+SWEEP_J = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(SWEEP_JOBS))
 sweep: deps bin/repbench $(if $(DUMPS),,samples)
 	@$(MAKE) --no-print-directory $(SWEEP_J) sweep-features $(SWEEP_EXTRA) OUT='$(OUT)' \
 	  METHODS='$(METHODS)' DUMPS='$(DUMPS)' CKPTS='$(CKPTS)'
