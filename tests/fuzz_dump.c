@@ -20,8 +20,13 @@
  * list (UB) and unchecked allocation sizes from corrupt extents (fixed).
  * In libhdf5 1.10.8, heap overflows and a use-after-free while decoding a
  * corrupt attribute message (H5Aiterate2 -> H5A__compact_build_table ->
- * H5O__msg_iterate_real): a library bug, reached by any reader that looks
- * at attributes of a hostile file.
+ * H5O__msg_iterate_real), and an uninitialised table in
+ * H5A__attr_release_table (tests/fixtures/hdf5/attr_table_crash.h5): a
+ * library bug, reached by any reader that iterates the attributes of a
+ * hostile file.  The reader now does that iteration only in the forked
+ * child of guard_scan (datasets/dump.c), so with the guard on (the
+ * default) this harness exercises our code and the guard; run it with
+ * RB_DUMP_NO_GUARD=1 to fuzz the library's paths in-process.
  *
  * Each input is written to a private temporary file, then opened, validated
  * (structure and values), inspected, and every split/layer is read once.
