@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ errors */
@@ -352,6 +353,18 @@ int rb_file_digest(const char *path, uint64_t *h, long long *size)
     *h = rb_fnv1a(RB_FNV_INIT, fin, sizeof fin);
     *size = (long long)total;
     return rc;
+}
+
+void *rb_malloc_big(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < 4 * huge) return malloc(bytes ? bytes : 1);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, bytes) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
+    return p;
 }
 
 void rb_run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)

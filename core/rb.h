@@ -273,6 +273,12 @@ uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len);
  * cannot be opened or read. */
 int rb_file_digest(const char *path, uint64_t *h, long long *size);
 
+/* malloc for big matrices (free() releases it): at 8 MiB and more the block
+ * is 2 MiB-aligned and advised for transparent huge pages, so that the
+ * first touch faults one page per 2 MiB, not per 4 KiB (the kernel's
+ * "madvise" THP mode, Debian's default). */
+void *rb_malloc_big(size_t bytes);
+
 /* Run fn on jobs[0..n) (each `size` bytes apart): jobs 1.. on threads of
  * their own, job 0 on the caller's thread; a job whose thread cannot be
  * created runs on the caller's thread too.  Returns when all are done. */

@@ -1705,7 +1705,7 @@ static int check_all_values(rb_dump *d, int stop_first, const unsigned char *wan
             size_t before = d->npr, ci = s * d->nl + l, n = d->sp[s].n;
             float *whole = NULL;
             if (want && want[ci] && n > 0 && d->ld[l] <= SIZE_MAX / sizeof *whole / n)
-                whole = malloc(n * d->ld[l] * sizeof *whole);
+                whole = rb_malloc_big(n * d->ld[l] * sizeof *whole);
             if (whole) {
                 /* One read of the whole cell, then the scan over it. */
                 rc = src_read(d, s, l, 0, n, whole, e);

@@ -49,7 +49,7 @@ static int task_view(const rb_task *t, size_t split, size_t layer, rb_view *v, r
     size_t n = s->split_n[split], d = s->layer_d[layer];
     float **slot = &c->x[split * s->nlayers + layer];
     if (!*slot) {
-        float *x = malloc((n ? n : 1) * d * sizeof *x);
+        float *x = rb_malloc_big((n ? n : 1) * d * sizeof *x);
         if (!x)
             RB_FAIL(e, RB_ENOMEM, "out of memory loading %s/%s (%zu x %zu)", s->split_names[split],
                     s->layer_names[layer], n, d);
