@@ -448,8 +448,22 @@ out:
     return rc;
 }
 
+static const char run_usage[] =
+    "usage: repbench run [--methods a,b] [--family F] [--layers l1,l2] [--seed S]\n"
+    "       [--threads T] [--bootstrap B] [--predictions] [--quiet] [--other DUMP]\n"
+    "       [--METHOD-OPTION v] -o DIR DUMP...\n";
+
 int rb_cmd_run(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("%s\n  runs feature methods on each DUMP and writes DIR/results.csv, DIR/run.json,\n"
+                   "  DIR/skipped.csv (and DIR/predictions.csv with --predictions).\n"
+                   "  Methods and their families: repbench list; their options:\n"
+                   "  repbench list --options; metric definitions: repbench list --metrics.\n",
+                   run_usage);
+            return 0;
+        }
     rb_cli cli;
     int status = rb_cli_parse(argc, argv, &cli, "run");
     rb_rows rows = {0};
@@ -462,8 +476,7 @@ int rb_cmd_run(int argc, char **argv)
     if (status) goto done;
     rb_opts *o = &cli.o;
     if (!o->out || cli.npos == 0) {
-        fprintf(stderr, "usage: repbench run [--methods a,b] [--family F] [--layers l1,l2] [--seed S]\n"
-                        "       [--threads T] [--bootstrap B] [--predictions] [--METHOD-OPTION v] -o DIR DUMP...\n");
+        fputs(run_usage, stderr);
         status = 2;
         goto done;
     }

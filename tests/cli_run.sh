@@ -41,6 +41,8 @@ expect_status 2 $RB run --methods "$M" -o "$T/o2" "$T/trunc.h5"; one_line
 [ ! -e "$T/o2/results.csv" ] && ok || bad "results.csv written for a bad dump"
 
 # A good run: schema, provenance, determinism (all columns but seconds).
+# --help prints the usage and exits 0 (it once asked for a value).
+$RB run --help >"$T/help" 2>&1 && grep -q "^usage: repbench run" "$T/help" && ok || bad "run --help"
 expect_status 0 $RB run --methods "$M" --seed 5 --bootstrap 50 -o "$T/a" "$T/tiny.h5"
 expect_status 0 $RB run --methods "$M" --seed 5 --bootstrap 50 --threads 1 -o "$T/b" "$T/tiny.h5"
 ls "$T/a"/*.tmp >/dev/null 2>&1 && bad "temporary file left behind" || ok
