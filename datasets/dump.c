@@ -23,9 +23,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
-#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1496,14 +1496,23 @@ static int fill_source(rb_dump *d)
     return 0;
 }
 
-/* libhdf5 1.10.8 (Debian 12's) has heap overflows and a use-after-free in
- * decoding corrupt attribute messages (found by tests/fuzz_dump.c): a
- * crash inside the library, on input we cannot validate before the library
- * parses it.  So the structural scan runs first in a child process; if the
- * child dies (a signal, or a sanitizer's exit status), the file is refused
- * with one line instead of taking the run down.  The scan is metadata only
- * (milliseconds), and fork copies no data.  RB_DUMP_NO_GUARD=1 skips it
- * (for debugging the library under gdb). */
+/* libhdf5 1.10.8 (Debian 12's) has heap overflows, a use-after-free and a
+ * read of an uninitialised table when it iterates the attributes of an
+ * object whose attribute message is corrupt (found by tests/fuzz_dump.c):
+ * a crash or silent corruption inside the library, on input that no check
+ * of ours can see before the library parses it.  So the structural scan
+ * runs first in a child process, which also does the one attribute
+ * iteration and sends its lines back through a pipe: the computing process
+ * never runs that library path, and if the child dies the file is refused
+ * with one line.  The child is a fresh process (posix_spawn of this
+ * executable with RB_DUMP_SCAN_CHILD=<path> in its environment; the
+ * constructor below does the scan before main), not a bare fork: a fork of
+ * a threaded process can inherit a lock another thread held (the
+ * sanitizers' allocator, for one) and hang.  The scan is metadata only;
+ * the process start costs milliseconds.  RB_DUMP_NO_GUARD=1 skips it (to
+ * debug the library in-process). */
+#define RB_SCAN_ENV "RB_DUMP_SCAN_CHILD"
+
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -1516,43 +1525,68 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+#if defined(__GNUC__)
+__attribute__((constructor))
+#endif
+static void scan_child(void)
+{
+    const char *path = getenv(RB_SCAN_ENV);
+    if (!path) return;
+    rb_dump *d = dump_new(path, 0);
+    if (d) scan(d);
+    for (size_t i = 0; d && i < d->ignored.n; i++) {
+        const char *l = d->ignored.v[i];
+        size_t n = strlen(l);
+        if (n < 12 || strcmp(l + n - 12, " (attribute)") != 0) continue;
+        if (write_all(1, l, n) || write_all(1, "\n", 1)) _exit(3);
+    }
+    _exit(0); /* no close, no atexit handlers: the parent does the real work */
+}
+
+extern char **environ;
+
 static int guard_scan(const char *path, rb_dump *out, rb_err *e)
 {
     const char *off = getenv("RB_DUMP_NO_GUARD");
     if (off && strcmp(off, "1") == 0) return RB_OK;
+    /* The child's environment: ours plus RB_DUMP_SCAN_CHILD=path. */
+    size_t ne = 0;
+    while (environ[ne]) ne++;
+    char **envp = malloc((ne + 2) * sizeof *envp);
+    size_t lv = strlen(RB_SCAN_ENV) + strlen(path) + 2;
+    char *var = malloc(lv);
+    if (!envp || !var) {
+        free(envp);
+        free(var);
+        return RB_OK; /* no memory to spare: scan unguarded */
+    }
+    snprintf(var, lv, "%s=%s", RB_SCAN_ENV, path);
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++)
+        if (strncmp(environ[i], RB_SCAN_ENV "=", strlen(RB_SCAN_ENV) + 1) != 0) envp[k++] = environ[i];
+    envp[k++] = var;
+    envp[k] = NULL;
     int fd[2];
-    if (pipe(fd) != 0) return RB_OK; /* no pipe to spare: scan unguarded */
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd[0]);
-        close(fd[1]);
-        return RB_OK;
-    }
-    if (pid == 0) {
-        close(fd[0]);
-        /* Quiet: the library's or a sanitizer's report would bury the one
-         * line the parent prints. */
-        int nul = open("/dev/null", O_WRONLY);
-        if (nul >= 0) dup2(nul, 2);
-#ifdef M_PERTURB
-        /* glibc fills freed blocks with a pattern, so that a use after free
-         * in the library reads garbage and crashes here, not silently. */
-        mallopt(M_PERTURB, 0xa5);
-#endif
-        rb_dump *d = dump_new(path, 0);
-        if (d) scan(d);
-        /* The attribute lines go back to the parent, so that the parent
-         * never runs the library's attribute iteration itself. */
-        for (size_t i = 0; d && i < d->ignored.n; i++) {
-            const char *l = d->ignored.v[i];
-            size_t n = strlen(l);
-            if (n < 12 || strcmp(l + n - 12, " (attribute)") != 0) continue;
-            if (write_all(fd[1], l, n) || write_all(fd[1], "\n", 1)) _exit(3);
+    posix_spawn_file_actions_t fa;
+    int spawned = 0;
+    pid_t pid = -1;
+    if (pipe(fd) == 0) {
+        if (posix_spawn_file_actions_init(&fa) == 0) {
+            char *argv[] = {"repbench-scan", NULL};
+            /* stdout is the pipe; stderr is quiet (the library's or a
+             * sanitizer's report would bury the one line printed here). */
+            if (posix_spawn_file_actions_adddup2(&fa, fd[1], 1) == 0 &&
+                posix_spawn_file_actions_addclose(&fa, fd[0]) == 0 &&
+                posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0) == 0)
+                spawned = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, envp) == 0;
+            posix_spawn_file_actions_destroy(&fa);
         }
-        _exit(0); /* no close, no atexit handlers: the parent does the real work */
+        close(fd[1]);
+        if (!spawned) close(fd[0]);
     }
-    close(fd[1]);
+    free(envp);
+    free(var);
+    if (!spawned) return RB_OK; /* no process to spare: scan unguarded */
     /* Read everything the child sends before waiting for it (a full pipe
      * would block it). */
     char *buf = NULL;
@@ -1579,9 +1613,11 @@ static int guard_scan(const char *path, rb_dump *out, rb_err *e)
             free(buf);
             return RB_OK;
         }
-    if (WIFSIGNALED(st))
+    if (WIFSIGNALED(st)) {
+        free(buf);
         RB_FAIL(e, RB_EINVAL, "%s: the HDF5 library crashed (signal %d) reading the file's "
                 "structure: the file is corrupt", path, WTERMSIG(st));
+    }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         free(buf);
         RB_FAIL(e, RB_EINVAL, "%s: the HDF5 library failed (exit status %d) reading the file's "

@@ -23,8 +23,8 @@
  * H5O__msg_iterate_real), and an uninitialised table in
  * H5A__attr_release_table (tests/fixtures/hdf5/attr_table_crash.h5): a
  * library bug, reached by any reader that iterates the attributes of a
- * hostile file.  The reader now does that iteration only in the forked
- * child of guard_scan (datasets/dump.c), so with the guard on (the
+ * hostile file.  The reader now does that iteration only in the child
+ * process of guard_scan (datasets/dump.c), so with the guard on (the
  * default) this harness exercises our code and the guard; run it with
  * RB_DUMP_NO_GUARD=1 to fuzz the library's paths in-process.
  *
