@@ -2,19 +2,7 @@
 # cli_run.sh -- the harness from the outside: usage errors, option checking,
 # refusals of bad dumps, atomic outputs, determinism, run.json provenance.
 set -u
-RB=${RB_BIN:-bin/repbench}
-PY=${PYTHON:-/usr/bin/python3}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-expect_status() { # want cmd...
-  local want=$1; shift
-  "$@" >"$T/out" 2>"$T/err"; local got=$?
-  if [ "$got" = "$want" ]; then ok; else bad "exit $got (want $want): $* :: $(head -c 300 "$T/err")"; fi
-}
-one_line() { [ "$(wc -l <"$T/err")" = 1 ] && ok || bad "stderr is not one line: $(cat "$T/err")"; }
+. "$(dirname "$0")/lib.sh"
 
 $RB gen gmm --seed 3 --classes 4 --dim 8 --layers 3 --n-train 200 --n-test 100 --n-ood 50 --model tiny -o "$T/tiny.h5" || { echo "FAIL: gen"; exit 1; }
 M=$($RB list | awk 'NR>1 && $2=="probe"{print $1}' | head -n 1)
@@ -144,5 +132,4 @@ PY
 # list
 $RB list --metrics | grep -q '^top1 ' && ok || bad "list --metrics"
 [ "$($RB list --families | sort | uniq -d)" = "" ] && ok || bad "duplicate families"
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

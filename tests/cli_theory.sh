@@ -3,19 +3,7 @@
 # one line), PASS lines beside the CSV, exit 1 when an assumption is broken,
 # determinism, the --table path.
 set -u
-RB=${RB_BIN:-bin/repbench}
-PY=${PYTHON:-/usr/bin/python3}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-expect_status() { # want cmd...
-  local want=$1; shift
-  "$@" >"$T/out" 2>"$T/err"; local got=$?
-  if [ "$got" = "$want" ]; then ok; else bad "exit $got (want $want): $* :: $(head -c 300 "$T/err")"; fi
-}
-one_line() { [ "$(wc -l <"$T/err")" = 1 ] && ok || bad "stderr is not one line: $(cat "$T/err")"; }
+. "$(dirname "$0")/lib.sh"
 
 $RB list --subcommands | grep -qx theory || { echo "theory subcommand not built; skipping"; echo "0 passed, 0 failed"; exit 0; }
 
@@ -85,5 +73,4 @@ assert abs(get("slope")[0] - b) < 1e-10 and abs(get("intercept")[0] - a) < 1e-10
 assert np.allclose(get("residual_logit"), res, atol=1e-10)
 PY
 
-echo "$pass passed, $fail failed"
-exit $((fail > 0))
+finish
