@@ -953,6 +953,34 @@ static void check_classes(rb_dump *d)
     }
 }
 
+/* One optional float array name (at path) in group loc: rank rank_want,
+ * and N equal to split si's (si < 0: no split); listed in d->arrays when
+ * good, a problem otherwise (hint follows the rank message). */
+static void scan_array(rb_dump *d, hid_t loc, const char *name, const char *path, int rank_want,
+                       int si, const char *hint)
+{
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    int r;
+    hsize_t dims[3];
+    H5T_class_t cl;
+    char dt[24], shp[96], line[1100];
+    if (ds < 0 || dset_info(ds, &r, dims, &cl, dt) < 0) {
+        prob(d, RB_EIO, path, "cannot open dataset");
+    } else if (r != rank_want) {
+        prob(d, RB_EINVAL, path, "rank %d, expected %d%s", r, rank_want, hint);
+    } else if (cl != H5T_FLOAT) {
+        prob(d, RB_EINVAL, path, "dtype %s, expected float", dt);
+    } else if (si >= 0 && d->sp[si].n_known && dims[0] != d->sp[si].n) {
+        prob(d, RB_EINVAL, path, "N = %llu, but split %s has N = %zu",
+             (unsigned long long)dims[0], d->sp[si].name, d->sp[si].n);
+    } else {
+        shape_str(shp, sizeof shp, r, dims);
+        fmtb(line, sizeof line, "%s %s %s", path, shp, dt);
+        if (strlist_push(&d->arrays, line)) d->oom = 1;
+    }
+    if (ds >= 0) H5Dclose(ds);
+}
+
 /* Optional arrays: /logits/<split>, /text/<name>, /tokens/<split>/<layer>. */
 static void scan_optional(rb_dump *d, const char *grp, int rank_want,
                           int per_split, int nested)
@@ -996,28 +1024,7 @@ static void scan_optional(rb_dump *d, const char *grp, int rank_want,
                         ignore(d, p2, k2);
                         continue;
                     }
-                    hid_t ds = H5Dopen2(sg, sub.v[j], H5P_DEFAULT);
-                    int r;
-                    hsize_t dims[3];
-                    H5T_class_t cl;
-                    char dt[24], shp[96], line[1100];
-                    if (ds < 0 || dset_info(ds, &r, dims, &cl, dt) < 0) {
-                        prob(d, RB_EIO, p2, "cannot open dataset");
-                    } else if (r != rank_want) {
-                        prob(d, RB_EINVAL, p2, "rank %d, expected %d ([N, T, D])", r,
-                             rank_want);
-                    } else if (cl != H5T_FLOAT) {
-                        prob(d, RB_EINVAL, p2, "dtype %s, expected float", dt);
-                    } else if (d->sp[si].n_known && dims[0] != d->sp[si].n) {
-                        prob(d, RB_EINVAL, p2, "N = %llu, but split %s has N = %zu",
-                             (unsigned long long)dims[0], d->sp[si].name,
-                             d->sp[si].n);
-                    } else {
-                        shape_str(shp, sizeof shp, r, dims);
-                        fmtb(line, sizeof line, "%s %s %s", p2, shp, dt);
-                        if (strlist_push(&d->arrays, line)) d->oom = 1;
-                    }
-                    if (ds >= 0) H5Dclose(ds);
+                    scan_array(d, sg, sub.v[j], p2, rank_want, si, " ([N, T, D])");
                 }
             }
             if (sg >= 0) H5Gclose(sg);
@@ -1028,26 +1035,7 @@ static void scan_optional(rb_dump *d, const char *grp, int rank_want,
             ignore(d, path, kind);
             continue;
         }
-        hid_t ds = H5Dopen2(g, kids.v[i], H5P_DEFAULT);
-        int r;
-        hsize_t dims[3];
-        H5T_class_t cl;
-        char dt[24], shp[96], line[800];
-        if (ds < 0 || dset_info(ds, &r, dims, &cl, dt) < 0) {
-            prob(d, RB_EIO, path, "cannot open dataset");
-        } else if (r != rank_want) {
-            prob(d, RB_EINVAL, path, "rank %d, expected %d", r, rank_want);
-        } else if (cl != H5T_FLOAT) {
-            prob(d, RB_EINVAL, path, "dtype %s, expected float", dt);
-        } else if (si >= 0 && d->sp[si].n_known && dims[0] != d->sp[si].n) {
-            prob(d, RB_EINVAL, path, "N = %llu, but split %s has N = %zu",
-                 (unsigned long long)dims[0], d->sp[si].name, d->sp[si].n);
-        } else {
-            shape_str(shp, sizeof shp, r, dims);
-            fmtb(line, sizeof line, "%s %s %s", path, shp, dt);
-            if (strlist_push(&d->arrays, line)) d->oom = 1;
-        }
-        if (ds >= 0) H5Dclose(ds);
+        scan_array(d, g, kids.v[i], path, rank_want, si, "");
     }
 out:
     if (g >= 0) H5Gclose(g);
