@@ -188,6 +188,18 @@ void rb_param_drop(const char *params, const char *key, char *out, size_t cap);
  * "T_at_bound=1;bins=15;fit=train" on another).  Duplicate items are
  * not told apart. */
 int rb_param_same(const char *a, const char *b);
+/* rb_param_same of a and b with key dropped from both. */
+int rb_param_same_but(const char *a, const char *b, const char *key);
+
+/* Series of the rows idx[0..n) of c, in first-appearance order.  A row with
+ * keep(row, ctx) == 0 gets sid (size_t)-1 (keep NULL keeps all); every
+ * other row joins the first series whose first row q has same(q, row,
+ * ctx), or opens the next one.  first[k] is series k's first row (an index
+ * into c->rows); returns the number of series. */
+size_t rb_series_assign(const rb_rctx *c, const size_t *idx, size_t n,
+                        int (*keep)(const rb_row *r, const void *ctx),
+                        int (*same)(const rb_row *q, const rb_row *r, const void *ctx),
+                        const void *ctx, size_t *first, size_t *sid);
 
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);

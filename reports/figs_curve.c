@@ -105,6 +105,49 @@ int rb_param_same(const char *a, const char *b)
     return !strcmp(a, b) || (items_in(a, b) && items_in(b, a));
 }
 
+int rb_param_same_but(const char *a, const char *b, const char *key)
+{
+    char ra[RB_PARAMS_MAX], rb[RB_PARAMS_MAX];
+    rb_param_drop(a, key, ra, sizeof ra);
+    rb_param_drop(b, key, rb, sizeof rb);
+    return rb_param_same(ra, rb);
+}
+
+size_t rb_series_assign(const rb_rctx *c, const size_t *idx, size_t n,
+                        int (*keep)(const rb_row *r, const void *ctx),
+                        int (*same)(const rb_row *q, const rb_row *r, const void *ctx),
+                        const void *ctx, size_t *first, size_t *sid)
+{
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rb_row *r = &c->rows.rows[idx[i]];
+        sid[i] = (size_t)-1;
+        if (keep && !keep(r, ctx)) continue;
+        size_t k = 0;
+        while (k < ns && !same(&c->rows.rows[first[k]], r, ctx)) k++;
+        if (k == ns) first[ns++] = idx[i];
+        sid[i] = k;
+    }
+    return ns;
+}
+
+/* Curve series: (method, metric, model, params without the x key), and the
+ * layer when a figure groups layers. */
+typedef struct {
+    const char *xkey;
+    int by_layer;
+} series_key;
+
+static int same_curve_series(const rb_row *q, const rb_row *r, const void *ctx)
+{
+    const series_key *k = ctx;
+    char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
+    rb_param_drop(r->params, k->xkey, rest, sizeof rest);
+    rb_param_drop(q->params, k->xkey, rest2, sizeof rest2);
+    return !strcmp(q->method, r->method) && !strcmp(q->metric, r->metric) && !strcmp(q->model, r->model) &&
+           !strcmp(rest, rest2) && (!k->by_layer || !strcmp(q->layer, r->layer));
+}
+
 static int in_group(const rb_rctx *c, size_t dump, const curve_spec *sp, const rb_row *g, size_t i)
 {
     const rb_row *r = &c->rows.rows[i];
@@ -238,21 +281,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         rc = rb_fail(e, RB_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        const rb_row *r = &c->rows.rows[idx[i]];
-        char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
-        rb_param_drop(r->params, xkey, rest, sizeof rest);
-        size_t k;
-        for (k = 0; k < ns; k++) {
-            const rb_row *q = &c->rows.rows[first[k]];
-            rb_param_drop(q->params, xkey, rest2, sizeof rest2);
-            if (!strcmp(q->method, r->method) && !strcmp(q->metric, r->metric) && !strcmp(q->model, r->model) &&
-                !strcmp(rest, rest2) && (!sp->group_layers || !strcmp(q->layer, r->layer)))
-                break;
-        }
-        if (k == ns) first[ns++] = idx[i];
-        sid[i] = k;
-    }
+    series_key sk = {xkey, sp->group_layers};
+    ns = rb_series_assign(c, idx, n, NULL, same_curve_series, &sk, first, sid);
 
     /* Lines per layer only when the figure spans two or more layers. */
     int by_depth = 0;

@@ -66,6 +66,13 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* The few-shot figures of the group (metric, split, model) of row r0. */
+/* Few-shot series: params without the shot count k. */
+static int same_but_k(const rb_row *q, const rb_row *r, const void *ctx)
+{
+    (void)ctx;
+    return rb_param_same_but(q->params, r->params, "k");
+}
+
 static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
 {
     rb_row g = c->rows.rows[r0];
@@ -148,17 +155,7 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
     for (size_t i = 0; i < n; i++)
         if (rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer) == deep) idx[m++] = idx[i];
     n = m;
-    for (size_t i = 0; i < n; i++) {
-        char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
-        rb_param_drop(c->rows.rows[idx[i]].params, "k", rest, sizeof rest);
-        size_t k;
-        for (k = 0; k < ns; k++) {
-            rb_param_drop(c->rows.rows[first[k]].params, "k", rest2, sizeof rest2);
-            if (rb_param_same(rest, rest2)) break;
-        }
-        if (k == ns) first[ns++] = idx[i];
-        sid[i] = k;
-    }
+    ns = rb_series_assign(c, idx, n, NULL, same_but_k, NULL, first, sid);
     const char *layer = c->dumps[dump].layers[deep];
     char stem[96];
     rb_fmt(stem, sizeof stem, "fewshot_%s%s%s", g.metric, strcmp(g.split, "test") ? "_" : "",

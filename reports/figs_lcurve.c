@@ -58,6 +58,28 @@ static const rb_row *law_row(const rb_rctx *c, size_t dump, const rb_row *g, con
     return NULL;
 }
 
+/* Learning-curve series: rows of the deepest layer, one per probe. */
+typedef struct {
+    const rb_rctx *c;
+    size_t dump;
+    long layer;
+} at_layer;
+
+static int at_deep(const rb_row *r, const void *ctx)
+{
+    const at_layer *a = ctx;
+    return rb_rctx_layer(a->c, a->dump, r->layer) == a->layer;
+}
+
+static int same_probe(const rb_row *q, const rb_row *r, const void *ctx)
+{
+    (void)ctx;
+    char a[RB_NAME_MAX], b[RB_NAME_MAX];
+    rb_param_get(r->params, "probe", a, sizeof a);
+    rb_param_get(q->params, "probe", b, sizeof b);
+    return !strcmp(a, b);
+}
+
 static int one_lcurve(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
 {
     const rb_row g0 = c->rows.rows[r0];
@@ -87,24 +109,12 @@ static int one_lcurve(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
     }
     /* Series at the deepest layer: params without m (and repeats, which
      * may differ between m when a repeat failed). */
+    at_layer al = {c, dump, deep};
+    ns = rb_series_assign(c, idx, n, at_deep, same_probe, &al, first, sid);
     size_t shallow = 0, at = 0;
     for (size_t i = 0; i < n; i++) {
-        const rb_row *r = &c->rows.rows[idx[i]];
-        sid[i] = (size_t)-1;
-        if (rb_rctx_layer(c, dump, r->layer) != deep) {
-            shallow++;
-            continue;
-        }
-        at = idx[i];
-        char a[RB_NAME_MAX], b[RB_NAME_MAX];
-        rb_param_get(r->params, "probe", a, sizeof a);
-        size_t k;
-        for (k = 0; k < ns; k++) {
-            rb_param_get(c->rows.rows[first[k]].params, "probe", b, sizeof b);
-            if (!strcmp(a, b)) break;
-        }
-        if (k == ns) first[ns++] = idx[i];
-        sid[i] = k;
+        if (sid[i] == (size_t)-1) shallow++;
+        else at = idx[i];
     }
     const rb_row *g = &c->rows.rows[at]; /* a row of the drawn layer */
     char stem[200];

@@ -81,6 +81,21 @@ static int is_roc_row(const rb_rctx *c, size_t dump, size_t i)
 }
 
 /* One ROC figure: the roc_tpr rows of dump on split. */
+/* ROC series: (method, model, params without the fpr point). */
+static int same_roc_series(const rb_row *q, const rb_row *r, const void *ctx)
+{
+    (void)ctx;
+    return !strcmp(q->method, r->method) && !strcmp(q->model, r->model) &&
+           rb_param_same_but(q->params, r->params, "fpr");
+}
+
+/* Reliability series: params without the bin (before; after with fit=...). */
+static int same_but_bin(const rb_row *q, const rb_row *r, const void *ctx)
+{
+    (void)ctx;
+    return rb_param_same_but(q->params, r->params, "bin_hi");
+}
+
 static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
 {
     int rc = RB_OK;
@@ -103,24 +118,11 @@ static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
     }
     /* Series: (model, method, params without fpr), first-appearance order;
      * each keeps its deepest layer. */
+    ns = rb_series_assign(c, idx, n, NULL, same_roc_series, NULL, first, sid);
+    for (size_t k = 0; k < ns; k++) deep[k] = -1;
     for (size_t i = 0; i < n; i++) {
-        const rb_row *r = &c->rows.rows[idx[i]];
-        char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
-        rb_param_drop(r->params, "fpr", rest, sizeof rest);
-        size_t k;
-        for (k = 0; k < ns; k++) {
-            const rb_row *q = &c->rows.rows[first[k]];
-            rb_param_drop(q->params, "fpr", rest2, sizeof rest2);
-            if (!strcmp(q->method, r->method) && !strcmp(q->model, r->model) && rb_param_same(rest, rest2)) break;
-        }
-        long l = rb_rctx_layer(c, dump, r->layer);
-        if (k == ns) {
-            first[ns] = idx[i];
-            deep[ns++] = l;
-        } else if (l > deep[k]) {
-            deep[k] = l;
-        }
-        sid[i] = k;
+        long l = rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer);
+        if (l > deep[sid[i]]) deep[sid[i]] = l;
     }
 
     char stem[160];
@@ -309,17 +311,7 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         goto out;
     }
     /* Series: params without bin_hi (before; after with fit=...). */
-    for (size_t i = 0; i < n; i++) {
-        char rest[RB_PARAMS_MAX], rest2[RB_PARAMS_MAX];
-        rb_param_drop(c->rows.rows[idx[i]].params, "bin_hi", rest, sizeof rest);
-        size_t k;
-        for (k = 0; k < ns; k++) {
-            rb_param_drop(c->rows.rows[first[k]].params, "bin_hi", rest2, sizeof rest2);
-            if (rb_param_same(rest, rest2)) break;
-        }
-        if (k == ns) first[ns++] = idx[i];
-        sid[i] = k;
-    }
+    ns = rb_series_assign(c, idx, n, NULL, same_but_bin, NULL, first, sid);
     char stem[300];
     rb_fmt(stem, sizeof stem, "reliability_%s_%s%s%s", g.method, g.layer, strcmp(g.split, "test") ? "_" : "",
            strcmp(g.split, "test") ? g.split : "");
