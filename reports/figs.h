@@ -188,6 +188,13 @@ void rb_param_drop(const char *params, const char *key, char *out, size_t cap);
  * "T_at_bound=1;bins=15;fit=train" on another).  Duplicate items are
  * not told apart. */
 int rb_param_same(const char *a, const char *b);
+/* The driver loop of a figure kind: for every row i of dump, in order, not
+ * yet claimed by a figure and with want(c, dump, i), draw(c, dump, i, e)
+ * (which claims the rows it draws, so each group is drawn once).  Stops at
+ * the first error. */
+int rb_figs_each(rb_rctx *c, size_t dump, int (*want)(const rb_rctx *c, size_t dump, size_t i),
+                 int (*draw)(rb_rctx *c, size_t dump, size_t i, rb_err *e), rb_err *e);
+
 /* rb_param_same of a and b with key dropped from both. */
 int rb_param_same_but(const char *a, const char *b, const char *key);
 

@@ -105,6 +105,17 @@ int rb_param_same(const char *a, const char *b)
     return !strcmp(a, b) || (items_in(a, b) && items_in(b, a));
 }
 
+int rb_figs_each(rb_rctx *c, size_t dump, int (*want)(const rb_rctx *c, size_t dump, size_t i),
+                 int (*draw)(rb_rctx *c, size_t dump, size_t i, rb_err *e), rb_err *e)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        if (c->rdump[i] != dump || c->claimed[i] || !want(c, dump, i)) continue;
+        int rc = draw(c, dump, i, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
 int rb_param_same_but(const char *a, const char *b, const char *key)
 {
     char ra[RB_PARAMS_MAX], rb[RB_PARAMS_MAX];

@@ -263,12 +263,13 @@ out:
     return rc;
 }
 
+static int want_fewshot(const rb_rctx *c, size_t dump, size_t i)
+{
+    (void)dump;
+    return is_fewshot_row(&c->rows.rows[i]);
+}
+
 int rb_figs_fewshot(rb_rctx *c, size_t dump, rb_err *e)
 {
-    for (size_t i = 0; i < c->rows.n; i++) {
-        if (c->claimed[i] || c->rdump[i] != dump || !is_fewshot_row(&c->rows.rows[i])) continue;
-        int rc = one_group(c, dump, i, e);
-        if (rc) return rc;
-    }
-    return RB_OK;
+    return rb_figs_each(c, dump, want_fewshot, one_group, e);
 }

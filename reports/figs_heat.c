@@ -165,13 +165,13 @@ out:
     return rc;
 }
 
+static int want_heatmap(const rb_rctx *c, size_t dump, size_t i)
+{
+    (void)dump;
+    return rb_is_pair_layer(c->rows.rows[i].layer);
+}
+
 int rb_figs_heatmap(rb_rctx *c, size_t dump, rb_err *e)
 {
-    for (size_t i = 0; i < c->rows.n; i++) {
-        const rb_row *r = &c->rows.rows[i];
-        if (c->rdump[i] != dump || c->claimed[i] || !rb_is_pair_layer(r->layer)) continue;
-        int rc = one_heatmap(c, dump, i, e);
-        if (rc) return rc;
-    }
-    return RB_OK;
+    return rb_figs_each(c, dump, want_heatmap, one_heatmap, e);
 }

@@ -256,10 +256,5 @@ out:
 
 int rb_figs_lcurve(rb_rctx *c, size_t dump, rb_err *e)
 {
-    for (size_t i = 0; i < c->rows.n; i++) {
-        if (!is_lcurve_row(c, dump, i)) continue; /* drawn groups are claimed */
-        int rc = one_lcurve(c, dump, i, e);
-        if (rc) return rc;
-    }
-    return RB_OK;
+    return rb_figs_each(c, dump, is_lcurve_row, one_lcurve, e);
 }

@@ -466,10 +466,5 @@ out:
 
 int rb_figs_reliability(rb_rctx *c, size_t dump, rb_err *e)
 {
-    for (size_t i = 0; i < c->rows.n; i++) {
-        if (!is_rel_row(c, dump, i)) continue; /* drawn groups are claimed */
-        int rc = one_reliability(c, dump, i, e);
-        if (rc) return rc;
-    }
-    return RB_OK;
+    return rb_figs_each(c, dump, is_rel_row, one_reliability, e);
 }
