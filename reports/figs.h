@@ -137,15 +137,16 @@ typedef struct {
 
 typedef int (*rb_row_pred)(const rb_row *r, const void *arg);
 
-/* Collect the unclaimed rows of dump with a per-layer (non-empty, not a
+/* (figs_common.c) Collect the unclaimed rows of dump with a per-layer (non-empty, not a
  * pair) layer for which pred(row, arg) holds, grouped into series in
- * first-appearance order, labelled with the parts that vary.  *out owned
+ * first-appearance order, labelled with the parts that vary and coloured so that no
+ * two colour keys (method, metric or model) share a colour.  *out owned
  * by caller (rb_series_free).  Returns RB_OK or RB_ENOMEM. */
 int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred,
                       const void *arg, rb_series **out, size_t *n, rb_err *e);
 void rb_series_free(rb_series *s, size_t n);
 
-/* Draw series as lines against layer depth with interval bands; claims
+/* (figs_lines.c) Draw series as lines against layer depth with interval bands; claims
  * the rows.  logy: log-scale y when every value is positive. */
 int rb_fig_lines(rb_rctx *c, size_t dump, const char *family,
                  const char *stem, const char *what, const char *ylabel,
@@ -176,10 +177,16 @@ int rb_figs_generic(rb_rctx *c, size_t dump, rb_err *e);  /* figs_lines.c */
 int rb_checks_collect(const rb_rctx *c, size_t dump, void **checks, size_t *n, rb_err *e);
 void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b, int md);
 
-/* Params strings "k=v;k=v" (figs_curve.c).  rb_param_get: the value of
- * key into out[cap] (cut to cap - 1), 0 when found, -1 otherwise.
- * rb_param_num: the value as a finite number, 0 when found and numeric.
- * rb_param_drop: params without key, into out[cap]. */
+/* ===================================================================
+ * figs_common.c: shared by every family; calls no family (figs_*.c files
+ * depend on it and on report.c's context above, never on each other,
+ * except figs_fewshot.c on rb_fig_lines of figs_lines.c).
+ * =================================================================== */
+
+/* Params strings "k=v;k=v".  rb_param_get: the value of key into out[cap]
+ * (cut to cap - 1), 0 when found, -1 otherwise.  rb_param_num: the value
+ * as a finite number, 0 when found and numeric.  rb_param_drop: params
+ * without key, into out[cap]. */
 int rb_param_get(const char *params, const char *key, char *out, size_t cap);
 int rb_param_num(const char *params, const char *key, double *v);
 void rb_param_drop(const char *params, const char *key, char *out, size_t cap);
@@ -188,15 +195,15 @@ void rb_param_drop(const char *params, const char *key, char *out, size_t cap);
  * "T_at_bound=1;bins=15;fit=train" on another).  Duplicate items are
  * not told apart. */
 int rb_param_same(const char *a, const char *b);
+/* rb_param_same of a and b with key dropped from both. */
+int rb_param_same_but(const char *a, const char *b, const char *key);
+
 /* The driver loop of a figure kind: for every row i of dump, in order, not
  * yet claimed by a figure and with want(c, dump, i), draw(c, dump, i, e)
  * (which claims the rows it draws, so each group is drawn once).  Stops at
  * the first error. */
 int rb_figs_each(rb_rctx *c, size_t dump, int (*want)(const rb_rctx *c, size_t dump, size_t i),
                  int (*draw)(rb_rctx *c, size_t dump, size_t i, rb_err *e), rb_err *e);
-
-/* rb_param_same of a and b with key dropped from both. */
-int rb_param_same_but(const char *a, const char *b, const char *key);
 
 /* Series of the rows idx[0..n) of c, in first-appearance order.  A row with
  * keep(row, ctx) == 0 gets sid (size_t)-1 (keep NULL keeps all); every
@@ -208,6 +215,81 @@ size_t rb_series_assign(const rb_rctx *c, const size_t *idx, size_t n,
                         int (*same)(const rb_row *q, const rb_row *r, const void *ctx),
                         const void *ctx, size_t *first, size_t *sid);
 
+/* Colours of n series with colour keys key[k] (a method, metric or model
+ * name): rb_report_colour of the key, except that a key whose colour an
+ * earlier series of another key already has moves to the next free colour
+ * of a fixed spare list, so different keys never share a colour within a
+ * figure.  Series of one key share its colour; nth[k] (may be NULL) is how
+ * many earlier series have key[k] (for dash / point type). */
+void rb_colour_keys(const char *const *key, size_t n, char (*colour)[8], int *nth);
+
+/* " %.10g" of v, or " NaN", appended to a data file. */
+void rb_dat_num(rb_sbuf *b, double v);
+
+/* Tics for a log axis ("x", "y") spanning [lo, hi]: 4 to 12 labelled tics
+ * at 1-2-5 (or finer) steps, so a range within one decade still reads
+ * (gnuplot's default labels only powers of ten).  Nothing when lo <= 0. */
+void rb_gp_logtics(rb_sbuf *gp, const char *axis, double lo, double hi);
+
+/* A point of a curve: its row and x (a params value); ordered by x, then row. */
+typedef struct {
+    size_t row;
+    double x;
+} rb_xrow;
+int rb_cmp_xrow(const void *a, const void *b);
+
+/* The figure skeleton of a family that draws one figure per group of rows
+ * (learning curves, ROC, reliability, few-shot bars):
+ *
+ *     rb_fjob j;
+ *     if ((rc = rb_fjob_rows(&j, c, dump, r0, in_group, ctx, e))) goto out;
+ *     rb_fjob_series(&j, keep, same, ctx);
+ *     if ((rc = rb_fjob_colours(&j, key, ctx, e))) goto out;
+ *     if (!rb_fjob_fig(&j, family, stem, e)) { rc = RB_ENOMEM; goto out; }
+ *     ... title, caption, j.dat, j.gp (rb_gp_begin), j.f->table ...
+ *     rc = rb_fjob_draw(&j, e);     claims j.idx, rb_gp_end, rb_rctx_draw
+ *   out:
+ *     rb_fjob_free(&j);
+ */
+typedef struct {
+    rb_rctx *c;
+    size_t dump;
+    rb_row g;          /* copy of the group's first row */
+    size_t *idx, n;    /* the group's rows (owned) */
+    size_t *first, *sid, ns; /* series: first row of each; series of each idx[i] */
+    rb_xrow *pts;      /* scratch for rb_fjob_points (owned) */
+    char (*colour)[8]; /* per series, from rb_fjob_colours (owned) */
+    int *nth;          /* per series: earlier series of its colour key */
+    rb_rfig *f;        /* valid until the next rb_rctx_fig */
+    int fi;            /* 1 + figure index: the claimed[] mark */
+    char dt[300];      /* the dump's title */
+    rb_sbuf dat, gp;
+} rb_fjob;
+
+/* Collect the rows i >= r0 of c with in(c, dump, g, i, ctx) (g: row r0)
+ * into j->idx; allocates the series and point arrays. */
+int rb_fjob_rows(rb_fjob *j, rb_rctx *c, size_t dump, size_t r0,
+                 int (*in)(const rb_rctx *c, size_t dump, const rb_row *g, size_t i, const void *ctx),
+                 const void *ctx, rb_err *e);
+/* rb_series_assign over j->idx into j->first, j->sid; returns j->ns. */
+size_t rb_fjob_series(rb_fjob *j, int (*keep)(const rb_row *r, const void *ctx),
+                      int (*same)(const rb_row *q, const rb_row *r, const void *ctx), const void *ctx);
+/* The points of series k (with take(j, i, ctx) when take is not NULL) into
+ * j->pts, x = the params value of xkey (NaN when absent), sorted by x. */
+size_t rb_fjob_points(rb_fjob *j, size_t k, const char *xkey,
+                      int (*take)(const rb_fjob *j, size_t i, const void *ctx), const void *ctx);
+/* Colours of the series (j->colour, j->nth) by rb_colour_keys of the key
+ * that key(first row of the series, out, cap, ctx) writes. */
+int rb_fjob_colours(rb_fjob *j, void (*key)(const rb_row *first, char *out, size_t cap, const void *ctx),
+                    const void *ctx, rb_err *e);
+/* Start the figure (j->f, j->fi, j->dt); NULL (error set) when out of memory. */
+rb_rfig *rb_fjob_fig(rb_fjob *j, const char *family, const char *stem, rb_err *e);
+/* Mark j's rows as drawn by j's figure. */
+void rb_fjob_claim(rb_fjob *j);
+/* Claim, close the script (rb_gp_end at the rb_gp_begin size) and queue it. */
+int rb_fjob_draw(rb_fjob *j, rb_err *e);
+void rb_fjob_free(rb_fjob *j);
+
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);
 int rb_is_collapse_metric(const char *metric);
@@ -217,7 +299,7 @@ int rb_is_weight_method(const char *m);
 int rb_is_ood_metric(const char *metric);
 int rb_is_pair_layer(const char *layer);
 /* Rows only the roc / reliability families draw (never a sweep): roc_tpr,
- * reliability_acc, reliability_conf. */
+ * reliability_acc, reliability_conf (figs_common.c). */
 int rb_is_curve_row_metric(const char *metric);
 
 #endif

@@ -31,117 +31,6 @@ typedef struct {
     int fit_law;              /* fit value = a - b x^(-1/2) to each series */
 } curve_spec;
 
-int rb_param_get(const char *params, const char *key, char *out, size_t cap)
-{
-    size_t kl = strlen(key);
-    const char *p = params;
-    while (*p) {
-        const char *semi = strchr(p, ';');
-        size_t len = semi ? (size_t)(semi - p) : strlen(p);
-        if (len > kl && !strncmp(p, key, kl) && p[kl] == '=') {
-            size_t vl = len - kl - 1;
-            if (vl >= cap) vl = cap - 1;
-            memcpy(out, p + kl + 1, vl);
-            out[vl] = '\0';
-            return 0;
-        }
-        if (!semi) break;
-        p = semi + 1;
-    }
-    return -1;
-}
-
-int rb_param_num(const char *params, const char *key, double *v)
-{
-    char buf[64], *end;
-    if (rb_param_get(params, key, buf, sizeof buf)) return -1;
-    *v = strtod(buf, &end);
-    return (end == buf || *end || !isfinite(*v)) ? -1 : 0;
-}
-
-void rb_param_drop(const char *params, const char *key, char *out, size_t cap)
-{
-    size_t kl = strlen(key), u = 0;
-    const char *p = params;
-    out[0] = '\0';
-    while (*p) {
-        const char *semi = strchr(p, ';');
-        size_t len = semi ? (size_t)(semi - p) : strlen(p);
-        if (!(len > kl && !strncmp(p, key, kl) && p[kl] == '=') && u + len + 2 < cap) {
-            if (u) out[u++] = ';';
-            memcpy(out + u, p, len);
-            u += len;
-            out[u] = '\0';
-        }
-        if (!semi) break;
-        p = semi + 1;
-    }
-}
-
-/* Whether every item of a occurs in b (items compared whole). */
-static int items_in(const char *a, const char *b)
-{
-    const char *p = a;
-    while (*p) {
-        const char *semi = strchr(p, ';');
-        size_t len = semi ? (size_t)(semi - p) : strlen(p), found = 0;
-        const char *q = b;
-        while (*q && !found) {
-            const char *qs = strchr(q, ';');
-            size_t ql = qs ? (size_t)(qs - q) : strlen(q);
-            found = ql == len && !strncmp(p, q, len);
-            if (!qs) break;
-            q = qs + 1;
-        }
-        if (len && !found) return 0;
-        if (!semi) break;
-        p = semi + 1;
-    }
-    return 1;
-}
-
-int rb_param_same(const char *a, const char *b)
-{
-    return !strcmp(a, b) || (items_in(a, b) && items_in(b, a));
-}
-
-int rb_figs_each(rb_rctx *c, size_t dump, int (*want)(const rb_rctx *c, size_t dump, size_t i),
-                 int (*draw)(rb_rctx *c, size_t dump, size_t i, rb_err *e), rb_err *e)
-{
-    for (size_t i = 0; i < c->rows.n; i++) {
-        if (c->rdump[i] != dump || c->claimed[i] || !want(c, dump, i)) continue;
-        int rc = draw(c, dump, i, e);
-        if (rc) return rc;
-    }
-    return RB_OK;
-}
-
-int rb_param_same_but(const char *a, const char *b, const char *key)
-{
-    char ra[RB_PARAMS_MAX], rb[RB_PARAMS_MAX];
-    rb_param_drop(a, key, ra, sizeof ra);
-    rb_param_drop(b, key, rb, sizeof rb);
-    return rb_param_same(ra, rb);
-}
-
-size_t rb_series_assign(const rb_rctx *c, const size_t *idx, size_t n,
-                        int (*keep)(const rb_row *r, const void *ctx),
-                        int (*same)(const rb_row *q, const rb_row *r, const void *ctx),
-                        const void *ctx, size_t *first, size_t *sid)
-{
-    size_t ns = 0;
-    for (size_t i = 0; i < n; i++) {
-        const rb_row *r = &c->rows.rows[idx[i]];
-        sid[i] = (size_t)-1;
-        if (keep && !keep(r, ctx)) continue;
-        size_t k = 0;
-        while (k < ns && !same(&c->rows.rows[first[k]], r, ctx)) k++;
-        if (k == ns) first[ns++] = idx[i];
-        sid[i] = k;
-    }
-    return ns;
-}
-
 /* Curve series: (method, metric, model, params without the x key), and the
  * layer when a figure groups layers. */
 typedef struct {
@@ -326,6 +215,11 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
                  "Theory check %s: simulated values (points, with their intervals where the CSV has them) beside "
                  "the closed-form prediction or bound (lines), against the parameter %s.",
                  g->method, xkey);
+    else if (!strcmp(sp->family, "sweep"))
+        rb_fmt(f->caption, sizeof f->caption,
+               "%s against the parameter %s that varies across its rows, one line per series (checkpoint, "
+               "method, layer and other parameters as labelled); error bars where the CSV has intervals.",
+               g->metric, xkey);
     else
         rb_fmt(f->caption, sizeof f->caption,
                  "Learning curve: %s of each probe against the training-set size parameter %s (log scale when "
@@ -378,9 +272,58 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rb_sb_puts(&gp, "\nset ylabel ");
     rb_gp_str(&gp, sp->by_method ? "value (see legend)" : g->metric);
     rb_sb_puts(&gp, "\n");
-    if (logx) rb_sb_puts(&gp, "set logscale x\n");
-    if (logy) rb_sb_puts(&gp, "set logscale y\n");
-    rb_sb_puts(&gp, "set offsets graph 0.02, graph 0.02, graph 0.05, graph 0.05\nplot \\\n");
+    /* Axis ranges from the data: gnuplot's autoscale widens a log axis to
+     * whole decades (three empty ones under ten eigenvalues) and a linear
+     * one to the next tic (alpha in [0, 1] drawn from -0.2 to 1.2). */
+    if (logx) {
+        rb_sb_printf(&gp, "set logscale x\nset xrange [%.6g:%.6g]\n", xmin / 1.1, xmax * 1.1);
+        rb_gp_logtics(&gp, "x", xmin / 1.1, xmax * 1.1);
+    } else if (xmin < xmax) {
+        rb_sb_printf(&gp, "set xrange [%.6g:%.6g]\n", xmin, xmax);
+    }
+    if (logy) {
+        rb_sb_puts(&gp, "set logscale y\n");
+        double pad = pow(vmax / vmin, 0.05) > 1.1 ? pow(vmax / vmin, 0.05) : 1.1;
+        if (vmin > 0 && vmin <= vmax && isfinite(vmax * pad)) {
+            rb_sb_printf(&gp, "set yrange [%.6g:%.6g]\n", vmin / pad, vmax * pad);
+            rb_gp_logtics(&gp, "y", vmin / pad, vmax * pad);
+        }
+    } else {
+        rb_sb_puts(&gp, "set offsets 0, 0, graph 0.05, graph 0.05\n");
+    }
+    /* Colours: one per checkpoint when the series are checkpoints, else per
+     * method (metric in by-method figures); distinct keys never share one. */
+    int models_vary = 0;
+    for (size_t k = 1; k < ns; k++) models_vary |= strcmp(c->rows.rows[first[0]].model, c->rows.rows[first[k]].model) != 0;
+    /* WiSE-FT curves (Wortsman et al. 2022) with the model soups of the
+     * same run and split as reference points (rows *_soup_acc). */
+    size_t soup[8], nsoup = 0;
+    for (size_t i = 0; i < c->rows.n && nsoup < 8 && !strcmp(g->metric, "wiseft_acc"); i++) {
+        const rb_row *r = &c->rows.rows[i];
+        size_t ml = strlen(r->metric);
+        if (c->rdump[i] == dump && !c->claimed[i] && ml > 9 && !strcmp(r->metric + ml - 9, "_soup_acc") &&
+            !strcmp(r->split, g->split) && !isnan(r->value))
+            soup[nsoup++] = i;
+    }
+    const char **ckeys = malloc((ns + nsoup + 1) * sizeof *ckeys);
+    char(*ccol)[8] = malloc((ns + nsoup + 1) * sizeof *ccol);
+    int *cnth = malloc((ns + nsoup + 1) * sizeof *cnth);
+    if (!ckeys || !ccol || !cnth) {
+        free(ckeys);
+        free(ccol);
+        free(cnth);
+        free(first);
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < ns; k++) {
+        const rb_row *q = &c->rows.rows[first[k]];
+        const char *ck = sp->by_method ? q->metric : q->method;
+        ckeys[k] = models_vary ? q->model : is_sim(ck) ? "simulated" : is_pred(ck) ? "predicted" : ck;
+    }
+    for (size_t j = 0; j < nsoup; j++) ckeys[ns + j] = c->rows.rows[soup[j]].metric;
+    rb_colour_keys(ckeys, ns + nsoup, ccol, cnth);
+    rb_sb_puts(&gp, "plot \\\n");
     for (size_t k = 0; k < ns; k++) {
         const rb_row *q = &c->rows.rows[first[k]];
         size_t np = 0;
@@ -420,8 +363,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
                 else rb_sb_printf(&dat, " %.10g", v[j]);
             rb_sb_puts(&dat, "\n");
         }
-        const char *ckey = sp->by_method ? q->metric : q->method;
-        const char *colour = rb_report_colour(is_sim(ckey) ? "simulated" : is_pred(ckey) ? "predicted" : ckey);
+        const char *colour = ccol[k];
         char depth_rgb[8];
         if (by_depth) { /* early layers dark blue .. late layers yellow */
             long li = rb_rctx_layer(c, dump, q->layer);
@@ -430,14 +372,10 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             depth_colour(nl > 1 && li >= 0 ? 0.85 * (double)li / (double)(nl - 1) : 0.0, depth_rgb);
             colour = depth_rgb;
         }
-        int dash = 1;
-        for (size_t j = 0; j < k; j++) {
-            const rb_row *o = &c->rows.rows[first[j]];
-            if (by_depth) { /* same layer colour: methods told apart by dash */
-                if (!strcmp(o->layer, q->layer)) dash++;
-            } else if (!strcmp(sp->by_method ? o->metric : o->method, ckey)) {
-                dash++;
-            }
+        int dash = 1 + cnth[k];
+        if (by_depth) { /* same layer colour: methods told apart by dash */
+            dash = 1;
+            for (size_t j = 0; j < k; j++) dash += !strcmp(c->rows.rows[first[j]].layer, q->layer);
         }
         /* Learning curves highlight the generative / discriminative pair. */
         int hl = sp->fit_law && (!strncmp(q->method, "nb", 2) || !strcmp(q->method, "gnb") ||
@@ -496,6 +434,38 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rb_sb_free(&fitdat);
     rb_sb_free(&fitplot);
     (void)any_ci;
+    /* Soups: a dashed level across the alpha range and a marker at its
+     * right end (they are single models, not points of the alpha path). */
+    for (size_t j = 0; j < nsoup; j++) {
+        const rb_row *r = &c->rows.rows[soup[j]];
+        size_t blk = ns + (sp->fit_law ? ns : 0) + j;
+        char label[300], ing[RB_PARAMS_MAX] = "";
+        rb_param_get(r->params, "ingredients", ing, sizeof ing);
+        rb_fmt(label, sizeof label, "%.*s%s%s%s: %.4f", (int)(strlen(r->metric) - 4), r->metric, ing[0] ? " (" : "",
+               ing, ing[0] ? ")" : "", r->value);
+        rb_sb_printf(&dat, "\n\n# soup %zu: %s\n%.10g %.10g\n%.10g %.10g\n", j, label, xmin, r->value, xmax, r->value);
+        rb_sb_printf(&gp, ", \\\n  dat index %zu using 1:2 with lines lw 1.2 dt 2 lc rgb '%s' notitle", blk, ccol[ns + j]);
+        rb_sb_printf(&gp, ", \\\n  dat index %zu every ::1::1 using 1:2 with points pt %d ps 2.2 lw 2 lc rgb '%s' title ",
+                     blk, j % 2 ? 13 : 11, ccol[ns + j]);
+        rb_gp_str(&gp, label);
+        c->claimed[soup[j]] = fi;
+        rb_sb_puts(&f->table, "<tr><td>");
+        rb_sb_html(&f->table, label);
+        rb_sb_puts(&f->table, "</td><td class=\"num\">1</td><td class=\"num\">–</td><td class=\"num\">");
+        rb_sb_num(&f->table, r->value);
+        rb_sb_puts(&f->table, "</td><td class=\"num\">–</td><td class=\"num\">");
+        rb_sb_num(&f->table, r->value);
+        rb_sb_puts(&f->table, "</td></tr>\n");
+    }
+    if (nsoup) {
+        size_t u = strlen(f->caption);
+        rb_fmt(f->caption + u, sizeof f->caption - u,
+               " WiSE-FT: accuracy of the weight interpolation (1 - alpha) theta_pre + alpha theta_ft per "
+               "checkpoint; the model soups of the same run (rows *_soup_acc) are dashed levels with a marker.");
+    }
+    free(ckeys);
+    free(ccol);
+    free(cnth);
     rb_sb_puts(&gp, "\n");
     rb_sb_puts(&f->table, "</table>\n");
     rb_gp_end(&gp, 960, 600);

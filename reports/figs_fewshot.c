@@ -46,6 +46,41 @@ static void series_label(const char *params, int with_rest, char *out, size_t ca
     else rb_fmt(out, cap, "%s", probe);
 }
 
+/* Colour key of a series: its probe (one colour per probe, as in the
+ * probe figures; two probes never share one). */
+static void probe_key(const rb_row *r, char *out, size_t cap, const void *ctx)
+{
+    (void)ctx;
+    if (rb_param_get(r->params, "probe", out, cap)) rb_fmt(out, cap, "fewshot");
+}
+
+static int probe_colours(rb_series *s, size_t ns, const rb_rctx *c, rb_err *e)
+{
+    char(*keys)[RB_NAME_MAX] = malloc((ns ? ns : 1) * sizeof *keys);
+    const char **kp = malloc((ns ? ns : 1) * sizeof *kp);
+    char(*col)[8] = malloc((ns ? ns : 1) * sizeof *col);
+    int *nth = malloc((ns ? ns : 1) * sizeof *nth);
+    int rc = RB_OK;
+    if (!keys || !kp || !col || !nth) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+    } else {
+        for (size_t k = 0; k < ns; k++) {
+            probe_key(&c->rows.rows[s[k].idx[0]], keys[k], sizeof keys[k], NULL);
+            kp[k] = keys[k];
+        }
+        rb_colour_keys(kp, ns, col, nth);
+        for (size_t k = 0; k < ns; k++) {
+            memcpy(s[k].colour, col[k], 8);
+            s[k].dash = 1 + nth[k] % 5;
+        }
+    }
+    free(keys);
+    free(kp);
+    free(col);
+    free(nth);
+    return rc;
+}
+
 typedef struct {
     const char *metric, *split, *model;
     double k;
@@ -73,29 +108,36 @@ static int same_but_k(const rb_row *q, const rb_row *r, const void *ctx)
     return rb_param_same_but(q->params, r->params, "k");
 }
 
+/* The group of r0: few-shot rows of its metric, split and model. */
+static int in_group(const rb_rctx *c, size_t dump, const rb_row *g, size_t i, const void *ctx)
+{
+    (void)ctx;
+    const rb_row *r = &c->rows.rows[i];
+    return takes(c, dump, i) && !strcmp(r->metric, g->metric) && !strcmp(r->split, g->split) &&
+           !strcmp(r->model, g->model);
+}
+
 static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
 {
-    rb_row g = c->rows.rows[r0];
+    rb_fjob fj;
     int rc = RB_OK;
-    size_t *idx = NULL, *first = NULL, *sid = NULL, n = 0, ns = 0, nk = 0;
+    size_t nk = 0;
     double *ks = NULL;
-    rb_sbuf dat = {0}, gp = {0};
     rb_series *s = NULL;
     size_t nser = 0;
 
-    idx = malloc(c->rows.n * sizeof *idx);
-    ks = malloc(c->rows.n * sizeof *ks);
-    if (!idx || !ks) {
+    if ((rc = rb_fjob_rows(&fj, c, dump, r0, in_group, NULL, e))) goto out;
+    const rb_row g = fj.g;
+    size_t n = fj.n, *idx = fj.idx;
+    rb_sbuf *dat = &fj.dat, *gp = &fj.gp;
+    ks = malloc((n ? n : 1) * sizeof *ks);
+    if (!ks) {
         rc = rb_fail(e, RB_ENOMEM, "out of memory");
         goto out;
     }
     long deep = -1, shallow = -1;
-    for (size_t i = r0; i < c->rows.n; i++) {
-        const rb_row *r = &c->rows.rows[i];
-        if (!takes(c, dump, i) || strcmp(r->metric, g.metric) || strcmp(r->split, g.split) ||
-            strcmp(r->model, g.model))
-            continue;
-        idx[n++] = i;
+    for (size_t i = 0; i < n; i++) {
+        const rb_row *r = &c->rows.rows[idx[i]];
         long l = rb_rctx_layer(c, dump, r->layer);
         if (l > deep) deep = l;
         if (shallow < 0 || l < shallow) shallow = l;
@@ -122,11 +164,9 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
                         !strcmp(pj, pk))
                         twin = 1;
                 series_label(p, twin, s[k].label, sizeof s[k].label);
-                rb_fmt(s[k].colour, sizeof s[k].colour, "%s", rb_report_colour(pk[0] ? pk : "fewshot"));
-                s[k].dash = 1;
-                for (size_t j = 0; j < k; j++) s[k].dash += !strcmp(s[j].colour, s[k].colour);
                 s[k].pt = 7;
             }
+            if ((rc = probe_colours(s, nser, c, e))) goto out;
             char stem[96], what[160], ylabel[160];
             rb_fmt(stem, sizeof stem, "fewshot_%s_k%g", g.metric, ks[ki]);
             rb_fmt(what, sizeof what, "few-shot %s with k = %g shots per class", g.metric, ks[ki]);
@@ -145,30 +185,22 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
 
     /* Bars at the deepest layer.  Series: params without k, in first
      * appearance order. */
-    first = malloc(n * sizeof *first);
-    sid = malloc(n * sizeof *sid);
-    if (!first || !sid) {
-        rc = rb_fail(e, RB_ENOMEM, "out of memory");
-        goto out;
-    }
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer) == deep) idx[m++] = idx[i];
-    n = m;
-    ns = rb_series_assign(c, idx, n, NULL, same_but_k, NULL, first, sid);
+    n = fj.n = m;
+    size_t ns = rb_fjob_series(&fj, NULL, same_but_k, NULL), *sid = fj.sid, *first = fj.first;
+    if ((rc = rb_fjob_colours(&fj, probe_key, NULL, e))) goto out;
     const char *layer = c->dumps[dump].layers[deep];
     char stem[96];
     rb_fmt(stem, sizeof stem, "fewshot_%s%s%s", g.metric, strcmp(g.split, "test") ? "_" : "",
            strcmp(g.split, "test") ? g.split : "");
-    rb_rfig *f = rb_rctx_fig(c, dump, "fewshot", stem);
+    rb_rfig *f = rb_fjob_fig(&fj, "fewshot", stem, e);
     if (!f) {
-        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        rc = RB_ENOMEM;
         goto out;
     }
-    int fi = (int)(f - c->figs) + 1;
-    char dt[300];
-    rb_dump_title(&c->dumps[dump], dt, sizeof dt);
-    rb_fmt(f->title, sizeof f->title, "%s: few-shot %s per probe and shots per class, layer %s%s%s", dt, g.metric,
+    rb_fmt(f->title, sizeof f->title, "%s: few-shot %s per probe and shots per class, layer %s%s%s", fj.dt, g.metric,
            layer, strcmp(g.split, "test") ? ", split " : "", strcmp(g.split, "test") ? g.split : "");
     rb_fmt(f->caption, sizeof f->caption,
            "Few-shot episodes (method fewshot) at the deepest layer, %s: for each number of shots per class k, "
@@ -177,19 +209,19 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
            layer, g.metric);
 
     double width = 0.8 / (double)(ns ? ns : 1), ymax = 1.0;
-    rb_sb_printf(&dat, "# %s\n# columns: x (bar position), k (shots per class), value, ci_low, ci_high\n", f->title);
+    rb_sb_printf(dat, "# %s\n# columns: x (bar position), k (shots per class), value, ci_low, ci_high\n", f->title);
     rb_sb_puts(&f->table, "<table>\n<tr><th>probe</th><th>params</th>");
     for (size_t ki = 0; ki < nk; ki++) rb_sb_printf(&f->table, "<th>k = %g</th>", ks[ki]);
     rb_sb_puts(&f->table, "</tr>\n");
-    rb_gp_begin(&gp, f, "one block per probe (index i): x, k, value, ci_low, ci_high", 1000, 600);
-    rb_sb_printf(&gp, "set boxwidth %.6f absolute\nset style fill solid 0.85 border lc rgb '#444444'\n", width);
-    rb_sb_puts(&gp, "set xlabel 'shots per class (k)'\nset ylabel ");
+    rb_gp_begin(gp, f, "one block per probe (index i): x, k, value, ci_low, ci_high", 1000, 600);
+    rb_sb_printf(gp, "set boxwidth %.6f absolute\nset style fill solid 0.85 border lc rgb '#444444'\n", width);
+    rb_sb_puts(gp, "set xlabel 'shots per class (k)'\nset ylabel ");
     char ylabel[160];
     rb_fmt(ylabel, sizeof ylabel, "%s over the episodes (fraction of query samples)", g.metric);
-    rb_gp_str(&gp, ylabel);
-    rb_sb_printf(&gp, "\nset xrange [-0.5:%zu.5]\nset grid noxtics ytics\nset xtics (", nk ? nk - 1 : 0);
-    for (size_t ki = 0; ki < nk; ki++) rb_sb_printf(&gp, "%s'%g' %zu", ki ? ", " : "", ks[ki], ki);
-    rb_sb_puts(&gp, ") scale 0\n");
+    rb_gp_str(gp, ylabel);
+    rb_sb_printf(gp, "\nset xrange [-0.5:%zu.5]\nset grid noxtics ytics\nset xtics (", nk ? nk - 1 : 0);
+    for (size_t ki = 0; ki < nk; ki++) rb_sb_printf(gp, "%s'%g' %zu", ki ? ", " : "", ks[ki], ki);
+    rb_sb_puts(gp, ") scale 0\n");
     rb_sbuf bars = {0}, errs = {0};
     for (size_t k = 0; k < ns; k++) {
         const rb_row *q = &c->rows.rows[first[k]];
@@ -203,7 +235,7 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         }
         series_label(q->params, twin, label, sizeof label);
         rb_param_drop(q->params, "k", rest, sizeof rest);
-        rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
+        rb_sb_printf(dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         rb_sb_puts(&f->table, "<tr><td>");
         rb_sb_html(&f->table, label);
         rb_sb_puts(&f->table, "</td><td>");
@@ -222,12 +254,11 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
                 rb_sb_puts(&f->table, "–</td>");
                 continue;
             }
-            rb_sb_printf(&dat, "%.6f %g", (double)ki + off, ks[ki]);
-            double v[3] = {r->value, r->ci_low, r->ci_high};
-            for (int j = 0; j < 3; j++)
-                if (isnan(v[j])) rb_sb_puts(&dat, " NaN");
-                else rb_sb_printf(&dat, " %.10g", v[j]);
-            rb_sb_puts(&dat, "\n");
+            rb_sb_printf(dat, "%.6f %g", (double)ki + off, ks[ki]);
+            rb_dat_num(dat, r->value);
+            rb_dat_num(dat, r->ci_low);
+            rb_dat_num(dat, r->ci_high);
+            rb_sb_puts(dat, "\n");
             if (!isnan(r->ci_high) && r->ci_high > ymax) ymax = r->ci_high;
             if (!isnan(r->value) && r->value > ymax) ymax = r->value;
             rb_sb_num(&f->table, r->value);
@@ -237,29 +268,23 @@ static int one_group(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         }
         rb_sb_puts(&f->table, "</tr>\n");
         rb_sb_printf(&bars, "%s  dat index %zu using 1:3 with boxes lc rgb '%s' title ", k ? ", \\\n" : "", k,
-                     rb_report_colour(probe[0] ? probe : "fewshot"));
+                     fj.colour[k]);
         rb_gp_str(&bars, label);
         rb_sb_printf(&errs, ", \\\n  dat index %zu using 1:4:(0):($5-$4) with vectors nohead lw 1.2 lc rgb '#222222' notitle",
                      k);
     }
-    for (size_t i = 0; i < n; i++) c->claimed[idx[i]] = fi;
     rb_sb_puts(&f->table, "</table>\n");
-    rb_sb_printf(&gp, "set yrange [0:%.4f]\nplot \\\n", ymax * 1.04);
-    rb_sb_puts(&gp, bars.n ? bars.s : "");
-    rb_sb_puts(&gp, errs.n ? errs.s : "");
-    rb_sb_puts(&gp, "\n");
+    rb_sb_printf(gp, "set yrange [0:%.4f]\nplot \\\n", ymax * 1.04);
+    rb_sb_puts(gp, bars.n ? bars.s : "");
+    rb_sb_puts(gp, errs.n ? errs.s : "");
+    rb_sb_puts(gp, "\n");
     rb_sb_free(&bars);
     rb_sb_free(&errs);
-    rb_gp_end(&gp, 1000, 600);
-    rc = rb_rctx_draw(c, f, &dat, &gp, e);
+    rc = rb_fjob_draw(&fj, e);
 out:
     rb_series_free(s, nser);
-    free(idx);
+    rb_fjob_free(&fj);
     free(ks);
-    free(first);
-    free(sid);
-    rb_sb_free(&dat);
-    rb_sb_free(&gp);
     return rc;
 }
 

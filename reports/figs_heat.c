@@ -87,6 +87,16 @@ static int one_heatmap(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
             if (pass == 1 && isnan(cell[ib * m + ia])) cell[ib * m + ia] = r->value;
         }
 
+    /* A similarity index of a representation with itself is 1 by
+     * definition (CKA linear, RBF and debiased, cosine, CCA means): an
+     * unmeasured diagonal cell is filled with 1, not left blank. */
+    int unit_diag = !strncmp(g->metric, "cka", 3) || strstr(g->metric, "cos") || strstr(g->metric, "cca");
+    size_t filled = 0;
+    for (size_t i = 0; i < m && unit_diag; i++)
+        if (isnan(cell[i * m + i])) {
+            cell[i * m + i] = 1.0;
+            filled++;
+        }
     char dt[300];
     rb_dump_title(d, dt, sizeof dt);
     int other_split = g->split[0] && strcmp(g->split, "test");
@@ -96,8 +106,8 @@ static int one_heatmap(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
     rb_fmt(f->caption, sizeof f->caption,
              "Each cell is the %s between the two layers' representations (row \"a|b\" of the CSV); a pair "
              "measured once is shown in both cells, blank cells were not measured. Cell labels are shown up "
-             "to 12 layers.",
-             g->metric);
+             "to 12 layers.%s",
+             g->metric, filled ? " The diagonal is 1 by definition (a layer against itself)." : "");
 
     int unit = 1, any = 0;
     double mn = INFINITY, mx = -INFINITY, sum = 0;

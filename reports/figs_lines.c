@@ -15,170 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ============================================================= series */
-
-void rb_series_free(rb_series *s, size_t n)
-{
-    if (!s) return;
-    for (size_t i = 0; i < n; i++) free(s[i].idx);
-    free(s);
-}
-
-static int series_push(rb_series *s, size_t row)
-{
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 8;
-        size_t *p = realloc(s->idx, cap * sizeof *p);
-        if (!p) return -1;
-        s->idx = p;
-        s->cap = cap;
-    }
-    s->idx[s->n++] = row;
-    return 0;
-}
-
-static int same_key(const rb_row *a, const rb_row *b)
-{
-    return !strcmp(a->method, b->method) && !strcmp(a->params, b->params) && !strcmp(a->split, b->split) &&
-           !strcmp(a->metric, b->metric) && !strcmp(a->model, b->model);
-}
-
-static const int point_types[5] = {7, 5, 9, 13, 11};
-
-int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const void *arg, rb_series **out,
-                      size_t *n, rb_err *e)
-{
-    rb_series *s = NULL;
-    size_t ns = 0, cap = 0;
-    *out = NULL;
-    *n = 0;
-    for (size_t i = 0; i < c->rows.n; i++) {
-        const rb_row *r = &c->rows.rows[i];
-        if (c->rdump[i] != dump || c->claimed[i] || !r->layer[0] || rb_is_pair_layer(r->layer)) continue;
-        if (!pred(r, arg)) continue;
-        size_t k;
-        for (k = 0; k < ns; k++)
-            if (same_key(&c->rows.rows[s[k].idx[0]], r)) break;
-        if (k == ns) {
-            if (ns == cap) {
-                cap = cap ? 2 * cap : 8;
-                rb_series *p = realloc(s, cap * sizeof *p);
-                if (!p) goto oom;
-                s = p;
-            }
-            memset(&s[ns], 0, sizeof s[ns]);
-            ns++;
-        }
-        if (series_push(&s[k], i)) goto oom;
-    }
-    /* A method whose params differ layer by layer (a hyper-parameter chosen
-     * per layer, e.g. logreg's C) is one line: merge series of the same
-     * method whose layer sets do not overlap.  merged[k] marks them. */
-    int *merged = calloc(ns ? ns : 1, sizeof *merged);
-    if (!merged) goto oom;
-    for (size_t k = 1; k < ns; k++) {
-        const rb_row *a = &c->rows.rows[s[k].idx[0]];
-        for (size_t j = 0; j < k; j++) {
-            const rb_row *b = &c->rows.rows[s[j].idx[0]];
-            if (s[j].n == 0 || strcmp(a->method, b->method) || strcmp(a->metric, b->metric) ||
-                strcmp(a->split, b->split) || strcmp(a->model, b->model))
-                continue;
-            int overlap = 0;
-            for (size_t u = 0; u < s[k].n && !overlap; u++)
-                for (size_t v = 0; v < s[j].n && !overlap; v++)
-                    overlap = !strcmp(c->rows.rows[s[k].idx[u]].layer, c->rows.rows[s[j].idx[v]].layer);
-            if (overlap) continue;
-            for (size_t u = 0; u < s[k].n; u++)
-                if (series_push(&s[j], s[k].idx[u])) {
-                    free(merged);
-                    goto oom;
-                }
-            s[k].n = 0;
-            merged[j] = 1;
-            break;
-        }
-    }
-    {
-        size_t m = 0;
-        for (size_t k = 0; k < ns; k++) {
-            if (s[k].n == 0) {
-                free(s[k].idx);
-                continue;
-            }
-            merged[m] = merged[k];
-            s[m++] = s[k];
-        }
-        ns = m;
-    }
-    /* Label each series with the parts that vary across the figure. */
-    int methods_vary = 0, metrics_vary = 0, splits_vary = 0, models_vary = 0;
-    for (size_t k = 1; k < ns; k++) {
-        const rb_row *a = &c->rows.rows[s[0].idx[0]], *b = &c->rows.rows[s[k].idx[0]];
-        models_vary |= strcmp(a->model, b->model) != 0;
-        methods_vary |= strcmp(a->method, b->method) != 0;
-        metrics_vary |= strcmp(a->metric, b->metric) != 0;
-        splits_vary |= strcmp(a->split, b->split) != 0;
-    }
-    for (size_t k = 0; k < ns; k++) {
-        const rb_row *a = &c->rows.rows[s[k].idx[0]];
-        int params_vary = 0;
-        for (size_t j = 0; j < ns; j++) {
-            const rb_row *b = &c->rows.rows[s[j].idx[0]];
-            if (!strcmp(a->method, b->method) && strcmp(a->params, b->params)) params_vary = 1;
-        }
-        const char *shown = a->params[0] ? a->params : "-";
-        if (merged[k]) shown = "params per layer";
-        /* Checkpoints (weights) are told apart by model: one colour each. */
-        if (models_vary) {
-            rb_fmt(s[k].label, sizeof s[k].label, "%s%s%s%s%s", a->model, methods_vary ? " " : "",
-                   methods_vary ? a->method : "", params_vary ? " " : "", params_vary ? a->params : "");
-            rb_fmt(s[k].colour, sizeof s[k].colour, "%s", rb_report_colour(a->model));
-            int same = 0;
-            for (size_t j = 0; j < k; j++) same += !strcmp(c->rows.rows[s[j].idx[0]].model, a->model);
-            s[k].dash = 1 + same % 5;
-            s[k].pt = point_types[(same / 5) % 5];
-            continue;
-        }
-        int show_method = methods_vary || !metrics_vary;
-        int show_split = splits_vary || (a->split[0] && strcmp(a->split, "test"));
-        char *l = s[k].label;
-        size_t cl = sizeof s[k].label, u = 0;
-        if (show_method) u += (size_t)snprintf(l + u, cl - u, "%s", a->method);
-        if (metrics_vary && u < cl) u += (size_t)snprintf(l + u, cl - u, "%s%s", u ? " " : "", a->metric);
-        if (params_vary && u < cl) u += (size_t)snprintf(l + u, cl - u, "%s(%.60s)", u ? " " : "", shown);
-        if (show_split && u < cl) rb_fmt(l + u, cl - u, "%s[%s]", u ? " " : "", a->split);
-        const char *ckey = show_method ? a->method : a->metric;
-        rb_fmt(s[k].colour, sizeof s[k].colour, "%s", rb_report_colour(ckey));
-        int same = 0;
-        for (size_t j = 0; j < k; j++) {
-            const rb_row *b = &c->rows.rows[s[j].idx[0]];
-            if (!strcmp(show_method ? b->method : b->metric, ckey)) same++;
-        }
-        s[k].dash = 1 + same % 5;
-        s[k].pt = point_types[(same / 5) % 5];
-    }
-    free(merged);
-    *out = s;
-    *n = ns;
-    return RB_OK;
-oom:
-    rb_series_free(s, ns);
-    RB_FAIL(e, RB_ENOMEM, "out of memory");
-}
-
 /* ============================================================ drawing */
-
-static void dat_num(rb_sbuf *b, double v)
-{
-    if (isnan(v)) rb_sb_puts(b, " NaN");
-    else rb_sb_printf(b, " %.10g", v);
-}
 
 static int cmp_long(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
     return (x > y) - (x < y);
 }
+
+/* Point types of a colour's first, second, ... series on a categorical axis. */
+static const int cat_pt[5] = {7, 5, 9, 13, 11};
 
 static void table_cell_str(rb_sbuf *t, const char *s)
 {
@@ -214,6 +60,18 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
     for (size_t i = 0; i < nused; i++)
         if (m == 0 || used[m - 1] != used[i]) used[m++] = used[i];
     nused = m;
+    /* An aggregate over every tensor ("all") is not a position in depth:
+     * it goes last, after a gap, and no line joins it to the tensors. */
+    long agg = -1;
+    for (size_t i = 0; i < nused; i++)
+        if (!strcmp(c->dumps[dump].layers[used[i]], "all")) {
+            agg = used[i];
+            memmove(used + i, used + i + 1, (nused - i - 1) * sizeof *used);
+            used[nused - 1] = agg;
+            break;
+        }
+    /* x position of used[i]: i, plus one for the aggregate's gap. */
+#define XPOS(i) ((double)(i) + (agg >= 0 && (i) == nused - 1 && nused > 1 ? 1.0 : 0.0))
 
     rb_rfig *f = rb_rctx_fig(c, dump, family, stem);
     if (!f) {
@@ -234,7 +92,21 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
             if (!isnan(r->value) && !(r->value > 0)) positive = 0;
             if (!isnan(r->ci_low) && !isnan(r->ci_high)) any_ci = 1;
         }
-    logy = logy && positive;
+    /* Log y when asked for (collapse) or when the values span three
+     * decades or more (a hyper-parameter chosen from a log grid, C). */
+    double vmin = INFINITY, vmax = -INFINITY;
+    for (size_t k = 0; k < ns; k++)
+        for (size_t i = 0; i < s[k].n; i++) {
+            double v = c->rows.rows[s[k].idx[i]].value; /* not the intervals: some span 1e-149..1e148 */
+            if (v > 0 && isfinite(v)) {
+                if (v < vmin) vmin = v;
+                if (v > vmax) vmax = v;
+            }
+        }
+    logy = positive && vmin <= vmax && (logy || vmax / vmin >= 1e3);
+    /* Points for categorical x (the parameter tensors of checkpoints),
+     * each series nudged sideways; lines along depth otherwise. */
+    int categorical = c->dumps[dump].multi;
 
     /* Data: sorted by depth within each series; duplicates keep the first. */
     int *ci = calloc(ns, sizeof *ci);
@@ -254,11 +126,12 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
                 size_t ri = s[k].idx[i];
                 const rb_row *r = &c->rows.rows[ri];
                 if (rb_rctx_layer(c, dump, r->layer) != used[x]) continue;
-                rb_sb_printf(&dat, "%zu", x);
+                if (agg >= 0 && x == nused - 1 && nused > 1) rb_sb_puts(&dat, "\n"); /* breaks the line */
+                rb_sb_printf(&dat, "%g", XPOS(x));
                 rb_sb_datstr(&dat, r->layer);
-                dat_num(&dat, r->value);
-                dat_num(&dat, r->ci_low);
-                dat_num(&dat, r->ci_high);
+                rb_dat_num(&dat, r->value);
+                rb_dat_num(&dat, r->ci_low);
+                rb_dat_num(&dat, r->ci_high);
                 rb_sb_puts(&dat, "\n");
                 if (!isnan(r->ci_low) && !isnan(r->ci_high)) ci[k] = 1;
                 nl++;
@@ -290,45 +163,82 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
     }
     rb_sb_puts(&f->table, "</table>\n");
 
-    /* Script. */
-    rb_gp_begin(&gp, f, "one block per series (index i): x, \"layer\", value, ci_low, ci_high", 960, ns > 8 ? 720 : 600);
+    /* Script.  The key goes below the plot, in columns, when its labels
+     * are long or many (beside the plot it would take half the width). */
+    size_t maxlab = 0;
+    for (size_t k = 0; k < ns; k++)
+        if (strlen(s[k].label) > maxlab) maxlab = strlen(s[k].label);
+    int below = ns > 8 || maxlab > 16;
+    size_t cols = below ? 110 / (maxlab + 8) : 1;
+    if (cols < 1) cols = 1;
+    if (cols > 4) cols = 4;
+    if (cols > ns) cols = ns;
+    size_t keyrows = below ? (ns + cols - 1) / cols : 0;
+    int height = 600 + (int)(keyrows * 16);
+    rb_gp_begin(&gp, f, "one block per series (index i): x, \"layer\", value, ci_low, ci_high", 960, height);
     rb_sb_puts(&gp, c->dumps[dump].multi ? "set xlabel 'parameter tensor (checkpoint order)'\nset ylabel "
                                          : "set xlabel 'layer (depth order)'\nset ylabel ");
     rb_gp_str(&gp, ylabel);
     rb_sb_puts(&gp, "\n");
-    if (logy) rb_sb_puts(&gp, "set logscale y\n");
-    rb_sb_printf(&gp, "set xrange [-0.5:%zu.5]\n", nused ? nused - 1 : 0);
+    if (logy) {
+        /* The values' range, 5% of its decades (and 5%) wider each side. */
+        double pad = pow(vmax / vmin, 0.05) * 1.05, lo = vmin / pad, hi = vmax * pad;
+        rb_sb_puts(&gp, "set logscale y\n");
+        if (lo > 0 && isfinite(hi)) {
+            rb_sb_printf(&gp, "set yrange [%.6g:%.6g]\n", lo, hi);
+            rb_gp_logtics(&gp, "y", lo, hi);
+        }
+    }
+    rb_sb_printf(&gp, "set xrange [-0.5:%g]\n", nused ? XPOS(nused - 1) + 0.5 : 0.5);
+    if (agg >= 0 && nused > 1)
+        rb_sb_printf(&gp, "set arrow 1 from %g, graph 0 to %g, graph 1 nohead dt 3 lc rgb '#999999'\n",
+                     XPOS(nused - 1) - 1.0, XPOS(nused - 1) - 1.0);
     size_t step = nused > 30 ? (nused + 29) / 30 : 1, maxlen = 0;
     for (size_t x = 0; x < nused; x++) {
         size_t l = strlen(c->dumps[dump].layers[used[x]]);
         if (l > maxlen) maxlen = l;
     }
-    if (nused > 8 || maxlen > 10) rb_sb_puts(&gp, "set xtics rotate by -45 left font ',8'\n");
+    int rotated = nused > 8 || maxlen > 10;
+    if (rotated) rb_sb_puts(&gp, "set xtics rotate by -45 left font ',8'\n");
     rb_sb_puts(&gp, "set xtics (");
     for (size_t x = 0; x < nused; x += step) {
         rb_sb_puts(&gp, x ? ", " : "");
         rb_gp_str(&gp, c->dumps[dump].layers[used[x]]);
-        rb_sb_printf(&gp, " %zu", x);
+        rb_sb_printf(&gp, " %g", XPOS(x));
     }
     rb_sb_puts(&gp, ")\n");
-    if (ns > 8) rb_sb_puts(&gp, "set key outside below center horizontal maxrows 6 font ',9'\n");
-    if (any_ci) rb_sb_printf(&gp, "set style fill transparent solid %s noborder\n", ns > 4 ? "0.08" : "0.18");
+    /* gnuplot 5.4 sets a key below over the x label unless the bottom
+     * margin is given: tic labels (rotated ones about 0.55 lines per
+     * character), the x label, the key rows. */
+    if (below)
+        rb_sb_printf(&gp, "set key outside below center horizontal maxcols %zu\nset bmargin %.1f\n", cols,
+                     4.0 + (rotated ? 0.55 * (double)maxlen : 1.0) + (double)keyrows);
+    if (any_ci && !categorical)
+        rb_sb_printf(&gp, "set style fill transparent solid %s noborder\n", ns > 4 ? "0.08" : "0.18");
     rb_sb_puts(&gp, "plot \\\n");
     int first = 1;
-    for (size_t k = 0; k < ns; k++) {
+    for (size_t k = 0; k < ns && !categorical; k++) {
         if (!ci[k]) continue;
         rb_sb_printf(&gp, "%s  dat index %zu using 1:4:5 with filledcurves lc rgb '%s' notitle", first ? "" : ", \\\n",
                      k, s[k].colour);
         first = 0;
     }
     for (size_t k = 0; k < ns; k++) {
-        rb_sb_printf(&gp, "%s  dat index %zu using 1:3 with linespoints lw 2 pt %d ps 0.7 dt %d lc rgb '%s' title ",
-                     first ? "" : ", \\\n", k, s[k].pt ? s[k].pt : 7, s[k].dash, s[k].colour);
+        if (categorical) {
+            double off = ns > 1 ? ((double)k - (double)(ns - 1) / 2.0) * (0.6 / (double)ns) : 0.0;
+            rb_sb_printf(&gp, "%s  dat index %zu using ($1%+.4f):3%s with %s pt %d ps 1 lc rgb '%s' title ",
+                         first ? "" : ", \\\n", k, off, ci[k] ? ":4:5" : "", ci[k] ? "yerrorbars" : "points",
+                         cat_pt[(s[k].dash - 1) % 5], s[k].colour);
+        } else {
+            rb_sb_printf(&gp, "%s  dat index %zu using 1:3 with linespoints lw 2 pt %d ps 0.7 dt %d lc rgb '%s' title ",
+                         first ? "" : ", \\\n", k, s[k].pt ? s[k].pt : 7, s[k].dash, s[k].colour);
+        }
         rb_gp_str(&gp, s[k].label);
         first = 0;
     }
     rb_sb_puts(&gp, "\n");
-    rb_gp_end(&gp, 960, 600);
+    rb_gp_end(&gp, 960, height);
+#undef XPOS
     free(ci);
     rc = rb_rctx_draw(c, f, &dat, &gp, e);
 out:
@@ -342,6 +252,63 @@ out:
 
 static int pred_metric(const rb_row *r, const void *arg) { return !strcmp(r->metric, (const char *)arg); }
 
+/* Whether checkpoint model of dump is not a fine-tune of the reference
+ * its task vectors start from: its task vector over all tensors is as long
+ * as the reference itself (tv_rel_norm on "all" >= 1; two unrelated weight
+ * vectors of one scale give about sqrt 2, a random init among them), or,
+ * without that row, its name starts with "init" or "random". */
+static int not_finetune(const rb_rctx *c, size_t dump, const char *model, double *rel)
+{
+    *rel = NAN;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] == dump && !strcmp(r->model, model) && !strcmp(r->metric, "tv_rel_norm") &&
+            !strcmp(r->layer, "all"))
+            *rel = r->value;
+    }
+    if (!isnan(*rel)) return *rel >= 1.0;
+    return !strncmp(model, "init", 4) || !strncmp(model, "random", 6);
+}
+
+/* Task-vector figures of checkpoints: a pair "with=B" is labelled "A vs B";
+ * a series of a checkpoint that is not a fine-tune (a random init) is drawn
+ * grey and dotted as a reference and said so in its label; the caption
+ * names it.  Returns the number of such series. */
+static size_t taskvec_series(const rb_rctx *c, size_t dump, rb_series *s, size_t ns, char *note, size_t cap)
+{
+    size_t nref = 0;
+    note[0] = '\0';
+    for (size_t k = 0; k < ns; k++) {
+        const rb_row *a = &c->rows.rows[s[k].idx[0]];
+        char with[RB_NAME_MAX] = "", pre[RB_NAME_MAX] = "";
+        int pair = rb_param_get(a->params, "with", with, sizeof with) == 0;
+        rb_param_get(a->params, "pre", pre, sizeof pre);
+        double ra, rw = NAN;
+        int ref_a = not_finetune(c, dump, a->model, &ra), ref_w = pair && not_finetune(c, dump, with, &rw);
+        const char *who = ref_a ? a->model : with;
+        double rel = ref_a ? ra : rw;
+        if (pair) rb_fmt(s[k].label, sizeof s[k].label, "%s vs %s", a->model, with);
+        else rb_fmt(s[k].label, sizeof s[k].label, "%s", a->model);
+        if (!ref_a && !ref_w) continue;
+        size_t u = strlen(s[k].label);
+        rb_fmt(s[k].label + u, sizeof s[k].label - u, " (%s: not a fine-tune)", who);
+        rb_fmt(s[k].colour, sizeof s[k].colour, "#999999");
+        s[k].dash = 3;
+        if (!strstr(note, who)) {
+            u = strlen(note);
+            if (!isnan(rel))
+                rb_fmt(note + u, cap - u, " %s is not a fine-tune of %s (|theta - theta_%s| / |theta_%s| = %.3g >= 1 "
+                       "over all tensors, as for unrelated weights): its series are grey references.",
+                       who, pre[0] ? pre : "the reference", pre[0] ? pre : "ref", pre[0] ? pre : "ref", rel);
+            else
+                rb_fmt(note + u, cap - u, " %s (by its name a random init) is not a fine-tune: its series are grey "
+                       "references.", who);
+        }
+        nref++;
+    }
+    return nref;
+}
+
 static int one_metric(rb_rctx *c, size_t dump, const char *family, const char *metric, const char *what,
                       const char *ylabel, const char *caption, int logy, rb_err *e)
 {
@@ -349,9 +316,14 @@ static int one_metric(rb_rctx *c, size_t dump, const char *family, const char *m
     size_t ns;
     int rc = rb_series_collect(c, dump, pred_metric, metric, &s, &ns, e);
     if (rc == RB_OK && ns) {
-        char stem[96];
+        char stem[96], cap[1000], note[600];
         rb_fmt(stem, sizeof stem, "%s_%s", family, metric);
-        rc = rb_fig_lines(c, dump, family, stem, what, ylabel, caption, logy, s, ns, e);
+        rb_fmt(cap, sizeof cap, "%s", caption);
+        if (c->dumps[dump].multi && !strncmp(metric, "tv_", 3) && taskvec_series(c, dump, s, ns, note, sizeof note)) {
+            size_t u = strlen(cap);
+            rb_fmt(cap + u, sizeof cap - u, "%s", note);
+        }
+        rc = rb_fig_lines(c, dump, family, stem, what, ylabel, cap, logy, s, ns, e);
     }
     rb_series_free(s, ns);
     return rc;
@@ -476,23 +448,58 @@ int rb_figs_collapse(rb_rctx *c, size_t dump, rb_err *e)
     return rc;
 }
 
+/* Intrinsic-dimension rows, by kind: 0 local estimators of the features
+ * (TwoNN, MLE, ...), 1 global linear counts of the features (PCA at a
+ * variance share, Fukunaga-Olsen, participation ratio), 2 the weights'
+ * participation ratio (a `repbench weights` method: not features). */
+static int idim_kind(const rb_row *r)
+{
+    if (rb_is_weight_method(r->method)) return 2;
+    const char *m = r->metric;
+    size_t l = strlen(m);
+    int pr = !strcmp(m, "pr") || !strcmp(m, "id_pr") || !strncmp(m, "pr_", 3) || strstr(m, "participation") ||
+             (l > 3 && !strcmp(m + l - 3, "_pr"));
+    return strstr(m, "pca") || strstr(r->method, "pca") || pr ? 1 : 0;
+}
+
 static int pred_idim(const rb_row *r, const void *arg)
 {
-    (void)arg;
-    return rb_is_idim(r) && !rb_is_collapse_metric(r->metric) && !strstr(r->metric, "duplicates");
+    return rb_is_idim(r) && !rb_is_collapse_metric(r->metric) && !strstr(r->metric, "duplicates") &&
+           idim_kind(r) == *(const int *)arg;
 }
 
 int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e)
 {
-    rb_series *s;
-    size_t ns;
-    int rc = rb_series_collect(c, dump, pred_idim, NULL, &s, &ns, e);
-    if (rc == RB_OK && ns)
-        rc = rb_fig_lines(c, dump, "idim", "idim", "intrinsic dimension", "intrinsic dimension (number of dimensions)",
-                          "Intrinsic dimension of the features per layer, one line per estimator (TwoNN, MLE, PCA, "
-                          "participation ratio, ...), with intervals where the CSV has them.",
-                          0, s, ns, e);
-    rb_series_free(s, ns);
+    static const struct {
+        const char *stem, *what, *ylabel, *caption;
+    } kind[3] = {
+        {"idim", "intrinsic dimension (local estimators)", "intrinsic dimension (number of dimensions)",
+         "Intrinsic dimension of the features per layer from the local, nearest-neighbour estimators (TwoNN, "
+         "MLE and their variants), one line per estimator, with intervals where the CSV has them. The global "
+         "linear counts (PCA, participation ratio) are in the next figure: they measure another thing and "
+         "sit on another scale."},
+        {"idim_pca", "linear dimension (PCA counts, participation ratio)", "number of dimensions",
+         "Global linear dimension of the features per layer: the number of principal components that explain "
+         "90 / 95 / 99% of the variance (pca90, pca95, pca99), the Fukunaga-Olsen count (pca_fo) and the "
+         "participation ratio (sum of eigenvalues)^2 / sum of squares. They bound the local estimates of the "
+         "previous figure from above."},
+        {"participation_ratio", "participation ratio of the weight matrices",
+         "participation ratio (effective number of directions)",
+         "Participation ratio PR = (sum lambda)^2 / sum lambda^2 of the eigenvalues lambda = sigma^2 of each "
+         "weight matrix (method spectra of repbench weights), one series per checkpoint: the effective number "
+         "of directions the matrix uses, between 1 and its rank. A property of the weights, not an intrinsic "
+         "dimension of features (those are the TwoNN / MLE figures of a feature dump)."},
+    };
+    int rc = RB_OK;
+    for (int k = 0; k < 3 && rc == RB_OK; k++) {
+        rb_series *s;
+        size_t ns;
+        rc = rb_series_collect(c, dump, pred_idim, &k, &s, &ns, e);
+        if (rc == RB_OK && ns)
+            rc = rb_fig_lines(c, dump, "idim", kind[k].stem, kind[k].what, kind[k].ylabel, kind[k].caption, 0, s,
+                              ns, e);
+        rb_series_free(s, ns);
+    }
     return rc;
 }
 

@@ -30,29 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int rb_is_curve_row_metric(const char *m)
-{
-    return !strcmp(m, "roc_tpr") || !strcmp(m, "reliability_acc") || !strcmp(m, "reliability_conf");
-}
-
-static void dat_num(rb_sbuf *b, double v)
-{
-    if (isnan(v)) rb_sb_puts(b, " NaN");
-    else rb_sb_printf(b, " %.10g", v);
-}
-
-typedef struct {
-    size_t row;
-    double x;
-} xrow;
-
-static int cmp_xrow(const void *a, const void *b)
-{
-    const xrow *p = a, *q = b;
-    if (p->x != q->x) return (p->x > q->x) - (p->x < q->x);
-    return (p->row > q->row) - (p->row < q->row);
-}
-
 /* The row of dump with this model, method, params, layer and metric (and
  * split, unless split is NULL), or NULL. */
 static const rb_row *find_like(const rb_rctx *c, size_t dump, const rb_row *g, const char *params,
@@ -96,29 +73,45 @@ static int same_but_bin(const rb_row *q, const rb_row *r, const void *ctx)
     return rb_param_same_but(q->params, r->params, "bin_hi");
 }
 
-static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
+/* A point of its series' deepest layer (ctx: deepest layer per series). */
+static int at_deepest(const rb_fjob *j, size_t i, const void *ctx)
 {
-    int rc = RB_OK;
-    size_t *idx = NULL, *first = NULL, *sid = NULL, n = 0, ns = 0;
-    long *deep = NULL;
-    xrow *pts = NULL;
-    rb_sbuf dat = {0}, gp = {0};
+    const long *deep = ctx;
+    return rb_rctx_layer(j->c, j->dump, j->c->rows.rows[j->idx[i]].layer) == deep[j->sid[i]];
+}
 
-    idx = malloc(c->rows.n * sizeof *idx);
-    if (!idx) RB_FAIL(e, RB_ENOMEM, "out of memory");
-    for (size_t i = 0; i < c->rows.n; i++)
-        if (is_roc_row(c, dump, i) && !strcmp(c->rows.rows[i].split, split)) idx[n++] = i;
-    first = malloc(n * sizeof *first);
-    sid = malloc(n * sizeof *sid);
-    deep = malloc(n * sizeof *deep);
-    pts = malloc(n * sizeof *pts);
-    if (!first || !sid || !deep || !pts) {
+/* Colour key of a ROC line: its method (its checkpoint when the dump is
+ * every checkpoint); a second line of one key gets a dash. */
+static void roc_key(const rb_row *r, char *out, size_t cap, const void *ctx)
+{
+    rb_fmt(out, cap, "%s", *(const int *)ctx ? r->model : r->method);
+}
+
+static int in_roc(const rb_rctx *c, size_t dump, const rb_row *g, size_t i, const void *ctx)
+{
+    (void)ctx;
+    return is_roc_row(c, dump, i) && !strcmp(c->rows.rows[i].split, g->split);
+}
+
+static int one_roc(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
+{
+    rb_fjob fj;
+    int rc = RB_OK;
+    long *deep = NULL;
+    if ((rc = rb_fjob_rows(&fj, c, dump, r0, in_roc, NULL, e))) goto out;
+    const char *split = fj.g.split;
+    size_t n = fj.n, *idx = fj.idx, *sid = fj.sid, *first = fj.first;
+    rb_xrow *pts = fj.pts;
+    rb_sbuf *dat = &fj.dat, *gp = &fj.gp;
+    deep = malloc((n ? n : 1) * sizeof *deep);
+    if (!deep) {
         rc = rb_fail(e, RB_ENOMEM, "out of memory");
         goto out;
     }
     /* Series: (model, method, params without fpr), first-appearance order;
      * each keeps its deepest layer. */
-    ns = rb_series_assign(c, idx, n, NULL, same_roc_series, NULL, first, sid);
+    size_t ns = rb_fjob_series(&fj, NULL, same_roc_series, NULL);
+    if ((rc = rb_fjob_colours(&fj, roc_key, &c->dumps[dump].multi, e))) goto out;
     for (size_t k = 0; k < ns; k++) deep[k] = -1;
     for (size_t i = 0; i < n; i++) {
         long l = rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer);
@@ -127,15 +120,12 @@ static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
 
     char stem[160];
     rb_fmt(stem, sizeof stem, "roc_%s", split);
-    rb_rfig *f = rb_rctx_fig(c, dump, "roc", stem);
+    rb_rfig *f = rb_fjob_fig(&fj, "roc", stem, e);
     if (!f) {
-        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        rc = RB_ENOMEM;
         goto out;
     }
-    int fi = (int)(f - c->figs) + 1;
-    char dt[300];
-    rb_dump_title(&c->dumps[dump], dt, sizeof dt);
-    rb_fmt(f->title, sizeof f->title, "%s: ROC curves on the OOD set %s (deepest layer of each score)", dt, split);
+    rb_fmt(f->title, sizeof f->title, "%s: ROC curves on the OOD set %s (deepest layer of each score)", fj.dt, split);
     size_t shallow = 0;
     for (size_t i = 0; i < n; i++)
         shallow += rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer) != deep[sid[i]];
@@ -154,28 +144,19 @@ static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
                shallow);
     }
 
-    rb_sb_printf(&dat, "# %s\n# columns: fpr (false-positive rate), tpr (roc_tpr value)\n", f->title);
+    rb_sb_printf(dat, "# %s\n# columns: fpr (false-positive rate), tpr (roc_tpr value)\n", f->title);
     rb_sb_puts(&f->table, "<table>\n<tr><th>score</th><th>params</th><th>layer</th><th>points</th><th>AUROC</th>"
                           "<th>TPR at FPR 0.05</th><th>TPR at FPR 0.1</th></tr>\n");
-    rb_gp_begin(&gp, f, "one block per score (index i): fpr, tpr", 900, 860);
-    rb_sb_puts(&gp, "set size ratio 1\nset xrange [0:1]\nset yrange [0:1]\n"
+    rb_gp_begin(gp, f, "one block per score (index i): fpr, tpr", 900, 860);
+    rb_sb_puts(gp, "set size ratio 1\nset xrange [0:1]\nset yrange [0:1]\n"
                     "set xlabel 'false-positive rate (fraction of in-distribution test samples flagged)'\n"
                     "set ylabel 'true-positive rate (fraction of OOD samples flagged)'\n"
                     "set key outside below left Left reverse vertical noenhanced maxcols 1 height 1.5\n"
                     "plot \\\n");
     for (size_t k = 0; k < ns; k++) {
         const rb_row *q = &c->rows.rows[first[k]];
-        size_t np = 0, at0 = 0;
-        for (size_t i = 0; i < n; i++) {
-            c->claimed[idx[i]] = fi;
-            if (sid[i] != k || rb_rctx_layer(c, dump, c->rows.rows[idx[i]].layer) != deep[k]) continue;
-            pts[np].row = idx[i];
-            rb_param_num(c->rows.rows[idx[i]].params, "fpr", &pts[np].x);
-            if (!np) at0 = idx[i];
-            np++;
-        }
-        qsort(pts, np, sizeof *pts, cmp_xrow);
-        const rb_row *g = &c->rows.rows[at0]; /* a row of the drawn layer */
+        size_t np = rb_fjob_points(&fj, k, "fpr", at_deepest, deep);
+        const rb_row *g = &c->rows.rows[np ? pts[0].row : first[k]]; /* a row of the drawn layer */
         char rest[RB_PARAMS_MAX];
         rb_param_drop(q->params, "fpr", rest, sizeof rest);
         const rb_row *au = find_like(c, dump, g, rest, split, "auroc", NULL);
@@ -190,26 +171,23 @@ static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
         rb_fmt(label, sizeof label, "%s%s%s%s%s%s %s: %s", c->dumps[dump].multi ? q->model : "",
                c->dumps[dump].multi ? " " : "", q->method, params_shown && rest[0] ? " (" : "",
                params_shown ? rest : "", params_shown && rest[0] ? ")" : "", g->layer, aus);
-        rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
+        rb_sb_printf(dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         double t05 = NAN, t10 = NAN;
         for (size_t i = 0; i < np; i++) {
             const rb_row *r = &c->rows.rows[pts[i].row];
-            rb_sb_printf(&dat, "%.10g", pts[i].x);
-            dat_num(&dat, r->value);
-            rb_sb_puts(&dat, "\n");
+            rb_sb_printf(dat, "%.10g", pts[i].x);
+            rb_dat_num(dat, r->value);
+            rb_sb_puts(dat, "\n");
             if (fabs(pts[i].x - 0.05) < 1e-12) t05 = r->value;
             if (fabs(pts[i].x - 0.1) < 1e-12) t10 = r->value;
         }
         /* Colour per method; a second line of one method gets a dash. */
-        const char *colour = rb_report_colour(c->dumps[dump].multi ? q->model : q->method);
-        int same = 0;
-        for (size_t j = 0; j < k; j++)
-            same += !strcmp(c->rows.rows[first[j]].method, q->method) &&
-                    !strcmp(c->rows.rows[first[j]].model, q->model);
+        const char *colour = fj.colour[k];
+        int same = fj.nth[k];
         static const int ptypes[5] = {7, 5, 9, 13, 11};
-        rb_sb_printf(&gp, "%s  dat index %zu using 1:2 with linespoints lw 2 pt %d ps 0.5 dt %d lc rgb '%s' title ",
+        rb_sb_printf(gp, "%s  dat index %zu using 1:2 with linespoints lw 2 pt %d ps 0.5 dt %d lc rgb '%s' title ",
                      k ? ", \\\n" : "", k, ptypes[same % 5], 1 + same % 5, colour);
-        rb_gp_str(&gp, label);
+        rb_gp_str(gp, label);
         rb_sb_puts(&f->table, "<tr><td>");
         rb_sb_html(&f->table, q->method);
         rb_sb_puts(&f->table, "</td><td>");
@@ -224,31 +202,18 @@ static int one_roc(rb_rctx *c, size_t dump, const char *split, rb_err *e)
         rb_sb_num(&f->table, t10);
         rb_sb_puts(&f->table, "</td></tr>\n");
     }
-    rb_sb_puts(&gp, ", \\\n  x with lines lw 1 dt 2 lc rgb '#888888' title 'chance (AUROC 0.5)'\n");
+    rb_sb_puts(gp, ", \\\n  x with lines lw 1 dt 2 lc rgb '#888888' title 'chance (AUROC 0.5)'\n");
     rb_sb_puts(&f->table, "</table>\n");
-    rb_gp_end(&gp, 900, 860);
-    rc = rb_rctx_draw(c, f, &dat, &gp, e);
+    rc = rb_fjob_draw(&fj, e);
 out:
-    free(idx);
-    free(first);
-    free(sid);
+    rb_fjob_free(&fj);
     free(deep);
-    free(pts);
-    rb_sb_free(&dat);
-    rb_sb_free(&gp);
     return rc;
 }
 
 int rb_figs_roc(rb_rctx *c, size_t dump, rb_err *e)
 {
-    for (size_t i = 0; i < c->rows.n; i++) {
-        if (!is_roc_row(c, dump, i)) continue; /* drawn splits are claimed */
-        char split[RB_NAME_MAX];
-        rb_fmt(split, sizeof split, "%s", c->rows.rows[i].split);
-        int rc = one_roc(c, dump, split, e);
-        if (rc) return rc;
-    }
-    return RB_OK;
+    return rb_figs_each(c, dump, is_roc_row, one_roc, e);
 }
 
 /* ========================================================= reliability */
@@ -285,42 +250,43 @@ static const rb_row *find_ece(const rb_rctx *c, size_t dump, const rb_row *g, co
     return NULL;
 }
 
+/* The group of r0: the reliability rows of its method, model, layer and split. */
+static int in_rel(const rb_rctx *c, size_t dump, const rb_row *g, size_t i, const void *ctx)
+{
+    (void)ctx;
+    const rb_row *r = &c->rows.rows[i];
+    return is_rel_row(c, dump, i) && !strcmp(r->method, g->method) && !strcmp(r->model, g->model) &&
+           !strcmp(r->layer, g->layer) && !strcmp(r->split, g->split);
+}
+
+/* A bin's confidence row (its accuracy row is found by params). */
+static int is_conf(const rb_fjob *fj, size_t i, const void *ctx)
+{
+    (void)ctx;
+    return !strcmp(fj->c->rows.rows[fj->idx[i]].metric, "reliability_conf");
+}
+
 /* One reliability figure: the reliability rows of (method, layer, split) of g. */
 static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
 {
-    const rb_row *g0 = &c->rows.rows[r0];
-    rb_row g = *g0;
+    rb_fjob fj;
     int rc = RB_OK;
-    size_t *idx = NULL, *first = NULL, *sid = NULL, n = 0, ns = 0;
-    xrow *pts = NULL;
-    rb_sbuf dat = {0}, gp = {0};
-
-    idx = malloc(c->rows.n * sizeof *idx);
-    if (!idx) RB_FAIL(e, RB_ENOMEM, "out of memory");
-    for (size_t i = r0; i < c->rows.n; i++) {
-        const rb_row *r = &c->rows.rows[i];
-        if (is_rel_row(c, dump, i) && !strcmp(r->method, g.method) && !strcmp(r->model, g.model) &&
-            !strcmp(r->layer, g.layer) && !strcmp(r->split, g.split))
-            idx[n++] = i;
-    }
-    first = malloc(n * sizeof *first);
-    sid = malloc(n * sizeof *sid);
-    pts = malloc(n * sizeof *pts);
-    if (!first || !sid || !pts) {
-        rc = rb_fail(e, RB_ENOMEM, "out of memory");
-        goto out;
-    }
+    if ((rc = rb_fjob_rows(&fj, c, dump, r0, in_rel, NULL, e))) goto out;
+    const rb_row g = fj.g;
+    size_t n = fj.n, *idx = fj.idx, *sid = fj.sid, *first = fj.first;
+    rb_xrow *pts = fj.pts;
+    rb_sbuf *dat = &fj.dat, *gp = &fj.gp;
     /* Series: params without bin_hi (before; after with fit=...). */
-    ns = rb_series_assign(c, idx, n, NULL, same_but_bin, NULL, first, sid);
+    size_t ns = rb_fjob_series(&fj, NULL, same_but_bin, NULL);
     char stem[300];
     rb_fmt(stem, sizeof stem, "reliability_%s_%s%s%s", g.method, g.layer, strcmp(g.split, "test") ? "_" : "",
            strcmp(g.split, "test") ? g.split : "");
-    rb_rfig *f = rb_rctx_fig(c, dump, "reliability", stem);
+    rb_rfig *f = rb_fjob_fig(&fj, "reliability", stem, e);
     if (!f) {
-        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        rc = RB_ENOMEM;
         goto out;
     }
-    int fi = (int)(f - c->figs) + 1;
+    int fi = fj.fi;
 
     /* Count range for the point sizes. */
     double nmax = 1;
@@ -328,9 +294,8 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         if ((double)c->rows.rows[idx[i]].n > nmax) nmax = (double)c->rows.rows[idx[i]].n;
 
     double temp = NAN;
-    char dt[300], tstr[64] = "";
-    rb_dump_title(&c->dumps[dump], dt, sizeof dt);
-    rb_sb_printf(&dat, "# reliability diagram of %s, layer %s, split %s\n"
+    char tstr[64] = "";
+    rb_sb_printf(dat, "# reliability diagram of %s, layer %s, split %s\n"
                        "# columns: bin_hi (upper bin edge), conf (reliability_conf), acc (reliability_acc), "
                        "n (samples in the bin), point_size\n",
                  g.method, g.layer, g.split);
@@ -344,15 +309,7 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         rb_param_drop(q->params, "bin_hi", rest, sizeof rest);
         int after = rb_param_get(rest, "fit", fit, sizeof fit) == 0;
         /* Bins: (bin_hi, conf row) pairs, the acc row found by params. */
-        size_t np = 0;
-        for (size_t i = 0; i < n; i++) {
-            c->claimed[idx[i]] = fi;
-            if (sid[i] != k || strcmp(c->rows.rows[idx[i]].metric, "reliability_conf")) continue;
-            pts[np].row = idx[i];
-            rb_param_num(c->rows.rows[idx[i]].params, "bin_hi", &pts[np].x);
-            np++;
-        }
-        qsort(pts, np, sizeof *pts, cmp_xrow);
+        size_t np = rb_fjob_points(&fj, k, "bin_hi", is_conf, NULL);
         size_t at = 0;
         const rb_row *ece = find_ece(c, dump, &g, rest, after, &at);
         if (ece) c->claimed[at] = fi;
@@ -385,7 +342,7 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
             size_t u = strlen(label);
             if (other[0]) rb_fmt(label + u, sizeof label - u, " [%s]", other);
         }
-        rb_sb_printf(&dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
+        rb_sb_printf(dat, "%s# series %zu: %s\n", k ? "\n\n" : "", k, label);
         double wsum = 0, gap = 0;
         size_t nonempty = 0;
         for (size_t i = 0; i < np; i++) {
@@ -397,10 +354,10 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
                     ac = r;
             }
             double acc = ac ? ac->value : NAN, cnt = (double)(ac ? ac->n : cf->n);
-            rb_sb_printf(&dat, "%.10g", pts[i].x);
-            dat_num(&dat, cf->value);
-            dat_num(&dat, acc);
-            rb_sb_printf(&dat, " %ld %.4f\n", ac ? ac->n : cf->n, 0.6 + 2.4 * sqrt((cnt > 0 ? cnt : 0) / nmax));
+            rb_sb_printf(dat, "%.10g", pts[i].x);
+            rb_dat_num(dat, cf->value);
+            rb_dat_num(dat, acc);
+            rb_sb_printf(dat, " %ld %.4f\n", ac ? ac->n : cf->n, 0.6 + 2.4 * sqrt((cnt > 0 ? cnt : 0) / nmax));
             if (!isnan(acc) && !isnan(cf->value) && cnt > 0) {
                 wsum += cnt;
                 gap += cnt * fabs(acc - cf->value);
@@ -431,7 +388,7 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
     rb_sb_puts(&f->table, "</table>\n");
     if (!isnan(temp)) rb_fmt(tstr, sizeof tstr, ", T = %.4g", temp);
     rb_fmt(f->title, sizeof f->title, "%s: reliability of %s before and after temperature scaling%s (layer %s, split %s)",
-           dt, g.method, tstr, g.layer, g.split);
+           fj.dt, g.method, tstr, g.layer, g.split);
     rb_fmt(f->caption, sizeof f->caption,
            "Reliability diagram (Guo et al. 2017): each point is a non-empty confidence bin of the %s split, at "
            "x = the mean top-1 confidence of its samples (reliability_conf) and y = their accuracy "
@@ -442,25 +399,19 @@ static int one_reliability(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
            g.split);
     lo = floor(lo * 10.0) / 10.0;
     if (!(lo >= 0) || lo > 0.9) lo = lo > 0.9 ? 0.9 : 0;
-    rb_gp_begin(&gp, f, "one block per series (index i): bin_hi, conf, acc, n, point_size", 900, 820);
-    rb_sb_printf(&gp, "set size ratio 1\nset xrange [%.1f:1]\nset yrange [%.1f:1]\n"
+    rb_gp_begin(gp, f, "one block per series (index i): bin_hi, conf, acc, n, point_size", 900, 820);
+    rb_sb_printf(gp, "set size ratio 1\nset xrange [%.1f:1]\nset yrange [%.1f:1]\n"
                       "set xlabel 'mean confidence in the bin (max softmax probability)'\n"
                       "set ylabel 'accuracy in the bin (fraction correct)'\n"
                       "set key outside below left Left reverse vertical noenhanced maxcols 1 height 1.5\n"
                       "plot \\\n",
                  lo, lo);
-    rb_sb_puts(&gp, plot.n ? plot.s : "");
-    rb_sb_puts(&gp, ", \\\n  x with lines lw 1 dt 2 lc rgb '#888888' title 'perfect calibration'\n");
+    rb_sb_puts(gp, plot.n ? plot.s : "");
+    rb_sb_puts(gp, ", \\\n  x with lines lw 1 dt 2 lc rgb '#888888' title 'perfect calibration'\n");
     rb_sb_free(&plot);
-    rb_gp_end(&gp, 900, 820);
-    rc = rb_rctx_draw(c, f, &dat, &gp, e);
+    rc = rb_fjob_draw(&fj, e);
 out:
-    free(idx);
-    free(first);
-    free(sid);
-    free(pts);
-    rb_sb_free(&dat);
-    rb_sb_free(&gp);
+    rb_fjob_free(&fj);
     return rc;
 }
 

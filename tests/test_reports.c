@@ -222,9 +222,56 @@ static void test_params(void)
     CHECK(!strcmp(rb_report_colour("ood_maha"), rb_report_colour("mahalanobis")));
 }
 
+/* Parse "set Xtics (a, b, ...)" from a script; returns the count. */
+static int tics_of(const char *gp, const char *axis, double *t, int cap)
+{
+    char key[32];
+    snprintf(key, sizeof key, "set %stics (", axis);
+    const char *p = strstr(gp, key);
+    int n = 0;
+    if (!p) return 0;
+    p += strlen(key);
+    while (*p && *p != ')' && n < cap) {
+        char *end;
+        t[n] = strtod(p, &end);
+        if (end == p) return -1;
+        n++;
+        p = end;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    return n;
+}
+
+/* Log-axis tics: 4..12 labelled tics inside the range, ascending, for a
+ * range within one decade (the learning-curve errors 0.05..0.3), a range
+ * narrower than a factor 1.5, and twelve decades (C from 1e-6 to 1e6). */
+static void test_logtics(void)
+{
+    static const double range[][2] = {{0.05, 0.3}, {0.021, 0.029}, {1e-6, 1e6}, {3, 9000}, {0.61, 0.87}};
+    for (size_t r = 0; r < sizeof range / sizeof range[0]; r++) {
+        rb_sbuf gp = {0};
+        double t[64];
+        rb_gp_logtics(&gp, "y", range[r][0], range[r][1]);
+        int n = tics_of(gp.s ? gp.s : "", "y", t, 64);
+        CHECK(n >= 4 && n <= 12);
+        if (n < 4 || n > 12) fprintf(stderr, "  range [%g, %g]: %d tics\n", range[r][0], range[r][1], n);
+        for (int k = 0; k < n; k++) {
+            CHECK(t[k] >= range[r][0] * (1 - 1e-9) && t[k] <= range[r][1] * (1 + 1e-9));
+            if (k) CHECK(t[k] > t[k - 1]);
+        }
+        CHECK(gp.s && strstr(gp.s, "set format y '%g'"));
+        rb_sb_free(&gp);
+    }
+    rb_sbuf gp = {0};
+    rb_gp_logtics(&gp, "x", 0, 1); /* not a log range: nothing */
+    CHECK(gp.n == 0);
+    rb_sb_free(&gp);
+}
+
 int main(void)
 {
     test_params();
+    test_logtics();
     test_quoted_fields();
     test_columns_by_name();
     test_malformed();
