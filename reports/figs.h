@@ -131,6 +131,7 @@ typedef struct {
     char colour[8];
     int dash;          /* gnuplot dashtype 1..5 */
     int pt;            /* gnuplot pointtype: varies after five dash types */
+    int ref;           /* a reference series (grey): drawn with its own pt */
     size_t *idx;       /* owned: row indices */
     size_t n, cap;
 } rb_series;
@@ -195,8 +196,17 @@ void rb_param_drop(const char *params, const char *key, char *out, size_t cap);
  * "T_at_bound=1;bins=15;fit=train" on another).  Duplicate items are
  * not told apart. */
 int rb_param_same(const char *a, const char *b);
+/* The items of params not found in every one of others[0..n), in order,
+ * into out[cap] ("" when all are shared): a label shows what differs. */
+void rb_param_differ(const char *params, const char *const *others, size_t n, char *out, size_t cap);
 /* rb_param_same of a and b with key dropped from both. */
 int rb_param_same_but(const char *a, const char *b, const char *key);
+
+/* Whether checkpoint `model` of dump is not a fine-tune of the reference
+ * its task vectors start from (a random init): its tv_rel_norm over "all"
+ * tensors is >= 1 (*rel gets it, NaN when absent), or without that row
+ * its name starts with "init" or "random". */
+int rb_not_finetune(const rb_rctx *c, size_t dump, const char *model, double *rel);
 
 /* The driver loop of a figure kind: for every row i of dump, in order, not
  * yet claimed by a figure and with want(c, dump, i), draw(c, dump, i, e)

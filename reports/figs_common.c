@@ -85,6 +85,41 @@ static int items_in(const char *a, const char *b)
     return 1;
 }
 
+/* Whether the item p[0..len) occurs whole in params b. */
+static int item_in(const char *p, size_t len, const char *b)
+{
+    const char *q = b;
+    while (*q) {
+        const char *qs = strchr(q, ';');
+        size_t ql = qs ? (size_t)(qs - q) : strlen(q);
+        if (ql == len && !strncmp(p, q, len)) return 1;
+        if (!qs) break;
+        q = qs + 1;
+    }
+    return 0;
+}
+
+void rb_param_differ(const char *params, const char *const *others, size_t n, char *out, size_t cap)
+{
+    size_t u = 0;
+    const char *p = params;
+    out[0] = '\0';
+    while (*p) {
+        const char *semi = strchr(p, ';');
+        size_t len = semi ? (size_t)(semi - p) : strlen(p);
+        int common = 1;
+        for (size_t j = 0; j < n && common; j++) common = item_in(p, len, others[j]);
+        if (len && !common && u + len + 2 < cap) {
+            if (u) out[u++] = ';';
+            memcpy(out + u, p, len);
+            u += len;
+            out[u] = '\0';
+        }
+        if (!semi) break;
+        p = semi + 1;
+    }
+}
+
 int rb_param_same(const char *a, const char *b)
 {
     return !strcmp(a, b) || (items_in(a, b) && items_in(b, a));
@@ -103,6 +138,26 @@ int rb_param_same_but(const char *a, const char *b, const char *key)
 int rb_is_curve_row_metric(const char *m)
 {
     return !strcmp(m, "roc_tpr") || !strcmp(m, "reliability_acc") || !strcmp(m, "reliability_conf");
+}
+
+/* ======================================================= checkpoints */
+
+/* Whether checkpoint model of dump is not a fine-tune of the reference
+ * its task vectors start from: its task vector over all tensors is as long
+ * as the reference itself (tv_rel_norm on "all" >= 1; two unrelated weight
+ * vectors of one scale give about sqrt 2, a random init among them), or,
+ * without that row, its name starts with "init" or "random". */
+int rb_not_finetune(const rb_rctx *c, size_t dump, const char *model, double *rel)
+{
+    *rel = NAN;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] == dump && !strcmp(r->model, model) && !strcmp(r->metric, "tv_rel_norm") &&
+            !strcmp(r->layer, "all"))
+            *rel = r->value;
+    }
+    if (!isnan(*rel)) return *rel >= 1.0;
+    return !strncmp(model, "init", 4) || !strncmp(model, "random", 6);
 }
 
 /* ============================================================ driver */
@@ -282,7 +337,7 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
         }
         ns = m;
     }
-    ckey = malloc((ns ? ns : 1) * sizeof *ckey);
+    ckey = malloc((ns ? ns : 1) * 2 * sizeof *ckey);
     if (!ckey) {
         free(merged);
         goto oom;
@@ -303,7 +358,14 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
             const rb_row *b = &c->rows.rows[s[j].idx[0]];
             if (!strcmp(a->method, b->method) && strcmp(a->params, b->params)) params_vary = 1;
         }
-        const char *shown = a->params[0] ? a->params : "-";
+        /* Params shortened to the items not shared by every series of the method. */
+        char diff[RB_PARAMS_MAX];
+        size_t nsame = 0;
+        for (size_t j = 0; j < ns; j++)
+            if (!strcmp(a->method, c->rows.rows[s[j].idx[0]].method))
+                ckey[ns + nsame++] = c->rows.rows[s[j].idx[0]].params; /* second half: scratch */
+        rb_param_differ(a->params, ckey + ns, nsame, diff, sizeof diff);
+        const char *shown = diff[0] ? diff : a->params[0] ? a->params : "-";
         if (merged[k]) shown = "params per layer";
         /* Checkpoints (weights) are told apart by model: one colour each. */
         if (models_vary) {

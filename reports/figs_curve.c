@@ -289,7 +289,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             rb_gp_logtics(&gp, "y", vmin / pad, vmax * pad);
         }
     } else {
-        rb_sb_puts(&gp, "set offsets 0, 0, graph 0.05, graph 0.05\n");
+        rb_sb_puts(&gp, "set autoscale yfix\nset offsets 0, 0, graph 0.05, graph 0.05\n");
     }
     /* Colours: one per checkpoint when the series are checkpoints, else per
      * method (metric in by-method figures); distinct keys never share one. */
@@ -364,6 +364,15 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             rb_sb_puts(&dat, "\n");
         }
         const char *colour = ccol[k];
+        /* A checkpoint that is not a fine-tune (a random init) in a
+         * checkpoint figure: a grey dotted reference, said in its label. */
+        double rel;
+        int ref = models_vary && c->dumps[dump].multi && rb_not_finetune(c, dump, q->model, &rel);
+        if (ref) {
+            size_t ul = strlen(label);
+            rb_fmt(label + ul, sizeof label - ul, " (not a fine-tune: reference)");
+            colour = "#999999";
+        }
         char depth_rgb[8];
         if (by_depth) { /* early layers dark blue .. late layers yellow */
             long li = rb_rctx_layer(c, dump, q->layer);
@@ -372,7 +381,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
             depth_colour(nl > 1 && li >= 0 ? 0.85 * (double)li / (double)(nl - 1) : 0.0, depth_rgb);
             colour = depth_rgb;
         }
-        int dash = 1 + cnth[k];
+        int dash = ref ? 3 : 1 + cnth[k];
         if (by_depth) { /* same layer colour: methods told apart by dash */
             dash = 1;
             for (size_t j = 0; j < k; j++) dash += !strcmp(c->rows.rows[first[j]].layer, q->layer);
@@ -380,12 +389,18 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         /* Learning curves highlight the generative / discriminative pair. */
         int hl = sp->fit_law && (!strncmp(q->method, "nb", 2) || !strcmp(q->method, "gnb") ||
                                  !strcmp(q->method, "logreg"));
-        const char *style = is_sim(q->metric) ? (has_ci ? "yerrorbars pt 7 ps 0.8" : "points pt 7 ps 0.8")
-                            : is_pred(q->metric) ? "lines lw 2"
-                            : has_ci ? (hl ? "yerrorlines lw 3 pt 7 ps 0.8" : "yerrorlines lw 1.5 pt 7 ps 0.5")
-                                     : (hl ? "linespoints lw 3 pt 7 ps 0.8" : "linespoints lw 1.5 pt 7 ps 0.5");
-        rb_sb_printf(&gp, "%s  dat index %zu using 1:2%s with %s dt %d lc rgb '%s' title ", k ? ", \\\n" : "", k,
-                     strstr(style, "yerror") ? ":3:4" : "", style, 1 + (dash - 1) % 5, colour);
+        /* Five dash types, then the point type changes (a sweep may have
+         * dozens of series of one method). */
+        static const int ptype[5] = {7, 5, 9, 13, 11};
+        int ptn = ptype[((dash - 1) / 5) % 5];
+        const char *style = is_sim(q->metric) ? (has_ci ? "yerrorbars ps 0.8" : "points ps 0.8")
+                            : is_pred(q->metric) ? (dash > 5 ? "linespoints lw 2 ps 0.5" : "lines lw 2")
+                            : has_ci ? (hl ? "yerrorlines lw 3 ps 0.8" : "yerrorlines lw 1.5 ps 0.5")
+                                     : (hl ? "linespoints lw 3 ps 0.8" : "linespoints lw 1.5 ps 0.5");
+        rb_sb_printf(&gp, "%s  dat index %zu using 1:2%s with %s", k ? ", \\\n" : "", k,
+                     strstr(style, "yerror") ? ":3:4" : "", style);
+        if (strcmp(style, "lines lw 2")) rb_sb_printf(&gp, " pt %d", ptn);
+        rb_sb_printf(&gp, " dt %d lc rgb '%s' title ", 1 + (dash - 1) % 5, colour);
         rb_gp_str(&gp, label);
         const rb_row *lo = &c->rows.rows[pts[0].row], *hi = &c->rows.rows[pts[np - 1].row];
         rb_sb_puts(&f->table, "<tr><td>");

@@ -162,7 +162,19 @@ static int one_heatmap(rb_rctx *c, size_t dump, size_t r0, rb_err *e)
         rb_sb_printf(&gp, " %zu", i);
     }
     rb_sb_puts(&gp, ")\nplot dat using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder fc palette notitle");
-    if (m <= 12) rb_sb_puts(&gp, ", \\\n  dat using 1:2:(sprintf('%.2f', $3)) with labels font ',8' notitle");
+    /* Cell labels: white on the dark half of the palette, black on the light. */
+    double cmin = INFINITY, cmax = -INFINITY;
+    for (size_t i = 0; i < m * m; i++)
+        if (!isnan(cell[i])) {
+            if (cell[i] < cmin) cmin = cell[i];
+            if (cell[i] > cmax) cmax = cell[i];
+        }
+    double mid = unit && any ? 0.5 : (cmin + cmax) / 2;
+    if (m <= 12)
+        rb_sb_printf(&gp, ", \\\n  dat using 1:2:($3 > %.6g ? sprintf('%%.2f', $3) : '') with labels font ',8' tc rgb "
+                          "'#ffffff' notitle, \\\n  dat using 1:2:($3 > %.6g ? '' : sprintf('%%.2f', $3)) with labels "
+                          "font ',8' tc rgb '#000000' notitle",
+                     mid, mid);
     rb_sb_puts(&gp, "\n");
     rb_gp_end(&gp, 800, 720);
     rc = rb_rctx_draw(c, f, &dat, &gp, e);

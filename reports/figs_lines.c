@@ -188,6 +188,8 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
             rb_sb_printf(&gp, "set yrange [%.6g:%.6g]\n", lo, hi);
             rb_gp_logtics(&gp, "y", lo, hi);
         }
+    } else {
+        rb_sb_puts(&gp, "set autoscale yfix\nset offsets 0, 0, graph 0.04, graph 0.04\n"); /* data range + 4%: no line on the frame */
     }
     rb_sb_printf(&gp, "set xrange [-0.5:%g]\n", nused ? XPOS(nused - 1) + 0.5 : 0.5);
     if (agg >= 0 && nused > 1)
@@ -208,11 +210,11 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
     }
     rb_sb_puts(&gp, ")\n");
     /* gnuplot 5.4 sets a key below over the x label unless the bottom
-     * margin is given: tic labels (rotated ones about 0.55 lines per
+     * margin is given: tic labels (rotated ones about 0.3 lines per
      * character), the x label, the key rows. */
     if (below)
         rb_sb_printf(&gp, "set key outside below center horizontal maxcols %zu\nset bmargin %.1f\n", cols,
-                     4.0 + (rotated ? 0.55 * (double)maxlen : 1.0) + (double)keyrows);
+                     4.0 + (rotated ? 0.3 * (double)maxlen : 1.0) + (double)keyrows);
     if (any_ci && !categorical)
         rb_sb_printf(&gp, "set style fill transparent solid %s noborder\n", ns > 4 ? "0.08" : "0.18");
     rb_sb_puts(&gp, "plot \\\n");
@@ -228,7 +230,7 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
             double off = ns > 1 ? ((double)k - (double)(ns - 1) / 2.0) * (0.6 / (double)ns) : 0.0;
             rb_sb_printf(&gp, "%s  dat index %zu using ($1%+.4f):3%s with %s pt %d ps 1 lc rgb '%s' title ",
                          first ? "" : ", \\\n", k, off, ci[k] ? ":4:5" : "", ci[k] ? "yerrorbars" : "points",
-                         cat_pt[(s[k].dash - 1) % 5], s[k].colour);
+                         s[k].ref ? s[k].pt : cat_pt[(s[k].dash - 1) % 5], s[k].colour);
         } else {
             rb_sb_printf(&gp, "%s  dat index %zu using 1:3 with linespoints lw 2 pt %d ps 0.7 dt %d lc rgb '%s' title ",
                          first ? "" : ", \\\n", k, s[k].pt ? s[k].pt : 7, s[k].dash, s[k].colour);
@@ -252,24 +254,6 @@ out:
 
 static int pred_metric(const rb_row *r, const void *arg) { return !strcmp(r->metric, (const char *)arg); }
 
-/* Whether checkpoint model of dump is not a fine-tune of the reference
- * its task vectors start from: its task vector over all tensors is as long
- * as the reference itself (tv_rel_norm on "all" >= 1; two unrelated weight
- * vectors of one scale give about sqrt 2, a random init among them), or,
- * without that row, its name starts with "init" or "random". */
-static int not_finetune(const rb_rctx *c, size_t dump, const char *model, double *rel)
-{
-    *rel = NAN;
-    for (size_t i = 0; i < c->rows.n; i++) {
-        const rb_row *r = &c->rows.rows[i];
-        if (c->rdump[i] == dump && !strcmp(r->model, model) && !strcmp(r->metric, "tv_rel_norm") &&
-            !strcmp(r->layer, "all"))
-            *rel = r->value;
-    }
-    if (!isnan(*rel)) return *rel >= 1.0;
-    return !strncmp(model, "init", 4) || !strncmp(model, "random", 6);
-}
-
 /* Task-vector figures of checkpoints: a pair "with=B" is labelled "A vs B";
  * a series of a checkpoint that is not a fine-tune (a random init) is drawn
  * grey and dotted as a reference and said so in its label; the caption
@@ -284,7 +268,7 @@ static size_t taskvec_series(const rb_rctx *c, size_t dump, rb_series *s, size_t
         int pair = rb_param_get(a->params, "with", with, sizeof with) == 0;
         rb_param_get(a->params, "pre", pre, sizeof pre);
         double ra, rw = NAN;
-        int ref_a = not_finetune(c, dump, a->model, &ra), ref_w = pair && not_finetune(c, dump, with, &rw);
+        int ref_a = rb_not_finetune(c, dump, a->model, &ra), ref_w = pair && rb_not_finetune(c, dump, with, &rw);
         const char *who = ref_a ? a->model : with;
         double rel = ref_a ? ra : rw;
         if (pair) rb_fmt(s[k].label, sizeof s[k].label, "%s vs %s", a->model, with);
@@ -292,8 +276,11 @@ static size_t taskvec_series(const rb_rctx *c, size_t dump, rb_series *s, size_t
         if (!ref_a && !ref_w) continue;
         size_t u = strlen(s[k].label);
         rb_fmt(s[k].label + u, sizeof s[k].label - u, " (%s: not a fine-tune)", who);
+        static const int open_pt[5] = {6, 4, 8, 10, 12}; /* open symbols, one per reference */
         rb_fmt(s[k].colour, sizeof s[k].colour, "#999999");
         s[k].dash = 3;
+        s[k].pt = open_pt[nref % 5];
+        s[k].ref = 1;
         if (!strstr(note, who)) {
             u = strlen(note);
             if (!isnan(rel))
@@ -495,6 +482,14 @@ int rb_figs_idim(rb_rctx *c, size_t dump, rb_err *e)
         rb_series *s;
         size_t ns;
         rc = rb_series_collect(c, dump, pred_idim, &k, &s, &ns, e);
+        /* One method, one estimator: the label names the estimator (the
+         * metric), not the method. */
+        int one = ns == 1 && !c->dumps[dump].multi;
+        if (rc == RB_OK && one) {
+            const rb_row *a = &c->rows.rows[s[0].idx[0]];
+            rb_fmt(s[0].label, sizeof s[0].label, "%s%s%s%s", a->metric, a->split[0] ? " [" : "", a->split,
+                   a->split[0] ? "]" : "");
+        }
         if (rc == RB_OK && ns)
             rc = rb_fig_lines(c, dump, "idim", kind[k].stem, kind[k].what, kind[k].ylabel, kind[k].caption, 0, s,
                               ns, e);

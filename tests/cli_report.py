@@ -23,6 +23,22 @@
                                     per probe, the deepest layer's error rows
                                     (m, value, ci_low, ci_high) and the law
                                     e_inf + a m^-b of its fit rows
+  cli_report.py colours DIR         in every figure, series that share a colour
+                                    differ in dash or point type (issue 11)
+  cli_report.py logtics DIR FIG AXIS N   log AXIS with N or more labelled tics,
+                                    all inside the axis range
+  cli_report.py diag DIR FIG        a heat map's .dat has 1 on every diagonal cell
+  cli_report.py tight DIR FIG       a log-y curve figure's y range is the data's
+                                    (no empty decade: within a factor 2 of it)
+  cli_report.py wiseft DIR FIG      WiSE-FT: x range [0:1], distinct colours, the
+                                    soups' values (rows *_soup_acc) in the key
+  cli_report.py taskvec DIR FIG     tv_* of checkpoints: points not lines, "all"
+                                    last after a gap, a checkpoint that is not a
+                                    fine-tune (tv_rel_norm on all >= 1) grey
+  cli_report.py make11 DIR          write the issue-11 figure cases (C on a log
+                                    grid, idim, CKA without diagonal, nc1
+                                    variants, a 10-eigenvalue spectrum, WiSE-FT
+                                    with soups, tv_cosine with a random init)
   cli_report.py console LOG         no console message in a Chromium log
 Exit status 0 when the check passes; each failure is printed on one line.
 """
@@ -666,6 +682,162 @@ def cmd_lcurve(d, fig):
             print(f"lcurve {fig}: {probe}: {len(pts)} points at {order[deep]} equal the CSV; no fit rows")
 
 
+# ----------------------------------------------------- figure style (issue 11)
+
+def plot_series(d, fig):
+    """[(colour, dt, pt, title)] of the titled plot elements of a .gp."""
+    gp = open(os.path.join(d, "figures", fig + ".gp")).read()
+    gp = gp.split("\nset terminal svg")[0]
+    out = []
+    for m in re.finditer(r"^  (?:dat|x) .*? lc rgb '(#[0-9a-fA-F]{6})' title '((?:[^']|'')*)'", gp, re.M):
+        line = m.group(0)
+        dt = re.search(r" dt (\d+)", line)
+        pt = re.search(r" pt (\d+)", line)
+        out.append((m.group(1).lower(), dt.group(1) if dt else "1", pt.group(1) if pt else "-", m.group(2)))
+    return out
+
+
+def cmd_colours(d):
+    n = 0
+    for gp in sorted(glob.glob(os.path.join(d, "figures", "*.gp"))):
+        fig = os.path.basename(gp)[:-3]
+        seen, bad = {}, 0
+        for colour, dt, pt, title in plot_series(d, fig):
+            n += 1
+            if (colour, dt, pt) in seen:
+                bad += 1
+                if bad <= 3:
+                    fail(f"{fig}: '{title}' and '{seen[(colour, dt, pt)]}' share colour {colour}, dash {dt}, point {pt}")
+            seen[(colour, dt, pt)] = title
+        if bad > 3:
+            fail(f"{fig}: {bad} series in all share colour, dash and point with another")
+    if n == 0:
+        fail(f"{d}: no titled series found")
+
+
+def gp_text(d, fig):
+    return open(os.path.join(d, "figures", fig + ".gp")).read().split("\nset terminal svg")[0]
+
+
+def gp_range(gp, axis):
+    m = re.search(r"^set %srange \[([^:\]]*):([^\]]*)\]" % axis, gp, re.M)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def cmd_logtics(d, fig, axis, nmin):
+    gp = gp_text(d, fig)
+    if not re.search(r"^set logscale %s" % axis, gp, re.M):
+        fail(f"{fig}: no 'set logscale {axis}'")
+        return
+    m = re.search(r"^set %stics \(([^)]*)\)" % axis, gp, re.M)
+    if not m:
+        fail(f"{fig}: no explicit {axis}tics on the log axis")
+        return
+    tics = [float(v) for v in m.group(1).split(",")]
+    if len(tics) < int(nmin):
+        fail(f"{fig}: {len(tics)} labelled {axis} tics, want {nmin} or more")
+    r = gp_range(gp, axis)
+    if r and any(t < r[0] * (1 - 1e-9) or t > r[1] * (1 + 1e-9) for t in tics):
+        fail(f"{fig}: {axis} tics {tics} outside the range {r}")
+
+
+def cmd_diag(d, fig):
+    cells = {}
+    for l in open(os.path.join(d, "figures", fig + ".dat")):
+        if l.startswith("#") or not l.strip():
+            continue
+        f = l.split()
+        cells[(int(f[0]), int(f[1]))] = float(f[2])
+    m = 1 + max(max(i, j) for i, j in cells)
+    for i in range(m):
+        if cells.get((i, i)) != 1.0:
+            fail(f"{fig}: diagonal cell ({i},{i}) is {cells.get((i, i))}, want 1")
+
+
+def cmd_tight(d, fig):
+    vals = [p[1] for _, pts in dat_blocks(d, fig) for p in pts if len(p) > 1 and p[1] > 0 and math.isfinite(p[1])]
+    r = gp_range(gp_text(d, fig), "y")
+    if not r:
+        fail(f"{fig}: no y range")
+        return
+    lo, hi = min(vals), max(vals)
+    if not (lo / 2 <= r[0] <= lo and hi <= r[1] <= hi * 2):
+        fail(f"{fig}: y range {r} for data {lo:g}..{hi:g} (an empty decade)")
+
+
+def cmd_wiseft(d, fig):
+    gp = gp_text(d, fig)
+    if gp_range(gp, "x") != (0.0, 1.0):
+        fail(f"{fig}: x range {gp_range(gp, 'x')}, want [0:1]")
+    series = plot_series(d, fig)
+    curves = [s for s in series if "soup" not in s[3]]
+    cols = [s[0] for s in curves if s[0] != "#999999"]
+    if len(set(cols)) != len(cols):
+        fail(f"{fig}: WiSE-FT series share colours: {cols}")
+    rows = dump_rows(d, fig)
+    soups = [r for r in rows if r["metric"].endswith("_soup_acc") and r["split"] == "test"]
+    if not soups:
+        fail(f"{fig}: the CSV has no soup rows")
+    for r in soups:
+        want = "%s%s: %.4f" % (r["metric"][:-4], " (%s)" % params_dict(r["params"])["ingredients"]
+                               if "ingredients" in params_dict(r["params"]) else "", float(r["value"]))
+        if not any(s[3] == want for s in series):
+            fail(f"{fig}: no soup point '{want}' in the key {[s[3] for s in series]}")
+
+
+def cmd_taskvec(d, fig):
+    gp = gp_text(d, fig)
+    if " with linespoints" in gp or " with lines" in gp:
+        fail(f"{fig}: categorical tensors joined by lines")
+    m = re.search(r"^set xtics \((.*)\)$", gp, re.M)
+    names = re.findall(r"'((?:[^']|'')*)' ([0-9.]+)", m.group(1)) if m else []
+    if not names or names[-1][0] != "all" or float(names[-1][1]) - float(names[-2][1]) < 2:
+        fail(f"{fig}: 'all' is not last after a gap: {names}")
+    rows = dump_rows(d, fig)
+    notft = {r["model"] for r in rows if r["metric"] == "tv_rel_norm" and r["layer"] == "all" and float(r["value"]) >= 1}
+    if not notft:
+        fail(f"{fig}: the CSV has no checkpoint with tv_rel_norm >= 1")
+    for colour, dt, pt, title in plot_series(d, fig):
+        involved = any(re.search(r"\b%s\b" % re.escape(n), title) for n in notft)
+        if involved != (colour == "#999999" and "not a fine-tune" in title):
+            fail(f"{fig}: '{title}' ({colour}): reference styling {'missing' if involved else 'wrong'}")
+
+
+HDR = "model,dataset,layer,split,method,params,metric,value,ci_low,ci_high,n,seed,seconds"
+
+
+def cmd_make11(d):
+    feat, w = [], []
+    layers = ["l1", "l2", "l3", "l4"]
+    for li, (l, C) in enumerate(zip(layers, [1e-6, 1e-3, 100.0, 1.0])):
+        feat.append(f"m,d,{l},train,logreg,,C,{C!r},,,100,0,0")
+        feat.append(f"m,d,{l},train,idim,k=20,id_twonn,{10 + li},,,100,0,0")
+        feat.append(f"m,d,{l},train,idim,k=20,id_mle,{11 + li},,,100,0,0")
+        feat.append(f"m,d,{l},train,idim,,id_pca90,{40 + li},,,100,0,0")
+        feat.append(f"m,d,{l},train,collapse,,nc1_trace,{100.0 / (li + 1)!r},,,100,0,0")
+        feat.append(f"m,d,{l},train,collapse,,nc1_quot,{50.0 / (li + 1)!r},,,100,0,0")
+        for lj in range(li + 1, 4):
+            feat.append(f"m,d,{l}|{layers[lj]},test,similarity,max_n=100,cka_linear,{0.5 + 0.1 * (lj - li)!r},,,100,0,0")
+        for i in range(1, 11):
+            feat.append(f"m,d,{l},train,spectrum,i={i},eig,{(3.0 - 0.2 * i) / (li + 1)!r},,,100,0,0")
+    w_models = {"ft1": 0.3, "ft2": 0.55, "init": 1.5}
+    for mdl, rel in w_models.items():
+        w.append(f"{mdl},,all,,taskvec,pre=pre,tv_rel_norm,{rel},,,1000,0,0")
+        w.append(f"{mdl},,t1,,taskvec,pre=pre,tv_rel_norm,{rel * 1.1},,,500,0,0")
+        for k, a in enumerate([0, 0.25, 0.5, 0.75, 1]):
+            acc = 0.8 - a * (0.1 if mdl != "init" else 0.7) * (1 + k / 10)
+            w.append(f"{mdl},d,head,test,soup,alpha={a};from=pre;head=fc.weight,wiseft_acc,{acc!r},,,1000,0,0")
+    w.append("soup,d,head,test,soup,head=fc.weight,uniform_soup_acc,0.761,,,1000,0,0")
+    w.append("soup,d,head,test,soup,head=fc.weight;ingredients=pre;ft1,greedy_soup_acc,0.807,,,1000,0,0")
+    for a, b in [("ft1", "ft2"), ("ft1", "init"), ("ft2", "init")]:
+        for t, v in [("t1", 0.02), ("all", -0.05), ("t2", 0.04)]:
+            w.append(f"{a},,{t},,taskvec,pre=pre;with={b},tv_cosine,{v},,,500,0,0")
+    for sub, rows in [("m/feat", feat), ("weights", w)]:
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+        with open(os.path.join(d, sub, "results.csv"), "w") as f:
+            f.write(HDR + "\n" + "\n".join(rows) + "\n")
+
+
 def cmd_console(log):
     bad = [l for l in open(log, errors="replace") if ":CONSOLE" in l or "Uncaught" in l]
     for l in bad:
@@ -694,6 +866,20 @@ def main():
         cmd_fewshot(sys.argv[2], sys.argv[3])
     elif cmd == "lcurve":
         cmd_lcurve(sys.argv[2], sys.argv[3])
+    elif cmd == "colours":
+        cmd_colours(sys.argv[2])
+    elif cmd == "logtics":
+        cmd_logtics(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif cmd == "diag":
+        cmd_diag(sys.argv[2], sys.argv[3])
+    elif cmd == "tight":
+        cmd_tight(sys.argv[2], sys.argv[3])
+    elif cmd == "wiseft":
+        cmd_wiseft(sys.argv[2], sys.argv[3])
+    elif cmd == "taskvec":
+        cmd_taskvec(sys.argv[2], sys.argv[3])
+    elif cmd == "make11":
+        cmd_make11(sys.argv[2])
     elif cmd == "console":
         cmd_console(sys.argv[2])
     else:

@@ -89,6 +89,28 @@ check "learning-curve law equals numpy.polyfit" $PY learnfit "$A" gmm_small_lear
 check "layer order from the CSV, not natural sort" grep -q "set xtics ('conv1' 0, 'layer1' 1, 'layer2' 2, 'layer3' 3, 'layer4' 4, 'fc' 5)" "$A/figures/gmm_small_probe_top1.gp"
 check ".gp re-draws by hand" bash -c "cd '$A/figures' && gnuplot -e \"out='byhand'\" gmm_small_cka_linear.gp && test -s byhand.png && rm byhand.png byhand.svg"
 
+# ------------------------------------------- 1b. readable figures (issue 11)
+check "series sharing a colour differ in dash or point (every fixture figure)" $PY colours "$A"
+check "learning curves: log y with 4+ labelled tics" $PY logtics "$A" gmm_small_learning_curve_error y 4
+check "long legends below the plot, in columns, with room" \
+    bash -c "grep -q '^set key outside below center horizontal maxcols' '$A/figures/gmm_small_ood_auroc.gp' &&
+             grep -q '^set bmargin' '$A/figures/gmm_small_ood_auroc.gp'"
+F11=$T/f11
+$PY make11 "$F11"
+check "report on the issue-11 cases" "$RB" report "$F11"
+check "  ... colours distinct within each figure (nc1_trace / nc1_quot, idim estimators)" $PY colours "$F11"
+check "  ... C from a log grid on a log axis with 4+ labelled tics" $PY logtics "$F11" m_d_metric_C y 4
+check "  ... PCA counts apart from the local estimators" \
+    bash -c "grep -q id_pca90 '$F11/figures/m_d_idim_pca.dat' && ! grep -q id_pca90 '$F11/figures/m_d_idim.dat' &&
+             grep -q id_twonn '$F11/figures/m_d_idim.dat'"
+check "  ... CKA heat map: 1 on the diagonal" $PY diag "$F11" m_d_cka_linear
+check "  ... 10 eigenvalues: y range within a factor 2 of the data, labelled log tics" \
+    bash -c "$PY tight '$F11' m_d_spectrum_eig && $PY logtics '$F11' m_d_spectrum_eig y 4"
+check "  ... WiSE-FT: x in [0:1], one colour per checkpoint, soup points in the key" $PY wiseft "$F11" weights_sweep_wiseft_acc
+check "  ... tv_cosine: points, 'all' last, the random init a grey reference" $PY taskvec "$F11" weights_metric_tv_cosine
+check "  ... PNGs valid" $PY files "$F11" m_d_metric_C m_d_idim m_d_idim_pca m_d_cka_linear m_d_spectrum_eig \
+    m_d_collapse_nc1 weights_sweep_wiseft_acc weights_metric_tv_cosine
+
 # ------------------------------------------------------- 2. determinism
 B=$T/elsewhere/b
 fixture "$B"
