@@ -132,6 +132,7 @@ typedef struct {
     int dash;          /* gnuplot dashtype 1..5 */
     int pt;            /* gnuplot pointtype: varies after five dash types */
     int ref;           /* a reference series (grey): drawn with its own pt */
+    char colour_key[64]; /* the name its colour comes from when not a method/metric */
     size_t *idx;       /* owned: row indices */
     size_t n, cap;
 } rb_series;

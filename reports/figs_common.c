@@ -231,24 +231,39 @@ static const char *const spare[] = {
 
 void rb_colour_keys(const char *const *key, size_t n, char (*colour)[8], int *nth)
 {
-    for (size_t k = 0; k < n; k++) {
-        int same = 0, inherited = 0;
-        for (size_t j = 0; j < k; j++)
-            if (!strcmp(key[j], key[k])) {
-                if (!inherited) rb_fmt(colour[k], 8, "%s", colour[j]);
-                inherited = 1;
-                same++;
+    /* Pass 1: a key's first series takes its table colour unless an earlier
+     * key has it; pass 2: each key left out takes the first spare colour no
+     * key of the figure has.  Later series of a key copy its colour. */
+    for (int pass = 1; pass <= 2; pass++)
+        for (size_t k = 0; k < n; k++) {
+            size_t first = k;
+            for (size_t j = 0; j < k && first == k; j++)
+                if (!strcmp(key[j], key[k])) first = j;
+            if (pass == 1) {
+                if (nth) {
+                    nth[k] = 0;
+                    for (size_t j = 0; j < k; j++) nth[k] += !strcmp(key[j], key[k]);
+                }
+                colour[k][0] = '\0';
+                if (first != k) continue;
+                const char *want = rb_report_colour(key[k]);
+                int taken = 0;
+                for (size_t j = 0; j < k && !taken; j++) taken = !strcmp(colour[j], want);
+                if (!taken) rb_fmt(colour[k], 8, "%s", want);
+                continue;
             }
-        if (nth) nth[k] = same;
-        if (inherited) continue;
-        rb_fmt(colour[k], 8, "%s", rb_report_colour(key[k]));
-        for (size_t tries = 0; tries < NSPARE; tries++) {
-            int taken = 0;
-            for (size_t j = 0; j < k && !taken; j++) taken = !strcmp(colour[j], colour[k]);
-            if (!taken) break;
-            rb_fmt(colour[k], 8, "%s", spare[tries]);
+            if (first != k) {
+                memcpy(colour[k], colour[first], 8);
+                continue;
+            }
+            if (colour[k][0]) continue;
+            for (size_t t = 0; t < NSPARE && !colour[k][0]; t++) {
+                int taken = 0;
+                for (size_t j = 0; j < n && !taken; j++) taken = !strcmp(colour[j], spare[t]);
+                if (!taken) rb_fmt(colour[k], 8, "%s", spare[t]);
+            }
+            if (!colour[k][0]) rb_fmt(colour[k], 8, "%s", rb_report_colour(key[k])); /* > 16 keys: reuse */
         }
-    }
 }
 
 static int distinct_colours(rb_series *s, size_t ns, const char *const *key)
@@ -382,8 +397,15 @@ int rb_series_collect(const rb_rctx *c, size_t dump, rb_row_pred pred, const voi
         if (metrics_vary && u < cl) u += (size_t)snprintf(l + u, cl - u, "%s%s", u ? " " : "", a->metric);
         if (params_vary && u < cl) u += (size_t)snprintf(l + u, cl - u, "%s(%.60s)", u ? " " : "", shown);
         if (show_split && u < cl) rb_fmt(l + u, cl - u, "%s[%s]", u ? " " : "", a->split);
-        /* Colour by method; by metric when one method writes several. */
+        /* Colour by method; by metric when one method writes several; by
+         * the params that differ when the figure is one method and metric
+         * (curve's probes: by the probe, as in the probe figures). */
         ckey[k] = show_method ? a->method : a->metric;
+        if (!methods_vary && !metrics_vary && params_vary && diff[0]) {
+            const char *eq = strchr(diff, '=');
+            rb_fmt(s[k].colour_key, sizeof s[k].colour_key, "%s", eq && !strchr(diff, ';') ? eq + 1 : diff);
+            ckey[k] = s[k].colour_key;
+        }
     }
     int bad = distinct_colours(s, ns, ckey);
     free(ckey);
@@ -527,6 +549,17 @@ void rb_gp_logtics(rb_sbuf *gp, const char *axis, double lo, double hi)
     static const int nset[4] = {1, 3, 5, 9};
     double tic[64];
     int nt = 0;
+    double dec = log10(hi) - log10(lo); /* not log10(hi / lo): 1e301 / 1e-15 overflows */
+    if (dec > 9) { /* many decades: every step-th power of ten, about 8 tics */
+        int step = (int)ceil(dec / 8.0);
+        if (step < 1) step = 1;
+        int e0 = (int)ceil(log10(lo) - 1e-9), e1 = (int)floor(log10(hi) + 1e-9);
+        e0 = (int)(ceil((double)e0 / step) * step);
+        rb_sb_printf(gp, "set format %s '%%g'\nset %stics (", axis, axis);
+        for (int e10 = e0, u = 0; e10 <= e1; e10 += step, u++) rb_sb_printf(gp, "%s1e%d", u ? ", " : "", e10);
+        rb_sb_puts(gp, ")\n");
+        return;
+    }
     for (int s = 0; s < 4; s++) {
         nt = 0;
         for (int e10 = (int)floor(log10(lo)) - 1; e10 <= (int)ceil(log10(hi)) && nt < 64; e10++)

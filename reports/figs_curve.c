@@ -283,8 +283,9 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     }
     if (logy) {
         rb_sb_puts(&gp, "set logscale y\n");
-        double pad = pow(vmax / vmin, 0.05) > 1.1 ? pow(vmax / vmin, 0.05) : 1.1;
-        if (vmin > 0 && vmin <= vmax && isfinite(vmax * pad)) {
+        double pad = pow(10.0, 0.05 * (log10(vmax) - log10(vmin)));
+        if (!(pad > 1.1)) pad = 1.1;
+        if (vmin > 0 && vmin <= vmax && vmin / pad >= 1e-300 && vmax * pad <= 1e300) {
             rb_sb_printf(&gp, "set yrange [%.6g:%.6g]\n", vmin / pad, vmax * pad);
             rb_gp_logtics(&gp, "y", vmin / pad, vmax * pad);
         }

@@ -103,7 +103,13 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
                 if (v > vmax) vmax = v;
             }
         }
+    int asked = logy;
     logy = positive && vmin <= vmax && (logy || vmax / vmin >= 1e3);
+    if (logy && !asked) {
+        size_t u = strlen(f->caption);
+        rb_fmt(f->caption + u, sizeof f->caption - u,
+               " Log y: the values span %.1f decades (%.3g to %.3g).", log10(vmax) - log10(vmin), vmin, vmax);
+    }
     /* Points for categorical x (the parameter tensors of checkpoints),
      * each series nudged sideways; lines along depth otherwise. */
     int categorical = c->dumps[dump].multi;
@@ -182,7 +188,9 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family, const char *stem, 
     rb_sb_puts(&gp, "\n");
     if (logy) {
         /* The values' range, 5% of its decades (and 5%) wider each side. */
-        double pad = pow(vmax / vmin, 0.05) * 1.05, lo = vmin / pad, hi = vmax * pad;
+        double pad = pow(10.0, 0.05 * (log10(vmax) - log10(vmin))) * 1.05, lo = vmin / pad, hi = vmax * pad;
+        if (!(lo >= 1e-300)) lo = 1e-300; /* what gnuplot can hold */
+        if (!(hi <= 1e300)) hi = 1e300;
         rb_sb_puts(&gp, "set logscale y\n");
         if (lo > 0 && isfinite(hi)) {
             rb_sb_printf(&gp, "set yrange [%.6g:%.6g]\n", lo, hi);

@@ -247,7 +247,8 @@ static int tics_of(const char *gp, const char *axis, double *t, int cap)
  * narrower than a factor 1.5, and twelve decades (C from 1e-6 to 1e6). */
 static void test_logtics(void)
 {
-    static const double range[][2] = {{0.05, 0.3}, {0.021, 0.029}, {1e-6, 1e6}, {3, 9000}, {0.61, 0.87}};
+    static const double range[][2] = {{0.05, 0.3}, {0.021, 0.029}, {1e-6, 1e6}, {3, 9000}, {0.61, 0.87},
+                                      {4.36e-15, 1.33e301}, {1e-300, 1e300}}; /* hi / lo overflows */
     for (size_t r = 0; r < sizeof range / sizeof range[0]; r++) {
         rb_sbuf gp = {0};
         double t[64];
@@ -268,10 +269,41 @@ static void test_logtics(void)
     rb_sb_free(&gp);
 }
 
+/* Colours within a figure: different keys never share a colour, even when
+ * the table gives them one (knn and ood_knn, nc1_trace and nc1_quot hash
+ * alike); one key keeps one colour and counts its series. */
+static void test_colour_keys(void)
+{
+    const char *keys[] = {"knn", "ood_knn", "knn", "logreg", "nc1_trace", "nc1_quot", "ood_knn", "mle", "twonn"};
+    size_t n = sizeof keys / sizeof keys[0];
+    char col[9][8];
+    int nth[9];
+    rb_colour_keys(keys, n, col, nth);
+    CHECK(!strcmp(col[0], rb_report_colour("knn")));   /* the first keeps its table colour */
+    CHECK(!strcmp(col[3], rb_report_colour("logreg")));
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = 0; b < n; b++)
+            CHECK((strcmp(keys[a], keys[b]) == 0) == (strcmp(col[a], col[b]) == 0));
+    CHECK(nth[0] == 0 && nth[1] == 0 && nth[2] == 1 && nth[6] == 1 && nth[8] == 0);
+    /* Only the items that differ between series of one method are shown. */
+    char out[RB_PARAMS_MAX];
+    const char *others[] = {"cov=ledoit_wolf;variant=full", "cov=ledoit_wolf;tau=0.99;variant=npca"};
+    rb_param_differ(others[0], others, 2, out, sizeof out);
+    CHECK(!strcmp(out, "variant=full"));
+    rb_param_differ(others[1], others, 2, out, sizeof out);
+    CHECK(!strcmp(out, "tau=0.99;variant=npca"));
+    rb_param_differ("k=5", others, 0, out, sizeof out); /* no other series: nothing differs */
+    CHECK(!strcmp(out, ""));
+    const char *same[] = {"k=5;m=2", "m=2;k=5"};
+    rb_param_differ(same[0], same, 2, out, sizeof out);
+    CHECK(!strcmp(out, ""));
+}
+
 int main(void)
 {
     test_params();
     test_logtics();
+    test_colour_keys();
     test_quoted_fields();
     test_columns_by_name();
     test_malformed();
