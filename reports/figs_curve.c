@@ -264,9 +264,50 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     rb_sb_printf(&f->table, "<table>\n<tr><th>series</th><th>points</th><th>%s from</th><th>value there</th>"
                             "<th>%s to</th><th>value there</th>%s</tr>\n",
                  xkey, xkey, sp->fit_law ? "<th>fit a (limit)</th><th>fit b</th>" : "");
+    /* The other params in a label: only the items that differ between
+     * series (a theory sweep repeats reps=5;noise=0 in every one). */
+    char(*rests)[RB_PARAMS_MAX] = malloc((ns ? ns : 1) * sizeof *rests);
+    const char **rp = malloc((ns ? ns : 1) * sizeof *rp);
+    if (!rests || !rp) {
+        free(rests);
+        free(rp);
+        free(first);
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < ns; k++) {
+        rb_param_drop(c->rows.rows[first[k]].params, xkey, rests[k], sizeof rests[k]);
+        rp[k] = rests[k];
+    }
+    size_t maxlab = 0;
+    for (size_t k = 0; k < ns; k++) {
+        const rb_row *q = &c->rows.rows[first[k]];
+        char d[RB_PARAMS_MAX];
+        rb_param_differ(rests[k], rp, ns, d, sizeof d);
+        size_t l = strlen(d) + strlen(q->model) + strlen(q->method) + strlen(q->layer) + strlen(q->metric) + 6;
+        if (l > maxlab) maxlab = l;
+    }
+    for (size_t k = 0; k < ns; k++) rb_param_differ(rp[k], rp, ns, rests[k], sizeof rests[k]);
+    free(rp);
+    /* Key: beside the plot when short; below in columns when long or many;
+     * off beyond 24 series (the table and the .dat name them). */
+    int key_off = ns > 24, below = !key_off && (ns > 8 || maxlab > 24);
+    size_t cols = below ? 110 / (maxlab + 8) : 1;
+    if (cols < 1) cols = 1;
+    if (cols > 4) cols = 4;
+    size_t keyrows = below ? (ns + 2 + cols - 1) / cols : 0;
+    int height = 600 + (int)(keyrows * 16);
     rb_sbuf fitdat = {0}; /* fitted-law blocks, after the series blocks */
     rb_sbuf fitplot = {0};
-    rb_gp_begin(&gp, f, "one block per series (index i): x, value, ci_low, ci_high", 960, 600);
+    rb_gp_begin(&gp, f, "one block per series (index i): x, value, ci_low, ci_high", 960, height);
+    if (key_off) {
+        rb_sb_puts(&gp, "set key off\n");
+        size_t u = strlen(f->caption);
+        rb_fmt(f->caption + u, sizeof f->caption - u, " %zu series: no key (the table below names each).", ns);
+    } else if (below) {
+        rb_sb_printf(&gp, "set key outside below center horizontal maxcols %zu\nset bmargin %.1f\n", cols,
+                     5.0 + (double)keyrows);
+    }
     rb_sb_puts(&gp, "set xlabel ");
     rb_gp_str(&gp, xkey);
     rb_sb_puts(&gp, "\nset ylabel ");
@@ -279,7 +320,9 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         rb_sb_printf(&gp, "set logscale x\nset xrange [%.6g:%.6g]\n", xmin / 1.1, xmax * 1.1);
         rb_gp_logtics(&gp, "x", xmin / 1.1, xmax * 1.1);
     } else if (xmin < xmax) {
-        rb_sb_printf(&gp, "set xrange [%.6g:%.6g]\n", xmin, xmax);
+        /* A fraction (alpha of WiSE-FT) keeps its [0, 1]; other x get 2%. */
+        double pad = xmin >= 0 && xmax <= 1 ? 0 : 0.02 * (xmax - xmin);
+        rb_sb_printf(&gp, "set xrange [%.6g:%.6g]\n", xmin - pad, xmax + pad);
     }
     if (logy) {
         rb_sb_puts(&gp, "set logscale y\n");
@@ -314,6 +357,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         free(ccol);
         free(cnth);
         free(first);
+        free(rests);
         rc = rb_fail(e, RB_ENOMEM, "out of memory");
         goto out;
     }
@@ -341,7 +385,7 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
         any_ci |= has_ci;
         qsort(pts, np, sizeof *pts, cmp_pt);
         char label[400], rest[RB_PARAMS_MAX];
-        rb_param_drop(q->params, xkey, rest, sizeof rest);
+        rb_fmt(rest, sizeof rest, "%s", rests[k]);
         if (!rest_vary) rest[0] = '\0';
         /* Label parts, blank ones left out: checkpoint, method, layer or
          * metric, other params. */
@@ -484,7 +528,8 @@ static int one_curve(rb_rctx *c, size_t dump, const curve_spec *sp, size_t r0, i
     free(cnth);
     rb_sb_puts(&gp, "\n");
     rb_sb_puts(&f->table, "</table>\n");
-    rb_gp_end(&gp, 960, 600);
+    free(rests);
+    rb_gp_end(&gp, 960, height);
     free(first);
     rc = rb_rctx_draw(c, f, &dat, &gp, e);
 out:
