@@ -548,7 +548,7 @@ static void ignore(rb_dump *d, const char *path, int kind)
 static void scan_root_attrs(rb_dump *d)
 {
     static const char *const known[] = {"format", "version", "model", "dataset",
-                                        "layers", NULL};
+                                        "layers", "step", NULL};
     list_ignored_attrs(d, d->f, "/", known);
     if (H5Aexists(d->f, "format") > 0) {
         int r = attr_str(d->f, "format", d->format, sizeof d->format);
@@ -581,6 +581,23 @@ static void scan_root_attrs(rb_dump *d)
         else if (r != 0)
             prob(d, r == -2 ? RB_EIO : RB_EINVAL, "/",
                  "attribute %s is not a string", names[i]);
+    }
+    /* A checkpoint of a series: the model is named "<model>@<step>" in every
+     * row, so checkpoints of one model stay apart and are ordered by step. */
+    if (H5Aexists(d->f, "step") > 0) {
+        long long step = 0;
+        int r = attr_int(d->f, "step", &step);
+        if (r == -2)
+            prob(d, RB_EIO, "/", "attribute step cannot be read");
+        else if (r == -1)
+            prob(d, RB_EINVAL, "/", "attribute step is not an integer");
+        else if (step < 0)
+            prob(d, RB_EINVAL, "/", "attribute step is %lld, expected a training step >= 0", step);
+        else {
+            char m[RB_NAME_MAX];
+            fmtb(m, sizeof m, "%s", d->model);
+            fmtb(d->model, sizeof d->model, "%s@%lld", m, step);
+        }
     }
 }
 
