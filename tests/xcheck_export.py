@@ -146,6 +146,14 @@ def randomise(m, g):
 
 
 # ------------------------------------------------------------ direct pass
+def batched(fn, m, x, bs):
+    """fn on the same batches as the export (a whole-N pass differs by BLAS
+    blocking: up to 7e-7 on the transformer), concatenated."""
+    parts = [fn(m, x[i:i + bs]) for i in range(0, len(x), bs)]
+    return tuple({k: np.concatenate([p[j][k] for p in parts]) for k in parts[0][j]} if j != 1
+                 else np.concatenate([p[1] for p in parts]) for j in range(3))
+
+
 @torch.no_grad()
 def direct_cnn(m, x):
     m.eval()
@@ -210,6 +218,19 @@ def close(what, got, want, f16=False):
 def run(*cmd):
     p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
     return p.returncode, p.stdout, p.stderr
+
+
+def cli_inproc(*args):
+    """export_torch.main(args) in this process: (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            rc = ex.main([str(a) for a in args])
+        except SystemExit as x:
+            rc = x.code
+    return rc, o.getvalue(), e.getvalue()
 
 
 def rb_ok(what, *args):
@@ -299,7 +320,7 @@ def main():
     order = ["block1.conv", "block1", "pool", "block2", "gap", "fc1"]
     want_f, want_l = {}, {}
     for s, x in xs.items():
-        want_f[s], want_l[s], _ = direct_cnn(cnn, x)
+        want_f[s], want_l[s], _ = batched(direct_cnn, cnn, x, bs)
     cnn.train()
     bn_before = {k: v.clone() for k, v in cnn.state_dict().items()}
     classes = ["cat", "dog", "eel"]
@@ -340,7 +361,7 @@ def main():
     torder = [n + suf for n in tlayers[:-1] for suf in (".cls", ".mean")] + ["logits"]
     twf, twl, twt = {}, {}, {}
     for s, x in ids.items():
-        twf[s], twl[s], twt[s] = direct_tf(tf, x)
+        twf[s], twl[s], twt[s] = batched(direct_tf, tf, x, 6)
     tsplits = {"train": (ids["train"], tys["train"]), "test": (ids["test"], tys["test"]),
                "ood_shuffled": (ids["ood_shuffled"],)}
     for dtype in ("float32", "float16"):
@@ -381,9 +402,9 @@ def main():
                        "--classes", "cat,dog,eel", "--dtype", "float16", "--step", "5", "-o", path)
     if check("CLI features", rc == 0, "exit %d: %s" % (rc, err.strip()[:400])):
         check_dump(path, want_f, want_l, {}, order, labels, True, {"step": 5})
-    rc, out, err = run(*cli, "--help")
+    rc, out, err = cli_inproc("--help")
     check("CLI --help", rc == 0 and "features" in out and "weights" in out)
-    rc, out, err = run(*cli, "features", "--help")
+    rc, out, err = cli_inproc("features", "--help")
     check("CLI features --help", rc == 0 and "--keep-tokens" in out and "--split" in out)
     # errors: one line, exit 2
     bad = [
@@ -402,8 +423,8 @@ def main():
         ("missing option", ["features", "--model", spec], ["required"]),
         ("bad checkpoint", ["weights", os.path.join(work, "train.npz"), "-o", work], ["train.npz"]),
     ]
-    for what, args, words in bad:
-        rc, out, err = run(*cli, *args)
+    for i, (what, args, words) in enumerate(bad):  # the first one as a process, the rest in this one
+        rc, out, err = run(*cli, *args) if i == 0 else cli_inproc(*args)
         check("CLI error " + what, rc == 2 and len(err.strip().splitlines()) == 1 and
               all(w in err for w in words), "exit %d, stderr %r" % (rc, err[:500]))
     check("no half-written dump left", not os.path.exists(os.path.join(work, "x.h5")) and
@@ -476,7 +497,7 @@ def main():
         _, got = safetensors_read(r["path"])
         check("series %s tied once" % r["path"], "decoder.weight" not in got and "embed.weight" in got)
         check("series %s exact" % r["path"], all(np.array_equal(got[k][1], want[k].numpy()) for k in got))
-    rc, out, err = run(*cli, "weights", *[p for p, _ in cps], "--format", "h5", "-o", os.path.join(work, "ser2"))
+    rc, out, err = cli_inproc("weights", *[p for p, _ in cps], "--format", "h5", "-o", os.path.join(work, "ser2"))
     check("CLI weights", rc == 0 and "decoder.weight=embed.weight" in out and "step_count" in out,
           "exit %d %s %s" % (rc, out, err))
     got = sorted(os.listdir(os.path.join(work, "ser2"))) if rc == 0 else []
