@@ -325,12 +325,18 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
         device = torch.device(device)
     except RuntimeError as e:
         raise ExportError("device %r: %s" % (device, str(e).splitlines()[0])) from None
-    captured = {}
+    captured = {}     # layer -> ([(name, [B, D])], tokens or None), taken inside the hook
     calls = {}
+    cur = {"bsz": 0}
 
     def hook(name):
         def fn(_m, _inp, out):
-            captured[name] = out
+            # Reduce and copy now: a later in-place op (ReLU(inplace=True)) may
+            # overwrite the module's output before the forward pass returns.
+            t = _pick(out, fields.get(name), "last_hidden_state", "layer " + name)
+            red, tok = _reduce(name, t, cur["bsz"])
+            captured[name] = ([(k, v.detach().clone()) for k, v in red],
+                              tok.detach().clone() if tok is not None and keep_tokens else None)
             calls[name] = calls.get(name, 0) + 1
         return fn
 
@@ -363,22 +369,24 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
                         raise ExportError("split %s: some batches have labels and some do not" % split)
                     captured.clear()
                     calls.clear()
+                    cur["bsz"] = bsz
                     xd = _to(x, device)
                     out = model(**xd) if isinstance(xd, dict) else model(xd)
                     rows = []      # (name, [B, D])
                     for name in layers:
                         if name == out_layer:
-                            t = _pick(out, fields.get(name), "logits", "model output")
+                            red, tok = _reduce(name, _pick(out, fields.get(name), "logits",
+                                                           "model output"), bsz)
                         else:
                             if name not in captured:
-                                raise ExportError("layer %s was not called in the forward pass" % name)
-                            t = _pick(captured[name], fields.get(name), "last_hidden_state",
-                                      "layer " + name)
+                                raise ExportError("layer %s was not called in the forward pass "
+                                                  "(a branch not taken, or a fused fast path "
+                                                  "that skips submodules?)" % name)
+                            red, tok = captured[name]
                             if calls[name] > 1 and n == 0 and split == next(iter(splits)):
                                 summary["warnings"].append(
                                     "layer %s is called %d times per forward pass; its last call is "
                                     "exported" % (name, calls[name]))
-                        red, tok = _reduce(name, t, bsz)
                         rows.extend(red)
                         if tok is not None and keep_tokens:
                             if name not in toks:

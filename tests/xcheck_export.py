@@ -52,9 +52,10 @@ class TupleBlock(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(i, o, 3, padding=1)
         self.bn = nn.BatchNorm2d(o)
+        self.act = nn.ReLU(inplace=True)  # overwrites bn's output after its hook
 
     def forward(self, x):
-        h = torch.relu(self.bn(self.conv(x)))
+        h = self.act(self.bn(self.conv(x)))
         return h, h.detach().abs().mean()
 
 
@@ -158,13 +159,14 @@ def batched(fn, m, x, bs):
 def direct_cnn(m, x):
     m.eval()
     c = m.block1.conv(x)
+    bn = m.block1.bn(c)
     b1, _ = m.block1(x)
     p = m.pool(b1)
     b2 = m.block2(p)["out"]
     g = m.gap(b2)
     f1 = m.fc1(m.flat(g))
     lg = m.fc2(m.act(f1))
-    feats = {"block1.conv": c.mean((2, 3)), "block1": b1.mean((2, 3)), "pool": p.mean((2, 3)),
+    feats = {"block1.conv": c.mean((2, 3)), "block1.bn": bn.mean((2, 3)), "block1": b1.mean((2, 3)), "pool": p.mean((2, 3)),
              "block2": b2.mean((2, 3)), "gap": g.mean((2, 3)), "fc1": f1}
     return {k: v.numpy() for k, v in feats.items()}, lg.numpy(), {}
 
@@ -317,7 +319,7 @@ def main():
         "test": (xs["test"], ys["test"]),  # arrays, sliced by batch_size
         "ood_noise": [xs["ood_noise"][i:i + bs] for i in range(0, n_ood, bs)],  # x alone
     }
-    order = ["block1.conv", "block1", "pool", "block2", "gap", "fc1"]
+    order = ["block1.conv", "block1.bn", "block1", "pool", "block2", "gap", "fc1"]
     want_f, want_l = {}, {}
     for s, x in xs.items():
         want_f[s], want_l[s], _ = batched(direct_cnn, cnn, x, bs)
@@ -335,7 +337,7 @@ def main():
         check_dump(path, want_f, want_l, {}, order, labels, f16,
                    {"model": "tinycnn", "dataset": "noise", "step": 3})
         check("summary splits", s["splits"]["test"]["n"] == n_te and not s["splits"]["ood_noise"]["labelled"])
-        check("summary dims", [l["dim"] for l in s["layers"]] == [4, 4, 4, 6, 6, 8], str(s["layers"]))
+        check("summary dims", [l["dim"] for l in s["layers"]] == [4, 4, 4, 4, 6, 6, 8], str(s["layers"]))
         with h5py.File(path, "r") as f:
             got = [c.decode() if isinstance(c, bytes) else c for c in f["classes"][()]]
             check("classes", got == classes, str(got))
