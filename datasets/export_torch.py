@@ -253,7 +253,8 @@ class _Appender:
                               (self.path, list(a.shape), [None] + list(self.tail)))
         a = np.asarray(a)
         if a.dtype.kind == "f":
-            a = a.astype(self.dtype, copy=False)
+            with np.errstate(over="ignore", invalid="ignore"):
+                a = a.astype(self.dtype, copy=False)
             if not np.isfinite(a).all():
                 raise ExportError("%s: non-finite value (NaN/Inf%s) at rows %d..%d" %
                                   (self.path, ", overflow of float16?" if self.dtype == np.float16
@@ -284,7 +285,7 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
     splits: {split: loader | iterable (list) of (x, y) or x batches | a tuple (X, Y)
       or (X,) of whole arrays, or one array X, sliced by batch_size (default 256) |
       a torch Dataset};
-      `train`/`test` must be labelled, `ood_*` and others may be unlabelled.
+      `train` and `test` are required and labelled; `ood_*` and others may be unlabelled.
     layers: module names (model.named_modules()) in depth order; the name "logits"
       (when no module has it) is the model's output as a feature layer.
     logits: write the model's output (field "logits" of a mapping, else the first
@@ -304,6 +305,10 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
     for s in splits:
         if not isinstance(s, str) or not s or "/" in s:
             raise ExportError("split name %r: expected a non-empty name without '/'" % (s,))
+    missing = [s for s in ("train", "test") if s not in splits]
+    if missing:
+        raise ExportError("splits: %s missing (repbench needs labelled train and test splits)" %
+                          " and ".join(missing))
     if len(set(layers)) != len(layers):
         raise ExportError("layers: a name is repeated: %s" % ",".join(layers))
     mods = dict(model.named_modules())
@@ -365,6 +370,9 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
                     bsz = _batch_len(x)
                     if labelled is None:
                         labelled = y is not None
+                        if not labelled and split in ("train", "test"):
+                            raise ExportError("split %s has no labels; only other splits (ood_*) "
+                                              "may be unlabelled" % split)
                     elif labelled != (y is not None):
                         raise ExportError("split %s: some batches have labels and some do not" % split)
                     captured.clear()
@@ -429,9 +437,6 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
                     print(file=sys.stderr)
                 if n == 0:
                     raise ExportError("split %s: no rows (empty loader?)" % split)
-                if not labelled and split in ("train", "test"):
-                    raise ExportError("split %s has no labels; only other splits (ood_*) may be "
-                                      "unlabelled" % split)
                 summary["splits"][split] = {"n": n, "labelled": bool(labelled)}
                 if lg is not None:
                     summary["logits"] = lg.tail[0]
@@ -446,6 +451,8 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
                 f.create_dataset("classes", data=np.array(classes, dtype=object),
                                  dtype=h5py.string_dtype())
             for tname, arr in (text or {}).items():
+                if not isinstance(tname, str) or not tname or "/" in tname:
+                    raise ExportError("text name %r: expected a non-empty name without '/'" % (tname,))
                 a = _np(arr) if torch.is_tensor(arr) else np.asarray(arr)
                 if a.ndim != 2 or a.dtype.kind not in "fiu":
                     raise ExportError("text %s: expected a float [C, D] array, got %s %s" %

@@ -411,7 +411,7 @@ def main():
     # errors: one line, exit 2
     bad = [
         ("unknown layer", ["features", "--model", spec, "--split", "train=" + os.path.join(work, "train.npz"),
-                           "--layers", "block1,nosuch", "-o", os.path.join(work, "x.h5")],
+                           "--split", "test=" + os.path.join(work, "test.npz"), "--layers", "block1,nosuch", "-o", os.path.join(work, "x.h5")],
          ["nosuch", "block1.conv", "fc2"]),
         ("missing split file", ["features", "--model", spec, "--split", "train=/nonexistent.npz",
                                 "--layers", "fc1", "-o", os.path.join(work, "x.h5")], ["/nonexistent.npz"]),
@@ -429,6 +429,46 @@ def main():
         rc, out, err = run(*cli, *args) if i == 0 else cli_inproc(*args)
         check("CLI error " + what, rc == 2 and len(err.strip().splitlines()) == 1 and
               all(w in err for w in words), "exit %d, stderr %r" % (rc, err[:500]))
+    # API errors: ExportError naming the problem, no file left behind
+    class Big(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin(x) * 1e6
+
+    class SeqFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(2, 3)
+
+        def forward(self, x):
+            return self.gru(x.transpose(0, 1))[0][-1]
+
+    fast = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    x2, y2 = torch.randn(5, 2, generator=g), torch.arange(5) % 2
+    api_bad = [
+        ("float16 overflow", Big(), {"train": (x2, y2), "test": (x2, y2)}, ["lin"], {"dtype": "float16"},
+         ["logits/train", "float16"]),
+        ("sequence-first output", SeqFirst(), {"train": (torch.randn(5, 4, 2), y2), "test": (torch.randn(5, 4, 2), y2)},
+         ["gru"], {"logits": False}, ["gru", "batch size 5"]),
+        ("fast path skips a submodule", fast, {"train": (torch.randn(5, 3, 8), y2), "test": (torch.randn(5, 3, 8), y2)},
+         ["self_attn"], {"logits": False}, ["self_attn", "not called"]),
+        ("no test split", Big(), {"train": (x2, y2)}, ["lin"], {}, ["test missing"]),
+        ("unlabelled train", Big(), {"train": (x2,), "test": (x2, y2)}, ["lin"], {}, ["train has no labels"]),
+        ("float labels", Big(), {"train": (x2, y2 * 0.5), "test": (x2, y2)}, ["lin"], {}, ["labels", "float"]),
+        ("label beyond the logits", Big(), {"train": (x2, y2 + 4), "test": (x2, y2)}, ["lin"], {},
+         ["label 5", "2 columns"]),
+        ("unknown field", cnn, splits, ["block2"], {"field": "nosuch"}, ["block2", "nosuch"]),
+    ]
+    for what, m, sp, lay, kw, words in api_bad:
+        try:
+            ex.export_features(m, sp, os.path.join(work, "x.h5"), lay, **kw)
+            check("API error " + what, False, "no error")
+        except ex.ExportError as e:
+            msg = str(e)
+            check("API error " + what, "\n" not in msg and all(w in msg for w in words), repr(msg))
     check("no half-written dump left", not os.path.exists(os.path.join(work, "x.h5")) and
           not [n for n in os.listdir(work) if n.endswith(".tmp%d" % os.getpid())])
 
