@@ -41,7 +41,7 @@ all: deps $(BIN)
 # ---------------------------------------------------------------- packages
 DEB_PKGS := build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev \
             libhdf5-dev libcsv-dev gnuplot-nox python3-sklearn python3-scipy \
-            python3-h5py python3-numpy
+            python3-h5py python3-numpy python3-torch dataset-fashion-mnist
 deps:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null \
 	    | awk '$$NF!="installed"{print $$1}'; \
