@@ -348,6 +348,14 @@ def main():
             with open(os.path.join(out, "results.csv")) as fp:
                 got_layers = {r["layer"] for r in csv.DictReader(fp)}
             check("run covers every layer " + dtype, set(order) <= got_layers, str(got_layers))
+    # a dict output without field=: its first tensor ("pre", before the ReLU)
+    path = os.path.join(work, "cnn_dict.h5")
+    ex.export_features(cnn, splits, path, ["block2"], batch_size=bs, logits=False)
+    with h5py.File(path, "r") as f, torch.no_grad():
+        cnn.eval()
+        pre = cnn.block2(cnn.pool(cnn.block1(xs["test"])[0]))["pre"].mean((2, 3)).numpy()
+        cnn.train()
+        close("dict output, first tensor", f["features/test/block2"][()], pre)
     check("train mode restored", cnn.training and cnn.block1.bn.training)
     check("no hooks left", all(not m._forward_hooks for m in cnn.modules()))
     check("BatchNorm buffers untouched",
