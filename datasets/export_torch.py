@@ -645,6 +645,8 @@ def export_checkpoints(model_factory_or_model, ckpt_paths, out_pattern, **kw):
     if not paths:
         raise ExportError("export_checkpoints: no checkpoint files")
     pat = os.fspath(out_pattern)
+    if "{" in pat and not pat.lower().endswith((".safetensors", ".h5", ".hdf5")):
+        raise ExportError("%s: a pattern must end in .safetensors or .h5" % pat)
     if os.path.isdir(pat) or pat.endswith(os.sep) or not pat.lower().endswith(
             (".safetensors", ".h5", ".hdf5")):
         os.makedirs(pat, exist_ok=True)
