@@ -51,6 +51,11 @@ grep -q "^FAIL icl/" "$T/out" && ok || bad "no FAIL line"
 printf 'size,metric\n1e6,3.1\n2e6,2.9\n4e6,2.75\n8e6,2.62\n1.6e7,2.52\n3.2e7,2.44\n6.4e7,2.38\n' > "$T/t.csv"
 expect_status 0 $RB theory fit --fast --table "$T/t.csv" -o "$T/d"
 grep -q "source=table" "$T/d/results.csv" && ok || bad "table rows missing"
+# --hold longer than the table allows: exit 2 naming the table (it wrapped
+# n - hold and crashed with a bus error).
+expect_status 2 $RB theory fit --fast --table "$T/t.csv" --hold 10; one_line
+grep -q "t.csv.*--hold 10" "$T/err" && ok || bad "--hold error does not name the table and option"
+expect_status 2 $RB theory fit --fast --table "$T/t.csv" --hold 4; one_line
 printf 'size,loss\n1,2\n' > "$T/bad.csv"
 expect_status 2 $RB theory fit --fast --table "$T/bad.csv"; one_line
 grep -q "bad.csv" "$T/err" && ok || bad "error does not name the table"

@@ -281,7 +281,7 @@ static int analyse_powerlaw(const double *x, const double *y, size_t n, long B,
             goto out;
     }
     /* Held-out extrapolation: fit on the n - hold smallest sizes. */
-    if (hold > 0 && n - (size_t)hold >= 4) {
+    if (hold > 0 && n >= (size_t)hold + 4) {
         for (size_t i = 0; i < n; i++) ord[i] = i;
         qsort_r(ord, n, sizeof *ord, cmp_x, (void *)x);
         size_t nf = n - (size_t)hold;
@@ -535,7 +535,15 @@ int rb_theory_fit_table(const char *buf, size_t len, const rb_opts *o,
     if ((rc = rb_table_parse(buf, len, xc, yc, NULL, &x, &y, NULL, &n, e))) goto out;
     char params[RB_PARAMS_MAX];
     snprintf(params, sizeof params, "boot=%ld;hold=%ld;source=table;tol=%g;x=%s;y=%s", boot, hold, tol, xc, yc);
-    if (n - (size_t)hold < 4) hold = 0;
+    /* The held-out fit needs 4 rows (3 parameters and a residual): a table
+     * too short for the default hold gets no extrapolation, an explicit
+     * --hold is refused. */
+    if (hold > 0 && n < (size_t)hold + 4 && !rb_opt_str(o, "hold", NULL)) hold = 0;
+    if (hold > 0 && n < (size_t)hold + 4) {
+        rc = rb_fail(e, RB_EINVAL, "fit: --hold %ld leaves %zu of the table's %zu rows to fit, need at least 4",
+                     hold, n > (size_t)hold ? n - (size_t)hold : 0, n);
+        goto out;
+    }
     rc = analyse_powerlaw(x, y, n, boot, hold, tol, NULL, rng, params, rows, e);
 out:
     gsl_rng_free(rng);
