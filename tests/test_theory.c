@@ -24,16 +24,23 @@ void openblas_set_num_threads(int num_threads);
  * of failed claims (-1 when it could not run), *npass the passed ones, and
  * the failed claims' names, sorted and comma-joined, in failed (distinct
  * names: a claim made per K or per size counts once). */
-static int run_check(const char *name, const char *key, const char *val, int *npass, char *failed, size_t cap)
+static int run_check(const char *name, const char *opts, int *npass, char *failed, size_t cap,
+                     char *claims, size_t ccap)
 {
     rb_opts o;
     memset(&o, 0, sizeof o);
     o.seed = check_seed(0);
     o.threads = 2;
-    if (key) {
-        snprintf(o.kv[0].key, sizeof o.kv[0].key, "%s", key);
-        snprintf(o.kv[0].val, sizeof o.kv[0].val, "%s", val);
-        o.nkv = 1;
+    /* opts: "key=value;key=value" */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", opts ? opts : "");
+    for (char *sv = NULL, *tk = strtok_r(buf, ";", &sv); tk && o.nkv < 4; tk = strtok_r(NULL, ";", &sv)) {
+        char *eq = strchr(tk, '=');
+        if (!eq) continue;
+        *eq = 0;
+        snprintf(o.kv[o.nkv].key, sizeof o.kv[o.nkv].key, "%s", tk);
+        snprintf(o.kv[o.nkv].val, sizeof o.kv[o.nkv].val, "%s", eq + 1);
+        o.nkv++;
     }
     failed[0] = 0;
     const rb_theory_check *c = rb_theory_find(name);
@@ -61,6 +68,12 @@ static int run_check(const char *name, const char *key, const char *val, int *np
                    : cl.type == RB_CLAIM_AT_LEAST ? cl.simulated >= cl.predicted
                                                   : cl.simulated >= cl.lo && cl.simulated <= cl.hi;
         CHECK_INT(cl.pass, want);
+        char key[128];
+        snprintf(key, sizeof key, ",%s,", r.rows[i].method);
+        if (claims && !strstr(claims, key) && strlen(claims) + strlen(key) < ccap) {
+            strcat(claims, r.rows[i].method);
+            strcat(claims, ",");
+        }
         if (cl.pass) (*npass)++;
         else {
             nfail++;
@@ -85,6 +98,89 @@ static int run_check(const char *name, const char *key, const char *val, int *np
         len += (size_t)snprintf(failed + len, cap - len, "%s%s", k ? "," : "", names[k]);
     rb_rows_free(&r);
     return rc == RB_OK ? nfail : -1;
+}
+
+/* Every check's fast configuration passes; each break (an assumption of
+ * the check broken on purpose) fails exactly the listed claims (sorted,
+ * distinct names), with the measured values printed; every claim fails
+ * under at least one break. */
+static void test_checks_pass_and_break(void)
+{
+    static const struct {
+        const char *name, *opts, *fails;
+    } breaks[] = {
+        /* non-Gaussian covariates (multivariate t, nu = 5): fourth moments */
+        {"icl", "covariates=heavy;tasks=40000", "gd_one_step_risk,gd_step_x0.75_excess,gd_step_x1.25_excess"},
+        /* ridge with lambda 400 x the noise is not the posterior mean */
+        {"icl", "ridge_lambda=100", "bayes_le_gd,dmmse_ge_ridge"},
+        /* new tasks not from the prior N(0, I) */
+        {"icl", "task_sd=2", "dmmse_m1_risk"},
+        /* pre-training tasks without diversity (rank 1) */
+        {"icl", "task_rank=1", "dmmse_gap_shrinks"},
+        /* the "in-distribution" tasks moved off the pre-training tasks */
+        {"icl", "task_jitter=1", "dmmse_in_dist"},
+        /* unlabeled data from another mixture (means rotated 45 degrees) */
+        {"pretrain_gmm", "unlabeled_shift=1", "pretrained_inverse_m_fit,pretrained_label_cost"},
+        /* downstream labels not from the model (20 % flipped) */
+        {"pretrain_gmm", "label_noise=0.2", "em_missing_information,pretrained_label_cost,supervised_rate"},
+        /* no power law in the data */
+        {"fit", "law=log", "extrapolation,powerlaw_alpha"},
+        /* unbalanced classes: minority collapse, no simplex ETF */
+        {"nc_ufm", "imbalance=3", "means_simplex_etf,nc1_rate,nc3_self_duality,ufm_h_norm,ufm_objective,ufm_w_norm"},
+        /* H0 noise not isotropic (4x in the classifier's span) */
+        {"nc_ufm", "h0_aniso=4", "perturbation_variability"},
+        /* gradient descent stopped early / too slow to reach the minimiser */
+        {"nc_ufm", "iters=150",
+         "means_simplex_etf,nc1_geometric,nc1_rate,nc1_to_zero,nc3_self_duality,ufm_h_norm,ufm_objective,ufm_w_norm"},
+        {"nc_ufm", "lr=0.0003",
+         "means_simplex_etf,nc1_geometric,nc1_rate,nc1_to_zero,nc3_self_duality,nc4_ncc_agreement,ufm_h_norm,"
+         "ufm_objective,ufm_w_norm"},
+        /* no shared latent: per-feature signal ~ 1/n, naive Bayes needs O(n) */
+        {"nb_vs_lr", "features=independent", "nb_log_growth"},
+        /* logistic regression regularised into a mean-difference rule */
+        {"nb_vs_lr", "lr_C=0.001", "lr_linear_growth"},
+        /* a nuisance factor the Bayes rule cancels and naive Bayes cannot */
+        {"nb_vs_lr", "nuisance=2", "nb_log_growth,nb_reaches_bayes"},
+        /* points off the manifold */
+        {"id_manifolds", "noise=0.3", "hypercube,linear,scurve,sphere,swissroll"},
+    };
+    size_t n;
+    const rb_theory_check *c = rb_theory_checks(&n);
+    static char claims[4096] = ",", broken[4096] = ",";
+    char failed[1024];
+    for (size_t i = 0; i < n; i++) {
+        int np, nf;
+        int found = 0;
+        for (size_t j = 0; j < sizeof breaks / sizeof breaks[0]; j++) found |= strcmp(breaks[j].name, c[i].name) == 0;
+        CHECK(found);
+        nf = run_check(c[i].name, NULL, &np, failed, sizeof failed, claims, sizeof claims);
+        printf("  %-13s fast: %d passed, %d failed\n", c[i].name, np, nf);
+        CHECK_INT(nf, 0);
+        CHECK(np >= 3);
+    }
+    for (size_t j = 0; j < sizeof breaks / sizeof breaks[0]; j++) {
+        int np, nf = run_check(breaks[j].name, breaks[j].opts, &np, failed, sizeof failed, NULL, 0);
+        printf("  %-13s %s: %d passed, %d failed: %s\n", breaks[j].name, breaks[j].opts, np, nf, failed);
+        if (strcmp(failed, breaks[j].fails) != 0)
+            printf("  FAIL: %s %s fails {%s}, want {%s}\n", breaks[j].name, breaks[j].opts, failed, breaks[j].fails);
+        CHECK(strcmp(failed, breaks[j].fails) == 0);
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%s", failed);
+        for (char *sv = NULL, *tk = strtok_r(tmp, ",", &sv); tk; tk = strtok_r(NULL, ",", &sv))
+            if (strlen(broken) + strlen(tk) + 3 < sizeof broken) {
+                strcat(broken, tk);
+                strcat(broken, ",");
+            }
+    }
+    /* every claim of the unbroken runs fails under some break */
+    static char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", claims);
+    for (char *sv = NULL, *tk = strtok_r(tmp, ",", &sv); tk; tk = strtok_r(NULL, ",", &sv)) {
+        char key[128];
+        snprintf(key, sizeof key, ",%s,", tk);
+        if (!strstr(broken, key)) printf("  FAIL: claim %s has no break that fails it\n", tk);
+        CHECK(strstr(broken, key) != NULL);
+    }
 }
 
 /* METRICS.md section a reference test (input fully given there). */
