@@ -83,6 +83,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* OpenBLAS's thread controls. */
 int openblas_get_num_threads(void);
@@ -457,7 +458,7 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
         }
     /* The cells in parallel, each single-threaded: the rows do not depend
      * on the thread count. */
-    int nthr = o && o->threads > 0 ? o->threads : openblas_get_num_threads();
+    int nthr = o && o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (nthr < 1) nthr = 1;
     if ((size_t)nthr > ncell) nthr = (int)ncell;
     int blas_prev = openblas_get_num_threads();
