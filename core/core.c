@@ -77,7 +77,7 @@ void rb_rows_free(rb_rows *r)
 
 static void copy_str(char *dst, size_t cap, const char *src);
 
-int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
+int rb_rows_add_pred(rb_rows *r, const char *method, const char *params, const char *split,
                      const int32_t *pred, const int32_t *label, size_t n, rb_err *e)
 {
     if (!r->want_pred) return RB_OK;
@@ -94,6 +94,7 @@ int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
     q->n = n;
     copy_str(q->method, sizeof q->method, method);
     copy_str(q->params, sizeof q->params, params);
+    copy_str(q->split, sizeof q->split, split ? split : "");
     r->npred++;
     return RB_OK;
 }

@@ -95,6 +95,7 @@ typedef struct {
  * set, written by the harness to DIR/predictions.csv for cross-checks). */
 typedef struct {
     char layer[RB_NAME_MAX];
+    char split[RB_NAME_MAX]; /* the scored split ("" = test) */
     char method[48];
     char params[RB_PARAMS_MAX];
     int32_t *pred; /* owned: n predicted classes, then n true labels */
@@ -113,7 +114,7 @@ typedef struct {
 
 /* Attach a copy of pred[0..n) and of the true labels label[0..n) for
  * (method, params); no-op unless r->want_pred.  Returns RB_OK or RB_ENOMEM. */
-int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
+int rb_rows_add_pred(rb_rows *r, const char *method, const char *params, const char *split,
                      const int32_t *pred, const int32_t *label, size_t n, rb_err *e);
 
 void rb_rows_free(rb_rows *r);

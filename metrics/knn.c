@@ -669,11 +669,26 @@ out:
 
 #define KNN_MAXK 32
 
+static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out,
+                    rb_err *e);
+
 int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
+    rb_probe_eval seg;
+    float *ebuf = NULL;
+    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &ebuf, e);
     if (rc) return rc;
+    rc = knn_eval(t, &tr, &te, &seg, out, e);
+    free(ebuf);
+    return rc;
+}
+
+static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out,
+                    rb_err *e)
+{
+    rb_view tr = *trp, te = *tep;
+    int rc;
     double kl[KNN_MAXK], T;
     size_t nk;
     if ((rc = rb_opt_list(t->o, "knn_k", "10,20,100,200", kl, KNN_MAXK, &nk, e))) return rc;
@@ -717,8 +732,7 @@ int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
             items[ni] = NULL;
             rb_params_sorted(params, sizeof params, items);
             if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc, e))) goto out;
-            if ((rc = rb_probe_report("knn", params, sc, n, k, te.y, B,
-                                      rb_probe_seed(t, "knn"), out, e)))
+            if ((rc = rb_probe_report_eval(seg, "knn", params, sc, k, te.y, B, rb_probe_seed(t, "knn"), out, e)))
                 goto out;
         }
     }

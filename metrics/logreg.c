@@ -1218,11 +1218,26 @@ out:
 
 /* ------------------------------------------------------------- registry */
 
+static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg,
+                       rb_rows *out, rb_err *e);
+
 int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
+    rb_probe_eval seg;
+    float *ebuf = NULL;
+    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &ebuf, e);
     if (rc) return rc;
+    rc = logreg_eval(t, &tr, &te, &seg, out, e);
+    free(ebuf);
+    return rc;
+}
+
+static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg,
+                       rb_rows *out, rb_err *e)
+{
+    rb_view tr = *trp, te = *tep;
+    int rc;
     const rb_opts *o = t->o;
     double C = NAN, tol, vf;
     long max_iter;
@@ -1269,8 +1284,7 @@ int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
     const char *items[] = {cs, mi, ts, selected ? vs : NULL, NULL};
     rb_params_sorted(params, sizeof params, items);
     int B = o ? o->bootstrap : 0;
-    if ((rc = rb_probe_report("logreg", params, sc, te.n, k, te.y, B, rb_probe_seed(t, "logreg"),
-                              out, e)))
+    if ((rc = rb_probe_report_eval(seg, "logreg", params, sc, k, te.y, B, rb_probe_seed(t, "logreg"), out, e)))
         goto out;
     long ntr = (long)tr.n;
     if ((rc = rb_rows_add(out, "logreg", params, "train", "C", C, NAN, NAN, ntr, e))) goto out;

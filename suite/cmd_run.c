@@ -236,11 +236,13 @@ static int write_predictions(const char *path, const rb_rows *r, rb_err *e)
 {
     FILE *fp = rb_out_open(path, e);
     if (!fp) return e->code;
-    fputs("layer,method,params,index,pred,label\n", fp);
+    fputs("layer,split,method,params,index,pred,label\n", fp);
     for (size_t p = 0; p < r->npred; p++) {
         const rb_pred *q = &r->preds[p];
         for (size_t i = 0; i < q->n; i++) {
             rb_csv_fprint_field(fp, q->layer);
+            fputc(',', fp);
+            rb_csv_fprint_field(fp, q->split[0] ? q->split : "test");
             fputc(',', fp);
             rb_csv_fprint_field(fp, q->method);
             fputc(',', fp);
