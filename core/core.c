@@ -73,6 +73,9 @@ void rb_rows_free(rb_rows *r)
     free(r->preds);
     r->preds = NULL;
     r->npred = 0;
+    free(r->timings);
+    r->timings = NULL;
+    r->ntimings = 0;
 }
 
 static void copy_str(char *dst, size_t cap, const char *src);
@@ -93,6 +96,20 @@ int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
     copy_str(q->method, sizeof q->method, method);
     copy_str(q->params, sizeof q->params, params);
     r->npred++;
+    return RB_OK;
+}
+
+int rb_rows_add_timing(rb_rows *r, const char *method, const char *name, double seconds,
+                       rb_err *e)
+{
+    rb_timing *p = realloc(r->timings, (r->ntimings + 1) * sizeof *p);
+    if (!p) RB_FAIL(e, RB_ENOMEM, "out of memory keeping a timing");
+    r->timings = p;
+    memset(&p[r->ntimings], 0, sizeof *p);
+    copy_str(p[r->ntimings].method, sizeof p->method, method);
+    copy_str(p[r->ntimings].name, sizeof p->name, name);
+    p[r->ntimings].seconds = seconds;
+    r->ntimings++;
     return RB_OK;
 }
 
@@ -382,6 +399,43 @@ void rb_run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)
         else
             fn(j + (size_t)t * size);
     }
+}
+
+typedef struct {
+    void *(*fn)(void *);
+    char *jobs;
+    size_t size;
+    int n, nthr, t;
+} stride_job;
+
+static void *stride_work(void *arg)
+{
+    stride_job *s = arg;
+    for (int i = s->t; i < s->n; i += s->nthr) s->fn(s->jobs + (size_t)i * s->size);
+    return NULL;
+}
+
+void rb_run_jobs_on(void *(*fn)(void *), void *jobs, size_t size, int n, int nthr)
+{
+    enum { MAXT = 256 };
+    if (nthr > n) nthr = n;
+    if (nthr > MAXT) nthr = MAXT;
+    if (nthr < 1) nthr = 1;
+    stride_job s[MAXT];
+    for (int t = 0; t < nthr; t++) s[t] = (stride_job){fn, jobs, size, n, nthr, t};
+    rb_run_jobs(stride_work, s, sizeof s[0], nthr);
+}
+
+static int rb_nworkers = 1;
+
+void rb_workers_set(int n)
+{
+    rb_nworkers = n < 1 ? 1 : n;
+}
+
+int rb_workers(void)
+{
+    return rb_nworkers;
 }
 
 uint64_t rb_seed_derive(uint64_t seed, const char *tag)

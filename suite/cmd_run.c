@@ -118,6 +118,7 @@ typedef struct {
     const rb_opts *o;
     const notes *skipped, *failed;
     size_t nrows;
+    const rb_rows *rows; /* its timings go to run.json */
     uint64_t *hash;   /* ndumps checksums (see digest_all) */
     long long *bytes; /* ndumps sizes, -1 when unreadable */
 } run_meta;
@@ -174,7 +175,18 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
         fputs(": ", fp);
         rb_json_fprint_str(fp, m->o->kv[i].val);
     }
-    fputs("},\n", fp);
+    fputs("},\n  \"timings\": [", fp);
+    for (size_t i = 0; m->rows && i < m->rows->ntimings; i++) {
+        const rb_timing *tm = &m->rows->timings[i];
+        fprintf(fp, "%s\n    {\"method\": ", i ? "," : "");
+        rb_json_fprint_str(fp, tm->method);
+        fputs(", \"layer\": ", fp);
+        rb_json_fprint_str(fp, tm->layer);
+        fputs(", \"name\": ", fp);
+        rb_json_fprint_str(fp, tm->name);
+        fprintf(fp, ", \"seconds\": %.6f}", tm->seconds);
+    }
+    fprintf(fp, "%s],\n", m->rows && m->rows->ntimings ? "\n  " : "");
     const notes *lists[2] = {m->skipped, m->failed};
     const char *names[2] = {"skipped", "failed"};
     for (int l = 0; l < 2; l++) {
@@ -330,7 +342,7 @@ static const char *unmet(const rb_method *m, const rb_source *s, int train, int 
 static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const char *layer,
                       rb_rows *rows, notes *failed, rb_err *e)
 {
-    size_t from = rows->n, pfrom = rows->npred;
+    size_t from = rows->n, pfrom = rows->npred, tfrom = rows->ntimings;
     double t0 = rb_now();
     rb_err me = {0};
     int rc = m->run(t, rows, &me);
@@ -345,6 +357,7 @@ static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const ch
         rows->n = from;
         for (size_t i = pfrom; i < rows->npred; i++) free(rows->preds[i].pred);
         rows->npred = pfrom;
+        rows->ntimings = tfrom;
         fprintf(stderr, "%srepbench: warning: %s: %s on layer %s failed: %s\n",
                 t->o->progress ? "\r\033[K" : "", t->src->path, m->name, layer, me.msg);
         note_add(failed, m->name, layer, me.msg);
@@ -353,6 +366,8 @@ static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const ch
     fill_rows(rows, from, d, layer, t->seed, secs);
     for (size_t i = pfrom; i < rows->npred; i++)
         snprintf(rows->preds[i].layer, sizeof rows->preds[i].layer, "%s", layer);
+    for (size_t i = tfrom; i < rows->ntimings; i++)
+        snprintf(rows->timings[i].layer, sizeof rows->timings[i].layer, "%s", layer);
     return RB_OK;
 }
 
@@ -482,6 +497,12 @@ int rb_cmd_run(int argc, char **argv)
     }
     if (o->threads > 0) openblas_set_num_threads(o->threads);
     int threads = openblas_get_num_threads();
+    /* Methods parallelise their own loops over parts fixed by the problem
+     * size (rb_workers threads) and call OpenBLAS on one thread: a threaded
+     * OpenBLAS call (GEMM, SYMV, DOT, and LAPACK through them) splits its
+     * sums by the thread count, so its last bits would depend on --threads. */
+    rb_workers_set(threads);
+    openblas_set_num_threads(1);
 
     /* Select methods. */
     size_t nm;
@@ -560,6 +581,7 @@ int rb_cmd_run(int argc, char **argv)
     meta.skipped = &skipped;
     meta.failed = &failed;
     meta.nrows = rows.n;
+    meta.rows = &rows;
 
     char path[4096];
     if (rb_mkdir_p(o->out, &e)) {
