@@ -50,6 +50,7 @@ int rb_exit_status(int code)
     case RB_EINVAL:
     case RB_EUSAGE:
     case RB_EIO: return 2;
+    case RB_EWRITE: return 1;
     default: return 1;
     }
 }

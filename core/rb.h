@@ -27,7 +27,9 @@ enum {
     RB_ENOMEM = 4,   /* allocation failed: exit status 1 */
     RB_ESING = 5,    /* a matrix was singular / a fit did not converge: 1 */
     RB_EINTERNAL = 6, /* broken invariant or library failure: exit status 1 */
-    RB_EUSAGE = 7     /* a bad option value: the whole run stops, exit status 2 */
+    RB_EUSAGE = 7,    /* a bad option value: the whole run stops, exit status 2 */
+    RB_EWRITE = 8     /* an output could not be written (disk full, file size
+                         limit): exit status 1, the system's reason */
 };
 
 typedef struct {

@@ -6,8 +6,12 @@
  * each selected method a task whose views are loaded on first use and freed
  * when the layer is done; then run the dump-scope methods.  Rows get their
  * provenance (model, dataset, layer, split, seed, seconds) here, and the
- * results are written once at the end: DIR/results.csv, DIR/run.json and,
- * with --predictions, DIR/predictions.csv, each through a temporary name.
+ * results are written once at the end: DIR/predictions.csv (with
+ * --predictions), DIR/skipped.csv, DIR/run.json and, last, DIR/results.csv
+ * (the sweep's make target: a kill before it is renamed leaves the target
+ * missing, so the resumed sweep redoes it), each through a temporary name
+ * of this process.  DIR is locked for the whole run: a second writer is
+ * refused.
  *
  * A method that fails on one layer (bad parameters for this data, a
  * singular matrix) is reported on stderr and in run.json "failed"; the
@@ -487,7 +491,7 @@ int rb_cmd_run(int argc, char **argv)
     rb_err e = {0};
     run_meta meta = {0};
     pthread_t digest;
-    int digest_started = 0;
+    int digest_started = 0, lockfd = -1;
     if (status) goto done;
     rb_opts *o = &cli.o;
     if (!o->out || cli.npos == 0) {
@@ -549,6 +553,11 @@ int rb_cmd_run(int argc, char **argv)
         }
     }
     rows.want_pred = rb_opt_str(o, "predictions", NULL) != NULL;
+    /* One writer per output directory, refused before any work. */
+    if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
+        status = rb_report_err(&e);
+        goto done;
+    }
 
     meta.argc = argc;
     meta.argv = argv;
@@ -584,15 +593,6 @@ int rb_cmd_run(int argc, char **argv)
     meta.rows = &rows;
 
     char path[4096];
-    if (rb_mkdir_p(o->out, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/results.csv", o->out);
-    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
     if (rows.want_pred) {
         snprintf(path, sizeof path, "%s/predictions.csv", o->out);
         if (write_predictions(path, &rows, &e)) {
@@ -612,10 +612,16 @@ int rb_cmd_run(int argc, char **argv)
         status = rb_report_err(&e);
         goto done;
     }
+    snprintf(path, sizeof path, "%s/results.csv", o->out);
+    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
     if (failed.n)
         fprintf(stderr, "repbench run: %zu method run(s) failed; see %s/run.json\n", failed.n, o->out);
 done:
     if (digest_started) pthread_join(digest, NULL);
+    rb_out_unlock(lockfd);
     free(meta.hash);
     free(meta.bytes);
     free(sel.m);

@@ -41,4 +41,61 @@ done
 grep -q "gemm_seconds" "$T/det1/results.csv" && bad "gemm_seconds is a results.csv row" || ok
 "$PY" -c 'import json,sys; t=json.load(open(sys.argv[1]))["timings"]; assert any(x["method"]=="knn" and x["name"]=="gemm_seconds" and x["seconds"]>=0 for x in t)' "$T/det1/run.json" && ok || bad "run.json has no knn gemm_seconds timing"
 
+# ------------------------------------------------------------ B8, B9
+$RB gen gmm --seed 3 --classes 4 --dim 8 --layers 2 --n-train 300 --n-test 150 --n-ood 60 --model tiny -o "$T/tiny.h5" >/dev/null || bad "gen tiny"
+# B8: results.csv (the sweep's make target) is written and renamed last:
+# it is not older than run.json, skipped.csv and predictions.csv.
+expect_status 0 $RB run --quiet --methods gnb,ncm --predictions -o "$T/ord" "$T/tiny.h5"
+"$PY" - "$T/ord" <<'PY' && ok || bad "results.csv is not the last file written"
+import os, sys
+d = sys.argv[1]
+t = {f: os.stat(os.path.join(d, f)).st_mtime_ns for f in ("results.csv", "run.json", "skipped.csv", "predictions.csv")}
+assert all(t["results.csv"] >= v for v in t.values()), t
+PY
+if command -v strace >/dev/null 2>&1; then
+  strace -f -e trace=rename,renameat,renameat2 -o "$T/strace" $RB run --quiet --methods gnb -o "$T/ord2" "$T/tiny.h5" 2>/dev/null
+  last=$(grep -o '"[^"]*"' "$T/strace" | grep -v '\.tmp"' | tail -n 1)
+  [ "$last" = "\"$T/ord2/results.csv\"" ] && ok || bad "last rename is $last, not results.csv"
+fi
+# B9: a second writer to a directory in use is refused (exit 2, one line
+# naming the directory), before any work; the first writer's lock is a
+# flock on the directory (util-linux flock(1) takes the same lock).
+mkdir -p "$T/busy"
+flock -n "$T/busy" sleep 20 & holder=$!
+sleep 0.3
+expect_status 2 $RB run --quiet --methods gnb -o "$T/busy" "$T/tiny.h5"; one_line
+grep -q "busy: output directory in use by another repbench run" "$T/err" && ok || bad "lock refusal message: $(cat "$T/err")"
+[ ! -e "$T/busy/results.csv" ] && ok || bad "refused run wrote results.csv"
+$RB gen weights --kind init --seed 1 --features "$T/tiny.h5" --model init -o "$T/ckpt.h5" >/dev/null 2>&1 || bad "gen weights"
+expect_status 2 $RB weights --methods sparsity -o "$T/busy" "$T/ckpt.h5"; one_line
+grep -q "in use by another repbench run" "$T/err" && ok || bad "weights: no lock refusal: $(cat "$T/err")"
+kill $holder 2>/dev/null; wait $holder 2>/dev/null
+# Two real runs on one directory: one exits 0, the other is refused or runs
+# after it; the rows are one complete result set, never a mix.
+$RB run --quiet --methods logreg,gnb --C 1 -o "$T/two" "$T/gmm_small.h5" 2>"$T/e1" & p1=$!
+sleep 0.2
+$RB run --quiet --methods ncm -o "$T/two" "$T/tiny.h5" 2>"$T/e2"; s2=$?
+wait $p1; s1=$?
+[ "$s1" = 0 ] && [ "$s2" = 2 ] && grep -q "in use" "$T/e2" && ok || bad "concurrent writers: exit $s1 / $s2: $(cat "$T/e2")"
+grep -q "^gmm_small," "$T/two/results.csv" && ! grep -q "^tiny," "$T/two/results.csv" && ok || bad "concurrent writers mixed results"
+# Unique temporary names: a stale fixed-name temporary (here a directory,
+# which the old fixed name could not be opened over) does not stop a run;
+# a dead run's NAME.PID.tmp is removed by the next writer.
+mkdir -p "$T/stale/results.csv.tmp"; touch "$T/stale/results.csv.999999.tmp"
+expect_status 0 $RB run --quiet --methods gnb -o "$T/stale" "$T/tiny.h5"
+[ ! -e "$T/stale/results.csv.999999.tmp" ] && ok || bad "dead run's temporary left"
+# SIGXFSZ (ulimit -f): a write error with the reason, exit 1, no temporary.
+( ulimit -f 1; exec $RB run --quiet --methods knn,gnb,ncm,spectrum -o "$T/fsz" "$T/tiny.h5" ) >"$T/out" 2>"$T/err"; st=$?
+[ "$st" = 1 ] && grep -q "results.csv: write failed: File too large" "$T/err" && ok || bad "ulimit -f: exit $st: $(cat "$T/err")"
+ls "$T/fsz"/*.tmp >/dev/null 2>&1 && bad "ulimit -f left a temporary" || ok
+[ ! -e "$T/fsz/results.csv" ] && ok || bad "ulimit -f: results.csv written"
+# A full disk: exit 1 with the system's reason (a 12 KiB tmpfs in a user
+# namespace; skipped where unshare is not allowed).
+if unshare -rm true 2>/dev/null; then
+  unshare -rm sh -c 'mkdir -p "$1/full" && mount -t tmpfs -o size=12k none "$1/full" && exec "$2" run --quiet --methods knn,gnb,ncm,spectrum -o "$1/full/o" "$1/tiny.h5"' sh "$T" "$RB" >"$T/out" 2>"$T/err"; st=$?
+  [ "$st" = 1 ] && grep -q "write failed: No space left on device" "$T/err" && ok || bad "full disk: exit $st: $(cat "$T/err")"
+else
+  echo "note: unshare not permitted; the full-disk check is skipped"
+fi
+
 finish
