@@ -98,4 +98,9 @@ else
   echo "note: unshare not permitted; the full-disk check is skipped"
 fi
 
+# ------------------------------------------------------------ sweep kill
+# Seeded random kill points (SIGINT and SIGKILL), 20 trials (6 under the
+# sanitizers): the resumed sweep equals an uninterrupted one.
+"$PY" "$(dirname "$0")/sweep_kill.py" "$RB" "$T/sk" 13 $([ $SAN = 1 ] && echo 6 || echo 20) && ok || bad "sweep kill test"
+
 finish
