@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ errors */
@@ -331,12 +334,35 @@ static uint64_t le64(const unsigned char *p)
     return v;
 }
 
+int rb_path_regular(const char *path, rb_err *e)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return RB_OK;
+    const char *kind = S_ISFIFO(st.st_mode)  ? "a FIFO"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                                              : "a special file";
+    RB_FAIL(e, RB_EINVAL, "%s: not a regular file (%s)", path, kind);
+}
+
 int rb_file_digest(const char *path, uint64_t *h, long long *size)
 {
     enum { BUF = 1 << 20 }; /* a multiple of the 32-byte block */
     const uint64_t prime = 0x100000001b3ull;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
+    /* Non-blocking open and a regular-file check: a FIFO would block. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return -1;
+    }
     unsigned char *buf = malloc(BUF);
     if (!buf) {
         fclose(fp);

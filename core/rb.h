@@ -290,6 +290,12 @@ uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len);
  * cannot be opened or read. */
 int rb_file_digest(const char *path, uint64_t *h, long long *size);
 
+/* Refuse a path that exists but is neither a regular file nor a directory
+ * (a FIFO, a socket, a device): reading one would block or never end.
+ * RB_EINVAL "PATH: not a regular file (a FIFO)"; RB_OK otherwise (a missing
+ * file or a directory is left to the caller's own message). */
+int rb_path_regular(const char *path, rb_err *e);
+
 /* malloc for big matrices (free() releases it): at 8 MiB and more the block
  * is 2 MiB-aligned and advised for transparent huge pages, so that the
  * first touch faults one page per 2 MiB, not per 4 KiB (the kernel's

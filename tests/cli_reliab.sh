@@ -98,6 +98,20 @@ else
   echo "note: unshare not permitted; the full-disk check is skipped"
 fi
 
+# ------------------------------------------------------------------ B1
+# A FIFO (or a device) given as a dump or checkpoint is refused at once,
+# never read (a read would block forever); timeout 20 turns a hang into 124.
+mkfifo "$T/fifo.h5" "$T/fifo.safetensors"
+expect_status 2 timeout 20 $RB inspect "$T/fifo.h5"; one_line
+grep -q "fifo.h5: not a regular file (a FIFO)" "$T/err" && ok || bad "inspect FIFO message: $(cat "$T/err")"
+expect_status 2 timeout 20 $RB run --quiet --methods gnb -o "$T/fo" "$T/fifo.h5"; one_line
+expect_status 2 timeout 20 $RB run --quiet --methods gnb -o "$T/fo" "$T/tiny.h5" "$T/fifo.h5"; one_line
+expect_status 2 timeout 20 $RB run --quiet --methods cka_cross --other "$T/fifo.h5" -o "$T/fo" "$T/tiny.h5"; one_line
+expect_status 2 timeout 20 $RB inspect "$T/fifo.safetensors"; one_line
+expect_status 2 timeout 20 $RB weights --methods sparsity -o "$T/fo" "$T/fifo.safetensors"; one_line
+expect_status 2 timeout 20 $RB weights --methods soup --features "$T/fifo.h5" -o "$T/fo" "$T/ckpt.h5"; one_line
+expect_status 2 timeout 20 $RB run --quiet --methods gnb -o "$T/fo" /dev/null; one_line
+
 # ------------------------------------------------------------ sweep kill
 # Seeded random kill points (SIGINT and SIGKILL), 20 trials (6 under the
 # sanitizers): the resumed sweep equals an uninterrupted one.
