@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ errors */
@@ -50,6 +53,7 @@ int rb_exit_status(int code)
     case RB_EINVAL:
     case RB_EUSAGE:
     case RB_EIO: return 2;
+    case RB_EWRITE: return 1;
     default: return 1;
     }
 }
@@ -73,6 +77,9 @@ void rb_rows_free(rb_rows *r)
     free(r->preds);
     r->preds = NULL;
     r->npred = 0;
+    free(r->timings);
+    r->timings = NULL;
+    r->ntimings = 0;
 }
 
 static void copy_str(char *dst, size_t cap, const char *src);
@@ -96,6 +103,20 @@ int rb_rows_add_pred(rb_rows *r, const char *method, const char *params, const c
     copy_str(q->params, sizeof q->params, params);
     copy_str(q->split, sizeof q->split, split ? split : "");
     r->npred++;
+    return RB_OK;
+}
+
+int rb_rows_add_timing(rb_rows *r, const char *method, const char *name, double seconds,
+                       rb_err *e)
+{
+    rb_timing *p = realloc(r->timings, (r->ntimings + 1) * sizeof *p);
+    if (!p) RB_FAIL(e, RB_ENOMEM, "out of memory keeping a timing");
+    r->timings = p;
+    memset(&p[r->ntimings], 0, sizeof *p);
+    copy_str(p[r->ntimings].method, sizeof p->method, method);
+    copy_str(p[r->ntimings].name, sizeof p->name, name);
+    p[r->ntimings].seconds = seconds;
+    r->ntimings++;
     return RB_OK;
 }
 
@@ -316,12 +337,35 @@ static uint64_t le64(const unsigned char *p)
     return v;
 }
 
+int rb_path_regular(const char *path, rb_err *e)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return RB_OK;
+    const char *kind = S_ISFIFO(st.st_mode)  ? "a FIFO"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                                              : "a special file";
+    RB_FAIL(e, RB_EINVAL, "%s: not a regular file (%s)", path, kind);
+}
+
 int rb_file_digest(const char *path, uint64_t *h, long long *size)
 {
     enum { BUF = 1 << 20 }; /* a multiple of the 32-byte block */
     const uint64_t prime = 0x100000001b3ull;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
+    /* Non-blocking open and a regular-file check: a FIFO would block. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return -1;
+    }
     unsigned char *buf = malloc(BUF);
     if (!buf) {
         fclose(fp);
@@ -385,6 +429,43 @@ void rb_run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)
         else
             fn(j + (size_t)t * size);
     }
+}
+
+typedef struct {
+    void *(*fn)(void *);
+    char *jobs;
+    size_t size;
+    int n, nthr, t;
+} stride_job;
+
+static void *stride_work(void *arg)
+{
+    stride_job *s = arg;
+    for (int i = s->t; i < s->n; i += s->nthr) s->fn(s->jobs + (size_t)i * s->size);
+    return NULL;
+}
+
+void rb_run_jobs_on(void *(*fn)(void *), void *jobs, size_t size, int n, int nthr)
+{
+    enum { MAXT = 256 };
+    if (nthr > n) nthr = n;
+    if (nthr > MAXT) nthr = MAXT;
+    if (nthr < 1) nthr = 1;
+    stride_job s[MAXT];
+    for (int t = 0; t < nthr; t++) s[t] = (stride_job){fn, jobs, size, n, nthr, t};
+    rb_run_jobs(stride_work, s, sizeof s[0], nthr);
+}
+
+static int rb_nworkers = 1;
+
+void rb_workers_set(int n)
+{
+    rb_nworkers = n < 1 ? 1 : n;
+}
+
+int rb_workers(void)
+{
+    return rb_nworkers;
 }
 
 uint64_t rb_seed_derive(uint64_t seed, const char *tag)

@@ -4,10 +4,14 @@
 #include "reports/csv.h"
 
 #include <csv.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,30 +51,82 @@ void rb_csv_fprint_row(FILE *fp, const rb_row *r)
     fprintf(fp, ",%ld,%llu,%.6f\n", r->n, (unsigned long long)r->seed, r->seconds);
 }
 
+static void tmp_name(char *buf, size_t cap, const char *path)
+{
+    snprintf(buf, cap, "%s.%ld.tmp", path, (long)getpid());
+}
+
 FILE *rb_out_open(const char *path, rb_err *e)
 {
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    /* A file size limit (ulimit -f) must be a write error, not a kill that
+     * leaves the temporary behind. */
+    signal(SIGXFSZ, SIG_IGN);
+    tmp_name(tmp, sizeof tmp, path);
     FILE *fp = fopen(tmp, "wb");
     if (!fp) rb_fail(e, RB_EIO, "%s: cannot write: %s", tmp, strerror(errno));
     return fp;
 }
 
+int rb_out_lock(const char *dir, rb_err *e)
+{
+    if (rb_mkdir_p(dir, e)) return -1;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        rb_fail(e, RB_EIO, "%s: cannot open the output directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int er = errno;
+        close(fd);
+        if (er == EWOULDBLOCK)
+            rb_fail(e, RB_EINVAL, "%s: output directory in use by another repbench run (refused: "
+                    "its results would be lost; wait for it or use another -o)", dir);
+        else
+            rb_fail(e, RB_EIO, "%s: cannot lock the output directory: %s", dir, strerror(er));
+        return -1;
+    }
+    /* Holding the lock, any NAME.PID.tmp here is a dead run's leftover
+     * (killed while writing): remove it. */
+    DIR *dp = opendir(dir);
+    for (struct dirent *de; dp && (de = readdir(dp));) {
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 4, ".tmp") != 0) continue;
+        const char *p = de->d_name + len - 5;
+        while (p > de->d_name && *p >= '0' && *p <= '9') p--;
+        if (*p != '.' || p == de->d_name + len - 5) continue;
+        unlinkat(fd, de->d_name, 0);
+    }
+    if (dp) closedir(dp);
+    return fd;
+}
+
+void rb_out_unlock(int fd)
+{
+    if (fd >= 0) close(fd);
+}
+
 int rb_out_commit(FILE *fp, const char *path, int ok, rb_err *e)
 {
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int bad = ferror(fp);
-    if (fclose(fp) != 0) bad = 1;
-    if (!ok || bad) {
+    tmp_name(tmp, sizeof tmp, path);
+    /* The reason of a failed write: fflush retries the buffered data (the
+     * same error again, errno set), fclose reports what is left. */
+    int er = 0;
+    errno = 0;
+    if (fflush(fp) != 0) er = errno ? errno : EIO;
+    if (!er && ferror(fp)) er = EIO;
+    errno = 0;
+    if (fclose(fp) != 0 && !er) er = errno ? errno : EIO;
+    if (!ok || er) {
         unlink(tmp);
-        if (ok) RB_FAIL(e, RB_EIO, "%s: write failed", path);
+        if (ok) RB_FAIL(e, RB_EWRITE, "%s: write failed: %s", path, strerror(er));
         return e ? e->code : RB_EIO;
     }
     if (rename(tmp, path) != 0) {
-        int er = errno;
+        er = errno;
         unlink(tmp);
-        RB_FAIL(e, RB_EIO, "%s: cannot rename into place: %s", path, strerror(er));
+        RB_FAIL(e, RB_EWRITE, "%s: cannot rename into place: %s", path, strerror(er));
     }
     return RB_OK;
 }

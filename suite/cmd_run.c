@@ -6,8 +6,12 @@
  * each selected method a task whose views are loaded on first use and freed
  * when the layer is done; then run the dump-scope methods.  Rows get their
  * provenance (model, dataset, layer, split, seed, seconds) here, and the
- * results are written once at the end: DIR/results.csv, DIR/run.json and,
- * with --predictions, DIR/predictions.csv, each through a temporary name.
+ * results are written once at the end: DIR/predictions.csv (with
+ * --predictions), DIR/skipped.csv, DIR/run.json and, last, DIR/results.csv
+ * (the sweep's make target: a kill before it is renamed leaves the target
+ * missing, so the resumed sweep redoes it), each through a temporary name
+ * of this process.  DIR is locked for the whole run: a second writer is
+ * refused.
  *
  * A method that fails on one layer (bad parameters for this data, a
  * singular matrix) is reported on stderr and in run.json "failed"; the
@@ -118,6 +122,7 @@ typedef struct {
     const rb_opts *o;
     const notes *skipped, *failed;
     size_t nrows;
+    const rb_rows *rows; /* its timings go to run.json */
     uint64_t *hash;   /* ndumps checksums (see digest_all) */
     long long *bytes; /* ndumps sizes, -1 when unreadable */
 } run_meta;
@@ -174,7 +179,18 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
         fputs(": ", fp);
         rb_json_fprint_str(fp, m->o->kv[i].val);
     }
-    fputs("},\n", fp);
+    fputs("},\n  \"timings\": [", fp);
+    for (size_t i = 0; m->rows && i < m->rows->ntimings; i++) {
+        const rb_timing *tm = &m->rows->timings[i];
+        fprintf(fp, "%s\n    {\"method\": ", i ? "," : "");
+        rb_json_fprint_str(fp, tm->method);
+        fputs(", \"layer\": ", fp);
+        rb_json_fprint_str(fp, tm->layer);
+        fputs(", \"name\": ", fp);
+        rb_json_fprint_str(fp, tm->name);
+        fprintf(fp, ", \"seconds\": %.6f}", tm->seconds);
+    }
+    fprintf(fp, "%s],\n", m->rows && m->rows->ntimings ? "\n  " : "");
     const notes *lists[2] = {m->skipped, m->failed};
     const char *names[2] = {"skipped", "failed"};
     for (int l = 0; l < 2; l++) {
@@ -332,7 +348,7 @@ static const char *unmet(const rb_method *m, const rb_source *s, int train, int 
 static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const char *layer,
                       rb_rows *rows, notes *failed, rb_err *e)
 {
-    size_t from = rows->n, pfrom = rows->npred;
+    size_t from = rows->n, pfrom = rows->npred, tfrom = rows->ntimings;
     double t0 = rb_now();
     rb_err me = {0};
     int rc = m->run(t, rows, &me);
@@ -347,6 +363,7 @@ static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const ch
         rows->n = from;
         for (size_t i = pfrom; i < rows->npred; i++) free(rows->preds[i].pred);
         rows->npred = pfrom;
+        rows->ntimings = tfrom;
         fprintf(stderr, "%srepbench: warning: %s: %s on layer %s failed: %s\n",
                 t->o->progress ? "\r\033[K" : "", t->src->path, m->name, layer, me.msg);
         note_add(failed, m->name, layer, me.msg);
@@ -355,6 +372,8 @@ static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const ch
     fill_rows(rows, from, d, layer, t->seed, secs);
     for (size_t i = pfrom; i < rows->npred; i++)
         snprintf(rows->preds[i].layer, sizeof rows->preds[i].layer, "%s", layer);
+    for (size_t i = tfrom; i < rows->ntimings; i++)
+        snprintf(rows->timings[i].layer, sizeof rows->timings[i].layer, "%s", layer);
     return RB_OK;
 }
 
@@ -474,7 +493,7 @@ int rb_cmd_run(int argc, char **argv)
     rb_err e = {0};
     run_meta meta = {0};
     pthread_t digest;
-    int digest_started = 0;
+    int digest_started = 0, lockfd = -1;
     if (status) goto done;
     rb_opts *o = &cli.o;
     if (!o->out || cli.npos == 0) {
@@ -484,6 +503,12 @@ int rb_cmd_run(int argc, char **argv)
     }
     if (o->threads > 0) openblas_set_num_threads(o->threads);
     int threads = openblas_get_num_threads();
+    /* Methods parallelise their own loops over parts fixed by the problem
+     * size (rb_workers threads) and call OpenBLAS on one thread: a threaded
+     * OpenBLAS call (GEMM, SYMV, DOT, and LAPACK through them) splits its
+     * sums by the thread count, so its last bits would depend on --threads. */
+    rb_workers_set(threads);
+    openblas_set_num_threads(1);
 
     /* Select methods. */
     size_t nm;
@@ -530,6 +555,11 @@ int rb_cmd_run(int argc, char **argv)
         }
     }
     rows.want_pred = rb_opt_str(o, "predictions", NULL) != NULL;
+    /* One writer per output directory, refused before any work. */
+    if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
+        status = rb_report_err(&e);
+        goto done;
+    }
 
     meta.argc = argc;
     meta.argv = argv;
@@ -562,17 +592,9 @@ int rb_cmd_run(int argc, char **argv)
     meta.skipped = &skipped;
     meta.failed = &failed;
     meta.nrows = rows.n;
+    meta.rows = &rows;
 
     char path[4096];
-    if (rb_mkdir_p(o->out, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/results.csv", o->out);
-    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
     if (rows.want_pred) {
         snprintf(path, sizeof path, "%s/predictions.csv", o->out);
         if (write_predictions(path, &rows, &e)) {
@@ -592,10 +614,16 @@ int rb_cmd_run(int argc, char **argv)
         status = rb_report_err(&e);
         goto done;
     }
+    snprintf(path, sizeof path, "%s/results.csv", o->out);
+    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
     if (failed.n)
         fprintf(stderr, "repbench run: %zu method run(s) failed; see %s/run.json\n", failed.n, o->out);
 done:
     if (digest_started) pthread_join(digest, NULL);
+    rb_out_unlock(lockfd);
     free(meta.hash);
     free(meta.bytes);
     free(sel.m);

@@ -1100,7 +1100,7 @@ int rb_cmd_weights(int argc, char **argv)
     rb_rows rows = {0};
     rb_ckpt **ck = NULL;
     wctx c = {0};
-    int sel[NWM] = {0}, rc = RB_OK;
+    int sel[NWM] = {0}, rc = RB_OK, lockfd = -1;
     time_t t0 = time(NULL);
     double w0 = rb_now();
     if (!o->out || !*o->out) {
@@ -1199,7 +1199,10 @@ int rb_cmd_weights(int argc, char **argv)
             }
         }
     if (rc) goto fail;
-    if ((rc = rb_mkdir_p(o->out, &e))) goto fail;
+    if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
+        rc = e.code;
+        goto fail;
+    }
     for (size_t k = 0; k < NWM && !rc; k++) {
         if (!sel[k]) continue;
         rb_logf(o, "weights: %s on %d checkpoint(s)", wmethods[k].name, cli.npos);
@@ -1209,16 +1212,18 @@ int rb_cmd_weights(int argc, char **argv)
     if (rc) goto fail;
     for (size_t k = 0; k < o->nkv; k++) o->kv[k].used = 1;
     char path[1024];
-    snprintf(path, sizeof path, "%s/results.csv", o->out);
-    if ((rc = rb_csv_write_rows(path, rows.rows, rows.n, &e))) goto fail;
+    /* run.json first, results.csv (the sweep's make target) renamed last. */
     if ((rc = write_run_json(o->out, argc, argv, cli.pos, cli.npos, o, t0, time(NULL), rb_now() - w0,
                              rows.n, &e)))
         goto fail;
+    snprintf(path, sizeof path, "%s/results.csv", o->out);
+    if ((rc = rb_csv_write_rows(path, rows.rows, rows.n, &e))) goto fail;
     st = 0;
     goto done;
 fail:
     st = rb_report_err(&e);
 done:
+    rb_out_unlock(lockfd);
     if (ck)
         for (int i = 0; i < cli.npos; i++) rb_ckpt_close(ck[i]);
     free(ck);
