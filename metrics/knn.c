@@ -21,7 +21,7 @@
  * BLAS-sized (the test block is packed once per train block, the train
  * block once per test block).  CHUNK is the width of the threshold test of
  * the selection scan. */
-enum { KNN_TB = 1024, KNN_NB = 2048, KNN_MAX_THREADS = 64, KNN_CHUNK = 32 };
+enum { KNN_TB = 256, KNN_NB = 2048, KNN_MAX_THREADS = 64, KNN_CHUNK = 32 };
 
 /* ------------------------------------------------------------------ keys */
 
@@ -471,9 +471,12 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
     int nthr = threads > 0 ? threads : rb_workers();
     if (nthr < 1) nthr = 1;
     if (nthr > KNN_MAX_THREADS) nthr = KNN_MAX_THREADS;
-    /* Blocks of at most KNN_TB test rows, at least one per thread. */
-    size_t tb = (nte + (size_t)nthr - 1) / (size_t)nthr;
-    if (tb > KNN_TB) tb = KNN_TB;
+    /* Blocks of KNN_TB test rows (fewer in the last), fixed by the problem
+     * size and never by the thread count: SGEMM kernels round edge tiles
+     * differently from inner ones, so a row's float similarities -- and the
+     * kmax candidates chosen from them -- must not depend on where the
+     * thread count puts block edges. */
+    size_t tb = nte < KNN_TB ? nte : KNN_TB;
     if (tb == 0) tb = 1;
     int nw = (int)((nte + tb - 1) / tb);
     if (nw > nthr) nw = nthr;
