@@ -507,6 +507,10 @@ int rb_cmd_run(int argc, char **argv)
      * sums by the thread count, so its last bits would depend on --threads. */
     rb_workers_set(threads);
     openblas_set_num_threads(1);
+    if (rb_blas_reserve(threads, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
 
     /* Select methods. */
     size_t nm;

@@ -1119,6 +1119,7 @@ int rb_cmd_weights(int argc, char **argv)
         goto done;
     }
     if (o->threads > 0) openblas_set_num_threads(o->threads);
+    if ((rc = rb_blas_reserve(openblas_get_num_threads(), &e))) goto fail;
     /* Methods. */
     for (const char *p = o->methods; p && *p;) {
         const char *q = strchr(p, ',');

@@ -112,6 +112,20 @@ expect_status 2 timeout 20 $RB weights --methods sparsity -o "$T/fo" "$T/fifo.sa
 expect_status 2 timeout 20 $RB weights --methods soup --features "$T/fifo.h5" -o "$T/fo" "$T/ckpt.h5"; one_line
 expect_status 2 timeout 20 $RB run --quiet --methods gnb -o "$T/fo" /dev/null; one_line
 
+# ------------------------------------------------------------------ B2
+# Under an address-space limit OpenBLAS retried its buffer allocation
+# forever (knn, logreg on a 200 x 8 dump): now a clear refusal naming the
+# limit and the need (exit 1), or a normal run when the limit leaves room.
+$RB gen gmm --seed 3 --classes 4 --dim 8 --layers 1 --n-train 200 --n-test 100 --n-ood 50 --model t8 -o "$T/t8.h5" >/dev/null
+if [ $SAN = 0 ]; then   # ASan reserves terabytes of address space: no ulimit -v there
+  for m in knn logreg; do
+    ( ulimit -v 300000; exec timeout 60 $RB run --quiet --threads 2 --methods $m -o "$T/ul$m" "$T/t8.h5" ) >"$T/out" 2>"$T/err"; st=$?
+    [ "$st" = 1 ] && grep -q "address-space limit (ulimit -v) of 292 MiB leaves .* MiB; OpenBLAS needs 2 work buffer(s) of 130 MiB" "$T/err" && ok || bad "$m under ulimit -v 300000: exit $st: $(cat "$T/err")"
+    ( ulimit -v 900000; exec timeout 60 $RB run --quiet --threads 2 --methods $m -o "$T/ul$m" "$T/t8.h5" ) >"$T/out" 2>"$T/err"; st=$?
+    [ "$st" = 0 ] && ok || bad "$m under ulimit -v 900000: exit $st: $(cat "$T/err")"
+  done
+fi
+
 # ------------------------------------------------------------ sweep kill
 # Seeded random kill points (SIGINT and SIGKILL), 20 trials (6 under the
 # sanitizers): the resumed sweep equals an uninterrupted one.
