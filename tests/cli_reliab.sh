@@ -126,6 +126,27 @@ if [ $SAN = 0 ]; then   # ASan reserves terabytes of address space: no ulimit -v
   done
 fi
 
+# ------------------------------------------------------------------ B3
+# A wide layer (D = 8000, 400 train rows) under ulimit -v 1.6 GB: each
+# O(D^2)-memory method is refused before allocating, naming its need and
+# what is available (run.json "failed"), at once (it once spent 22 s in
+# LAPACK before failing, or reserved 59 GB); the others still run.
+if [ $SAN = 0 ]; then
+  $RB gen gmm --seed 3 --classes 4 --dim 8000 --layers 1 --n-train 400 --n-test 100 --n-ood 50 --model wide -o "$T/wide.h5" >/dev/null
+  ( ulimit -v 1600000; exec timeout 60 $RB run --quiet --methods lda,spectrum,collapse,idim,similarity,ood_maha,ood_gauss,gnb -o "$T/wide" "$T/wide.h5" ) >"$T/out" 2>"$T/err"; st=$?
+  [ "$st" = 0 ] && ok || bad "wide dump under ulimit -v: exit $st: $(tail -n 2 "$T/err")"
+  "$PY" - "$T/wide" <<'PY' && ok || bad "wide dump: refusals in run.json"
+import json, sys, re, csv
+d = sys.argv[1]
+f = {x["method"]: x["reason"] for x in json.load(open(d + "/run.json"))["failed"]}
+want = {"lda", "spectrum", "collapse", "idim", "similarity", "ood_maha", "ood_gauss"}
+assert set(f) == want, f
+for m, why in f.items():
+    assert re.search(r"needs about [0-9.]+ GiB \([0-9] double D x D matrices at D = 8000.*\), [0-9.]+ GiB available .*refused before allocating", why), why
+assert {r["method"] for r in csv.DictReader(open(d + "/results.csv"))} == {"gnb"}
+PY
+fi
+
 # ------------------------------------------------------------ sweep kill
 # Seeded random kill points (SIGINT and SIGKILL), 20 trials (6 under the
 # sanitizers): the resumed sweep equals an uninterrupted one.
