@@ -147,6 +147,22 @@ assert {r["method"] for r in csv.DictReader(open(d + "/results.csv"))} == {"gnb"
 PY
 fi
 
+# ------------------------------------------------------------------ B4
+# 1000 classes x 2 samples, D = 16, features at scale 100: logreg --C 1
+# took over 100 s.  Now a fit stops at its wall-time budget
+# (--logreg-max-seconds, default 60) with the rows flagged.
+$RB gen gmm --seed 4 --classes 1000 --dim 16 --layers 1 --n-train 2000 --n-test 1000 --n-ood 10 --sep0 100 --sep1 100 --sd0 30 --sd1 30 --model many -o "$T/many.h5" >/dev/null
+s0=$(date +%s)
+expect_status 0 timeout 60 $RB run --quiet --methods logreg --C 1 --logreg-max-seconds 2 -o "$T/many" "$T/many.h5"
+el=$(( $(date +%s) - s0 ))
+[ $el -le 15 ] && ok || bad "logreg budget 2 s took $el s"
+"$PY" - "$T/many/results.csv" <<'PY' && ok || bad "logreg budget rows"
+import csv, sys
+v = {r["metric"]: float(r["value"]) for r in csv.DictReader(open(sys.argv[1])) if r["method"] == "logreg"}
+assert v["budget_stopped"] == 1 and v["converged"] == 0 and 0 < v["iterations"] < 1000, v
+PY
+expect_status 2 $RB run --quiet --methods logreg --logreg-max-seconds -1 -o "$T/many" "$T/many.h5"; one_line
+
 # ------------------------------------------------------------ sweep kill
 # Seeded random kill points (SIGINT and SIGKILL), 20 trials (6 under the
 # sanitizers): the resumed sweep equals an uninterrupted one.
