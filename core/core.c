@@ -229,6 +229,7 @@ int rb_opt_double(const rb_opts *o, const char *key, double def, double lo,
     char *end;
     errno = 0;
     double v = strtod(kv->val, &end);
+    if (errno == ERANGE && fabs(v) < 1) errno = 0; /* underflow (1e-320): a number, range-checked below */
     if (errno || end == kv->val || *end != '\0' || !isfinite(v))
         RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), kv->val);
     if (v < lo || v > hi)
@@ -275,6 +276,8 @@ int rb_opt_list(const rb_opts *o, const char *key, const char *def,
     if (!s || !*s) return RB_OK;
     char buf[512];
     copy_str(buf, sizeof buf, s);
+    if (buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,"))
+        RB_FAIL(e, RB_EUSAGE, "option --%s: empty item in '%s'", dashed(key, db, sizeof db), s);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (*n >= max)
@@ -282,6 +285,7 @@ int rb_opt_list(const rb_opts *o, const char *key, const char *def,
         char *end;
         errno = 0;
         double v = strtod(tok, &end);
+        if (errno == ERANGE && fabs(v) < 1) errno = 0;
         if (errno || end == tok || *end != '\0' || !isfinite(v))
             RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), tok);
         out[(*n)++] = v;

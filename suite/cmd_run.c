@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -599,13 +600,29 @@ int rb_cmd_run(int argc, char **argv)
         int ok = strcmp(o->kv[k].key, "predictions") == 0 || strcmp(o->kv[k].key, "other") == 0;
         for (size_t i = 0; i < sel.n && !ok; i++) ok = declares(sel.m[i], o->kv[k].key);
         if (!ok) {
+            char dk[48];
+            snprintf(dk, sizeof dk, "%s", o->kv[k].key);
+            for (char *p = dk; *p; p++)
+                if (*p == '_') *p = '-';
             fprintf(stderr, "repbench run: option --%s is not read by any selected method (see repbench list --options)\n",
-                    o->kv[k].key);
+                    dk);
             status = 2;
             goto done;
         }
     }
     rows.want_pred = rb_opt_str(o, "predictions", NULL) != NULL;
+    /* The same dump twice would write every row twice. */
+    for (int i = 0; i < cli.npos; i++) {
+        struct stat si, sj;
+        if (stat(cli.pos[i], &si) != 0) continue;
+        for (int j = 0; j < i; j++)
+            if (stat(cli.pos[j], &sj) == 0 && si.st_dev == sj.st_dev && si.st_ino == sj.st_ino) {
+                fprintf(stderr, "repbench run: %s: given twice (the same file as %s); its rows would be written twice\n",
+                        cli.pos[i], cli.pos[j]);
+                status = 2;
+                goto done;
+            }
+    }
     /* One writer per output directory, refused before any work. */
     if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
         status = rb_report_err(&e);

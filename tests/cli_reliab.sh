@@ -163,6 +163,63 @@ assert v["budget_stopped"] == 1 and v["converged"] == 0 and 0 < v["iterations"] 
 PY
 expect_status 2 $RB run --quiet --methods logreg --logreg-max-seconds -1 -o "$T/many" "$T/many.h5"; one_line
 
+# ------------------------------------------------------------- smaller
+# B5: a non-UTF-8 model attribute is escaped (\xHH): results.csv and
+# run.json stay valid UTF-8 / JSON.
+"$PY" - "$T/tiny.h5" "$T/bad8.h5" <<'PY' || bad "make bad8.h5"
+import h5py, shutil, sys
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "a") as f:
+    f.attrs["model"] = b"caf\xe9\xff\xc3("
+PY
+expect_status 0 $RB run --quiet --methods gnb -o "$T/u8" "$T/bad8.h5"
+"$PY" - "$T/u8" <<'PY' && ok || bad "non-UTF-8 model: results.csv/run.json not valid UTF-8 or not escaped"
+import csv, json, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/results.csv", encoding="utf-8", newline="")))
+assert rows and all(r["model"] == "caf\\xE9\\xFF\\xC3(" for r in rows), rows[0]["model"]
+json.load(open(d + "/run.json", encoding="utf-8"))
+PY
+# B10: an empty --layers (or an empty item) is refused like --methods "".
+for v in "" "layer1," ",layer1" "layer1,,layer2"; do
+  expect_status 2 $RB run --quiet --methods gnb --layers "$v" -o "$T/e" "$T/tiny.h5"; one_line
+done
+[ ! -e "$T/e/results.csv" ] && ok || bad "empty --layers wrote results.csv"
+# Option lists and values: an empty item, the option's dashed name, an
+# underflowing number named as out of range (not "not a number").
+expect_status 2 $RB run --quiet --methods knn --knn-k 10,,20 -o "$T/e" "$T/tiny.h5"; one_line
+grep -q "knn-k: empty item" "$T/err" && ok || bad "--knn-k 10,,20: $(cat "$T/err")"
+expect_status 2 $RB run --quiet --methods gnb --knn-k 5 -o "$T/e" "$T/tiny.h5"; one_line
+grep -q -- "--knn-k is not read" "$T/err" && ok || bad "refused option not echoed dashed: $(cat "$T/err")"
+expect_status 2 $RB run --quiet --methods logreg --C 1e-320 -o "$T/e" "$T/tiny.h5"; one_line
+grep -q "is outside" "$T/err" && ok || bad "--C 1e-320: $(cat "$T/err")"
+# The same dump twice (two spellings) is refused.
+expect_status 2 $RB run --quiet --methods gnb -o "$T/e" "$T/tiny.h5" "$T/../$(basename "$T")/tiny.h5"; one_line
+grep -q "given twice" "$T/err" && ok || bad "same dump twice: $(cat "$T/err")"
+# B11: a NaN in a checkpoint: inspect and weights agree (both refuse, naming
+# the tensor); an integer-only checkpoint is refused by both ("no float
+# tensor"), not an empty CSV.
+"$PY" - "$T/ckpt.h5" "$T/nan.h5" "$T/int.safetensors" <<'PY' || bad "make bad checkpoints"
+import h5py, json, shutil, struct, sys
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "a") as f:
+    names = []
+    f["weights"].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    ds = f["weights"][names[0]]
+    a = ds[()]
+    a.flat[0] = float("nan")
+    ds[...] = a
+hdr = json.dumps({"step": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}}).encode()
+open(sys.argv[3], "wb").write(struct.pack("<Q", len(hdr)) + hdr + struct.pack("<qq", 1, 2))
+PY
+expect_status 2 $RB inspect "$T/nan.h5"
+grep -q "non-finite value" "$T/out" && ok || bad "inspect does not report the NaN: $(cat "$T/out")"
+expect_status 2 $RB weights --methods sparsity -o "$T/w" "$T/nan.h5"; one_line
+expect_status 2 $RB inspect "$T/int.safetensors"
+grep -q "no float tensor" "$T/out" && ok || bad "inspect integer-only: $(cat "$T/out")"
+expect_status 2 $RB weights --methods sparsity -o "$T/w" "$T/int.safetensors"; one_line
+grep -q "no float tensor" "$T/err" && ok || bad "weights integer-only: $(cat "$T/err")"
+
 # ------------------------------------------------------------ sweep kill
 # Seeded random kill points (SIGINT and SIGKILL), 20 trials (6 under the
 # sanitizers): the resumed sweep equals an uninterrupted one.
