@@ -13,6 +13,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
@@ -231,6 +232,7 @@ int rb_opt_double(const rb_opts *o, const char *key, double def, double lo,
     char *end;
     errno = 0;
     double v = strtod(kv->val, &end);
+    if (errno == ERANGE && fabs(v) < 1) errno = 0; /* underflow (1e-320): a number, range-checked below */
     if (errno || end == kv->val || *end != '\0' || !isfinite(v))
         RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), kv->val);
     if (v < lo || v > hi)
@@ -277,6 +279,8 @@ int rb_opt_list(const rb_opts *o, const char *key, const char *def,
     if (!s || !*s) return RB_OK;
     char buf[512];
     copy_str(buf, sizeof buf, s);
+    if (buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,"))
+        RB_FAIL(e, RB_EUSAGE, "option --%s: empty item in '%s'", dashed(key, db, sizeof db), s);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (*n >= max)
@@ -284,6 +288,7 @@ int rb_opt_list(const rb_opts *o, const char *key, const char *def,
         char *end;
         errno = 0;
         double v = strtod(tok, &end);
+        if (errno == ERANGE && fabs(v) < 1) errno = 0;
         if (errno || end == tok || *end != '\0' || !isfinite(v))
             RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), tok);
         out[(*n)++] = v;
@@ -335,6 +340,75 @@ static uint64_t le64(const unsigned char *p)
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
     return v;
+}
+
+/* OpenBLAS's work buffer (BUFFER_SIZE 128 MiB plus its guard pages, as
+ * mapped by blas_memory_alloc on x86-64) and its allocator. */
+#define RB_BLAS_BUF ((size_t)130 << 20)
+void *blas_memory_alloc(int procpos);
+void blas_memory_free(void *buffer);
+
+static size_t vm_in_use(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (fp) {
+        if (fscanf(fp, "%lu", &pages) != 1) pages = 0;
+        fclose(fp);
+    }
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t rb_mem_available(void)
+{
+    size_t avail = SIZE_MAX;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t used = vm_in_use();
+        avail = rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
+    }
+    FILE *fp = fopen("/proc/meminfo", "r");
+    if (fp) {
+        char key[64];
+        unsigned long long kb, ma = 0, sf = 0;
+        int have = 0;
+        while (fscanf(fp, "%63s %llu kB", key, &kb) == 2) {
+            if (strcmp(key, "MemAvailable:") == 0) ma = kb, have = 1;
+            if (strcmp(key, "SwapFree:") == 0) sf = kb;
+        }
+        fclose(fp);
+        if (have && (ma + sf) * 1024ull < avail) avail = (size_t)((ma + sf) * 1024ull);
+    }
+    return avail;
+}
+
+int rb_blas_reserve(int nthr, rb_err *e)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return RB_OK;
+    if (nthr < 1) nthr = 1;
+    if (nthr > 64) nthr = 64;
+    /* Room for the buffers and 32 MiB to spare: address space only
+     * (PROT_NONE commits nothing), then the buffers themselves, held
+     * together so each caller slot gets one, then back to OpenBLAS's pool
+     * (it keeps them for the calls to come). */
+    size_t need = (size_t)nthr * RB_BLAS_BUF + ((size_t)32 << 20);
+    void *p = mmap(NULL, need, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        size_t used = vm_in_use();
+        RB_FAIL(e, RB_ENOMEM,
+                "address-space limit (ulimit -v) of %llu MiB leaves %llu MiB; OpenBLAS needs %d "
+                "work buffer(s) of %zu MiB (%zu MiB with a margin) and would retry forever: raise "
+                "the limit%s",
+                (unsigned long long)(rl.rlim_cur >> 20),
+                (unsigned long long)(rl.rlim_cur > used ? (rl.rlim_cur - used) >> 20 : 0), nthr,
+                RB_BLAS_BUF >> 20, need >> 20, nthr > 1 ? " or lower --threads" : "");
+    }
+    munmap(p, need);
+    void *buf[64];
+    for (int i = 0; i < nthr; i++) buf[i] = blas_memory_alloc(0);
+    for (int i = 0; i < nthr; i++) blas_memory_free(buf[i]);
+    return RB_OK;
 }
 
 int rb_path_regular(const char *path, rb_err *e)

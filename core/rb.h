@@ -292,6 +292,18 @@ uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len);
  * cannot be opened or read. */
 int rb_file_digest(const char *path, uint64_t *h, long long *size);
 
+/* Bytes this process may still allocate: the smaller of the address-space
+ * limit (ulimit -v) less the address space in use, and MemAvailable plus
+ * free swap (/proc/meminfo).  SIZE_MAX when neither is known. */
+size_t rb_mem_available(void);
+
+/* Under an address-space limit, OpenBLAS (0.3.x) retries its work-buffer
+ * allocation forever when the limit leaves no room (a hang, not an error).
+ * Reserve its buffers for nthr concurrent callers up front: RB_ENOMEM with
+ * the need and what is available when they do not fit.  RB_OK at once
+ * without a limit. */
+int rb_blas_reserve(int nthr, rb_err *e);
+
 /* Refuse a path that exists but is neither a regular file nor a directory
  * (a FIFO, a socket, a device): reading one would block or never end.
  * RB_EINVAL "PATH: not a regular file (a FIFO)"; RB_OK otherwise (a missing

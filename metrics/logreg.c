@@ -931,8 +931,10 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     problem pb = {.tr = tr, .C = C, .w = w, .mu = mu, .sv = sv, .th = th, .p = p, .ray = 1,
                   .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth, .gpart = gpart};
     double f = ray_start(&pb, x, g);
-    int cnt = 0, head = 0, it = 0, converged = 0;
-    double a_first = 0;
+    int cnt = 0, head = 0, it = 0, converged = 0, budget_stop = 0;
+    double a_first = 0, t_fit = rb_now(), budget = RB_LOGREG_MAX_SECONDS;
+    if (rb_opt_double(o, "logreg_max_seconds", RB_LOGREG_MAX_SECONDS, 0, 1e9, &budget, NULL))
+        budget = RB_LOGREG_MAX_SECONDS; /* the method checked the option already */
     for (;;) {
         if (!isfinite(f)) {
             rc = rb_fail(e, RB_ESING, "logreg: objective not finite at iteration %d (C = %g)", it, C);
@@ -952,6 +954,10 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             continue;
         }
         if (it >= max_iter) break;
+        if (budget > 0 && rb_now() - t_fit > budget) {
+            budget_stop = 1; /* flagged in the rows: budget_stopped = 1 */
+            break;
+        }
         two_loop(p, g, S, Y, rho, cnt, head, abuf, dir);
         if (cnt == 0) {
             /* First step (or after a reset): length 1 along -g, at most. */
@@ -1012,6 +1018,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     m->obj = f;
     m->gnorm = gnorm_orig(&pb, g);
     m->converged = converged;
+    m->budget_stop = budget_stop;
     for (size_t i = 0; i < p; i++) x[i] /= sv[i];
     for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)x[i];
     for (size_t c = 0; c < kk; c++)
@@ -1248,6 +1255,9 @@ static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep,
     if ((rc = rb_opt_double(o, "logreg_tol", 1e-6, 1e-14, 1e-1, &tol, e))) return rc;
     if ((rc = rb_opt_long(o, "logreg_max_iter", 1000, 1, 10000000, &max_iter, e))) return rc;
     if ((rc = rb_opt_double(o, "logreg_val_frac", 0.2, 1e-3, 0.999, &vf, e))) return rc;
+    double budget;
+    if ((rc = rb_opt_double(o, "logreg_max_seconds", RB_LOGREG_MAX_SECONDS, 0, 1e9, &budget, e)))
+        return rc;
     int k = tr.k > te.k ? tr.k : te.k;
     if (te.d != tr.d)
         RB_FAIL(e, RB_EINVAL, "logreg: train has %zu features but test has %zu", tr.d, te.d);
@@ -1297,6 +1307,9 @@ static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep,
     if ((rc = rb_rows_add(out, "logreg", params, "train", "grad_inf_norm", m.gnorm, NAN, NAN, ntr, e)))
         goto out;
     if ((rc = rb_rows_add(out, "logreg", params, "train", "converged", m.converged, NAN, NAN, ntr, e)))
+        goto out;
+    if ((rc = rb_rows_add(out, "logreg", params, "train", "budget_stopped", m.budget_stop, NAN, NAN,
+                          ntr, e)))
         goto out;
     if (selected) {
         long nval = 0, *cnt = calloc((size_t)k, sizeof *cnt);

@@ -15,11 +15,51 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s[0] starts
+ * no valid sequence (a stray continuation byte, an overlong form, a
+ * surrogate, a code point above U+10FFFF, a truncated sequence). */
+static int utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!n) return 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+    if (c == 0xED && s[1] > 0x9F) return 0; /* surrogate */
+    if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+    if (c == 0xF4 && s[1] > 0x8F) return 0; /* > U+10FFFF */
+    return n;
+}
+
+size_t rb_utf8_escape(char *dst, size_t cap, const char *src)
+{
+    size_t o = 0, bad = 0;
+    const unsigned char *s = (const unsigned char *)src;
+    while (*s && o + 5 < cap) {
+        int n = utf8_len(s);
+        if (n) {
+            memcpy(dst + o, s, (size_t)n);
+            o += (size_t)n;
+            s += n;
+        } else {
+            o += (size_t)snprintf(dst + o, cap - o, "\\x%02X", *s++);
+            bad++;
+        }
+    }
+    dst[o] = '\0';
+    return bad;
+}
+
 void rb_csv_fprint_field(FILE *fp, const char *s)
 {
     /* Quote only when needed, as RFC 4180 readers expect; libcsv's
-     * csv_fwrite always quotes, so use its quoting rule on demand. */
+     * csv_fwrite always quotes, so use its quoting rule on demand.  The
+     * file stays valid UTF-8: an invalid byte is written as \xHH. */
     if (!s) s = "";
+    char esc[4 * 1024 + 8];
+    if (strlen(s) < 1024 && rb_utf8_escape(esc, sizeof esc, s)) s = esc;
     if (strpbrk(s, ",\"\r\n") || (s[0] == ' ') || (*s && s[strlen(s) - 1] == ' '))
         csv_fwrite(fp, s, strlen(s));
     else
@@ -142,6 +182,8 @@ int rb_csv_write_rows(const char *path, const rb_row *rows, size_t n, rb_err *e)
 
 void rb_json_fprint_str(FILE *fp, const char *s)
 {
+    char esc[4 * 1024 + 8];
+    if (strlen(s) < 1024 && rb_utf8_escape(esc, sizeof esc, s)) s = esc;
     fputc('"', fp);
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;

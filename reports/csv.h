@@ -22,7 +22,12 @@ int rb_csv_write_rows(const char *path, const rb_row *rows, size_t n, rb_err *e)
 /* Write one row (no newline handling beyond the record) to fp. */
 void rb_csv_fprint_row(FILE *fp, const rb_row *r);
 
-/* Write a field quoted when needed (libcsv csv_fwrite semantics). */
+/* Copy src to dst[cap] with every byte that is not part of valid UTF-8
+ * written as the four characters \xHH; returns how many were escaped. */
+size_t rb_utf8_escape(char *dst, size_t cap, const char *src);
+
+/* Write a field quoted when needed (libcsv csv_fwrite semantics); invalid
+ * UTF-8 bytes are written as \xHH (results.csv stays valid UTF-8). */
 void rb_csv_fprint_field(FILE *fp, const char *s);
 
 /* Open path.PID.tmp for writing (a name no other process uses); rb_out_commit

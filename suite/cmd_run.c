@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -345,9 +346,58 @@ static const char *unmet(const rb_method *m, const rb_source *s, int train, int 
     return NULL;
 }
 
+/* The memory a method needs on layer l (SIZE_MAX: the widest selected
+ * layer), estimated before it allocates anything: the D x D double
+ * matrices it holds at once (covariances, their factorisations, LAPACK
+ * workspaces; counted from the allocations in metrics/) and, for a method
+ * that loads views, the float train and test rows.  Methods not listed keep
+ * O(N D + K D) memory.  0 when nothing is estimated. */
+static double mem_need(const rb_method *m, const rb_task *t, size_t l, const rb_opts *o,
+                       double *mats, size_t *dd)
+{
+    static const struct {
+        const char *name;
+        double mats;
+    } tab[] = {{"lda", 5}, {"collapse", 3}, {"spectrum", 4}, {"idim", 3},
+               {"similarity", 5}, {"ood_maha", 5}, {"ood_gauss", 5}};
+    const rb_source *s = t->src;
+    *mats = 0;
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (strcmp(tab[i].name, m->name) == 0) *mats = tab[i].mats;
+    if (*mats == 0) return 0;
+    size_t d = 0;
+    for (size_t j = 0; j < s->nlayers; j++)
+        if ((l == SIZE_MAX ? in_list(o->layers, s->layer_names[j]) : j == l) && s->layer_d[j] > d)
+            d = s->layer_d[j];
+    *dd = d;
+    double need = *mats * (double)d * (double)d * 8.0;
+    if (!(m->needs & (RB_STREAMS | RB_SCOPE_DUMP))) {
+        size_t n = (t->train >= 0 ? s->split_n[t->train] : 0) + (t->test >= 0 ? s->split_n[t->test] : 0);
+        need += (double)n * (double)d * 4.0;
+    }
+    return need;
+}
+
 static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const char *layer,
                       rb_rows *rows, notes *failed, rb_err *e)
 {
+    double mats;
+    size_t dd = 0;
+    double need = mem_need(m, t, t->layer, t->o, &mats, &dd);
+    size_t avail = need > 0 ? rb_mem_available() : SIZE_MAX;
+    if (need > 0 && need > (double)avail) {
+        char why[400];
+        snprintf(why, sizeof why,
+                 "needs about %.2f GiB (%g double D x D matrices at D = %zu%s), %.2f GiB available "
+                 "(MemAvailable + free swap, or ulimit -v): refused before allocating",
+                 need / 1073741824.0, mats, dd,
+                 (m->needs & (RB_STREAMS | RB_SCOPE_DUMP)) ? "" : ", and the train and test rows",
+                 (double)avail / 1073741824.0);
+        fprintf(stderr, "%srepbench: warning: %s: %s on layer %s: %s\n",
+                t->o->progress ? "\r\033[K" : "", t->src->path, m->name, layer, why);
+        note_add(failed, m->name, layer, why);
+        return RB_OK;
+    }
     size_t from = rows->n, pfrom = rows->npred, tfrom = rows->ntimings;
     double t0 = rb_now();
     rb_err me = {0};
@@ -509,6 +559,10 @@ int rb_cmd_run(int argc, char **argv)
      * sums by the thread count, so its last bits would depend on --threads. */
     rb_workers_set(threads);
     openblas_set_num_threads(1);
+    if (rb_blas_reserve(threads, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
 
     /* Select methods. */
     size_t nm;
@@ -548,13 +602,29 @@ int rb_cmd_run(int argc, char **argv)
         int ok = strcmp(o->kv[k].key, "predictions") == 0 || strcmp(o->kv[k].key, "other") == 0;
         for (size_t i = 0; i < sel.n && !ok; i++) ok = declares(sel.m[i], o->kv[k].key);
         if (!ok) {
+            char dk[48];
+            snprintf(dk, sizeof dk, "%s", o->kv[k].key);
+            for (char *p = dk; *p; p++)
+                if (*p == '_') *p = '-';
             fprintf(stderr, "repbench run: option --%s is not read by any selected method (see repbench list --options)\n",
-                    o->kv[k].key);
+                    dk);
             status = 2;
             goto done;
         }
     }
     rows.want_pred = rb_opt_str(o, "predictions", NULL) != NULL;
+    /* The same dump twice would write every row twice. */
+    for (int i = 0; i < cli.npos; i++) {
+        struct stat si, sj;
+        if (stat(cli.pos[i], &si) != 0) continue;
+        for (int j = 0; j < i; j++)
+            if (stat(cli.pos[j], &sj) == 0 && si.st_dev == sj.st_dev && si.st_ino == sj.st_ino) {
+                fprintf(stderr, "repbench run: %s: given twice (the same file as %s); its rows would be written twice\n",
+                        cli.pos[i], cli.pos[j]);
+                status = 2;
+                goto done;
+            }
+    }
     /* One writer per output directory, refused before any work. */
     if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
         status = rb_report_err(&e);

@@ -112,6 +112,114 @@ expect_status 2 timeout 20 $RB weights --methods sparsity -o "$T/fo" "$T/fifo.sa
 expect_status 2 timeout 20 $RB weights --methods soup --features "$T/fifo.h5" -o "$T/fo" "$T/ckpt.h5"; one_line
 expect_status 2 timeout 20 $RB run --quiet --methods gnb -o "$T/fo" /dev/null; one_line
 
+# ------------------------------------------------------------------ B2
+# Under an address-space limit OpenBLAS retried its buffer allocation
+# forever (knn, logreg on a 200 x 8 dump): now a clear refusal naming the
+# limit and the need (exit 1), or a normal run when the limit leaves room.
+$RB gen gmm --seed 3 --classes 4 --dim 8 --layers 1 --n-train 200 --n-test 100 --n-ood 50 --model t8 -o "$T/t8.h5" >/dev/null
+if [ $SAN = 0 ]; then   # ASan reserves terabytes of address space: no ulimit -v there
+  for m in knn logreg; do
+    ( ulimit -v 300000; exec timeout 60 $RB run --quiet --threads 2 --methods $m -o "$T/ul$m" "$T/t8.h5" ) >"$T/out" 2>"$T/err"; st=$?
+    [ "$st" = 1 ] && grep -q "address-space limit (ulimit -v) of 292 MiB leaves .* MiB; OpenBLAS needs 2 work buffer(s) of 130 MiB" "$T/err" && ok || bad "$m under ulimit -v 300000: exit $st: $(cat "$T/err")"
+    ( ulimit -v 900000; exec timeout 60 $RB run --quiet --threads 2 --methods $m -o "$T/ul$m" "$T/t8.h5" ) >"$T/out" 2>"$T/err"; st=$?
+    [ "$st" = 0 ] && ok || bad "$m under ulimit -v 900000: exit $st: $(cat "$T/err")"
+  done
+fi
+
+# ------------------------------------------------------------------ B3
+# A wide layer (D = 8000, 400 train rows) under ulimit -v 1.6 GB: each
+# O(D^2)-memory method is refused before allocating, naming its need and
+# what is available (run.json "failed"), at once (it once spent 22 s in
+# LAPACK before failing, or reserved 59 GB); the others still run.
+if [ $SAN = 0 ]; then
+  $RB gen gmm --seed 3 --classes 4 --dim 8000 --layers 1 --n-train 400 --n-test 100 --n-ood 50 --model wide -o "$T/wide.h5" >/dev/null
+  ( ulimit -v 1600000; exec timeout 60 $RB run --quiet --methods lda,spectrum,collapse,idim,similarity,ood_maha,ood_gauss,gnb -o "$T/wide" "$T/wide.h5" ) >"$T/out" 2>"$T/err"; st=$?
+  [ "$st" = 0 ] && ok || bad "wide dump under ulimit -v: exit $st: $(tail -n 2 "$T/err")"
+  "$PY" - "$T/wide" <<'PY' && ok || bad "wide dump: refusals in run.json"
+import json, sys, re, csv
+d = sys.argv[1]
+f = {x["method"]: x["reason"] for x in json.load(open(d + "/run.json"))["failed"]}
+want = {"lda", "spectrum", "collapse", "idim", "similarity", "ood_maha", "ood_gauss"}
+assert set(f) == want, f
+for m, why in f.items():
+    assert re.search(r"needs about [0-9.]+ GiB \([0-9] double D x D matrices at D = 8000.*\), [0-9.]+ GiB available .*refused before allocating", why), why
+assert {r["method"] for r in csv.DictReader(open(d + "/results.csv"))} == {"gnb"}
+PY
+fi
+
+# ------------------------------------------------------------------ B4
+# 1000 classes x 2 samples, D = 16, features at scale 100: logreg --C 1
+# took over 100 s.  Now a fit stops at its wall-time budget
+# (--logreg-max-seconds, default 60) with the rows flagged.
+$RB gen gmm --seed 4 --classes 1000 --dim 16 --layers 1 --n-train 2000 --n-test 1000 --n-ood 10 --sep0 100 --sep1 100 --sd0 30 --sd1 30 --model many -o "$T/many.h5" >/dev/null
+s0=$(date +%s)
+expect_status 0 timeout 60 $RB run --quiet --methods logreg --C 1 --logreg-max-seconds 2 -o "$T/many" "$T/many.h5"
+el=$(( $(date +%s) - s0 ))
+[ $el -le 15 ] && ok || bad "logreg budget 2 s took $el s"
+"$PY" - "$T/many/results.csv" <<'PY' && ok || bad "logreg budget rows"
+import csv, sys
+v = {r["metric"]: float(r["value"]) for r in csv.DictReader(open(sys.argv[1])) if r["method"] == "logreg"}
+assert v["budget_stopped"] == 1 and v["converged"] == 0 and 0 < v["iterations"] < 1000, v
+PY
+expect_status 2 $RB run --quiet --methods logreg --logreg-max-seconds -1 -o "$T/many" "$T/many.h5"; one_line
+
+# ------------------------------------------------------------- smaller
+# B5: a non-UTF-8 model attribute is escaped (\xHH): results.csv and
+# run.json stay valid UTF-8 / JSON.
+"$PY" - "$T/tiny.h5" "$T/bad8.h5" <<'PY' || bad "make bad8.h5"
+import h5py, shutil, sys
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "a") as f:
+    f.attrs["model"] = b"caf\xe9\xff\xc3("
+PY
+expect_status 0 $RB run --quiet --methods gnb -o "$T/u8" "$T/bad8.h5"
+"$PY" - "$T/u8" <<'PY' && ok || bad "non-UTF-8 model: results.csv/run.json not valid UTF-8 or not escaped"
+import csv, json, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/results.csv", encoding="utf-8", newline="")))
+assert rows and all(r["model"] == "caf\\xE9\\xFF\\xC3(" for r in rows), rows[0]["model"]
+json.load(open(d + "/run.json", encoding="utf-8"))
+PY
+# B10: an empty --layers (or an empty item) is refused like --methods "".
+for v in "" "layer1," ",layer1" "layer1,,layer2"; do
+  expect_status 2 $RB run --quiet --methods gnb --layers "$v" -o "$T/e" "$T/tiny.h5"; one_line
+done
+[ ! -e "$T/e/results.csv" ] && ok || bad "empty --layers wrote results.csv"
+# Option lists and values: an empty item, the option's dashed name, an
+# underflowing number named as out of range (not "not a number").
+expect_status 2 $RB run --quiet --methods knn --knn-k 10,,20 -o "$T/e" "$T/tiny.h5"; one_line
+grep -q "knn-k: empty item" "$T/err" && ok || bad "--knn-k 10,,20: $(cat "$T/err")"
+expect_status 2 $RB run --quiet --methods gnb --knn-k 5 -o "$T/e" "$T/tiny.h5"; one_line
+grep -q -- "--knn-k is not read" "$T/err" && ok || bad "refused option not echoed dashed: $(cat "$T/err")"
+expect_status 2 $RB run --quiet --methods logreg --C 1e-320 -o "$T/e" "$T/tiny.h5"; one_line
+grep -q "is outside" "$T/err" && ok || bad "--C 1e-320: $(cat "$T/err")"
+# The same dump twice (two spellings) is refused.
+expect_status 2 $RB run --quiet --methods gnb -o "$T/e" "$T/tiny.h5" "$T/../$(basename "$T")/tiny.h5"; one_line
+grep -q "given twice" "$T/err" && ok || bad "same dump twice: $(cat "$T/err")"
+# B11: a NaN in a checkpoint: inspect and weights agree (both refuse, naming
+# the tensor); an integer-only checkpoint is refused by both ("no float
+# tensor"), not an empty CSV.
+"$PY" - "$T/ckpt.h5" "$T/nan.h5" "$T/int.safetensors" <<'PY' || bad "make bad checkpoints"
+import h5py, json, shutil, struct, sys
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "a") as f:
+    names = []
+    f["weights"].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    ds = f["weights"][names[0]]
+    a = ds[()]
+    a.flat[0] = float("nan")
+    ds[...] = a
+hdr = json.dumps({"step": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}}).encode()
+open(sys.argv[3], "wb").write(struct.pack("<Q", len(hdr)) + hdr + struct.pack("<qq", 1, 2))
+PY
+expect_status 2 $RB inspect "$T/nan.h5"
+grep -q "non-finite value" "$T/out" && ok || bad "inspect does not report the NaN: $(cat "$T/out")"
+expect_status 2 $RB weights --methods sparsity -o "$T/w" "$T/nan.h5"; one_line
+expect_status 2 $RB inspect "$T/int.safetensors"
+grep -q "no float tensor" "$T/out" && ok || bad "inspect integer-only: $(cat "$T/out")"
+expect_status 2 $RB weights --methods sparsity -o "$T/w" "$T/int.safetensors"; one_line
+grep -q "no float tensor" "$T/err" && ok || bad "weights integer-only: $(cat "$T/err")"
+
 # ------------------------------------------------------------ sweep kill
 # Seeded random kill points (SIGINT and SIGKILL), 20 trials (6 under the
 # sanitizers): the resumed sweep equals an uninterrupted one.
