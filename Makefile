@@ -41,7 +41,8 @@ all: deps $(BIN)
 # ---------------------------------------------------------------- packages
 DEB_PKGS := build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev \
             libhdf5-dev libcsv-dev gnuplot-nox python3-sklearn python3-scipy \
-            python3-h5py python3-numpy python3-torch dataset-fashion-mnist
+            python3-h5py python3-numpy python3-torch dataset-fashion-mnist \
+            clang libclang-rt-14-dev chromium
 deps:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null \
 	    | awk '$$NF!="installed"{print $$1}'; \
@@ -118,6 +119,7 @@ test: deps
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory xcheck
 	$(MAKE) --no-print-directory test-san
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@echo "make test: all passed"
 
 # ------------------------------------------------------------------- sweep
@@ -181,7 +183,7 @@ bench: deps bin/repbench
 -include $(sort $(wildcard mk/rules_*.mk))
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin
 
 # ------------------------------------------------------------------- fuzz
 # libFuzzer targets (clang, ASan+UBSan): the dump reader, the safetensors
