@@ -735,11 +735,25 @@ static void scan_labels(rb_dump *d, split *sp)
         prob(d, RB_EINVAL, path, "N = %zu labels do not fit in memory", sp->n);
         goto out;
     }
-    if (H5Dread(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    /* Unsigned labels are read as unsigned: HDF5 would clamp 2^64 - 1 to
+     * LLONG_MAX when converting to a signed type, and the message would name
+     * a label the file does not hold. */
+    hid_t lt = H5Dget_type(ds);
+    int is_unsigned = lt >= 0 && H5Tget_sign(lt) == H5T_SGN_NONE;
+    if (lt >= 0) H5Tclose(lt);
+    if (H5Dread(ds, is_unsigned ? H5T_NATIVE_ULLONG : H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         char why[200];
         h5_errdesc(why);
         prob(d, RB_EIO, path, "read failed%s%s", why[0] ? ": " : "", why);
         goto out;
+    }
+    for (size_t i = 0; is_unsigned && i < sp->n; i++) {
+        unsigned long long u;
+        memcpy(&u, &buf[i], sizeof u);
+        if (u >= (unsigned long long)RB_DUMP_MAX_CLASSES) {
+            prob(d, RB_EINVAL, path, "label %llu at row %zu (more than %d classes)", u, i, RB_DUMP_MAX_CLASSES);
+            goto out;
+        }
     }
     for (size_t i = 0; i < sp->n; i++) {
         if (buf[i] < 0) {
