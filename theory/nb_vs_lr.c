@@ -74,8 +74,8 @@
  *                         naive Bayes cannot -> nb_reaches_bayes fails.
  * Rows per cell: bayes error, nb_pooled/logreg samples_to_eps and
  * error_at_samples; per K: method samples_needed_K<K> with metrics
- * simulated_nb, predicted_nb_log (least squares a + b ln n), simulated_lr,
- * predicted_lr_linear (a + b n) against n, for the figure.
+ * samples_nb, law_nb_log (least squares a + b ln n), samples_lr,
+ * law_lr_linear (a + b n) against n, for the NB-vs-LR figure (reports/figs_checks.c).
  */
 #include "theory/theory.h"
 
@@ -595,10 +595,10 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
         for (size_t di = 0; di < ndim; di++) {
             snprintf(params, sizeof params, "eps=%g;features=%s;lr_C=%g;n=%zu;nuisance=%g;reps=%ld", eps, feat, C,
                      cl[di].n, nuis, reps);
-            if ((rc = rb_theory_row(rows, meth, params, "simulated_nb", mnb[di], NAN, NAN, reps, e)) ||
-                (rc = rb_theory_row(rows, meth, params, "predicted_nb_log", a_nb + b_nb * lnn[di], NAN, NAN, reps, e)) ||
-                (rc = rb_theory_row(rows, meth, params, "simulated_lr", mlr[di], NAN, NAN, reps, e)) ||
-                (rc = rb_theory_row(rows, meth, params, "predicted_lr_linear", a_lr + b_lr * dims[di], NAN, NAN, reps, e)))
+            if ((rc = rb_theory_row(rows, meth, params, "samples_nb", mnb[di], NAN, NAN, reps, e)) ||
+                (rc = rb_theory_row(rows, meth, params, "law_nb_log", a_nb + b_nb * lnn[di], NAN, NAN, reps, e)) ||
+                (rc = rb_theory_row(rows, meth, params, "samples_lr", mlr[di], NAN, NAN, reps, e)) ||
+                (rc = rb_theory_row(rows, meth, params, "law_lr_linear", a_lr + b_lr * dims[di], NAN, NAN, reps, e)))
                 goto out;
         }
         double L = lnn[ndim - 1] / lnn[0], rr = dims[ndim - 1] / dims[0];
