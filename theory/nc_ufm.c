@@ -15,7 +15,7 @@
  *   a*^2 = p* sqrt(lh N / (lw K)),  c*^2 = p* sqrt(lw K / (lh N)).
  * The check runs plain gradient descent from a random start and compares
  * the objective and the norms with these values, and NC1 (Tr(Sw Sb^+)/K),
- * the ETF deviation, NC3 (Zhu/Tirer) and NC4 (METRICS.md section a) with
+ * the ETF deviation, NC3 (Zhu/Tirer) and NC4 (docs/reference_values.md section a) with
  * 0; NC1 decays geometrically (a straight line in log NC1 vs step; the
  * fitted rate is reported).  Balanced classes are the assumption:
  * imbalance=R gives the first half of the classes R times more samples, and
@@ -94,7 +94,7 @@ int rb_theory_nc_stats(const double *h, const int32_t *y, size_t n, size_t d,
     for (size_t i = 0; i < K * d; i++) trsb += mt[i] * mt[i];
     trsb /= (double)K;
     /* Tr(Sw Sb^+) = K sum_{r <= min(K-1,d)} v_r' Sw v_r / s_r^2 via the SVD
-     * of the centred means (rank-r inverse, METRICS.md section a). */
+     * of the centred means (rank-r inverse, README "collapse"). */
     size_t ms = K < d ? K : d;
     double *a = hc; /* gesvd overwrites its input: copy into hc (n >= k rows) */
     memcpy(a, mt, K * d * sizeof *a);
