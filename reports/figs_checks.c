@@ -204,6 +204,30 @@ void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b,
     if (!md) rb_sb_puts(b, "</table>\n");
 }
 
+/* A check's tick label: its method, plus the first params key=value that
+ * tells it from another check of the same method (K=3, beta=0.1, ...). */
+static void tick_label(const rb_rctx *c, const check_t *v, size_t n, size_t i, char *out, size_t cap)
+{
+    const rb_row *p = &c->rows.rows[v[i].pred];
+    rb_fmt(out, cap, "%s", p->method);
+    for (size_t j = 0; j < n; j++) {
+        const rb_row *q = &c->rows.rows[v[j].pred];
+        if (j == i || strcmp(q->method, p->method)) continue;
+        char buf[RB_PARAMS_MAX];
+        rb_fmt(buf, sizeof buf, "%s", p->params);
+        for (char *sv = NULL, *kv = strtok_r(buf, ";", &sv); kv; kv = strtok_r(NULL, ";", &sv)) {
+            char *eq = strchr(kv, '=');
+            if (!eq) continue;
+            *eq = '\0';
+            char other[RB_PARAMS_MAX];
+            if (rb_param_get(q->params, kv, other, sizeof other) == 0 && !strcmp(other, eq + 1)) continue;
+            size_t l = strlen(out);
+            rb_fmt(out + l, cap - l, " %s=%s", kv, eq + 1);
+            return;
+        }
+    }
+}
+
 /* ------------------------------------------------------------ NB vs LR */
 
 #define NBLR_MAX 64
@@ -391,7 +415,9 @@ int rb_figs_checks(rb_rctx *c, size_t dump, rb_err *e)
     rb_sb_puts(&gp, "set xtics rotate by -45 left font ',8' (");
     for (size_t i = 0; i < n; i++) {
         rb_sb_puts(&gp, i ? ", " : "");
-        rb_gp_str(&gp, c->rows.rows[v[i].pred].method);
+        char lab[RB_NAME_MAX + 96];
+        tick_label(c, v, n, i, lab, sizeof lab);
+        rb_gp_str(&gp, lab);
         rb_sb_printf(&gp, " %zu", i);
     }
     rb_sb_puts(&gp, ")\nset object 1 rectangle from graph 0, first -1 to graph 1, first 1 behind "
