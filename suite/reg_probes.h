@@ -3,3 +3,4 @@
 #include "metrics/lda.h"
 #include "metrics/ncm.h"
 #include "metrics/ridge.h"
+#include "metrics/continual.h"
