@@ -5,6 +5,13 @@
  *   /labels/<split>            int32|int64 [N]
  *   /features/<split>/<layer>  float16|32|64 [N, D]  (attr depth=int optional)
  *   /logits/<split>, /text/<name>, /tokens/<split>/<layer>, /classes  optional
+ *   /groups/<split>      int [N], group ids in [0, 2^24)      optional
+ *   /text_pairs/<split>  float [N, D], one text embedding per sample  optional
+ *
+ * The source's read_array reads any of these by path; a path ending in
+ * "[r0:r1]" reads rows [r0, r1) of dimension 0 only (token arrays are read
+ * in row chunks: "/tokens/train/blk11[0:256]"); integer datasets are read
+ * only under /groups/ (converted to float, exact below 2^24).
  *   root attrs (optional): format="repbench-features", version=1, model, dataset,
  *   layers (string list giving the layer order when no depth attributes)
  *

@@ -718,7 +718,8 @@ int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
             rb_params_sorted(params, sizeof params, items);
             if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc, e))) goto out;
             if ((rc = rb_probe_report("knn", params, sc, n, k, te.y, B,
-                                      rb_probe_seed(t, "knn"), out, e)))
+                                      rb_probe_seed(t, "knn"), out, e)) ||
+                (rc = rb_probe_groups(t, "knn", params, sc, n, k, te.y, out, e)))
                 goto out;
         }
     }

@@ -1270,7 +1270,8 @@ int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
     rb_params_sorted(params, sizeof params, items);
     int B = o ? o->bootstrap : 0;
     if ((rc = rb_probe_report("logreg", params, sc, te.n, k, te.y, B, rb_probe_seed(t, "logreg"),
-                              out, e)))
+                              out, e)) ||
+        (rc = rb_probe_groups(t, "logreg", params, sc, te.n, k, te.y, out, e)))
         goto out;
     long ntr = (long)tr.n;
     if ((rc = rb_rows_add(out, "logreg", params, "train", "C", C, NAN, NAN, ntr, e))) goto out;

@@ -211,6 +211,7 @@ int rb_probe_run(const rb_task *t, const char *method, const char *params, rb_pr
     if (!rc)
         rc = rb_probe_report(method, params, sc, te.n, tr.k, te.y, t->o->bootstrap,
                              rb_probe_seed(t, tag), out, e);
+    if (!rc) rc = rb_probe_groups(t, method, params, sc, te.n, tr.k, te.y, out, e);
     free(sc);
     return rc;
 }
@@ -221,4 +222,95 @@ uint64_t rb_probe_seed(const rb_task *t, const char *tag)
     const char *layer = t->layer < t->src->nlayers ? t->src->layer_names[t->layer] : "*";
     snprintf(buf, sizeof buf, "%s/%s", layer, tag);
     return rb_seed_derive(t->seed, buf);
+}
+
+size_t rb_group_acc(const int32_t *pred, const int32_t *y, const int32_t *g, size_t n,
+                    size_t ng, double *worst, double *mean)
+{
+    long *cnt = calloc(ng ? ng : 1, sizeof *cnt), *hit = calloc(ng ? ng : 1, sizeof *hit);
+    size_t present = 0;
+    *worst = *mean = NAN;
+    if (!cnt || !hit) {
+        free(cnt);
+        free(hit);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cnt[g[i]]++;
+        hit[g[i]] += pred[i] == y[i];
+    }
+    double s = 0, w = INFINITY;
+    for (size_t q = 0; q < ng; q++) {
+        if (!cnt[q]) continue;
+        double a = (double)hit[q] / (double)cnt[q];
+        s += a;
+        w = a < w ? a : w;
+        present++;
+    }
+    if (present) {
+        *worst = w;
+        *mean = s / (double)present;
+    }
+    free(cnt);
+    free(hit);
+    return present;
+}
+
+int rb_probe_groups(const rb_task *t, const char *method, const char *params,
+                    const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
+                    rb_err *e)
+{
+    const rb_source *src = t->src;
+    if (!src->read_array || t->test < 0 || n == 0) return RB_OK;
+    char path[RB_NAME_MAX + 16];
+    snprintf(path, sizeof path, "/groups/%s", src->split_names[t->test]);
+    float *gv = NULL;
+    size_t dims[4];
+    int rank = 0;
+    rb_err me = {0};
+    int rc = src->read_array(src->h, path, &gv, dims, &rank, &me);
+    if (rc == RB_EINVAL) {
+        size_t l = strlen(me.msg);
+        if (l >= 6 && strcmp(me.msg + l - 6, "absent") == 0) return RB_OK;
+    }
+    if (rc) {
+        *e = me;
+        return rc;
+    }
+    int32_t *g = NULL, *pred = NULL;
+    if (rank != 1 || dims[0] != n) {
+        rc = rb_fail(e, RB_EINVAL, "%s: %s: shape must be [%zu]", src->path, path, n);
+        goto out;
+    }
+    g = calloc(n, sizeof *g);
+    pred = calloc(n, sizeof *pred);
+    if (!g || !pred) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
+        goto out;
+    }
+    size_t ng = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = gv[i];
+        if (!(v >= 0) || v >= 16777216.0f || v != floorf(v)) {
+            rc = rb_fail(e, RB_EINVAL, "%s: %s: group id %g of sample %zu is not an integer in [0, 2^24)",
+                         src->path, path, (double)v, i);
+            goto out;
+        }
+        g[i] = (int32_t)v;
+        if ((size_t)g[i] + 1 > ng) ng = (size_t)g[i] + 1;
+        pred[i] = rb_argmax(scores + i * (size_t)k, k);
+    }
+    double worst, mean;
+    if (!rb_group_acc(pred, y, g, n, ng, &worst, &mean)) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
+        goto out;
+    }
+    if ((rc = rb_rows_add(out, method, params, NULL, "worst_group_acc", worst, NAN, NAN, (long)n, e)))
+        goto out;
+    rc = rb_rows_add(out, method, params, NULL, "mean_group_acc", mean, NAN, NAN, (long)n, e);
+out:
+    free(gv);
+    free(g);
+    free(pred);
+    return rc;
 }
