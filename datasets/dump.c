@@ -87,6 +87,7 @@ struct rb_dump {
     int k;                     /* classes */
     strlist classes;           /* /classes names */
     strlist arrays;            /* optional arrays, one line each */
+    strlist texts;             /* /text/<name> names (good ones) */
     strlist ignored;           /* unknown groups/datasets/attributes */
     strlist child_attrs;       /* the guard child's "(attribute)" lines */
     int have_child_attrs;      /* 1: list attributes from child_attrs */
@@ -997,6 +998,9 @@ static void check_classes(rb_dump *d)
     }
 }
 
+/* /text/<name> is [C, D] or a prompt ensemble [C, P, D]. */
+#define RANK_2_OR_3 23
+
 /* Group ids (rank 1, n of them): integers in [0, 2^24), so that they are
  * exact as the floats read_array hands out.  Returns 1 when good. */
 static int int_ids_ok(rb_dump *d, hid_t ds, const char *path, size_t n)
@@ -1033,8 +1037,9 @@ static void scan_array(rb_dump *d, hid_t loc, const char *name, const char *path
     char dt[24], shp[96], line[1100];
     if (ds < 0 || dset_info(ds, &r, dims, &cl, dt) < 0) {
         prob(d, RB_EIO, path, "cannot open dataset");
-    } else if (r != rank_want) {
-        prob(d, RB_EINVAL, path, "rank %d, expected %d%s", r, rank_want, hint);
+    } else if (rank_want == RANK_2_OR_3 ? (r != 2 && r != 3) : r != rank_want) {
+        if (rank_want == RANK_2_OR_3) prob(d, RB_EINVAL, path, "rank %d, expected 2 or 3%s", r, hint);
+        else prob(d, RB_EINVAL, path, "rank %d, expected %d%s", r, rank_want, hint);
     } else if (cl != (want_int ? H5T_INTEGER : H5T_FLOAT)) {
         prob(d, RB_EINVAL, path, "dtype %s, expected %s", dt, want_int ? "int" : "float");
     } else if (si >= 0 && d->sp[si].n_known && dims[0] != d->sp[si].n) {
@@ -1105,7 +1110,11 @@ static void scan_optional(rb_dump *d, const char *grp, int rank_want,
             ignore(d, path, kind);
             continue;
         }
-        scan_array(d, g, kids.v[i], path, rank_want, si, "", want_int);
+        size_t before = d->arrays.n;
+        scan_array(d, g, kids.v[i], path, rank_want, si,
+                   rank_want == RANK_2_OR_3 ? " ([C, D], or [C, P, D] for P prompts)" : "", want_int);
+        if (strcmp(grp, "text") == 0 && d->arrays.n > before && strlist_push(&d->texts, kids.v[i]))
+            d->oom = 1;
     }
 out:
     if (g >= 0) H5Gclose(g);
@@ -1337,7 +1346,7 @@ labels:
     if (d->k > 0 && have[5] && d->classes.n > 0 && d->classes.n < (size_t)d->k)
         prob(d, RB_EINVAL, "/classes", "%zu names for %d classes", d->classes.n, d->k);
     if (have[3]) scan_optional(d, "logits", 2, 1, 0, 0);
-    if (have[4]) scan_optional(d, "text", 2, 0, 0, 0);
+    if (have[4]) scan_optional(d, "text", RANK_2_OR_3, 0, 0, 0);
     if (have[2]) scan_optional(d, "tokens", 3, 1, 1, 0);
     if (have[6]) scan_optional(d, "groups", 1, 1, 0, 1);
     if (have[7]) scan_optional(d, "text_pairs", 2, 1, 0, 0);
@@ -1552,6 +1561,7 @@ void rb_dump_close(rb_dump *d)
     free(d->c);
     strlist_free(&d->classes);
     strlist_free(&d->arrays);
+    strlist_free(&d->texts);
     strlist_free(&d->ignored);
     strlist_free(&d->child_attrs);
     for (size_t i = 0; i < d->npr; i++) free(d->pr[i].msg);
@@ -1591,6 +1601,8 @@ static int fill_source(rb_dump *d)
     s->k = d->k;
     s->read = src_read;
     s->read_array = src_read_array;
+    s->ntext = d->texts.n;
+    s->text_names = (const char *const *)d->texts.v;
     return 0;
 }
 
