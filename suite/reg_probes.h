@@ -4,3 +4,4 @@
 #include "metrics/ncm.h"
 #include "metrics/ridge.h"
 #include "metrics/continual.h"
+#include "metrics/tokens.h"
