@@ -72,10 +72,33 @@ int rb_js_hist(const rb_view *a, const rb_view *b, int B, double *js, rb_err *e)
     return RB_OK;
 }
 
-static int cmp_d(const void *x, const void *y)
+/* The k-th smallest of v[0..n) (0-based), reordering v (quickselect,
+ * median-of-three pivot). */
+static double select_k(double *v, size_t n, size_t k)
 {
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        double a = v[lo], b = v[mid], c = v[hi];
+        double piv = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < piv) i++;
+            while (v[j] > piv) j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
 }
 
 int rb_mmd_rbf(const rb_view *a, const rb_view *b, size_t mmax, double *mmd2, double *sigma,
@@ -100,22 +123,25 @@ int rb_mmd_rbf(const rb_view *a, const rb_view *b, size_t mmax, double *mmd2, do
         size_t r = (size_t)((unsigned long long)i * b->n / nb);
         for (size_t j = 0; j < d; j++) x[(na + i) * d + j] = b->x[r * b->ld + j];
     }
-    /* Squared distances exactly per pair (no Gram cancellation): n is small. */
-    size_t nd = 0;
+    /* Squared distances |a|^2 + |b|^2 - 2 a.b through one dsyrk, clamped at
+     * 0 (rounding ~1e-16 |x|^2); the median by quickselect. */
     for (size_t i = 0; i < n; i++) {
-        g[i * n + i] = 0;
-        for (size_t k = i + 1; k < n; k++) {
-            double s = 0;
-            for (size_t j = 0; j < d; j++) {
-                double t = x[i * d + j] - x[k * d + j];
-                s += t * t;
-            }
-            g[i * n + k] = g[k * n + i] = s;
-            dv[nd++] = sqrt(s);
-        }
+        double q = 0;
+        for (size_t j = 0; j < d; j++) q += x[i * d + j] * x[i * d + j];
+        sq[i] = q;
     }
-    qsort(dv, nd, sizeof *dv, cmp_d);
-    double med = nd % 2 ? dv[nd / 2] : (dv[nd / 2 - 1] + dv[nd / 2]) / 2;
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)d, 1.0, x, (int)d, 0.0, g,
+                (int)n);
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++) {
+            double s2 = sq[i] + sq[k] - 2 * g[i * n + k];
+            s2 = s2 > 0 ? s2 : 0;
+            g[i * n + k] = s2;
+            dv[nd++] = sqrt(s2);
+        }
+    double med = nd % 2 ? select_k(dv, nd, nd / 2)
+                        : (select_k(dv, nd, nd / 2 - 1) + select_k(dv, nd, nd / 2)) / 2;
     if (!(med > 0)) {
         rc = rb_fail(e, RB_EINVAL, "mmd: the median pairwise distance is 0 (bandwidth undefined)");
         goto out;
@@ -221,7 +247,7 @@ int rb_dist_shift_run(const rb_task *t, rb_rows *out, rb_err *e)
     long bins, mmax;
     int rc;
     if ((rc = rb_opt_long(t->o, "js_bins", 32, 1, 1 << 20, &bins, e)) ||
-        (rc = rb_opt_long(t->o, "mmd_max", 1000, 2, 1 << 16, &mmax, e)))
+        (rc = rb_opt_long(t->o, "mmd_max", 500, 2, 1 << 16, &mmax, e)))
         return usage_err(rc, e);
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "dist_shift: no train split");
     rb_view tr, v;

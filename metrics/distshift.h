@@ -14,7 +14,8 @@
  *            kernel k(x, y) = exp(-|x - y|^2 / (2 s^2)), s = the median of
  *            the pairwise Euclidean distances of the pooled (sub)sample
  *            (distinct pairs; numpy.median), each side subsampled to at most
- *            m rows: rows floor(i n / m), i = 0..m-1.
+ *            m rows: rows floor(i n / m), i = 0..m-1; squared distances as
+ *            |x|^2 + |y|^2 - 2 x.y (dsyrk), clamped at 0.
  *   brier    mean over samples of sum_c (softmax(z)_c - [c = y])^2
  *   ece_adaptive  equal-mass ECE: samples sorted by max softmax (stable),
  *            split into B bins as numpy.array_split (the first n mod B bins
