@@ -525,14 +525,19 @@ static int ph_options(const rb_task *t, rb_ph_params *p, rb_err *e)
     return RB_OK;
 }
 
-/* Params of score s. */
-static void ph_params(char *buf, size_t cap, const char *head, int s, const rb_ph_params *p,
-                      size_t vim_dim, const char *klm_fit)
+/* Params of score s; C < 0: no C item (the dump's own head). */
+static void ph_params(char *buf, size_t cap, const char *head, double C, int s,
+                      const rb_ph_params *p, size_t vim_dim, const char *klm_fit)
 {
-    char a[64], b[64], c[64], hd[80];
-    const char *items[6] = {hd, NULL, NULL, NULL, NULL, NULL};
-    snprintf(hd, sizeof hd, "head=%s", head);
-    int ni = 1;
+    char a[64], b[64], c[64], hd[80], cs[48];
+    const char *items[7] = {NULL};
+    int ni = 0;
+    snprintf(hd, sizeof hd, "head=%s", s == RB_PH_RMDS ? "none" : head);
+    items[ni++] = hd;
+    if (C >= 0 && s != RB_PH_RMDS) {
+        snprintf(cs, sizeof cs, "C=%.10g", C);
+        items[ni++] = cs;
+    }
     snprintf(a, sizeof a, "score=%s", rb_ph_names[s]);
     items[ni++] = a;
     if (s == RB_PH_GEN) {
@@ -549,9 +554,8 @@ static void ph_params(char *buf, size_t cap, const char *head, int s, const rb_p
     } else if (s == RB_PH_KLM) {
         snprintf(b, sizeof b, "fit=%s", klm_fit);
         items[ni++] = b;
-    } else if (s == RB_PH_RMDS) {
-        items[0] = "head=none";
     }
+    items[ni] = NULL;
     rb_params_sorted(buf, cap, items);
 }
 
@@ -595,8 +599,7 @@ int rb_ood_posthoc_run(const rb_task *t, rb_rows *out, rb_err *e)
         goto out;
     }
     if ((rc = rb_ph_score(m, &te, cid, e))) goto out;
-    char hd[64];
-    snprintf(hd, sizeof hd, "logreg;C=%.10g", C);
+    const char *hd = "logreg";
     const char *kfit = t->src->split_names[klm_split(t)];
     for (size_t s = 0; s < t->src->nsplits; s++) {
         const char *sp = t->src->split_names[s];
@@ -614,18 +617,18 @@ int rb_ood_posthoc_run(const rb_task *t, rb_rows *out, rb_err *e)
         }
         for (int sc = 0; sc < RB_PH_COUNT; sc++) {
             char params[RB_PARAMS_MAX];
-            ph_params(params, sizeof params, hd, sc, &p, rb_ph_vim_dims(m), kfit);
+            ph_params(params, sizeof params, hd, C, sc, &p, rb_ph_vim_dims(m), kfit);
             if ((rc = rb_ph_emit(t, out, who, params, NULL, cid + (size_t)sc * nid, nid, sp,
                                  cood + (size_t)sc * v.n, v.n, e)))
                 goto out;
         }
     }
     char pr[RB_PARAMS_MAX];
-    ph_params(pr, sizeof pr, hd, RB_PH_REACT, &p, 0, kfit);
+    ph_params(pr, sizeof pr, hd, C, RB_PH_REACT, &p, 0, kfit);
     if ((rc = rb_rows_add(out, who, pr, "train", "react_threshold", rb_ph_react_threshold(m), NAN,
                           NAN, (long)tr.n, e)))
         goto out;
-    ph_params(pr, sizeof pr, hd, RB_PH_VIM, &p, rb_ph_vim_dims(m), kfit);
+    ph_params(pr, sizeof pr, hd, C, RB_PH_VIM, &p, rb_ph_vim_dims(m), kfit);
     rc = rb_rows_add(out, who, pr, "train", "vim_alpha", rb_ph_vim_alpha(m), NAN, NAN, (long)tr.n, e);
 out:
     free(cid);
@@ -696,7 +699,7 @@ int rb_ood_logits_posthoc_run(const rb_task *t, rb_rows *out, rb_err *e)
         rb_ph_logit_scores(zo, no, c, c, p.gen_gamma, p.gen_M, q, cood, cood + no, cood + 2 * no);
         for (int j = 0; j < 3; j++) {
             char params[RB_PARAMS_MAX];
-            ph_params(params, sizeof params, "dump", which[j], &p, 0, kfit);
+            ph_params(params, sizeof params, "dump", -1, which[j], &p, 0, kfit);
             if ((rc = rb_ph_emit(t, out, who, params, "logits", cid + (size_t)j * nid, nid, sp,
                                  cood + (size_t)j * no, no, e)))
                 goto out;
