@@ -99,12 +99,11 @@ static void head_logits(const double *w, const double *b, int k, size_t d, const
                 (int)d, 1.0, z, k);
 }
 
-void rb_ph_logit_scores(const float *z, size_t n, size_t c, size_t ld, double gamma, int M,
-                        const double *q, double *maxlogit, double *gen, double *klm)
+int rb_ph_logit_scores(const float *z, size_t n, size_t c, size_t ld, double gamma, int M,
+                       const double *q, double *maxlogit, double *gen, double *klm, rb_err *e)
 {
     double *zd = malloc(3 * (c ? c : 1) * sizeof *zd);
-    if (!zd) return; /* callers allocate nothing else; RB_ASSERT below */
-    RB_ASSERT(zd);
+    if (!zd) RB_FAIL(e, RB_ENOMEM, "ood_logits_posthoc: out of memory");
     double *p = zd + c, *tmp = p + c;
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < c; j++) zd[j] = z[i * ld + j];
@@ -115,6 +114,7 @@ void rb_ph_logit_scores(const float *z, size_t n, size_t c, size_t ld, double ga
         if (klm && q) klm[i] = klm_score(p, c, q);
     }
     free(zd);
+    return RB_OK;
 }
 
 /* Templates from double logits (n x c). */
@@ -140,17 +140,23 @@ static void klm_fit_d(const double *z, size_t n, size_t c, double *q, double *p,
     }
 }
 
-void rb_ph_klm_fit(const float *z, size_t n, size_t c, size_t ld, double *q)
+int rb_ph_klm_fit(const float *z, size_t n, size_t c, size_t ld, double *q, rb_err *e)
 {
     double *zd = malloc((n ? n : 1) * c * sizeof *zd), *p = malloc(c * sizeof *p);
     long *cnt = malloc(c * sizeof *cnt);
-    RB_ASSERT(zd && p && cnt);
+    if (!zd || !p || !cnt) {
+        free(zd);
+        free(p);
+        free(cnt);
+        RB_FAIL(e, RB_ENOMEM, "klm: out of memory");
+    }
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < c; j++) zd[i * c + j] = z[i * ld + j];
     klm_fit_d(zd, n, c, q, p, cnt);
     free(zd);
     free(p);
     free(cnt);
+    return RB_OK;
 }
 
 /* ------------------------------------------------------------ the scorer */
@@ -671,9 +677,9 @@ int rb_ood_logits_posthoc_run(const rb_task *t, rb_rows *out, rb_err *e)
         goto out;
     }
     /* Without fit logits the templates come from test itself (noted in params). */
-    if (zf) rb_ph_klm_fit(zf, t->src->split_n[fs], c, c, q);
-    else rb_ph_klm_fit(zt, nid, c, c, q);
-    rb_ph_logit_scores(zt, nid, c, c, p.gen_gamma, p.gen_M, q, cid, cid + nid, cid + 2 * nid);
+    if ((rc = zf ? rb_ph_klm_fit(zf, t->src->split_n[fs], c, c, q, e) : rb_ph_klm_fit(zt, nid, c, c, q, e)) ||
+        (rc = rb_ph_logit_scores(zt, nid, c, c, p.gen_gamma, p.gen_M, q, cid, cid + nid, cid + 2 * nid, e)))
+        goto out;
     static const int which[3] = {RB_PH_MAXLOGIT, RB_PH_GEN, RB_PH_KLM};
     for (size_t s = 0; s < t->src->nsplits; s++) {
         const char *sp = t->src->split_names[s];
@@ -696,7 +702,9 @@ int rb_ood_logits_posthoc_run(const rb_task *t, rb_rows *out, rb_err *e)
             rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", who);
             goto out;
         }
-        rb_ph_logit_scores(zo, no, c, c, p.gen_gamma, p.gen_M, q, cood, cood + no, cood + 2 * no);
+        if ((rc = rb_ph_logit_scores(zo, no, c, c, p.gen_gamma, p.gen_M, q, cood, cood + no,
+                                     cood + 2 * no, e)))
+            goto out;
         for (int j = 0; j < 3; j++) {
             char params[RB_PARAMS_MAX];
             ph_params(params, sizeof params, "dump", -1, which[j], &p, 0, kfit);

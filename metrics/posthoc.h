@@ -69,11 +69,12 @@ size_t rb_ph_vim_dim(size_t d);
 /* Logit-only scores of n x c logits z (row stride ld, borrowed): any of
  * maxlogit, gen, klm may be NULL (klm needs q, c x c: row j = the mean
  * softmax of class j from rb_ph_klm_fit). */
-void rb_ph_logit_scores(const float *z, size_t n, size_t c, size_t ld, double gamma, int M,
-                        const double *q, double *maxlogit, double *gen, double *klm);
+int rb_ph_logit_scores(const float *z, size_t n, size_t c, size_t ld, double gamma, int M,
+                       const double *q, double *maxlogit, double *gen, double *klm, rb_err *e);
 
-/* q (c x c, caller allocated): the KL-matching templates of n x c logits. */
-void rb_ph_klm_fit(const float *z, size_t n, size_t c, size_t ld, double *q);
+/* q (c x c, caller allocated): the KL-matching templates of n x c logits.
+ * Both return RB_OK or RB_ENOMEM. */
+int rb_ph_klm_fit(const float *z, size_t n, size_t c, size_t ld, double *q, rb_err *e);
 
 /* A fitted scorer for all RB_PH_COUNT scores. */
 typedef struct rb_ph rb_ph;

@@ -48,11 +48,15 @@ static void norm_rows(const float *x, size_t ld, size_t d, size_t i0, size_t nb,
     }
 }
 
-void rb_zs_scores(const rb_view *x, const double *t, size_t C, float *scores)
+int rb_zs_scores(const rb_view *x, const double *t, size_t C, float *scores, rb_err *e)
 {
     size_t d = x->d;
     double *xb = malloc(TX_BLOCK * d * sizeof *xb), *ob = malloc(TX_BLOCK * C * sizeof *ob);
-    RB_ASSERT(xb && ob);
+    if (!xb || !ob) {
+        free(xb);
+        free(ob);
+        RB_FAIL(e, RB_ENOMEM, "zeroshot: out of memory");
+    }
     for (size_t i0 = 0; i0 < x->n; i0 += TX_BLOCK) {
         size_t nb = x->n - i0 < TX_BLOCK ? x->n - i0 : TX_BLOCK;
         norm_rows(x->x, x->ld, d, i0, nb, xb);
@@ -62,6 +66,7 @@ void rb_zs_scores(const rb_view *x, const double *t, size_t C, float *scores)
     }
     free(xb);
     free(ob);
+    return RB_OK;
 }
 
 /* Recall of one direction: queries a (n x d), candidates b; query i's
@@ -162,7 +167,7 @@ int rb_zeroshot_run(const rb_task *t, rb_rows *out, rb_err *e)
             rb_err_wrap(e, "%s: %s", src->path, path);
             goto out;
         }
-        rb_zs_scores(&te, tc, Cn, sc);
+        if ((rc = rb_zs_scores(&te, tc, Cn, sc, e))) goto out;
         char params[RB_PARAMS_MAX];
         if (P > 1) snprintf(params, sizeof params, "prompts=%zu;text=%s", P, src->text_names[s]);
         else snprintf(params, sizeof params, "text=%s", src->text_names[s]);

@@ -25,8 +25,9 @@
  * Returns RB_EINVAL when a class embedding is zero. */
 int rb_zs_classes(const float *e, size_t C, size_t P, size_t D, double *t, rb_err *e_);
 
-/* Zero-shot scores of the view x (x->d == D) against t (C x D): n x C. */
-void rb_zs_scores(const rb_view *x, const double *t, size_t C, float *scores);
+/* Zero-shot scores of the view x (x->d == D) against t (C x D): n x C.
+ * Returns RB_OK or RB_ENOMEM. */
+int rb_zs_scores(const rb_view *x, const double *t, size_t C, float *scores, rb_err *e);
 
 /* Recall@ks[j] of paired rows x (n x d) and txt (n x d, row stride d):
  * i2t[j], t2i[j].  Returns RB_OK, RB_EINVAL (n < 1), RB_ENOMEM. */

@@ -28,6 +28,7 @@
 
 static void test_gen_klm(void)
 {
+    rb_err e = {0};
     /* logits log p: softmax gives p back. */
     const double p[4] = {0.5, 0.25, 0.15, 0.10};
     float z[4];
@@ -39,15 +40,15 @@ static void test_gen_klm(void)
     for (int j = 0; j < 4; j++) want_all += pow(pf[j], g) * pow(1 - pf[j], g);
     want2 = pow(pf[0], g) * pow(1 - pf[0], g) + pow(pf[1], g) * pow(1 - pf[1], g);
     double mlg, gen2, genall;
-    rb_ph_logit_scores(z, 1, 4, 4, g, 2, NULL, &mlg, &gen2, NULL);
-    rb_ph_logit_scores(z, 1, 4, 4, g, 100, NULL, NULL, &genall, NULL);
+    CHECK_INT(rb_ph_logit_scores(z, 1, 4, 4, g, 2, NULL, &mlg, &gen2, NULL, &e), RB_OK);
+    CHECK_INT(rb_ph_logit_scores(z, 1, 4, 4, g, 100, NULL, NULL, &genall, NULL, &e), RB_OK);
     CHECK_ABS(gen2, -want2, 1e-12);
     CHECK_ABS(genall, -want_all, 1e-12);
     CHECK_ABS(mlg, (double)z[0], 0);
     /* KL templates: 3 classes, rows predicted 0, 0, 1; class 2 never. */
     const float zz[9] = {2, 0, 0, 1, 0, 0.5f, 0, 3, 1};
     double q[9], want[9] = {0};
-    rb_ph_klm_fit(zz, 3, 3, 3, q);
+    CHECK_INT(rb_ph_klm_fit(zz, 3, 3, 3, q, &e), RB_OK);
     for (int i = 0; i < 3; i++) {
         double ss = 0, pr[3];
         for (int j = 0; j < 3; j++) ss += exp(zz[i * 3 + j]);
@@ -59,7 +60,7 @@ static void test_gen_klm(void)
     for (int j = 0; j < 9; j++) CHECK_ABS(q[j], want[j], 1e-15);
     /* The third row's softmax is template 1 itself: klm = -0. */
     double klm;
-    rb_ph_logit_scores(zz + 6, 1, 3, 3, g, 100, q, NULL, NULL, &klm);
+    CHECK_INT(rb_ph_logit_scores(zz + 6, 1, 3, 3, g, 100, q, NULL, NULL, &klm, &e), RB_OK);
     CHECK_ABS(klm, 0, 1e-12);
 }
 

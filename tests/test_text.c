@@ -28,7 +28,7 @@ static void test_known(void)
     int32_t y[N] = {0, 1, 3, 3, 0, 2};
     rb_view v = {x, y, N, C, C, C};
     float sc[N * C];
-    rb_zs_scores(&v, t, C, sc);
+    CHECK_INT(rb_zs_scores(&v, t, C, sc, &e), RB_OK);
     int hit = 0;
     for (int i = 0; i < N; i++) {
         double q = 0;
