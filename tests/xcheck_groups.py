@@ -2,8 +2,9 @@
 """xcheck_groups.py -- group accuracies of every probe, and reader refusals.
 
 1. A dump with /groups/test (int64; 4 groups, one spurious: group = label
-   parity x a feature sign) runs every method of family probe except
-   ncm_continual (which has no per-sample predictions) with --predictions;
+   parity x a feature sign) and /tokens of layer l1 (for moment_probe and
+   dino_linear) runs every method of family probe except ncm_continual
+   (which has no per-sample predictions) with --predictions;
    for every (layer, method, params) with top1 rows, worst_group_acc and
    mean_group_acc must equal NumPy's min / mean over the groups of the
    per-group accuracy of that probe's predictions.csv rows, exactly (to
@@ -43,6 +44,9 @@ def write(path, groups=None, extra=None):
             f.create_dataset("features/%s/l1" % s, data=x)
             f.create_dataset("features/%s/l2" % s, data=(x[:, :3] * 2).astype(np.float32))
             f.create_dataset("labels/" + s, data=y)
+            # Tokens for moment_probe / dino_linear: CLS = the l1 row.
+            tok = np.concatenate([x[:, None, :], x[:, None, :] + rng.normal(size=(n, 3, d))], 1)
+            f.create_dataset("tokens/%s/l1" % s, data=tok.astype(np.float32))
             if s == "test" and groups is not None:
                 g = groups if not isinstance(groups, str) else None
                 if g is None:
