@@ -41,7 +41,8 @@ all: deps $(BIN)
 # ---------------------------------------------------------------- packages
 DEB_PKGS := build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev \
             libhdf5-dev libcsv-dev gnuplot-nox python3-sklearn python3-scipy \
-            python3-h5py python3-numpy python3-torch dataset-fashion-mnist
+            python3-h5py python3-numpy python3-torch dataset-fashion-mnist \
+            clang libclang-rt-14-dev chromium
 deps:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null \
 	    | awk '$$NF!="installed"{print $$1}'; \
@@ -118,6 +119,7 @@ test: deps
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory xcheck
 	$(MAKE) --no-print-directory test-san
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@echo "make test: all passed"
 
 # ------------------------------------------------------------------- sweep
@@ -129,12 +131,15 @@ SAMPLES := datasets/sample/gmm_small.h5 datasets/sample/gmm_wide.h5
 SWEEP_EXTRA :=
 
 samples: $(SAMPLES)
-datasets/sample/gmm_small.h5: | bin/repbench
+# The samples carry every optional array (shift split, tokens on gmm_small,
+# text, groups) so that the sweep runs every method; regenerated when these
+# lines change (the Makefile is a prerequisite).
+datasets/sample/gmm_small.h5: Makefile | bin/repbench
 	@mkdir -p $(@D)
-	bin/repbench gen gmm --seed 1 --classes 10 --dim 64 --layers 6 --n-train 3000 --n-test 1000 --n-ood 500 --sep1 2 --sd1 0.8 --model gmm_small -o $@
-datasets/sample/gmm_wide.h5: | bin/repbench
+	bin/repbench gen gmm --seed 1 --classes 10 --dim 64 --layers 6 --n-train 3000 --n-test 1000 --n-ood 500 --sep1 2 --sd1 0.8 --n-shift 500 --tokens 6 --text --groups --model gmm_small -o $@
+datasets/sample/gmm_wide.h5: Makefile | bin/repbench
 	@mkdir -p $(@D)
-	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --sep1 2.5 --sd1 0.7 --model gmm_wide -o $@
+	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --sep1 2.5 --sd1 0.7 --n-shift 1000 --text --groups --model gmm_wide -o $@
 
 # The (dump, family) targets, the theory checks and the weight methods are
 # one parallel make: SWEEP_JOBS of them at a time (default: the core count)
@@ -149,7 +154,12 @@ sweep: deps bin/repbench $(if $(DUMPS),,samples)
 .PHONY: sweep-features
 sweep-features:
 	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \
-	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' FAMILIES="$$(bin/repbench list --families)"
+	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' FAMILIES="$$($(SWEEP_FAMILIES))"
+
+# The feature families to sweep: all, or those of the methods in METHODS
+# (a family none of whose methods is named is not run).
+SWEEP_FAMILIES = bin/repbench list | awk -v m='$(METHODS)' 'BEGIN { m = "," m "," } NR > 1 && NF == 0 { exit } \
+  NR > 1 && (m == ",," || index(m, "," $$1 ",")) && !seen[$$2]++ { print $$2 }'
 
 plots: deps bin/repbench
 	@if bin/repbench list --subcommands | grep -qx report; then bin/repbench report $(OUT); \
@@ -176,4 +186,36 @@ bench: deps bin/repbench
 -include $(sort $(wildcard mk/rules_*.mk))
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin
+
+# ------------------------------------------------------------------- fuzz
+# libFuzzer targets (clang, ASan+UBSan): the dump reader, the safetensors
+# reader, the results-CSV reader and the option parser.  `make fuzz` builds
+# them in build-fuzz/ and runs each for FUZZ_SECONDS on a copy of its
+# committed seed corpus (tests/fuzz/<target>/); a crash stops make with the
+# reproducer in build-fuzz/.  Needs clang and libclang-rt (libFuzzer).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. \
+                $(shell pkg-config --cflags hdf5 gsl openblas 2>/dev/null)
+FUZZ_LIBS    := $(shell pkg-config --libs-only-L hdf5 2>/dev/null) -lhdf5 -lcsv -lgsl -lopenblas -llapacke -lm -pthread
+FUZZ_SRC_dump        := datasets/dump.c core/core.c
+FUZZ_SRC_safetensors := datasets/weights.c core/core.c
+FUZZ_SRC_csvread     := reports/csvread.c core/core.c
+FUZZ_SRC_opts        := suite/cli.c core/core.c
+FUZZ_TARGETS := dump safetensors csvread opts
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+build-fuzz/fuzz_%: tests/fuzz_%.c FORCE
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_SRC_$*) $(FUZZ_LIBS) -o $@
+fuzz: fuzz-build
+	@echo leak:libhdf5 > build-fuzz/lsan.supp
+	@for t in $(FUZZ_TARGETS); do \
+	  rm -rf build-fuzz/corpus_$$t; mkdir -p build-fuzz/corpus_$$t; cp tests/fuzz/$$t/* build-fuzz/corpus_$$t/; \
+	  echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+	  (cd build-fuzz && LSAN_OPTIONS=suppressions=lsan.supp ASAN_OPTIONS=allocator_may_return_null=1 \
+	    ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+	    corpus_$$t 2>fuzz_$$t.log) || { tail -n 40 build-fuzz/fuzz_$$t.log; exit 1; }; \
+	  grep -E "stat::number_of_executed_units|Done [0-9]+ runs" build-fuzz/fuzz_$$t.log | tail -n 1; \
+	done

@@ -56,6 +56,13 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
                     size_t n, int k, const int32_t *y, int B, uint64_t seed,
                     rb_rows *out, rb_err *e)
 {
+    return rb_probe_report_split(method, params, NULL, scores, n, k, y, B, seed, out, e);
+}
+
+int rb_probe_report_split(const char *method, const char *params, const char *split,
+                          const float *scores, size_t n, int k, const int32_t *y, int B,
+                          uint64_t seed, rb_rows *out, rb_err *e)
+{
     int rc = RB_OK;
     unsigned char *ok1 = malloc(n ? n : 1), *ok5 = malloc(n ? n : 1);
     long *cnt = malloc((size_t)k * sizeof *cnt), *hit = malloc((size_t)k * sizeof *hit);
@@ -93,7 +100,7 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
             goto out;
         }
         for (size_t i = 0; i < n; i++) pred[i] = rb_argmax(scores + i * (size_t)k, k);
-        rc = rb_rows_add_pred(out, method, params, pred, n, e);
+        rc = rb_rows_add_pred(out, method, params, split, pred, y, n, e);
         free(pred);
         if (rc) goto out;
     }
@@ -129,9 +136,9 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
         lb = gsl_stats_quantile_from_sorted_data(bb, 1, (size_t)B, 0.025);
         hb = gsl_stats_quantile_from_sorted_data(bb, 1, (size_t)B, 0.975);
     }
-    if ((rc = rb_rows_add(out, method, params, NULL, "top1", top1, l1, h1, (long)n, e))) goto out;
-    if (do5 && (rc = rb_rows_add(out, method, params, NULL, "top5", top5, l5, h5, (long)n, e))) goto out;
-    rc = rb_rows_add(out, method, params, NULL, "balanced_acc", bal, lb, hb, (long)n, e);
+    if ((rc = rb_rows_add(out, method, params, split, "top1", top1, l1, h1, (long)n, e))) goto out;
+    if (do5 && (rc = rb_rows_add(out, method, params, split, "top5", top5, l5, h5, (long)n, e))) goto out;
+    rc = rb_rows_add(out, method, params, split, "balanced_acc", bal, lb, hb, (long)n, e);
 out:
     gsl_rng_free(rng);
     free(ok1);
@@ -197,21 +204,115 @@ int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e)
     return RB_OK;
 }
 
+int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eval *seg, float **buf,
+                        rb_err *e)
+{
+    *buf = NULL;
+    memset(seg, 0, sizeof *seg);
+    int rc = rb_probe_views(t, tr, te, e);
+    if (rc) return rc;
+    const rb_source *s = t->src;
+    size_t idx[RB_PROBE_MAX_EVAL];
+    seg->name[0] = s->split_names[t->test];
+    seg->len[0] = te->n;
+    idx[0] = (size_t)t->test;
+    seg->n = 1;
+    size_t total = te->n;
+    for (size_t i = 0; i < s->nsplits && seg->n < RB_PROBE_MAX_EVAL; i++) {
+        if ((long)i == t->train || (long)i == t->test || !s->split_y[i] || !strncmp(s->split_names[i], "ood_", 4) ||
+            s->split_n[i] == 0)
+            continue;
+        int in = 1;
+        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < tr->k;
+        if (!in) continue; /* classes train never saw: not a test of this probe */
+        seg->name[seg->n] = s->split_names[i];
+        seg->off[seg->n] = total;
+        seg->len[seg->n] = s->split_n[i];
+        idx[seg->n++] = i;
+        total += s->split_n[i];
+    }
+    if (seg->n == 1) return RB_OK;
+    size_t d = te->d;
+    float *x = malloc((total * d > 0 ? total * d : 1) * sizeof *x);
+    int32_t *y = malloc((total ? total : 1) * sizeof *y);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        RB_FAIL(e, RB_ENOMEM, "probe: out of memory for %zu evaluation rows", total);
+    }
+    for (size_t g = 0; g < seg->n; g++) {
+        rb_view v;
+        if (g == 0) v = *te;
+        else if ((rc = t->view(t, idx[g], t->layer, &v, e))) break;
+        if (v.d != d || v.n != seg->len[g]) {
+            rc = rb_fail(e, RB_EINVAL, "split %s: %zu x %zu features, expected %zu x %zu", seg->name[g], v.n, v.d,
+                         seg->len[g], d);
+            break;
+        }
+        for (size_t r = 0; r < v.n; r++) memcpy(x + (seg->off[g] + r) * d, v.x + r * v.ld, d * sizeof *x);
+        memcpy(y + seg->off[g], s->split_y[idx[g]], v.n * sizeof *y);
+    }
+    if (rc) {
+        free(x);
+        free(y);
+        return rc;
+    }
+    /* one allocation owned through *buf: labels after the features */
+    float *both = realloc(x, (total * d + total) * sizeof *x + sizeof(int32_t));
+    if (!both) {
+        free(x);
+        free(y);
+        RB_FAIL(e, RB_ENOMEM, "probe: out of memory for %zu evaluation rows", total);
+    }
+    int32_t *yy = (int32_t *)(both + total * d);
+    memcpy(yy, y, total * sizeof *y);
+    free(y);
+    *buf = both;
+    te->x = both;
+    te->y = yy;
+    te->n = total;
+    te->ld = d;
+    return RB_OK;
+}
+
+int rb_probe_report_eval(const rb_task *t, const rb_probe_eval *seg, const char *method, const char *params,
+                         const float *scores, int k, const int32_t *y, int B, uint64_t seed,
+                         rb_rows *out, rb_err *e)
+{
+    for (size_t g = 0; g < seg->n; g++) {
+        uint64_t sd = g == 0 ? seed : rb_seed_derive(seed, seg->name[g]);
+        const float *sc = scores + seg->off[g] * (size_t)k;
+        int rc = rb_probe_report_split(method, params, g == 0 ? NULL : seg->name[g], sc, seg->len[g], k,
+                                       y + seg->off[g], B, sd, out, e);
+        if (!rc && t)
+            rc = rb_probe_groups_split(t, seg->name[g], g == 0 ? NULL : seg->name[g], method, params, sc,
+                                       seg->len[g], k, y + seg->off[g], out, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
 int rb_probe_run(const rb_task *t, const char *method, const char *params, rb_probe_fit_fn fit,
                  const void *ctx, rb_rows *out, rb_err *e)
 {
     rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
+    rb_probe_eval seg;
+    float *buf = NULL;
+    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &buf, e);
     if (rc) return rc;
     float *sc = malloc((te.n ? te.n : 1) * (size_t)(tr.k > 0 ? tr.k : 1) * sizeof *sc);
-    if (!sc) RB_FAIL(e, RB_ENOMEM, "%s: out of memory for scores", method);
+    if (!sc) {
+        free(buf);
+        RB_FAIL(e, RB_ENOMEM, "%s: out of memory for scores", method);
+    }
     char tag[RB_PARAMS_MAX + 64];
     snprintf(tag, sizeof tag, "%s;%s", method, params);
     rc = fit(&tr, &te, ctx, sc, e);
     if (!rc)
-        rc = rb_probe_report(method, params, sc, te.n, tr.k, te.y, t->o->bootstrap,
-                             rb_probe_seed(t, tag), out, e);
+        rc = rb_probe_report_eval(t, &seg, method, params, sc, tr.k, te.y, t->o->bootstrap, rb_probe_seed(t, tag),
+                                  out, e);
     free(sc);
+    free(buf);
     return rc;
 }
 
@@ -221,4 +322,103 @@ uint64_t rb_probe_seed(const rb_task *t, const char *tag)
     const char *layer = t->layer < t->src->nlayers ? t->src->layer_names[t->layer] : "*";
     snprintf(buf, sizeof buf, "%s/%s", layer, tag);
     return rb_seed_derive(t->seed, buf);
+}
+
+size_t rb_group_acc(const int32_t *pred, const int32_t *y, const int32_t *g, size_t n,
+                    size_t ng, double *worst, double *mean)
+{
+    long *cnt = calloc(ng ? ng : 1, sizeof *cnt), *hit = calloc(ng ? ng : 1, sizeof *hit);
+    size_t present = 0;
+    *worst = *mean = NAN;
+    if (!cnt || !hit) {
+        free(cnt);
+        free(hit);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cnt[g[i]]++;
+        hit[g[i]] += pred[i] == y[i];
+    }
+    double s = 0, w = INFINITY;
+    for (size_t q = 0; q < ng; q++) {
+        if (!cnt[q]) continue;
+        double a = (double)hit[q] / (double)cnt[q];
+        s += a;
+        w = a < w ? a : w;
+        present++;
+    }
+    if (present) {
+        *worst = w;
+        *mean = s / (double)present;
+    }
+    free(cnt);
+    free(hit);
+    return present;
+}
+
+int rb_probe_groups(const rb_task *t, const char *method, const char *params,
+                    const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
+                    rb_err *e)
+{
+    if (t->test < 0) return RB_OK;
+    return rb_probe_groups_split(t, t->src->split_names[t->test], NULL, method, params, scores, n, k, y, out, e);
+}
+
+int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_split, const char *method,
+                          const char *params, const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
+                          rb_err *e)
+{
+    const rb_source *src = t->src;
+    if (!src->read_array || !split || n == 0) return RB_OK;
+    char path[RB_NAME_MAX + 16];
+    snprintf(path, sizeof path, "/groups/%s", split);
+    float *gv = NULL;
+    size_t dims[4];
+    int rank = 0;
+    rb_err me = {0};
+    int rc = src->read_array(src->h, path, &gv, dims, &rank, &me);
+    if (rc == RB_EINVAL) {
+        size_t l = strlen(me.msg);
+        if (l >= 6 && strcmp(me.msg + l - 6, "absent") == 0) return RB_OK;
+    }
+    if (rc) {
+        *e = me;
+        return rc;
+    }
+    int32_t *g = NULL, *pred = NULL;
+    if (rank != 1 || dims[0] != n) {
+        rc = rb_fail(e, RB_EINVAL, "%s: %s: shape must be [%zu]", src->path, path, n);
+        goto out;
+    }
+    g = calloc(n, sizeof *g);
+    pred = calloc(n, sizeof *pred);
+    if (!g || !pred) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
+        goto out;
+    }
+    size_t ng = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = gv[i];
+        if (!(v >= 0) || v >= 16777216.0f || v != floorf(v)) {
+            rc = rb_fail(e, RB_EINVAL, "%s: %s: group id %g of sample %zu is not an integer in [0, 2^24)",
+                         src->path, path, (double)v, i);
+            goto out;
+        }
+        g[i] = (int32_t)v;
+        if ((size_t)g[i] + 1 > ng) ng = (size_t)g[i] + 1;
+        pred[i] = rb_argmax(scores + i * (size_t)k, k);
+    }
+    double worst, mean;
+    if (!rb_group_acc(pred, y, g, n, ng, &worst, &mean)) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
+        goto out;
+    }
+    if ((rc = rb_rows_add(out, method, params, row_split, "worst_group_acc", worst, NAN, NAN, (long)n, e)))
+        goto out;
+    rc = rb_rows_add(out, method, params, row_split, "mean_group_acc", mean, NAN, NAN, (long)n, e);
+out:
+    free(gv);
+    free(g);
+    free(pred);
+    return rc;
 }

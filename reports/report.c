@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -270,6 +271,78 @@ void rb_dump_title(const rb_rdump *d, char *out, size_t cap)
         rb_fmt(out, cap, "%s", d->model[0] ? d->model : "(no model)");
 }
 
+static int new_dump(rb_rctx *c, const char *model, const char *dataset, int multi, rb_err *e)
+{
+    rb_rdump *p = realloc(c->dumps, (c->ndumps + 1) * sizeof *p);
+    if (!p) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    c->dumps = p;
+    rb_rdump *nd = &c->dumps[c->ndumps++];
+    memset(nd, 0, sizeof *nd);
+    nd->multi = multi;
+    rb_fmt(nd->model, sizeof nd->model, "%s", model);
+    rb_fmt(nd->dataset, sizeof nd->dataset, "%s", dataset);
+    char name[2 * RB_NAME_MAX + 2], slug[64];
+    if (dataset[0] && strcmp(dataset, model))
+        rb_fmt(name, sizeof name, "%s_%s", model, dataset);
+    else
+        rb_fmt(name, sizeof name, "%s", model);
+    slugify(slug, sizeof slug, name);
+    rb_fmt(nd->slug, sizeof nd->slug, "%s", slug);
+    for (int k = 2;; k++) { /* unique even after slugging */
+        size_t o;
+        for (o = 0; o + 1 < c->ndumps; o++)
+            if (!strcmp(c->dumps[o].slug, nd->slug)) break;
+        if (o + 1 == c->ndumps) break;
+        rb_fmt(nd->slug, sizeof nd->slug, "%s-%d", slug, k);
+    }
+    return RB_OK;
+}
+
+/* Every dataset scored by two or more feature dumps gets a comparison
+ * section (multi 2) when the compare rows did not make one; comparison
+ * sections go last, after the dumps they compare. */
+static int comparison_dumps(rb_rctx *c, rb_err *e)
+{
+    size_t n0 = c->ndumps;
+    for (size_t d = 0; d < n0; d++) {
+        const rb_rdump *x = &c->dumps[d];
+        if (x->multi || !strcmp(x->model, "theory")) continue;
+        size_t same = 0, have = 0;
+        for (size_t q = 0; q < c->ndumps; q++) {
+            const rb_rdump *y = &c->dumps[q];
+            if (strcmp(y->dataset, x->dataset)) continue;
+            if (y->multi == 2) have = 1;
+            else if (!y->multi && strcmp(y->model, "theory")) same++;
+        }
+        if (same >= 2 && !have) {
+            char ds[RB_NAME_MAX];
+            rb_fmt(ds, sizeof ds, "%s", x->dataset);
+            int rc = new_dump(c, "comparison", ds, 2, e);
+            if (rc) return rc;
+        }
+    }
+    /* Stable reorder: multi 2 last; rows follow their dump. */
+    size_t *to = malloc((c->ndumps ? c->ndumps : 1) * sizeof *to);
+    rb_rdump *nd = malloc((c->ndumps ? c->ndumps : 1) * sizeof *nd);
+    if (!to || !nd) {
+        free(to);
+        free(nd);
+        RB_FAIL(e, RB_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t d = 0; d < c->ndumps; d++)
+            if ((c->dumps[d].multi == 2) == pass) {
+                to[d] = k;
+                nd[k++] = c->dumps[d];
+            }
+    memcpy(c->dumps, nd, c->ndumps * sizeof *nd);
+    for (size_t i = 0; i < c->rows.n; i++) c->rdump[i] = to[c->rdump[i]];
+    free(to);
+    free(nd);
+    return RB_OK;
+}
+
 /* Group rows into dumps (model, dataset) and learn each dump's layer order
  * from first appearance (the harness writes layers in depth order). */
 static int build_dumps(rb_rctx *c, rb_err *e)
@@ -281,48 +354,32 @@ static int build_dumps(rb_rctx *c, rb_err *e)
      * figure compares them (one line per checkpoint). */
     int *multi = calloc(c->rows.n ? c->rows.n : 1, sizeof *multi);
     if (!multi) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    /* The paired comparisons of compare/results.csv (suite/compare.c) go
+     * to their dataset's comparison section (multi 2, figs_models.c). */
     for (size_t f = 0; f < c->nfiles; f++)
-        if (c->files[f].usable && !strcmp(c->files[f].family, "weights"))
-            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++) multi[i] = 1;
+        if (c->files[f].usable && (!strcmp(c->files[f].family, "weights") || !strcmp(c->files[f].family, "compare")))
+            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++)
+                multi[i] = !strcmp(c->files[f].family, "weights") ? 1 : 2;
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
-        const char *model = multi[i] ? "weights" : r->model, *dataset = multi[i] ? "" : r->dataset;
+        const char *model = multi[i] == 1 ? "weights" : multi[i] == 2 ? "comparison" : r->model,
+                   *dataset = multi[i] == 1 ? "" : r->dataset;
         size_t d;
         for (d = 0; d < c->ndumps; d++)
             if (c->dumps[d].multi == multi[i] && !strcmp(c->dumps[d].model, model) &&
                 !strcmp(c->dumps[d].dataset, dataset))
                 break;
         if (d == c->ndumps) {
-            rb_rdump *p = realloc(c->dumps, (c->ndumps + 1) * sizeof *p);
-            if (!p) {
+            int rc = new_dump(c, model, dataset, multi[i], e);
+            if (rc) {
                 free(multi);
-                RB_FAIL(e, RB_ENOMEM, "out of memory");
-            }
-            c->dumps = p;
-            rb_rdump *nd = &c->dumps[c->ndumps++];
-            memset(nd, 0, sizeof *nd);
-            nd->multi = multi[i];
-            rb_fmt(nd->model, sizeof nd->model, "%s", model);
-            rb_fmt(nd->dataset, sizeof nd->dataset, "%s", dataset);
-            char name[2 * RB_NAME_MAX + 2], slug[64];
-            if (dataset[0] && strcmp(dataset, model))
-                rb_fmt(name, sizeof name, "%s_%s", model, dataset);
-            else
-                rb_fmt(name, sizeof name, "%s", model);
-            slugify(slug, sizeof slug, name);
-            rb_fmt(nd->slug, sizeof nd->slug, "%s", slug);
-            for (int k = 2;; k++) { /* unique even after slugging */
-                size_t o;
-                for (o = 0; o + 1 < c->ndumps; o++)
-                    if (!strcmp(c->dumps[o].slug, nd->slug)) break;
-                if (o + 1 == c->ndumps) break;
-                rb_fmt(nd->slug, sizeof nd->slug, "%s-%d", slug, k);
+                return rc;
             }
         }
         c->rdump[i] = d;
         const char *l = r->layer, *bar = strchr(l, '|');
         int rc = 0;
-        if (!bar) rc = dump_add_layer(&c->dumps[d], l, strlen(l));
+        if (!bar && multi[i] != 2) rc = dump_add_layer(&c->dumps[d], l, strlen(l));
         if (rc) {
             free(multi);
             RB_FAIL(e, RB_ENOMEM, "out of memory");
@@ -332,12 +389,12 @@ static int build_dumps(rb_rctx *c, rb_err *e)
     /* Pair layers add their members after the per-layer ones. */
     for (size_t i = 0; i < c->rows.n; i++) {
         const char *l = c->rows.rows[i].layer, *bar = strchr(l, '|');
-        if (!bar) continue;
+        if (!bar || c->dumps[c->rdump[i]].multi == 2) continue;
         if (dump_add_layer(&c->dumps[c->rdump[i]], l, (size_t)(bar - l)) ||
             dump_add_layer(&c->dumps[c->rdump[i]], bar + 1, strlen(bar + 1)))
             RB_FAIL(e, RB_ENOMEM, "out of memory");
     }
-    return RB_OK;
+    return comparison_dumps(c, e);
 }
 
 rb_rfig *rb_rctx_fig(rb_rctx *c, size_t dump, const char *family, const char *stem)
@@ -808,6 +865,127 @@ static const rb_row *find_row(const rb_rctx *c, size_t dump, const rb_row *like,
     return NULL;
 }
 
+/* The params of r cut to the items that differ between rows[0..n) of r's
+ * method (a key whose value is the same on every such row is left out);
+ * "–" when nothing differs.  The full params are listed under the table. */
+static void params_short(const rb_row *const *rows, size_t n, const rb_row *r, char *out, size_t cap)
+{
+    char buf[RB_PARAMS_MAX];
+    rb_fmt(buf, sizeof buf, "%s", r->params);
+    out[0] = '\0';
+    size_t len = 0;
+    char *save = NULL;
+    for (char *it = strtok_r(buf, ";", &save); it; it = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(it, '=');
+        char key[RB_PARAMS_MAX], val[RB_PARAMS_MAX];
+        rb_fmt(key, sizeof key, "%.*s", eq ? (int)(eq - it) : (int)strlen(it), it);
+        rb_fmt(val, sizeof val, "%s", eq ? eq + 1 : "");
+        int differs = 0;
+        for (size_t i = 0; i < n && !differs; i++) {
+            if (strcmp(rows[i]->method, r->method)) continue;
+            char v2[RB_PARAMS_MAX];
+            differs = rb_param_get(rows[i]->params, key, v2, sizeof v2) || strcmp(v2, val);
+        }
+        if (!differs) continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? ";" : "", it);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    if (!out[0]) rb_fmt(out, cap, "–");
+}
+
+/* "Params in full" under a table: each method's params once (the first row's). */
+static void params_note(rb_sbuf *md, const rb_row *const *rows, size_t n)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = !strcmp(rows[j]->method, rows[i]->method);
+        if (seen || !rows[i]->params[0]) continue;
+        rb_sb_puts(md, any++ ? "; " : "\nParams in full (first row of each method): ");
+        rb_sb_md(md, rows[i]->method);
+        rb_sb_puts(md, " `");
+        rb_sb_puts(md, rows[i]->params);
+        rb_sb_puts(md, "`");
+    }
+    if (any) rb_sb_puts(md, ".\n");
+}
+
+/* Per checkpoint of a weights dump: matrices, median power-law alpha, mean
+ * stable rank, filter statistics of the 3x3 convs, zeros and the task
+ * vector's relative norm (whole model). */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void summary_weights(const rb_rctx *c, size_t d, rb_sbuf *md)
+{
+    static const char *const mean_of[] = {"stable_rank", "filter_sparsity", "filter_degenerate", "filter_entropy_norm"};
+    int head = 0;
+    const char *heavy = NULL, *degen = NULL;
+    double heavy_v = INFINITY, degen_v = -INFINITY;
+    double *al = malloc((c->rows.n ? c->rows.n : 1) * sizeof *al);
+    if (!al) return;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *m = &c->rows.rows[i];
+        if (c->rdump[i] != d) continue;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = c->rdump[j] == d && !strcmp(c->rows.rows[j].model, m->model);
+        if (seen) continue;
+        size_t na = 0;
+        double sum[4] = {0}, zero = NAN, tv = NAN;
+        size_t cnt[4] = {0};
+        for (size_t j = i; j < c->rows.n; j++) {
+            const rb_row *r = &c->rows.rows[j];
+            if (c->rdump[j] != d || strcmp(r->model, m->model) || isnan(r->value)) continue;
+            if (!strcmp(r->metric, "alpha")) al[na++] = r->value;
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(r->metric, mean_of[k]) && strcmp(r->layer, "all")) sum[k] += r->value, cnt[k]++;
+            if (!strcmp(r->layer, "all") && !strcmp(r->metric, "zero_frac")) zero = r->value;
+            if (!strcmp(r->layer, "all") && !strcmp(r->metric, "tv_rel_norm")) tv = r->value;
+        }
+        if (!na && !cnt[0] && !cnt[1] && isnan(zero) && isnan(tv)) continue; /* cross-checkpoint rows (soup, all) */
+        if (!head++)
+            rb_sb_puts(md, "\n### Weights per checkpoint\n\n| checkpoint | matrices with alpha | median alpha | mean "
+                           "stable rank | conv layers | mean filter sparsity | degenerate filters per conv layer | mean "
+                           "filter entropy (norm.) | zero fraction | task vector rel. norm |\n"
+                           "|---|---|---|---|---|---|---|---|---|---|\n");
+        qsort(al, na, sizeof *al, cmp_double);
+        double med = na ? (na % 2 ? al[na / 2] : 0.5 * (al[na / 2 - 1] + al[na / 2])) : NAN;
+        double mean[4];
+        for (int k = 0; k < 4; k++) mean[k] = cnt[k] ? sum[k] / (double)cnt[k] : NAN;
+        md_row(md, "slnnlnnnnn", m->model, (long)na, med, mean[0], (long)cnt[1], mean[1], mean[2], mean[3], zero, tv);
+        if (na && med < heavy_v) heavy_v = med, heavy = m->model;
+        if (cnt[2] && mean[2] > degen_v) degen_v = mean[2], degen = m->model;
+    }
+    free(al);
+    if (heavy || degen) {
+        rb_sb_puts(md, "\n**Weights:**");
+        if (heavy) rb_sb_printf(md, " heaviest-tailed spectra (lowest median alpha %.3f): %s;", heavy_v, heavy);
+        if (degen) rb_sb_printf(md, " most degenerate 3x3 filters (%.1f per conv layer): %s;", degen_v, degen);
+        md->s[md->n - 1] = '.';
+        rb_sb_puts(md, "\n");
+    }
+}
+
+/* The figure list of dump d in the summary. */
+static void summary_figs(const rb_rctx *c, size_t d, rb_sbuf *md)
+{
+    size_t nf = 0;
+    for (size_t i = 0; i < c->nfigs; i++) nf += c->figs[i].dump == d;
+    if (!nf) return;
+    rb_sb_printf(md, "\nFigures (%zu): ", nf);
+    size_t k = 0;
+    for (size_t o = 0; o <= NORDER; o++)
+        for (size_t i = 0; i < c->nfigs; i++) {
+            if (c->figs[i].dump != d || fig_rank(&c->figs[i]) != (int)o) continue;
+            rb_sb_printf(md, "%s[%s](figures/%s.svg)", k++ ? ", " : "", c->figs[i].base, c->figs[i].base);
+        }
+    rb_sb_puts(md, "\n");
+}
+
 /* Headline tables of one dump. */
 static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
 {
@@ -816,9 +994,15 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     int rc;
     char title[300];
     rb_dump_title(&c->dumps[d], title, sizeof title);
+    if (c->dumps[d].multi == 2) {
+        if ((rc = rb_summary_models(c, d, md, e))) return rc;
+        summary_figs(c, d, md);
+        return RB_OK;
+    }
     rb_sb_puts(md, "\n## ");
     rb_sb_md(md, title);
     rb_sb_puts(md, "\n");
+    if (c->dumps[d].multi == 1) summary_weights(c, d, md);
 
     /* Probes: best layer by top1, one line per (method, params, split). */
     rb_rctx tmp = *c; /* series_collect skips claimed rows: use a view with none */
@@ -827,6 +1011,12 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     tmp.claimed = none;
     if ((rc = rb_series_collect(&tmp, d, pred_metric, "top1", &s, &ns, e))) goto out;
     int head = 0;
+    const rb_row **tab = calloc(c->rows.n ? c->rows.n : 1, sizeof *tab);
+    if (!tab) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t nt = 0;
     for (size_t i = 0; i < ns; i++) {
         /* Learning-curve rows (one layer, several training sizes) have
          * their own figure and table, not a best layer. */
@@ -836,18 +1026,44 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         if (fig && (!strcmp(c->figs[fig - 1].family, "learning") || !strncmp(c->figs[fig - 1].family, "fewshot", 7)))
             continue;
         size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
-        if (b == (size_t)-1) continue;
-        if (!head++)
-            rb_sb_puts(md, "\n### Probes: best layer by top-1 accuracy\n\n"
-                           "| probe | params | split | best layer | top1 | interval | balanced_acc | n |\n"
-                           "|---|---|---|---|---|---|---|---|\n");
-        {
-            const rb_row *r = &c->rows.rows[b];
+        if (b != (size_t)-1) tab[nt++] = &c->rows.rows[b];
+    }
+    if (nt) {
+        rb_sb_puts(md, "\n### Probes: best layer by top-1 accuracy\n\n"
+                       "| probe | params | split | best layer | top1 | interval | balanced_acc | n |\n"
+                       "|---|---|---|---|---|---|---|---|\n");
+        const rb_row *top = NULL;
+        size_t deepest = 0, ntest = 0;
+        for (size_t i = 0; i < nt; i++) {
+            const rb_row *r = tab[i];
             const rb_row *bal = find_row(c, d, r, "balanced_acc");
-            md_row(md, "ssssninl", r->method, r->params, r->split, r->layer, r->value, r,
-                   bal ? bal->value : NAN, r->n);
+            char ps[RB_PARAMS_MAX];
+            params_short(tab, nt, r, ps, sizeof ps);
+            md_row(md, "ssssninl", r->method, ps, r->split, r->layer, r->value, r, bal ? bal->value : NAN, r->n);
+            if (strcmp(r->split, "test")) continue;
+            ntest++;
+            long dl = -1; /* this probe's deepest layer */
+            for (size_t q = 0; q < c->rows.n; q++) {
+                const rb_row *x = &c->rows.rows[q];
+                if (c->rdump[q] == d && !strcmp(x->metric, "top1") && !strcmp(x->method, r->method) &&
+                    !strcmp(x->params, r->params) && !strcmp(x->split, r->split) && rb_rctx_layer(c, d, x->layer) > dl)
+                    dl = rb_rctx_layer(c, d, x->layer);
+            }
+            deepest += rb_rctx_layer(c, d, r->layer) == dl;
+            if (!top || r->value > top->value) top = r;
+        }
+        params_note(md, tab, nt);
+        if (top) {
+            char ps[RB_PARAMS_MAX];
+            params_short(tab, nt, top, ps, sizeof ps);
+            rb_sb_printf(md, "\n**Best probe:** %s%s%s%s at %s: top1 %.4f", top->method, strcmp(ps, "–") ? " (" : "",
+                         strcmp(ps, "–") ? ps : "", strcmp(ps, "–") ? ")" : "", top->layer, top->value);
+            if (!isnan(top->ci_low)) rb_sb_printf(md, " [%.4f, %.4f]", top->ci_low, top->ci_high);
+            rb_sb_printf(md, "; the deepest layer is the best for %zu of %zu probes.\n", deepest, ntest);
         }
     }
+    (void)head;
+    free(tab);
     rb_series_free(s, ns);
     s = NULL;
     ns = 0;
@@ -869,6 +1085,12 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         rb_sb_puts(md, "\n### Collapse and intrinsic dimension at the last layer (");
         rb_sb_md(md, c->dumps[d].layers[last]);
         rb_sb_puts(md, ")\n\n| method | params | metric | value | interval |\n|---|---|---|---|---|\n");
+        const rb_row **tb = calloc(c->rows.n ? c->rows.n : 1, sizeof *tb);
+        if (!tb) {
+            rc = rb_fail(e, RB_ENOMEM, "out of memory");
+            goto out;
+        }
+        size_t ntb = 0;
         for (int pass = 0; pass < 2; pass++)
             for (size_t i = 0; i < c->rows.n; i++) {
                 const rb_row *r = &c->rows.rows[i];
@@ -877,8 +1099,33 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
                 if (pass == 0 ? !rb_is_collapse_metric(r->metric)
                               : (!rb_is_idim(r) || rb_is_collapse_metric(r->metric)))
                     continue;
-                md_row(md, "sssni", r->method, r->params, r->metric, r->value, r);
+                tb[ntb++] = r;
             }
+        for (size_t i = 0; i < ntb; i++) {
+            char ps[RB_PARAMS_MAX];
+            params_short(tb, ntb, tb[i], ps, sizeof ps);
+            md_row(md, "sssni", tb[i]->method, ps, tb[i]->metric, tb[i]->value, tb[i]);
+        }
+        params_note(md, tb, ntb);
+        free(tb);
+        /* Verdict: NC1 and TwoNN from the first layer to the last. */
+        static const char *const vm[2][2] = {{"nc1_trace_over_c", "NC1 (Tr(S_W S_B^+)/C)"}, {"id_twonn", "TwoNN dimension"}};
+        int said = 0;
+        for (int k = 0; k < 2; k++) {
+            const rb_row *r0 = NULL, *r1 = NULL;
+            long l0 = LONG_MAX, l1 = -1;
+            for (size_t i = 0; i < c->rows.n; i++) {
+                const rb_row *r = &c->rows.rows[i];
+                if (c->rdump[i] != d || strcmp(r->metric, vm[k][0]) || isnan(r->value)) continue;
+                long l = rb_rctx_layer(c, d, r->layer);
+                if (l < l0) l0 = l, r0 = r;
+                if (l > l1) l1 = l, r1 = r;
+            }
+            if (!r0 || r0 == r1) continue;
+            rb_sb_puts(md, said++ ? "; " : "\n**Geometry:** ");
+            rb_sb_printf(md, "%s %.4g at %s to %.4g at %s", vm[k][1], r0->value, r0->layer, r1->value, r1->layer);
+        }
+        if (said) rb_sb_puts(md, ".\n");
     }
 
     /* OOD: AUROC per set (split) and score, best layer. */
@@ -887,16 +1134,40 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         rb_sb_puts(md, "\n### OOD detection: AUROC per set, best layer\n\n"
                        "| set | score | params | best layer | auroc | interval | fpr95 |\n"
                        "|---|---|---|---|---|---|---|\n");
+        const rb_row **tb = calloc(ns, sizeof *tb);
+        if (!tb) {
+            rc = rb_fail(e, RB_ENOMEM, "out of memory");
+            goto out;
+        }
+        size_t ntb = 0;
         for (size_t i = 0; i < ns; i++) {
             size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
-            if (b == (size_t)-1) continue;
-            const rb_row *r = &c->rows.rows[b];
+            if (b != (size_t)-1) tb[ntb++] = &c->rows.rows[b];
+        }
+        for (size_t i = 0; i < ntb; i++) {
+            const rb_row *r = tb[i];
             /* fpr95, or the OpenOOD v1.5 convention the ood module writes. */
             const rb_row *fpr = find_row(c, d, r, "fpr95");
             if (!fpr) fpr = find_row(c, d, r, "fpr95_openood15");
-            md_row(md, "ssssnin", r->split, r->method, r->params, r->layer, r->value, r,
-                   fpr ? fpr->value : NAN);
+            char ps[RB_PARAMS_MAX];
+            params_short(tb, ntb, r, ps, sizeof ps);
+            md_row(md, "ssssnin", r->split, r->method, ps, r->layer, r->value, r, fpr ? fpr->value : NAN);
         }
+        params_note(md, tb, ntb);
+        /* Verdict: the best score per set. */
+        int said = 0;
+        for (size_t i = 0; i < ntb; i++) {
+            int first = 1;
+            for (size_t j = 0; j < i && first; j++) first = strcmp(tb[j]->split, tb[i]->split) != 0;
+            if (!first) continue;
+            const rb_row *b = tb[i];
+            for (size_t j = i + 1; j < ntb; j++)
+                if (!strcmp(tb[j]->split, b->split) && tb[j]->value > b->value) b = tb[j];
+            rb_sb_puts(md, said++ ? "; " : "\n**Best OOD score:** ");
+            rb_sb_printf(md, "%s: %s at %s, AUROC %.4f", b->split, b->method, b->layer, b->value);
+        }
+        if (said) rb_sb_puts(md, ".\n");
+        free(tb);
     }
 
     /* Calibration: each ece* row beside its *_ts row after temperature
@@ -968,19 +1239,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         free(checks);
     }
 
-    /* Figures of this dump. */
-    size_t nf = 0;
-    for (size_t i = 0; i < c->nfigs; i++) nf += c->figs[i].dump == d;
-    if (nf) {
-        rb_sb_printf(md, "\nFigures (%zu): ", nf);
-        size_t k = 0;
-        for (size_t o = 0; o <= NORDER; o++)
-            for (size_t i = 0; i < c->nfigs; i++) {
-                if (c->figs[i].dump != d || fig_rank(&c->figs[i]) != (int)o) continue;
-                rb_sb_printf(md, "%s[%s](figures/%s.svg)", k++ ? ", " : "", c->figs[i].base, c->figs[i].base);
-            }
-        rb_sb_puts(md, "\n");
-    }
+    summary_figs(c, d, md);
 out:
     rb_series_free(s, ns);
     free(none);
@@ -1034,9 +1293,12 @@ static int write_summary(const rb_rctx *c, rb_err *e)
         rows += c->files[i].nrow;
     }
     /* Theory checks are grouped like dumps (model "theory"), but are not. */
-    size_t nchecks = 0;
-    for (size_t d = 0; d < c->ndumps; d++) nchecks += !strcmp(c->dumps[d].model, "theory");
-    size_t ndump = c->ndumps - nchecks;
+    size_t nchecks = 0, ncmp = 0;
+    for (size_t d = 0; d < c->ndumps; d++) {
+        nchecks += !strcmp(c->dumps[d].model, "theory");
+        ncmp += c->dumps[d].multi == 2;
+    }
+    size_t ndump = c->ndumps - nchecks - ncmp;
     rb_sb_printf(&md, "# repbench summary\n\n%zu results file%s (%zu usable), %zu rows, %zu dump%s, %zu theory check%s, "
                       "%zu figure%s (index.html).\n",
                  c->nfiles, c->nfiles == 1 ? "" : "s", usable, rows, ndump, ndump == 1 ? "" : "s", nchecks,
@@ -1236,7 +1498,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
-    rb_figs_fewshot, rb_figs_learning, rb_figs_lcurve, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
+    rb_figs_models, rb_figs_fewshot, rb_figs_learning, rb_figs_lcurve, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
     rb_figs_collapse, rb_figs_idim,
     rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_side, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };

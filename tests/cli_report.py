@@ -239,6 +239,21 @@ def merge_per_layer(series):
     return live
 
 
+def short_params(want, mi, pi):
+    """summary.md shows each row's params cut to the items that differ
+    between the table's rows of the same method ("–" when none)."""
+    out = []
+    for w in want:
+        items = [x for x in w[pi].split(";") if x]
+        keep = []
+        for it in items:
+            k, _, v = it.partition("=")
+            if any(params_dict(o[pi]).get(k) != v for o in want if o[mi] == w[mi]):
+                keep.append(it)
+        out.append(w[:pi] + [";".join(keep) if keep else "–"] + w[pi + 1:])
+    return out
+
+
 def dump_title(model, dataset, multi):
     if multi:
         return "weights (all checkpoints)"  # every checkpoint of weights/results.csv
@@ -295,6 +310,7 @@ def cmd_summary(d):
                    and r["split"] == s and r["layer"] == best["layer"]]
             want.append([m, p, s, best["layer"], fmt(num(best["value"])), interval(best),
                          fmt(num(bal[0]["value"])) if bal else "–", str(int(float(best["n"])))])
+        want = short_params(want, 0, 1)
         got = tabs.get("Probes: best layer by top-1 accuracy", [])
         if sorted(got) != sorted(want):
             fail(f"{title}: probe table\n  got  {sorted(got)}\n  want {sorted(want)}")
@@ -311,6 +327,7 @@ def cmd_summary(d):
             last = max(order.index(r["layer"]) for r in have)
             want = [[r["method"], r["params"], r["metric"], fmt(num(r["value"])), interval(r)]
                     for r in coll + idim if r["layer"] == order[last]]
+            want = short_params(want, 0, 1)
             if not key or f"({order[last]})" not in key[0]:
                 fail(f"{title}: no collapse/ID table for layer {order[last]}")
             elif sorted(tabs[key[0]]) != sorted(want):
@@ -329,6 +346,7 @@ def cmd_summary(d):
                    and r["split"] == s and r["layer"] == best["layer"]]
             want.append([s, m, p, best["layer"], fmt(num(best["value"])), interval(best),
                          fmt(num(fpr[0]["value"])) if fpr else "–"])
+        want = short_params(want, 1, 2)
         got = tabs.get("OOD detection: AUROC per set, best layer", [])
         if sorted(got) != sorted(want):
             fail(f"{title}: OOD table\n  got  {sorted(got)}\n  want {sorted(want)}")
@@ -386,18 +404,27 @@ def cmd_summary(d):
                 if len(vals) >= 2:
                     curve.add(key)
                     break
+        # One row per claim: typed claims (a claim_type row) also when drawn
+        # as curves; type and accepted interval from the claim's rows.
         want = []
         for _, r in drows:
-            if r["metric"] != "predicted" or (r["method"], r["layer"], r["split"]) in curve:
+            if r["metric"] != "predicted":
                 continue
             same = {q["metric"]: q for _, q in drows if q["method"] == r["method"] and q["params"] == r["params"]
                     and q["layer"] == r["layer"] and q["split"] == r["split"]}
             if "simulated" not in same:
                 continue
-            tol = f'{num(same["tolerance"]["value"]):.6g}' if "tolerance" in same else "–"
+            if (r["method"], r["layer"], r["split"]) in curve and "claim_type" not in same:
+                continue
+            ty = int(num(same["claim_type"]["value"])) if "claim_type" in same else 1
+            p = num(r["value"])
+            t = num(same["tolerance"]["value"]) if "tolerance" in same else 0.0
+            acc = {2: f"(-inf, {p:.6g}]", 3: f"[{p:.6g}, inf)",
+                   4: f'[{num(r["ci_low"]):.6g}, {num(r["ci_high"]):.6g}]'}.get(ty, f"[{p - t:.6g}, {p + t:.6g}]")
+            name = {2: "at most", 3: "at least", 4: "within"}.get(ty, "approx")
             ok = ("yes" if num(same["pass"]["value"]) != 0 else "NO") if "pass" in same else "–"
-            want.append([r["method"], r["params"], f'{num(r["value"]):.6g}', f'{num(same["simulated"]["value"]):.6g}',
-                         tol, ok])
+            want.append([r["method"], r["params"], name, f"{p:.6g}", f'{num(same["simulated"]["value"]):.6g}',
+                         acc, ok])
         got = tabs.get("Theory checks: simulated against predicted", [])
         if got != want:
             fail(f"{title}: theory checks\n  got  {got}\n  want {want}")

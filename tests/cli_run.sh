@@ -6,7 +6,7 @@ set -u
 
 $RB gen gmm --seed 3 --classes 4 --dim 8 --layers 3 --n-train 200 --n-test 100 --n-ood 50 --model tiny -o "$T/tiny.h5" || { echo "FAIL: gen"; exit 1; }
 M=$($RB list | awk 'NR>1 && $2=="probe"{print $1}' | head -n 1)
-[ -n "$M" ] || { echo "no probe method registered yet; skipping run tests"; echo "$pass passed, $fail failed"; exit $((fail>0)); }
+[ -n "$M" ] || { echo "FAIL: no probe method registered (a missing method fails the run tests, it is not skipped)"; echo "$pass passed, 1 failed"; exit 1; }
 
 # Usage errors: exit 2, one line.
 expect_status 2 $RB run "$T/tiny.h5"
@@ -98,6 +98,8 @@ import csv, sys
 p = list(csv.DictReader(open(sys.argv[1] + "/predictions.csv")))
 r = [x for x in csv.DictReader(open(sys.argv[1] + "/results.csv")) if x["metric"] == "top1"]
 assert len(p) == 100 * len(r), (len(p), len(r))
+assert list(p[0]) == ["layer", "split", "method", "params", "index", "pred", "label"], list(p[0])
+assert all(x["split"] == "test" for x in p)
 assert r[0]["ci_low"] == "" and r[0]["ci_high"] == ""
 PY
 # cka_cross: a dump against itself gives CKA 1 on the diagonal; a dump of
