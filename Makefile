@@ -41,7 +41,7 @@ all: deps $(BIN)
 # ---------------------------------------------------------------- packages
 DEB_PKGS := build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev \
             libhdf5-dev libcsv-dev gnuplot-nox python3-sklearn python3-scipy \
-            python3-h5py python3-numpy
+            python3-h5py python3-numpy python3-torch dataset-fashion-mnist
 deps:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null \
 	    | awk '$$NF!="installed"{print $$1}'; \
@@ -149,7 +149,12 @@ sweep: deps bin/repbench $(if $(DUMPS),,samples)
 .PHONY: sweep-features
 sweep-features:
 	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \
-	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' FAMILIES="$$(bin/repbench list --families)"
+	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' FAMILIES="$$($(SWEEP_FAMILIES))"
+
+# The feature families to sweep: all, or those of the methods in METHODS
+# (a family none of whose methods is named is not run).
+SWEEP_FAMILIES = bin/repbench list | awk -v m='$(METHODS)' 'BEGIN { m = "," m "," } NR > 1 && NF == 0 { exit } \
+  NR > 1 && (m == ",," || index(m, "," $$1 ",")) && !seen[$$2]++ { print $$2 }'
 
 plots: deps bin/repbench
 	@if bin/repbench list --subcommands | grep -qx report; then bin/repbench report $(OUT); \

@@ -78,7 +78,7 @@ void rb_rows_free(rb_rows *r)
 static void copy_str(char *dst, size_t cap, const char *src);
 
 int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
-                     const int32_t *pred, size_t n, rb_err *e)
+                     const int32_t *pred, const int32_t *label, size_t n, rb_err *e)
 {
     if (!r->want_pred) return RB_OK;
     rb_pred *p = realloc(r->preds, (r->npred + 1) * sizeof *p);
@@ -86,9 +86,11 @@ int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
     r->preds = p;
     rb_pred *q = &p[r->npred];
     memset(q, 0, sizeof *q);
-    q->pred = malloc((n ? n : 1) * sizeof *q->pred);
+    q->pred = malloc((n ? 2 * n : 1) * sizeof *q->pred);
     if (!q->pred) RB_FAIL(e, RB_ENOMEM, "out of memory keeping predictions");
     memcpy(q->pred, pred, n * sizeof *pred);
+    q->label = q->pred + n;
+    memcpy(q->label, label, n * sizeof *label);
     q->n = n;
     copy_str(q->method, sizeof q->method, method);
     copy_str(q->params, sizeof q->params, params);

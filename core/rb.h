@@ -97,7 +97,8 @@ typedef struct {
     char layer[RB_NAME_MAX];
     char method[48];
     char params[RB_PARAMS_MAX];
-    int32_t *pred; /* owned: n predicted classes */
+    int32_t *pred; /* owned: n predicted classes, then n true labels */
+    int32_t *label; /* pred + n: the true class of each sample (paired comparisons) */
     size_t n;
 } rb_pred;
 
@@ -110,10 +111,10 @@ typedef struct {
     size_t npred;
 } rb_rows;
 
-/* Attach a copy of pred[0..n) for (method, params); no-op unless
- * r->want_pred.  Returns RB_OK or RB_ENOMEM. */
+/* Attach a copy of pred[0..n) and of the true labels label[0..n) for
+ * (method, params); no-op unless r->want_pred.  Returns RB_OK or RB_ENOMEM. */
 int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
-                     const int32_t *pred, size_t n, rb_err *e);
+                     const int32_t *pred, const int32_t *label, size_t n, rb_err *e);
 
 void rb_rows_free(rb_rows *r);
 

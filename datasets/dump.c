@@ -20,6 +20,7 @@
  */
 #include "datasets/dump.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -547,7 +548,7 @@ static void ignore(rb_dump *d, const char *path, int kind)
 static void scan_root_attrs(rb_dump *d)
 {
     static const char *const known[] = {"format", "version", "model", "dataset",
-                                        "layers", NULL};
+                                        "layers", "step", NULL};
     list_ignored_attrs(d, d->f, "/", known);
     if (H5Aexists(d->f, "format") > 0) {
         int r = attr_str(d->f, "format", d->format, sizeof d->format);
@@ -580,6 +581,23 @@ static void scan_root_attrs(rb_dump *d)
         else if (r != 0)
             prob(d, r == -2 ? RB_EIO : RB_EINVAL, "/",
                  "attribute %s is not a string", names[i]);
+    }
+    /* A checkpoint of a series: the model is named "<model>@<step>" in every
+     * row, so checkpoints of one model stay apart and are ordered by step. */
+    if (H5Aexists(d->f, "step") > 0) {
+        long long step = 0;
+        int r = attr_int(d->f, "step", &step);
+        if (r == -2)
+            prob(d, RB_EIO, "/", "attribute step cannot be read");
+        else if (r == -1)
+            prob(d, RB_EINVAL, "/", "attribute step is not an integer");
+        else if (step < 0)
+            prob(d, RB_EINVAL, "/", "attribute step is %lld, expected a training step >= 0", step);
+        else {
+            char m[RB_NAME_MAX];
+            fmtb(m, sizeof m, "%s", d->model);
+            fmtb(d->model, sizeof d->model, "%s@%lld", m, step);
+        }
     }
 }
 
@@ -747,6 +765,42 @@ out:
     if (ds >= 0) H5Dclose(ds);
 }
 
+/* Writers store the root `layers` attribute either as an array of strings or
+ * as one string, "\n".join(names) or "a,b,c".  A single string that is not
+ * itself a layer name is split on newlines (when it has any), else on commas;
+ * blanks around names and empty pieces (a trailing newline) are dropped.
+ * 0, -2 on allocation failure. */
+static int split_layer_list(const rb_dump *d, strlist *want)
+{
+    if (want->n != 1) return 0;
+    const char *s = want->v[0];
+    strlist names = {d->lname, d->nl, d->nl};
+    if (strlist_find(&names, s) >= 0) return 0;
+    char sep = strchr(s, '\n') ? '\n' : strchr(s, ',') ? ',' : 0;
+    if (!sep) return 0;
+    strlist out = {0};
+    for (const char *p = s;;) {
+        const char *q = strchr(p, sep);
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        while (len > 0 && isspace((unsigned char)*p)) p++, len--;
+        while (len > 0 && isspace((unsigned char)p[len - 1])) len--;
+        if (len > 0) {
+            char *piece = strndup(p, len);
+            int bad = !piece || strlist_push(&out, piece);
+            free(piece);
+            if (bad) {
+                strlist_free(&out);
+                return -2;
+            }
+        }
+        if (!q) break;
+        p = q + 1;
+    }
+    strlist_free(want);
+    *want = out;
+    return 0;
+}
+
 /* Decide the layer order: depth attributes, else root `layers`, else natural. */
 static void order_layers(rb_dump *d)
 {
@@ -784,6 +838,7 @@ static void order_layers(rb_dump *d)
     } else if (H5Aexists(d->f, "layers") > 0) {
         strlist want = {0};
         int r = read_strlist(d->f, "layers", 'a', &want);
+        if (r == 0) r = split_layer_list(d, &want);
         if (r != 0) {
             prob(d, r == -2 ? RB_EIO : RB_EINVAL, "/",
                  "attribute layers is not a list of strings");
@@ -823,24 +878,30 @@ static void order_layers(rb_dump *d)
         }
         strlist_free(&want);
     }
-    /* Apply perm to lname and the cell columns. */
+    /* Apply perm to everything indexed by layer position: the names, the
+     * widths and the cell columns (check_shapes ran in name order). */
     {
         char **ln = malloc(nl * sizeof *ln);
+        size_t *ld = malloc(nl * sizeof *ld);
         cell *cc = malloc(d->ns * nl * sizeof *cc);
-        if (!ln || !cc) {
+        if (!ln || !ld || !cc) {
             free(ln);
+            free(ld);
             free(cc);
             d->oom = 1;
             goto out;
         }
         for (size_t l = 0; l < nl; l++) {
             ln[l] = d->lname[perm[l]];
+            ld[l] = d->ld[perm[l]];
             for (size_t s = 0; s < d->ns; s++)
                 cc[s * nl + l] = d->c[s * nl + perm[l]];
         }
         free(d->lname);
+        free(d->ld);
         free(d->c);
         d->lname = ln;
+        d->ld = ld;
         d->c = cc;
     }
 out:

@@ -253,7 +253,8 @@ class _Appender:
                               (self.path, list(a.shape), [None] + list(self.tail)))
         a = np.asarray(a)
         if a.dtype.kind == "f":
-            a = a.astype(self.dtype, copy=False)
+            with np.errstate(over="ignore", invalid="ignore"):
+                a = a.astype(self.dtype, copy=False)
             if not np.isfinite(a).all():
                 raise ExportError("%s: non-finite value (NaN/Inf%s) at rows %d..%d" %
                                   (self.path, ", overflow of float16?" if self.dtype == np.float16
@@ -284,7 +285,7 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
     splits: {split: loader | iterable (list) of (x, y) or x batches | a tuple (X, Y)
       or (X,) of whole arrays, or one array X, sliced by batch_size (default 256) |
       a torch Dataset};
-      `train`/`test` must be labelled, `ood_*` and others may be unlabelled.
+      `train` and `test` are required and labelled; `ood_*` and others may be unlabelled.
     layers: module names (model.named_modules()) in depth order; the name "logits"
       (when no module has it) is the model's output as a feature layer.
     logits: write the model's output (field "logits" of a mapping, else the first
@@ -304,6 +305,10 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
     for s in splits:
         if not isinstance(s, str) or not s or "/" in s:
             raise ExportError("split name %r: expected a non-empty name without '/'" % (s,))
+    missing = [s for s in ("train", "test") if s not in splits]
+    if missing:
+        raise ExportError("splits: %s missing (repbench needs labelled train and test splits)" %
+                          " and ".join(missing))
     if len(set(layers)) != len(layers):
         raise ExportError("layers: a name is repeated: %s" % ",".join(layers))
     mods = dict(model.named_modules())
@@ -325,12 +330,18 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
         device = torch.device(device)
     except RuntimeError as e:
         raise ExportError("device %r: %s" % (device, str(e).splitlines()[0])) from None
-    captured = {}
+    captured = {}     # layer -> ([(name, [B, D])], tokens or None), taken inside the hook
     calls = {}
+    cur = {"bsz": 0}
 
     def hook(name):
         def fn(_m, _inp, out):
-            captured[name] = out
+            # Reduce and copy now: a later in-place op (ReLU(inplace=True)) may
+            # overwrite the module's output before the forward pass returns.
+            t = _pick(out, fields.get(name), "last_hidden_state", "layer " + name)
+            red, tok = _reduce(name, t, cur["bsz"])
+            captured[name] = ([(k, v.detach().clone()) for k, v in red],
+                              tok.detach().clone() if tok is not None and keep_tokens else None)
             calls[name] = calls.get(name, 0) + 1
         return fn
 
@@ -359,26 +370,31 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
                     bsz = _batch_len(x)
                     if labelled is None:
                         labelled = y is not None
+                        if not labelled and split in ("train", "test"):
+                            raise ExportError("split %s has no labels; only other splits (ood_*) "
+                                              "may be unlabelled" % split)
                     elif labelled != (y is not None):
                         raise ExportError("split %s: some batches have labels and some do not" % split)
                     captured.clear()
                     calls.clear()
+                    cur["bsz"] = bsz
                     xd = _to(x, device)
                     out = model(**xd) if isinstance(xd, dict) else model(xd)
                     rows = []      # (name, [B, D])
                     for name in layers:
                         if name == out_layer:
-                            t = _pick(out, fields.get(name), "logits", "model output")
+                            red, tok = _reduce(name, _pick(out, fields.get(name), "logits",
+                                                           "model output"), bsz)
                         else:
                             if name not in captured:
-                                raise ExportError("layer %s was not called in the forward pass" % name)
-                            t = _pick(captured[name], fields.get(name), "last_hidden_state",
-                                      "layer " + name)
+                                raise ExportError("layer %s was not called in the forward pass "
+                                                  "(a branch not taken, or a fused fast path "
+                                                  "that skips submodules?)" % name)
+                            red, tok = captured[name]
                             if calls[name] > 1 and n == 0 and split == next(iter(splits)):
                                 summary["warnings"].append(
                                     "layer %s is called %d times per forward pass; its last call is "
                                     "exported" % (name, calls[name]))
-                        red, tok = _reduce(name, t, bsz)
                         rows.extend(red)
                         if tok is not None and keep_tokens:
                             if name not in toks:
@@ -421,9 +437,6 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
                     print(file=sys.stderr)
                 if n == 0:
                     raise ExportError("split %s: no rows (empty loader?)" % split)
-                if not labelled and split in ("train", "test"):
-                    raise ExportError("split %s has no labels; only other splits (ood_*) may be "
-                                      "unlabelled" % split)
                 summary["splits"][split] = {"n": n, "labelled": bool(labelled)}
                 if lg is not None:
                     summary["logits"] = lg.tail[0]
@@ -438,6 +451,8 @@ def export_features(model, splits, path, layers, *, batch_size=None, dtype="floa
                 f.create_dataset("classes", data=np.array(classes, dtype=object),
                                  dtype=h5py.string_dtype())
             for tname, arr in (text or {}).items():
+                if not isinstance(tname, str) or not tname or "/" in tname:
+                    raise ExportError("text name %r: expected a non-empty name without '/'" % (tname,))
                 a = _np(arr) if torch.is_tensor(arr) else np.asarray(arr)
                 if a.ndim != 2 or a.dtype.kind not in "fiu":
                     raise ExportError("text %s: expected a float [C, D] array, got %s %s" %
@@ -630,6 +645,8 @@ def export_checkpoints(model_factory_or_model, ckpt_paths, out_pattern, **kw):
     if not paths:
         raise ExportError("export_checkpoints: no checkpoint files")
     pat = os.fspath(out_pattern)
+    if "{" in pat and not pat.lower().endswith((".safetensors", ".h5", ".hdf5")):
+        raise ExportError("%s: a pattern must end in .safetensors or .h5" % pat)
     if os.path.isdir(pat) or pat.endswith(os.sep) or not pat.lower().endswith(
             (".safetensors", ".h5", ".hdf5")):
         os.makedirs(pat, exist_ok=True)

@@ -93,7 +93,7 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
             goto out;
         }
         for (size_t i = 0; i < n; i++) pred[i] = rb_argmax(scores + i * (size_t)k, k);
-        rc = rb_rows_add_pred(out, method, params, pred, n, e);
+        rc = rb_rows_add_pred(out, method, params, pred, y, n, e);
         free(pred);
         if (rc) goto out;
     }

@@ -153,6 +153,7 @@ int rb_fig_lines(rb_rctx *c, size_t dump, const char *family,
                  rb_err *e);
 
 /* The figure families, in the order they pick rows (figs_*.c). */
+int rb_figs_models(rb_rctx *c, size_t dump, rb_err *e);   /* figs_models.c: comparison sections */
 int rb_figs_fewshot(rb_rctx *c, size_t dump, rb_err *e);  /* figs_fewshot.c */
 int rb_figs_learning(rb_rctx *c, size_t dump, rb_err *e); /* figs_curve.c */
 int rb_figs_lcurve(rb_rctx *c, size_t dump, rb_err *e);   /* figs_lcurve.c */
@@ -207,6 +208,21 @@ size_t rb_series_assign(const rb_rctx *c, const size_t *idx, size_t n,
                         int (*keep)(const rb_row *r, const void *ctx),
                         int (*same)(const rb_row *q, const rb_row *r, const void *ctx),
                         const void *ctx, size_t *first, size_t *sid);
+
+/* Comparison across models (figs_models.c).  A comparison section is a
+ * dump with multi == 2 (model "comparison", one per dataset).  member: dump
+ * d is a feature dump of cmp's dataset.  step: model "<base>@<step>" (a
+ * checkpoint of a series) -> 1 with base and step filled (either may be
+ * NULL), else 0.  pick: the best (highest, ties shallower) or last
+ * (deepest) row of dump d like `like` (method, params, split, metric).
+ * summary: the section's markdown (leaderboard, comparisons, verdicts). */
+int rb_models_member(const rb_rctx *c, size_t cmp, size_t d);
+int rb_model_step(const char *model, char *base, size_t cap, long long *step);
+const rb_row *rb_models_pick(const rb_rctx *c, size_t d, const rb_row *like, int last);
+const rb_row *rb_models_cmp_metric(const rb_rctx *c, size_t cmp, const rb_row *like, const char *metric);
+const char *rb_models_primary(const rb_rctx *c, size_t cmp);
+void rb_models_verdict(const rb_row *diff, double p, char *out, size_t cap);
+int rb_summary_models(const rb_rctx *c, size_t cmp, rb_sbuf *md, rb_err *e);
 
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);

@@ -270,6 +270,78 @@ void rb_dump_title(const rb_rdump *d, char *out, size_t cap)
         rb_fmt(out, cap, "%s", d->model[0] ? d->model : "(no model)");
 }
 
+static int new_dump(rb_rctx *c, const char *model, const char *dataset, int multi, rb_err *e)
+{
+    rb_rdump *p = realloc(c->dumps, (c->ndumps + 1) * sizeof *p);
+    if (!p) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    c->dumps = p;
+    rb_rdump *nd = &c->dumps[c->ndumps++];
+    memset(nd, 0, sizeof *nd);
+    nd->multi = multi;
+    rb_fmt(nd->model, sizeof nd->model, "%s", model);
+    rb_fmt(nd->dataset, sizeof nd->dataset, "%s", dataset);
+    char name[2 * RB_NAME_MAX + 2], slug[64];
+    if (dataset[0] && strcmp(dataset, model))
+        rb_fmt(name, sizeof name, "%s_%s", model, dataset);
+    else
+        rb_fmt(name, sizeof name, "%s", model);
+    slugify(slug, sizeof slug, name);
+    rb_fmt(nd->slug, sizeof nd->slug, "%s", slug);
+    for (int k = 2;; k++) { /* unique even after slugging */
+        size_t o;
+        for (o = 0; o + 1 < c->ndumps; o++)
+            if (!strcmp(c->dumps[o].slug, nd->slug)) break;
+        if (o + 1 == c->ndumps) break;
+        rb_fmt(nd->slug, sizeof nd->slug, "%s-%d", slug, k);
+    }
+    return RB_OK;
+}
+
+/* Every dataset scored by two or more feature dumps gets a comparison
+ * section (multi 2) when the compare rows did not make one; comparison
+ * sections go last, after the dumps they compare. */
+static int comparison_dumps(rb_rctx *c, rb_err *e)
+{
+    size_t n0 = c->ndumps;
+    for (size_t d = 0; d < n0; d++) {
+        const rb_rdump *x = &c->dumps[d];
+        if (x->multi || !strcmp(x->model, "theory")) continue;
+        size_t same = 0, have = 0;
+        for (size_t q = 0; q < c->ndumps; q++) {
+            const rb_rdump *y = &c->dumps[q];
+            if (strcmp(y->dataset, x->dataset)) continue;
+            if (y->multi == 2) have = 1;
+            else if (!y->multi && strcmp(y->model, "theory")) same++;
+        }
+        if (same >= 2 && !have) {
+            char ds[RB_NAME_MAX];
+            rb_fmt(ds, sizeof ds, "%s", x->dataset);
+            int rc = new_dump(c, "comparison", ds, 2, e);
+            if (rc) return rc;
+        }
+    }
+    /* Stable reorder: multi 2 last; rows follow their dump. */
+    size_t *to = malloc((c->ndumps ? c->ndumps : 1) * sizeof *to);
+    rb_rdump *nd = malloc((c->ndumps ? c->ndumps : 1) * sizeof *nd);
+    if (!to || !nd) {
+        free(to);
+        free(nd);
+        RB_FAIL(e, RB_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t d = 0; d < c->ndumps; d++)
+            if ((c->dumps[d].multi == 2) == pass) {
+                to[d] = k;
+                nd[k++] = c->dumps[d];
+            }
+    memcpy(c->dumps, nd, c->ndumps * sizeof *nd);
+    for (size_t i = 0; i < c->rows.n; i++) c->rdump[i] = to[c->rdump[i]];
+    free(to);
+    free(nd);
+    return RB_OK;
+}
+
 /* Group rows into dumps (model, dataset) and learn each dump's layer order
  * from first appearance (the harness writes layers in depth order). */
 static int build_dumps(rb_rctx *c, rb_err *e)
@@ -281,48 +353,32 @@ static int build_dumps(rb_rctx *c, rb_err *e)
      * figure compares them (one line per checkpoint). */
     int *multi = calloc(c->rows.n ? c->rows.n : 1, sizeof *multi);
     if (!multi) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    /* The paired comparisons of compare/results.csv (suite/compare.c) go
+     * to their dataset's comparison section (multi 2, figs_models.c). */
     for (size_t f = 0; f < c->nfiles; f++)
-        if (c->files[f].usable && !strcmp(c->files[f].family, "weights"))
-            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++) multi[i] = 1;
+        if (c->files[f].usable && (!strcmp(c->files[f].family, "weights") || !strcmp(c->files[f].family, "compare")))
+            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++)
+                multi[i] = !strcmp(c->files[f].family, "weights") ? 1 : 2;
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
-        const char *model = multi[i] ? "weights" : r->model, *dataset = multi[i] ? "" : r->dataset;
+        const char *model = multi[i] == 1 ? "weights" : multi[i] == 2 ? "comparison" : r->model,
+                   *dataset = multi[i] == 1 ? "" : r->dataset;
         size_t d;
         for (d = 0; d < c->ndumps; d++)
             if (c->dumps[d].multi == multi[i] && !strcmp(c->dumps[d].model, model) &&
                 !strcmp(c->dumps[d].dataset, dataset))
                 break;
         if (d == c->ndumps) {
-            rb_rdump *p = realloc(c->dumps, (c->ndumps + 1) * sizeof *p);
-            if (!p) {
+            int rc = new_dump(c, model, dataset, multi[i], e);
+            if (rc) {
                 free(multi);
-                RB_FAIL(e, RB_ENOMEM, "out of memory");
-            }
-            c->dumps = p;
-            rb_rdump *nd = &c->dumps[c->ndumps++];
-            memset(nd, 0, sizeof *nd);
-            nd->multi = multi[i];
-            rb_fmt(nd->model, sizeof nd->model, "%s", model);
-            rb_fmt(nd->dataset, sizeof nd->dataset, "%s", dataset);
-            char name[2 * RB_NAME_MAX + 2], slug[64];
-            if (dataset[0] && strcmp(dataset, model))
-                rb_fmt(name, sizeof name, "%s_%s", model, dataset);
-            else
-                rb_fmt(name, sizeof name, "%s", model);
-            slugify(slug, sizeof slug, name);
-            rb_fmt(nd->slug, sizeof nd->slug, "%s", slug);
-            for (int k = 2;; k++) { /* unique even after slugging */
-                size_t o;
-                for (o = 0; o + 1 < c->ndumps; o++)
-                    if (!strcmp(c->dumps[o].slug, nd->slug)) break;
-                if (o + 1 == c->ndumps) break;
-                rb_fmt(nd->slug, sizeof nd->slug, "%s-%d", slug, k);
+                return rc;
             }
         }
         c->rdump[i] = d;
         const char *l = r->layer, *bar = strchr(l, '|');
         int rc = 0;
-        if (!bar) rc = dump_add_layer(&c->dumps[d], l, strlen(l));
+        if (!bar && multi[i] != 2) rc = dump_add_layer(&c->dumps[d], l, strlen(l));
         if (rc) {
             free(multi);
             RB_FAIL(e, RB_ENOMEM, "out of memory");
@@ -332,12 +388,12 @@ static int build_dumps(rb_rctx *c, rb_err *e)
     /* Pair layers add their members after the per-layer ones. */
     for (size_t i = 0; i < c->rows.n; i++) {
         const char *l = c->rows.rows[i].layer, *bar = strchr(l, '|');
-        if (!bar) continue;
+        if (!bar || c->dumps[c->rdump[i]].multi == 2) continue;
         if (dump_add_layer(&c->dumps[c->rdump[i]], l, (size_t)(bar - l)) ||
             dump_add_layer(&c->dumps[c->rdump[i]], bar + 1, strlen(bar + 1)))
             RB_FAIL(e, RB_ENOMEM, "out of memory");
     }
-    return RB_OK;
+    return comparison_dumps(c, e);
 }
 
 rb_rfig *rb_rctx_fig(rb_rctx *c, size_t dump, const char *family, const char *stem)
@@ -808,6 +864,22 @@ static const rb_row *find_row(const rb_rctx *c, size_t dump, const rb_row *like,
     return NULL;
 }
 
+/* The figure list of dump d in the summary. */
+static void summary_figs(const rb_rctx *c, size_t d, rb_sbuf *md)
+{
+    size_t nf = 0;
+    for (size_t i = 0; i < c->nfigs; i++) nf += c->figs[i].dump == d;
+    if (!nf) return;
+    rb_sb_printf(md, "\nFigures (%zu): ", nf);
+    size_t k = 0;
+    for (size_t o = 0; o <= NORDER; o++)
+        for (size_t i = 0; i < c->nfigs; i++) {
+            if (c->figs[i].dump != d || fig_rank(&c->figs[i]) != (int)o) continue;
+            rb_sb_printf(md, "%s[%s](figures/%s.svg)", k++ ? ", " : "", c->figs[i].base, c->figs[i].base);
+        }
+    rb_sb_puts(md, "\n");
+}
+
 /* Headline tables of one dump. */
 static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
 {
@@ -816,6 +888,11 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     int rc;
     char title[300];
     rb_dump_title(&c->dumps[d], title, sizeof title);
+    if (c->dumps[d].multi == 2) {
+        if ((rc = rb_summary_models(c, d, md, e))) return rc;
+        summary_figs(c, d, md);
+        return RB_OK;
+    }
     rb_sb_puts(md, "\n## ");
     rb_sb_md(md, title);
     rb_sb_puts(md, "\n");
@@ -968,19 +1045,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         free(checks);
     }
 
-    /* Figures of this dump. */
-    size_t nf = 0;
-    for (size_t i = 0; i < c->nfigs; i++) nf += c->figs[i].dump == d;
-    if (nf) {
-        rb_sb_printf(md, "\nFigures (%zu): ", nf);
-        size_t k = 0;
-        for (size_t o = 0; o <= NORDER; o++)
-            for (size_t i = 0; i < c->nfigs; i++) {
-                if (c->figs[i].dump != d || fig_rank(&c->figs[i]) != (int)o) continue;
-                rb_sb_printf(md, "%s[%s](figures/%s.svg)", k++ ? ", " : "", c->figs[i].base, c->figs[i].base);
-            }
-        rb_sb_puts(md, "\n");
-    }
+    summary_figs(c, d, md);
 out:
     rb_series_free(s, ns);
     free(none);
@@ -1034,9 +1099,12 @@ static int write_summary(const rb_rctx *c, rb_err *e)
         rows += c->files[i].nrow;
     }
     /* Theory checks are grouped like dumps (model "theory"), but are not. */
-    size_t nchecks = 0;
-    for (size_t d = 0; d < c->ndumps; d++) nchecks += !strcmp(c->dumps[d].model, "theory");
-    size_t ndump = c->ndumps - nchecks;
+    size_t nchecks = 0, ncmp = 0;
+    for (size_t d = 0; d < c->ndumps; d++) {
+        nchecks += !strcmp(c->dumps[d].model, "theory");
+        ncmp += c->dumps[d].multi == 2;
+    }
+    size_t ndump = c->ndumps - nchecks - ncmp;
     rb_sb_printf(&md, "# repbench summary\n\n%zu results file%s (%zu usable), %zu rows, %zu dump%s, %zu theory check%s, "
                       "%zu figure%s (index.html).\n",
                  c->nfiles, c->nfiles == 1 ? "" : "s", usable, rows, ndump, ndump == 1 ? "" : "s", nchecks,
@@ -1236,7 +1304,7 @@ static int write_index(const rb_rctx *c, rb_err *e)
 
 typedef int (*family_fn)(rb_rctx *c, size_t dump, rb_err *e);
 static const family_fn families[] = {
-    rb_figs_fewshot, rb_figs_learning, rb_figs_lcurve, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
+    rb_figs_models, rb_figs_fewshot, rb_figs_learning, rb_figs_lcurve, rb_figs_probe, rb_figs_ood, rb_figs_roc, rb_figs_reliability,
     rb_figs_collapse, rb_figs_idim,
     rb_figs_heatmap, rb_figs_theory, rb_figs_checks, rb_figs_side, rb_figs_spectrum, rb_figs_sweep, rb_figs_generic,
 };

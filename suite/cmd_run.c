@@ -236,7 +236,7 @@ static int write_predictions(const char *path, const rb_rows *r, rb_err *e)
 {
     FILE *fp = rb_out_open(path, e);
     if (!fp) return e->code;
-    fputs("layer,method,params,index,pred\n", fp);
+    fputs("layer,method,params,index,pred,label\n", fp);
     for (size_t p = 0; p < r->npred; p++) {
         const rb_pred *q = &r->preds[p];
         for (size_t i = 0; i < q->n; i++) {
@@ -245,7 +245,7 @@ static int write_predictions(const char *path, const rb_rows *r, rb_err *e)
             rb_csv_fprint_field(fp, q->method);
             fputc(',', fp);
             rb_csv_fprint_field(fp, q->params);
-            fprintf(fp, ",%zu,%d\n", i, (int)q->pred[i]);
+            fprintf(fp, ",%zu,%d,%d\n", i, (int)q->pred[i], (int)q->label[i]);
         }
     }
     return rb_out_commit(fp, path, 1, e);

@@ -1,7 +1,7 @@
 /*
  * cmd_theory.c -- `repbench theory [--fast] [--seed S] [-o DIR] [--KEY V]
  * [CHECK...]`: run the analytic checks of theory/, print one
- * "PASS|FAIL check/claim: predicted X vs simulated Y (tol T)" line per claim
+ * "PASS|FAIL check/claim: predicted X vs simulated Y (accepts A)" line per claim
  * on stdout, write every row to DIR/results.csv (DESIGN.md section 4,
  * model = "theory", dataset = check name), and exit 1 when a claim fails.
  * --KEY V options go to the checks that declare KEY (see `repbench list`).
@@ -176,13 +176,13 @@ int rb_cmd_theory(int argc, char **argv)
             break;
         }
         for (size_t i = 0; i < r.n; i++) {
-            if (strcmp(r.rows[i].metric, "pass") != 0 || i < 3) continue;
-            const rb_row *p = &r.rows[i - 3], *s = &r.rows[i - 2], *t = &r.rows[i - 1];
-            int ok = r.rows[i].value == 1.0;
-            ok ? npass++ : nfail++;
-            printf("%s %s/%s: predicted %.6g vs simulated %.6g (tol %.3g) [%s]\n",
-                   ok ? "PASS" : "FAIL", c->name, r.rows[i].method, p->value, s->value,
-                   t->value, r.rows[i].params);
+            rb_claim cl;
+            if (!rb_theory_claim_read(r.rows, i, &cl)) continue;
+            char acc[128];
+            rb_theory_claim_accepts(&cl, acc, sizeof acc);
+            cl.pass ? npass++ : nfail++;
+            printf("%s %s/%s: predicted %.6g vs simulated %.6g (accepts %s) [%s]\n", cl.pass ? "PASS" : "FAIL",
+                   c->name, r.rows[i].method, cl.predicted, cl.simulated, acc, r.rows[i].params);
         }
         fflush(stdout);
         if ((rc = merge_rows(&all, &r, c->name, o.seed, secs, &e)) != RB_OK) status = rb_report_err(&e);

@@ -37,6 +37,13 @@ int rb_cmd_weights(int argc, char **argv); /* suite/cmd_weights.c */
 void rb_weights_list(FILE *fp);            /* weight methods, one line each */
 int rb_cmd_theory(int argc, char **argv);  /* suite/cmd_theory.c */
 int rb_cmd_report(int argc, char **argv);  /* suite/cmd_report.c */
+/* Paired comparisons of the models of each dataset below dir, from the
+ * predictions.csv files of `run --predictions`, to dir/compare/results.csv
+ * (suite/compare.c).  boot bootstrap resamples, seed; warn gets one-line
+ * notes (pairs skipped).  *nrows = rows written (0: no file, and a stale one
+ * is removed). */
+int rb_compare_dir(const char *dir, int boot, uint64_t seed, void (*warn)(const char *msg), size_t *nrows,
+                   rb_err *e);
 
 /* Shared CLI helpers (suite/cli.c). */
 

@@ -106,6 +106,14 @@ expect "$T/out" "order: root attribute layers" "layers attr order"
 order=$(awk '/^  layers/{on=1;next} /^  classes/{on=0} on{print $1}' "$T/out" | tr '\n' ' ')
 [ "$order" = "zeta mid alpha " ] && ok || bad "layers attr order: got '$order'"
 
+"$RB_BIN" inspect "$T/good_layers_string.h5" >"$T/out"
+[ $? = 0 ] && ok || { bad "good_layers_string.h5 exit"; cat "$T/out"; }
+expect "$T/out" "order: root attribute layers" "layers string order"
+order=$(awk '/^  layers/{on=1;next} /^  classes/{on=0} on{print $1}' "$T/out" | tr '\n' ' ')
+[ "$order" = "zeta mid alpha " ] && ok || bad "layers string order: got '$order'"
+"$RB_BIN" inspect "$T/good_layers_comma_name.h5" >"$T/out"
+[ $? = 0 ] && ok || { bad "good_layers_comma_name.h5 exit"; cat "$T/out"; }
+
 "$RB_BIN" inspect "$T/good_depth.h5" >"$T/out"
 [ $? = 0 ] && ok || bad "good_depth.h5 exit"
 expect "$T/out" "order: depth attribute" "depth order"
@@ -171,7 +179,9 @@ usage_case "n-train below classes" gmm --classes 10 --n-train 5 -o "$T/u.h5"
 # When the harness is built, `run` refuses every bad dump the same way and
 # writes no results.csv.
 "$RB_BIN" gen gmm --seed 1 --classes 3 --dim 4 --layers 1 --n-train 30 --n-test 15 --n-ood 0 -o "$T/tiny.h5" >/dev/null
-if timeout 120 "$RB_BIN" run --bootstrap 0 -o "$T/run_ok" "$T/tiny.h5" >/dev/null 2>&1 && [ -s "$T/run_ok/results.csv" ]; then
+timeout 120 "$RB_BIN" run --bootstrap 0 -o "$T/run_ok" "$T/tiny.h5" >/dev/null 2>&1 && [ -s "$T/run_ok/results.csv" ] \
+    && ok || bad "run on a valid generated dump failed"
+if true; then
     while IFS=$'\t' read -r file ds words; do
         "$RB_BIN" run --bootstrap 0 -o "$T/run_bad" "$T/$file" >/dev/null 2>"$T/err"
         rc=$?
@@ -180,9 +190,23 @@ if timeout 120 "$RB_BIN" run --bootstrap 0 -o "$T/run_ok" "$T/tiny.h5" >/dev/nul
         grep -qF -- "$T/$file" "$T/err" && ok || bad "run $file: message does not name the file"
         rm -rf "$T/run_bad"
     done <"$T/manifest.tsv"
-else
-    echo "note: repbench run is not available in $RB_BIN; run refusals not checked"
 fi
+
+# `inspect` and `run` agree on every file: inspect reports a problem (exit
+# 2) exactly when run refuses it (exit 2) -- the corpus, the valid dumps and
+# the fixtures alike.
+nagree=0
+for f in "$T"/*.h5 tests/fixtures/hdf5/*.h5; do
+    "$RB_BIN" inspect "$f" >/dev/null 2>&1
+    ri=$?
+    "$RB_BIN" run --methods gnb --bootstrap 0 --quiet -o "$T/agree_out" "$f" >/dev/null 2>"$T/err"
+    rr=$?
+    rm -rf "$T/agree_out"
+    if { [ $ri = 2 ] && [ $rr = 2 ]; } || { [ $ri = 0 ] && [ $rr = 0 ]; }; then ok
+    else bad "$(basename "$f"): inspect exit $ri, run exit $rr (must agree)"; head -2 "$T/err"; fi
+    nagree=$((nagree + 1))
+done
+[ "$nagree" -ge 40 ] && ok || bad "inspect/run agreement checked on only $nagree files"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

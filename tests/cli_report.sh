@@ -209,7 +209,7 @@ if "$RB" list --subcommands 2>/dev/null | grep -qx run && "$RB" list --subcomman
         bad "repbench gen/run on a tiny dump"; sed 's/^/     /' "$T/gen.log" "$T/run.log" | tail -5
     fi
 else
-    echo "skip real run output: the run/gen subcommands are not built yet"
+    bad "real run output: the run/gen subcommands are not built (a missing subcommand fails, it is not skipped)"
 fi
 
 # ------------------------------------------------------------ 5. chromium

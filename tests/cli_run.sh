@@ -6,7 +6,7 @@ set -u
 
 $RB gen gmm --seed 3 --classes 4 --dim 8 --layers 3 --n-train 200 --n-test 100 --n-ood 50 --model tiny -o "$T/tiny.h5" || { echo "FAIL: gen"; exit 1; }
 M=$($RB list | awk 'NR>1 && $2=="probe"{print $1}' | head -n 1)
-[ -n "$M" ] || { echo "no probe method registered yet; skipping run tests"; echo "$pass passed, $fail failed"; exit $((fail>0)); }
+[ -n "$M" ] || { echo "FAIL: no probe method registered (a missing method fails the run tests, it is not skipped)"; echo "$pass passed, 1 failed"; exit 1; }
 
 # Usage errors: exit 2, one line.
 expect_status 2 $RB run "$T/tiny.h5"

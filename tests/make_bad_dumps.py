@@ -244,6 +244,24 @@ def bad_layers_attr(f):
 bad("bad_layers_attr.h5", "/", "layers", bad_layers_attr)
 
 
+def bad_layers_string(f):
+    valid(f)
+    f.attrs["layers"] = "l1\nl9"      # one string, split on newlines
+bad("bad_layers_string.h5", "/", 'layers names "l9"', bad_layers_string)
+
+
+def short_layers_string(f):
+    valid(f, ("l1", "l2", "l3"))
+    f.attrs["layers"] = "l3,l1"      # one string, split on commas; l2 left out
+bad("short_layers_string.h5", "/", 'does not name layer "l2"', short_layers_string)
+
+
+def twice_layers_string(f):
+    valid(f)
+    f.attrs["layers"] = "l2\nl1\nl2"
+bad("twice_layers_string.h5", "/", 'names "l2" twice', twice_layers_string)
+
+
 def few_class_names(f):
     valid(f)
     f["classes"] = ["cat", "dog"]
@@ -315,6 +333,22 @@ with h5py.File(os.path.join(out, "good_layers_attr.h5"), "w") as f:
     valid(f, ("zeta", "alpha", "mid"))
     f.attrs["layers"] = ["zeta", "mid", "alpha"]
     f["features/train/zeta"].attrs["depth"] = 1  # only one: not used
+
+# `layers` as one string, as writers often store it: "\n".join(names).
+# The layers differ in width, as a real network's do (the first in depth
+# order is not the first by name).
+with h5py.File(os.path.join(out, "good_layers_string.h5"), "w") as f:
+    for s, n in (("train", NTR), ("test", NTE)):
+        for l, d in (("zeta", 3), ("alpha", 5), ("mid", 8)):
+            f[f"features/{s}/{l}"] = feats(n, d)
+        f[f"labels/{s}"] = labels(n)
+    f.attrs["layers"] = "zeta\nmid\nalpha\n"
+
+# A layer whose name holds a comma, named by a one-string `layers` of one
+# layer: the string is the name, not a list.
+with h5py.File(os.path.join(out, "good_layers_comma_name.h5"), "w") as f:
+    valid(f, ("a,b",))
+    f.attrs["layers"] = "a,b"
 
 # depth on every layer wins.
 with h5py.File(os.path.join(out, "good_depth.h5"), "w") as f:

@@ -21,17 +21,28 @@ void openblas_set_num_threads(int num_threads);
 #include <string.h>
 
 /* Run check `name` (fast) with options key=value pairs; return the number
- * of failed claims (-1 when it could not run), *npass the passed ones. */
-static int run_check(const char *name, const char *key, const char *val, int *npass)
+ * of failed claims (-1 when it could not run), *npass the passed ones, and
+ * the failed claims' names, sorted and comma-joined, in failed (distinct
+ * names: a claim made per K or per size counts once). */
+static int run_check(const char *name, const char *opts, int *npass, char *failed, size_t cap,
+                     char *claims, size_t ccap)
 {
     rb_opts o;
     memset(&o, 0, sizeof o);
     o.seed = check_seed(0);
-    if (key) {
-        snprintf(o.kv[0].key, sizeof o.kv[0].key, "%s", key);
-        snprintf(o.kv[0].val, sizeof o.kv[0].val, "%s", val);
-        o.nkv = 1;
+    o.threads = 2;
+    /* opts: "key=value;key=value" */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", opts ? opts : "");
+    for (char *sv = NULL, *tk = strtok_r(buf, ";", &sv); tk && o.nkv < 4; tk = strtok_r(NULL, ";", &sv)) {
+        char *eq = strchr(tk, '=');
+        if (!eq) continue;
+        *eq = 0;
+        snprintf(o.kv[o.nkv].key, sizeof o.kv[o.nkv].key, "%s", tk);
+        snprintf(o.kv[o.nkv].val, sizeof o.kv[o.nkv].val, "%s", eq + 1);
+        o.nkv++;
     }
+    failed[0] = 0;
     const rb_theory_check *c = rb_theory_find(name);
     CHECK(c != NULL);
     if (!c) return -1;
@@ -42,54 +53,133 @@ static int run_check(const char *name, const char *key, const char *val, int *np
     CHECK_INT(rc, RB_OK);
     int nfail = 0;
     *npass = 0;
+    const char *names[64];
+    size_t nn = 0;
     for (size_t i = 0; i < r.n; i++) {
+        rb_claim cl;
         CHECK(!isnan(r.rows[i].value) || strcmp(r.rows[i].metric, "pass") != 0);
-        if (strcmp(r.rows[i].metric, "pass") != 0) continue;
-        /* Verdicts are four rows: predicted, simulated, tolerance, pass. */
-        CHECK(i >= 3 && strcmp(r.rows[i - 3].metric, "predicted") == 0 &&
-              strcmp(r.rows[i - 2].metric, "simulated") == 0);
-        if (r.rows[i].value == 1.0) (*npass)++;
+        if (!rb_theory_claim_read(r.rows, i, &cl)) {
+            CHECK(strcmp(r.rows[i].metric, "pass") != 0); /* every pass row belongs to a claim */
+            continue;
+        }
+        /* The pass flag is the type's rule applied to the numbers. */
+        int want = cl.type == RB_CLAIM_APPROX    ? fabs(cl.simulated - cl.predicted) <= cl.tol
+                   : cl.type == RB_CLAIM_AT_MOST  ? cl.simulated <= cl.predicted
+                   : cl.type == RB_CLAIM_AT_LEAST ? cl.simulated >= cl.predicted
+                                                  : cl.simulated >= cl.lo && cl.simulated <= cl.hi;
+        CHECK_INT(cl.pass, want);
+        char key[128];
+        snprintf(key, sizeof key, ",%s,", r.rows[i].method);
+        if (claims && !strstr(claims, key) && strlen(claims) + strlen(key) < ccap) {
+            strcat(claims, r.rows[i].method);
+            strcat(claims, ",");
+        }
+        if (cl.pass) (*npass)++;
         else {
             nfail++;
-            if (!key) printf("  %s/%s failed: predicted %g simulated %g\n", name, r.rows[i].method,
-                             r.rows[i - 3].value, r.rows[i - 2].value);
+            char acc[128];
+            rb_theory_claim_accepts(&cl, acc, sizeof acc);
+            printf("    %s/%s failed: simulated %g, accepts %s [%s]\n", name, r.rows[i].method, cl.simulated, acc,
+                   r.rows[i].params);
+            int seen = 0;
+            for (size_t k = 0; k < nn; k++) seen |= strcmp(names[k], r.rows[i].method) == 0;
+            if (!seen && nn < 64) names[nn++] = r.rows[i].method;
         }
     }
+    /* sort and join */
+    for (size_t a2 = 1; a2 < nn; a2++)
+        for (size_t b2 = a2; b2 > 0 && strcmp(names[b2 - 1], names[b2]) > 0; b2--) {
+            const char *t = names[b2];
+            names[b2] = names[b2 - 1];
+            names[b2 - 1] = t;
+        }
+    size_t len = 0;
+    for (size_t k = 0; k < nn && len < cap; k++)
+        len += (size_t)snprintf(failed + len, cap - len, "%s%s", k ? "," : "", names[k]);
     rb_rows_free(&r);
     return rc == RB_OK ? nfail : -1;
 }
 
+/* Every check's fast configuration passes; each break (an assumption of
+ * the check broken on purpose) fails exactly the listed claims (sorted,
+ * distinct names), with the measured values printed; every claim fails
+ * under at least one break. */
 static void test_checks_pass_and_break(void)
 {
     static const struct {
-        const char *name, *key, *val;
+        const char *name, *opts, *fails;
     } breaks[] = {
-        {"icl", "covariates", "heavy"},           /* non-Gaussian 4th moments */
-        {"pretrain_gmm", "unlabeled_shift", "0.3"}, /* unlabeled data from another mixture */
-        {"fit", "law", "log"},                    /* no power law in the data */
-        {"nc_ufm", "imbalance", "3"},             /* unbalanced classes */
-        {"nb_vs_lr", "cov", "correlated"},        /* features not independent */
-        {"id_manifolds", "noise", "0.05"},        /* points off the manifold */
+        /* non-Gaussian covariates (multivariate t, nu = 5): fourth moments */
+        {"icl", "covariates=heavy;tasks=40000", "gd_one_step_risk,gd_step_x0.75_excess,gd_step_x1.25_excess"},
+        /* ridge with lambda 400 x the noise is not the posterior mean */
+        {"icl", "ridge_lambda=100", "bayes_le_gd,dmmse_ge_ridge"},
+        /* new tasks not from the prior N(0, I) */
+        {"icl", "task_sd=2", "dmmse_m1_risk"},
+        /* pre-training tasks without diversity (rank 1) */
+        {"icl", "task_rank=1", "dmmse_gap_shrinks"},
+        /* the "in-distribution" tasks moved off the pre-training tasks */
+        {"icl", "task_jitter=1", "dmmse_in_dist"},
+        /* unlabeled data from another mixture (means rotated 45 degrees) */
+        {"pretrain_gmm", "unlabeled_shift=1", "pretrained_inverse_m_fit,pretrained_label_cost"},
+        /* downstream labels not from the model (20 % flipped) */
+        {"pretrain_gmm", "label_noise=0.2", "em_missing_information,pretrained_label_cost,supervised_rate"},
+        /* no power law in the data */
+        {"fit", "law=log", "extrapolation,powerlaw_alpha"},
+        /* unbalanced classes: minority collapse, no simplex ETF */
+        {"nc_ufm", "imbalance=3", "means_simplex_etf,nc1_rate,nc3_self_duality,ufm_h_norm,ufm_objective,ufm_w_norm"},
+        /* H0 noise not isotropic (4x in the classifier's span) */
+        {"nc_ufm", "h0_aniso=4", "perturbation_variability"},
+        /* gradient descent stopped early / too slow to reach the minimiser */
+        {"nc_ufm", "iters=150",
+         "means_simplex_etf,nc1_geometric,nc1_rate,nc1_to_zero,nc3_self_duality,ufm_h_norm,ufm_objective,ufm_w_norm"},
+        {"nc_ufm", "lr=0.0003",
+         "means_simplex_etf,nc1_geometric,nc1_rate,nc1_to_zero,nc3_self_duality,nc4_ncc_agreement,ufm_h_norm,"
+         "ufm_objective,ufm_w_norm"},
+        /* no shared latent: per-feature signal ~ 1/n, naive Bayes needs O(n) */
+        {"nb_vs_lr", "features=independent", "nb_log_growth"},
+        /* logistic regression regularised into a mean-difference rule */
+        {"nb_vs_lr", "lr_C=0.001", "lr_linear_growth"},
+        /* a nuisance factor the Bayes rule cancels and naive Bayes cannot */
+        {"nb_vs_lr", "nuisance=2", "nb_log_growth,nb_reaches_bayes"},
+        /* points off the manifold */
+        {"id_manifolds", "noise=0.3", "hypercube,linear,scurve,sphere,swissroll"},
     };
     size_t n;
     const rb_theory_check *c = rb_theory_checks(&n);
-    CHECK_INT(n, sizeof breaks / sizeof breaks[0]);
+    static char claims[4096] = ",", broken[4096] = ",";
+    char failed[1024];
     for (size_t i = 0; i < n; i++) {
         int np, nf;
-        /* Every check has a break test below. */
         int found = 0;
         for (size_t j = 0; j < sizeof breaks / sizeof breaks[0]; j++) found |= strcmp(breaks[j].name, c[i].name) == 0;
         CHECK(found);
-        nf = run_check(c[i].name, NULL, NULL, &np);
+        nf = run_check(c[i].name, NULL, &np, failed, sizeof failed, claims, sizeof claims);
         printf("  %-13s fast: %d passed, %d failed\n", c[i].name, np, nf);
         CHECK_INT(nf, 0);
         CHECK(np >= 3);
     }
     for (size_t j = 0; j < sizeof breaks / sizeof breaks[0]; j++) {
-        int np, nf = run_check(breaks[j].name, breaks[j].key, breaks[j].val, &np);
-        printf("  %-13s --%s %s: %d passed, %d failed (must fail)\n", breaks[j].name, breaks[j].key,
-               breaks[j].val, np, nf);
-        CHECK(nf >= 1);
+        int np, nf = run_check(breaks[j].name, breaks[j].opts, &np, failed, sizeof failed, NULL, 0);
+        printf("  %-13s %s: %d passed, %d failed: %s\n", breaks[j].name, breaks[j].opts, np, nf, failed);
+        if (strcmp(failed, breaks[j].fails) != 0)
+            printf("  FAIL: %s %s fails {%s}, want {%s}\n", breaks[j].name, breaks[j].opts, failed, breaks[j].fails);
+        CHECK(strcmp(failed, breaks[j].fails) == 0);
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%s", failed);
+        for (char *sv = NULL, *tk = strtok_r(tmp, ",", &sv); tk; tk = strtok_r(NULL, ",", &sv))
+            if (strlen(broken) + strlen(tk) + 3 < sizeof broken) {
+                strcat(broken, tk);
+                strcat(broken, ",");
+            }
+    }
+    /* every claim of the unbroken runs fails under some break */
+    static char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", claims);
+    for (char *sv = NULL, *tk = strtok_r(tmp, ",", &sv); tk; tk = strtok_r(NULL, ",", &sv)) {
+        char key[128];
+        snprintf(key, sizeof key, ",%s,", tk);
+        if (!strstr(broken, key)) printf("  FAIL: claim %s has no break that fails it\n", tk);
+        CHECK(strstr(broken, key) != NULL);
     }
 }
 

@@ -52,9 +52,10 @@ class TupleBlock(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(i, o, 3, padding=1)
         self.bn = nn.BatchNorm2d(o)
+        self.act = nn.ReLU(inplace=True)  # overwrites bn's output after its hook
 
     def forward(self, x):
-        h = torch.relu(self.bn(self.conv(x)))
+        h = self.act(self.bn(self.conv(x)))
         return h, h.detach().abs().mean()
 
 
@@ -146,17 +147,26 @@ def randomise(m, g):
 
 
 # ------------------------------------------------------------ direct pass
+def batched(fn, m, x, bs):
+    """fn on the same batches as the export (a whole-N pass differs by BLAS
+    blocking: up to 7e-7 on the transformer), concatenated."""
+    parts = [fn(m, x[i:i + bs]) for i in range(0, len(x), bs)]
+    return tuple({k: np.concatenate([p[j][k] for p in parts]) for k in parts[0][j]} if j != 1
+                 else np.concatenate([p[1] for p in parts]) for j in range(3))
+
+
 @torch.no_grad()
 def direct_cnn(m, x):
     m.eval()
     c = m.block1.conv(x)
+    bn = m.block1.bn(c)
     b1, _ = m.block1(x)
     p = m.pool(b1)
     b2 = m.block2(p)["out"]
     g = m.gap(b2)
     f1 = m.fc1(m.flat(g))
     lg = m.fc2(m.act(f1))
-    feats = {"block1.conv": c.mean((2, 3)), "block1": b1.mean((2, 3)), "pool": p.mean((2, 3)),
+    feats = {"block1.conv": c.mean((2, 3)), "block1.bn": bn.mean((2, 3)), "block1": b1.mean((2, 3)), "pool": p.mean((2, 3)),
              "block2": b2.mean((2, 3)), "gap": g.mean((2, 3)), "fc1": f1}
     return {k: v.numpy() for k, v in feats.items()}, lg.numpy(), {}
 
@@ -210,6 +220,19 @@ def close(what, got, want, f16=False):
 def run(*cmd):
     p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
     return p.returncode, p.stdout, p.stderr
+
+
+def cli_inproc(*args):
+    """export_torch.main(args) in this process: (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            rc = ex.main([str(a) for a in args])
+        except SystemExit as x:
+            rc = x.code
+    return rc, o.getvalue(), e.getvalue()
 
 
 def rb_ok(what, *args):
@@ -296,10 +319,10 @@ def main():
         "test": (xs["test"], ys["test"]),  # arrays, sliced by batch_size
         "ood_noise": [xs["ood_noise"][i:i + bs] for i in range(0, n_ood, bs)],  # x alone
     }
-    order = ["block1.conv", "block1", "pool", "block2", "gap", "fc1"]
+    order = ["block1.conv", "block1.bn", "block1", "pool", "block2", "gap", "fc1"]
     want_f, want_l = {}, {}
     for s, x in xs.items():
-        want_f[s], want_l[s], _ = direct_cnn(cnn, x)
+        want_f[s], want_l[s], _ = batched(direct_cnn, cnn, x, bs)
     cnn.train()
     bn_before = {k: v.clone() for k, v in cnn.state_dict().items()}
     classes = ["cat", "dog", "eel"]
@@ -314,7 +337,7 @@ def main():
         check_dump(path, want_f, want_l, {}, order, labels, f16,
                    {"model": "tinycnn", "dataset": "noise", "step": 3})
         check("summary splits", s["splits"]["test"]["n"] == n_te and not s["splits"]["ood_noise"]["labelled"])
-        check("summary dims", [l["dim"] for l in s["layers"]] == [4, 4, 4, 6, 6, 8], str(s["layers"]))
+        check("summary dims", [l["dim"] for l in s["layers"]] == [4, 4, 4, 4, 6, 6, 8], str(s["layers"]))
         with h5py.File(path, "r") as f:
             got = [c.decode() if isinstance(c, bytes) else c for c in f["classes"][()]]
             check("classes", got == classes, str(got))
@@ -325,6 +348,14 @@ def main():
             with open(os.path.join(out, "results.csv")) as fp:
                 got_layers = {r["layer"] for r in csv.DictReader(fp)}
             check("run covers every layer " + dtype, set(order) <= got_layers, str(got_layers))
+    # a dict output without field=: its first tensor ("pre", before the ReLU)
+    path = os.path.join(work, "cnn_dict.h5")
+    ex.export_features(cnn, splits, path, ["block2"], batch_size=bs, logits=False)
+    with h5py.File(path, "r") as f, torch.no_grad():
+        cnn.eval()
+        pre = cnn.block2(cnn.pool(cnn.block1(xs["test"])[0]))["pre"].mean((2, 3)).numpy()
+        cnn.train()
+        close("dict output, first tensor", f["features/test/block2"][()], pre)
     check("train mode restored", cnn.training and cnn.block1.bn.training)
     check("no hooks left", all(not m._forward_hooks for m in cnn.modules()))
     check("BatchNorm buffers untouched",
@@ -340,7 +371,7 @@ def main():
     torder = [n + suf for n in tlayers[:-1] for suf in (".cls", ".mean")] + ["logits"]
     twf, twl, twt = {}, {}, {}
     for s, x in ids.items():
-        twf[s], twl[s], twt[s] = direct_tf(tf, x)
+        twf[s], twl[s], twt[s] = batched(direct_tf, tf, x, 6)
     tsplits = {"train": (ids["train"], tys["train"]), "test": (ids["test"], tys["test"]),
                "ood_shuffled": (ids["ood_shuffled"],)}
     for dtype in ("float32", "float16"):
@@ -381,14 +412,14 @@ def main():
                        "--classes", "cat,dog,eel", "--dtype", "float16", "--step", "5", "-o", path)
     if check("CLI features", rc == 0, "exit %d: %s" % (rc, err.strip()[:400])):
         check_dump(path, want_f, want_l, {}, order, labels, True, {"step": 5})
-    rc, out, err = run(*cli, "--help")
+    rc, out, err = cli_inproc("--help")
     check("CLI --help", rc == 0 and "features" in out and "weights" in out)
-    rc, out, err = run(*cli, "features", "--help")
+    rc, out, err = cli_inproc("features", "--help")
     check("CLI features --help", rc == 0 and "--keep-tokens" in out and "--split" in out)
     # errors: one line, exit 2
     bad = [
         ("unknown layer", ["features", "--model", spec, "--split", "train=" + os.path.join(work, "train.npz"),
-                           "--layers", "block1,nosuch", "-o", os.path.join(work, "x.h5")],
+                           "--split", "test=" + os.path.join(work, "test.npz"), "--layers", "block1,nosuch", "-o", os.path.join(work, "x.h5")],
          ["nosuch", "block1.conv", "fc2"]),
         ("missing split file", ["features", "--model", spec, "--split", "train=/nonexistent.npz",
                                 "--layers", "fc1", "-o", os.path.join(work, "x.h5")], ["/nonexistent.npz"]),
@@ -402,10 +433,50 @@ def main():
         ("missing option", ["features", "--model", spec], ["required"]),
         ("bad checkpoint", ["weights", os.path.join(work, "train.npz"), "-o", work], ["train.npz"]),
     ]
-    for what, args, words in bad:
-        rc, out, err = run(*cli, *args)
+    for i, (what, args, words) in enumerate(bad):  # the first one as a process, the rest in this one
+        rc, out, err = run(*cli, *args) if i == 0 else cli_inproc(*args)
         check("CLI error " + what, rc == 2 and len(err.strip().splitlines()) == 1 and
               all(w in err for w in words), "exit %d, stderr %r" % (rc, err[:500]))
+    # API errors: ExportError naming the problem, no file left behind
+    class Big(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin(x) * 1e6
+
+    class SeqFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(2, 3)
+
+        def forward(self, x):
+            return self.gru(x.transpose(0, 1))[0][-1]
+
+    fast = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    x2, y2 = torch.randn(5, 2, generator=g), torch.arange(5) % 2
+    api_bad = [
+        ("float16 overflow", Big(), {"train": (x2, y2), "test": (x2, y2)}, ["lin"], {"dtype": "float16"},
+         ["logits/train", "float16"]),
+        ("sequence-first output", SeqFirst(), {"train": (torch.randn(5, 4, 2), y2), "test": (torch.randn(5, 4, 2), y2)},
+         ["gru"], {"logits": False}, ["gru", "batch size 5"]),
+        ("fast path skips a submodule", fast, {"train": (torch.randn(5, 3, 8), y2), "test": (torch.randn(5, 3, 8), y2)},
+         ["self_attn"], {"logits": False}, ["self_attn", "not called"]),
+        ("no test split", Big(), {"train": (x2, y2)}, ["lin"], {}, ["test missing"]),
+        ("unlabelled train", Big(), {"train": (x2,), "test": (x2, y2)}, ["lin"], {}, ["train has no labels"]),
+        ("float labels", Big(), {"train": (x2, y2 * 0.5), "test": (x2, y2)}, ["lin"], {}, ["labels", "float"]),
+        ("label beyond the logits", Big(), {"train": (x2, y2 + 4), "test": (x2, y2)}, ["lin"], {},
+         ["label 5", "2 columns"]),
+        ("unknown field", cnn, splits, ["block2"], {"field": "nosuch"}, ["block2", "nosuch"]),
+    ]
+    for what, m, sp, lay, kw, words in api_bad:
+        try:
+            ex.export_features(m, sp, os.path.join(work, "x.h5"), lay, **kw)
+            check("API error " + what, False, "no error")
+        except ex.ExportError as e:
+            msg = str(e)
+            check("API error " + what, "\n" not in msg and all(w in msg for w in words), repr(msg))
     check("no half-written dump left", not os.path.exists(os.path.join(work, "x.h5")) and
           not [n for n in os.listdir(work) if n.endswith(".tmp%d" % os.getpid())])
 
@@ -476,7 +547,7 @@ def main():
         _, got = safetensors_read(r["path"])
         check("series %s tied once" % r["path"], "decoder.weight" not in got and "embed.weight" in got)
         check("series %s exact" % r["path"], all(np.array_equal(got[k][1], want[k].numpy()) for k in got))
-    rc, out, err = run(*cli, "weights", *[p for p, _ in cps], "--format", "h5", "-o", os.path.join(work, "ser2"))
+    rc, out, err = cli_inproc("weights", *[p for p, _ in cps], "--format", "h5", "-o", os.path.join(work, "ser2"))
     check("CLI weights", rc == 0 and "decoder.weight=embed.weight" in out and "step_count" in out,
           "exit %d %s %s" % (rc, out, err))
     got = sorted(os.listdir(os.path.join(work, "ser2"))) if rc == 0 else []

@@ -30,7 +30,13 @@ def check(what, got, want, tol=TOL):
         nfail += 1
         print(f"FAIL {what}: missing row (want {want!r})")
         return
-    rel = abs(got - want) / max(1.0, abs(want))
+    # relative to the reference (it was relative to max(1, |want|): absolute
+    # below 1); an absolute floor of 1e-12 only for references at round-off
+    # level (exact zeros)
+    err = abs(got - want)
+    rel = err / abs(want) if want != 0 else (0.0 if err <= 1e-12 else float("inf"))
+    if err <= 1e-12:
+        rel = 0.0
     if rel > worst[0]:
         worst[:] = [rel, what]
     ok = rel <= tol

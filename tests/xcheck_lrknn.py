@@ -13,9 +13,11 @@ each written in our dump layout with h5py (/features/{train,test}/x,
 logreg (C = 1, sklearn's multinomial objective sum_i CE_i + |W|^2/2, computed
   in numpy in double from sklearn's solution; for 2 classes sklearn stores
   class 1's row w and class 0's row is -w):
-  - our reported objective <= LogisticRegression(multi_class='multinomial',
-    max_iter=10000, tol=1e-10) objective * (1 + 1e-6);
-  - |top1_ours - top1_sklearn| <= 0.002 (0.2 points);
+  - our reported objective f in [f* (1 - 1e-9), f* (1 + 1e-6)], f* the
+    minimum: LogisticRegression(multi_class='multinomial', max_iter=10000,
+    tol=1e-10)'s solution refined by SciPy's trust-krylov Newton method
+    (objective computed in numpy); a value below the minimum is wrong;
+  - |top1_ours - top1 of that minimiser| <= 0.002 (0.2 points);
   - our top1 row equals the accuracy of our predictions file; converged = 1.
 knn (k in 10,20,100,200 clamped to N_train):
   - majority: predictions identical to KNeighborsClassifier(algorithm='brute',
@@ -37,6 +39,7 @@ import warnings
 
 import h5py
 import numpy as np
+from scipy.optimize import minimize
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -90,11 +93,55 @@ def datasets():
              c.astype(np.float32).astype(np.float64), d) for n, a, b, c, d in out]
 
 
-def objective(X, y, W, b, C):
-    Z = X @ W.T + b
-    mx = Z.max(1, keepdims=True)
-    lse = mx[:, 0] + np.log(np.exp(Z - mx).sum(1))
-    return float((lse - Z[np.arange(len(y)), y]).sum() + (W ** 2).sum() / (2 * C))
+def optimum(X, y, W0, b0, C):
+    """The minimum of the objective, refined from sklearn's solution by a
+    trust-region Newton method (SciPy trust-krylov, exact gradient and
+    Hessian-vector products of the multinomial loss, gtol 1e-10): sklearn's
+    lbfgs stops short on badly scaled features (raw breast_cancer: 2e-4
+    relative above the minimum after 2119 iterations)."""
+    K, D = W0.shape
+    n = len(y)
+    Y = np.zeros((n, K))
+    Y[np.arange(n), y] = 1
+
+    def unpack(t):
+        return t[:K * D].reshape(K, D), t[K * D:]
+
+    def fg(t):
+        W, b = unpack(t)
+        Z = X @ W.T + b
+        mx = Z.max(1, keepdims=True)
+        E = np.exp(Z - mx)
+        s = E.sum(1, keepdims=True)
+        f = float((mx[:, 0] + np.log(s[:, 0]) - Z[np.arange(n), y]).sum() + (W ** 2).sum() / (2 * C))
+        G = E / s - Y
+        return f, np.concatenate([(G.T @ X + W / C).ravel(), G.sum(0)])
+
+    def hp(t, v):
+        W, b = unpack(t)
+        V, c = unpack(v)
+        Z = X @ W.T + b
+        P = np.exp(Z - Z.max(1, keepdims=True))
+        P /= P.sum(1, keepdims=True)
+        A = X @ V.T + c
+        R = P * (A - (P * A).sum(1, keepdims=True))
+        return np.concatenate([(R.T @ X + V / C).ravel(), R.sum(0)])
+
+    t0 = np.concatenate([W0.ravel(), b0])
+    r = minimize(fg, t0, jac=True, hessp=hp, method="trust-krylov", options={"gtol": 1e-10, "maxiter": 1000})
+    t = r.x if r.fun <= fg(t0)[0] else t0
+    W, b = unpack(t)
+    return fg(t)[0], W, b
+
+
+def objective_agrees(f_rb, f_opt):
+    """Two-sided: no point has an objective below the minimum f_opt, so a
+    correct reported objective is >= f_opt (1e-9 relative for rounding) and
+    <= f_opt (1 + 1e-6) (ours converged).  An objective evaluated too low (a
+    missing term, a wrong scale) fails; the old one-sided test (<= sklearn's)
+    let it pass.  (The run does not write the fitted weights, so the value
+    is judged against the minimum rather than recomputed from them.)"""
+    return f_rb is not None and f_opt * (1 - 1e-9) <= f_rb <= f_opt * (1 + 1e-6)
 
 
 def read_results(d):
@@ -151,9 +198,9 @@ def clip_search():
         warnings.simplefilter("ignore")
         sk = LogisticRegression(C=C, max_iter=10000, tol=1e-10, multi_class="multinomial").fit(
             xtr.astype(np.float64), ytr)
-    f_sk = objective(xtr.astype(np.float64), ytr, sk.coef_, sk.intercept_, C)
+    f_sk = optimum(xtr.astype(np.float64), ytr, sk.coef_, sk.intercept_, C)[0]
     f_rb = metric(rows, "logreg", params[0], "objective")
-    check(f_rb <= f_sk * (1 + 1e-6), f"wine: objective at the selected C {f_rb!r} <= sklearn {f_sk!r}")
+    check(objective_agrees(f_rb, f_sk), f"wine: objective at the selected C {f_rb!r} in [1-1e-9, 1+1e-6] x minimum {f_sk!r}")
 
 
 def main():
@@ -181,16 +228,20 @@ def main():
             W, b = sk.coef_, sk.intercept_
             if k == 2:  # binary multinomial: coef_ is class 1's row, class 0's is -coef_
                 W, b = np.vstack([-W, W]), np.array([-b[0], b[0]])
-            f_sk = objective(xtr, ytr, W, b, 1.0)
+            f_sk, Wo, bo = optimum(xtr, ytr, W, b, 1.0)
             f_rb = metric(rows, "logreg", lp, "objective")
-            check(f_rb is not None and f_rb <= f_sk * (1 + 1e-6),
-                  f"{name}: logreg objective {f_rb!r} <= sklearn {f_sk!r} (1+1e-6)"
+            check(objective_agrees(f_rb, f_sk),
+                  f"{name}: logreg objective {f_rb!r} in [1-1e-9, 1+1e-6] x minimum {f_sk!r}"
                   f" [rel diff {(f_rb - f_sk) / f_sk:+.2e}, iterations {metric(rows, 'logreg', lp, 'iterations')}"
                   f" vs sklearn {sk.n_iter_[0]}]")
-            acc_sk = float((sk.predict(xte) == yte).mean())
+            # accuracy of the minimiser (sklearn's refined solution: on raw
+            # breast_cancer sklearn's own stops short and predicts 1 test
+            # sample differently)
+            acc_sk = float(((xte @ Wo.T + bo).argmax(1) == yte).mean())
             acc_rb = metric(rows, "logreg", lp, "top1")
             check(acc_rb is not None and abs(acc_rb - acc_sk) <= 0.002 + 1e-12,
-                  f"{name}: logreg top1 {acc_rb} vs sklearn {acc_sk} (within 0.2 points)")
+                  f"{name}: logreg top1 {acc_rb} vs the minimiser's {acc_sk} (sklearn's own"
+                  f" {float((sk.predict(xte) == yte).mean())}; within 0.2 points)")
             pr = preds[("logreg", lp)]
             check(abs(float((pr == yte).mean()) - acc_rb) < 1e-12,
                   f"{name}: logreg top1 row equals the accuracy of its predictions")

@@ -166,8 +166,8 @@ int rb_theory_id_manifolds(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
         char pp[RB_PARAMS_MAX];
         snprintf(pp, sizeof pp, "manifold=%s;n=%g;noise=%g;reps=%ld;tol=%g;worst=%s", manifolds[m].name,
                  ns[nn_ - 1], noise, reps, tol, worst_e);
-        if ((rc = rb_theory_verdict(rows, manifolds[m].name, pp, manifolds[m].id, worst_v,
-                                    tol * manifolds[m].id, worst <= tol, e)))
+        if ((rc = rb_theory_claim(rows, manifolds[m].name, pp, RB_CLAIM_APPROX, manifolds[m].id,
+                                  tol * manifolds[m].id, worst_v, e)))
             goto out;
     }
 out:

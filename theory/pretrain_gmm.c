@@ -19,17 +19,25 @@
  *        excess ~ C_sup / n,  C_sup = phi(r)/2 ((d-1)/r + r).
  *  - Pre-trained: EM for a two-component spherical mixture (unit covariance
  *    and equal weights known) on m unlabeled samples, started from the top
- *    principal direction (LAPACKE_dsyev); the n labels only decide which
- *    component is which class (majority of the labeled samples' assignments),
- *    so C_Psi should be ~0; EM's missing information makes C_Phi >= C_sup.
- *    The vote is averaged in closed form over the label draws (binomial
- *    counts of the labels the rule gets right, per class).
+ *    principal direction (LAPACKE_dsyev), gives the representation: the
+ *    direction u = m1 - m2.  The n labels fit the rest of the rule on the
+ *    projections u.x: the threshold (midpoint of the two labelled classes'
+ *    mean projections) and the orientation; averaged over 40 label draws
+ *    per EM fit.  The threshold's error t ~ N(0, 1/n) costs r phi(r) t^2/2,
+ *    so C_Psi = r phi(r) / 2 (the 1-dimensional part of C_sup), while EM's
+ *    missing information makes C_Phi >= C_sup.
  * Claims: the supervised constant matches C_sup (within 20 %); the
  * pre-trained excess fits C_Phi/m + C_Psi/n with R^2 >= 0.9, C_Phi >=
- * 0.9 C_sup and C_Psi <= 0.1 C_sup.  unlabeled_shift=s draws the unlabeled
- * data from the mixture shifted by s along mu (the unlabeled and downstream
- * distributions differ -- the theorem's assumption broken on purpose): the
- * excess then stops falling with m and the 1/m shape fails.
+ * 0.9 C_dir (EM's direction from m unlabeled samples costs at least what
+ * the supervised direction from m labelled ones does, C_dir = phi(r)/2
+ * (d-1)/r) and C_Psi = r phi(r)/2 within 25 %.  Breaks:
+ * unlabeled_shift=s draws the unlabeled data from the mixture with means
+ * +-(mu + s |mu| v), v orthogonal to mu (the unlabeled and downstream
+ * distributions differ -- the theorem's assumption): EM's direction is off
+ * by atan(s) whatever m, the excess stops falling with m;
+ * label_noise=p gives each label the wrong class with probability p (the
+ * downstream labels no longer follow the model): the label cost and the
+ * supervised constant grow.
  */
 #include "theory/theory.h"
 
@@ -45,51 +53,62 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Exact error of "class + when w.(x - c) > 0" for x ~ N(+-mu, I); the
- * class-conditional errors in *ep, *em when not NULL. */
-static double rule_err2(const double *w, const double *c, const double *mu, size_t d, double *ep, double *em)
+/* Exact error of "class + when w.(x - c) > 0" for x ~ N(+-mu, I). */
+static double rule_err(const double *w, const double *c, const double *mu, size_t d)
 {
     double nw = cblas_dnrm2((int)d, w, 1), wm = cblas_ddot((int)d, w, 1, mu, 1);
     double wc = cblas_ddot((int)d, w, 1, c, 1);
-    double a = gsl_cdf_ugaussian_P(-(wm - wc) / nw), b = gsl_cdf_ugaussian_P((-wm - wc) / nw);
-    if (ep) *ep = a;
-    if (em) *em = b;
-    return 0.5 * (a + b);
+    return 0.5 * (gsl_cdf_ugaussian_P(-(wm - wc) / nw) + gsl_cdf_ugaussian_P((-wm - wc) / nw));
 }
 
-static double rule_err(const double *w, const double *c, const double *mu, size_t d)
-{
-    return rule_err2(w, c, mu, d, NULL, NULL);
-}
-
-/* Probability that n labels (n/2 per class, ceil for class +) outvote the
- * rule's assignment: the number of labeled samples the rule gets right is
- * Bin(n+, 1-ep) + Bin(n-, 1-em); the assignment flips when fewer than half
- * agree, and with probability 1/2 on a tie. */
-static double p_flip(size_t n, double ep, double em)
-{
-    size_t np = (n + 1) / 2, nm = n / 2;
-    double p = 0;
-    for (size_t a = 0; a <= np; a++) {
-        double pa = gsl_ran_binomial_pdf((unsigned)a, 1 - ep, (unsigned)np);
-        for (size_t b = 0; b <= nm; b++) {
-            size_t agree = a + b;
-            if (2 * agree > n) continue;
-            double pb = gsl_ran_binomial_pdf((unsigned)b, 1 - em, (unsigned)nm);
-            p += pa * pb * (2 * agree == n ? 0.5 : 1.0);
-        }
-    }
-    return p;
-}
-
-/* n samples x ~ N(s_i mu + shift, I) with s_i = +1 for i even, -1 odd. */
+/* n samples x ~ N(s_i (mu + shift |mu| v), I) with s_i = +1 for i even,
+ * -1 odd, v the unit vector orthogonal to mu in the plane of the first two
+ * coordinates (shift = 0: the downstream mixture). */
 static void draw(gsl_rng *rng, const double *mu, double shift, size_t n, size_t d, double *x)
 {
+    double r = cblas_dnrm2((int)d, mu, 1), v0 = 0, v1 = 0;
+    if (d >= 2 && shift != 0) { /* mu has equal coordinates: v = (1, -1, 0...)/sqrt 2 */
+        v0 = shift * r / sqrt(2.0);
+        v1 = -v0;
+    }
     for (size_t i = 0; i < n; i++) {
         double s = i % 2 == 0 ? 1.0 : -1.0;
         for (size_t j = 0; j < d; j++)
-            x[i * d + j] = s * mu[j] + shift * mu[j] + gsl_ran_gaussian_ziggurat(rng, 1.0);
+            x[i * d + j] = s * (mu[j] + (j == 0 ? v0 : j == 1 ? v1 : 0.0)) + gsl_ran_gaussian_ziggurat(rng, 1.0);
     }
+}
+
+/* Exact error of "class + when s (u.x - t) > 0" for x ~ N(+-mu, I), u a
+ * unit vector with a = u.mu. */
+static double thr_err(double a, double s, double t)
+{
+    double ep = s > 0 ? gsl_cdf_ugaussian_P(t - a) : gsl_cdf_ugaussian_Q(t - a);
+    double em = s > 0 ? gsl_cdf_ugaussian_Q(t + a) : gsl_cdf_ugaussian_P(t + a);
+    return 0.5 * (ep + em);
+}
+
+/* The downstream step on a pre-trained direction u (a = u.mu): n labels
+ * (n/2 per class; each label wrong with probability rho) fit the threshold
+ * t (midpoint of the two labelled classes' mean projections) and the
+ * orientation (which class projects higher).  Mean excess error over L
+ * label draws. */
+static double label_fit(gsl_rng *rng, double a, size_t n, double rho, long L, double bayes)
+{
+    double acc = 0;
+    for (long l = 0; l < L; l++) {
+        double sp = 0, sm = 0;
+        size_t np = 0, nm = 0;
+        for (size_t i = 0; i < n; i++) {
+            int lab = i % 2 == 0;                          /* the label given */
+            int cls = rho > 0 && gsl_rng_uniform(rng) < rho ? !lab : lab; /* the true class */
+            double p = (cls ? a : -a) + gsl_ran_gaussian_ziggurat(rng, 1.0);
+            if (lab) { sp += p; np++; } else { sm += p; nm++; }
+        }
+        sp /= (double)np;
+        sm /= (double)nm;
+        acc += thr_err(a, sp >= sm ? 1.0 : -1.0, 0.5 * (sp + sm)) - bayes;
+    }
+    return acc / (double)L;
 }
 
 /* EM for 1/2 N(m1, I) + 1/2 N(m2, I) on x (m x d); scratch: r (m), cov (d x
@@ -179,11 +198,12 @@ int rb_theory_pretrain_gmm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
 {
     int rc = RB_OK;
     long d, reps;
-    double sep, shift;
+    double sep, shift, rho;
     if ((rc = rb_opt_long(o, "d", fast ? 5 : 10, 1, 1000, &d, e)) ||
         (rc = rb_opt_long(o, "reps", fast ? 60 : 400, 10, 1000000, &reps, e)) ||
         (rc = rb_opt_double(o, "sep", 3.0, 0.5, 20.0, &sep, e)) ||
-        (rc = rb_opt_double(o, "unlabeled_shift", 0.0, -10.0, 10.0, &shift, e)))
+        (rc = rb_opt_double(o, "unlabeled_shift", 0.0, -10.0, 10.0, &shift, e)) ||
+        (rc = rb_opt_double(o, "label_noise", 0.0, 0.0, 0.49, &rho, e)))
         return rc;
     const size_t ms[PG_NM] = {250, 500, 1000, 2000, 4000};
     const size_t nl[PG_NN] = {10, 20, 40, 80};      /* labels, pre-trained */
@@ -205,6 +225,13 @@ int rb_theory_pretrain_gmm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
     for (size_t j = 0; j < D; j++) mu[j] = rr / sqrt((double)D);
     double bayes = gsl_cdf_ugaussian_P(-rr);
     double csup = gsl_ran_ugaussian_pdf(rr) / 2 * (((double)D - 1) / rr + rr);
+    /* The labels' share: the threshold part of C_sup (its error t ~ N(0,
+     * 1/n) costs r phi(r) t^2 / 2), C_psi = r phi(r) / 2. */
+    double cpsi_pred = gsl_ran_ugaussian_pdf(rr) / 2 * rr;
+    /* ... and the rest, C_dir = phi(r)/2 (d-1)/r, is the cost of the
+     * direction, which the unlabeled data pay for in the pre-trained rule. */
+    double cdir = gsl_ran_ugaussian_pdf(rr) / 2 * ((double)D - 1) / rr;
+    const long LD = 40;
 
     /* Supervised on n labels (cheap: 20 times the repeats, so that its
      * constant is known to a few per cent). */
@@ -214,8 +241,17 @@ int rb_theory_pretrain_gmm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
         for (size_t t = 0; t < RS; t++) {
             draw(rng, mu, 0.0, n, D, x);
             for (size_t j = 0; j < D; j++) m1[j] = m2[j] = 0;
+            /* the labels given: the true class (parity of i), each wrong
+             * with probability label_noise */
+            size_t c1 = 0;
+            for (size_t i = 0; i < n; i++) {
+                int lab = (i % 2 == 0) ^ (rho > 0 && gsl_rng_uniform(rng) < rho);
+                r[i] = lab;
+                c1 += (size_t)lab;
+            }
+            if (c1 == 0 || c1 == n) { t--; continue; } /* a class without labels: redraw */
             for (size_t i = 0; i < n; i++)
-                cblas_daxpy((int)D, 2.0 / (double)n, x + i * D, 1, i % 2 == 0 ? m1 : m2, 1);
+                cblas_daxpy((int)D, 1.0 / (double)(r[i] ? c1 : n - c1), x + i * D, 1, r[i] ? m1 : m2, 1);
             for (size_t j = 0; j < D; j++) {
                 w[j] = m1[j] - m2[j];
                 c[j] = 0.5 * (m1[j] + m2[j]);
@@ -240,20 +276,16 @@ int rb_theory_pretrain_gmm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
                 w[j] = m1[j] - m2[j];
                 c[j] = 0.5 * (m1[j] + m2[j]);
             }
-            double ep, em;
-            double er = rule_err2(w, c, mu, D, &ep, &em);
-            /* n labeled samples decide which component is class + by
-             * majority; the excess is averaged over the label draws in
-             * closed form (a rare wrong vote would otherwise dominate the
-             * mean of R repeats). */
-            for (size_t ni = 0; ni < PG_NN; ni++) {
-                double pf = p_flip(nl[ni], ep, em);
-                exc_p[mi][ni] += ((1 - pf) * er + pf * (1 - er) - bayes) / (double)R;
-            }
+            /* The pre-trained representation is the EM direction u; the n
+             * labels fit the rest of the rule (threshold and orientation),
+             * averaged over LD label draws. */
+            double nu = cblas_dnrm2((int)D, w, 1), au = cblas_ddot((int)D, w, 1, mu, 1) / nu;
+            for (size_t ni = 0; ni < PG_NN; ni++)
+                exc_p[mi][ni] += label_fit(rng, au, nl[ni], rho, LD, bayes) / (double)R;
         }
     }
     char params[RB_PARAMS_MAX];
-    snprintf(params, sizeof params, "d=%zu;reps=%zu;sep=%g;unlabeled_shift=%g", D, R, sep, shift);
+    snprintf(params, sizeof params, "d=%zu;label_noise=%g;reps=%zu;sep=%g;unlabeled_shift=%g", D, rho, R, sep, shift);
     for (size_t ni = 0; ni < PG_NN; ni++) {
         char pp[RB_PARAMS_MAX + 32];
         snprintf(pp, sizeof pp, "d=%zu;n=%zu;reps=%zu;sep=%g", D, ns[ni], RS, sep);
@@ -291,13 +323,11 @@ int rb_theory_pretrain_gmm(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
                             NAN, NAN, em_fits, e)) ||
         (rc = rb_theory_row(rows, "bayes", params, "error", bayes, NAN, NAN, 0, e)))
         goto out;
-    if ((rc = rb_theory_verdict(rows, "supervised_rate", params, csup, cs_fit, 0.2 * csup,
-                                fabs(cs_fit - csup) <= 0.2 * csup, e)) ||
-        (rc = rb_theory_verdict(rows, "pretrained_inverse_m_fit", params, 1.0, r2p, 0.1, r2p >= 0.9, e)) ||
-        (rc = rb_theory_verdict(rows, "em_missing_information", params, csup, cphi, 0.1 * csup,
-                                cphi >= 0.9 * csup, e)) ||
-        (rc = rb_theory_verdict(rows, "pretrained_label_cost", params, 0.0, cpsi, 0.1 * csup,
-                                fabs(cpsi) <= 0.1 * csup, e)))
+    if ((rc = rb_theory_claim(rows, "supervised_rate", params, RB_CLAIM_APPROX, csup, 0.2 * csup, cs_fit, e)) ||
+        (rc = rb_theory_claim(rows, "pretrained_inverse_m_fit", params, RB_CLAIM_AT_LEAST, 0.9, 0.0, r2p, e)) ||
+        (rc = rb_theory_claim(rows, "em_missing_information", params, RB_CLAIM_AT_LEAST, 0.9 * cdir, 0.0, cphi, e)) ||
+        (rc = rb_theory_claim(rows, "pretrained_label_cost", params, RB_CLAIM_APPROX, cpsi_pred, 0.25 * cpsi_pred,
+                              cpsi, e)))
         goto out;
 out:
     gsl_rng_free(rng);

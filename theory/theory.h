@@ -4,9 +4,8 @@
  * Each check is a pure function (no FILE*, no printf) that runs a seeded
  * simulation, appends tidy rows (DESIGN.md section 4; the caller fills
  * model="theory" and dataset=<check name>) and, for every claim it tests,
- * one verdict: four consecutive rows with the same method (= claim name)
- * and params, metrics `predicted`, `simulated`, `tolerance`, `pass`
- * (pass = 1 or 0).  A check returns RB_OK whether its claims pass or not;
+ * one typed claim (rb_theory_claim: approximately equal, at most, at least,
+ * within [a, b]), whose pass flag the type computes.  A check returns RB_OK whether its claims pass or not;
  * an error code means it could not run (bad option, no memory, a solver
  * that failed).
  *
@@ -47,11 +46,45 @@ typedef struct {
 const rb_theory_check *rb_theory_checks(size_t *n);
 const rb_theory_check *rb_theory_find(const char *name);
 
-/* Append the verdict of one claim: rows predicted, simulated, tolerance,
- * pass (method = claim, params as given).  Returns RB_OK or RB_ENOMEM. */
-int rb_theory_verdict(rb_rows *rows, const char *claim, const char *params,
-                      double predicted, double simulated, double tol,
-                      int pass, rb_err *e);
+/* Typed claims.  Every claim states what it accepts, and its pass flag is
+ * computed from that and nothing else:
+ *   RB_CLAIM_APPROX    |simulated - predicted| <= tol   (a = predicted, b = tol)
+ *   RB_CLAIM_AT_MOST   simulated <= bound               (a = bound)
+ *   RB_CLAIM_AT_LEAST  simulated >= bound               (a = bound)
+ *   RB_CLAIM_WITHIN    lo <= simulated <= hi            (a = lo, b = hi)
+ * A NaN simulated value fails.  Rows (method = claim, params as given):
+ *   claim_type  1..4 as above;
+ *   predicted   APPROX: the prediction; AT_MOST/AT_LEAST: the bound; WITHIN:
+ *               the midpoint; ci_low/ci_high = the accepted interval (NaN on
+ *               an open side);
+ *   simulated;
+ *   tolerance   APPROX: tol; WITHIN: half the width (omitted for bounds);
+ *   pass        1 or 0. */
+typedef enum {
+    RB_CLAIM_APPROX = 1,
+    RB_CLAIM_AT_MOST = 2,
+    RB_CLAIM_AT_LEAST = 3,
+    RB_CLAIM_WITHIN = 4
+} rb_claim_type;
+
+int rb_theory_claim(rb_rows *rows, const char *claim, const char *params,
+                    rb_claim_type type, double a, double b, double simulated,
+                    rb_err *e);
+
+/* A claim read back from rows (the pass row at index i and the rows of the
+ * same method and params before it).  Returns 0 when row i is not a pass
+ * row of a claim. */
+typedef struct {
+    rb_claim_type type;
+    double predicted, simulated, tol, lo, hi;
+    int pass;
+} rb_claim;
+
+int rb_theory_claim_read(const rb_row *rows, size_t i, rb_claim *c);
+
+/* One line describing what the claim accepts ("<= 0.5", "in [1, 2]",
+ * "= 3 +- 0.1") into buf. */
+void rb_theory_claim_accepts(const rb_claim *c, char *buf, size_t cap);
 
 /* Append one informational row (method = claim). */
 int rb_theory_row(rb_rows *rows, const char *claim, const char *params,
