@@ -204,12 +204,12 @@ def main(argv=None):
         s = export_weights(model, wts, model_name=name, step=step)
         t_export += time.time() - t0
         c = {"epoch": epoch, "step": step, "features": feat, "weights": wts,
-             "train_loss": loss, "train_acc": accuracy(model, xtr[dump_tr], ytr[dump_tr]),
+             "train_loss": loss, "dump_train_acc": accuracy(model, xtr[dump_tr], ytr[dump_tr]),
              "test_acc": accuracy(model, xte, yte),
              "skipped_tensors": sorted(s["skipped"])}
         info["checkpoints"].append(c)
-        print("fmnist: epoch %d (step %d): loss %s, train acc %.4f, test acc %.4f -> %s, %s" %
-              (epoch, step, "-" if loss is None else "%.4f" % loss, c["train_acc"],
+        print("fmnist: epoch %d (step %d): loss %s, dump train acc %.4f, test acc %.4f -> %s, %s" %
+              (epoch, step, "-" if loss is None else "%.4f" % loss, c["dump_train_acc"],
                c["test_acc"], feat, wts), flush=True)
 
     checkpoint(0, None)

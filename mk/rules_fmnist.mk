@@ -19,6 +19,9 @@
 
 FMNIST_DIR    := datasets/sample
 FMNIST_DATA   ?= /usr/share/datasets/fashion-mnist
+# Extra options of the script, e.g. FMNIST_ARGS='--n-dump-train 2000' for a
+# faster sweep (a change here does not redo the stamp: remove fmnist.json).
+FMNIST_ARGS   ?=
 FMNIST_TAGS   := e0 e1 e3
 FMNIST_STAMP  := $(FMNIST_DIR)/fmnist.json
 FMNIST_DUMPS  := $(FMNIST_TAGS:%=$(FMNIST_DIR)/fmnist_%.h5)
@@ -33,7 +36,7 @@ all: $(FMNIST_STAMP)
 $(FMNIST_STAMP): datasets/sample_fmnist.py datasets/export_torch.py
 	@mkdir -p $(@D)
 	@echo "samples: training the Fashion-MNIST CNN -> $(FMNIST_DIR)/fmnist_*"
-	$(PYTHON) datasets/sample_fmnist.py --data $(FMNIST_DATA) -o $(@D)
+	$(PYTHON) datasets/sample_fmnist.py --data $(FMNIST_DATA) $(FMNIST_ARGS) -o $(@D)
 # The dumps are written by the stamp's recipe (fmnist.json last).
 $(FMNIST_DUMPS) $(FMNIST_CKPTS): $(FMNIST_STAMP)
 	@test -f $@ || { echo "$@: missing although $(FMNIST_STAMP) exists; remove it and rerun make"; exit 1; }
