@@ -26,7 +26,12 @@ FMNIST_TAGS   := e0 e1 e3
 FMNIST_STAMP  := $(FMNIST_DIR)/fmnist.json
 FMNIST_DUMPS  := $(FMNIST_TAGS:%=$(FMNIST_DIR)/fmnist_%.h5)
 FMNIST_CKPTS  := $(FMNIST_TAGS:%=$(FMNIST_DIR)/fmnist_ckpt_%.safetensors)
-FMNIST_SKIP   := $(or $(DUMPS),$(CKPTS),$(WEIGHT_SKIP))
+# Weight methods named in METHODS (this file is read before rules_weights.mk,
+# so it computes its own selection).
+fm_comma      := ,
+fm_space      := $(fm_comma:,=) $(fm_comma:,=)
+FMNIST_WSEL   := $(filter filters spectra sparsity taskvec soup,$(subst $(fm_comma), ,$(METHODS)))
+FMNIST_SKIP   := $(or $(DUMPS),$(CKPTS),$(and $(METHODS),$(if $(FMNIST_WSEL),,1)))
 
 # SAMPLES is expanded in the sweep-features recipe, after every include.
 SAMPLES += $(FMNIST_DUMPS)
@@ -48,6 +53,6 @@ sweep-weights-fmnist: $(if $(FMNIST_SKIP),,$(OUT)/weights_fmnist/results.csv)
 
 $(OUT)/weights_fmnist/results.csv: $(FMNIST_CKPTS) $(FMNIST_DIR)/fmnist_e3.h5 bin/repbench
 	@echo "sweep: weights on the $(words $(FMNIST_CKPTS)) Fashion-MNIST checkpoints"
-	@bin/repbench weights $(if $(WEIGHT_SEL),--methods $(subst $(space),$(comma),$(WEIGHT_SEL))) \
-	  $(if $(or $(if $(WEIGHT_SEL),,1),$(filter soup,$(WEIGHT_SEL))),--features $(FMNIST_DIR)/fmnist_e3.h5) \
+	@bin/repbench weights $(if $(FMNIST_WSEL),--methods $(subst $(fm_space),$(fm_comma),$(FMNIST_WSEL))) \
+	  $(if $(or $(if $(FMNIST_WSEL),,1),$(filter soup,$(FMNIST_WSEL))),--features $(FMNIST_DIR)/fmnist_e3.h5) \
 	  -o $(OUT)/weights_fmnist $(FMNIST_CKPTS)
