@@ -182,3 +182,35 @@ bench: deps bin/repbench
 
 clean:
 	rm -rf build build-san bin
+
+# ------------------------------------------------------------------- fuzz
+# libFuzzer targets (clang, ASan+UBSan): the dump reader, the safetensors
+# reader, the results-CSV reader and the option parser.  `make fuzz` builds
+# them in build-fuzz/ and runs each for FUZZ_SECONDS on a copy of its
+# committed seed corpus (tests/fuzz/<target>/); a crash stops make with the
+# reproducer in build-fuzz/.  Needs clang and libclang-rt (libFuzzer).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. \
+                $(shell pkg-config --cflags hdf5 gsl openblas 2>/dev/null)
+FUZZ_LIBS    := $(shell pkg-config --libs-only-L hdf5 2>/dev/null) -lhdf5 -lcsv -lgsl -lopenblas -llapacke -lm -pthread
+FUZZ_SRC_dump        := datasets/dump.c core/core.c
+FUZZ_SRC_safetensors := datasets/weights.c core/core.c
+FUZZ_SRC_csvread     := reports/csvread.c core/core.c
+FUZZ_SRC_opts        := suite/cli.c core/core.c
+FUZZ_TARGETS := dump safetensors csvread opts
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+build-fuzz/fuzz_%: tests/fuzz_%.c FORCE
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_SRC_$*) $(FUZZ_LIBS) -o $@
+fuzz: fuzz-build
+	@echo leak:libhdf5 > build-fuzz/lsan.supp
+	@for t in $(FUZZ_TARGETS); do \
+	  rm -rf build-fuzz/corpus_$$t; mkdir -p build-fuzz/corpus_$$t; cp tests/fuzz/$$t/* build-fuzz/corpus_$$t/; \
+	  echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+	  (cd build-fuzz && LSAN_OPTIONS=suppressions=lsan.supp ASAN_OPTIONS=allocator_may_return_null=1 \
+	    ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+	    corpus_$$t 2>fuzz_$$t.log) || { tail -n 40 build-fuzz/fuzz_$$t.log; exit 1; }; \
+	  grep -E "stat::number_of_executed_units|Done [0-9]+ runs" build-fuzz/fuzz_$$t.log | tail -n 1; \
+	done

@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ errors */
@@ -50,6 +54,7 @@ int rb_exit_status(int code)
     case RB_EINVAL:
     case RB_EUSAGE:
     case RB_EIO: return 2;
+    case RB_EWRITE: return 1;
     default: return 1;
     }
 }
@@ -73,11 +78,14 @@ void rb_rows_free(rb_rows *r)
     free(r->preds);
     r->preds = NULL;
     r->npred = 0;
+    free(r->timings);
+    r->timings = NULL;
+    r->ntimings = 0;
 }
 
 static void copy_str(char *dst, size_t cap, const char *src);
 
-int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
+int rb_rows_add_pred(rb_rows *r, const char *method, const char *params, const char *split,
                      const int32_t *pred, const int32_t *label, size_t n, rb_err *e)
 {
     if (!r->want_pred) return RB_OK;
@@ -94,7 +102,22 @@ int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
     q->n = n;
     copy_str(q->method, sizeof q->method, method);
     copy_str(q->params, sizeof q->params, params);
+    copy_str(q->split, sizeof q->split, split ? split : "");
     r->npred++;
+    return RB_OK;
+}
+
+int rb_rows_add_timing(rb_rows *r, const char *method, const char *name, double seconds,
+                       rb_err *e)
+{
+    rb_timing *p = realloc(r->timings, (r->ntimings + 1) * sizeof *p);
+    if (!p) RB_FAIL(e, RB_ENOMEM, "out of memory keeping a timing");
+    r->timings = p;
+    memset(&p[r->ntimings], 0, sizeof *p);
+    copy_str(p[r->ntimings].method, sizeof p->method, method);
+    copy_str(p[r->ntimings].name, sizeof p->name, name);
+    p[r->ntimings].seconds = seconds;
+    r->ntimings++;
     return RB_OK;
 }
 
@@ -209,6 +232,7 @@ int rb_opt_double(const rb_opts *o, const char *key, double def, double lo,
     char *end;
     errno = 0;
     double v = strtod(kv->val, &end);
+    if (errno == ERANGE && fabs(v) < 1) errno = 0; /* underflow (1e-320): a number, range-checked below */
     if (errno || end == kv->val || *end != '\0' || !isfinite(v))
         RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), kv->val);
     if (v < lo || v > hi)
@@ -255,6 +279,8 @@ int rb_opt_list(const rb_opts *o, const char *key, const char *def,
     if (!s || !*s) return RB_OK;
     char buf[512];
     copy_str(buf, sizeof buf, s);
+    if (buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,"))
+        RB_FAIL(e, RB_EUSAGE, "option --%s: empty item in '%s'", dashed(key, db, sizeof db), s);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (*n >= max)
@@ -262,6 +288,7 @@ int rb_opt_list(const rb_opts *o, const char *key, const char *def,
         char *end;
         errno = 0;
         double v = strtod(tok, &end);
+        if (errno == ERANGE && fabs(v) < 1) errno = 0;
         if (errno || end == tok || *end != '\0' || !isfinite(v))
             RB_FAIL(e, RB_EUSAGE, "option --%s: '%s' is not a number", dashed(key, db, sizeof db), tok);
         out[(*n)++] = v;
@@ -315,12 +342,104 @@ static uint64_t le64(const unsigned char *p)
     return v;
 }
 
+/* OpenBLAS's work buffer (BUFFER_SIZE 128 MiB plus its guard pages, as
+ * mapped by blas_memory_alloc on x86-64) and its allocator. */
+#define RB_BLAS_BUF ((size_t)130 << 20)
+void *blas_memory_alloc(int procpos);
+void blas_memory_free(void *buffer);
+
+static size_t vm_in_use(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (fp) {
+        if (fscanf(fp, "%lu", &pages) != 1) pages = 0;
+        fclose(fp);
+    }
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t rb_mem_available(void)
+{
+    size_t avail = SIZE_MAX;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t used = vm_in_use();
+        avail = rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
+    }
+    FILE *fp = fopen("/proc/meminfo", "r");
+    if (fp) {
+        char key[64];
+        unsigned long long kb, ma = 0, sf = 0;
+        int have = 0;
+        while (fscanf(fp, "%63s %llu kB", key, &kb) == 2) {
+            if (strcmp(key, "MemAvailable:") == 0) ma = kb, have = 1;
+            if (strcmp(key, "SwapFree:") == 0) sf = kb;
+        }
+        fclose(fp);
+        if (have && (ma + sf) * 1024ull < avail) avail = (size_t)((ma + sf) * 1024ull);
+    }
+    return avail;
+}
+
+int rb_blas_reserve(int nthr, rb_err *e)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return RB_OK;
+    if (nthr < 1) nthr = 1;
+    if (nthr > 64) nthr = 64;
+    /* Room for the buffers and 32 MiB to spare: address space only
+     * (PROT_NONE commits nothing), then the buffers themselves, held
+     * together so each caller slot gets one, then back to OpenBLAS's pool
+     * (it keeps them for the calls to come). */
+    size_t need = (size_t)nthr * RB_BLAS_BUF + ((size_t)32 << 20);
+    void *p = mmap(NULL, need, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        size_t used = vm_in_use();
+        RB_FAIL(e, RB_ENOMEM,
+                "address-space limit (ulimit -v) of %llu MiB leaves %llu MiB; OpenBLAS needs %d "
+                "work buffer(s) of %zu MiB (%zu MiB with a margin) and would retry forever: raise "
+                "the limit%s",
+                (unsigned long long)(rl.rlim_cur >> 20),
+                (unsigned long long)(rl.rlim_cur > used ? (rl.rlim_cur - used) >> 20 : 0), nthr,
+                RB_BLAS_BUF >> 20, need >> 20, nthr > 1 ? " or lower --threads" : "");
+    }
+    munmap(p, need);
+    void *buf[64];
+    for (int i = 0; i < nthr; i++) buf[i] = blas_memory_alloc(0);
+    for (int i = 0; i < nthr; i++) blas_memory_free(buf[i]);
+    return RB_OK;
+}
+
+int rb_path_regular(const char *path, rb_err *e)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return RB_OK;
+    const char *kind = S_ISFIFO(st.st_mode)  ? "a FIFO"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                                              : "a special file";
+    RB_FAIL(e, RB_EINVAL, "%s: not a regular file (%s)", path, kind);
+}
+
 int rb_file_digest(const char *path, uint64_t *h, long long *size)
 {
     enum { BUF = 1 << 20 }; /* a multiple of the 32-byte block */
     const uint64_t prime = 0x100000001b3ull;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
+    /* Non-blocking open and a regular-file check: a FIFO would block. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return -1;
+    }
     unsigned char *buf = malloc(BUF);
     if (!buf) {
         fclose(fp);
@@ -384,6 +503,43 @@ void rb_run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n)
         else
             fn(j + (size_t)t * size);
     }
+}
+
+typedef struct {
+    void *(*fn)(void *);
+    char *jobs;
+    size_t size;
+    int n, nthr, t;
+} stride_job;
+
+static void *stride_work(void *arg)
+{
+    stride_job *s = arg;
+    for (int i = s->t; i < s->n; i += s->nthr) s->fn(s->jobs + (size_t)i * s->size);
+    return NULL;
+}
+
+void rb_run_jobs_on(void *(*fn)(void *), void *jobs, size_t size, int n, int nthr)
+{
+    enum { MAXT = 256 };
+    if (nthr > n) nthr = n;
+    if (nthr > MAXT) nthr = MAXT;
+    if (nthr < 1) nthr = 1;
+    stride_job s[MAXT];
+    for (int t = 0; t < nthr; t++) s[t] = (stride_job){fn, jobs, size, n, nthr, t};
+    rb_run_jobs(stride_work, s, sizeof s[0], nthr);
+}
+
+static int rb_nworkers = 1;
+
+void rb_workers_set(int n)
+{
+    rb_nworkers = n < 1 ? 1 : n;
+}
+
+int rb_workers(void)
+{
+    return rb_nworkers;
 }
 
 uint64_t rb_seed_derive(uint64_t seed, const char *tag)

@@ -27,7 +27,9 @@ enum {
     RB_ENOMEM = 4,   /* allocation failed: exit status 1 */
     RB_ESING = 5,    /* a matrix was singular / a fit did not converge: 1 */
     RB_EINTERNAL = 6, /* broken invariant or library failure: exit status 1 */
-    RB_EUSAGE = 7     /* a bad option value: the whole run stops, exit status 2 */
+    RB_EUSAGE = 7,    /* a bad option value: the whole run stops, exit status 2 */
+    RB_EWRITE = 8     /* an output could not be written (disk full, file size
+                         limit): exit status 1, the system's reason */
 };
 
 typedef struct {
@@ -95,12 +97,22 @@ typedef struct {
  * set, written by the harness to DIR/predictions.csv for cross-checks). */
 typedef struct {
     char layer[RB_NAME_MAX];
+    char split[RB_NAME_MAX]; /* the scored split ("" = test) */
     char method[48];
     char params[RB_PARAMS_MAX];
     int32_t *pred; /* owned: n predicted classes, then n true labels */
     int32_t *label; /* pred + n: the true class of each sample (paired comparisons) */
     size_t n;
 } rb_pred;
+
+/* A wall-clock time a method measured inside itself (knn's similarity
+ * products): written to run.json "timings", never into a value column. */
+typedef struct {
+    char layer[RB_NAME_MAX]; /* filled by the harness */
+    char method[48];
+    char name[64];
+    double seconds;
+} rb_timing;
 
 /* A growable array of rows.  Owned by the caller; rb_rows_free releases. */
 typedef struct {
@@ -109,11 +121,17 @@ typedef struct {
     int want_pred;  /* set by the harness: probes attach predictions */
     rb_pred *preds; /* owned */
     size_t npred;
+    rb_timing *timings; /* owned */
+    size_t ntimings;
 } rb_rows;
+
+/* Record a timing (run.json "timings").  Returns RB_OK or RB_ENOMEM. */
+int rb_rows_add_timing(rb_rows *r, const char *method, const char *name, double seconds,
+                       rb_err *e);
 
 /* Attach a copy of pred[0..n) and of the true labels label[0..n) for
  * (method, params); no-op unless r->want_pred.  Returns RB_OK or RB_ENOMEM. */
-int rb_rows_add_pred(rb_rows *r, const char *method, const char *params,
+int rb_rows_add_pred(rb_rows *r, const char *method, const char *params, const char *split,
                      const int32_t *pred, const int32_t *label, size_t n, rb_err *e);
 
 void rb_rows_free(rb_rows *r);
@@ -274,6 +292,24 @@ uint64_t rb_fnv1a(uint64_t h, const void *buf, size_t len);
  * cannot be opened or read. */
 int rb_file_digest(const char *path, uint64_t *h, long long *size);
 
+/* Bytes this process may still allocate: the smaller of the address-space
+ * limit (ulimit -v) less the address space in use, and MemAvailable plus
+ * free swap (/proc/meminfo).  SIZE_MAX when neither is known. */
+size_t rb_mem_available(void);
+
+/* Under an address-space limit, OpenBLAS (0.3.x) retries its work-buffer
+ * allocation forever when the limit leaves no room (a hang, not an error).
+ * Reserve its buffers for nthr concurrent callers up front: RB_ENOMEM with
+ * the need and what is available when they do not fit.  RB_OK at once
+ * without a limit. */
+int rb_blas_reserve(int nthr, rb_err *e);
+
+/* Refuse a path that exists but is neither a regular file nor a directory
+ * (a FIFO, a socket, a device): reading one would block or never end.
+ * RB_EINVAL "PATH: not a regular file (a FIFO)"; RB_OK otherwise (a missing
+ * file or a directory is left to the caller's own message). */
+int rb_path_regular(const char *path, rb_err *e);
+
 /* malloc for big matrices (free() releases it): at 8 MiB and more the block
  * is 2 MiB-aligned and advised for transparent huge pages, so that the
  * first touch faults one page per 2 MiB, not per 4 KiB (the kernel's
@@ -284,6 +320,20 @@ void *rb_malloc_big(size_t bytes);
  * their own, job 0 on the caller's thread; a job whose thread cannot be
  * created runs on the caller's thread too.  Returns when all are done. */
 void rb_run_jobs(void *(*fn)(void *), void *jobs, size_t size, int n);
+
+/* Run fn on jobs[0..n) on at most nthr threads (the caller's included):
+ * thread t takes jobs t, t + nthr, ...  Every job writes only its own
+ * slot, so a caller that splits its work into jobs by the problem size
+ * alone, and combines their results in job order, gets the same bits for
+ * any nthr (README: the same CSV for any --threads). */
+void rb_run_jobs_on(void *(*fn)(void *), void *jobs, size_t size, int n, int nthr);
+
+/* The worker threads a method may use for its own parallel loops (the
+ * harness sets it from --threads; default 1).  The harness runs methods
+ * with OpenBLAS on one thread, whose results do not depend on the thread
+ * count (a threaded OpenBLAS call splits its sums by the thread count). */
+void rb_workers_set(int n);
+int rb_workers(void);
 
 /* Derive an independent seed from a base seed and a tag (e.g. a layer name),
  * so results do not depend on the order methods run in. */

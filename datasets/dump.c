@@ -1690,6 +1690,7 @@ int rb_dump_open(const char *path, int require_train_test, rb_dump **out,
                  rb_err *e)
 {
     *out = NULL;
+    if (rb_path_regular(path, e)) return e->code; /* a FIFO would block */
     rb_dump *d = dump_new(path, require_train_test);
     if (!d) {
         rb_dump_close(d);

@@ -1056,8 +1056,21 @@ int rb_weights_inspect(const char *path, FILE *fp, rb_err *e)
     }
     fprintf(fp, "  %zu float tensors, %zu parameters; %zu non-float tensors skipped\n", nf, numel,
             other);
+    /* Every value, as `weights` reads them: the two agree on a NaN. */
+    size_t maxn = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->t[i].dtype != RB_WT_OTHER && c->t[i].numel > maxn) maxn = c->t[i].numel;
+    double *buf = maxn ? malloc(maxn * sizeof *buf) : NULL;
+    if (maxn && !buf) rc = rb_fail(e, RB_ENOMEM, "%s: out of memory reading the values", path);
+    for (size_t i = 0; i < c->n && !rc; i++)
+        if (c->t[i].dtype != RB_WT_OTHER) rc = rb_ckpt_read(c, i, buf, e);
+    if (!rc && nf == 0)
+        rc = rb_fail(e, RB_EINVAL, "%s: no float tensor (%zu tensors, none float): nothing to compute",
+                     path, c->n);
+    if (rc) fprintf(fp, "  problem: %s\n", e->msg);
+    free(buf);
     rb_ckpt_close(c);
-    return RB_OK;
+    return rc;
 }
 
 /* ----------------------------------------------------------------- writer */

@@ -5,6 +5,7 @@
 #include "metrics/compare.h"
 
 #include <gsl/gsl_cdf.h>
+#include <gsl/gsl_fit.h>
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
@@ -64,5 +65,49 @@ out:
     gsl_rng_free(rng);
     free(dlt);
     free(rep);
+    return rc;
+}
+
+static double probit_clamped(double a, long n)
+{
+    double h = n > 0 ? 0.5 / (double)n : 1e-6;
+    if (a < h) a = h;
+    if (a > 1 - h) a = 1 - h;
+    return gsl_cdf_ugaussian_Pinv(a);
+}
+
+int rb_effective_robustness(const double *acc_id, const double *acc_sh, const long *n_id, const long *n_sh,
+                            size_t m, rb_er_fit *fit, double *pred, double *er, rb_err *e)
+{
+    if (m < 3) RB_FAIL(e, RB_EINVAL, "effective robustness needs at least 3 models, got %zu", m);
+    double *x = malloc(2 * m * sizeof *x);
+    if (!x) RB_FAIL(e, RB_ENOMEM, "out of memory");
+    double *y = x + m;
+    int rc = RB_OK;
+    for (size_t i = 0; i < m; i++) {
+        if (!(acc_id[i] >= 0 && acc_id[i] <= 1 && acc_sh[i] >= 0 && acc_sh[i] <= 1)) {
+            rc = rb_fail(e, RB_EINVAL, "effective robustness: accuracy of model %zu outside [0, 1]", i);
+            goto out;
+        }
+        x[i] = probit_clamped(acc_id[i], n_id[i]);
+        y[i] = probit_clamped(acc_sh[i], n_sh[i]);
+    }
+    double c0, c1, c00, c01, c11, ss;
+    int st = gsl_fit_linear(x, 1, y, 1, m, &c0, &c1, &c00, &c01, &c11, &ss);
+    if (st || !isfinite(c0) || !isfinite(c1)) {
+        rc = rb_fail(e, RB_EINVAL, "effective robustness: the in-distribution accuracies do not vary");
+        goto out;
+    }
+    /* gsl_fit_linear's covariance uses ss/(m - 2) when m > 2. */
+    fit->slope = c1;
+    fit->intercept = c0;
+    fit->se_slope = sqrt(c11);
+    fit->se_intercept = sqrt(c00);
+    for (size_t i = 0; i < m; i++) {
+        pred[i] = gsl_cdf_ugaussian_P(c1 * x[i] + c0);
+        er[i] = acc_sh[i] - pred[i];
+    }
+out:
+    free(x);
     return rc;
 }

@@ -48,4 +48,22 @@ double rb_mcnemar_exact(long b, long c);
 int rb_paired_compare(const unsigned char *ca, const unsigned char *cb, size_t n, int boot,
                       double level, uint64_t seed, rb_paired *res, rb_err *e);
 
+/* Effective robustness (Taori et al. 2020, "Measuring robustness to natural
+ * distribution shifts in image classification", sec. 3: the linear fit on
+ * probit-scaled axes; Miller et al. 2021 use the same axes).  m >= 3 models
+ * with in-distribution accuracies acc_id[i] and shifted accuracies
+ * acc_sh[i] on n_id / n_sh samples; accuracies of 0 or 1 are moved half a
+ * sample inside (0.5/n, 1 - 0.5/n) before the probit (GSL's
+ * gsl_cdf_ugaussian_Pinv).  Least squares (gsl_fit_linear) of
+ * probit(acc_sh) on probit(acc_id): slope, intercept and their standard
+ * errors; pred[i] = Phi(slope probit(acc_id[i]) + intercept) and the
+ * effective robustness er[i] = acc_sh[i] - pred[i] (accuracy units).
+ * RB_EINVAL for m < 3, an accuracy outside [0, 1] or all probit(acc_id)
+ * equal. */
+typedef struct {
+    double slope, intercept, se_slope, se_intercept;
+} rb_er_fit;
+int rb_effective_robustness(const double *acc_id, const double *acc_sh, const long *n_id, const long *n_sh,
+                            size_t m, rb_er_fit *fit, double *pred, double *er, rb_err *e);
+
 #endif

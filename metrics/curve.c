@@ -399,14 +399,14 @@ out:
     return NULL;
 }
 
-/* Fit every unit of the plan, on as many threads as BLAS has, each fit
+/* Fit every unit of the plan, on rb_workers() threads, each fit
  * single-threaded inside: these fits are small, and threads inside them
  * mostly wait for each other.  Every fit runs single-threaded whatever the
  * thread count, so the results do not depend on it. */
 static int fit_all(fit_plan *pl, rb_err *e)
 {
     enum { MAXT = 64 };
-    int prev = openblas_get_num_threads(), nthr = prev < 1 ? 1 : prev;
+    int prev = openblas_get_num_threads(), nthr = rb_workers();
     if ((size_t)nthr > pl->nu) nthr = pl->nu ? (int)pl->nu : 1;
     if (nthr > MAXT) nthr = MAXT;
     pl->nthr = nthr;

@@ -22,7 +22,10 @@
 #include <string.h>
 
 /* L-BFGS memory, strong Wolfe constants (Nocedal & Wright, section 3.1). */
-enum { LR_MEM = 10, LR_MAX_LS = 25, LR_MAX_THREADS = 64, LR_COLS = 256 };
+/* LR_PARTS: the passes over X are split into at most this many parts by
+ * the problem size alone, run on rb_workers() threads and summed in part
+ * order, so the bits do not depend on the thread count. */
+enum { LR_MEM = 10, LR_MAX_LS = 25, LR_PARTS = 8, LR_COLS = 256 };
 static const double LR_C1 = 1e-4, LR_C2 = 0.9;
 /* Relative rounding level of the double objective (a sum of n terms), below
  * which decreases are not resolved: the approximate Wolfe test applies. */
@@ -52,8 +55,8 @@ struct rb_logreg_work {
     double *beff;  /* k effective intercepts b' - W mu */
     float *bf;     /* the same in float (float softmax) */
     double *db;    /* k intercept gradient */
-    int nthr;      /* softmax threads (BLAS thread count at alloc time) */
-    double *dbt;   /* nthr x k per-thread intercept gradients */
+    int nthr;      /* worker threads (rb_workers() at alloc time) */
+    double *dbt;   /* LR_PARTS x k per-part intercept gradients */
 };
 
 void rb_logreg_work_free(rb_logreg_work *w)
@@ -90,10 +93,9 @@ rb_logreg_work *rb_logreg_work_alloc(size_t n, size_t d, int k)
     w->beff = malloc(kk * sizeof *w->beff);
     w->bf = malloc(kk * sizeof *w->bf);
     w->db = malloc(kk * sizeof *w->db);
-    w->nthr = openblas_get_num_threads();
-    if (w->nthr < 1) w->nthr = 1;
-    if (w->nthr > LR_MAX_THREADS) w->nthr = LR_MAX_THREADS;
-    w->dbt = malloc((size_t)w->nthr * kk * sizeof *w->dbt);
+    w->nthr = rb_workers();
+    if (w->nthr > LR_PARTS) w->nthr = LR_PARTS;
+    w->dbt = malloc((size_t)LR_PARTS * kk * sizeof *w->dbt);
     if (!w->wf || !w->gf || !w->z || !w->xd || !w->zd || !w->beff || !w->bf || !w->db || !w->dbt) goto fail;
     return w;
 fail:
@@ -301,8 +303,8 @@ static void softmax_cols_float(float *zt, size_t ldz, size_t r0, size_t r1, int 
     if (b0 < r1) softmax_block(zt + b0, ldz, r1 - b0, k, y + b0, bf, NULL, db, loss, dot);
 }
 
-/* The softmax pass split over threads by rows (fixed partition, so the
- * result is deterministic for a given thread count). */
+/* The softmax pass split into parts by rows (a partition fixed by m alone,
+ * summed in part order: the same bits for any thread count). */
 typedef struct {
     void *z;      /* double: m x k sample-major; float: k x ldz class-major */
     size_t ldz;
@@ -339,15 +341,15 @@ static double softmax_pass(rb_logreg_work *w, void *z, int dbl, size_t m, const 
 {
     size_t ldz = m; /* float logits: k x m, class-major */
     for (int c = 0; c < w->k; c++) w->bf[c] = (float)w->beff[c];
-    int nthr = w->nthr;
+    int nthr = LR_PARTS; /* parts */
     if ((size_t)nthr > m / 256) nthr = (int)(m / 256);
     if (nthr < 1) nthr = 1;
-    softmax_job jobs[LR_MAX_THREADS];
+    softmax_job jobs[LR_PARTS];
     for (int t = 0; t < nthr; t++)
         jobs[t] = (softmax_job){z, ldz, dbl, m * (size_t)t / (size_t)nthr,
                                 m * (size_t)(t + 1) / (size_t)nthr, w->k, y, w->beff, w->bf, ray,
                                 w->dbt + (size_t)t * (size_t)w->k, 0, 0};
-    rb_run_jobs(softmax_worker, jobs, sizeof jobs[0], nthr);
+    rb_run_jobs_on(softmax_worker, jobs, sizeof jobs[0], nthr, w->nthr);
     double loss = 0;
     for (int t = 0; t < nthr; t++) {
         loss += jobs[t].loss;
@@ -490,7 +492,7 @@ static void ray_grad(problem *pb, const double *th, double *g)
     const rb_view *tr = pb->tr;
     size_t d = tr->d, kk = (size_t)tr->k;
     if (pb->fused_ok && pb->a_last == pb->fused_a) {
-        /* The fused pass left R X in per-thread parts. */
+        /* The fused pass left R X in parts. */
         int nthr = fused_threads(pb);
         for (size_t i = 0; i < kk * d; i++) {
             double v = 0;
@@ -587,11 +589,12 @@ static void *fused_work(void *arg)
     return NULL;
 }
 
-/* Threads of the fused pass: the BLAS thread count, at most one per block. */
+/* Parts of the fused pass: LR_PARTS, at most one per block (by the problem
+ * size alone; the parts run on w->nthr threads). */
 static int fused_threads(const problem *pb)
 {
     size_t blocks = (pb->tr->n + fused_rows(pb->tr->d) - 1) / fused_rows(pb->tr->d);
-    int t = pb->w->nthr;
+    int t = LR_PARTS;
     if ((size_t)t > blocks) t = (int)(blocks ? blocks : 1);
     return t;
 }
@@ -624,7 +627,7 @@ static void ray_set(problem *pb, const double *dir, double a1)
     }
     pb->fused_a = a1;
     int nthr = fused_threads(pb);
-    fused_job jobs[LR_MAX_THREADS];
+    fused_job jobs[LR_PARTS];
     size_t bs = fused_rows(d), nblk = (n + bs - 1) / bs;
     for (int t = 0; t < nthr; t++)
         jobs[t] = (fused_job){pb, nblk * (size_t)t / (size_t)nthr * bs,
@@ -635,7 +638,7 @@ static void ray_set(problem *pb, const double *dir, double a1)
         if (jobs[t].r1 > n) jobs[t].r1 = n;
     int blas_prev = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    rb_run_jobs(fused_work, jobs, sizeof jobs[0], nthr);
+    rb_run_jobs_on(fused_work, jobs, sizeof jobs[0], nthr, w->nthr);
     double loss = 0, dot = 0;
     for (size_t c = 0; c < kk; c++) w->db[c] = 0;
     for (int t = 0; t < nthr; t++) {
@@ -885,7 +888,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     float *zx = malloc(kk * n * sizeof *zx), *zd = malloc(kk * n * sizeof *zd);
     float *zn = malloc(kk * n * sizeof *zn);
     double *bx = malloc(kk * sizeof *bx), *bd = malloc(kk * sizeof *bd), *dth = malloc(p * sizeof *dth);
-    float *gpart = w ? malloc((size_t)w->nthr * kk * d * sizeof *gpart) : NULL;
+    float *gpart = w ? malloc((size_t)LR_PARTS * kk * d * sizeof *gpart) : NULL;
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
     if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !gpart || !m->w || !m->b) {
@@ -928,8 +931,10 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     problem pb = {.tr = tr, .C = C, .w = w, .mu = mu, .sv = sv, .th = th, .p = p, .ray = 1,
                   .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth, .gpart = gpart};
     double f = ray_start(&pb, x, g);
-    int cnt = 0, head = 0, it = 0, converged = 0;
-    double a_first = 0;
+    int cnt = 0, head = 0, it = 0, converged = 0, budget_stop = 0;
+    double a_first = 0, t_fit = rb_now(), budget = RB_LOGREG_MAX_SECONDS;
+    if (rb_opt_double(o, "logreg_max_seconds", RB_LOGREG_MAX_SECONDS, 0, 1e9, &budget, NULL))
+        budget = RB_LOGREG_MAX_SECONDS; /* the method checked the option already */
     for (;;) {
         if (!isfinite(f)) {
             rc = rb_fail(e, RB_ESING, "logreg: objective not finite at iteration %d (C = %g)", it, C);
@@ -949,6 +954,10 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             continue;
         }
         if (it >= max_iter) break;
+        if (budget > 0 && rb_now() - t_fit > budget) {
+            budget_stop = 1; /* flagged in the rows: budget_stopped = 1 */
+            break;
+        }
         two_loop(p, g, S, Y, rho, cnt, head, abuf, dir);
         if (cnt == 0) {
             /* First step (or after a reset): length 1 along -g, at most. */
@@ -1009,6 +1018,7 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     m->obj = f;
     m->gnorm = gnorm_orig(&pb, g);
     m->converged = converged;
+    m->budget_stop = budget_stop;
     for (size_t i = 0; i < p; i++) x[i] /= sv[i];
     for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)x[i];
     for (size_t c = 0; c < kk; c++)
@@ -1218,11 +1228,26 @@ out:
 
 /* ------------------------------------------------------------- registry */
 
+static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg,
+                       rb_rows *out, rb_err *e);
+
 int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
+    rb_probe_eval seg;
+    float *ebuf = NULL;
+    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &ebuf, e);
     if (rc) return rc;
+    rc = logreg_eval(t, &tr, &te, &seg, out, e);
+    free(ebuf);
+    return rc;
+}
+
+static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg,
+                       rb_rows *out, rb_err *e)
+{
+    rb_view tr = *trp, te = *tep;
+    int rc;
     const rb_opts *o = t->o;
     double C = NAN, tol, vf;
     long max_iter;
@@ -1230,7 +1255,9 @@ int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
     if ((rc = rb_opt_double(o, "logreg_tol", 1e-6, 1e-14, 1e-1, &tol, e))) return rc;
     if ((rc = rb_opt_long(o, "logreg_max_iter", 1000, 1, 10000000, &max_iter, e))) return rc;
     if ((rc = rb_opt_double(o, "logreg_val_frac", 0.2, 1e-3, 0.999, &vf, e))) return rc;
-    if (o && o->threads > 0) openblas_set_num_threads(o->threads);
+    double budget;
+    if ((rc = rb_opt_double(o, "logreg_max_seconds", RB_LOGREG_MAX_SECONDS, 0, 1e9, &budget, e)))
+        return rc;
     int k = tr.k > te.k ? tr.k : te.k;
     if (te.d != tr.d)
         RB_FAIL(e, RB_EINVAL, "logreg: train has %zu features but test has %zu", tr.d, te.d);
@@ -1269,8 +1296,7 @@ int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
     const char *items[] = {cs, mi, ts, selected ? vs : NULL, NULL};
     rb_params_sorted(params, sizeof params, items);
     int B = o ? o->bootstrap : 0;
-    if ((rc = rb_probe_report("logreg", params, sc, te.n, k, te.y, B, rb_probe_seed(t, "logreg"),
-                              out, e)))
+    if ((rc = rb_probe_report_eval(seg, "logreg", params, sc, k, te.y, B, rb_probe_seed(t, "logreg"), out, e)))
         goto out;
     long ntr = (long)tr.n;
     if ((rc = rb_rows_add(out, "logreg", params, "train", "C", C, NAN, NAN, ntr, e))) goto out;
@@ -1281,6 +1307,9 @@ int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
     if ((rc = rb_rows_add(out, "logreg", params, "train", "grad_inf_norm", m.gnorm, NAN, NAN, ntr, e)))
         goto out;
     if ((rc = rb_rows_add(out, "logreg", params, "train", "converged", m.converged, NAN, NAN, ntr, e)))
+        goto out;
+    if ((rc = rb_rows_add(out, "logreg", params, "train", "budget_stopped", m.budget_stop, NAN, NAN,
+                          ntr, e)))
         goto out;
     if (selected) {
         long nval = 0, *cnt = calloc((size_t)k, sizeof *cnt);

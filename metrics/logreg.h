@@ -51,6 +51,9 @@
 #include "core/rb.h"
 
 /* A fitted model.  w and b are owned by the model (rb_logreg_model_free). */
+/* The default wall-time budget of one fit, in seconds (see budget_stop). */
+#define RB_LOGREG_MAX_SECONDS 60.0
+
 typedef struct {
     int k;          /* classes */
     size_t d;       /* features */
@@ -62,6 +65,9 @@ typedef struct {
     double obj;     /* final objective f(W, b), double evaluation */
     double gnorm;   /* final ||grad||_inf, double evaluation */
     int converged;  /* 1 when the stopping rule was met within max_iter */
+    int budget_stop; /* 1 when the wall-time budget stopped the fit first
+                        (option logreg_max_seconds, default RB_LOGREG_MAX_SECONDS
+                        per fit; 0 = none): converged is then 0 */
 } rb_logreg_model;
 
 /* Release w and b and zero the struct.  NULL and a zeroed model are no-ops. */

@@ -56,6 +56,13 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
                     size_t n, int k, const int32_t *y, int B, uint64_t seed,
                     rb_rows *out, rb_err *e)
 {
+    return rb_probe_report_split(method, params, NULL, scores, n, k, y, B, seed, out, e);
+}
+
+int rb_probe_report_split(const char *method, const char *params, const char *split,
+                          const float *scores, size_t n, int k, const int32_t *y, int B,
+                          uint64_t seed, rb_rows *out, rb_err *e)
+{
     int rc = RB_OK;
     unsigned char *ok1 = malloc(n ? n : 1), *ok5 = malloc(n ? n : 1);
     long *cnt = malloc((size_t)k * sizeof *cnt), *hit = malloc((size_t)k * sizeof *hit);
@@ -93,7 +100,7 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
             goto out;
         }
         for (size_t i = 0; i < n; i++) pred[i] = rb_argmax(scores + i * (size_t)k, k);
-        rc = rb_rows_add_pred(out, method, params, pred, y, n, e);
+        rc = rb_rows_add_pred(out, method, params, split, pred, y, n, e);
         free(pred);
         if (rc) goto out;
     }
@@ -129,9 +136,9 @@ int rb_probe_report(const char *method, const char *params, const float *scores,
         lb = gsl_stats_quantile_from_sorted_data(bb, 1, (size_t)B, 0.025);
         hb = gsl_stats_quantile_from_sorted_data(bb, 1, (size_t)B, 0.975);
     }
-    if ((rc = rb_rows_add(out, method, params, NULL, "top1", top1, l1, h1, (long)n, e))) goto out;
-    if (do5 && (rc = rb_rows_add(out, method, params, NULL, "top5", top5, l5, h5, (long)n, e))) goto out;
-    rc = rb_rows_add(out, method, params, NULL, "balanced_acc", bal, lb, hb, (long)n, e);
+    if ((rc = rb_rows_add(out, method, params, split, "top1", top1, l1, h1, (long)n, e))) goto out;
+    if (do5 && (rc = rb_rows_add(out, method, params, split, "top5", top5, l5, h5, (long)n, e))) goto out;
+    rc = rb_rows_add(out, method, params, split, "balanced_acc", bal, lb, hb, (long)n, e);
 out:
     gsl_rng_free(rng);
     free(ok1);
@@ -197,21 +204,111 @@ int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e)
     return RB_OK;
 }
 
+int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eval *seg, float **buf,
+                        rb_err *e)
+{
+    *buf = NULL;
+    memset(seg, 0, sizeof *seg);
+    int rc = rb_probe_views(t, tr, te, e);
+    if (rc) return rc;
+    const rb_source *s = t->src;
+    size_t idx[RB_PROBE_MAX_EVAL];
+    seg->name[0] = s->split_names[t->test];
+    seg->len[0] = te->n;
+    idx[0] = (size_t)t->test;
+    seg->n = 1;
+    size_t total = te->n;
+    for (size_t i = 0; i < s->nsplits && seg->n < RB_PROBE_MAX_EVAL; i++) {
+        if ((long)i == t->train || (long)i == t->test || !s->split_y[i] || !strncmp(s->split_names[i], "ood_", 4) ||
+            s->split_n[i] == 0)
+            continue;
+        int in = 1;
+        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < tr->k;
+        if (!in) continue; /* classes train never saw: not a test of this probe */
+        seg->name[seg->n] = s->split_names[i];
+        seg->off[seg->n] = total;
+        seg->len[seg->n] = s->split_n[i];
+        idx[seg->n++] = i;
+        total += s->split_n[i];
+    }
+    if (seg->n == 1) return RB_OK;
+    size_t d = te->d;
+    float *x = malloc((total * d > 0 ? total * d : 1) * sizeof *x);
+    int32_t *y = malloc((total ? total : 1) * sizeof *y);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        RB_FAIL(e, RB_ENOMEM, "probe: out of memory for %zu evaluation rows", total);
+    }
+    for (size_t g = 0; g < seg->n; g++) {
+        rb_view v;
+        if (g == 0) v = *te;
+        else if ((rc = t->view(t, idx[g], t->layer, &v, e))) break;
+        if (v.d != d || v.n != seg->len[g]) {
+            rc = rb_fail(e, RB_EINVAL, "split %s: %zu x %zu features, expected %zu x %zu", seg->name[g], v.n, v.d,
+                         seg->len[g], d);
+            break;
+        }
+        for (size_t r = 0; r < v.n; r++) memcpy(x + (seg->off[g] + r) * d, v.x + r * v.ld, d * sizeof *x);
+        memcpy(y + seg->off[g], s->split_y[idx[g]], v.n * sizeof *y);
+    }
+    if (rc) {
+        free(x);
+        free(y);
+        return rc;
+    }
+    /* one allocation owned through *buf: labels after the features */
+    float *both = realloc(x, (total * d + total) * sizeof *x + sizeof(int32_t));
+    if (!both) {
+        free(x);
+        free(y);
+        RB_FAIL(e, RB_ENOMEM, "probe: out of memory for %zu evaluation rows", total);
+    }
+    int32_t *yy = (int32_t *)(both + total * d);
+    memcpy(yy, y, total * sizeof *y);
+    free(y);
+    *buf = both;
+    te->x = both;
+    te->y = yy;
+    te->n = total;
+    te->ld = d;
+    return RB_OK;
+}
+
+int rb_probe_report_eval(const rb_probe_eval *seg, const char *method, const char *params,
+                         const float *scores, int k, const int32_t *y, int B, uint64_t seed,
+                         rb_rows *out, rb_err *e)
+{
+    for (size_t g = 0; g < seg->n; g++) {
+        uint64_t sd = g == 0 ? seed : rb_seed_derive(seed, seg->name[g]);
+        int rc = rb_probe_report_split(method, params, g == 0 ? NULL : seg->name[g], scores + seg->off[g] * (size_t)k,
+                                       seg->len[g], k, y + seg->off[g], B, sd, out, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
 int rb_probe_run(const rb_task *t, const char *method, const char *params, rb_probe_fit_fn fit,
                  const void *ctx, rb_rows *out, rb_err *e)
 {
     rb_view tr, te;
-    int rc = rb_probe_views(t, &tr, &te, e);
+    rb_probe_eval seg;
+    float *buf = NULL;
+    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &buf, e);
     if (rc) return rc;
     float *sc = malloc((te.n ? te.n : 1) * (size_t)(tr.k > 0 ? tr.k : 1) * sizeof *sc);
-    if (!sc) RB_FAIL(e, RB_ENOMEM, "%s: out of memory for scores", method);
+    if (!sc) {
+        free(buf);
+        RB_FAIL(e, RB_ENOMEM, "%s: out of memory for scores", method);
+    }
     char tag[RB_PARAMS_MAX + 64];
     snprintf(tag, sizeof tag, "%s;%s", method, params);
     rc = fit(&tr, &te, ctx, sc, e);
     if (!rc)
-        rc = rb_probe_report(method, params, sc, te.n, tr.k, te.y, t->o->bootstrap,
-                             rb_probe_seed(t, tag), out, e);
+        rc = rb_probe_report_eval(&seg, method, params, sc, tr.k, te.y, t->o->bootstrap, rb_probe_seed(t, tag), out,
+                                  e);
     free(sc);
+    free(buf);
     return rc;
 }
 

@@ -32,6 +32,32 @@ int rb_in_topk(const float *s, int k, int y, int top);
 int rb_probe_report(const char *method, const char *params, const float *scores,
                     size_t n, int k, const int32_t *y, int B, uint64_t seed,
                     rb_rows *out, rb_err *e);
+/* The same with the rows' split named (NULL: left empty = test). */
+int rb_probe_report_split(const char *method, const char *params, const char *split,
+                          const float *scores, size_t n, int k, const int32_t *y, int B,
+                          uint64_t seed, rb_rows *out, rb_err *e);
+
+/* The evaluation splits of a probe: test first, then every other labelled
+ * split that is neither train nor ood_* (val, shift_*, ...: a shifted test
+ * set is scored like test; no probe selects its model on these, logreg's C
+ * search holds out part of train), whose labels all lie in [0, k) of train.
+ * rb_probe_eval_views concatenates their rows into one view te (the
+ * probe fits once and scores every row); *buf owns the copy (NULL when test
+ * is the only split; free() it after te is used).  seg describes te. */
+#define RB_PROBE_MAX_EVAL 16
+typedef struct {
+    size_t n;                          /* segments */
+    const char *name[RB_PROBE_MAX_EVAL];
+    size_t off[RB_PROBE_MAX_EVAL], len[RB_PROBE_MAX_EVAL];
+} rb_probe_eval;
+int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eval *seg, float **buf,
+                        rb_err *e);
+/* rb_probe_report for each segment of te: rows of segment s carry its split
+ * name; the bootstrap seed of test is seed, of another split derived from
+ * seed and the split name. */
+int rb_probe_report_eval(const rb_probe_eval *seg, const char *method, const char *params,
+                         const float *scores, int k, const int32_t *y, int B, uint64_t seed,
+                         rb_rows *out, rb_err *e);
 
 /* Refuse what no probe can fit: n < 2, d = 0, k < 2, a label outside
  * [0, k), a class absent from train, test width != train width (te may be

@@ -22,13 +22,28 @@ int rb_csv_write_rows(const char *path, const rb_row *rows, size_t n, rb_err *e)
 /* Write one row (no newline handling beyond the record) to fp. */
 void rb_csv_fprint_row(FILE *fp, const rb_row *r);
 
-/* Write a field quoted when needed (libcsv csv_fwrite semantics). */
+/* Copy src to dst[cap] with every byte that is not part of valid UTF-8
+ * written as the four characters \xHH; returns how many were escaped. */
+size_t rb_utf8_escape(char *dst, size_t cap, const char *src);
+
+/* Write a field quoted when needed (libcsv csv_fwrite semantics); invalid
+ * UTF-8 bytes are written as \xHH (results.csv stays valid UTF-8). */
 void rb_csv_fprint_field(FILE *fp, const char *s);
 
-/* Open path.tmp for writing; rb_csv_commit closes and renames it into place
- * (or removes the temporary on error).  For other CSV/matrix files. */
+/* Open path.PID.tmp for writing (a name no other process uses); rb_out_commit
+ * closes and renames it into place (or removes the temporary on error).  A
+ * write that fails (disk full, the file size limit: SIGXFSZ is ignored from
+ * the first open on, so it comes back as EFBIG) is RB_EWRITE with the
+ * system's reason.  For other CSV/matrix files. */
 FILE *rb_out_open(const char *path, rb_err *e);
 int rb_out_commit(FILE *fp, const char *path, int ok, rb_err *e);
+
+/* Lock output directory dir (created first) against a second writer: an
+ * exclusive flock on the directory itself, held until the process exits
+ * (or rb_out_unlock).  Returns the descriptor, or -1 with RB_EINVAL ("in use
+ * by another repbench") or RB_EIO in e. */
+int rb_out_lock(const char *dir, rb_err *e);
+void rb_out_unlock(int fd);
 
 /* Write s as a JSON string literal (quotes, backslashes and control
  * characters escaped). */

@@ -157,8 +157,10 @@ static void on_field(void *data, size_t len, void *ud)
         if (s->map[i] == COL_VALUE) r->value = v;
         else if (s->map[i] == COL_CI_LOW) r->ci_low = v;
         else if (s->map[i] == COL_CI_HIGH) r->ci_high = v;
-        else if (s->map[i] == COL_N) r->n = isfinite(v) ? (long)v : -1;
-        else if (s->map[i] == COL_SEED) r->seed = isfinite(v) && v >= 0 ? (uint64_t)v : 0;
+        /* Out-of-range values (a corrupt file) must not overflow the
+         * conversion (UB; found by tests/fuzz_csvread.c). */
+        else if (s->map[i] == COL_N) r->n = v >= -9.2e18 && v <= 9.2e18 ? (long)v : -1;
+        else if (s->map[i] == COL_SEED) r->seed = v >= 0 && v < 18446744073709551616.0 ? (uint64_t)v : 0;
         else r->seconds = v;
         break;
     default: break; /* an extra column */

@@ -27,6 +27,7 @@
  */
 #include "reports/figs.h"
 
+#include <gsl/gsl_cdf.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -535,11 +536,124 @@ static int fig_compare(rb_rctx *c, size_t cmp, rb_err *e)
     return rc;
 }
 
+/* The test top1 of model at layer for (method, params without at/fit). */
+static const rb_row *member_row(const rb_rctx *c, size_t cmp, const rb_row *er, const char *split)
+{
+    char p1[RB_PARAMS_MAX], p2[RB_PARAMS_MAX];
+    rb_param_drop(er->params, "at", p1, sizeof p1);
+    rb_param_drop(p1, "fit", p2, sizeof p2);
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (rb_models_member(c, cmp, c->rdump[i]) && !strcmp(r->model, er->model) && !strcmp(r->layer, er->layer) &&
+            !strcmp(r->split, split) && !strcmp(r->metric, "top1") && !strcmp(r->method, er->method) &&
+            !strcmp(r->params, p2))
+            return r;
+    }
+    return NULL;
+}
+
+/* Effective robustness: per (probe, shift split) with a fit, the models on
+ * probit axes (test top1 vs shifted top1) and the fitted line. */
+static int fig_robust(rb_rctx *c, size_t cmp, rb_err *e)
+{
+    int rc = RB_OK;
+    for (size_t i = 0; i < c->rows.n && rc == RB_OK; i++) {
+        const rb_row *s = &c->rows.rows[i];
+        if (c->rdump[i] != cmp || strcmp(s->metric, "er_slope")) continue;
+        const rb_row *b = NULL;
+        for (size_t j = 0; j < c->rows.n && !b; j++) {
+            const rb_row *q = &c->rows.rows[j];
+            if (c->rdump[j] == cmp && !strcmp(q->metric, "er_intercept") && !strcmp(q->method, s->method) &&
+                !strcmp(q->params, s->params) && !strcmp(q->split, s->split))
+                b = q;
+        }
+        if (!b) continue;
+        char stem[200];
+        rb_fmt(stem, sizeof stem, "robustness_%s_%s", s->method, s->split);
+        rb_rfig *f = rb_rctx_fig(c, cmp, "models", stem);
+        if (!f) RB_FAIL(e, RB_ENOMEM, "out of memory");
+        size_t fi = (size_t)(f - c->figs);
+        rb_fmt(f->title, sizeof f->title, "Effective robustness on %s: %s, test vs %s (probit axes)",
+               c->dumps[cmp].dataset, s->method, s->split);
+        rb_fmt(f->caption, sizeof f->caption,
+               "Each point is a model at its best test layer: test top1 against %s top1, both probit-scaled "
+               "(Taori et al. 2020). The line is the least-squares fit over the models (slope %.3f, intercept %.3f); a "
+               "model's effective robustness is its shifted accuracy minus the line's prediction at its test accuracy "
+               "(table). Source: compare/results.csv.",
+               s->split, s->value, b->value);
+        rb_sbuf dat = {0}, gp = {0};
+        rb_sb_printf(&dat, "# %s\n# columns: probit(test top1), probit(shift top1), test top1, shift top1, "
+                           "\"model\"\n", f->title);
+        rb_sb_puts(&f->table, "<table>\n<tr><th>model</th><th>layer</th><th>test top1</th><th>shift top1</th>"
+                              "<th>predicted</th><th>effective robustness</th></tr>\n");
+        double xmin = 1e300, xmax = -1e300;
+        for (size_t j = 0; j < c->rows.n; j++) {
+            const rb_row *q = &c->rows.rows[j];
+            if (c->rdump[j] != cmp || strcmp(q->method, s->method) || strcmp(q->params, s->params) ||
+                strcmp(q->split, s->split))
+                continue;
+            c->claimed[j] = (int)fi + 1;
+            if (strcmp(q->metric, "eff_robustness")) continue;
+            const rb_row *te = member_row(c, cmp, q, "test"), *sh = member_row(c, cmp, q, s->split), *pr = NULL;
+            for (size_t u = 0; u < c->rows.n && !pr; u++) {
+                const rb_row *z = &c->rows.rows[u];
+                if (c->rdump[u] == cmp && !strcmp(z->metric, "shift_predicted") && !strcmp(z->model, q->model) &&
+                    !strcmp(z->method, q->method) && !strcmp(z->params, q->params) && !strcmp(z->split, q->split))
+                    pr = z;
+            }
+            if (!te || !sh) continue;
+            double h0 = 0.5 / (double)(te->n > 0 ? te->n : 1), h1 = 0.5 / (double)(sh->n > 0 ? sh->n : 1);
+            double x = gsl_cdf_ugaussian_Pinv(fmin(fmax(te->value, h0), 1 - h0));
+            double y = gsl_cdf_ugaussian_Pinv(fmin(fmax(sh->value, h1), 1 - h1));
+            xmin = fmin(xmin, x);
+            xmax = fmax(xmax, x);
+            rb_sb_printf(&dat, "%.10g %.10g %.10g %.10g", x, y, te->value, sh->value);
+            rb_sb_datstr(&dat, q->model);
+            rb_sb_puts(&dat, "\n");
+            rb_sb_puts(&f->table, "<tr><td>");
+            rb_sb_html(&f->table, q->model);
+            rb_sb_puts(&f->table, "</td><td>");
+            rb_sb_html(&f->table, q->layer);
+            rb_sb_puts(&f->table, "</td>");
+            double v[4] = {te->value, sh->value, pr ? pr->value : NAN, q->value};
+            for (int k = 0; k < 4; k++) {
+                rb_sb_puts(&f->table, "<td class=\"num\">");
+                rb_sb_num(&f->table, v[k]);
+                rb_sb_puts(&f->table, "</td>");
+            }
+            rb_sb_puts(&f->table, "</tr>\n");
+        }
+        rb_sb_puts(&f->table, "</table>\n");
+        rb_gp_begin(&gp, f, "probit(test), probit(shift), test top1, shift top1, \"model\"", 760, 600);
+        rb_sb_printf(&gp, "unset key\nset xlabel 'test top1 (probit scale)'\nset ylabel '%s top1 (probit scale)'\n",
+                     s->split);
+        /* accuracy tick labels on probit positions */
+        static const double acc[] = {0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995};
+        for (int ax = 0; ax < 2; ax++) {
+            rb_sb_printf(&gp, "set %ctics (", ax ? 'y' : 'x');
+            for (size_t k = 0; k < sizeof acc / sizeof acc[0]; k++)
+                rb_sb_printf(&gp, "%s'%g' %.6f", k ? ", " : "", acc[k], gsl_cdf_ugaussian_Pinv(acc[k]));
+            rb_sb_puts(&gp, ")\n");
+        }
+        if (xmin < xmax) rb_sb_printf(&gp, "set xrange [%.4f:%.4f]\n", xmin - 0.25, xmax + 0.25);
+        rb_sb_printf(&gp, "f(x) = %.10g * x + %.10g\n", s->value, b->value);
+        rb_sb_puts(&gp, "plot f(x) with lines lw 2 lc rgb '#888888' title 'fit', \\\n"
+                        "  dat using 1:2 with points pt 7 ps 1.2 lc rgb '#1f77b4' notitle, \\\n"
+                        "  dat using 1:2:5 with labels offset 1,0.6 left font ',8' notitle\n");
+        rb_gp_end(&gp, 760, 600);
+        rc = rb_rctx_draw(c, f, &dat, &gp, e);
+        rb_sb_free(&dat);
+        rb_sb_free(&gp);
+    }
+    return rc;
+}
+
 int rb_figs_models(rb_rctx *c, size_t cmp, rb_err *e)
 {
     if (c->dumps[cmp].multi != 2) return RB_OK;
-    int rc = fig_compare(c, cmp, e);
+    int rc = fig_robust(c, cmp, e);
     if (rc) return rc;
+    if ((rc = fig_compare(c, cmp, e))) return rc;
     size_t *mem = malloc((c->ndumps ? c->ndumps : 1) * sizeof *mem);
     if (!mem) RB_FAIL(e, RB_ENOMEM, "out of memory");
     size_t nm = members(c, cmp, mem);
@@ -694,6 +808,44 @@ int rb_summary_models(const rb_rctx *c, size_t cmp, rb_sbuf *md, rb_err *e)
             rb_sb_printf(md, " with %s at their best layers (%s): A - B = %+.4f", prim, strong->layer, strong->value);
             if (!isnan(strong->ci_low)) rb_sb_printf(md, " [%.4f, %.4f]", strong->ci_low, strong->ci_high);
             rb_sb_printf(md, ", McNemar p = %.3g (the strongest evidence among the pairs).\n", sp);
+        }
+    }
+    /* Effective robustness, per (probe, shifted split) fit. */
+    int erhead = 0;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *s = &c->rows.rows[i];
+        if (c->rdump[i] != cmp || strcmp(s->metric, "er_slope")) continue;
+        if (!erhead++)
+            rb_sb_puts(md, "\n### Effective robustness: shifted vs test top-1, probit-scaled linear fit over the models "
+                           "(Taori et al. 2020)\n\n"
+                           "| probe | params | split | model | layer | test top1 | shift top1 | predicted | effective "
+                           "robustness |\n|---|---|---|---|---|---|---|---|---|\n");
+        const rb_row *best = NULL;
+        for (size_t j = 0; j < c->rows.n; j++) {
+            const rb_row *q = &c->rows.rows[j];
+            if (c->rdump[j] != cmp || strcmp(q->metric, "eff_robustness") || strcmp(q->method, s->method) ||
+                strcmp(q->params, s->params) || strcmp(q->split, s->split))
+                continue;
+            const rb_row *te = member_row(c, cmp, q, "test"), *sh = member_row(c, cmp, q, s->split);
+            rb_sb_puts(md, "|");
+            md_cell(md, q->method);
+            md_cell(md, q->params);
+            md_cell(md, q->split);
+            md_cell(md, q->model);
+            md_cell(md, q->layer);
+            md_cell_num(md, te ? te->value : NAN);
+            md_cell_num(md, sh ? sh->value : NAN);
+            md_cell_num(md, sh ? sh->value - q->value : NAN);
+            rb_sb_printf(md, " %+.4f |\n", q->value);
+            if (!best || q->value > best->value) best = q;
+        }
+        if (best) {
+            rb_sb_printf(md, "\n**Effective robustness** (%s on %s, %ld models): fit slope %.4f", s->method, s->split,
+                         s->n, s->value);
+            if (!isnan(s->ci_low)) rb_sb_printf(md, " [%.4f, %.4f]", s->ci_low, s->ci_high);
+            rb_sb_puts(md, "; most robust: ");
+            rb_sb_md(md, best->model);
+            rb_sb_printf(md, " (%+.4f above the line).\n", best->value);
         }
     }
     /* Checkpoint series: probe accuracy and NC1 at the last layer, first to last step. */

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -864,6 +865,111 @@ static const rb_row *find_row(const rb_rctx *c, size_t dump, const rb_row *like,
     return NULL;
 }
 
+/* The params of r cut to the items that differ between rows[0..n) of r's
+ * method (a key whose value is the same on every such row is left out);
+ * "–" when nothing differs.  The full params are listed under the table. */
+static void params_short(const rb_row *const *rows, size_t n, const rb_row *r, char *out, size_t cap)
+{
+    char buf[RB_PARAMS_MAX];
+    rb_fmt(buf, sizeof buf, "%s", r->params);
+    out[0] = '\0';
+    size_t len = 0;
+    char *save = NULL;
+    for (char *it = strtok_r(buf, ";", &save); it; it = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(it, '=');
+        char key[RB_PARAMS_MAX], val[RB_PARAMS_MAX];
+        rb_fmt(key, sizeof key, "%.*s", eq ? (int)(eq - it) : (int)strlen(it), it);
+        rb_fmt(val, sizeof val, "%s", eq ? eq + 1 : "");
+        int differs = 0;
+        for (size_t i = 0; i < n && !differs; i++) {
+            if (strcmp(rows[i]->method, r->method)) continue;
+            char v2[RB_PARAMS_MAX];
+            differs = rb_param_get(rows[i]->params, key, v2, sizeof v2) || strcmp(v2, val);
+        }
+        if (!differs) continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? ";" : "", it);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    if (!out[0]) rb_fmt(out, cap, "–");
+}
+
+/* "Params in full" under a table: each method's params once (the first row's). */
+static void params_note(rb_sbuf *md, const rb_row *const *rows, size_t n)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = !strcmp(rows[j]->method, rows[i]->method);
+        if (seen || !rows[i]->params[0]) continue;
+        rb_sb_puts(md, any++ ? "; " : "\nParams in full (first row of each method): ");
+        rb_sb_md(md, rows[i]->method);
+        rb_sb_puts(md, " `");
+        rb_sb_puts(md, rows[i]->params);
+        rb_sb_puts(md, "`");
+    }
+    if (any) rb_sb_puts(md, ".\n");
+}
+
+/* Per checkpoint of a weights dump: matrices, median power-law alpha, mean
+ * stable rank, filter statistics of the 3x3 convs, zeros and the task
+ * vector's relative norm (whole model). */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void summary_weights(const rb_rctx *c, size_t d, rb_sbuf *md)
+{
+    static const char *const mean_of[] = {"stable_rank", "filter_sparsity", "filter_degenerate", "filter_entropy_norm"};
+    int head = 0;
+    const char *heavy = NULL, *degen = NULL;
+    double heavy_v = INFINITY, degen_v = -INFINITY;
+    double *al = malloc((c->rows.n ? c->rows.n : 1) * sizeof *al);
+    if (!al) return;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *m = &c->rows.rows[i];
+        if (c->rdump[i] != d) continue;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = c->rdump[j] == d && !strcmp(c->rows.rows[j].model, m->model);
+        if (seen) continue;
+        size_t na = 0;
+        double sum[4] = {0}, zero = NAN, tv = NAN;
+        size_t cnt[4] = {0};
+        for (size_t j = i; j < c->rows.n; j++) {
+            const rb_row *r = &c->rows.rows[j];
+            if (c->rdump[j] != d || strcmp(r->model, m->model) || isnan(r->value)) continue;
+            if (!strcmp(r->metric, "alpha")) al[na++] = r->value;
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(r->metric, mean_of[k]) && strcmp(r->layer, "all")) sum[k] += r->value, cnt[k]++;
+            if (!strcmp(r->layer, "all") && !strcmp(r->metric, "zero_frac")) zero = r->value;
+            if (!strcmp(r->layer, "all") && !strcmp(r->metric, "tv_rel_norm")) tv = r->value;
+        }
+        if (!na && !cnt[0] && !cnt[1] && isnan(zero) && isnan(tv)) continue; /* cross-checkpoint rows (soup, all) */
+        if (!head++)
+            rb_sb_puts(md, "\n### Weights per checkpoint\n\n| checkpoint | matrices with alpha | median alpha | mean "
+                           "stable rank | conv layers | mean filter sparsity | degenerate filters per conv layer | mean "
+                           "filter entropy (norm.) | zero fraction | task vector rel. norm |\n"
+                           "|---|---|---|---|---|---|---|---|---|---|\n");
+        qsort(al, na, sizeof *al, cmp_double);
+        double med = na ? (na % 2 ? al[na / 2] : 0.5 * (al[na / 2 - 1] + al[na / 2])) : NAN;
+        double mean[4];
+        for (int k = 0; k < 4; k++) mean[k] = cnt[k] ? sum[k] / (double)cnt[k] : NAN;
+        md_row(md, "slnnlnnnnn", m->model, (long)na, med, mean[0], (long)cnt[1], mean[1], mean[2], mean[3], zero, tv);
+        if (na && med < heavy_v) heavy_v = med, heavy = m->model;
+        if (cnt[2] && mean[2] > degen_v) degen_v = mean[2], degen = m->model;
+    }
+    free(al);
+    if (heavy || degen) {
+        rb_sb_puts(md, "\n**Weights:**");
+        if (heavy) rb_sb_printf(md, " heaviest-tailed spectra (lowest median alpha %.3f): %s;", heavy_v, heavy);
+        if (degen) rb_sb_printf(md, " most degenerate 3x3 filters (%.1f per conv layer): %s;", degen_v, degen);
+        md->s[md->n - 1] = '.';
+        rb_sb_puts(md, "\n");
+    }
+}
+
 /* The figure list of dump d in the summary. */
 static void summary_figs(const rb_rctx *c, size_t d, rb_sbuf *md)
 {
@@ -896,6 +1002,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     rb_sb_puts(md, "\n## ");
     rb_sb_md(md, title);
     rb_sb_puts(md, "\n");
+    if (c->dumps[d].multi == 1) summary_weights(c, d, md);
 
     /* Probes: best layer by top1, one line per (method, params, split). */
     rb_rctx tmp = *c; /* series_collect skips claimed rows: use a view with none */
@@ -904,6 +1011,12 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
     tmp.claimed = none;
     if ((rc = rb_series_collect(&tmp, d, pred_metric, "top1", &s, &ns, e))) goto out;
     int head = 0;
+    const rb_row **tab = calloc(c->rows.n ? c->rows.n : 1, sizeof *tab);
+    if (!tab) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t nt = 0;
     for (size_t i = 0; i < ns; i++) {
         /* Learning-curve rows (one layer, several training sizes) have
          * their own figure and table, not a best layer. */
@@ -913,18 +1026,44 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         if (fig && (!strcmp(c->figs[fig - 1].family, "learning") || !strncmp(c->figs[fig - 1].family, "fewshot", 7)))
             continue;
         size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
-        if (b == (size_t)-1) continue;
-        if (!head++)
-            rb_sb_puts(md, "\n### Probes: best layer by top-1 accuracy\n\n"
-                           "| probe | params | split | best layer | top1 | interval | balanced_acc | n |\n"
-                           "|---|---|---|---|---|---|---|---|\n");
-        {
-            const rb_row *r = &c->rows.rows[b];
+        if (b != (size_t)-1) tab[nt++] = &c->rows.rows[b];
+    }
+    if (nt) {
+        rb_sb_puts(md, "\n### Probes: best layer by top-1 accuracy\n\n"
+                       "| probe | params | split | best layer | top1 | interval | balanced_acc | n |\n"
+                       "|---|---|---|---|---|---|---|---|\n");
+        const rb_row *top = NULL;
+        size_t deepest = 0, ntest = 0;
+        for (size_t i = 0; i < nt; i++) {
+            const rb_row *r = tab[i];
             const rb_row *bal = find_row(c, d, r, "balanced_acc");
-            md_row(md, "ssssninl", r->method, r->params, r->split, r->layer, r->value, r,
-                   bal ? bal->value : NAN, r->n);
+            char ps[RB_PARAMS_MAX];
+            params_short(tab, nt, r, ps, sizeof ps);
+            md_row(md, "ssssninl", r->method, ps, r->split, r->layer, r->value, r, bal ? bal->value : NAN, r->n);
+            if (strcmp(r->split, "test")) continue;
+            ntest++;
+            long dl = -1; /* this probe's deepest layer */
+            for (size_t q = 0; q < c->rows.n; q++) {
+                const rb_row *x = &c->rows.rows[q];
+                if (c->rdump[q] == d && !strcmp(x->metric, "top1") && !strcmp(x->method, r->method) &&
+                    !strcmp(x->params, r->params) && !strcmp(x->split, r->split) && rb_rctx_layer(c, d, x->layer) > dl)
+                    dl = rb_rctx_layer(c, d, x->layer);
+            }
+            deepest += rb_rctx_layer(c, d, r->layer) == dl;
+            if (!top || r->value > top->value) top = r;
+        }
+        params_note(md, tab, nt);
+        if (top) {
+            char ps[RB_PARAMS_MAX];
+            params_short(tab, nt, top, ps, sizeof ps);
+            rb_sb_printf(md, "\n**Best probe:** %s%s%s%s at %s: top1 %.4f", top->method, strcmp(ps, "–") ? " (" : "",
+                         strcmp(ps, "–") ? ps : "", strcmp(ps, "–") ? ")" : "", top->layer, top->value);
+            if (!isnan(top->ci_low)) rb_sb_printf(md, " [%.4f, %.4f]", top->ci_low, top->ci_high);
+            rb_sb_printf(md, "; the deepest layer is the best for %zu of %zu probes.\n", deepest, ntest);
         }
     }
+    (void)head;
+    free(tab);
     rb_series_free(s, ns);
     s = NULL;
     ns = 0;
@@ -946,6 +1085,12 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         rb_sb_puts(md, "\n### Collapse and intrinsic dimension at the last layer (");
         rb_sb_md(md, c->dumps[d].layers[last]);
         rb_sb_puts(md, ")\n\n| method | params | metric | value | interval |\n|---|---|---|---|---|\n");
+        const rb_row **tb = calloc(c->rows.n ? c->rows.n : 1, sizeof *tb);
+        if (!tb) {
+            rc = rb_fail(e, RB_ENOMEM, "out of memory");
+            goto out;
+        }
+        size_t ntb = 0;
         for (int pass = 0; pass < 2; pass++)
             for (size_t i = 0; i < c->rows.n; i++) {
                 const rb_row *r = &c->rows.rows[i];
@@ -954,8 +1099,33 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
                 if (pass == 0 ? !rb_is_collapse_metric(r->metric)
                               : (!rb_is_idim(r) || rb_is_collapse_metric(r->metric)))
                     continue;
-                md_row(md, "sssni", r->method, r->params, r->metric, r->value, r);
+                tb[ntb++] = r;
             }
+        for (size_t i = 0; i < ntb; i++) {
+            char ps[RB_PARAMS_MAX];
+            params_short(tb, ntb, tb[i], ps, sizeof ps);
+            md_row(md, "sssni", tb[i]->method, ps, tb[i]->metric, tb[i]->value, tb[i]);
+        }
+        params_note(md, tb, ntb);
+        free(tb);
+        /* Verdict: NC1 and TwoNN from the first layer to the last. */
+        static const char *const vm[2][2] = {{"nc1_trace_over_c", "NC1 (Tr(S_W S_B^+)/C)"}, {"id_twonn", "TwoNN dimension"}};
+        int said = 0;
+        for (int k = 0; k < 2; k++) {
+            const rb_row *r0 = NULL, *r1 = NULL;
+            long l0 = LONG_MAX, l1 = -1;
+            for (size_t i = 0; i < c->rows.n; i++) {
+                const rb_row *r = &c->rows.rows[i];
+                if (c->rdump[i] != d || strcmp(r->metric, vm[k][0]) || isnan(r->value)) continue;
+                long l = rb_rctx_layer(c, d, r->layer);
+                if (l < l0) l0 = l, r0 = r;
+                if (l > l1) l1 = l, r1 = r;
+            }
+            if (!r0 || r0 == r1) continue;
+            rb_sb_puts(md, said++ ? "; " : "\n**Geometry:** ");
+            rb_sb_printf(md, "%s %.4g at %s to %.4g at %s", vm[k][1], r0->value, r0->layer, r1->value, r1->layer);
+        }
+        if (said) rb_sb_puts(md, ".\n");
     }
 
     /* OOD: AUROC per set (split) and score, best layer. */
@@ -964,16 +1134,40 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
         rb_sb_puts(md, "\n### OOD detection: AUROC per set, best layer\n\n"
                        "| set | score | params | best layer | auroc | interval | fpr95 |\n"
                        "|---|---|---|---|---|---|---|\n");
+        const rb_row **tb = calloc(ns, sizeof *tb);
+        if (!tb) {
+            rc = rb_fail(e, RB_ENOMEM, "out of memory");
+            goto out;
+        }
+        size_t ntb = 0;
         for (size_t i = 0; i < ns; i++) {
             size_t b = pick_best(c, d, s[i].idx, s[i].n, 0);
-            if (b == (size_t)-1) continue;
-            const rb_row *r = &c->rows.rows[b];
+            if (b != (size_t)-1) tb[ntb++] = &c->rows.rows[b];
+        }
+        for (size_t i = 0; i < ntb; i++) {
+            const rb_row *r = tb[i];
             /* fpr95, or the OpenOOD v1.5 convention the ood module writes. */
             const rb_row *fpr = find_row(c, d, r, "fpr95");
             if (!fpr) fpr = find_row(c, d, r, "fpr95_openood15");
-            md_row(md, "ssssnin", r->split, r->method, r->params, r->layer, r->value, r,
-                   fpr ? fpr->value : NAN);
+            char ps[RB_PARAMS_MAX];
+            params_short(tb, ntb, r, ps, sizeof ps);
+            md_row(md, "ssssnin", r->split, r->method, ps, r->layer, r->value, r, fpr ? fpr->value : NAN);
         }
+        params_note(md, tb, ntb);
+        /* Verdict: the best score per set. */
+        int said = 0;
+        for (size_t i = 0; i < ntb; i++) {
+            int first = 1;
+            for (size_t j = 0; j < i && first; j++) first = strcmp(tb[j]->split, tb[i]->split) != 0;
+            if (!first) continue;
+            const rb_row *b = tb[i];
+            for (size_t j = i + 1; j < ntb; j++)
+                if (!strcmp(tb[j]->split, b->split) && tb[j]->value > b->value) b = tb[j];
+            rb_sb_puts(md, said++ ? "; " : "\n**Best OOD score:** ");
+            rb_sb_printf(md, "%s: %s at %s, AUROC %.4f", b->split, b->method, b->layer, b->value);
+        }
+        if (said) rb_sb_puts(md, ".\n");
+        free(tb);
     }
 
     /* Calibration: each ece* row beside its *_ts row after temperature

@@ -102,6 +102,12 @@ int rb_cli_parse(int argc, char **argv, rb_cli *c, const char *cmd)
             val = argv[++i];
         }
         unsigned long long u;
+        if ((strcmp(key, "methods") == 0 || strcmp(key, "layers") == 0 || strcmp(key, "family") == 0) &&
+            (!*val || val[0] == ',' || val[strlen(val) - 1] == ',' || strstr(val, ",,"))) {
+            fprintf(stderr, "repbench %s: option --%s: empty %s in '%s'\n", cmd, key,
+                    *val ? "item" : "list", val);
+            return 2;
+        }
         if (strcmp(key, "out") == 0) {
             c->o.out = val;
         } else if (strcmp(key, "methods") == 0) {

@@ -41,6 +41,12 @@ int rb_cmd_inspect(int argc, char **argv)
     for (int i = first; i < argc; i++) {
         rb_err e = {0};
         if (i > first) printf("\n");
+        /* A FIFO or a device would block the HDF5 probe: refuse first. */
+        if (rb_path_regular(argv[i], &e)) {
+            fprintf(stderr, "repbench: %s\n", e.msg);
+            status = 2;
+            continue;
+        }
         int rc = is_ckpt(argv[i]) ? rb_weights_inspect(argv[i], stdout, &e)
                                   : rb_dump_inspect(argv[i], stdout, &e);
         fflush(stdout);

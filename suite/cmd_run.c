@@ -6,8 +6,12 @@
  * each selected method a task whose views are loaded on first use and freed
  * when the layer is done; then run the dump-scope methods.  Rows get their
  * provenance (model, dataset, layer, split, seed, seconds) here, and the
- * results are written once at the end: DIR/results.csv, DIR/run.json and,
- * with --predictions, DIR/predictions.csv, each through a temporary name.
+ * results are written once at the end: DIR/predictions.csv (with
+ * --predictions), DIR/skipped.csv, DIR/run.json and, last, DIR/results.csv
+ * (the sweep's make target: a kill before it is renamed leaves the target
+ * missing, so the resumed sweep redoes it), each through a temporary name
+ * of this process.  DIR is locked for the whole run: a second writer is
+ * refused.
  *
  * A method that fails on one layer (bad parameters for this data, a
  * singular matrix) is reported on stderr and in run.json "failed"; the
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +123,7 @@ typedef struct {
     const rb_opts *o;
     const notes *skipped, *failed;
     size_t nrows;
+    const rb_rows *rows; /* its timings go to run.json */
     uint64_t *hash;   /* ndumps checksums (see digest_all) */
     long long *bytes; /* ndumps sizes, -1 when unreadable */
 } run_meta;
@@ -174,7 +180,18 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
         fputs(": ", fp);
         rb_json_fprint_str(fp, m->o->kv[i].val);
     }
-    fputs("},\n", fp);
+    fputs("},\n  \"timings\": [", fp);
+    for (size_t i = 0; m->rows && i < m->rows->ntimings; i++) {
+        const rb_timing *tm = &m->rows->timings[i];
+        fprintf(fp, "%s\n    {\"method\": ", i ? "," : "");
+        rb_json_fprint_str(fp, tm->method);
+        fputs(", \"layer\": ", fp);
+        rb_json_fprint_str(fp, tm->layer);
+        fputs(", \"name\": ", fp);
+        rb_json_fprint_str(fp, tm->name);
+        fprintf(fp, ", \"seconds\": %.6f}", tm->seconds);
+    }
+    fprintf(fp, "%s],\n", m->rows && m->rows->ntimings ? "\n  " : "");
     const notes *lists[2] = {m->skipped, m->failed};
     const char *names[2] = {"skipped", "failed"};
     for (int l = 0; l < 2; l++) {
@@ -236,11 +253,13 @@ static int write_predictions(const char *path, const rb_rows *r, rb_err *e)
 {
     FILE *fp = rb_out_open(path, e);
     if (!fp) return e->code;
-    fputs("layer,method,params,index,pred,label\n", fp);
+    fputs("layer,split,method,params,index,pred,label\n", fp);
     for (size_t p = 0; p < r->npred; p++) {
         const rb_pred *q = &r->preds[p];
         for (size_t i = 0; i < q->n; i++) {
             rb_csv_fprint_field(fp, q->layer);
+            fputc(',', fp);
+            rb_csv_fprint_field(fp, q->split[0] ? q->split : "test");
             fputc(',', fp);
             rb_csv_fprint_field(fp, q->method);
             fputc(',', fp);
@@ -327,10 +346,59 @@ static const char *unmet(const rb_method *m, const rb_source *s, int train, int 
     return NULL;
 }
 
+/* The memory a method needs on layer l (SIZE_MAX: the widest selected
+ * layer), estimated before it allocates anything: the D x D double
+ * matrices it holds at once (covariances, their factorisations, LAPACK
+ * workspaces; counted from the allocations in metrics/) and, for a method
+ * that loads views, the float train and test rows.  Methods not listed keep
+ * O(N D + K D) memory.  0 when nothing is estimated. */
+static double mem_need(const rb_method *m, const rb_task *t, size_t l, const rb_opts *o,
+                       double *mats, size_t *dd)
+{
+    static const struct {
+        const char *name;
+        double mats;
+    } tab[] = {{"lda", 5}, {"collapse", 3}, {"spectrum", 4}, {"idim", 3},
+               {"similarity", 5}, {"ood_maha", 5}, {"ood_gauss", 5}};
+    const rb_source *s = t->src;
+    *mats = 0;
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (strcmp(tab[i].name, m->name) == 0) *mats = tab[i].mats;
+    if (*mats == 0) return 0;
+    size_t d = 0;
+    for (size_t j = 0; j < s->nlayers; j++)
+        if ((l == SIZE_MAX ? in_list(o->layers, s->layer_names[j]) : j == l) && s->layer_d[j] > d)
+            d = s->layer_d[j];
+    *dd = d;
+    double need = *mats * (double)d * (double)d * 8.0;
+    if (!(m->needs & (RB_STREAMS | RB_SCOPE_DUMP))) {
+        size_t n = (t->train >= 0 ? s->split_n[t->train] : 0) + (t->test >= 0 ? s->split_n[t->test] : 0);
+        need += (double)n * (double)d * 4.0;
+    }
+    return need;
+}
+
 static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const char *layer,
                       rb_rows *rows, notes *failed, rb_err *e)
 {
-    size_t from = rows->n, pfrom = rows->npred;
+    double mats;
+    size_t dd = 0;
+    double need = mem_need(m, t, t->layer, t->o, &mats, &dd);
+    size_t avail = need > 0 ? rb_mem_available() : SIZE_MAX;
+    if (need > 0 && need > (double)avail) {
+        char why[400];
+        snprintf(why, sizeof why,
+                 "needs about %.2f GiB (%g double D x D matrices at D = %zu%s), %.2f GiB available "
+                 "(MemAvailable + free swap, or ulimit -v): refused before allocating",
+                 need / 1073741824.0, mats, dd,
+                 (m->needs & (RB_STREAMS | RB_SCOPE_DUMP)) ? "" : ", and the train and test rows",
+                 (double)avail / 1073741824.0);
+        fprintf(stderr, "%srepbench: warning: %s: %s on layer %s: %s\n",
+                t->o->progress ? "\r\033[K" : "", t->src->path, m->name, layer, why);
+        note_add(failed, m->name, layer, why);
+        return RB_OK;
+    }
+    size_t from = rows->n, pfrom = rows->npred, tfrom = rows->ntimings;
     double t0 = rb_now();
     rb_err me = {0};
     int rc = m->run(t, rows, &me);
@@ -345,6 +413,7 @@ static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const ch
         rows->n = from;
         for (size_t i = pfrom; i < rows->npred; i++) free(rows->preds[i].pred);
         rows->npred = pfrom;
+        rows->ntimings = tfrom;
         fprintf(stderr, "%srepbench: warning: %s: %s on layer %s failed: %s\n",
                 t->o->progress ? "\r\033[K" : "", t->src->path, m->name, layer, me.msg);
         note_add(failed, m->name, layer, me.msg);
@@ -353,6 +422,8 @@ static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const ch
     fill_rows(rows, from, d, layer, t->seed, secs);
     for (size_t i = pfrom; i < rows->npred; i++)
         snprintf(rows->preds[i].layer, sizeof rows->preds[i].layer, "%s", layer);
+    for (size_t i = tfrom; i < rows->ntimings; i++)
+        snprintf(rows->timings[i].layer, sizeof rows->timings[i].layer, "%s", layer);
     return RB_OK;
 }
 
@@ -472,7 +543,7 @@ int rb_cmd_run(int argc, char **argv)
     rb_err e = {0};
     run_meta meta = {0};
     pthread_t digest;
-    int digest_started = 0;
+    int digest_started = 0, lockfd = -1;
     if (status) goto done;
     rb_opts *o = &cli.o;
     if (!o->out || cli.npos == 0) {
@@ -482,6 +553,16 @@ int rb_cmd_run(int argc, char **argv)
     }
     if (o->threads > 0) openblas_set_num_threads(o->threads);
     int threads = openblas_get_num_threads();
+    /* Methods parallelise their own loops over parts fixed by the problem
+     * size (rb_workers threads) and call OpenBLAS on one thread: a threaded
+     * OpenBLAS call (GEMM, SYMV, DOT, and LAPACK through them) splits its
+     * sums by the thread count, so its last bits would depend on --threads. */
+    rb_workers_set(threads);
+    openblas_set_num_threads(1);
+    if (rb_blas_reserve(threads, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
 
     /* Select methods. */
     size_t nm;
@@ -521,13 +602,34 @@ int rb_cmd_run(int argc, char **argv)
         int ok = strcmp(o->kv[k].key, "predictions") == 0 || strcmp(o->kv[k].key, "other") == 0;
         for (size_t i = 0; i < sel.n && !ok; i++) ok = declares(sel.m[i], o->kv[k].key);
         if (!ok) {
+            char dk[48];
+            snprintf(dk, sizeof dk, "%s", o->kv[k].key);
+            for (char *p = dk; *p; p++)
+                if (*p == '_') *p = '-';
             fprintf(stderr, "repbench run: option --%s is not read by any selected method (see repbench list --options)\n",
-                    o->kv[k].key);
+                    dk);
             status = 2;
             goto done;
         }
     }
     rows.want_pred = rb_opt_str(o, "predictions", NULL) != NULL;
+    /* The same dump twice would write every row twice. */
+    for (int i = 0; i < cli.npos; i++) {
+        struct stat si, sj;
+        if (stat(cli.pos[i], &si) != 0) continue;
+        for (int j = 0; j < i; j++)
+            if (stat(cli.pos[j], &sj) == 0 && si.st_dev == sj.st_dev && si.st_ino == sj.st_ino) {
+                fprintf(stderr, "repbench run: %s: given twice (the same file as %s); its rows would be written twice\n",
+                        cli.pos[i], cli.pos[j]);
+                status = 2;
+                goto done;
+            }
+    }
+    /* One writer per output directory, refused before any work. */
+    if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
+        status = rb_report_err(&e);
+        goto done;
+    }
 
     meta.argc = argc;
     meta.argv = argv;
@@ -560,17 +662,9 @@ int rb_cmd_run(int argc, char **argv)
     meta.skipped = &skipped;
     meta.failed = &failed;
     meta.nrows = rows.n;
+    meta.rows = &rows;
 
     char path[4096];
-    if (rb_mkdir_p(o->out, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/results.csv", o->out);
-    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
     if (rows.want_pred) {
         snprintf(path, sizeof path, "%s/predictions.csv", o->out);
         if (write_predictions(path, &rows, &e)) {
@@ -590,10 +684,16 @@ int rb_cmd_run(int argc, char **argv)
         status = rb_report_err(&e);
         goto done;
     }
+    snprintf(path, sizeof path, "%s/results.csv", o->out);
+    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
+        status = rb_report_err(&e);
+        goto done;
+    }
     if (failed.n)
         fprintf(stderr, "repbench run: %zu method run(s) failed; see %s/run.json\n", failed.n, o->out);
 done:
     if (digest_started) pthread_join(digest, NULL);
+    rb_out_unlock(lockfd);
     free(meta.hash);
     free(meta.bytes);
     free(sel.m);

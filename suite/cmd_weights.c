@@ -1100,7 +1100,7 @@ int rb_cmd_weights(int argc, char **argv)
     rb_rows rows = {0};
     rb_ckpt **ck = NULL;
     wctx c = {0};
-    int sel[NWM] = {0}, rc = RB_OK;
+    int sel[NWM] = {0}, rc = RB_OK, lockfd = -1;
     time_t t0 = time(NULL);
     double w0 = rb_now();
     if (!o->out || !*o->out) {
@@ -1119,6 +1119,7 @@ int rb_cmd_weights(int argc, char **argv)
         goto done;
     }
     if (o->threads > 0) openblas_set_num_threads(o->threads);
+    if ((rc = rb_blas_reserve(openblas_get_num_threads(), &e))) goto fail;
     /* Methods. */
     for (const char *p = o->methods; p && *p;) {
         const char *q = strchr(p, ',');
@@ -1145,7 +1146,11 @@ int rb_cmd_weights(int argc, char **argv)
         int ok = 0;
         for (size_t k = 0; k < NWM; k++) ok |= sel[k] && in_list(wmethods[k].options, o->kv[i].key);
         if (!ok) {
-            fprintf(stderr, "repbench weights: option --%s is not read by any selected method\n", o->kv[i].key);
+            char dk[48];
+            snprintf(dk, sizeof dk, "%s", o->kv[i].key);
+            for (char *p = dk; *p; p++)
+                if (*p == '_') *p = '-';
+            fprintf(stderr, "repbench weights: option --%s is not read by any selected method\n", dk);
             st = 2;
             goto done;
         }
@@ -1161,9 +1166,15 @@ int rb_cmd_weights(int argc, char **argv)
         size_t cap = 0;
         for (int i = 0; i < cli.npos && !rc; i++) {
             if ((rc = rb_ckpt_open(cli.pos[i], &ck[i], &e))) break;
+            size_t nf = 0;
             for (size_t t = 0; t < rb_ckpt_count(ck[i]) && !rc; t++)
-                if (rb_ckpt_tensor(ck[i], t)->dtype != RB_WT_OTHER)
+                if (rb_ckpt_tensor(ck[i], t)->dtype != RB_WT_OTHER) {
+                    nf++;
                     rc = read_alloc(ck[i], t, &buf, &cap, &e);
+                }
+            if (!rc && nf == 0)
+                rc = rb_fail(&e, RB_EINVAL, "%s: no float tensor (%zu tensors, none float): nothing to compute",
+                             cli.pos[i], rb_ckpt_count(ck[i]));
         }
         free(buf);
         if (rc) goto fail;
@@ -1199,7 +1210,10 @@ int rb_cmd_weights(int argc, char **argv)
             }
         }
     if (rc) goto fail;
-    if ((rc = rb_mkdir_p(o->out, &e))) goto fail;
+    if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
+        rc = e.code;
+        goto fail;
+    }
     for (size_t k = 0; k < NWM && !rc; k++) {
         if (!sel[k]) continue;
         rb_logf(o, "weights: %s on %d checkpoint(s)", wmethods[k].name, cli.npos);
@@ -1209,16 +1223,18 @@ int rb_cmd_weights(int argc, char **argv)
     if (rc) goto fail;
     for (size_t k = 0; k < o->nkv; k++) o->kv[k].used = 1;
     char path[1024];
-    snprintf(path, sizeof path, "%s/results.csv", o->out);
-    if ((rc = rb_csv_write_rows(path, rows.rows, rows.n, &e))) goto fail;
+    /* run.json first, results.csv (the sweep's make target) renamed last. */
     if ((rc = write_run_json(o->out, argc, argv, cli.pos, cli.npos, o, t0, time(NULL), rb_now() - w0,
                              rows.n, &e)))
         goto fail;
+    snprintf(path, sizeof path, "%s/results.csv", o->out);
+    if ((rc = rb_csv_write_rows(path, rows.rows, rows.n, &e))) goto fail;
     st = 0;
     goto done;
 fail:
     st = rb_report_err(&e);
 done:
+    rb_out_unlock(lockfd);
     if (ck)
         for (int i = 0; i < cli.npos; i++) rb_ckpt_close(ck[i]);
     free(ck);

@@ -3,7 +3,7 @@
  * evidence behind "A beats B" (issue 11; statistics in metrics/compare.h).
  *
  * Input: every DIR/.../predictions.csv (written by `repbench run
- * --predictions`: layer,method,params,index,pred,label) with the
+ * --predictions`: layer,split,method,params,index,pred,label) with the
  * results.csv beside it.  Result sets are grouped by dataset; for every
  * pair of models (A, B) of one dataset, in path order, and every probe
  * (method, params) both scored on the test split, at two layers each:
@@ -48,9 +48,9 @@ static void fmtb(char *dst, size_t cap, const char *f, ...)
     va_end(ap);
 }
 
-/* One (layer, method, params) block of a predictions file. */
+/* One (layer, split, method, params) block of a predictions file. */
 typedef struct {
-    const char *layer, *method, *params; /* borrowed from the table */
+    const char *layer, *split, *method, *params; /* borrowed from the table */
     size_t n;
     int32_t *pred, *label; /* owned (one allocation: pred, then label) */
 } pblock;
@@ -65,6 +65,7 @@ typedef struct {
     size_t nblk;
     char (*layers)[RB_NAME_MAX]; /* depth order: first appearance in results.csv */
     size_t nl;
+    int usable;            /* one dump's probe results */
 } pset;
 
 static void pset_free(pset *p)
@@ -87,17 +88,19 @@ static long layer_index(const pset *p, const char *layer)
 static int index_blocks(pset *p, const char *path, rb_err *e)
 {
     const rb_table *t = &p->tab;
-    long cl = rb_table_col(t, "layer"), cm = rb_table_col(t, "method"), cp = rb_table_col(t, "params"),
-         ci = rb_table_col(t, "index"), cy = rb_table_col(t, "pred"), cz = rb_table_col(t, "label");
-    if (cl < 0 || cm < 0 || cp < 0 || ci < 0 || cy < 0 || cz < 0)
-        RB_FAIL(e, RB_EINVAL, "%s: expected columns layer,method,params,index,pred,label "
+    long cl = rb_table_col(t, "layer"), cs = rb_table_col(t, "split"), cm = rb_table_col(t, "method"),
+         cp = rb_table_col(t, "params"), ci = rb_table_col(t, "index"), cy = rb_table_col(t, "pred"),
+         cz = rb_table_col(t, "label");
+    if (cl < 0 || cs < 0 || cm < 0 || cp < 0 || ci < 0 || cy < 0 || cz < 0)
+        RB_FAIL(e, RB_EINVAL, "%s: expected columns layer,split,method,params,index,pred,label "
                               "(written by repbench run --predictions)", path);
     for (size_t r = 1; r <= t->nrow;) {
         size_t s = r;
         const char *l = rb_table_get(t, r, (size_t)cl), *m = rb_table_get(t, r, (size_t)cm),
-                   *q = rb_table_get(t, r, (size_t)cp);
+                   *q = rb_table_get(t, r, (size_t)cp), *sp = rb_table_get(t, r, (size_t)cs);
         while (r <= t->nrow && !strcmp(rb_table_get(t, r, (size_t)cl), l) &&
-               !strcmp(rb_table_get(t, r, (size_t)cm), m) && !strcmp(rb_table_get(t, r, (size_t)cp), q))
+               !strcmp(rb_table_get(t, r, (size_t)cs), sp) && !strcmp(rb_table_get(t, r, (size_t)cm), m) &&
+               !strcmp(rb_table_get(t, r, (size_t)cp), q))
             r++;
         size_t n = r - s;
         pblock *nb = realloc(p->blk, (p->nblk + 1) * sizeof *nb);
@@ -106,6 +109,7 @@ static int index_blocks(pset *p, const char *path, rb_err *e)
         pblock *b = &p->blk[p->nblk];
         memset(b, 0, sizeof *b);
         b->layer = l;
+        b->split = sp;
         b->method = m;
         b->params = q;
         b->n = n;
@@ -128,33 +132,42 @@ static int index_blocks(pset *p, const char *path, rb_err *e)
     return RB_OK;
 }
 
+/* Load the results set in dir.  p->usable = 0 (and RB_OK) when it is not one
+ * dump's probe results: unreadable (the report names it), several models
+ * (weights/), no test top1 row.  Predictions are optional (no paired
+ * comparison without them; effective robustness needs none). */
 static int pset_load(pset *p, const char *dir, rb_err *e)
 {
     char path[4200];
     snprintf(p->dir, sizeof p->dir, "%s", dir);
     snprintf(path, sizeof path, "%s/results.csv", dir);
-    int rc = rb_csvread_file(path, &p->rows, NULL, 0, e);
-    if (rc) return rc;
-    if (p->rows.n == 0) RB_FAIL(e, RB_EINVAL, "%s: no rows", path);
+    rb_err fe = {0};
+    int rc = rb_csvread_file(path, &p->rows, NULL, 0, &fe);
+    if (rc == RB_ENOMEM) RB_FAIL(e, RB_ENOMEM, "%s", fe.msg);
+    if (rc || p->rows.n == 0) return RB_OK;
+    int any = 0;
+    for (size_t i = 0; i < p->rows.n && !any; i++)
+        any = !strcmp(p->rows.rows[i].metric, "top1") && !strcmp(p->rows.rows[i].split, "test");
+    if (!any) return RB_OK;
     snprintf(p->model, sizeof p->model, "%s", p->rows.rows[0].model);
     snprintf(p->dataset, sizeof p->dataset, "%s", p->rows.rows[0].dataset);
     p->layers = calloc(p->rows.n, sizeof *p->layers);
     if (!p->layers) RB_FAIL(e, RB_ENOMEM, "out of memory");
     for (size_t i = 0; i < p->rows.n; i++) {
         const rb_row *r = &p->rows.rows[i];
-        if (strcmp(r->model, p->model) || strcmp(r->dataset, p->dataset))
-            RB_FAIL(e, RB_EINVAL, "%s: rows of several models (%s, %s): one dump per results set expected", path,
-                    p->model, r->model);
+        if (strcmp(r->model, p->model) || strcmp(r->dataset, p->dataset)) return RB_OK;
         if (!r->layer[0] || strchr(r->layer, '|') || layer_index(p, r->layer) >= 0) continue;
         snprintf(p->layers[p->nl++], RB_NAME_MAX, "%s", r->layer);
     }
+    p->usable = 1;
     snprintf(path, sizeof path, "%s/predictions.csv", dir);
+    if (access(path, F_OK) != 0) return RB_OK;
     if ((rc = rb_table_read(path, &p->tab, e))) return rc;
     return index_blocks(p, path, e);
 }
 
 /* Directories below dir (byte order, at most 3 deep, not figures/ or
- * compare/) holding both results.csv and predictions.csv. */
+ * compare/) holding a results.csv. */
 static int find_sets(const char *dir, int depth, char (**out)[4096], size_t *n, rb_err *e)
 {
     struct dirent **ents = NULL;
@@ -171,7 +184,8 @@ static int find_sets(const char *dir, int depth, char (**out)[4096], size_t *n, 
         has_res |= !strcmp(ents[i]->d_name, "results.csv");
         has_pred |= !strcmp(ents[i]->d_name, "predictions.csv");
     }
-    if (has_res && has_pred) {
+    (void)has_pred;
+    if (has_res) {
         char (*p)[4096] = realloc(*out, (*n + 1) * sizeof *p);
         if (!p) rc = rb_fail(e, RB_ENOMEM, "out of memory");
         else {
@@ -216,7 +230,7 @@ static const rb_row *pick(const pset *p, const char *method, const char *params,
 static const pblock *find_block(const pset *p, const char *layer, const char *method, const char *params)
 {
     for (size_t i = 0; i < p->nblk; i++)
-        if (!strcmp(p->blk[i].layer, layer) && !strcmp(p->blk[i].method, method) &&
+        if (!strcmp(p->blk[i].layer, layer) && !strcmp(p->blk[i].split, "test") && !strcmp(p->blk[i].method, method) &&
             !strcmp(p->blk[i].params, params))
             return &p->blk[i];
     return NULL;
@@ -302,6 +316,119 @@ static int compare_pair(const pset *a, const pset *b, int boot, uint64_t seed, r
     return rc;
 }
 
+/* The test / split top1 rows of (method, params) at p's best test layer. */
+static int at_best(const pset *p, const char *method, const char *params, const char *split, const rb_row **te,
+                   const rb_row **sh)
+{
+    *te = pick(p, method, params, 0);
+    *sh = NULL;
+    if (!*te) return 0;
+    for (size_t i = 0; i < p->rows.n && !*sh; i++) {
+        const rb_row *r = &p->rows.rows[i];
+        if (!strcmp(r->metric, "top1") && !strcmp(r->split, split) && !strcmp(r->method, method) &&
+            !strcmp(r->params, params) && !strcmp(r->layer, (*te)->layer) && !isnan(r->value))
+            *sh = r;
+    }
+    return *sh != NULL;
+}
+
+/* Effective robustness per (dataset, probe, shift_* split) over the models
+ * (3 or more) scored on test and that split, each at its best test layer:
+ * rows "er_slope", "er_intercept" (model "*", 95 % interval from the
+ * standard errors), and per model "shift_predicted" and "eff_robustness". */
+static int robustness(const pset *ps, size_t nd, uint64_t seed, rb_rows *out, rb_err *e)
+{
+    int rc = RB_OK;
+    size_t *mem = malloc((nd ? nd : 1) * sizeof *mem);
+    double *buf = malloc((nd ? nd : 1) * 4 * sizeof *buf);
+    long *nn = malloc((nd ? nd : 1) * 2 * sizeof *nn);
+    const rb_row **rte = malloc((nd ? nd : 1) * 2 * sizeof *rte);
+    if (!mem || !buf || !nn || !rte) {
+        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+        goto out;
+    }
+    const rb_row **rsh = rte + nd;
+    for (size_t a = 0; a < nd && rc == RB_OK; a++) {
+        if (!ps[a].usable) continue;
+        /* each (method, params, shift split) once: at its first row in the first set of its dataset */
+        for (size_t i = 0; i < ps[a].rows.n && rc == RB_OK; i++) {
+            const rb_row *r = &ps[a].rows.rows[i];
+            if (strcmp(r->metric, "top1") || strncmp(r->split, "shift_", 6)) continue;
+            int seen = 0;
+            for (size_t q = 0; q <= a && !seen; q++) {
+                if (!ps[q].usable || strcmp(ps[q].dataset, ps[a].dataset)) continue;
+                size_t lim = q == a ? i : ps[q].rows.n;
+                for (size_t j = 0; j < lim && !seen; j++) {
+                    const rb_row *x = &ps[q].rows.rows[j];
+                    seen = !strcmp(x->metric, "top1") && !strcmp(x->split, r->split) && !strcmp(x->method, r->method) &&
+                           !strcmp(x->params, r->params);
+                }
+            }
+            if (seen) continue;
+            size_t m = 0;
+            for (size_t q = 0; q < nd; q++) {
+                if (!ps[q].usable || strcmp(ps[q].dataset, ps[a].dataset)) continue;
+                if (!at_best(&ps[q], r->method, r->params, r->split, &rte[m], &rsh[m])) continue;
+                mem[m++] = q;
+            }
+            if (m < 3) continue;
+            double *aid = buf, *ash = buf + m, *pred = buf + 2 * m, *er = buf + 3 * m;
+            for (size_t k = 0; k < m; k++) {
+                aid[k] = rte[k]->value;
+                ash[k] = rsh[k]->value;
+                nn[k] = rte[k]->n;
+                nn[nd + k] = rsh[k]->n;
+            }
+            rb_er_fit fit;
+            rb_err fe = {0};
+            if (rb_effective_robustness(aid, ash, nn, nn + nd, m, &fit, pred, er, &fe)) continue;
+            char params[RB_PARAMS_MAX], p2[RB_PARAMS_MAX];
+            rb_params_with(p2, sizeof p2, r->params, "at=best");
+            rb_params_with(params, sizeof params, p2, "fit=probit");
+            for (size_t k = 0; k <= m && rc == RB_OK; k++) {
+                for (int w = 0; w < (k < m ? 2 : 3) && rc == RB_OK; w++) {
+                    rb_row *o = rb_rows_push(out);
+                    if (!o) {
+                        rc = rb_fail(e, RB_ENOMEM, "out of memory");
+                        break;
+                    }
+                    fmtb(o->model, sizeof o->model, "%s", k < m ? ps[mem[k]].model : "*");
+                    fmtb(o->dataset, sizeof o->dataset, "%s", ps[a].dataset);
+                    fmtb(o->layer, sizeof o->layer, "%s", k < m ? rte[k]->layer : "");
+                    fmtb(o->split, sizeof o->split, "%s", r->split);
+                    fmtb(o->method, sizeof o->method, "%s", r->method);
+                    fmtb(o->params, sizeof o->params, "%s", params);
+                    o->ci_low = o->ci_high = NAN;
+                    o->seed = seed;
+                    o->seconds = 0;
+                    if (k < m) {
+                        o->n = rsh[k]->n;
+                        fmtb(o->metric, sizeof o->metric, "%s", w ? "eff_robustness" : "shift_predicted");
+                        o->value = w ? er[k] : pred[k];
+                    } else {
+                        o->n = (long)m;
+                        static const char *const nm[3] = {"er_slope", "er_intercept", "er_models"};
+                        fmtb(o->metric, sizeof o->metric, "%s", nm[w]);
+                        double v = w == 0 ? fit.slope : w == 1 ? fit.intercept : (double)m;
+                        double se = w == 0 ? fit.se_slope : fit.se_intercept;
+                        o->value = v;
+                        if (w < 2) {
+                            o->ci_low = v - 1.96 * se;
+                            o->ci_high = v + 1.96 * se;
+                        }
+                    }
+                }
+            }
+        }
+    }
+out:
+    free(mem);
+    free(buf);
+    free(nn);
+    free(rte);
+    return rc;
+}
+
 int rb_compare_dir(const char *dir, int boot, uint64_t seed, void (*warn)(const char *msg), size_t *nrows,
                    rb_err *e)
 {
@@ -321,9 +448,12 @@ int rb_compare_dir(const char *dir, int boot, uint64_t seed, void (*warn)(const 
         if ((rc = pset_load(&ps[i], dirs[i], e))) goto out;
     for (size_t i = 0; i < nd; i++)
         for (size_t j = i + 1; j < nd; j++) {
-            if (strcmp(ps[i].dataset, ps[j].dataset) || !strcmp(ps[i].model, ps[j].model)) continue;
+            if (!ps[i].usable || !ps[j].usable || !ps[i].nblk || !ps[j].nblk ||
+                strcmp(ps[i].dataset, ps[j].dataset) || !strcmp(ps[i].model, ps[j].model))
+                continue;
             if ((rc = compare_pair(&ps[i], &ps[j], boot, seed, &out, warn, e))) goto out;
         }
+    if ((rc = robustness(ps, nd, seed, &out, e))) goto out;
     char cdir[4200], path[4300];
     snprintf(cdir, sizeof cdir, "%s/compare", dir);
     snprintf(path, sizeof path, "%s/results.csv", cdir);

@@ -208,7 +208,8 @@ def main(argv):
         rs = rows(os.path.join(o, "results.csv"))
         top_rk, s_rk = val(rs, "knn", "k=20;vote=majority", "top1")
         top_rkw, _ = val(rs, "knn", "T=0.07;k=20;vote=weighted", "top1")
-        gemm_s, _ = val(rs, "knn", "", "gemm_seconds")
+        gemm_s = next(t["seconds"] for t in json.load(open(os.path.join(o, "run.json")))["timings"]
+                      if t["method"] == "knn" and t["name"] == "gemm_seconds")
         # sklearn knn
         js = os.path.join(work, f"sk_knn_{d}.json")
         w_sk, c_sk, m_sk = timed([PY, me, "--sk-knn", dump, js])

@@ -98,6 +98,8 @@ import csv, sys
 p = list(csv.DictReader(open(sys.argv[1] + "/predictions.csv")))
 r = [x for x in csv.DictReader(open(sys.argv[1] + "/results.csv")) if x["metric"] == "top1"]
 assert len(p) == 100 * len(r), (len(p), len(r))
+assert list(p[0]) == ["layer", "split", "method", "params", "index", "pred", "label"], list(p[0])
+assert all(x["split"] == "test" for x in p)
 assert r[0]["ci_low"] == "" and r[0]["ci_high"] == ""
 PY
 # cka_cross: a dump against itself gives CKA 1 on the diagonal; a dump of

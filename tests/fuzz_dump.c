@@ -1,6 +1,7 @@
 /*
  * fuzz_dump.c -- libFuzzer entry point for the dump reader (STYLE.md 2.9).
- * Not built by `make`; build and run by hand:
+ * `make fuzz` builds and runs it with the other targets (seed corpus
+ * tests/fuzz/dump/); by hand:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
  *     $(pkg-config --cflags hdf5) tests/fuzz_dump.c datasets/dump.c core/core.c \

@@ -402,10 +402,13 @@ static void test_curve_fewshot(void)
         int prev = openblas_get_num_threads();
         rb_rows r1 = {0}, r3 = {0};
         openblas_set_num_threads(1);
+        rb_workers_set(1);
         CHECK_INT((m ? rb_fewshot_run : rb_curve_run)(&t, &r1, &e), RB_OK);
         openblas_set_num_threads(3);
+        rb_workers_set(3);
         CHECK_INT((m ? rb_fewshot_run : rb_curve_run)(&t, &r3, &e), RB_OK);
         openblas_set_num_threads(prev);
+        rb_workers_set(1);
         int same = r1.n == r3.n && r1.n > 0;
         for (size_t i = 0; same && i < r1.n; i++)
             same = strcmp(r1.rows[i].params, r3.rows[i].params) == 0 &&

@@ -38,6 +38,7 @@ MODELS = {"alpha": (("stem", 5), ("block_10", 9), ("block_2", 7)),
           "beta": (("stem", 4), ("block_2", 6), ("block_10", 8), ("pool", 8)),
           "gamma": (("embed", 6), ("out", 3))}
 SIGNAL = {"alpha": 1.6, "beta": 1.1, "gamma": 0.7}
+SHIFT_NOISE = {"alpha": 2.0, "beta": 1.6, "gamma": 1.2}   # noise sd of the shifted test set
 K, NTR, NTE = 4, 240, 160
 
 
@@ -54,14 +55,14 @@ def gen(out):
                 f.attrs["model"] = m
                 f.attrs["dataset"] = "toy"
                 f.attrs["step"] = step
-                for s, y in (("train", ytr), ("test", yte)):
+                for s, y in (("train", ytr), ("test", yte), ("shift_noisy", yte)):
                     f[f"labels/{s}"] = y
                 for depth, (name, d) in enumerate(layers, 1):
                     # signal grows with depth and with training
                     sig = SIGNAL[m] * (0.4 + 0.6 * depth / len(layers)) * (1.0 if step else 0.55)
                     mu = np.random.default_rng(7 + mi * 10 + depth).normal(size=(K, d))
-                    for s, y in (("train", ytr), ("test", yte)):
-                        x = (sig * mu[y] + r.normal(size=(len(y), d))).astype(np.float32)
+                    for s, y, sd in (("train", ytr, 1.0), ("test", yte, 1.0), ("shift_noisy", yte, SHIFT_NOISE[m])):
+                        x = (sig * mu[y] + sd * r.normal(size=(len(y), d))).astype(np.float32)
                         ds = f.create_dataset(f"features/{s}/{name}", data=x)
                         ds.attrs["depth"] = depth
     print(f"wrote {2 * len(MODELS)} dumps to {out}")
@@ -103,6 +104,8 @@ def do_check(out):
         res = rows(os.path.join(d, "results.csv"))
         preds = {}
         for r in rows(os.path.join(d, "predictions.csv")):
+            if r["split"] != "test":
+                continue
             preds.setdefault((r["layer"], r["method"], r["params"]), []).append(
                 (int(r["index"]), int(r["pred"]), int(r["label"])))
         model = res[0]["model"]
@@ -126,11 +129,14 @@ def do_check(out):
     check(len(cmp) > 0, "compare/results.csv has rows")
     by = {}
     for r in cmp:
+        if r["split"] != "test":
+            continue
         by.setdefault((r["model"], r["layer"], r["method"], r["params"]), {})[r["metric"]] = r
     pairs = {k[0] for k in by}
     check(len(pairs) == 15, f"{len(pairs)} model pairs compared, want 15")
     nprobe = len({(r["method"], r["params"]) for r in sets["alpha@0"][0]
                   if r["metric"] == "top1" and r["split"] == "test"})
+    by = {k: v for k, v in by.items() if "acc_diff" in v}
     check(len(by) == 15 * nprobe * 2, f"{len(by)} comparisons, want 15 pairs x {nprobe} probes x 2 layers")
     for (model, layer, method, params), m in by.items():
         a, b = model.split("|")
@@ -165,6 +171,45 @@ def do_check(out):
         p = binomtest(nb, nb + nc, 0.5).pvalue if nb + nc else 1.0
         check(close(num(m["mcnemar_p"]["value"]), p), f"{tag}: mcnemar_p {m['mcnemar_p']['value']}, scipy {p}")
 
+    # Effective robustness: probit fit over the 6 models at their best test layer.
+    from scipy.stats import norm
+    er = [r for r in cmp if r["split"] == "shift_noisy"]
+    keys = {(r["method"], r["params"]) for r in er}
+    check(len(keys) == nprobe, f"effective robustness for {len(keys)} probes, want {nprobe}")
+    for method, params in keys:
+        base = ";".join(x for x in params.split(";") if not x.startswith(("at=", "fit=")))
+        xs, ys, names = [], [], []
+        for model, (res, _) in sorted(sets.items()):
+            t = top1(res, method, base)
+            order = layers_of(res)
+            b = max(t, key=lambda r: (float(r["value"]), -order.index(r["layer"])))
+            sh = [r for r in res if r["metric"] == "top1" and r["split"] == "shift_noisy" and r["method"] == method
+                  and r["params"] == base and r["layer"] == b["layer"]][0]
+            clamp = lambda a, n: min(max(a, 0.5 / n), 1 - 0.5 / n)
+            xs.append(norm.ppf(clamp(float(b["value"]), int(b["n"]))))
+            ys.append(norm.ppf(clamp(float(sh["value"]), int(sh["n"]))))
+            names.append((model, b["layer"], float(sh["value"])))
+        xs, ys = np.array(xs), np.array(ys)
+        slope, icpt = np.polyfit(xs, ys, 1)
+        res_ = ys - (slope * xs + icpt)
+        s2 = res_ @ res_ / (len(xs) - 2)
+        sxx = ((xs - xs.mean()) ** 2).sum()
+        se_s, se_i = math.sqrt(s2 / sxx), math.sqrt(s2 * (1 / len(xs) + xs.mean() ** 2 / sxx))
+        fit = {r["metric"]: r for r in er if r["method"] == method and r["params"] == params and r["model"] == "*"}
+        tag = f"ER {method} {params}"
+        check(close(num(fit["er_slope"]["value"]), slope, 1e-9) and close(num(fit["er_intercept"]["value"]), icpt, 1e-9),
+              f"{tag}: slope/intercept {fit['er_slope']['value']}/{fit['er_intercept']['value']} vs numpy {slope}/{icpt}")
+        check(close(num(fit["er_slope"]["ci_low"]), slope - 1.96 * se_s, 1e-9) and
+              close(num(fit["er_intercept"]["ci_high"]), icpt + 1.96 * se_i, 1e-9), f"{tag}: standard errors")
+        check(num(fit["er_models"]["value"]) == 6, f"{tag}: models in the fit")
+        for (model, layer, acc_sh), x in zip(names, xs):
+            row = {r["metric"]: r for r in er if r["method"] == method and r["params"] == params and r["model"] == model}
+            pred = norm.cdf(slope * x + icpt)
+            check(row["eff_robustness"]["layer"] == layer, f"{tag}: {model} layer")
+            check(close(num(row["shift_predicted"]["value"]), pred, 1e-9) and
+                  close(num(row["eff_robustness"]["value"]), acc_sh - pred, 1e-9),
+                  f"{tag}: {model} ER {row['eff_robustness']['value']} vs {acc_sh - pred}")
+
     md = open(os.path.join(out, "summary.md")).read()
     check("## Models compared on toy (6 dumps)" in md, "summary.md: comparison section")
     check("**Best:**" in md and "**Comparison:**" in md, "summary.md: verdict lines")
@@ -175,14 +220,14 @@ def do_check(out):
         params = params.strip()
         res = sets[model][0]
         t = {r["layer"]: r for r in top1(res, method, params)}
-        check(bl in t and abs(float(bv) - float(t[bl]["value"])) <= 5e-5 and
-              abs(float(bv) - max(float(r["value"]) for r in t.values())) <= 5e-5,
+        check(bl in t and abs(float(bv) - float(t[bl]["value"])) <= 5.1e-5 and
+              abs(float(bv) - max(float(r["value"]) for r in t.values())) <= 5.1e-5,
               f"leaderboard {model} {method}: best {bl} {bv}")
         ci = t.get(bl)
         if ci and ci["ci_low"]:
             check(bci.strip() == f"[{float(ci['ci_low']):.4f}, {float(ci['ci_high']):.4f}]",
                   f"leaderboard {model} {method}: interval {bci}")
-        check(ll == layers_of(res)[-1] and abs(float(lv) - float(t[ll]["value"])) <= 5e-5,
+        check(ll == layers_of(res)[-1] and abs(float(lv) - float(t[ll]["value"])) <= 5.1e-5,
               f"leaderboard {model} {method}: last {ll} {lv}")
     cm_rows = re.findall(r"^\| (\w+@\d+) \| (\w+@\d+) \| ([^|]*) \| (\w+\\\|\w+) \| ([\d.]+) \| ([\d.]+) \| "
                          r"(-?[\d.]+) \| ([^|]+) \| ([^|]+) \| (\d+) \| (\d+) \| ([^|]+) \|", md, re.M)
@@ -193,8 +238,8 @@ def do_check(out):
         check(m is not None, f"summary comparison {key} not in compare/results.csv")
         if not m:
             continue
-        check(abs(float(acca) - num(m["acc_a"]["value"])) <= 5e-5 and
-              abs(float(diff) - num(m["acc_diff"]["value"])) <= 5e-5 and
+        check(abs(float(acca) - num(m["acc_a"]["value"])) <= 5.1e-5 and
+              abs(float(diff) - num(m["acc_diff"]["value"])) <= 5.1e-5 and
               ci.strip() == f"[{num(m['acc_diff']['ci_low']):.4f}, {num(m['acc_diff']['ci_high']):.4f}]" and
               int(na) == int(float(m["n_a_only"]["value"])) and
               abs(float(p) - num(m["mcnemar_p"]["value"])) <= 5e-4 * max(1e-300, num(m["mcnemar_p"]["value"])) + 1e-300,
@@ -229,6 +274,9 @@ def do_check(out):
           "relative-depth logreg figure drawn")
     check(len(glob.glob(os.path.join(out, "figures", "*comparison*compare*.png"))) == 1,
           "comparison forest figure drawn")
+    check(len(glob.glob(os.path.join(out, "figures", "*comparison*robustness_logreg_shift_noisy*.png"))) == 1,
+          "effective-robustness figure drawn")
+    check("**Effective robustness** (logreg on shift_noisy, 6 models)" in md, "summary.md: effective robustness verdict")
 
 
 if sys.argv[1] == "gen":

@@ -30,4 +30,11 @@ cmp -s "$T/c0" "$T/c7" && { echo "FAIL: --seed 7 gave the same intervals"; fail=
 cmp -s <(cut -d, -f1-8 "$T/c0") <(cut -d, -f1-8 "$T/c7") && echo "ok: only the intervals depend on the seed" \
     || { echo "FAIL: values changed with the seed"; fail=1; }
 "$RB" report --seed -1 "$T/out" 2>"$T/err"; [ $? = 2 ] && echo "ok: bad --seed refused" || { echo "FAIL: --seed -1 accepted"; fail=1; }
+# The page with the comparison section renders in headless Chromium without a console message.
+"$RB" report "$T/out" 2>/dev/null
+make --no-print-directory -C "$HERE/.." plots-check OUT="$T/out" >"$T/pc.log" 2>&1 \
+    && echo "ok: index.html with the comparison section renders without console messages" \
+    || { echo "FAIL: plots-check"; tail -5 "$T/pc.log"; fail=1; }
+grep -q 'id="dump-comparison' "$T/out/index.html" && echo "ok: index.html has the comparison section" \
+    || { echo "FAIL: no comparison section in index.html"; fail=1; }
 exit $fail
