@@ -42,12 +42,19 @@ import time
 
 import numpy as np
 
+
+def die(msg):
+    """One line naming the file and the problem on stderr, exit status 2."""
+    print("sample_fmnist.py: " + msg, file=sys.stderr)
+    sys.exit(2)
+
+
 try:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:
-    sys.exit("sample_fmnist.py: needs PyTorch (Debian: apt-get install python3-torch)")
+    die("needs PyTorch (Debian: apt-get install python3-torch)")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_torch import ExportError, export_features, export_weights  # noqa: E402
@@ -63,22 +70,23 @@ def read_idx(path, images):
     try:
         with gzip.open(path, "rb") as g:
             b = g.read()
-    except OSError as e:
-        sys.exit("sample_fmnist.py: %s: %s (Debian: apt-get install dataset-fashion-mnist)" %
-                 (path, e.strerror or e))
+    except FileNotFoundError as e:
+        die("%s: %s (Debian: apt-get install dataset-fashion-mnist)" % (path, e.strerror))
+    except (OSError, EOFError) as e:
+        die("%s: not a readable gzip file: %s" % (path, e))
     magic = int.from_bytes(b[0:4], "big")
     if magic != (2051 if images else 2049):
-        raise SystemExit("%s: bad idx magic number %d" % (path, magic))
+        die("%s: bad idx magic number %d" % (path, magic))
     n = int.from_bytes(b[4:8], "big")
     if images:
         r, c = int.from_bytes(b[8:12], "big"), int.from_bytes(b[12:16], "big")
         a = np.frombuffer(b, np.uint8, offset=16)
         if a.size != n * r * c:
-            raise SystemExit("%s: %d bytes of pixels for %d images of %dx%d" % (path, a.size, n, r, c))
+            die("%s: %d bytes of pixels for %d images of %dx%d" % (path, a.size, n, r, c))
         return a.reshape(n, r, c)
     a = np.frombuffer(b, np.uint8, offset=8)
     if a.size != n:
-        raise SystemExit("%s: %d labels, header says %d" % (path, a.size, n))
+        die("%s: %d labels, header says %d" % (path, a.size, n))
     return a
 
 
@@ -86,7 +94,7 @@ def load(data_dir, prefix):
     x = read_idx(os.path.join(data_dir, prefix + "-images-idx3-ubyte.gz"), True)
     y = read_idx(os.path.join(data_dir, prefix + "-labels-idx1-ubyte.gz"), False)
     if len(x) != len(y):
-        raise SystemExit("%s/%s: %d images but %d labels" % (data_dir, prefix, len(x), len(y)))
+        die("%s/%s: %d images but %d labels" % (data_dir, prefix, len(x), len(y)))
     return x, torch.from_numpy(y.astype(np.int64))
 
 
@@ -248,5 +256,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except ExportError as e:
-        print("sample_fmnist.py: %s" % e, file=sys.stderr)
-        sys.exit(2)
+        die(str(e))
