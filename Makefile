@@ -41,7 +41,8 @@ all: deps $(BIN)
 # ---------------------------------------------------------------- packages
 DEB_PKGS := build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev \
             libhdf5-dev libcsv-dev gnuplot-nox python3-sklearn python3-scipy \
-            python3-h5py python3-numpy python3-torch dataset-fashion-mnist
+            python3-h5py python3-numpy python3-torch dataset-fashion-mnist \
+            clang libclang-rt-14-dev chromium
 deps:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null \
 	    | awk '$$NF!="installed"{print $$1}'; \
@@ -118,6 +119,7 @@ test: deps
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory xcheck
 	$(MAKE) --no-print-directory test-san
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@echo "make test: all passed"
 
 # ------------------------------------------------------------------- sweep
@@ -129,12 +131,15 @@ SAMPLES := datasets/sample/gmm_small.h5 datasets/sample/gmm_wide.h5
 SWEEP_EXTRA :=
 
 samples: $(SAMPLES)
-datasets/sample/gmm_small.h5: | bin/repbench
+# The samples carry every optional array (shift split, tokens on gmm_small,
+# text, groups) so that the sweep runs every method; regenerated when these
+# lines change (the Makefile is a prerequisite).
+datasets/sample/gmm_small.h5: Makefile | bin/repbench
 	@mkdir -p $(@D)
-	bin/repbench gen gmm --seed 1 --classes 10 --dim 64 --layers 6 --n-train 3000 --n-test 1000 --n-ood 500 --sep1 2 --sd1 0.8 --model gmm_small -o $@
-datasets/sample/gmm_wide.h5: | bin/repbench
+	bin/repbench gen gmm --seed 1 --classes 10 --dim 64 --layers 6 --n-train 3000 --n-test 1000 --n-ood 500 --sep1 2 --sd1 0.8 --n-shift 500 --tokens 6 --text --groups --model gmm_small -o $@
+datasets/sample/gmm_wide.h5: Makefile | bin/repbench
 	@mkdir -p $(@D)
-	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --sep1 2.5 --sd1 0.7 --model gmm_wide -o $@
+	bin/repbench gen gmm --seed 2 --classes 20 --dim 256 --layers 4 --n-train 4000 --n-test 2000 --n-ood 1000 --sep1 2.5 --sd1 0.7 --n-shift 1000 --text --groups --model gmm_wide -o $@
 
 # The (dump, family) targets, the theory checks and the weight methods are
 # one parallel make: SWEEP_JOBS of them at a time (default: the core count)
@@ -181,7 +186,7 @@ bench: deps bin/repbench
 -include $(sort $(wildcard mk/rules_*.mk))
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin
 
 # ------------------------------------------------------------------- fuzz
 # libFuzzer targets (clang, ASan+UBSan): the dump reader, the safetensors

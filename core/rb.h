@@ -221,6 +221,8 @@ typedef struct rb_source {
      * RB_EINVAL with code when absent.  May be NULL. */
     int (*read_array)(void *h, const char *path, float **out, size_t dims[4],
                       int *rank, rb_err *e);
+    size_t ntext;                    /* /text/<name> sets (zero-shot), */
+    const char *const *text_names;   /* their names; may be NULL when 0 */
 } rb_source;
 
 /* Index of a split by name, or -1. */

@@ -87,6 +87,7 @@ struct rb_dump {
     int k;                     /* classes */
     strlist classes;           /* /classes names */
     strlist arrays;            /* optional arrays, one line each */
+    strlist texts;             /* /text/<name> names (good ones) */
     strlist ignored;           /* unknown groups/datasets/attributes */
     strlist child_attrs;       /* the guard child's "(attribute)" lines */
     int have_child_attrs;      /* 1: list attributes from child_attrs */
@@ -735,11 +736,25 @@ static void scan_labels(rb_dump *d, split *sp)
         prob(d, RB_EINVAL, path, "N = %zu labels do not fit in memory", sp->n);
         goto out;
     }
-    if (H5Dread(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    /* Unsigned labels are read as unsigned: HDF5 would clamp 2^64 - 1 to
+     * LLONG_MAX when converting to a signed type, and the message would name
+     * a label the file does not hold. */
+    hid_t lt = H5Dget_type(ds);
+    int is_unsigned = lt >= 0 && H5Tget_sign(lt) == H5T_SGN_NONE;
+    if (lt >= 0) H5Tclose(lt);
+    if (H5Dread(ds, is_unsigned ? H5T_NATIVE_ULLONG : H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         char why[200];
         h5_errdesc(why);
         prob(d, RB_EIO, path, "read failed%s%s", why[0] ? ": " : "", why);
         goto out;
+    }
+    for (size_t i = 0; is_unsigned && i < sp->n; i++) {
+        unsigned long long u;
+        memcpy(&u, &buf[i], sizeof u);
+        if (u >= (unsigned long long)RB_DUMP_MAX_CLASSES) {
+            prob(d, RB_EINVAL, path, "label %llu at row %zu (more than %d classes)", u, i, RB_DUMP_MAX_CLASSES);
+            goto out;
+        }
     }
     for (size_t i = 0; i < sp->n; i++) {
         if (buf[i] < 0) {
@@ -1014,11 +1029,37 @@ static void check_classes(rb_dump *d)
     }
 }
 
+/* /text/<name> is [C, D] or a prompt ensemble [C, P, D]. */
+#define RANK_2_OR_3 23
+
+/* Group ids (rank 1, n of them): integers in [0, 2^24), so that they are
+ * exact as the floats read_array hands out.  Returns 1 when good. */
+static int int_ids_ok(rb_dump *d, hid_t ds, const char *path, size_t n)
+{
+    long long *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) {
+        d->oom = 1;
+        return 0;
+    }
+    int ok = 1;
+    if (n && H5Dread(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
+        prob(d, RB_EIO, path, "cannot read");
+        ok = 0;
+    }
+    for (size_t i = 0; ok && i < n; i++)
+        if (v[i] < 0 || v[i] >= (1LL << 24)) {
+            prob(d, RB_EINVAL, path, "group id %lld of sample %zu outside [0, 2^24)", v[i], i);
+            ok = 0;
+        }
+    free(v);
+    return ok;
+}
+
 /* One optional float array name (at path) in group loc: rank rank_want,
  * and N equal to split si's (si < 0: no split); listed in d->arrays when
  * good, a problem otherwise (hint follows the rank message). */
 static void scan_array(rb_dump *d, hid_t loc, const char *name, const char *path, int rank_want,
-                       int si, const char *hint)
+                       int si, const char *hint, int want_int)
 {
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
     int r;
@@ -1027,13 +1068,16 @@ static void scan_array(rb_dump *d, hid_t loc, const char *name, const char *path
     char dt[24], shp[96], line[1100];
     if (ds < 0 || dset_info(ds, &r, dims, &cl, dt) < 0) {
         prob(d, RB_EIO, path, "cannot open dataset");
-    } else if (r != rank_want) {
-        prob(d, RB_EINVAL, path, "rank %d, expected %d%s", r, rank_want, hint);
-    } else if (cl != H5T_FLOAT) {
-        prob(d, RB_EINVAL, path, "dtype %s, expected float", dt);
+    } else if (rank_want == RANK_2_OR_3 ? (r != 2 && r != 3) : r != rank_want) {
+        if (rank_want == RANK_2_OR_3) prob(d, RB_EINVAL, path, "rank %d, expected 2 or 3%s", r, hint);
+        else prob(d, RB_EINVAL, path, "rank %d, expected %d%s", r, rank_want, hint);
+    } else if (cl != (want_int ? H5T_INTEGER : H5T_FLOAT)) {
+        prob(d, RB_EINVAL, path, "dtype %s, expected %s", dt, want_int ? "int" : "float");
     } else if (si >= 0 && d->sp[si].n_known && dims[0] != d->sp[si].n) {
         prob(d, RB_EINVAL, path, "N = %llu, but split %s has N = %zu",
              (unsigned long long)dims[0], d->sp[si].name, d->sp[si].n);
+    } else if (want_int && !int_ids_ok(d, ds, path, (size_t)dims[0])) {
+        /* problem recorded */
     } else {
         shape_str(shp, sizeof shp, r, dims);
         fmtb(line, sizeof line, "%s %s %s", path, shp, dt);
@@ -1042,9 +1086,10 @@ static void scan_array(rb_dump *d, hid_t loc, const char *name, const char *path
     if (ds >= 0) H5Dclose(ds);
 }
 
-/* Optional arrays: /logits/<split>, /text/<name>, /tokens/<split>/<layer>. */
+/* Optional arrays: /logits/<split>, /text/<name>, /tokens/<split>/<layer>,
+ * /groups/<split> (int), /text_pairs/<split>. */
 static void scan_optional(rb_dump *d, const char *grp, int rank_want,
-                          int per_split, int nested)
+                          int per_split, int nested, int want_int)
 {
     strlist kids = {0};
     char gpath[300];
@@ -1085,7 +1130,7 @@ static void scan_optional(rb_dump *d, const char *grp, int rank_want,
                         ignore(d, p2, k2);
                         continue;
                     }
-                    scan_array(d, sg, sub.v[j], p2, rank_want, si, " ([N, T, D])");
+                    scan_array(d, sg, sub.v[j], p2, rank_want, si, " ([N, T, D])", want_int);
                 }
             }
             if (sg >= 0) H5Gclose(sg);
@@ -1096,7 +1141,11 @@ static void scan_optional(rb_dump *d, const char *grp, int rank_want,
             ignore(d, path, kind);
             continue;
         }
-        scan_array(d, g, kids.v[i], path, rank_want, si, "");
+        size_t before = d->arrays.n;
+        scan_array(d, g, kids.v[i], path, rank_want, si,
+                   rank_want == RANK_2_OR_3 ? " ([C, D], or [C, P, D] for P prompts)" : "", want_int);
+        if (strcmp(grp, "text") == 0 && d->arrays.n > before && strlist_push(&d->texts, kids.v[i]))
+            d->oom = 1;
     }
 out:
     if (g >= 0) H5Gclose(g);
@@ -1168,15 +1217,17 @@ static void scan(rb_dump *d)
         const char *name;
         int kind;
     } layout[] = {{"features", 'g'}, {"labels", 'g'}, {"tokens", 'g'},
-                  {"logits", 'g'},   {"text", 'g'},   {"classes", 'd'}};
-    int have[6] = {0};
+                  {"logits", 'g'},   {"text", 'g'},   {"classes", 'd'},
+                  {"groups", 'g'},   {"text_pairs", 'g'}};
+    enum { NLAYOUT = sizeof layout / sizeof layout[0] };
+    int have[NLAYOUT] = {0};
     for (size_t i = 0; i < root.n; i++) {
         int kind = obj_kind(d->f, root.v[i]), j;
         char path[300];
         fmtb(path, sizeof path, "/%s", root.v[i]);
-        for (j = 0; j < 6; j++)
+        for (j = 0; j < NLAYOUT; j++)
             if (strcmp(root.v[i], layout[j].name) == 0) break;
-        if (j == 6) {
+        if (j == NLAYOUT) {
             ignore(d, path, kind);
         } else if (kind == 'x') {
             prob(d, RB_EIO, path, "link cannot be resolved");
@@ -1325,9 +1376,11 @@ labels:
     if (have[5]) scan_classes(d);
     if (d->k > 0 && have[5] && d->classes.n > 0 && d->classes.n < (size_t)d->k)
         prob(d, RB_EINVAL, "/classes", "%zu names for %d classes", d->classes.n, d->k);
-    if (have[3]) scan_optional(d, "logits", 2, 1, 0);
-    if (have[4]) scan_optional(d, "text", 2, 0, 0);
-    if (have[2]) scan_optional(d, "tokens", 3, 1, 1);
+    if (have[3]) scan_optional(d, "logits", 2, 1, 0, 0);
+    if (have[4]) scan_optional(d, "text", RANK_2_OR_3, 0, 0, 0);
+    if (have[2]) scan_optional(d, "tokens", 3, 1, 1, 0);
+    if (have[6]) scan_optional(d, "groups", 1, 1, 0, 1);
+    if (have[7]) scan_optional(d, "text_pairs", 2, 1, 0, 0);
 out:
     if (gf >= 0) H5Gclose(gf);
     if (gl >= 0) H5Gclose(gl);
@@ -1391,17 +1444,32 @@ static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
     return rc;
 }
 
-static int src_read_array(void *h, const char *path, float **out,
+/* A path may end in "[r0:r1]": rows [r0, r1) of dimension 0 only (token
+ * arrays are read in row chunks, never whole).  Integer datasets are read
+ * only under /groups/ (ids below 2^24 are exact in float). */
+static int src_read_array(void *h, const char *path_in, float **out,
                           size_t dims[4], int *rank, rb_err *e)
 {
     rb_dump *d = h;
     int rc = RB_OK;
-    hid_t ds = H5I_INVALID_HID, sp = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    hid_t ds = H5I_INVALID_HID, sp = H5I_INVALID_HID, t = H5I_INVALID_HID, ms = H5I_INVALID_HID;
     float *x = NULL;
+    char path[1024];
+    unsigned long long r0 = 0, r1 = 0;
+    int ranged = 0;
     *out = NULL;
+    fmtb(path, sizeof path, "%s", path_in ? path_in : "(null)");
+    char *br = strrchr(path, '[');
+    if (br && path[strlen(path) - 1] == ']') {
+        char tail;
+        if (sscanf(br, "[%llu:%llu%c", &r0, &r1, &tail) != 3 || tail != ']' || r1 < r0)
+            RB_FAIL(e, RB_EINVAL, "%s: %s: bad row range", d->path, path_in);
+        *br = 0;
+        ranged = 1;
+    }
     h5_lock();
-    if (!path || path[0] != '/' || !path_exists(d->f, path)) {
-        rc = rb_fail(e, RB_EINVAL, "%s: %s: absent", d->path, path ? path : "(null)");
+    if (path[0] != '/' || !path_exists(d->f, path)) {
+        rc = rb_fail(e, RB_EINVAL, "%s: %s: absent", d->path, path);
         goto out;
     }
     if ((ds = H5Dopen2(d->f, path, H5P_DEFAULT)) < 0) {
@@ -1420,11 +1488,30 @@ static int src_read_array(void *h, const char *path, float **out,
         rc = rb_fail(e, RB_EINVAL, "%s: %s: rank %d, expected 1 to 4", d->path, path, r);
         goto out;
     }
-    if (H5Tget_class(t) != H5T_FLOAT) {
+    int is_int = strncmp(path, "/groups/", 8) == 0;
+    if (H5Tget_class(t) != (is_int ? H5T_INTEGER : H5T_FLOAT)) {
         char dt[24];
         type_name(t, dt);
-        rc = rb_fail(e, RB_EINVAL, "%s: %s: dtype %s, expected float", d->path, path, dt);
+        rc = rb_fail(e, RB_EINVAL, "%s: %s: dtype %s, expected %s", d->path, path, dt,
+                     is_int ? "int" : "float");
         goto out;
+    }
+    if (ranged) {
+        if (r1 > hd[0]) {
+            rc = rb_fail(e, RB_EINVAL, "%s: %s: rows [%llu, %llu) beyond N = %llu", d->path, path,
+                         r0, r1, (unsigned long long)hd[0]);
+            goto out;
+        }
+        hsize_t start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
+        for (int i = 0; i < r; i++) count[i] = hd[i];
+        start[0] = r0;
+        count[0] = r1 - r0;
+        hd[0] = r1 - r0;
+        if (H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+            (ms = H5Screate_simple(r, count, NULL)) < 0) {
+            rc = rb_fail(e, RB_EIO, "%s: %s: cannot select rows", d->path, path);
+            goto out;
+        }
     }
     size_t n = 1;
     for (int i = 0; i < 4; i++) dims[i] = i < r ? (size_t)hd[i] : 1;
@@ -1439,7 +1526,8 @@ static int src_read_array(void *h, const char *path, float **out,
         rc = rb_fail(e, RB_ENOMEM, "%s: %s: out of memory", d->path, path);
         goto out;
     }
-    if (n && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
+    if (n && H5Dread(ds, H5T_NATIVE_FLOAT, ranged ? ms : H5S_ALL, ranged ? sp : H5S_ALL,
+                     H5P_DEFAULT, x) < 0) {
         rc = rb_fail(e, RB_EIO, "%s: %s: read failed", d->path, path);
         goto out;
     }
@@ -1448,6 +1536,7 @@ static int src_read_array(void *h, const char *path, float **out,
     x = NULL;
 out:
     free(x);
+    if (ms >= 0) H5Sclose(ms);
     if (t >= 0) H5Tclose(t);
     if (sp >= 0) H5Sclose(sp);
     if (ds >= 0) H5Dclose(ds);
@@ -1503,6 +1592,7 @@ void rb_dump_close(rb_dump *d)
     free(d->c);
     strlist_free(&d->classes);
     strlist_free(&d->arrays);
+    strlist_free(&d->texts);
     strlist_free(&d->ignored);
     strlist_free(&d->child_attrs);
     for (size_t i = 0; i < d->npr; i++) free(d->pr[i].msg);
@@ -1542,6 +1632,8 @@ static int fill_source(rb_dump *d)
     s->k = d->k;
     s->read = src_read;
     s->read_array = src_read_array;
+    s->ntext = d->texts.n;
+    s->text_names = (const char *const *)d->texts.v;
     return 0;
 }
 

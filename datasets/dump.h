@@ -5,6 +5,13 @@
  *   /labels/<split>            int32|int64 [N]
  *   /features/<split>/<layer>  float16|32|64 [N, D]  (attr depth=int optional)
  *   /logits/<split>, /text/<name>, /tokens/<split>/<layer>, /classes  optional
+ *   /groups/<split>      int [N], group ids in [0, 2^24)      optional
+ *   /text_pairs/<split>  float [N, D], one text embedding per sample  optional
+ *
+ * The source's read_array reads any of these by path; a path ending in
+ * "[r0:r1]" reads rows [r0, r1) of dimension 0 only (token arrays are read
+ * in row chunks: "/tokens/train/blk11[0:256]"); integer datasets are read
+ * only under /groups/ (converted to float, exact below 2^24).
  *   root attrs (optional): format="repbench-features", version=1, model, dataset,
  *   layers (string list giving the layer order when no depth attributes)
  *
@@ -86,6 +93,8 @@ int rb_dumpw_features_end(rb_dumpw *w, rb_err *e);
 /* Write /labels/<split> as int32. */
 int rb_dumpw_labels(rb_dumpw *w, const char *split, const int32_t *y, size_t n,
                     rb_err *e);
+/* Write /groups/<split> as int32 (group ids). */
+int rb_dumpw_groups(rb_dumpw *w, const char *split, const int32_t *g, size_t n, rb_err *e);
 /* Write any float32 array at an absolute path (e.g. "/logits/test"). */
 int rb_dumpw_array(rb_dumpw *w, const char *path, const float *x, int rank,
                    const size_t *dims, rb_err *e);
@@ -109,6 +118,18 @@ typedef struct {
                            the last layer times this factor (default 2: an
                            over-confident head whose NLL-optimal temperature
                            is 2); 0: no logits */
+    size_t n_shift;   /* labeled shift_noise split size (0 = none): the ID
+                         classes with 1.5x the noise and a fixed offset of
+                         norm sd(l) per layer */
+    int tokens;       /* T > 0: /tokens/{train,test}/<layer> [N, T, d] of
+                         the last two layers: token 0 (CLS) = the feature
+                         row, tokens 1..T-1 = the row plus N(0, sd(l)^2 I) */
+    int text;         /* 1: /text/gmm [k, d] (class directions plus
+                         N(0, 0.3^2 / d) per entry), /text/gmm_prompts
+                         [k, 3, d], /text_pairs/test [n_test, d] (each
+                         last-layer test row plus N(0, sd(L)^2 I)) */
+    int groups;       /* 1: /groups/{train,test,shift_noise}: 2 a_i + (y_i
+                         mod 2), a_i ~ Bernoulli(0.2) (4 groups) */
     uint64_t seed;
 } rb_gen_gmm;
 

@@ -218,13 +218,28 @@ int rb_dumpw_features(rb_dumpw *w, const char *split, const char *layer,
     return rb_dumpw_features_end(w, e);
 }
 
+static int int_vec(rb_dumpw *w, const char *grp, const char *split, const int32_t *y, size_t n,
+                   rb_err *e);
+
 int rb_dumpw_labels(rb_dumpw *w, const char *split, const int32_t *y, size_t n,
                     rb_err *e)
 {
+    return int_vec(w, "/labels", split, y, n, e);
+}
+
+int rb_dumpw_groups(rb_dumpw *w, const char *split, const int32_t *g, size_t n, rb_err *e)
+{
+    return int_vec(w, "/groups", split, g, n, e);
+}
+
+/* An int32 vector grp/split. */
+static int int_vec(rb_dumpw *w, const char *grp, const char *split, const int32_t *y, size_t n,
+                   rb_err *e)
+{
     if (!name_ok(split))
-        return fail_w(w, e, RB_EINVAL, "/labels", "split name must be non-empty, without '/'");
+        return fail_w(w, e, RB_EINVAL, grp, "split name must be non-empty, without '/'");
     char path[300];
-    snprintf(path, sizeof path, "/labels/%s", split);
+    snprintf(path, sizeof path, "%s/%s", grp, split);
     hsize_t dims[1] = {n};
     hid_t ds = make_dset(w, path, H5T_STD_I32LE, 1, dims);
     if (ds < 0) return fail_w(w, e, RB_EIO, path, "cannot create dataset");

@@ -27,6 +27,13 @@
  * draws use gsl_ran_gaussian_ziggurat; sums are in double, stored as float.
  * Rows are generated and written in blocks: memory is O(block x d), not
  * O(n x d).
+ *
+ * Optional parts (all off by default; each from its own derived stream, so
+ * turning one on leaves every other array unchanged): a labeled split
+ * shift_noise (n_shift rows: x = sep u_y + 1.5 sd z + sd o, o a fixed unit
+ * offset); /tokens of the last two layers for train and test (tokens);
+ * /text/gmm, /text/gmm_prompts and /text_pairs/test (text); /groups of the
+ * labeled splits (groups).  Details in dump.h (rb_gen_gmm).
  */
 #include "datasets/dump.h"
 
@@ -54,6 +61,10 @@ void rb_gen_gmm_defaults(rb_gen_gmm *g)
     g->sd0 = 1.5;
     g->sd1 = 0.5;
     g->logit_scale = 2.0;
+    g->n_shift = 0;
+    g->tokens = 0;
+    g->text = 0;
+    g->groups = 0;
     g->seed = 0;
 }
 
@@ -104,9 +115,13 @@ int rb_gen_gmm_check(const rb_gen_gmm *g, rb_err *e)
         RB_FAIL(e, RB_EINVAL, "gen gmm: sd0/sd1 must be finite and > 0");
     if (!isfinite(g->logit_scale) || g->logit_scale < 0)
         RB_FAIL(e, RB_EINVAL, "gen gmm: logit scale must be finite and >= 0");
+    if (g->tokens < 0 || g->tokens > 4096) RB_FAIL(e, RB_EINVAL, "gen gmm: tokens = %d, expected 0..4096", g->tokens);
     /* Guard n*d products against size_t overflow. */
     size_t nmax = g->n_train > g->n_test ? g->n_train : g->n_test;
     if (g->n_ood > nmax) nmax = g->n_ood;
+    if (g->n_shift > nmax) nmax = g->n_shift;
+    if (g->tokens && nmax > SIZE_MAX / g->d / sizeof(float) / (size_t)g->tokens)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: sizes too large");
     if (g->d > SIZE_MAX / sizeof(double) / (size_t)g->k || nmax > SIZE_MAX / g->d / sizeof(float))
         RB_FAIL(e, RB_EINVAL, "gen gmm: sizes too large");
     return RB_OK;
@@ -124,6 +139,12 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
     double *v = malloc((size_t)k * d * sizeof *v);
     size_t nbig = g->n_train > g->n_test ? g->n_train : g->n_test;
     if (g->n_ood > nbig) nbig = g->n_ood;
+    if (g->n_shift > nbig) nbig = g->n_shift;
+    const size_t T = (size_t)g->tokens;
+    float *tok = T ? malloc(nbig * T * d * sizeof *tok) : NULL;  /* one split's tokens */
+    float *xall = T || g->text ? malloc(nbig * d * sizeof *xall) : NULL; /* one layer's rows */
+    double *off = malloc(d * sizeof *off);
+    gsl_rng *r2 = gsl_rng_alloc(gsl_rng_mt19937);
     int32_t *y = malloc(nbig * sizeof *y);
     float *x = malloc((size_t)GEN_BLOCK * d * sizeof *x);
     int logits = g->logit_scale > 0;
@@ -131,7 +152,8 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
     float *z = logits ? malloc(nbig * (size_t)k * sizeof *z) : NULL;
     rb_dumpw *w = NULL;
     char mbuf[RB_NAME_MAX], dbuf[RB_NAME_MAX];
-    if (!r || !u || !v || !y || !x || (logits && (!uf || !z))) {
+    if (!r || !u || !v || !y || !x || (logits && (!uf || !z)) || (T && !tok) ||
+        ((T || g->text) && !xall) || !off || !r2) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", path);
         goto out;
     }
@@ -149,10 +171,12 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
     if (logits)
         for (size_t q = 0; q < (size_t)k * d; q++) uf[q] = (float)u[q];
     if ((rc = rb_dumpw_create(path, model, dbuf, &w, e))) goto out;
-
-    static const char *const splits[3] = {"train", "test", "ood_far"};
-    const size_t ns[3] = {g->n_train, g->n_test, g->n_ood};
-    for (int s = 0; s < 3; s++) {
+    /* The shift offset: one unit direction from its own stream. */
+    rng_seed(r2, rb_seed_derive(g->seed, "gmm/shift_noise/offset"));
+    directions(r2, 1, d, off);
+    static const char *const splits[4] = {"train", "test", "ood_far", "shift_noise"};
+    const size_t ns[4] = {g->n_train, g->n_test, g->n_ood, g->n_shift};
+    for (int s = 0; s < 4; s++) {
         size_t n = ns[s];
         if (n == 0) continue;
         const double *mu = s == 2 ? v : u;
@@ -160,11 +184,25 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
         snprintf(tag, sizeof tag, "gmm/%s", splits[s]);
         rng_seed(r, rb_seed_derive(g->seed, tag));
         balanced_labels(r, k, n, y);
-        if (s < 2 && (rc = rb_dumpw_labels(w, splits[s], y, n, e))) goto out;
+        if (s != 2 && (rc = rb_dumpw_labels(w, splits[s], y, n, e))) goto out;
+        if (g->groups && s != 2) {
+            snprintf(tag, sizeof tag, "gmm/%s/groups", splits[s]);
+            rng_seed(r2, rb_seed_derive(g->seed, tag));
+            int32_t *gi = malloc(n * sizeof *gi);
+            if (!gi) {
+                rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", path);
+                goto out;
+            }
+            for (size_t i = 0; i < n; i++) gi[i] = 2 * (gsl_rng_uniform(r2) < 0.2) + (y[i] % 2);
+            rc = rb_dumpw_groups(w, splits[s], gi, n, e);
+            free(gi);
+            if (rc) goto out;
+        }
         for (int l = 0; l < L; l++) {
             double t = L > 1 ? (double)l / (double)(L - 1) : 1.0;
             double sep = g->sep0 + t * (g->sep1 - g->sep0);
             double sd = g->sd0 + t * (g->sd1 - g->sd0);
+            double nsd = s == 3 ? 1.5 * sd : sd, osc = s == 3 ? sd : 0;
             char layer[32];
             snprintf(layer, sizeof layer, "layer%d", l + 1);
             snprintf(tag, sizeof tag, "gmm/%s/%s", splits[s], layer);
@@ -177,9 +215,10 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
                     const double *m = mu + (size_t)y[r0 + i] * d;
                     float *xi = x + i * d;
                     for (size_t j = 0; j < d; j++)
-                        xi[j] = (float)(sep * m[j] + sd * gsl_ran_gaussian_ziggurat(r, 1.0));
+                        xi[j] = (float)(sep * m[j] + nsd * gsl_ran_gaussian_ziggurat(r, 1.0) + osc * off[j]);
                 }
                 if ((rc = rb_dumpw_features_put(w, r0, nr, x, e))) goto out;
+                if (xall) memcpy(xall + r0 * d, x, nr * d * sizeof *x);
                 if (logits && l == L - 1) {
                     /* z = s sep / sd^2 X U^T through GSL's BLAS (OpenBLAS). */
                     gsl_matrix_float_const_view X = gsl_matrix_float_const_view_array(x, nr, d);
@@ -193,6 +232,26 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
                 }
             }
             if ((rc = rb_dumpw_features_end(w, e))) goto out;
+            if (T && s < 2 && l >= L - 2) {
+                snprintf(tag, sizeof tag, "gmm/%s/%s/tokens", splits[s], layer);
+                rng_seed(r2, rb_seed_derive(g->seed, tag));
+                for (size_t i = 0; i < n; i++)
+                    for (size_t q = 0; q < T; q++)
+                        for (size_t j = 0; j < d; j++)
+                            tok[(i * T + q) * d + j] = (float)(xall[i * d + j] +
+                                (q ? sd * gsl_ran_gaussian_ziggurat(r2, 1.0) : 0.0));
+                char tp[96];
+                size_t dims[3] = {n, T, d};
+                snprintf(tp, sizeof tp, "/tokens/%s/%s", splits[s], layer);
+                if ((rc = rb_dumpw_array(w, tp, tok, 3, dims, e))) goto out;
+            }
+            if (g->text && s == 1 && l == L - 1) {
+                rng_seed(r2, rb_seed_derive(g->seed, "gmm/text_pairs/test"));
+                for (size_t i = 0; i < n * d; i++)
+                    xall[i] = (float)(xall[i] + sd * gsl_ran_gaussian_ziggurat(r2, 1.0));
+                size_t dims[2] = {n, d};
+                if ((rc = rb_dumpw_array(w, "/text_pairs/test", xall, 2, dims, e))) goto out;
+            }
         }
         if (logits) {
             char lp[64];
@@ -201,11 +260,36 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
             if ((rc = rb_dumpw_array(w, lp, z, 2, dims, e))) goto out;
         }
     }
+    if (g->text) {
+        /* Class text embeddings near the class directions, and 3 prompts. */
+        rng_seed(r2, rb_seed_derive(g->seed, "gmm/text"));
+        float *te = malloc((size_t)k * 3 * d * sizeof *te);
+        if (!te) {
+            rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", path);
+            goto out;
+        }
+        double ns_ = 0.3 / sqrt((double)d);
+        for (size_t q = 0; q < (size_t)k * d; q++)
+            te[q] = (float)(u[q] + ns_ * gsl_ran_gaussian_ziggurat(r2, 1.0));
+        size_t d2[2] = {(size_t)k, d}, d3[3] = {(size_t)k, 3, d};
+        rc = rb_dumpw_array(w, "/text/gmm", te, 2, d2, e);
+        for (size_t c = 0; !rc && c < (size_t)k; c++)
+            for (size_t p = 0; p < 3; p++)
+                for (size_t j = 0; j < d; j++)
+                    te[(c * 3 + p) * d + j] = (float)(u[c * d + j] + 3 * ns_ * gsl_ran_gaussian_ziggurat(r2, 1.0));
+        if (!rc) rc = rb_dumpw_array(w, "/text/gmm_prompts", te, 3, d3, e);
+        free(te);
+        if (rc) goto out;
+    }
     rc = rb_dumpw_close(w, e);
     w = NULL;
 out:
     if (w) rb_dumpw_close(w, NULL); /* removes path.tmp: an earlier step failed */
     free(x);
+    free(tok);
+    free(xall);
+    free(off);
+    if (r2) gsl_rng_free(r2);
     free(uf);
     free(z);
     free(y);

@@ -735,7 +735,7 @@ static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, co
             items[ni] = NULL;
             rb_params_sorted(params, sizeof params, items);
             if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc, e))) goto out;
-            if ((rc = rb_probe_report_eval(seg, "knn", params, sc, k, te.y, B, rb_probe_seed(t, "knn"), out, e)))
+            if ((rc = rb_probe_report_eval(t, seg, "knn", params, sc, k, te.y, B, rb_probe_seed(t, "knn"), out, e)))
                 goto out;
         }
     }

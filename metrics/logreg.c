@@ -1296,7 +1296,7 @@ static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep,
     const char *items[] = {cs, mi, ts, selected ? vs : NULL, NULL};
     rb_params_sorted(params, sizeof params, items);
     int B = o ? o->bootstrap : 0;
-    if ((rc = rb_probe_report_eval(seg, "logreg", params, sc, k, te.y, B, rb_probe_seed(t, "logreg"), out, e)))
+    if ((rc = rb_probe_report_eval(t, seg, "logreg", params, sc, k, te.y, B, rb_probe_seed(t, "logreg"), out, e)))
         goto out;
     long ntr = (long)tr.n;
     if ((rc = rb_rows_add(out, "logreg", params, "train", "C", C, NAN, NAN, ntr, e))) goto out;

@@ -275,14 +275,18 @@ int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eva
     return RB_OK;
 }
 
-int rb_probe_report_eval(const rb_probe_eval *seg, const char *method, const char *params,
+int rb_probe_report_eval(const rb_task *t, const rb_probe_eval *seg, const char *method, const char *params,
                          const float *scores, int k, const int32_t *y, int B, uint64_t seed,
                          rb_rows *out, rb_err *e)
 {
     for (size_t g = 0; g < seg->n; g++) {
         uint64_t sd = g == 0 ? seed : rb_seed_derive(seed, seg->name[g]);
-        int rc = rb_probe_report_split(method, params, g == 0 ? NULL : seg->name[g], scores + seg->off[g] * (size_t)k,
-                                       seg->len[g], k, y + seg->off[g], B, sd, out, e);
+        const float *sc = scores + seg->off[g] * (size_t)k;
+        int rc = rb_probe_report_split(method, params, g == 0 ? NULL : seg->name[g], sc, seg->len[g], k,
+                                       y + seg->off[g], B, sd, out, e);
+        if (!rc && t)
+            rc = rb_probe_groups_split(t, seg->name[g], g == 0 ? NULL : seg->name[g], method, params, sc,
+                                       seg->len[g], k, y + seg->off[g], out, e);
         if (rc) return rc;
     }
     return RB_OK;
@@ -305,8 +309,8 @@ int rb_probe_run(const rb_task *t, const char *method, const char *params, rb_pr
     snprintf(tag, sizeof tag, "%s;%s", method, params);
     rc = fit(&tr, &te, ctx, sc, e);
     if (!rc)
-        rc = rb_probe_report_eval(&seg, method, params, sc, tr.k, te.y, t->o->bootstrap, rb_probe_seed(t, tag), out,
-                                  e);
+        rc = rb_probe_report_eval(t, &seg, method, params, sc, tr.k, te.y, t->o->bootstrap, rb_probe_seed(t, tag),
+                                  out, e);
     free(sc);
     free(buf);
     return rc;
@@ -318,4 +322,103 @@ uint64_t rb_probe_seed(const rb_task *t, const char *tag)
     const char *layer = t->layer < t->src->nlayers ? t->src->layer_names[t->layer] : "*";
     snprintf(buf, sizeof buf, "%s/%s", layer, tag);
     return rb_seed_derive(t->seed, buf);
+}
+
+size_t rb_group_acc(const int32_t *pred, const int32_t *y, const int32_t *g, size_t n,
+                    size_t ng, double *worst, double *mean)
+{
+    long *cnt = calloc(ng ? ng : 1, sizeof *cnt), *hit = calloc(ng ? ng : 1, sizeof *hit);
+    size_t present = 0;
+    *worst = *mean = NAN;
+    if (!cnt || !hit) {
+        free(cnt);
+        free(hit);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cnt[g[i]]++;
+        hit[g[i]] += pred[i] == y[i];
+    }
+    double s = 0, w = INFINITY;
+    for (size_t q = 0; q < ng; q++) {
+        if (!cnt[q]) continue;
+        double a = (double)hit[q] / (double)cnt[q];
+        s += a;
+        w = a < w ? a : w;
+        present++;
+    }
+    if (present) {
+        *worst = w;
+        *mean = s / (double)present;
+    }
+    free(cnt);
+    free(hit);
+    return present;
+}
+
+int rb_probe_groups(const rb_task *t, const char *method, const char *params,
+                    const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
+                    rb_err *e)
+{
+    if (t->test < 0) return RB_OK;
+    return rb_probe_groups_split(t, t->src->split_names[t->test], NULL, method, params, scores, n, k, y, out, e);
+}
+
+int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_split, const char *method,
+                          const char *params, const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
+                          rb_err *e)
+{
+    const rb_source *src = t->src;
+    if (!src->read_array || !split || n == 0) return RB_OK;
+    char path[RB_NAME_MAX + 16];
+    snprintf(path, sizeof path, "/groups/%s", split);
+    float *gv = NULL;
+    size_t dims[4];
+    int rank = 0;
+    rb_err me = {0};
+    int rc = src->read_array(src->h, path, &gv, dims, &rank, &me);
+    if (rc == RB_EINVAL) {
+        size_t l = strlen(me.msg);
+        if (l >= 6 && strcmp(me.msg + l - 6, "absent") == 0) return RB_OK;
+    }
+    if (rc) {
+        *e = me;
+        return rc;
+    }
+    int32_t *g = NULL, *pred = NULL;
+    if (rank != 1 || dims[0] != n) {
+        rc = rb_fail(e, RB_EINVAL, "%s: %s: shape must be [%zu]", src->path, path, n);
+        goto out;
+    }
+    g = calloc(n, sizeof *g);
+    pred = calloc(n, sizeof *pred);
+    if (!g || !pred) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
+        goto out;
+    }
+    size_t ng = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = gv[i];
+        if (!(v >= 0) || v >= 16777216.0f || v != floorf(v)) {
+            rc = rb_fail(e, RB_EINVAL, "%s: %s: group id %g of sample %zu is not an integer in [0, 2^24)",
+                         src->path, path, (double)v, i);
+            goto out;
+        }
+        g[i] = (int32_t)v;
+        if ((size_t)g[i] + 1 > ng) ng = (size_t)g[i] + 1;
+        pred[i] = rb_argmax(scores + i * (size_t)k, k);
+    }
+    double worst, mean;
+    if (!rb_group_acc(pred, y, g, n, ng, &worst, &mean)) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
+        goto out;
+    }
+    if ((rc = rb_rows_add(out, method, params, row_split, "worst_group_acc", worst, NAN, NAN, (long)n, e)))
+        goto out;
+    rc = rb_rows_add(out, method, params, row_split, "mean_group_acc", mean, NAN, NAN, (long)n, e);
+out:
+    free(gv);
+    free(g);
+    free(pred);
+    return rc;
 }

@@ -54,8 +54,9 @@ int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eva
                         rb_err *e);
 /* rb_probe_report for each segment of te: rows of segment s carry its split
  * name; the bootstrap seed of test is seed, of another split derived from
- * seed and the split name. */
-int rb_probe_report_eval(const rb_probe_eval *seg, const char *method, const char *params,
+ * seed and the split name.  With t, also the group rows of each segment
+ * whose split has /groups/<split> (rb_probe_groups_split). */
+int rb_probe_report_eval(const rb_task *t, const rb_probe_eval *seg, const char *method, const char *params,
                          const float *scores, int k, const int32_t *y, int B, uint64_t seed,
                          rb_rows *out, rb_err *e);
 
@@ -81,6 +82,30 @@ typedef int (*rb_probe_fit_fn)(const rb_view *tr, const rb_view *te, const void 
  * "method;params").  Returns the first error. */
 int rb_probe_run(const rb_task *t, const char *method, const char *params, rb_probe_fit_fn fit,
                  const void *ctx, rb_rows *out, rb_err *e);
+
+/* Groups (DESIGN.md section 2, /groups/<split>: one int group id per
+ * sample, the spurious-correlation benchmarks' metric): when the dump has
+ * /groups/<test split>, append for (method, params) the rows
+ *   worst_group_acc  min over groups present in test of the group's top-1
+ *   mean_group_acc   mean over those groups of the group's top-1
+ * of the argmax predictions of scores (n x k).  No rows without groups.
+ * Every probe's rows pass through here (rb_probe_run; logreg and knn call
+ * it beside rb_probe_report).  A group array of the wrong shape, or ids
+ * that are negative, not integers or >= 2^24, is RB_EINVAL. */
+int rb_probe_groups(const rb_task *t, const char *method, const char *params,
+                    const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
+                    rb_err *e);
+/* The same for the samples of the named split (/groups/<split>), rows
+ * carrying row_split (NULL: left empty = test). */
+int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_split, const char *method,
+                          const char *params, const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
+                          rb_err *e);
+
+/* Per-group accuracy of predictions pred[n] against y with group ids
+ * g[n] (0 <= g < ng): *worst and *mean over the groups present.  Returns
+ * the number of groups present. */
+size_t rb_group_acc(const int32_t *pred, const int32_t *y, const int32_t *g, size_t n,
+                    size_t ng, double *worst, double *mean);
 
 /* Seed for a probe's bootstrap / internal randomness: derived from the task
  * seed, the layer name and a tag, so results are order-independent. */

@@ -17,6 +17,20 @@
  * table states what each claim accepts.
  *
  * Data file: index  z  pass(1/0/-1 unknown)  type(1-4)  "check"
+ *
+ * Every typed claim (one with a claim_type row) is a check here, also when
+ * figs_curve.c drew its predicted/simulated pair as a curve first (a claim
+ * repeated over a numeric parameter: fit's extrapolation per size, nc_ufm's
+ * perturbation_variability per beta, nb_vs_lr's claims per K): the summary
+ * table lists every claim of every check, with its type and the interval
+ * it accepts.
+ *
+ * NB vs LR (theory nb_vs_lr): before the checks, one figure per method
+ * samples_needed_K<K>: the samples each method needs (samples_nb,
+ * samples_lr) against the dimension n as points, the fitted laws a + b ln n
+ * (law_nb_log) and a + b n (law_lr_linear) as lines, log-log axes.
+ * Data file: block 0 "n nb lr nb_law lr_law" at the simulated n; block 1
+ * the two laws on 60 log-spaced n between the smallest and largest.
  */
 #include "reports/figs.h"
 
@@ -38,11 +52,19 @@ static int ctype(const rb_rctx *c, const check_t *k)
     return k->type >= 0 ? (int)c->rows.rows[k->type].value : T_APPROX;
 }
 
-static long find_metric(const rb_rctx *c, size_t dump, const rb_row *like, const char *metric)
+/* Row i free for the checks: unclaimed, or (curves: typed claims only)
+ * claimed by a figs_curve.c theory figure. */
+static int avail(const rb_rctx *c, size_t i, int curves)
+{
+    int f = c->claimed[i];
+    return !f || (curves && f > 0 && (size_t)f <= c->nfigs && !strcmp(c->figs[f - 1].family, "theory"));
+}
+
+static long find_metric_in(const rb_rctx *c, size_t dump, const rb_row *like, const char *metric, int curves)
 {
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
-        if (c->rdump[i] == dump && !c->claimed[i] && !strcmp(r->metric, metric) &&
+        if (c->rdump[i] == dump && avail(c, i, curves) && !strcmp(r->metric, metric) &&
             !strcmp(r->method, like->method) && !strcmp(r->params, like->params) &&
             !strcmp(r->layer, like->layer) && !strcmp(r->split, like->split) && !strcmp(r->model, like->model))
             return (long)i;
@@ -50,8 +72,14 @@ static long find_metric(const rb_rctx *c, size_t dump, const rb_row *like, const
     return -1;
 }
 
-/* The checks of a dump, in first-appearance order.  *out owned by caller. */
-int rb_checks_collect(const rb_rctx *c, size_t dump, void **out, size_t *n, rb_err *e)
+static long find_metric(const rb_rctx *c, size_t dump, const rb_row *like, const char *metric)
+{
+    return find_metric_in(c, dump, like, metric, 0);
+}
+
+/* The checks of a dump, in first-appearance order; curves: also the typed
+ * claims figs_curve.c drew as curves.  *out owned by caller. */
+static int collect(const rb_rctx *c, size_t dump, int curves, void **out, size_t *n, rb_err *e)
 {
     check_t *v = NULL;
     size_t nv = 0;
@@ -59,9 +87,13 @@ int rb_checks_collect(const rb_rctx *c, size_t dump, void **out, size_t *n, rb_e
     *n = 0;
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
-        if (c->rdump[i] != dump || c->claimed[i] || strcmp(r->metric, "predicted")) continue;
-        long sim = find_metric(c, dump, r, "simulated");
+        if (c->rdump[i] != dump || !avail(c, i, curves) || strcmp(r->metric, "predicted")) continue;
+        long sim = find_metric_in(c, dump, r, "simulated", curves);
         if (sim < 0) continue;
+        if (c->claimed[i] || c->claimed[sim]) { /* drawn as a curve: typed claims only */
+            long ty = find_metric(c, dump, r, "claim_type");
+            if (ty < 0) continue;
+        }
         check_t *p = realloc(v, (nv + 1) * sizeof *p);
         if (!p) {
             free(v);
@@ -78,6 +110,11 @@ int rb_checks_collect(const rb_rctx *c, size_t dump, void **out, size_t *n, rb_e
     *out = v;
     *n = nv;
     return RB_OK;
+}
+
+int rb_checks_collect(const rb_rctx *c, size_t dump, void **out, size_t *n, rb_err *e)
+{
+    return collect(c, dump, 0, out, n, e);
 }
 
 /* The claim's value on the figure's axis, by type:
@@ -99,18 +136,28 @@ static double zscore(const rb_rctx *c, const check_t *k)
     return s == p ? 0.0 : NAN;
 }
 
-/* What the claim accepts, as text. */
+static const char *type_name(int ty)
+{
+    switch (ty) {
+    case T_AT_MOST: return "at most";
+    case T_AT_LEAST: return "at least";
+    case T_WITHIN: return "within";
+    default: return "approx";
+    }
+}
+
+/* The interval the claim accepts: approx [p - t, p + t] (t = 0 without a
+ * tolerance row), at most (-inf, B], at least [B, inf), within [a, b] (the
+ * predicted row's interval). */
 static void accepts(const rb_rctx *c, const check_t *k, char *buf, size_t cap)
 {
     const rb_row *p = &c->rows.rows[k->pred];
-    double t = k->tol >= 0 ? c->rows.rows[k->tol].value : NAN;
+    double t = k->tol >= 0 ? c->rows.rows[k->tol].value : 0.0;
     switch (ctype(c, k)) {
-    case T_AT_MOST: rb_fmt(buf, cap, "<= %.6g", p->value); break;
-    case T_AT_LEAST: rb_fmt(buf, cap, ">= %.6g", p->value); break;
-    case T_WITHIN: rb_fmt(buf, cap, "in [%.6g, %.6g]", p->ci_low, p->ci_high); break;
-    default:
-        if (isnan(t)) rb_fmt(buf, cap, "= %.6g", p->value);
-        else rb_fmt(buf, cap, "= %.6g ± %.3g", p->value, t);
+    case T_AT_MOST: rb_fmt(buf, cap, "(-inf, %.6g]", p->value); break;
+    case T_AT_LEAST: rb_fmt(buf, cap, "[%.6g, inf)", p->value); break;
+    case T_WITHIN: rb_fmt(buf, cap, "[%.6g, %.6g]", p->ci_low, p->ci_high); break;
+    default: rb_fmt(buf, cap, "[%.6g, %.6g]", p->value - t, p->value + t);
     }
 }
 
@@ -119,10 +166,11 @@ void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b,
 {
     const check_t *v = checks;
     if (md)
-        rb_sb_puts(b, "| check | params | predicted | simulated | accepts | pass |\n|---|---|---|---|---|---|\n");
+        rb_sb_puts(b, "| claim | params | type | predicted | simulated | accepted interval | pass |\n"
+                      "|---|---|---|---|---|---|---|\n");
     else
-        rb_sb_puts(b, "<table>\n<tr><th>check</th><th>params</th><th>predicted</th><th>simulated</th>"
-                      "<th>accepts</th><th>z (figure)</th><th>pass</th></tr>\n");
+        rb_sb_puts(b, "<table>\n<tr><th>claim</th><th>params</th><th>type</th><th>predicted</th><th>simulated</th>"
+                      "<th>accepted interval</th><th>z (figure)</th><th>pass</th></tr>\n");
     for (size_t i = 0; i < n; i++) {
         const rb_row *p = &c->rows.rows[v[i].pred], *s = &c->rows.rows[v[i].sim];
         char acc[128];
@@ -134,7 +182,7 @@ void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b,
             rb_sb_md(b, p->method);
             rb_sb_puts(b, " | ");
             rb_sb_md(b, p->params);
-            rb_sb_printf(b, " | %.6g | %.6g | ", p->value, s->value);
+            rb_sb_printf(b, " | %s | %.6g | %.6g | ", type_name(ctype(c, &v[i])), p->value, s->value);
             rb_sb_md(b, acc);
             rb_sb_printf(b, " | %s |\n", ps);
         } else {
@@ -142,8 +190,9 @@ void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b,
             rb_sb_html(b, p->method);
             rb_sb_puts(b, "</td><td>");
             rb_sb_html(b, p->params);
-            rb_sb_printf(b, "</td><td class=\"num\">%.6g</td><td class=\"num\">%.6g</td><td class=\"num\">", p->value,
-                         s->value);
+            rb_sb_printf(b, "</td><td>%s</td><td class=\"num\">%.6g</td><td class=\"num\">%.6g</td>"
+                            "<td class=\"num\">",
+                         type_name(ctype(c, &v[i])), p->value, s->value);
             rb_sb_html(b, acc);
             rb_sb_puts(b, "</td><td class=\"num\">");
             double z = zscore(c, &v[i]);
@@ -155,11 +204,164 @@ void rb_checks_table(const rb_rctx *c, const void *checks, size_t n, rb_sbuf *b,
     if (!md) rb_sb_puts(b, "</table>\n");
 }
 
+/* A check's tick label: its method, plus the first params key=value that
+ * tells it from another check of the same method (K=3, beta=0.1, ...). */
+static void tick_label(const rb_rctx *c, const check_t *v, size_t n, size_t i, char *out, size_t cap)
+{
+    const rb_row *p = &c->rows.rows[v[i].pred];
+    rb_fmt(out, cap, "%s", p->method);
+    for (size_t j = 0; j < n; j++) {
+        const rb_row *q = &c->rows.rows[v[j].pred];
+        if (j == i || strcmp(q->method, p->method)) continue;
+        char buf[RB_PARAMS_MAX];
+        rb_fmt(buf, sizeof buf, "%s", p->params);
+        for (char *sv = NULL, *kv = strtok_r(buf, ";", &sv); kv; kv = strtok_r(NULL, ";", &sv)) {
+            char *eq = strchr(kv, '=');
+            if (!eq) continue;
+            *eq = '\0';
+            char other[RB_PARAMS_MAX];
+            if (rb_param_get(q->params, kv, other, sizeof other) == 0 && !strcmp(other, eq + 1)) continue;
+            size_t l = strlen(out);
+            rb_fmt(out + l, cap - l, " %s=%s", kv, eq + 1);
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ NB vs LR */
+
+#define NBLR_MAX 64
+
+typedef struct {
+    double n, nb, lr, nb_law, lr_law;
+    long row[4]; /* samples_nb, samples_lr, law_nb_log, law_lr_linear */
+} nblr_pt;
+
+static int cmp_pt(const void *a, const void *b)
+{
+    double x = ((const nblr_pt *)a)->n, y = ((const nblr_pt *)b)->n;
+    return (x > y) - (x < y);
+}
+
+/* One figure of method `meth` (samples_needed_K<K>). */
+static int nblr_fig(rb_rctx *c, size_t dump, const char *meth, rb_err *e)
+{
+    static const char *const metric[4] = {"samples_nb", "samples_lr", "law_nb_log", "law_lr_linear"};
+    nblr_pt pt[NBLR_MAX];
+    size_t np = 0;
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        int m = -1;
+        double nv;
+        if (c->rdump[i] != dump || c->claimed[i] || strcmp(r->method, meth)) continue;
+        for (int q = 0; q < 4; q++)
+            if (!strcmp(r->metric, metric[q])) m = q;
+        if (m < 0 || rb_param_num(r->params, "n", &nv)) continue;
+        size_t k = 0;
+        while (k < np && pt[k].n != nv) k++;
+        if (k == np) {
+            if (np == NBLR_MAX) continue;
+            pt[np].n = nv;
+            pt[np].nb = pt[np].lr = pt[np].nb_law = pt[np].lr_law = NAN;
+            for (int q = 0; q < 4; q++) pt[np].row[q] = -1;
+            np++;
+        }
+        if (pt[k].row[m] >= 0) continue; /* first row of a (n, metric) only */
+        pt[k].row[m] = (long)i;
+        double *dst[4] = {&pt[k].nb, &pt[k].lr, &pt[k].nb_law, &pt[k].lr_law};
+        *dst[m] = r->value;
+    }
+    if (np < 2) return RB_OK;
+    qsort(pt, np, sizeof pt[0], cmp_pt);
+    /* the laws through their rows: nb = a + b ln n, lr = a + b n (first and
+     * last n; the rows lie on the line) */
+    double n0 = pt[0].n, n1 = pt[np - 1].n;
+    double bnb = (pt[np - 1].nb_law - pt[0].nb_law) / (log(n1) - log(n0)), anb = pt[0].nb_law - bnb * log(n0);
+    double blr = (pt[np - 1].lr_law - pt[0].lr_law) / (n1 - n0), alr = pt[0].lr_law - blr * n0;
+
+    rb_rfig *f = rb_rctx_fig(c, dump, "nb_vs_lr", meth);
+    if (!f) return rb_fail(e, RB_ENOMEM, "out of memory");
+    int fi = (int)(f - c->figs) + 1;
+    const char *kk = strrchr(meth, 'K');
+    rb_fmt(f->title, sizeof f->title, "naive Bayes vs logistic regression: samples needed against the dimension (%s%s)",
+           kk ? "K = " : "", kk ? kk + 1 : meth);
+    rb_fmt(f->caption, sizeof f->caption,
+           "Samples each classifier needs for its mean error to come within eps of the (fixed) Bayes error, against "
+           "the dimension n, log-log axes. Points: simulated (naive Bayes blue circles, logistic regression orange "
+           "squares); lines: the predicted laws fitted by least squares, naive Bayes a + b ln n (Ng & Jordan 2001, "
+           "O(log n)), logistic regression a + b n (O(n)). Naive Bayes: %.4g + %.4g ln n; logistic regression: "
+           "%.4g + %.4g n.",
+           anb, bnb, alr, blr);
+    rb_sbuf dat = {0}, gp = {0};
+    rb_sb_printf(&dat, "# %s\n# block 0: n, naive Bayes samples (simulated), logistic regression samples (simulated), "
+                       "naive Bayes law a + b ln n, logistic regression law a + b n\n",
+                 f->title);
+    rb_sb_puts(&f->table, "<table>\n<tr><th>n</th><th>naive Bayes m*</th><th>a + b ln n</th>"
+                          "<th>logistic regression m*</th><th>a + b n</th></tr>\n");
+    for (size_t k = 0; k < np; k++) {
+        rb_sb_printf(&dat, "%.10g %.10g %.10g %.10g %.10g\n", pt[k].n, pt[k].nb, pt[k].lr, pt[k].nb_law, pt[k].lr_law);
+        rb_sb_printf(&f->table,
+                     "<tr><td class=\"num\">%g</td><td class=\"num\">%g</td><td class=\"num\">%.4g</td>"
+                     "<td class=\"num\">%g</td><td class=\"num\">%.4g</td></tr>\n",
+                     pt[k].n, pt[k].nb, pt[k].nb_law, pt[k].lr, pt[k].lr_law);
+        for (int q = 0; q < 4; q++)
+            if (pt[k].row[q] >= 0) c->claimed[pt[k].row[q]] = fi;
+    }
+    rb_sb_puts(&f->table, "</table>\n");
+    rb_sb_puts(&dat, "\n\n# block 1: n, naive Bayes law, logistic regression law (60 log-spaced n)\n");
+    for (int k = 0; k < 60; k++) {
+        double nn = exp(log(n0) + (log(n1) - log(n0)) * k / 59.0);
+        double ynb = anb + bnb * log(nn), ylr = alr + blr * nn;
+        rb_sb_printf(&dat, "%.10g ", nn);
+        if (ynb > 0) rb_sb_printf(&dat, "%.10g ", ynb);
+        else rb_sb_puts(&dat, "NaN ");
+        if (ylr > 0) rb_sb_printf(&dat, "%.10g\n", ylr);
+        else rb_sb_puts(&dat, "NaN\n");
+    }
+    rb_gp_begin(&gp, f, "block 0: n, nb, lr, nb_law, lr_law; block 1: n, nb_law, lr_law", 900, 560);
+    rb_sb_puts(&gp, "set logscale xy\nset xlabel 'dimension n'\nset ylabel 'samples needed m*'\n"
+                    "set key inside left top\n");
+    rb_sb_printf(&gp, "set xrange [%g:%g]\nset xtics (", n0 / 1.25, n1 * 1.25);
+    for (size_t k = 0; k < np; k++) rb_sb_printf(&gp, "%s%g", k ? ", " : "", pt[k].n);
+    rb_sb_puts(&gp, ")\n");
+    rb_sb_puts(&gp, "plot dat index 0 using 1:2 with points pt 7 ps 1.5 lc rgb '#1f77b4' title 'naive Bayes (simulated)', \\\n"
+                    "  dat index 1 using 1:2 with lines lw 2 lc rgb '#1f77b4' title 'naive Bayes: a + b ln n', \\\n"
+                    "  dat index 0 using 1:3 with points pt 5 ps 1.5 lc rgb '#ff7f0e' title 'logistic regression (simulated)', \\\n"
+                    "  dat index 1 using 1:3 with lines lw 2 dt 2 lc rgb '#ff7f0e' title 'logistic regression: a + b n'\n");
+    rb_gp_end(&gp, 900, 560);
+    int rc = rb_rctx_draw(c, f, &dat, &gp, e);
+    rb_sb_free(&dat);
+    rb_sb_free(&gp);
+    return rc;
+}
+
+/* The NB-vs-LR figures of a dump: every unclaimed method samples_needed_*
+ * with samples_nb rows. */
+static int nblr_figs(rb_rctx *c, size_t dump, rb_err *e)
+{
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        if (c->rdump[i] != dump || c->claimed[i] || strncmp(r->method, "samples_needed", 14) ||
+            strcmp(r->metric, "samples_nb"))
+            continue;
+        char meth[RB_NAME_MAX];
+        rb_fmt(meth, sizeof meth, "%s", r->method);
+        int rc = nblr_fig(c, dump, meth, e);
+        if (rc) return rc;
+        if (!c->claimed[i]) c->claimed[i] = -1; /* not drawn (one n): leave it to the others */
+    }
+    for (size_t i = 0; i < c->rows.n; i++)
+        if (c->claimed[i] == -1) c->claimed[i] = 0;
+    return RB_OK;
+}
+
 int rb_figs_checks(rb_rctx *c, size_t dump, rb_err *e)
 {
-    void *vp;
+    void *vp = NULL;
     size_t n;
-    int rc = rb_checks_collect(c, dump, &vp, &n, e);
+    int rc = nblr_figs(c, dump, e);
+    if (rc) return rc;
+    rc = collect(c, dump, 1, &vp, &n, e);
     check_t *v = vp;
     rb_sbuf dat = {0}, gp = {0};
     if (rc || n == 0) goto out;
@@ -213,7 +415,9 @@ int rb_figs_checks(rb_rctx *c, size_t dump, rb_err *e)
     rb_sb_puts(&gp, "set xtics rotate by -45 left font ',8' (");
     for (size_t i = 0; i < n; i++) {
         rb_sb_puts(&gp, i ? ", " : "");
-        rb_gp_str(&gp, c->rows.rows[v[i].pred].method);
+        char lab[RB_NAME_MAX + 96];
+        tick_label(c, v, n, i, lab, sizeof lab);
+        rb_gp_str(&gp, lab);
         rb_sb_printf(&gp, " %zu", i);
     }
     rb_sb_puts(&gp, ")\nset object 1 rectangle from graph 0, first -1 to graph 1, first 1 behind "

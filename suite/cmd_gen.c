@@ -22,9 +22,13 @@
 static const char gen_usage[] =
     "usage: repbench gen gmm [--seed S] [--classes K] [--dim D] [--layers L]\n"
     "         [--n-train N] [--n-test N] [--n-ood N] [--sep0 x] [--sep1 x]\n"
-    "         [--sd0 x] [--sd1 x] [--logit-scale s] [--model NAME] -o FILE\n"
+    "         [--sd0 x] [--sd1 x] [--logit-scale s] [--n-shift N] [--tokens T]\n"
+    "         [--text] [--groups] [--model NAME] -o FILE\n"
     "  --logit-scale s: write /logits/<split> of the last layer's Bayes head times s\n"
-    "                   (default 2, an over-confident head; 0: no logits)\n";
+    "                   (default 2, an over-confident head; 0: no logits)\n"
+    "  --n-shift N: a labeled shift_noise split (1.5x noise, offset); --tokens T:\n"
+    "  /tokens of the last two layers; --text: /text and /text_pairs/test;\n"
+    "  --groups: /groups of the labeled splits (see datasets/dump.h)\n";
 
 /* Parse a whole-string integer in [lo, hi]. */
 static int parse_ull(const char *opt, const char *s, unsigned long long lo,
@@ -91,7 +95,8 @@ int rb_cmd_gen(int argc, char **argv)
 static int gen_gmm(int argc, char **argv)
 {
     enum { O_SEED = 256, O_CLASSES, O_DIM, O_LAYERS, O_NTRAIN, O_NTEST, O_NOOD,
-           O_SEP0, O_SEP1, O_SD0, O_SD1, O_MODEL, O_LOGITS };
+           O_SEP0, O_SEP1, O_SD0, O_SD1, O_MODEL, O_LOGITS, O_NSHIFT, O_TOKENS, O_TEXT,
+           O_GROUPS };
     static const struct option lopts[] = {
         {"seed", required_argument, NULL, O_SEED},
         {"classes", required_argument, NULL, O_CLASSES},
@@ -106,6 +111,10 @@ static int gen_gmm(int argc, char **argv)
         {"sd1", required_argument, NULL, O_SD1},
         {"model", required_argument, NULL, O_MODEL},
         {"logit-scale", required_argument, NULL, O_LOGITS},
+        {"n-shift", required_argument, NULL, O_NSHIFT},
+        {"tokens", required_argument, NULL, O_TOKENS},
+        {"text", no_argument, NULL, O_TEXT},
+        {"groups", no_argument, NULL, O_GROUPS},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -132,6 +141,10 @@ static int gen_gmm(int argc, char **argv)
         case O_SD0: bad = parse_dbl("sd0", optarg, 0, &g.sd0); break;
         case O_SD1: bad = parse_dbl("sd1", optarg, 0, &g.sd1); break;
         case O_LOGITS: bad = parse_dbl("logit-scale", optarg, 0, &g.logit_scale); break;
+        case O_NSHIFT: bad = parse_ull("n-shift", optarg, 0, NMAX, &v); g.n_shift = (size_t)v; break;
+        case O_TOKENS: bad = parse_ull("tokens", optarg, 0, 4096, &v); g.tokens = (int)v; break;
+        case O_TEXT: g.text = 1; break;
+        case O_GROUPS: g.groups = 1; break;
         case O_MODEL: model = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(gen_usage, stdout); return 0;

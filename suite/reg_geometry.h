@@ -5,3 +5,4 @@
 #include "metrics/spectrum.h"
 #include "metrics/similarity.h"
 #include "suite/cross.h"
+#include "metrics/distshift.h"

@@ -3,3 +3,5 @@
 #include "metrics/lda.h"
 #include "metrics/ncm.h"
 #include "metrics/ridge.h"
+#include "metrics/continual.h"
+#include "metrics/tokens.h"

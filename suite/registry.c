@@ -19,6 +19,7 @@
 #include "suite/reg_ood.h"
 #include "suite/reg_weights.h"
 #include "suite/reg_theory.h"
+#include "suite/reg_text.h"
 
 static const rb_method methods[] = {
     /* name, family, needs, run, options, doc */
@@ -28,6 +29,7 @@ static const rb_method methods[] = {
 #include "suite/reg_ood.inc"
 #include "suite/reg_weights.inc"
 #include "suite/reg_theory.inc"
+#include "suite/reg_text.inc"
     {NULL, NULL, 0, NULL, NULL, NULL}
 };
 
@@ -56,6 +58,7 @@ static const rb_metric_doc metric_docs[] = {
 #include "suite/docs_ood.inc"
 #include "suite/docs_weights.inc"
 #include "suite/docs_theory.inc"
+#include "suite/docs_text.inc"
     {NULL, NULL}
 };
 

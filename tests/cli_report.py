@@ -388,18 +388,27 @@ def cmd_summary(d):
                 if len(vals) >= 2:
                     curve.add(key)
                     break
+        # One row per claim: typed claims (a claim_type row) also when drawn
+        # as curves; type and accepted interval from the claim's rows.
         want = []
         for _, r in drows:
-            if r["metric"] != "predicted" or (r["method"], r["layer"], r["split"]) in curve:
+            if r["metric"] != "predicted":
                 continue
             same = {q["metric"]: q for _, q in drows if q["method"] == r["method"] and q["params"] == r["params"]
                     and q["layer"] == r["layer"] and q["split"] == r["split"]}
             if "simulated" not in same:
                 continue
-            tol = f'{num(same["tolerance"]["value"]):.6g}' if "tolerance" in same else "–"
+            if (r["method"], r["layer"], r["split"]) in curve and "claim_type" not in same:
+                continue
+            ty = int(num(same["claim_type"]["value"])) if "claim_type" in same else 1
+            p = num(r["value"])
+            t = num(same["tolerance"]["value"]) if "tolerance" in same else 0.0
+            acc = {2: f"(-inf, {p:.6g}]", 3: f"[{p:.6g}, inf)",
+                   4: f'[{num(r["ci_low"]):.6g}, {num(r["ci_high"]):.6g}]'}.get(ty, f"[{p - t:.6g}, {p + t:.6g}]")
+            name = {2: "at most", 3: "at least", 4: "within"}.get(ty, "approx")
             ok = ("yes" if num(same["pass"]["value"]) != 0 else "NO") if "pass" in same else "–"
-            want.append([r["method"], r["params"], f'{num(r["value"]):.6g}', f'{num(same["simulated"]["value"]):.6g}',
-                         tol, ok])
+            want.append([r["method"], r["params"], name, f"{p:.6g}", f'{num(same["simulated"]["value"]):.6g}',
+                         acc, ok])
         got = tabs.get("Theory checks: simulated against predicted", [])
         if got != want:
             fail(f"{title}: theory checks\n  got  {got}\n  want {want}")

@@ -43,6 +43,38 @@ cmp -s "$T/a1" "$T/c1" && bad "seed has no effect" || ok
 expect_status 0 $RB theory --fast -o "$T/all"
 [ "$(grep -c '^PASS' "$T/out")" -ge 30 ] && ok || bad "fewer than 30 PASS lines for all checks"
 
+# The report of every check: the NB-vs-LR figure (log-log, points = the
+# CSV's samples_nb/samples_lr, lines = the laws, which equal numpy.polyfit of
+# m* on ln n and on n) and one summary row per claim (every pass row).
+expect_status 0 $RB report "$T/all"
+$PY - "$T/all" <<'PY' && ok || bad "NB-vs-LR figure or per-claim summary rows differ from the CSV"
+import csv, re, sys
+import numpy as np
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/results.csv")))
+nb = [r for r in rows if r["method"] == "samples_needed_K2"]
+assert nb, "no samples_needed_K2 rows"
+n = sorted({float(re.search(r"(?:^|;)n=([^;]+)", r["params"]).group(1)) for r in nb})
+col = {m: [float(next(r["value"] for r in nb if r["metric"] == m and
+                      float(re.search(r"(?:^|;)n=([^;]+)", r["params"]).group(1)) == x)) for x in n]
+       for m in ("samples_nb", "samples_lr", "law_nb_log", "law_lr_linear")}
+base = d + "/figures/theory_nb_vs_lr_samples_needed_K2"
+blocks = open(base + ".dat").read().split("\n\n\n")
+dat = np.array([[float(v) for v in l.split()] for l in blocks[0].splitlines() if l and not l.startswith("#")])
+assert np.allclose(dat[:, 0], n) and np.allclose(dat[:, 1], col["samples_nb"]) and np.allclose(dat[:, 2], col["samples_lr"])
+assert np.allclose(dat[:, 3], col["law_nb_log"], rtol=1e-9) and np.allclose(dat[:, 4], col["law_lr_linear"], rtol=1e-9)
+b, a = np.polyfit(np.log(n), col["samples_nb"], 1)
+assert np.allclose(col["law_nb_log"], a + b * np.log(n), rtol=1e-9), (col["law_nb_log"], a + b * np.log(n))
+b, a = np.polyfit(n, col["samples_lr"], 1)
+assert np.allclose(col["law_lr_linear"], a + b * np.array(n), rtol=1e-9)
+gp = open(base + ".gp").read()
+assert "set logscale xy" in gp and gp.count("index 0") == 2 and gp.count("index 1") == 2
+summ = open(d + "/summary.md").read()
+claims = sum(1 for r in rows if r["metric"] == "pass")
+got = sum(1 for l in summ.splitlines() if re.match(r"\| \S+ \| .* \| (approx|at most|at least|within) \| .* \| (yes|NO) \|$", l))
+assert got == claims, (got, claims)
+PY
+
 # Breaking an assumption: exit 1 and a FAIL line.
 expect_status 1 $RB theory --fast --covariates heavy icl
 grep -q "^FAIL icl/" "$T/out" && ok || bad "no FAIL line"

@@ -244,6 +244,16 @@ def bad_layers_attr(f):
 bad("bad_layers_attr.h5", "/", "layers", bad_layers_attr)
 
 
+def huge_uint64_label(f):
+    valid(f)
+    y = labels(NTE, np.uint64)
+    y[3] = np.uint64(2**64 - 1)
+    del f["labels/test"]
+    f["labels/test"] = y
+# the label the file holds, not LLONG_MAX (HDF5 clamps on a signed read)
+bad("huge_uint64_label.h5", "/labels/test", "label 18446744073709551615 at row 3", huge_uint64_label)
+
+
 def bad_layers_string(f):
     valid(f)
     f.attrs["layers"] = "l1\nl9"      # one string, split on newlines

@@ -1,6 +1,7 @@
 /* test_theory.c -- the theory checks: every check's fast configuration
  * passes, and every check FAILS when its assumption is broken on purpose;
- * plus the reusable pieces against closed forms and METRICS.md values. */
+ * plus the reusable pieces against closed forms and the reference values of
+ * docs/reference_values.md. */
 #include "core/rb.h"
 #include "tests/check.h"
 #include "metrics/collapse.h"
@@ -183,7 +184,8 @@ static void test_checks_pass_and_break(void)
     }
 }
 
-/* METRICS.md section a reference test (input fully given there). */
+/* docs/reference_values.md section a: the neural-collapse reference test
+ * (input fully given there; [ours], NumPy). */
 static void test_nc_stats_reference(void)
 {
     const double h[9 * 4] = {3, 1, 0, 1, 4, 0, 1, 0, 2, 2, -1, 1, -1, 3, 1, 0, 0, 4, 0, 1,

@@ -29,6 +29,32 @@
  * and the gap shrinks as M grows; on the pre-training tasks themselves
  * dMMSE is optimal (dMMSE <= ridge).
  *
+ * Claims (typed, theory.h):
+ *   gd_one_step_risk      approx: Monte Carlo risk of c = 1 equals R(1)
+ *                         within 4 SE, capped at 5 % of R(1);
+ *   gd_step_x0.75_excess, gd_step_x1.25_excess  approx: the risk increase
+ *                         at c = 0.75 / 1.25 equals R(c) - R(1) within 4 SE;
+ *   bayes_le_gd           at least -3: z = mean(R_gd - R_bayes) / SE;
+ *   dmmse_m1_risk         approx: at M = 1 the risk equals |w_1|^2 + tr S +
+ *                         s2 within 4 SE;
+ *   dmmse_ge_ridge        at least -3: the smallest z = (dMMSE - ridge) / SE
+ *                         over M = 1, 4, 16, ... <= M_max on new tasks;
+ *   dmmse_gap_shrinks     at most gap(1) / 4: the gap at M_max;
+ *   dmmse_in_dist         at most -3: the largest z over M = 4, 16 on the
+ *                         pre-training tasks.
+ * Options: d, n_ctx, tasks, noise, cond (S = diag, condition number cond),
+ * M_max; break knobs, each failing exactly the claims listed:
+ *   covariates=heavy   multivariate t (nu = 5): gd_one_step_risk and the
+ *                      two step claims (fourth moments);
+ *   ridge_lambda=L     the "Bayes" estimator is ridge with lambda L instead
+ *                      of the noise variance: bayes_le_gd, dmmse_ge_ridge;
+ *   task_sd=s          new tasks from N(0, s^2 I), not the prior:
+ *                      dmmse_m1_risk;
+ *   task_rank=r        pre-training tasks in r of the 4 dimensions (no
+ *                      diversity): dmmse_gap_shrinks;
+ *   task_jitter=j      "in-distribution" tasks moved off the pre-training
+ *                      tasks by N(0, j^2 I): dmmse_in_dist.
+ *
  * Query risk is integrated exactly given the estimate:
  * (w - w_hat)' S (w - w_hat) + s2, so Monte Carlo is over tasks and contexts.
  */

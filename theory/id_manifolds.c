@@ -2,7 +2,7 @@
  * id_manifolds.c -- intrinsic-dimension estimators on manifolds of known
  * dimension: bias and spread of every nearest-neighbour estimator of
  * metrics/idim.h (TwoNN least squares and ML, MLE harmonic/mean at k = 20,
- * Levina-Bickel and MacKay-Ghahramani over k = 10..20; METRICS.md section b).
+ * Levina-Bickel and MacKay-Ghahramani over k = 10..20; docs/reference_values.md section b).
  *
  * Manifolds (true ID / ambient dimension), after skdim's BenchmarkManifolds
  * and scikit-learn's generators:
@@ -11,7 +11,7 @@
  *   sphere     S^3 in R^4 (normalised Gaussians)                        3/4
  *   swissroll  t = 1.5 pi (1 + 2u): (t cos t, 21 v, t sin t)            2/3
  *   scurve     t = 3 pi (u - 1/2): (sin t, 2 v, sign(t)(cos t - 1))     2/3
- * at several N with R seeded repeats.  Claim (METRICS.md b suggests
+ * at several N with R seeded repeats.  Claim (docs/reference_values.md b suggests
  * |d_hat - d| < 15 % for d <= 10 at N = 2000): at the largest N every
  * estimator's mean is within tol (default 0.15) of the true dimension,
  * relative.  The assumption is that the points lie on the manifold:

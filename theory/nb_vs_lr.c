@@ -14,32 +14,43 @@
  * every coordinate an independent signal, let the Bayes error fall to 1e-45,
  * so the samples naive Bayes needed fell with n and a one-sided rule passed.)
  *
- * Model (K classes, n features in K groups of n/K, feature j in group
- * g(j) = j mod K): a latent z ~ N(mu e_c, I_K) for class c, each feature a
- * noisy copy of its group's latent coordinate,
- *     x_j = tau z_g(j) + sigma eps_j   (+ the mean mu [g(j) = c] absorbed:
- *     x_j = mu [g(j) = c] + tau f_g(j) + sigma eps_j, f ~ N(0, I_K)),
- * sigma = 1, tau^2 = 1 + sigma^2 K/n_min - sigma^2 K/n, so the group mean
- * of a class has variance 1 + sigma^2 K/n_min whatever n: the Bayes error
- * (the nearest-mean rule on the K group means) is the same for every n.
- * Naive Bayes' independence assumption is wrong (features of a group share
- * f), but by symmetry its population rule (true means, true marginal
- * variances) is the Bayes rule, so both methods tend to the Bayes error.
- * Each feature keeps a fixed signal-to-noise ratio: Ng & Jordan's regime.
+ * Model (K classes; per class G(n) = round(ln n) latent directions, K G
+ * groups of features, feature j in group g = j mod K G, group g carrying
+ * class g mod K's signal):
+ *     x_j = mu [class(g) = c] + tau_g z_g + sigma eps_j,   z ~ N(0, I_KG),
+ * sigma = 1, tau_g^2 = V0 - sigma^2/n_g (V0 = 2, n_g the group's size), so
+ * every group's feature mean has variance V0 whatever n, and the Bayes rule
+ * sees K G independent group means: Mahalanobis distance between two
+ * classes Delta^2 = 2 G mu^2 / V0, held at Delta = 2.7 by mu = Delta
+ * sqrt(V0 / 2G) -- the Bayes error is the same at every n (K = 2:
+ * Phi(-1.35) = 0.0885).  Each feature keeps a fixed signal-to-noise ratio
+ * (Ng & Jordan's regime), while the margin is split over G(n) ~ ln n
+ * directions, each of which naive Bayes must estimate: its m* grows like
+ * ln n.  (With G fixed -- the previous set-up -- m* was flat, 11,16,10,12,13
+ * for K = 2; with every feature its own direction -- the independent break
+ * -- it grows like n.)  Naive Bayes' independence assumption is wrong
+ * (features of a group share z_g), but by symmetry its population rule is
+ * (nearly: group sizes differ by one at most) the Bayes rule.
  *
- * Models: the pooled-diagonal naive Bayes (rb_gnb_scores, pooled = 1,
- * var_smoothing 1e-9) and multinomial logistic regression with C = 1
+ * Models: the pooled-diagonal naive Bayes (rb_gnb_scores_f64, pooled = 1,
+ * var_smoothing 1e-9; its linear weights read off the scores at 0 and the
+ * unit vectors) and multinomial logistic regression with C = 1
  * (rb_logreg_fit, scikit-learn's default; lr_C sets it), both linear.
- * Errors: Bayes exactly (K = 2: Phi(-Delta/2), Delta the Mahalanobis
- * distance through the Woodbury inverse of D + F F'; K > 2: the population
- * LDA rule on the test set), trained rules on a test set of n_test draws.
+ * Errors, of the Bayes rule and of every trained rule alike, on the model:
+ * the score differences of a linear rule are Gaussian given the class, so
+ * K = 2 is exact (Phi), K > 2 uses n_test fixed standard-normal draws in
+ * the (K-1)-dimensional space of score differences (the same draws for
+ * every rule of a cell).
  *
- * m*(n): the smallest training size whose mean test error over `reps`
- * training draws is within eps (default 0.02) of the Bayes error, searched
- * by doubling from 2K then bisection to 10 %, up to m_cap n.  The (K, n)
- * cells run in parallel (--threads workers, single-threaded BLAS), each
- * with its own seed derived from (seed, K, n): rows are identical for any
- * thread count.
+ * m*(n): the smallest training size whose mean error over the training
+ * draws (logistic regression: `reps`; naive Bayes, cheap: 20 x reps) is
+ * within eps (default 0.02) of the Bayes error, searched by doubling from
+ * 2K then bisection to 2 % (naive Bayes) / 10 % (logistic regression), up
+ * to m_cap n.  Training draw rep always starts from the same generator
+ * state, so the sets of the sizes tried are nested (common random
+ * numbers).  The (K, n) cells run in parallel (--threads workers,
+ * single-threaded BLAS), each with its own seed derived from (seed, K, n):
+ * rows are identical for any thread count.
  *
  * Claims, per K, on the growth ratios g = m*(n_max)/m*(n_min) with
  * L = ln n_max / ln n_min (the log prediction) and r = n_max / n_min (the
@@ -48,23 +59,23 @@
  *                     logarithmic (both sides: a falling m* fails too);
  *   lr_linear_growth  g_LR within [sqrt(L r), 1.5 r]: above the geometric
  *                     midpoint between log and linear, at most linear;
- *   nb_reaches_bayes  naive Bayes trained on 20 n samples is within 4
- *                     test-set standard errors (+ eps/4) of the Bayes error.
+ *   nb_reaches_bayes  naive Bayes trained on 20 n samples is within
+ *                     4 sqrt(b (1 - b) / n_test) + eps/4 of the Bayes error b.
  * Breaks (each must fail its claim):
- *   features=independent  no shared latent: every feature an independent
- *                         copy with the signal spread thin (per-feature
+ *   features=independent  no shared latent: every feature its own
+ *                         direction, the signal spread thin (per-feature
  *                         SNR ~ 1/n, same Bayes error): naive Bayes then
  *                         needs O(n) samples -> nb_log_growth fails;
  *   lr_C=0.001            logistic regression so regularised it is a
  *                         mean-difference rule (no longer the ERM the O(n)
  *                         bound is about) -> lr_linear_growth fails;
- *   nuisance=s            a shared nuisance factor of sd s on group 0 and
- *                         half of group 1, which the Bayes rule cancels and
+ *   nuisance=s            a shared nuisance factor of sd s on class 0's
+ *                         groups and half of class 1's, which the Bayes rule cancels and
  *                         naive Bayes cannot -> nb_reaches_bayes fails.
  * Rows per cell: bayes error, nb_pooled/logreg samples_to_eps and
  * error_at_samples; per K: method samples_needed_K<K> with metrics
- * simulated_nb, predicted_nb_log (least squares a + b ln n), simulated_lr,
- * predicted_lr_linear (a + b n) against n, for the figure.
+ * samples_nb, law_nb_log (least squares a + b ln n), samples_lr,
+ * law_lr_linear (a + b n) against n, for the NB-vs-LR figure (reports/figs_checks.c).
  */
 #include "theory/theory.h"
 
@@ -91,27 +102,39 @@ void openblas_set_num_threads(int num_threads);
 
 #define NB_MAXDIM 16
 #define NB_MAXK 16
-#define NB_R 13 /* factors: K latent + 1 nuisance at most */
+#define NB_R 256 /* factor columns: K G(n) latent + 1 nuisance at most */
+#ifndef NB_REPS_X
+#define NB_REPS_X 20 /* naive Bayes (cheap) averages over 20 reps training sets */
+#endif
+#ifndef NB_SIGMA
+#define NB_SIGMA 1.0
+#endif
 
 typedef struct {
     size_t n;       /* dimension */
     int k;          /* classes */
     size_t r;       /* factor columns */
     double *mean;   /* k x n class means */
-    double *F;      /* n x r factor loadings */
+    double *F;      /* n x r factor loadings (dense, for the Woodbury solve) */
     double *sig;    /* n noise sds */
+    size_t *col;    /* n: the latent column of feature j, or r when none */
+    double *nload;  /* n: loading on the nuisance column r - 1 (0 when none) */
 } sim;
 
+/* Each feature loads on at most one latent column and the nuisance: the
+ * draw is O(m (n + r)). */
 static void sim_draw(gsl_rng *rng, const sim *s, size_t m, float *x, int32_t *y)
 {
-    double f[NB_R];
+    double f[NB_R + 1];
+    f[s->r] = 0.0;
     for (size_t i = 0; i < m; i++) {
         int c = (int)(i % (size_t)s->k);
         y[i] = c;
         for (size_t q = 0; q < s->r; q++) f[q] = gsl_ran_gaussian_ziggurat(rng, 1.0);
         for (size_t j = 0; j < s->n; j++) {
             double v = s->mean[(size_t)c * s->n + j] + s->sig[j] * gsl_ran_gaussian_ziggurat(rng, 1.0);
-            for (size_t q = 0; q < s->r; q++) v += s->F[j * s->r + q] * f[q];
+            if (s->col[j] < s->r) v += s->F[j * s->r + s->col[j]] * f[s->col[j]];
+            if (s->nload[j] != 0) v += s->nload[j] * f[s->r - 1];
             x[i * s->n + j] = (float)v;
         }
     }
@@ -121,9 +144,11 @@ static void sim_draw(gsl_rng *rng, const sim *s, size_t m, float *x, int32_t *y)
 static int sinv(const sim *s, const double *v, double *out)
 {
     size_t n = s->n, r = s->r;
-    double A[NB_R * NB_R], t[NB_R];
+    double t[NB_R];
     for (size_t j = 0; j < n; j++) out[j] = v[j] / (s->sig[j] * s->sig[j]);
     if (r == 0) return 0;
+    double *A = malloc(r * r * sizeof *A);
+    if (!A) return -1;
     for (size_t a = 0; a < r; a++) {
         t[a] = 0;
         for (size_t j = 0; j < n; j++) t[a] += s->F[j * r + a] * out[j];
@@ -133,7 +158,9 @@ static int sinv(const sim *s, const double *v, double *out)
             A[a * r + b] = acc;
         }
     }
-    if (LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', (lapack_int)r, 1, A, (lapack_int)r, t, 1) != 0) return -1;
+    int bad = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', (lapack_int)r, 1, A, (lapack_int)r, t, 1) != 0;
+    free(A);
+    if (bad) return -1;
     for (size_t j = 0; j < n; j++) {
         double acc = 0;
         for (size_t a = 0; a < r; a++) acc += s->F[j * r + a] * t[a];
@@ -142,53 +169,72 @@ static int sinv(const sim *s, const double *v, double *out)
     return 0;
 }
 
-/* v' S v. */
-static double squad(const sim *s, const double *v)
+/* Error of the linear rule "argmax_k w_k.x + b_k" (w: k x n) on the
+ * model.  Given the class c, the differences d_k = u_c - u_k (k != c) of
+ * the scores are jointly Gaussian: mean (w_c - w_k).m_c + b_c - b_k,
+ * covariance (w_c - w_k)' S (w_c - w_l), S = D + F F'.  K = 2: exactly
+ * Phi(-mean/sd) per class; K > 2: P(d > 0) by the nz fixed standard-normal
+ * draws Z (nz x (K-1)) -- the same draws for every rule of a cell, so two
+ * rules' errors differ by the rules, not by the draws.  dw: n x (K-1). */
+static int rule_error(const sim *s, const double *w, const double *b, const double *Z, size_t nz, double *dw,
+                      double *out)
 {
-    double a = 0;
-    for (size_t j = 0; j < s->n; j++) a += v[j] * v[j] * s->sig[j] * s->sig[j];
-    for (size_t q = 0; q < s->r; q++) {
-        double t = 0;
-        for (size_t j = 0; j < s->n; j++) t += v[j] * s->F[j * s->r + q];
-        a += t * t;
-    }
-    return a;
-}
-
-/* Exact error of the affine rule "class 1 when v.x + c > 0" for K = 2. */
-static double err2(const sim *s, const double *v, double c)
-{
-    double sd = sqrt(squad(s, v));
-    double t0 = cblas_ddot((int)s->n, v, 1, s->mean, 1) + c;
-    double t1 = cblas_ddot((int)s->n, v, 1, s->mean + s->n, 1) + c;
-    return 0.5 * (gsl_cdf_ugaussian_P(t0 / sd) + gsl_cdf_ugaussian_P(-t1 / sd));
-}
-
-/* Test error of linear scores w_k.x + b_k (k x n) on the test set. */
-static double err_linear(const sim *s, const double *w, const double *b, const float *xt, const int32_t *yt,
-                         size_t nt)
-{
-    long wrong = 0;
-    for (size_t i = 0; i < nt; i++) {
-        int best = 0;
-        double bs = -INFINITY;
-        for (int c = 0; c < s->k; c++) {
-            double v = b[c];
-            for (size_t j = 0; j < s->n; j++) v += w[(size_t)c * s->n + j] * xt[i * s->n + j];
-            if (v > bs) {
-                bs = v;
-                best = c;
-            }
+    size_t n = s->n, K = (size_t)s->k, km = K - 1;
+    double mu[NB_MAXK], cov[NB_MAXK * NB_MAXK], t[NB_MAXK];
+    double correct = 0;
+    for (size_t c = 0; c < K; c++) {
+        const double *mc = s->mean + c * n;
+        for (size_t q = 0, k = 0; k < K; k++) {
+            if (k == c) continue;
+            for (size_t j = 0; j < n; j++) dw[j * km + q] = w[c * n + j] - w[k * n + j];
+            mu[q] = b[c] - b[k];
+            for (size_t j = 0; j < n; j++) mu[q] += dw[j * km + q] * mc[j];
+            q++;
         }
-        wrong += best != yt[i];
+        for (size_t p = 0; p < km; p++)
+            for (size_t q = 0; q < km; q++) {
+                double acc = 0;
+                for (size_t j = 0; j < n; j++) acc += dw[j * km + p] * dw[j * km + q] * s->sig[j] * s->sig[j];
+                cov[p * km + q] = acc;
+            }
+        /* factor part: (F' dw)' (F' dw), one latent column (+ nuisance) per feature */
+        for (size_t f = 0; f < s->r; f++) {
+            for (size_t p = 0; p < km; p++) t[p] = 0;
+            for (size_t j = 0; j < n; j++) {
+                double l = s->col[j] == f ? s->F[j * s->r + f] : 0.0;
+                if (f == s->r - 1 && s->nload[j] != 0) l += s->nload[j];
+                if (l != 0)
+                    for (size_t p = 0; p < km; p++) t[p] += l * dw[j * km + p];
+            }
+            for (size_t p = 0; p < km; p++)
+                for (size_t q = 0; q < km; q++) cov[p * km + q] += t[p] * t[q];
+        }
+        if (km == 1) {
+            correct += cov[0] > 0 ? gsl_cdf_ugaussian_P(mu[0] / sqrt(cov[0])) : (mu[0] > 0);
+            continue;
+        }
+        if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)km, cov, (lapack_int)km) != 0) return -1;
+        long ok = 0;
+        for (size_t i = 0; i < nz; i++) {
+            const double *z = Z + i * km;
+            int all = 1;
+            for (size_t p = 0; p < km && all; p++) {
+                double d = mu[p];
+                for (size_t q = 0; q <= p; q++) d += cov[p * km + q] * z[q];
+                all = d > 0;
+            }
+            ok += all;
+        }
+        correct += (double)ok / (double)nz;
     }
-    return (double)wrong / (double)nt;
+    *out = 1.0 - correct / (double)K;
+    return 0;
 }
 
 /* Error of the population rule with class weights w_c = P m_c (P = S^-1
  * for Bayes, D_marg^-1 for naive Bayes), b_c = -w_c.m_c/2. */
-static int pop_error(const sim *s, int bayes, double *w, double *b, double *tmp, const float *xt,
-                     const int32_t *yt, size_t nt, double *out)
+static int pop_error(const sim *s, int bayes, double *w, double *b, const double *Z, size_t nz, double *dw,
+                     double *out)
 {
     size_t n = s->n;
     for (int c = 0; c < s->k; c++) {
@@ -205,13 +251,7 @@ static int pop_error(const sim *s, int bayes, double *w, double *b, double *tmp,
         }
         b[c] = -0.5 * cblas_ddot((int)n, wc, 1, mc, 1);
     }
-    if (s->k == 2) {
-        for (size_t j = 0; j < n; j++) tmp[j] = w[n + j] - w[j];
-        *out = err2(s, tmp, b[1] - b[0]);
-    } else {
-        *out = err_linear(s, w, b, xt, yt, nt);
-    }
-    return 0;
+    return rule_error(s, w, b, Z, nz, dw, out);
 }
 
 typedef struct {
@@ -231,44 +271,55 @@ typedef struct {
 
 typedef struct {
     const sim *s;
-    gsl_rng *rng;
-    const float *xt;
-    const int32_t *yt;
-    size_t nt;
+    gsl_rng *rng;   /* training draws, re-seeded per repetition */
+    unsigned long tseed;
+    const double *Z; /* nz x (K-1) standard normals */
+    size_t nz;
     long reps;
     double C;
     float *x;       /* mcap x n */
     int32_t *y;
-    float *sc;      /* nt x k */
+    const float *basis; /* (n+1) x n: 0, then e_1 .. e_n */
+    double *sc;     /* (n+1) x k */
+    double *w, *b, *dw; /* k x n, k, n x (k-1) */
 } runner;
 
-/* Mean test error over reps fresh training sets of size m. */
+/* Mean error over reps training sets of size m.  Repetition rep always
+ * starts from the same generator state, so the training set of size m is a
+ * prefix of the one of size m' > m (common random numbers: the error curve
+ * in m is not re-drawn at each size the search tries).  Both trained rules
+ * are linear: logistic regression's weights are the model's; naive Bayes'
+ * (pooled variance) are read off its scores at 0 and the unit vectors
+ * (double precision; the common quadratic term cancels between classes). */
 static int mean_err(runner *r, int lr, size_t m, long reps, double *out, rb_err *e)
 {
     const sim *s = r->s;
+    size_t n = s->n, K = (size_t)s->k;
     double acc = 0;
     for (long rep = 0; rep < reps; rep++) {
+        gsl_rng_set(r->rng, r->tseed + 7919ul * (unsigned long)rep);
         sim_draw(r->rng, s, m, r->x, r->y);
-        rb_view tr = {r->x, r->y, m, s->n, s->n, s->k};
-        rb_view te = {r->xt, r->yt, r->nt, s->n, s->n, s->k};
+        rb_view tr = {r->x, r->y, m, n, n, s->k};
         int rc;
         if (lr) {
             rb_logreg_model mod;
             memset(&mod, 0, sizeof mod);
             if ((rc = rb_logreg_fit(&tr, r->C, 1e-4, 1000, NULL, NULL, &mod, e))) return rc;
-            rb_logreg_scores(&mod, &te, r->sc);
+            for (size_t i = 0; i < K * n; i++) r->w[i] = mod.w[i];
+            for (size_t c = 0; c < K; c++) r->b[c] = mod.b[c];
             rb_logreg_model_free(&mod);
-        } else if ((rc = rb_gnb_scores(&tr, &te, 1e-9, 1, r->sc, e))) {
-            return rc;
+        } else {
+            rb_view te = {r->basis, NULL, n + 1, n, n, s->k};
+            if ((rc = rb_gnb_scores_f64(&tr, &te, 1e-9, 1, r->sc, e))) return rc;
+            for (size_t c = 0; c < K; c++) {
+                r->b[c] = r->sc[c];
+                for (size_t j = 0; j < n; j++) r->w[c * n + j] = r->sc[(j + 1) * K + c] - r->sc[c];
+            }
         }
-        long wrong = 0;
-        for (size_t i = 0; i < r->nt; i++) {
-            int best = 0;
-            for (int c = 1; c < s->k; c++)
-                if (r->sc[i * (size_t)s->k + (size_t)c] > r->sc[i * (size_t)s->k + (size_t)best]) best = c;
-            wrong += best != r->yt[i];
-        }
-        acc += (double)wrong / (double)r->nt;
+        double er;
+        if (rule_error(s, r->w, r->b, r->Z, r->nz, r->dw, &er))
+            RB_FAIL(e, RB_ESING, "nb_vs_lr: K=%d n=%zu: singular score covariance", s->k, n);
+        acc += er;
     }
     *out = acc / (double)reps;
     return RB_OK;
@@ -287,7 +338,7 @@ static int search_m(runner *r, int lr, double target, size_t m_cap, size_t *msta
     double er, er_hi = NAN;
     int rc, run = 0;
     for (;;) {
-        if ((rc = mean_err(r, lr, m, r->reps, &er, e))) return rc;
+        if ((rc = mean_err(r, lr, m, lr ? r->reps : NB_REPS_X * r->reps, &er, e))) return rc;
         if (er <= target) {
             if (run++ == 0) {
                 hi = m;
@@ -309,9 +360,9 @@ static int search_m(runner *r, int lr, double target, size_t m_cap, size_t *msta
         m = 2 * m > m_cap ? m_cap : 2 * m;
     }
     *err_at = er_hi;
-    while (hi - lo > 1 && (double)(hi - lo) > 0.1 * (double)lo) {
+    while (hi - lo > 1 && (double)(hi - lo) > (lr ? 0.1 : 0.02) * (double)lo) {
         size_t mid = lo + (hi - lo) / 2;
-        if ((rc = mean_err(r, lr, mid, r->reps, &er, e))) return rc;
+        if ((rc = mean_err(r, lr, mid, lr ? r->reps : NB_REPS_X * r->reps, &er, e))) return rc;
         if (er <= target) {
             hi = mid;
             *err_at = er;
@@ -323,50 +374,81 @@ static int search_m(runner *r, int lr, double target, size_t m_cap, size_t *msta
     return RB_OK;
 }
 
+/* Latent directions per class at dimension n: G(n) = round(ln n), at
+ * least 1. */
+static size_t dirs_per_class(size_t n)
+{
+    double g = floor(log((double)n) + 0.5);
+    return g < 1 ? 1 : (size_t)g;
+}
+
 static void run_cell(cell *c)
 {
     size_t n = c->n, K = (size_t)c->K, nt = c->nt, mcap = c->mcap;
-    size_t r = c->indep ? 0 : K + (c->nuisance > 0);
+    size_t G = dirs_per_class(n), ng = K * G; /* latent groups */
+    size_t r = c->indep ? 0 : ng + (c->nuisance > 0);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     double *mean = malloc(K * n * sizeof *mean), *F = calloc(n * (r ? r : 1), sizeof *F);
     double *sig = malloc(n * sizeof *sig), *w = malloc(K * n * sizeof *w), *b = malloc(K * sizeof *b);
-    double *tmp = malloc(n * sizeof *tmp);
+    double *nload = calloc(n, sizeof *nload);
+    size_t *col = malloc(n * sizeof *col);
     size_t mbig = c->big ? 20 * n : 0, mx = mcap > mbig ? mcap : mbig;
-    float *x = malloc(mx * n * sizeof *x), *xt = malloc(nt * n * sizeof *xt), *sc = malloc(nt * K * sizeof *sc);
-    int32_t *y = malloc(mx * sizeof *y), *yt = malloc(nt * sizeof *yt);
+    float *x = malloc(mx * n * sizeof *x), *basis = calloc((n + 1) * n, sizeof *basis);
+    double *Z = malloc(nt * (K - 1) * sizeof *Z), *sc = malloc((n + 1) * K * sizeof *sc);
+    double *dw = malloc(n * (K - 1) * sizeof *dw);
+    int32_t *y = malloc(mx * sizeof *y);
     c->rc = RB_OK;
-    if (!rng || !mean || !F || !sig || !w || !b || !tmp || !x || !xt || !sc || !y || !yt) {
+    if (!rng || !mean || !F || !sig || !w || !b || !nload || !col || !x || !basis || !Z || !sc || !dw || !y) {
         c->rc = rb_fail(&c->e, RB_ENOMEM, "nb_vs_lr: out of memory");
         goto out;
     }
+    if (r > NB_R) {
+        c->rc = rb_fail(&c->e, RB_EINVAL, "nb_vs_lr: K=%d n=%zu: %zu latent factors, at most %d", c->K, n, r, NB_R);
+        goto out;
+    }
     gsl_rng_set(rng, (unsigned long)c->seed);
-    /* Fixed Bayes error: group means of a class have variance V0 =
-     * 1 + sigma^2 K / n_min for every n. */
-    const double sigma = 1.0, mu = 2.0;
-    double ng = (double)n / (double)K, ngmin = (double)c->nmin / (double)K;
-    double V0 = 1 + sigma * sigma / ngmin, tau2 = V0 - sigma * sigma / ng;
-    for (size_t j = 0; j < n; j++) {
-        size_t g = j % K;
-        sig[j] = sigma;
-        for (size_t cc = 0; cc < K; cc++) {
-            double a = c->indep ? mu * sqrt(sigma * sigma / (ng * V0)) * sqrt((1 + tau2 / (sigma * sigma))) : mu;
-            mean[cc * n + j] = cc == g ? a : 0.0;
+    /* Fixed Bayes error.  Feature j belongs to latent group g = j mod K G,
+     * group g to class g mod K; x_j = mu [class(g) = c] + tau_g z_g +
+     * sigma eps_j.  A group's feature mean has variance tau_g^2 +
+     * sigma^2/n_g = V0 for every group and n, so the Bayes rule sees K G
+     * independent group means of variance V0, class c's mean mu on its G
+     * groups: Mahalanobis distance between two classes Delta^2 =
+     * 2 G mu^2 / V0, held at NB_DELTA^2 by mu = Delta sqrt(V0 / 2G).  The
+     * margin is split over more directions as n grows. */
+    const double sigma = NB_SIGMA, V0 = 2.0, delta = 2.7;
+    if (c->indep) {
+        /* every feature its own direction, same marginal variance V0 +
+         * sigma^2 and the same Delta: a = Delta sqrt(v K / 2n) */
+        double v = V0 + sigma * sigma, a = delta * sqrt(v * (double)K / (2.0 * (double)n));
+        for (size_t j = 0; j < n; j++) {
+            sig[j] = sqrt(v);
+            col[j] = r;
+            for (size_t cc = 0; cc < K; cc++) mean[cc * n + j] = cc == j % K ? a : 0.0;
         }
-        if (c->indep) {
-            sig[j] = sqrt(sigma * sigma + tau2); /* same marginal variance */
-        } else {
+    } else {
+        double mu = delta * sqrt(V0 / (2.0 * (double)G));
+        for (size_t j = 0; j < n; j++) {
+            size_t g = j % ng, size = n / ng + (g < n % ng);
+            double tau2 = V0 - sigma * sigma / (double)size;
+            sig[j] = sigma;
+            col[j] = g;
             F[j * r + g] = sqrt(tau2);
-            /* nuisance: group 0 and the even members of group 1 */
-            if (c->nuisance > 0 && (g == 0 || (g == 1 && (j / K) % 2 == 0))) F[j * r + K] = c->nuisance;
+            for (size_t cc = 0; cc < K; cc++) mean[cc * n + j] = cc == g % K ? mu : 0.0;
+            /* nuisance: class 0's groups and the even members of class 1's */
+            if (c->nuisance > 0 && (g % K == 0 || (g % K == 1 && (j / ng) % 2 == 0))) {
+                nload[j] = c->nuisance;
+                F[j * r + r - 1] = c->nuisance;
+            }
         }
     }
-    sim s = {n, c->K, r, mean, F, sig};
-    sim_draw(rng, &s, nt, xt, yt);
-    if (pop_error(&s, 1, w, b, tmp, xt, yt, nt, &c->bayes) || pop_error(&s, 0, w, b, tmp, xt, yt, nt, &c->nbpop)) {
+    sim s = {n, c->K, r, mean, F, sig, col, nload};
+    for (size_t i = 0; i < nt * (K - 1); i++) Z[i] = gsl_ran_gaussian_ziggurat(rng, 1.0);
+    for (size_t j = 0; j < n; j++) basis[(j + 1) * n + j] = 1.0f;
+    if (pop_error(&s, 1, w, b, Z, nt, dw, &c->bayes) || pop_error(&s, 0, w, b, Z, nt, dw, &c->nbpop)) {
         c->rc = rb_fail(&c->e, RB_ESING, "nb_vs_lr: K=%d n=%zu: Woodbury solve failed", c->K, n);
         goto out;
     }
-    runner rr = {&s, rng, xt, yt, nt, c->reps, c->C, x, y, sc};
+    runner rr = {&s, rng, gsl_rng_get(rng), Z, nt, c->reps, c->C, x, y, basis, sc, w, b, dw};
     if ((c->rc = search_m(&rr, 0, c->bayes + c->eps, mcap, &c->m_nb, &c->err_nb, &c->e)) ||
         (c->rc = search_m(&rr, 1, c->bayes + c->eps, mcap, &c->m_lr, &c->err_lr, &c->e)))
         goto out;
@@ -374,7 +456,8 @@ static void run_cell(cell *c)
     if (c->big && (c->rc = mean_err(&rr, 0, mbig, 1, &c->err_big, &c->e))) goto out;
 out:
     gsl_rng_free(rng);
-    free(mean); free(F); free(sig); free(w); free(b); free(tmp); free(x); free(xt); free(sc); free(y); free(yt);
+    free(mean); free(F); free(sig); free(w); free(b); free(nload); free(col);
+    free(x); free(basis); free(Z); free(sc); free(dw); free(y);
 }
 
 typedef struct {
@@ -512,10 +595,10 @@ int rb_theory_nb_vs_lr(const rb_opts *o, rb_rows *rows, int fast, rb_err *e)
         for (size_t di = 0; di < ndim; di++) {
             snprintf(params, sizeof params, "eps=%g;features=%s;lr_C=%g;n=%zu;nuisance=%g;reps=%ld", eps, feat, C,
                      cl[di].n, nuis, reps);
-            if ((rc = rb_theory_row(rows, meth, params, "simulated_nb", mnb[di], NAN, NAN, reps, e)) ||
-                (rc = rb_theory_row(rows, meth, params, "predicted_nb_log", a_nb + b_nb * lnn[di], NAN, NAN, reps, e)) ||
-                (rc = rb_theory_row(rows, meth, params, "simulated_lr", mlr[di], NAN, NAN, reps, e)) ||
-                (rc = rb_theory_row(rows, meth, params, "predicted_lr_linear", a_lr + b_lr * dims[di], NAN, NAN, reps, e)))
+            if ((rc = rb_theory_row(rows, meth, params, "samples_nb", mnb[di], NAN, NAN, reps, e)) ||
+                (rc = rb_theory_row(rows, meth, params, "law_nb_log", a_nb + b_nb * lnn[di], NAN, NAN, reps, e)) ||
+                (rc = rb_theory_row(rows, meth, params, "samples_lr", mlr[di], NAN, NAN, reps, e)) ||
+                (rc = rb_theory_row(rows, meth, params, "law_lr_linear", a_lr + b_lr * dims[di], NAN, NAN, reps, e)))
                 goto out;
         }
         double L = lnn[ndim - 1] / lnn[0], rr = dims[ndim - 1] / dims[0];

@@ -13,23 +13,41 @@
  * q = K/(K-1), in closed form
  *   u = s / (q - s),  p* = -ln(u / (K-1)) / q  (valid when s < q),
  *   a*^2 = p* sqrt(lh N / (lw K)),  c*^2 = p* sqrt(lw K / (lh N)).
- * The check runs plain gradient descent from a random start and compares
- * the objective and the norms with these values, and NC1 (Tr(Sw Sb^+)/K),
- * the ETF deviation, NC3 (Zhu/Tirer) and NC4 (METRICS.md section a) with
- * 0; NC1 decays geometrically (a straight line in log NC1 vs step; the
- * fitted rate is reported).  Balanced classes are the assumption:
- * imbalance=R gives the first half of the classes R times more samples, and
- * the minimiser is no longer an ETF ("minority collapse", Fang et al. 2021).
+ * The check runs plain gradient descent from a random start.  Claims
+ * (typed, theory.h), at the end of the descent:
+ *   ufm_objective, ufm_w_norm, ufm_h_norm   approx: f, mean |w_k|, mean
+ *       |h_i| equal the closed-form f*, a*, c* within 1e-3 relative;
+ *   nc1_to_zero        at most 1e-12: NC1 = Tr(Sw Sb^+)/K (README
+ *       "collapse");
+ *   nc1_geometric      at least 0.99: R^2 of the line through log NC1 vs
+ *       step (its slope is only a rate if the decay is geometric);
+ *   nc1_rate           approx, 5 % relative: that slope equals
+ *       2 ln|1 - lr mu|, mu the smallest eigenvalue on the span of the class
+ *       means of the linearised dynamics at the closed-form minimiser (not
+ *       taken from the simulated end state; derivation at rate_pred);
+ *   means_simplex_etf  at most 1e-3: the ETF deviation of the class means;
+ *   nc3_self_duality   at most 1e-3: NC3 (Zhu/Tirer);
+ *   nc4_ncc_agreement  at most 0: NC4, the nearest-class-centre mismatch.
+ * Breaks: imbalance=3 (the first half of the classes 3x more samples:
+ * "minority collapse", Fang et al. 2021, the minimiser is no longer an ETF)
+ * fails the objective, norms, rate, ETF and NC3 claims; iters=150 (stopped
+ * early) and lr=0.0003 (too slow) fail the claims about the end state.
  *
  * Perturbation model (Tirer, Huang, Niles-Weed, "Perturbation Analysis of
  * Neural Collapse", ICML 2023), here in its linearised form with the
- * classifier fixed: features are kept near given features H0,
+ * classifier W fixed at the descent's end: features are kept near given
+ * features H0,
  *   min_H (1/2N) |W H' - Y|^2 + beta/(2N) |H - H0|^2,
  * whose minimiser h_i = (W'W + beta I)^-1 (W' y_i + beta h0_i) has
- * within-class covariance beta^2 (W'W + beta I)^-1 Sw(H0) (W'W + beta I)^-1:
- * variability is shrunk in the span of the classifier and kept outside it,
- * more as beta falls.  The check descends this objective for several beta
- * and compares Tr Sw with the prediction.
+ * within-class scatter R Sw(H0) R, R = beta (W'W + beta I)^-1: variability
+ * is shrunk in the span of the classifier and kept outside it, more as
+ * beta falls.  With H0 = class means + isotropic noise of sd sd0, the
+ * expectation is E Tr Sw = sd0^2 (N - K)/N sum_l (beta / (ev_l + beta))^2,
+ * ev_l the eigenvalues of W'W -- not an identity of one draw: the claim
+ * perturbation_variability (approx, 4 standard errors) compares it with the
+ * Monte Carlo mean of Tr Sw over `draws` draws of H0, for each beta in
+ * {0.01, 0.1, 1, 10}.  Break: h0_aniso=4 (H0's noise 4x larger in the span
+ * of W, the isotropy the formula assumes) fails it.
  */
 #include "theory/theory.h"
 
@@ -94,7 +112,7 @@ int rb_theory_nc_stats(const double *h, const int32_t *y, size_t n, size_t d,
     for (size_t i = 0; i < K * d; i++) trsb += mt[i] * mt[i];
     trsb /= (double)K;
     /* Tr(Sw Sb^+) = K sum_{r <= min(K-1,d)} v_r' Sw v_r / s_r^2 via the SVD
-     * of the centred means (rank-r inverse, METRICS.md section a). */
+     * of the centred means (rank-r inverse, README "collapse"). */
     size_t ms = K < d ? K : d;
     double *a = hc; /* gesvd overwrites its input: copy into hc (n >= k rows) */
     memcpy(a, mt, K * d * sizeof *a);

@@ -130,7 +130,7 @@ int rb_table_parse(const char *buf, size_t len, const char *xcol,
                    double **y, char ***lab, size_t *n, rb_err *e);
 void rb_table_free_labels(char **lab, size_t n);
 
-/* Neural collapse statistics (METRICS.md section a) of features h (n x d,
+/* Neural collapse statistics (README "collapse"; reference test in docs/reference_values.md a) of features h (n x d,
  * row-major, labels y in [0,k)), classifier w (k x d) and bias b (k, may
  * be NULL): nc1 = Tr(Sw Sb^+)/k (rank min(k-1,d) inverse via the SVD of
  * the centred means), etf = ETF deviation of the centred class means,
