@@ -147,14 +147,23 @@ datasets/sample/gmm_wide.h5: Makefile | bin/repbench
 SWEEP_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SWEEP_J = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(SWEEP_JOBS))
 sweep: deps bin/repbench $(if $(DUMPS),,samples)
+	@bad=$$(bin/repbench list | awk -v m='$(METHODS)' 'BEGIN { n = split(m, w, ",") } NR > 1 && NF >= 2 { k[$$1] = 1 } \
+	  END { for (i = 1; i <= n; i++) if (!(w[i] in k)) printf "%s ", w[i] }'); \
+	if [ -n "$$bad" ]; then echo "sweep: METHODS names $$bad- not a method (bin/repbench list shows them)"; exit 2; fi
 	@$(MAKE) --no-print-directory $(SWEEP_J) sweep-features $(SWEEP_EXTRA) OUT='$(OUT)' \
 	  METHODS='$(METHODS)' DUMPS='$(DUMPS)' CKPTS='$(CKPTS)'
 	@$(MAKE) --no-print-directory plots OUT='$(OUT)'
 
 .PHONY: sweep-features
 sweep-features:
-	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS='$(METHODS)' \
+	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS="$$($(SWEEP_FEATURE_METHODS))" \
 	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' FAMILIES="$$($(SWEEP_FAMILIES))"
+
+# The feature methods named in METHODS (weight methods go to the weight
+# sweep; a name that is neither is passed on, so `run` refuses it clearly).
+SWEEP_FEATURE_METHODS = bin/repbench list | awk -v m='$(METHODS)' 'BEGIN { n = split(m, w, ","); s = "" } \
+  NR > 1 && NF == 0 { body = 1 } NR > 1 && NF >= 2 { fam[$$1] = body ? "other" : $$2 } \
+  END { for (i = 1; i <= n; i++) if (fam[w[i]] != "other") { printf "%s%s", s, w[i]; s = "," } }'
 
 # The feature families to sweep: all, or those of the methods in METHODS
 # (a family none of whose methods is named is not run).

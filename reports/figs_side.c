@@ -330,11 +330,11 @@ out:
 
 int rb_figs_side(rb_rctx *c, size_t dump, rb_err *e)
 {
-    if (!c->dumps[dump].multi) return RB_OK;
+    if (c->dumps[dump].multi != 1) return RB_OK;
     int rc = RB_OK;
     for (size_t i = 0; i < c->nfiles && rc == RB_OK; i++) {
         const rb_rfile *fl = &c->files[i];
-        if (!fl->usable || strcmp(fl->family, "weights")) continue;
+        if (!fl->usable || strcmp(fl->family, c->dumps[dump].model)) continue; /* this weights directory */
         char dir[4096];
         rb_fmt(dir, sizeof dir, "%s/%s", c->o->dir, fl->rel);
         char *slash = strrchr(dir, '/');

@@ -263,8 +263,10 @@ static void slugify(char *out, size_t cap, const char *s)
 
 void rb_dump_title(const rb_rdump *d, char *out, size_t cap)
 {
-    if (d->multi)
-        rb_fmt(out, cap, "weights (all checkpoints)");
+    if (d->multi == 1)
+        rb_fmt(out, cap, "%s (all checkpoints)", d->model);
+    else if (d->multi == 2)
+        rb_fmt(out, cap, "models compared on %s", d->dataset);
     else if (d->dataset[0] && strcmp(d->dataset, d->model))
         rb_fmt(out, cap, "%s on %s", d->model[0] ? d->model : "(no model)", d->dataset);
     else
@@ -356,13 +358,24 @@ static int build_dumps(rb_rctx *c, rb_err *e)
     if (!multi) RB_FAIL(e, RB_ENOMEM, "out of memory");
     /* The paired comparisons of compare/results.csv (suite/compare.c) go
      * to their dataset's comparison section (multi 2, figs_models.c). */
-    for (size_t f = 0; f < c->nfiles; f++)
-        if (c->files[f].usable && (!strcmp(c->files[f].family, "weights") || !strcmp(c->files[f].family, "compare")))
-            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++)
-                multi[i] = !strcmp(c->files[f].family, "weights") ? 1 : 2;
+    /* Each weights results directory (weights/, weights_fmnist/, ...: a
+     * family named weights*) is one group, named after the directory. */
+    const char **wfam = calloc(c->rows.n ? c->rows.n : 1, sizeof *wfam);
+    if (!wfam) {
+        free(multi);
+        RB_FAIL(e, RB_ENOMEM, "out of memory");
+    }
+    for (size_t f = 0; f < c->nfiles; f++) {
+        int w = !strncmp(c->files[f].family, "weights", 7), cmpf = !strcmp(c->files[f].family, "compare");
+        if (c->files[f].usable && (w || cmpf))
+            for (size_t i = c->files[f].row0; i < c->files[f].row0 + c->files[f].nrow; i++) {
+                multi[i] = w ? 1 : 2;
+                wfam[i] = c->files[f].family;
+            }
+    }
     for (size_t i = 0; i < c->rows.n; i++) {
         const rb_row *r = &c->rows.rows[i];
-        const char *model = multi[i] == 1 ? "weights" : multi[i] == 2 ? "comparison" : r->model,
+        const char *model = multi[i] == 1 ? wfam[i] : multi[i] == 2 ? "comparison" : r->model,
                    *dataset = multi[i] == 1 ? "" : r->dataset;
         size_t d;
         for (d = 0; d < c->ndumps; d++)
@@ -373,6 +386,7 @@ static int build_dumps(rb_rctx *c, rb_err *e)
             int rc = new_dump(c, model, dataset, multi[i], e);
             if (rc) {
                 free(multi);
+                free(wfam);
                 return rc;
             }
         }
@@ -382,10 +396,12 @@ static int build_dumps(rb_rctx *c, rb_err *e)
         if (!bar && multi[i] != 2) rc = dump_add_layer(&c->dumps[d], l, strlen(l));
         if (rc) {
             free(multi);
+            free(wfam);
             RB_FAIL(e, RB_ENOMEM, "out of memory");
         }
     }
     free(multi);
+    free(wfam);
     /* Pair layers add their members after the per-layer ones. */
     for (size_t i = 0; i < c->rows.n; i++) {
         const char *l = c->rows.rows[i].layer, *bar = strchr(l, '|');
