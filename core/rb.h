@@ -223,6 +223,7 @@ typedef struct rb_source {
                       int *rank, rb_err *e);
     size_t ntext;                    /* /text/<name> sets (zero-shot), */
     const char *const *text_names;   /* their names; may be NULL when 0 */
+    int has_text_pairs;              /* 1: the dump has /text_pairs (retrieval) */
 } rb_source;
 
 /* Index of a split by name, or -1. */
@@ -254,7 +255,9 @@ enum {
     RB_NEEDS_OOD = 1u << 2,    /* at least one ood_* split */
     RB_SCOPE_DUMP = 1u << 3,   /* runs once per dump, not per layer */
     RB_STREAMS = 1u << 4,      /* reads rows itself through src->read */
-    RB_NEEDS_OTHER = 1u << 5   /* a second dump of the same samples (--other DUMP) */
+    RB_NEEDS_OTHER = 1u << 5,  /* a second dump of the same samples (--other DUMP) */
+    RB_NEEDS_TEXT = 1u << 6,   /* /text/<name> class embeddings */
+    RB_NEEDS_PAIRS = 1u << 7   /* /text_pairs/<split> */
 };
 
 typedef int (*rb_method_fn)(const rb_task *t, rb_rows *out, rb_err *e);

@@ -88,6 +88,7 @@ struct rb_dump {
     strlist classes;           /* /classes names */
     strlist arrays;            /* optional arrays, one line each */
     strlist texts;             /* /text/<name> names (good ones) */
+    int has_pairs;             /* a /text_pairs group is present */
     strlist ignored;           /* unknown groups/datasets/attributes */
     strlist child_attrs;       /* the guard child's "(attribute)" lines */
     int have_child_attrs;      /* 1: list attributes from child_attrs */
@@ -1381,6 +1382,7 @@ labels:
     if (have[2]) scan_optional(d, "tokens", 3, 1, 1, 0);
     if (have[6]) scan_optional(d, "groups", 1, 1, 0, 1);
     if (have[7]) scan_optional(d, "text_pairs", 2, 1, 0, 0);
+    d->has_pairs = have[7] != 0;
 out:
     if (gf >= 0) H5Gclose(gf);
     if (gl >= 0) H5Gclose(gl);
@@ -1634,6 +1636,7 @@ static int fill_source(rb_dump *d)
     s->read_array = src_read_array;
     s->ntext = d->texts.n;
     s->text_names = (const char *const *)d->texts.v;
+    s->has_text_pairs = d->has_pairs;
     return 0;
 }
 

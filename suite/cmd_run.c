@@ -337,6 +337,8 @@ static const char *unmet(const rb_method *m, const rb_source *s, int train, int 
     if ((m->needs & RB_NEEDS_TEST) && (test < 0 || !s->split_y[test]))
         return "needs a labeled test split";
     if ((m->needs & RB_NEEDS_OTHER) && !other) return "needs --other DUMP (a second model on the same samples)";
+    if ((m->needs & RB_NEEDS_TEXT) && !s->ntext) return "needs /text/<name> class text embeddings";
+    if ((m->needs & RB_NEEDS_PAIRS) && !s->has_text_pairs) return "needs /text_pairs/<split> (a text embedding per sample)";
     if (m->needs & RB_NEEDS_OOD) {
         int any = 0;
         for (size_t i = 0; i < s->nsplits; i++)
