@@ -316,6 +316,11 @@ const rb_row *rb_models_cmp_metric(const rb_rctx *c, size_t cmp, const rb_row *l
 const char *rb_models_primary(const rb_rctx *c, size_t cmp);
 void rb_models_verdict(const rb_row *diff, double p, char *out, size_t cap);
 int rb_summary_models(const rb_rctx *c, size_t cmp, rb_sbuf *md, rb_err *e);
+/* summary.md tables (report.c): r's params cut to the items that differ
+ * between rows[0..n) of r's method ("–" when none), and the note under a
+ * table giving each method's params in full. */
+void rb_params_short(const rb_row *const *rows, size_t n, const rb_row *r, char *out, size_t cap);
+void rb_params_note(rb_sbuf *md, const rb_row *const *rows, size_t n);
 
 /* Classifiers shared by figures and the summary. */
 int rb_is_probe_metric(const char *metric);

@@ -721,16 +721,31 @@ int rb_summary_models(const rb_rctx *c, size_t cmp, rb_sbuf *md, rb_err *e)
         rb_sb_puts(md, "\n### Leaderboard: test top-1 at each model's best and last layer\n\n"
                        "| model | probe | params | best layer | top1 | interval | last layer | top1 | interval |\n"
                        "|---|---|---|---|---|---|---|---|---|\n");
+        /* the table's rows first: params are cut to what differs */
+        const rb_row **tb = calloc(nm * nk + 1, sizeof *tb);
+        if (!tb) {
+            free(first);
+            free(mem);
+            RB_FAIL(e, RB_ENOMEM, "out of memory");
+        }
+        size_t ntb = 0;
+        for (size_t m = 0; m < nm; m++)
+            for (size_t k = 0; k < nk; k++) {
+                const rb_row *b = rb_models_pick(c, mem[m], &c->rows.rows[first[k]], 0);
+                if (b) tb[ntb++] = b;
+            }
         for (size_t m = 0; m < nm; m++)
             for (size_t k = 0; k < nk; k++) {
                 const rb_row *like = &c->rows.rows[first[k]];
                 const rb_row *b = rb_models_pick(c, mem[m], like, 0), *l = rb_models_pick(c, mem[m], like, 1);
                 if (!b) continue;
                 if (!top || b->value > top->value) top = b;
+                char ps[RB_PARAMS_MAX];
+                rb_params_short(tb, ntb, b, ps, sizeof ps);
                 rb_sb_puts(md, "|");
                 md_cell(md, c->dumps[mem[m]].model);
                 md_cell(md, b->method);
-                md_cell(md, b->params);
+                md_cell(md, ps);
                 md_cell(md, b->layer);
                 md_cell_num(md, b->value);
                 md_cell_ci(md, b);
@@ -739,17 +754,22 @@ int rb_summary_models(const rb_rctx *c, size_t cmp, rb_sbuf *md, rb_err *e)
                 md_cell_ci(md, l);
                 rb_sb_puts(md, "\n");
             }
+        rb_params_note(md, tb, ntb);
         if (top) {
+            char ps[RB_PARAMS_MAX];
+            rb_params_short(tb, ntb, top, ps, sizeof ps);
             rb_sb_puts(md, "\n**Best:** ");
             rb_sb_md(md, top->model);
             rb_sb_puts(md, " with ");
             rb_sb_md(md, top->method);
-            rb_sb_printf(md, " (%s) at layer ", top->params);
+            if (strcmp(ps, "–")) rb_sb_printf(md, " (%s)", ps);
+            rb_sb_puts(md, " at layer ");
             rb_sb_md(md, top->layer);
             rb_sb_printf(md, ": top1 %.4f", top->value);
             if (!isnan(top->ci_low)) rb_sb_printf(md, " [%.4f, %.4f]", top->ci_low, top->ci_high);
             rb_sb_puts(md, ".\n");
         }
+        free(tb);
     }
     /* Paired comparisons: the primary probe, both layer choices. */
     const char *prim = rb_models_primary(c, cmp);

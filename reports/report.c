@@ -891,7 +891,7 @@ static const rb_row *find_row(const rb_rctx *c, size_t dump, const rb_row *like,
 /* The params of r cut to the items that differ between rows[0..n) of r's
  * method (a key whose value is the same on every such row is left out);
  * "–" when nothing differs.  The full params are listed under the table. */
-static void params_short(const rb_row *const *rows, size_t n, const rb_row *r, char *out, size_t cap)
+void rb_params_short(const rb_row *const *rows, size_t n, const rb_row *r, char *out, size_t cap)
 {
     char buf[RB_PARAMS_MAX];
     rb_fmt(buf, sizeof buf, "%s", r->params);
@@ -918,7 +918,7 @@ static void params_short(const rb_row *const *rows, size_t n, const rb_row *r, c
 }
 
 /* "Params in full" under a table: each method's params once (the first row's). */
-static void params_note(rb_sbuf *md, const rb_row *const *rows, size_t n)
+void rb_params_note(rb_sbuf *md, const rb_row *const *rows, size_t n)
 {
     int any = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1061,7 +1061,7 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             const rb_row *r = tab[i];
             const rb_row *bal = find_row(c, d, r, "balanced_acc");
             char ps[RB_PARAMS_MAX];
-            params_short(tab, nt, r, ps, sizeof ps);
+            rb_params_short(tab, nt, r, ps, sizeof ps);
             md_row(md, "ssssninl", r->method, ps, r->split, r->layer, r->value, r, bal ? bal->value : NAN, r->n);
             if (strcmp(r->split, "test")) continue;
             ntest++;
@@ -1075,10 +1075,10 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             deepest += rb_rctx_layer(c, d, r->layer) == dl;
             if (!top || r->value > top->value) top = r;
         }
-        params_note(md, tab, nt);
+        rb_params_note(md, tab, nt);
         if (top) {
             char ps[RB_PARAMS_MAX];
-            params_short(tab, nt, top, ps, sizeof ps);
+            rb_params_short(tab, nt, top, ps, sizeof ps);
             rb_sb_printf(md, "\n**Best probe:** %s%s%s%s at %s: top1 %.4f", top->method, strcmp(ps, "–") ? " (" : "",
                          strcmp(ps, "–") ? ps : "", strcmp(ps, "–") ? ")" : "", top->layer, top->value);
             if (!isnan(top->ci_low)) rb_sb_printf(md, " [%.4f, %.4f]", top->ci_low, top->ci_high);
@@ -1126,10 +1126,10 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             }
         for (size_t i = 0; i < ntb; i++) {
             char ps[RB_PARAMS_MAX];
-            params_short(tb, ntb, tb[i], ps, sizeof ps);
+            rb_params_short(tb, ntb, tb[i], ps, sizeof ps);
             md_row(md, "sssni", tb[i]->method, ps, tb[i]->metric, tb[i]->value, tb[i]);
         }
-        params_note(md, tb, ntb);
+        rb_params_note(md, tb, ntb);
         free(tb);
         /* Verdict: NC1 and TwoNN from the first layer to the last. */
         static const char *const vm[2][2] = {{"nc1_trace_over_c", "NC1 (Tr(S_W S_B^+)/C)"}, {"id_twonn", "TwoNN dimension"}};
@@ -1173,10 +1173,10 @@ static int summary_dump(const rb_rctx *c, size_t d, rb_sbuf *md, rb_err *e)
             const rb_row *fpr = find_row(c, d, r, "fpr95");
             if (!fpr) fpr = find_row(c, d, r, "fpr95_openood15");
             char ps[RB_PARAMS_MAX];
-            params_short(tb, ntb, r, ps, sizeof ps);
+            rb_params_short(tb, ntb, r, ps, sizeof ps);
             md_row(md, "ssssnin", r->split, r->method, ps, r->layer, r->value, r, fpr ? fpr->value : NAN);
         }
-        params_note(md, tb, ntb);
+        rb_params_note(md, tb, ntb);
         /* Verdict: the best score per set. */
         int said = 0;
         for (size_t i = 0; i < ntb; i++) {

@@ -217,8 +217,13 @@ def do_check(out):
                          md, re.M)
     check(len(lb_rows) == 6 * nprobe, f"leaderboard rows {len(lb_rows)}, want {6 * nprobe}")
     for model, method, params, bl, bv, bci, ll, lv in lb_rows:
-        params = params.strip()
+        # params are cut to the items that differ between the method's rows ("–": none differ)
+        shown = [] if params.strip() == "–" else params.strip().split(";")
         res = sets[model][0]
+        cands = sorted({r["params"] for r in res if r["method"] == method and r["metric"] == "top1"
+                        and all(x in r["params"].split(";") for x in shown)})
+        check(len(cands) == 1, f"leaderboard {model} {method}: params '{params.strip()}' name {cands}")
+        params = cands[0] if cands else ""
         t = {r["layer"]: r for r in top1(res, method, params)}
         check(bl in t and abs(float(bv) - float(t[bl]["value"])) <= 5.1e-5 and
               abs(float(bv) - max(float(r["value"]) for r in t.values())) <= 5.1e-5,
