@@ -202,7 +202,7 @@ def main(argv=None):
         nonlocal t_export
         t0 = time.time()
         tag = "e%d" % epoch
-        name = "fmnist_cnn_" + tag   # weights; feature rows: fmnist_cnn@<step>
+        name = "fmnist_cnn"   # feature and weight rows: fmnist_cnn@<step>
         feat = os.path.join(a.out, "fmnist_%s.h5" % tag)
         wts = os.path.join(a.out, "fmnist_ckpt_%s.safetensors" % tag)
         step = epoch * steps_per_epoch

@@ -24,6 +24,7 @@
 struct rb_ckpt {
     char *path;
     char model[RB_NAME_MAX];
+    char step[32];     /* training step (metadata / attr "step"), "" when absent */
     int is_h5;
     FILE *fp;          /* safetensors */
     hid_t file;        /* HDF5 */
@@ -366,7 +367,7 @@ static int jp_uint(jp *p, uint64_t *v, const char *name, const char *what)
 
 /* Skip any JSON value (used for __metadata__ values, which must be strings
  * in safetensors; we accept only strings there). */
-static int jp_metadata(jp *p, char *model, size_t cap)
+static int jp_metadata(jp *p, char *model, size_t cap, char *step, size_t scap)
 {
     if (jp_expect(p, '{')) return p->e->code;
     jp_ws(p);
@@ -385,6 +386,7 @@ static int jp_metadata(jp *p, char *model, size_t cap)
             return p->e->code;
         }
         if (strcmp(k, "model") == 0 && v[0]) snprintf(model, cap, "%s", v);
+        if (strcmp(k, "step") == 0 && v[0]) snprintf(step, scap, "%s", v);
         free(k);
         free(v);
         jp_ws(p);
@@ -573,7 +575,7 @@ static int st_open(rb_ckpt *c, rb_err *e)
         }
         if (strcmp(name, "__metadata__") == 0) {
             free(name);
-            if ((rc = jp_metadata(&p, c->model, sizeof c->model))) goto out;
+            if ((rc = jp_metadata(&p, c->model, sizeof c->model, c->step, sizeof c->step))) goto out;
         } else {
             if (c->n == cap) {
                 size_t nc = cap ? 2 * cap : 16;
@@ -825,6 +827,16 @@ static int h5_open(rb_ckpt *c, rb_err *e)
         RB_FAIL(e, RB_EINVAL, "%s: /: attribute version=%s is not 1", path, buf);
     if (h5_attr_str(c->file, "model", buf, sizeof buf) == 1 && buf[0])
         snprintf(c->model, sizeof c->model, "%s", buf);
+    if (H5Aexists(c->file, "step") > 0) {
+        hid_t a = H5Aopen(c->file, "step", H5P_DEFAULT);
+        long long v = -1;
+        hid_t ty = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+        int ok = ty >= 0 && H5Tget_class(ty) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0;
+        if (ty >= 0) H5Tclose(ty);
+        if (a >= 0) H5Aclose(a);
+        if (!ok || v < 0) RB_FAIL(e, RB_EINVAL, "%s: /: attribute step is not an integer >= 0", path);
+        snprintf(c->step, sizeof c->step, "%lld", v);
+    }
     if (H5Lexists(c->file, "weights", H5P_DEFAULT) <= 0)
         RB_FAIL(e, RB_EINVAL, "%s: /weights: missing (not a weight dump)", path);
     hid_t g = H5Gopen2(c->file, "weights", H5P_DEFAULT);
@@ -889,6 +901,21 @@ int rb_ckpt_open(const char *path, rb_ckpt **out, rb_err *e)
         return rc;
     }
     if (!c->model[0]) base_model(path, c->model, sizeof c->model);
+    if (c->step[0]) {
+        /* A checkpoint of a series: "<model>@<step>", as feature dumps. */
+        char *end;
+        errno = 0;
+        long long v = strtoll(c->step, &end, 10);
+        if (errno || *end || v < 0) {
+            rb_fail(e, RB_EINVAL, "%s: step \"%s\" is not a training step (an integer >= 0)", path, c->step);
+            rb_ckpt_close(c);
+            return RB_EINVAL;
+        }
+        char m[RB_NAME_MAX];
+        snprintf(m, sizeof m, "%s", c->model);
+        int w = snprintf(c->model, sizeof c->model, "%.*s@%lld", (int)(sizeof c->model - 24), m, v);
+        (void)w;
+    }
     *out = c;
     return RB_OK;
 }

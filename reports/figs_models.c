@@ -648,8 +648,101 @@ static int fig_robust(rb_rctx *c, size_t cmp, rb_err *e)
     return rc;
 }
 
+/* A weights group whose checkpoints are a series ("<model>@<step>"):
+ * training dynamics of the weights against step -- median power-law alpha
+ * and mean stable rank over the matrices, and the 3x3 filter statistics
+ * averaged over the conv layers. */
+static int fig_weight_series(rb_rctx *c, size_t d, rb_err *e)
+{
+    typedef struct {
+        long long step;
+        const char *model;
+    } ck;
+    ck *cs = malloc((c->rows.n ? c->rows.n : 1) * sizeof *cs);
+    double *buf = malloc((c->rows.n ? c->rows.n : 1) * sizeof *buf);
+    if (!cs || !buf) {
+        free(cs);
+        free(buf);
+        RB_FAIL(e, RB_ENOMEM, "out of memory");
+    }
+    size_t n = 0;
+    char base[RB_NAME_MAX] = "", b2[RB_NAME_MAX];
+    for (size_t i = 0; i < c->rows.n; i++) {
+        const rb_row *r = &c->rows.rows[i];
+        long long st;
+        if (c->rdump[i] != d || !rb_model_step(r->model, b2, sizeof b2, &st)) continue;
+        if (!base[0]) rb_fmt(base, sizeof base, "%s", b2);
+        if (strcmp(base, b2)) continue;
+        size_t k;
+        for (k = 0; k < n && strcmp(cs[k].model, r->model); k++) {}
+        if (k < n) continue;
+        size_t j = n++;
+        while (j > 0 && cs[j - 1].step > st) {
+            cs[j] = cs[j - 1];
+            j--;
+        }
+        cs[j] = (ck){st, r->model};
+    }
+    int rc = RB_OK;
+    static const char *const stats[2][4] = {{"alpha", "stable_rank", NULL, NULL},
+                                            {"filter_sparsity", "filter_entropy_norm", "filter_orthogonality", NULL}};
+    for (int panel = 0; panel < 2 && n >= 2 && rc == RB_OK; panel++) {
+        line l[4];
+        memset(l, 0, sizeof l);
+        size_t nl = 0;
+        for (int s = 0; stats[panel][s]; s++) {
+            line *ln = &l[nl++];
+            rb_fmt(ln->name, sizeof ln->name, "%s %s", panel == 0 && s == 0 ? "median" : "mean", stats[panel][s]);
+            for (size_t k = 0; k < n && rc == RB_OK; k++) {
+                size_t m = 0;
+                for (size_t i = 0; i < c->rows.n; i++) {
+                    const rb_row *r = &c->rows.rows[i];
+                    if (c->rdump[i] == d && !strcmp(r->model, cs[k].model) && !strcmp(r->metric, stats[panel][s]) &&
+                        strcmp(r->layer, "all") && !isnan(r->value))
+                        buf[m++] = r->value;
+                }
+                if (!m) continue;
+                double v = 0;
+                if (panel == 0 && s == 0) { /* median */
+                    for (size_t a = 1; a < m; a++)
+                        for (size_t b = a; b > 0 && buf[b - 1] > buf[b]; b--) {
+                            double t = buf[b];
+                            buf[b] = buf[b - 1];
+                            buf[b - 1] = t;
+                        }
+                    v = m % 2 ? buf[m / 2] : 0.5 * (buf[m / 2 - 1] + buf[m / 2]);
+                } else {
+                    for (size_t a = 0; a < m; a++) v += buf[a];
+                    v /= (double)m;
+                }
+                if (line_push(ln, (double)cs[k].step, v, NAN, NAN, cs[k].model))
+                    rc = rb_fail(e, RB_ENOMEM, "out of memory");
+            }
+        }
+        if (rc == RB_OK) {
+            char title[600], cap[800], stem[200];
+            rb_fmt(title, sizeof title, "%s: %s against training step", base,
+                   panel ? "3x3 filter statistics (mean over conv layers)" : "weight spectra (over the matrices)");
+            rb_fmt(cap, sizeof cap, "Checkpoints of %s (%zu, step %lld to %lld; the step recorded in each weight "
+                                    "dump). %s",
+                   base, n, cs[0].step, cs[n - 1].step,
+                   panel ? "Mean over the 3x3 conv layers of the filter sparsity, normalised variance entropy and "
+                           "orthogonality (CNN Filter DB statistics)."
+                         : "Median power-law exponent alpha of the eigenvalue tail (WeightWatcher) and mean stable "
+                           "rank over the weight matrices.");
+            rb_fmt(stem, sizeof stem, "series_%s_%s", base, panel ? "filters" : "spectra");
+            rc = draw_lines(c, d, stem, title, cap, "training step", "value", 0, NULL, l, nl, e);
+        }
+        for (size_t k = 0; k < nl; k++) free(l[k].p);
+    }
+    free(cs);
+    free(buf);
+    return rc;
+}
+
 int rb_figs_models(rb_rctx *c, size_t cmp, rb_err *e)
 {
+    if (c->dumps[cmp].multi == 1) return fig_weight_series(c, cmp, e);
     if (c->dumps[cmp].multi != 2) return RB_OK;
     int rc = fig_robust(c, cmp, e);
     if (rc) return rc;
