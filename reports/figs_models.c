@@ -183,7 +183,9 @@ static int draw_lines(rb_rctx *c, size_t cmp, const char *stem, const char *titl
     }
     int h = nl > 6 ? 640 : 560;
     rb_gp_begin(&gp, f, "one block per series (index i): x, value, ci_low, ci_high, \"label\"", 900, h);
-    rb_sb_puts(&gp, "set key outside below center horizontal maxrows 4 noenhanced\nset xlabel ");
+    /* the key below the plot in columns, with room under the x label */
+    rb_sb_printf(&gp, "set key outside below center horizontal maxrows %d noenhanced\nset bmargin %d\nset xlabel ",
+                 nl > 8 ? 4 : 2, nl > 8 ? 9 : 7);
     rb_gp_str(&gp, xlabel);
     rb_sb_puts(&gp, "\nset ylabel ");
     rb_gp_str(&gp, ylabel);
@@ -342,8 +344,8 @@ static int fig_series(rb_rctx *c, size_t cmp, const size_t *mem, size_t nm, rb_e
             size_t pts = 0;
             for (size_t k = 0; k < nk; k++) {
                 const rb_row *like = &c->rows.rows[first[k]];
-                rb_fmt(l[k].name, sizeof l[k].name, "%s%s%s", panel ? like->metric : like->method,
-                       panel == 0 && like->params[0] ? " " : "", panel == 0 ? like->params : "");
+                /* one line per probe method (its first params; the caption says so) */
+                rb_fmt(l[k].name, sizeof l[k].name, "%s", panel ? like->metric : like->method);
                 for (size_t s = 0; s < ns; s++) {
                     const rb_row *r = pick_rows(c, sel[s], like, 1, panel != 0);
                     if (!r) continue;
