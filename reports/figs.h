@@ -2,6 +2,12 @@
  * figs.h -- private to reports/: the report context shared by report.c
  * (reading, pages) and the figure families in figs_*.c.  Not a public
  * header; the module's public header is reports/report.h.
+ *
+ * Dependencies point one way: report.c (the driver) calls the families;
+ * the families call figs_base.c (strings, writes, colours, classifiers,
+ * figure creation, gnuplot preamble) and figs_common.c (params, series,
+ * driver loop, figure skeleton rb_fjob, log tics), which calls figs_base.c;
+ * nothing calls report.c (tests/cli_report.sh checks the object files).
  */
 #ifndef RB_FIGS_H
 #define RB_FIGS_H
@@ -119,6 +125,9 @@ void rb_gp_begin(rb_sbuf *gp, rb_rfig *f, const char *columns, int width, int he
 void rb_gp_end(rb_sbuf *gp, int width, int height);
 /* A gnuplot single-quoted string literal ('' doubles a quote). */
 void rb_gp_str(rb_sbuf *gp, const char *s);
+
+/* A file-name-safe form of s into out[cap] (figs_base.c). */
+void rb_slugify(char *out, size_t cap, const char *s);
 
 /* "model on dataset" or "model" when dataset is empty or equal. */
 void rb_dump_title(const rb_rdump *d, char *out, size_t cap);

@@ -582,3 +582,49 @@ void rb_gp_logtics(rb_sbuf *gp, const char *axis, double lo, double hi)
     for (int k = 0, u = 0; k < nt; k += every, u++) rb_sb_printf(gp, "%s%.6g", u ? ", " : "", tic[k]);
     rb_sb_puts(gp, ")\n");
 }
+
+/* The params of r cut to the items that differ between rows[0..n) of r's
+ * method (a key whose value is the same on every such row is left out);
+ * "–" when nothing differs.  The full params are listed under the table. */
+void rb_params_short(const rb_row *const *rows, size_t n, const rb_row *r, char *out, size_t cap)
+{
+    char buf[RB_PARAMS_MAX];
+    rb_fmt(buf, sizeof buf, "%s", r->params);
+    out[0] = '\0';
+    size_t len = 0;
+    char *save = NULL;
+    for (char *it = strtok_r(buf, ";", &save); it; it = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(it, '=');
+        char key[RB_PARAMS_MAX], val[RB_PARAMS_MAX];
+        rb_fmt(key, sizeof key, "%.*s", eq ? (int)(eq - it) : (int)strlen(it), it);
+        rb_fmt(val, sizeof val, "%s", eq ? eq + 1 : "");
+        int differs = 0;
+        for (size_t i = 0; i < n && !differs; i++) {
+            if (strcmp(rows[i]->method, r->method)) continue;
+            char v2[RB_PARAMS_MAX];
+            differs = rb_param_get(rows[i]->params, key, v2, sizeof v2) || strcmp(v2, val);
+        }
+        if (!differs) continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? ";" : "", it);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    if (!out[0]) rb_fmt(out, cap, "–");
+}
+
+/* "Params in full" under a table: each method's params once (the first row's). */
+void rb_params_note(rb_sbuf *md, const rb_row *const *rows, size_t n)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = !strcmp(rows[j]->method, rows[i]->method);
+        if (seen || !rows[i]->params[0]) continue;
+        rb_sb_puts(md, any++ ? "; " : "\nParams in full (first row of each method): ");
+        rb_sb_md(md, rows[i]->method);
+        rb_sb_puts(md, " `");
+        rb_sb_puts(md, rows[i]->params);
+        rb_sb_puts(md, "`");
+    }
+    if (any) rb_sb_puts(md, ".\n");
+}

@@ -253,5 +253,39 @@ else
     echo "SKIP chromium page check: chromium is not installed and could not be installed with apt"
 fi
 
+# The module's files call one another without a cycle: report.c drives the
+# figure families, which use figs_base.c / figs_common.c and never the
+# driver (the object files' defined and undefined symbols, with nm).
+objdir=$(dirname "$RB")
+case $objdir in */bin|bin) objdir=${objdir%bin}build ;; esac
+if [ -f "$objdir/reports/report.o" ] && command -v nm >/dev/null; then
+    if "${PYTHON:-/usr/bin/python3}" - "$objdir/reports" <<'PY'
+import glob, os, subprocess, sys
+objs = sorted(glob.glob(os.path.join(sys.argv[1], "*.o")))
+defs, uses = {}, {}
+for o in objs:
+    out = subprocess.run(["nm", o], capture_output=True, text=True).stdout.split("\n")
+    defs[o] = {l.split()[-1] for l in out if len(l.split()) == 3 and l.split()[1] in "TDRB"}
+    uses[o] = {l.split()[-1] for l in out if len(l.split()) == 2 and l.split()[0] == "U"}
+edges = {a: {b for b in objs if b != a and uses[a] & defs[b]} for a in objs}
+state = {}
+def dfs(a, path):
+    state[a] = 1
+    for b in edges[a]:
+        if state.get(b) == 1:
+            print("cycle:", " -> ".join(os.path.basename(x) for x in path + [a, b])); sys.exit(1)
+        if not state.get(b):
+            dfs(b, path + [a])
+    state[a] = 2
+for o in objs:
+    if not state.get(o):
+        dfs(o, [])
+drv = os.path.join(sys.argv[1], "report.o")
+assert not any(drv in edges[o] for o in objs if o != drv), "a figure file calls report.c"
+PY
+    then ok "reports/ call graph has no cycle (report.c drives; figure files never call it)"
+    else bad "reports/ call graph has a cycle"; fi
+fi
+
 echo "cli_report: $pass passed, $failn failed"
 [ "$failn" = 0 ]
