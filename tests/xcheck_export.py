@@ -524,7 +524,7 @@ def main():
         with open(os.path.join(out, "results.csv")) as fp:
             rows = [r for r in csv.DictReader(fp) if r["metric"] == "mag_max"]
         for wp in wpaths:
-            got = {r["layer"]: float(r["value"]) for r in rows if r["model"] == "tinytf" and r["layer"] != "all"}
+            got = {r["layer"]: float(r["value"]) for r in rows if r["model"] == "tinytf@11" and r["layer"] != "all"}  # step 11 names the model
             check("mag_max rows", len(got) > 0)
             for k, v in got.items():
                 want = float(sd[k].double().abs().max())
