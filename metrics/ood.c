@@ -888,6 +888,44 @@ static int score_splits(const rb_task *t, scored *s, score_fn f, void *ctx, rb_e
     return RB_OK;
 }
 
+int rb_ood_emit(const rb_task *t, rb_rows *out, const char *method, const char *params,
+               const char *layer, const double *conf_id, size_t nid, const char *sp,
+               const double *conf_ood, size_t no, rb_err *e)
+{
+    char tag[RB_PARAMS_MAX + 200];
+    snprintf(tag, sizeof tag, "%s;%s;%s", method, params, sp);
+    rb_ood_metrics m;
+    int rc = rb_ood_eval(conf_id, nid, conf_ood, no, t->o->bootstrap, rb_probe_seed(t, tag), &m, e);
+    if (rc) {
+        rb_err_wrap(e, "%s: split %s", method, sp);
+        return rc;
+    }
+    const struct {
+        const char *name;
+        double v, lo, hi;
+    } r[6] = {{"auroc", m.auroc, m.auroc_lo, m.auroc_hi},
+              {"aupr_in", m.aupr_in, NAN, NAN},
+              {"aupr_out", m.aupr_out, NAN, NAN},
+              {"fpr95_openood15", m.fpr95_openood15, NAN, NAN},
+              {"fpr95_id_pos", m.fpr95_id_pos, NAN, NAN},
+              {"fpr95_knnood", m.fpr95_knnood, NAN, NAN}};
+    for (int j = 0; j < 6 + RB_OOD_ROC_N; j++) {
+        if (j < 6) {
+            rc = rb_rows_add(out, method, params, sp, r[j].name, r[j].v, r[j].lo, r[j].hi,
+                             (long)(nid + no), e);
+        } else {
+            char p2[RB_PARAMS_MAX], it[32];
+            snprintf(it, sizeof it, "fpr=%g", rb_ood_roc_fpr[j - 6]);
+            rb_params_with(p2, sizeof p2, params, it);
+            rc = rb_rows_add(out, method, p2, sp, "roc_tpr", m.roc_tpr[j - 6], NAN, NAN,
+                             (long)(nid + no), e);
+        }
+        if (rc) return rc;
+        if (layer) snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "%s", layer);
+    }
+    return RB_OK;
+}
+
 /* The six metric rows of column col of every ood split (split = the ood
  * split's name; layer set when given, else the harness fills it). */
 static int emit_metrics(const rb_task *t, rb_rows *out, const char *method, const char *params,
@@ -909,37 +947,7 @@ static int emit_metrics(const rb_task *t, rb_rows *out, const char *method, cons
         const char *sp = src->split_names[s->split[q]];
         size_t no = src->split_n[s->split[q]];
         for (size_t i = 0; i < no; i++) b[i] = s->conf[q][i * nc + col];
-        char tag[RB_PARAMS_MAX + 200];
-        snprintf(tag, sizeof tag, "%s;%s;%s", method, params, sp);
-        rb_ood_metrics m;
-        if ((rc = rb_ood_eval(a, nid, b, no, t->o->bootstrap, rb_probe_seed(t, tag), &m, e))) {
-            rb_err_wrap(e, "%s: split %s", method, sp);
-            goto out;
-        }
-        const struct {
-            const char *name;
-            double v, lo, hi;
-        } r[6] = {{"auroc", m.auroc, m.auroc_lo, m.auroc_hi},
-                  {"aupr_in", m.aupr_in, NAN, NAN},
-                  {"aupr_out", m.aupr_out, NAN, NAN},
-                  {"fpr95_openood15", m.fpr95_openood15, NAN, NAN},
-                  {"fpr95_id_pos", m.fpr95_id_pos, NAN, NAN},
-                  {"fpr95_knnood", m.fpr95_knnood, NAN, NAN}};
-        for (int j = 0; j < 6 + RB_OOD_ROC_N; j++) {
-            if (j < 6) {
-                rc = rb_rows_add(out, method, params, sp, r[j].name, r[j].v, r[j].lo, r[j].hi,
-                                 (long)(nid + no), e);
-            } else {
-                /* The ROC curve as tidy rows: metric roc_tpr, params +fpr. */
-                char p2[RB_PARAMS_MAX], it[32];
-                snprintf(it, sizeof it, "fpr=%g", rb_ood_roc_fpr[j - 6]);
-                rb_params_with(p2, sizeof p2, params, it);
-                rc = rb_rows_add(out, method, p2, sp, "roc_tpr", m.roc_tpr[j - 6], NAN, NAN,
-                                 (long)(nid + no), e);
-            }
-            if (rc) goto out;
-            if (layer) snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "%s", layer);
-        }
+        if ((rc = rb_ood_emit(t, out, method, params, layer, a, nid, sp, b, no, e))) goto out;
     }
 out:
     free(a);

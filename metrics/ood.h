@@ -160,4 +160,11 @@ int rb_ood_knn_run(const rb_task *t, rb_rows *out, rb_err *e);
 int rb_ood_energy_run(const rb_task *t, rb_rows *out, rb_err *e);
 int rb_ood_msp_run(const rb_task *t, rb_rows *out, rb_err *e);
 
+/* Append the OOD metric rows (auroc with bootstrap, aupr_in, aupr_out, the
+ * three fpr95 and roc_tpr) of conf_id[nid] against conf_ood[nood] under
+ * (method, params), split = split_name; layer set when not NULL. */
+int rb_ood_emit(const rb_task *t, rb_rows *out, const char *method, const char *params,
+                const char *layer, const double *conf_id, size_t nid, const char *split_name,
+                const double *conf_ood, size_t nood, rb_err *e);
+
 #endif

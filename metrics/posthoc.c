@@ -469,43 +469,6 @@ out:
 
 /* ------------------------------------------------------------------ rows */
 
-int rb_ph_emit(const rb_task *t, rb_rows *out, const char *method, const char *params,
-               const char *layer, const double *conf_id, size_t nid, const char *sp,
-               const double *conf_ood, size_t no, rb_err *e)
-{
-    char tag[RB_PARAMS_MAX + 200];
-    snprintf(tag, sizeof tag, "%s;%s;%s", method, params, sp);
-    rb_ood_metrics m;
-    int rc = rb_ood_eval(conf_id, nid, conf_ood, no, t->o->bootstrap, rb_probe_seed(t, tag), &m, e);
-    if (rc) {
-        rb_err_wrap(e, "%s: split %s", method, sp);
-        return rc;
-    }
-    const struct {
-        const char *name;
-        double v, lo, hi;
-    } r[6] = {{"auroc", m.auroc, m.auroc_lo, m.auroc_hi},
-              {"aupr_in", m.aupr_in, NAN, NAN},
-              {"aupr_out", m.aupr_out, NAN, NAN},
-              {"fpr95_openood15", m.fpr95_openood15, NAN, NAN},
-              {"fpr95_id_pos", m.fpr95_id_pos, NAN, NAN},
-              {"fpr95_knnood", m.fpr95_knnood, NAN, NAN}};
-    for (int j = 0; j < 6 + RB_OOD_ROC_N; j++) {
-        if (j < 6) {
-            rc = rb_rows_add(out, method, params, sp, r[j].name, r[j].v, r[j].lo, r[j].hi,
-                             (long)(nid + no), e);
-        } else {
-            char p2[RB_PARAMS_MAX], it[32];
-            snprintf(it, sizeof it, "fpr=%g", rb_ood_roc_fpr[j - 6]);
-            rb_params_with(p2, sizeof p2, params, it);
-            rc = rb_rows_add(out, method, p2, sp, "roc_tpr", m.roc_tpr[j - 6], NAN, NAN,
-                             (long)(nid + no), e);
-        }
-        if (rc) return rc;
-        if (layer) snprintf(out->rows[out->n - 1].layer, RB_NAME_MAX, "%s", layer);
-    }
-    return RB_OK;
-}
 
 static int usage_err(int rc, rb_err *e)
 {
@@ -624,7 +587,7 @@ int rb_ood_posthoc_run(const rb_task *t, rb_rows *out, rb_err *e)
         for (int sc = 0; sc < RB_PH_COUNT; sc++) {
             char params[RB_PARAMS_MAX];
             ph_params(params, sizeof params, hd, C, sc, &p, rb_ph_vim_dims(m), kfit);
-            if ((rc = rb_ph_emit(t, out, who, params, NULL, cid + (size_t)sc * nid, nid, sp,
+            if ((rc = rb_ood_emit(t, out, who, params, NULL, cid + (size_t)sc * nid, nid, sp,
                                  cood + (size_t)sc * v.n, v.n, e)))
                 goto out;
         }
@@ -708,7 +671,7 @@ int rb_ood_logits_posthoc_run(const rb_task *t, rb_rows *out, rb_err *e)
         for (int j = 0; j < 3; j++) {
             char params[RB_PARAMS_MAX];
             ph_params(params, sizeof params, "dump", -1, which[j], &p, 0, kfit);
-            if ((rc = rb_ph_emit(t, out, who, params, "logits", cid + (size_t)j * nid, nid, sp,
+            if ((rc = rb_ood_emit(t, out, who, params, "logits", cid + (size_t)j * nid, nid, sp,
                                  cood + (size_t)j * no, no, e)))
                 goto out;
         }
