@@ -213,6 +213,32 @@ static int tok_shape(const rb_source *src, size_t s, size_t l, size_t *T, size_t
     return RB_OK;
 }
 
+/* The train and test token arrays of the task's layer: labelled splits
+ * required; *have = 0 (and RB_OK) when the layer has no tokens (the
+ * method is skipped with a log line); [T, D] must agree. */
+static int tok_train_test(const rb_task *t, const char *who, size_t *T, size_t *D, int *have, rb_err *e)
+{
+    const rb_source *src = t->src;
+    *have = 0;
+    if (t->train < 0 || t->test < 0 || !src->split_y[t->train] || !src->split_y[t->test])
+        RB_FAIL(e, RB_EINVAL, "%s: needs labeled train and test splits", who);
+    size_t T2, D2;
+    int rc;
+    if ((rc = tok_shape(src, (size_t)t->train, t->layer, T, D, e)) ||
+        (rc = tok_shape(src, (size_t)t->test, t->layer, &T2, &D2, e)))
+        return rc;
+    if (!*T || !T2) {
+        rb_logf(t->o, "%s: layer %s has no train/test tokens, skipped", who, src->layer_names[t->layer]);
+        return RB_OK;
+    }
+    if (*T != T2 || *D != D2)
+        RB_FAIL(e, RB_EINVAL, "%s: %s: train tokens [.., %zu, %zu], test [.., %zu, %zu]", who, src->path, *T, *D, T2,
+                D2);
+    *have = 1;
+    return RB_OK;
+}
+
+
 /* Rows [r0, r0 + nr) of a token array. */
 static int tok_read(const rb_source *src, size_t s, size_t l, size_t r0, size_t nr, float **x,
                     rb_err *e)
@@ -282,17 +308,9 @@ int rb_moment_probe_run(const rb_task *t, rb_rows *out, rb_err *e)
         e->code = RB_EUSAGE;
         return RB_EUSAGE;
     }
-    if (t->train < 0 || t->test < 0 || !src->split_y[t->train] || !src->split_y[t->test])
-        RB_FAIL(e, RB_EINVAL, "%s: needs labeled train and test splits", who);
-    size_t tr = (size_t)t->train, te = (size_t)t->test, T, D, T2, D2;
-    if ((rc = tok_shape(src, tr, t->layer, &T, &D, e)) || (rc = tok_shape(src, te, t->layer, &T2, &D2, e)))
-        return rc;
-    if (!T || !T2) {
-        rb_logf(t->o, "%s: layer %s has no train/test tokens, skipped", who, src->layer_names[t->layer]);
-        return RB_OK;
-    }
-    if (T != T2 || D != D2)
-        RB_FAIL(e, RB_EINVAL, "%s: %s: train tokens [.., %zu, %zu], test [.., %zu, %zu]", who, src->path, T, D, T2, D2);
+    size_t tr = (size_t)t->train, te = (size_t)t->test, T, D;
+    int have;
+    if ((rc = tok_train_test(t, who, &T, &D, &have, e)) || !have) return rc;
     size_t dp = (size_t)dpo < D ? (size_t)dpo : D;
     dp -= dp % (size_t)G;
     const int k = src->k;
@@ -402,17 +420,9 @@ int rb_dino_linear_run(const rb_task *t, rb_rows *out, rb_err *e)
         e->code = RB_EUSAGE;
         return RB_EUSAGE;
     }
-    if (t->train < 0 || t->test < 0 || !src->split_y[t->train] || !src->split_y[t->test])
-        RB_FAIL(e, RB_EINVAL, "%s: needs labeled train and test splits", who);
-    size_t tr = (size_t)t->train, te = (size_t)t->test, T, D, T2, D2;
-    if ((rc = tok_shape(src, tr, t->layer, &T, &D, e)) || (rc = tok_shape(src, te, t->layer, &T2, &D2, e)))
-        return rc;
-    if (!T || !T2) {
-        rb_logf(t->o, "%s: layer %s has no train/test tokens, skipped", who, src->layer_names[t->layer]);
-        return RB_OK;
-    }
-    if (T != T2 || D != D2)
-        RB_FAIL(e, RB_EINVAL, "%s: %s: train tokens [.., %zu, %zu], test [.., %zu, %zu]", who, src->path, T, D, T2, D2);
+    size_t tr = (size_t)t->train, te = (size_t)t->test, T, D;
+    int have;
+    if ((rc = tok_train_test(t, who, &T, &D, &have, e)) || !have) return rc;
     const int k = src->k;
     const size_t ntr = src->split_n[tr], nte = src->split_n[te];
     const int32_t *y = src->split_y[te];
