@@ -5,7 +5,7 @@
 #   make plots      figures for reports/out/
 #   make theory     every analytic check
 #   make check      unit tests (seconds)
-#   make test       unit tests, sanitizer run, cross-checks against scikit-learn/SciPy
+#   make test       unit tests, cross-checks against scikit-learn/SciPy, sanitizer run, fuzzers
 #   make bench      speed and memory against peers, same data, one run
 #   SAN=1           AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
 
