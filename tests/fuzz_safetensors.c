@@ -15,21 +15,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/fuzz_file.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char path[64];
     static FILE *devnull;
-    if (!path[0]) {
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-        snprintf(path, sizeof path, "/tmp/rb_fuzz_st.%ld.safetensors", (long)getpid());
-        devnull = fopen("/dev/null", "w");
-    }
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return 0;
-    fwrite(data, 1, size, fp);
-    fclose(fp);
+    const char *path = rb_fuzz_file(data, size, "st", ".safetensors", &devnull);
+    if (!path) return 0;
     rb_err e = {0};
     rb_weights_inspect(path, devnull, &e);
     rb_ckpt *c = NULL;
