@@ -174,6 +174,9 @@ typedef struct {
     uint64_t seed;         /* base seed of every RNG (default 0) */
     int threads;           /* BLAS / worker threads (default: all cores) */
     int bootstrap;         /* bootstrap resamples B (default 1000; 0 = off) */
+    size_t mem_limit;      /* --mem-limit: bytes one method's working set may
+                              use (0 = unset: what the machine has free,
+                              rb_mem_available) */
     const char *out;       /* output directory (borrowed) */
     rb_kv kv[RB_MAX_KV];   /* method-specific options */
     size_t nkv;

@@ -43,6 +43,34 @@ bad:
     return 2;
 }
 
+/* A byte count: an integer with an optional K, M, G or T suffix (powers of
+ * 1024, an optional trailing "B" or "iB"): 512M, 2G, 1.5GiB, 1048576. */
+static int parse_bytes(const char *cmd, const char *opt, const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') goto bad;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v >= 0)) goto bad;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0; end++; break;
+    case 'm': case 'M': mul = 1048576.0; end++; break;
+    case 'g': case 'G': mul = 1073741824.0; end++; break;
+    case 't': case 'T': mul = 1099511627776.0; end++; break;
+    default: break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B') end++;
+    if (*end || v * mul < 1048576.0 || v * mul > 1.8e19) goto bad;
+    *out = (size_t)(v * mul);
+    return 0;
+bad:
+    fprintf(stderr, "repbench %s: option %s: '%s' is not a size of at least 1M (e.g. 512M, 2G, 1.5GiB)\n",
+            cmd, opt, s ? s : "");
+    return 2;
+}
+
 int rb_cli_parse(int argc, char **argv, rb_cli *c, const char *cmd)
 {
     memset(c, 0, sizeof *c);
@@ -122,6 +150,8 @@ int rb_cli_parse(int argc, char **argv, rb_cli *c, const char *cmd)
         } else if (strcmp(key, "threads") == 0) {
             if (parse_u64(cmd, "--threads", val, 1024, &u)) return 2;
             c->o.threads = (int)u;
+        } else if (strcmp(key, "mem_limit") == 0) {
+            if (parse_bytes(cmd, "--mem-limit", val, &c->o.mem_limit)) return 2;
         } else if (strcmp(key, "bootstrap") == 0) {
             if (parse_u64(cmd, "--bootstrap", val, 1000000, &u)) return 2;
             c->o.bootstrap = (int)u;
