@@ -612,8 +612,8 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                 need / 1048576.0, min_rows, cap, block, d, nw,
                 held ? ", and the rows held" : "", (double)budget / 1048576.0);
     size_t mo = (size_t)(((double)budget - fixed) / per_row);
-    if (mo > nte) mo = nte;
-    if (mo >= KNN_TB) mo -= mo % KNN_TB;
+    if (mo >= nte) mo = nte;
+    else if (mo >= KNN_TB) mo -= mo % KNN_TB; /* whole sub-blocks: tiles fixed from row 0 */
     else mo = min_rows;
     if (mo == 0) mo = 1;
     if (rb_comm_size() > 1) { /* every rank must take the same outer blocks */
@@ -909,42 +909,112 @@ out:
 
 #define KNN_MAXK 32
 
-static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out,
-                    rb_err *e);
+static int knn_eval(const rb_task *t, const rb_knn_train *trs, size_t n_train, const int32_t *ytr,
+                    int k, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out, rb_err *e);
+
+/* The evaluation rows of the probe (rb_probe_eval_views without the train
+ * view: train is streamed): test, then every other labelled split that is
+ * neither train nor ood_* and whose labels lie in [0, k). */
+static int knn_eval_rows(const rb_task *t, rb_view *te, rb_probe_eval *seg, float **buf, rb_err *e)
+{
+    const rb_source *s = t->src;
+    *buf = NULL;
+    memset(seg, 0, sizeof *seg);
+    if (t->train < 0) RB_FAIL(e, RB_EINVAL, "no train split");
+    if (t->test < 0) RB_FAIL(e, RB_EINVAL, "no test split");
+    if (!s->split_y[t->train]) RB_FAIL(e, RB_EINVAL, "train split has no labels");
+    int rc = t->view(t, (size_t)t->test, t->layer, te, e);
+    if (rc) return rc;
+    if (!te->y) RB_FAIL(e, RB_EINVAL, "test split has no labels");
+    size_t idx[RB_PROBE_MAX_EVAL];
+    seg->name[0] = s->split_names[t->test];
+    seg->len[0] = te->n;
+    idx[0] = (size_t)t->test;
+    seg->n = 1;
+    size_t total = te->n;
+    for (size_t i = 0; i < s->nsplits && seg->n < RB_PROBE_MAX_EVAL; i++) {
+        if ((long)i == t->train || (long)i == t->test || !s->split_y[i] ||
+            !strncmp(s->split_names[i], "ood_", 4) || s->split_n[i] == 0)
+            continue;
+        int in = 1;
+        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < s->k;
+        if (!in) continue; /* classes train never saw: not a test of this probe */
+        seg->name[seg->n] = s->split_names[i];
+        seg->off[seg->n] = total;
+        seg->len[seg->n] = s->split_n[i];
+        idx[seg->n++] = i;
+        total += s->split_n[i];
+    }
+    if (seg->n == 1) return RB_OK;
+    size_t d = te->d;
+    float *x = malloc((total * d + total) * sizeof *x + sizeof(int32_t));
+    if (!x) RB_FAIL(e, RB_ENOMEM, "knn: out of memory for %zu evaluation rows", total);
+    int32_t *y = (int32_t *)(x + total * d);
+    for (size_t g = 0; g < seg->n; g++) {
+        rb_view v;
+        if (g == 0) v = *te;
+        else if ((rc = t->view(t, idx[g], t->layer, &v, e))) break;
+        if (v.d != d || v.n != seg->len[g]) {
+            rc = rb_fail(e, RB_EINVAL, "split %s: %zu x %zu features, expected %zu x %zu", seg->name[g], v.n, v.d,
+                         seg->len[g], d);
+            break;
+        }
+        for (size_t r = 0; r < v.n; r++) memcpy(x + (seg->off[g] + r) * d, v.x + r * v.ld, d * sizeof *x);
+        memcpy(y + seg->off[g], s->split_y[idx[g]], v.n * sizeof *y);
+    }
+    if (rc) {
+        free(x);
+        return rc;
+    }
+    *buf = x;
+    te->x = x;
+    te->y = y;
+    te->n = total;
+    te->ld = d;
+    return RB_OK;
+}
 
 int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
-    rb_view tr, te;
+    rb_view te;
     rb_probe_eval seg;
     float *ebuf = NULL;
-    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &ebuf, e);
+    int rc = knn_eval_rows(t, &te, &seg, &ebuf, e);
     if (rc) return rc;
-    rc = knn_eval(t, &tr, &te, &seg, out, e);
+    const rb_source *s = t->src;
+    size_t n_train = s->split_n[t->train];
+    if (te.d != s->layer_d[t->layer]) {
+        free(ebuf);
+        RB_FAIL(e, RB_EINVAL, "knn: train has %zu features but test has %zu", s->layer_d[t->layer], te.d);
+    }
+    rb_knn_train tr = {NULL, s, (size_t)t->train, t->layer, 0, 0, 0};
+    rb_comm_shard(n_train, &tr.r0, &tr.r1);
+    rc = knn_eval(t, &tr, n_train, s->split_y[t->train], s->k, &te, &seg, out, e);
     free(ebuf);
     return rc;
 }
 
-static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out,
-                    rb_err *e)
+static int knn_eval(const rb_task *t, const rb_knn_train *trs, size_t n_train, const int32_t *ytr,
+                    int k, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out, rb_err *e)
 {
-    rb_view tr = *trp, te = *tep;
+    rb_view te = *tep;
     int rc;
     double kl[KNN_MAXK], T;
     size_t nk;
     if ((rc = rb_opt_list(t->o, "knn_k", "10,20,100,200", kl, KNN_MAXK, &nk, e))) return rc;
     if ((rc = rb_opt_double(t->o, "knn_T", 0.07, 1e-6, 1e6, &T, e))) return rc;
     if (nk == 0) RB_FAIL(e, RB_EUSAGE, "option --knn-k: empty list");
-    if (tr.n == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
+    if (n_train == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
     int kreq[KNN_MAXK], kuse[KNN_MAXK], kmax = 0;
     for (size_t q = 0; q < nk; q++) {
         if (kl[q] < 1 || kl[q] != floor(kl[q]) || kl[q] > 1e9)
             RB_FAIL(e, RB_EUSAGE, "option --knn-k: '%g' is not a positive integer", kl[q]);
         kreq[q] = (int)kl[q];
-        kuse[q] = (size_t)kreq[q] > tr.n ? (int)tr.n : kreq[q];
+        kuse[q] = (size_t)kreq[q] > n_train ? (int)n_train : kreq[q];
         if (kuse[q] > kmax) kmax = kuse[q];
     }
     size_t n = te.n;
-    int k = tr.k > te.k ? tr.k : te.k;
+    if (k < 1) k = 1;
     int32_t *idx = malloc((n ? n : 1) * (size_t)kmax * sizeof *idx);
     float *sim = malloc((n ? n : 1) * (size_t)kmax * sizeof *sim);
     float *sc = malloc((n ? n : 1) * (size_t)k * sizeof *sc);
@@ -952,9 +1022,12 @@ static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, co
         rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %d neighbour lists)", n, kmax);
         goto out;
     }
+    /* Held beside the kernel's working set: the evaluation rows, the
+     * neighbour lists and the scores. */
+    size_t held = n * te.d * sizeof(float) + n * (size_t)kmax * 8 + n * (size_t)k * sizeof(float);
     double tg = 0;
-    if ((rc = rb_knn_neighbors_ks(&tr, &te, kmax, kuse, nk, t->o ? t->o->threads : 0, t->o, idx,
-                                  sim, &tg, e)))
+    if ((rc = rb_knn_search(trs, n_train, &te, kmax, kuse, nk, t->o ? t->o->threads : 0, t->o,
+                            held, idx, sim, NULL, &tg, e)))
         goto out;
     int B = t->o ? t->o->bootstrap : 0;
     for (size_t q = 0; q < nk; q++) {
@@ -971,7 +1044,7 @@ static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, co
             items[ni++] = wgt ? "vote=weighted" : "vote=majority";
             items[ni] = NULL;
             rb_params_sorted(params, sizeof params, items);
-            if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc, e))) goto out;
+            if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], ytr, k, wgt, T, sc, e))) goto out;
             if ((rc = rb_probe_report_eval(t, seg, "knn", params, sc, k, te.y, B, rb_probe_seed(t, "knn"), out, e)))
                 goto out;
         }
