@@ -833,6 +833,36 @@ out:
     return rc;
 }
 
+int rb_knn_train_nonzero(const rb_knn_train *tr, const rb_opts *o, size_t *nz, rb_err *e)
+{
+    size_t d = tr->v ? tr->v->d : tr->src->layer_d[tr->layer];
+    train_rd rd;
+    int rc = rd_open(&rd, tr, rb_stream_block_rows(o, d), e);
+    long c = 0;
+    while (!rc) {
+        const float *x;
+        size_t ld, row0, nr;
+        if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e)) || nr == 0) break;
+        for (size_t t = 0; t < nr; t++) {
+            const float *r = x + t * ld;
+            int any = 0, fin = 1;
+            for (size_t j = 0; j < d; j++) {
+                any |= r[j] != 0;
+                fin &= isfinite(r[j]) != 0;
+            }
+            if (!fin) {
+                rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", row0 + t);
+                break;
+            }
+            c += any;
+        }
+    }
+    if (!tr->v) rb_stream_close(rd.st);
+    if (!rc) rc = rb_comm_sum_long(&c, 1, e);
+    *nz = rc ? 0 : (size_t)c;
+    return rc;
+}
+
 static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const int *bs,
                          size_t nbs, int threads, const rb_opts *o, int32_t *idx,
                          float *sim, double *gemm_seconds, rb_err *e)

@@ -86,6 +86,11 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                   const int *ks, size_t nk, int threads, const rb_opts *o, size_t held,
                   int32_t *idx, float *sim, double *dist2, double *gemm_seconds, rb_err *e);
 
+/* The rows of tr that are not all zero, summed over ranks (one pass over a
+ * streamed train, rb_comm_sum_long).  A row that is not finite is
+ * RB_EINVAL naming it.  Returns RB_OK, RB_EINVAL, RB_EIO, RB_ENOMEM. */
+int rb_knn_train_nonzero(const rb_knn_train *tr, const rb_opts *o, size_t *nz, rb_err *e);
+
 /* Merge nparts candidate lists of n rows each (part p at idx/sim +
  * p n kmax, each list best first, index -1 = an empty slot) into the kmax
  * best of each row by decreasing similarity, then lower index (the kernel's
