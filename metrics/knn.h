@@ -5,7 +5,7 @@
  *
  * Train and test rows are L2-normalised (in float; a zero row stays zero,
  * so all its similarities are 0).  Similarities s = <x_test, x_train> are
- * computed by cblas_sgemm over blocks of test rows times all train rows; for
+ * computed by cblas_sgemm in KNN_TB x KNN_NB tiles (see Streaming below); for
  * each test row the kmax most similar train rows are kept by a threshold
  * scan (a vectorisable compare of each tile row against the current kmax-th
  * best; only rows above it enter a buffer that quickselect cuts back to
@@ -107,9 +107,12 @@ int rb_knn_merge(int32_t *idx, float *sim, size_t n, int kmax, rb_err *e);
 /* Neighbour lists of every test row: idx/sim are te->n x kmax (caller
  * allocated), row i holds the kmax nearest train rows of test row i by
  * cosine similarity, best first.  1 <= kmax <= tr->n; tr->d == te->d.
- * threads > 0 worker threads (0: as many as OpenBLAS threads); each worker
- * takes whole blocks of test rows and runs a one-thread SGEMM, the
- * selection and the refinement for them.  OpenBLAS is set to one thread
+ * threads > 0 worker threads (0: rb_workers()); each worker takes whole
+ * sub-blocks of KNN_TB test rows and runs a one-thread SGEMM and the
+ * selection for them; the refinement splits the kept pairs of each train
+ * block over the threads.  o (may be NULL) gives the memory budget
+ * (rb_mem_budget) and the block size (rb_stream_block_rows); neither changes
+ * the result.  OpenBLAS is set to one thread
  * during the call, then to threads (or back to its previous count when
  * threads = 0).  gemm_seconds (may be NULL) receives the wall time spent in
  * the similarity products alone (per worker, averaged over the workers).
@@ -150,7 +153,9 @@ int rb_knn_vote(const int32_t *idx, const float *sim, size_t n, int kmax,
 int rb_knn_scores(const rb_view *tr, const rb_view *te, int kn, int weighted,
                   double T, float *scores, rb_err *e);
 
-/* The registry entry "knn": options knn_k (comma list, default
+/* The registry entry "knn" (RB_STREAMS: the train rows of this rank's
+ * shard are read through rb_stream, the evaluation splits through views):
+ * options knn_k (comma list, default
  * 10,20,100,200; values above N_train are clamped to N_train and the row's
  * params say k=<clamped>;k_requested=<asked>), knn_T (0.07).  Rows per k
  * and vote: top1, top5, balanced_acc, with params "k=20;vote=majority" or
