@@ -805,10 +805,11 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
         tg += ws[t].tg / nw;
         tsel += ws[t].tsel / nw;
     }
-    rb_logf(o, "knn: %zu x %zu x %zu on %d threads, %zu pass(es) over train (%zu-row blocks): "
+    rb_logf(o, "knn: %zu x %zu x %zu (train rows [%zu, %zu) here) on %d threads, %zu pass(es) over "
+               "train (%zu-row blocks): "
                "gemm %.2f s, selection %.2f s, double refinement %.2f s (%.1f of %d per row), "
                "reading %.2f s",
-            nte, n_train, d, nw, passes, block, tg, tsel, tref, nte ? nref / (double)nte : 0.0,
+            nte, n_train, d, tr->r0, tr->r1, nw, passes, block, tg, tsel, tref, nte ? nref / (double)nte : 0.0,
             kmax, tio);
     if (gemm_seconds) *gemm_seconds = tg;
 out:
