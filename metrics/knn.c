@@ -559,6 +559,22 @@ int rb_knn_merge(int32_t *idx, float *sim, size_t n, int kmax, rb_err *e)
 
 /* ------------------------------------------------------------- neighbours */
 
+/* Under MPI every rank must reach the same collectives: a local failure rc
+ * is agreed on first, so that all ranks stop together (a rank that did not
+ * fail itself says so).  With one rank: rc. */
+static int agree(int rc, rb_err *e)
+{
+    if (rb_comm_size() <= 1) return rc;
+    double f = rc ? 1 : 0;
+    rb_err e2 = {0};
+    if (rb_comm_max(&f, 1, &e2)) {
+        if (!rc) *e = e2;
+        return rc ? rc : e2.code;
+    }
+    if (f > 0 && !rc) return rb_fail(e, RB_EINVAL, "knn: another rank failed (see its message)");
+    return rc;
+}
+
 int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int kmax,
                   const int *bs, size_t nbs, int threads, const rb_opts *o, size_t held,
                   int32_t *idx, float *sim, double *dist2, double *gemm_seconds, rb_err *e)
@@ -602,6 +618,11 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                    (double)nw * KNN_TB * (KNN_NB + (double)d) * 4 + (double)held;
     double per_row = (double)cap * 8 + 16 + (double)kk * (1 + 8 + 8);
     size_t budget = rb_mem_budget(o);
+    if (rb_comm_size() > 1) { /* one decision for all ranks: the smallest budget */
+        double db = (double)budget;
+        if ((rc = rb_comm_min(&db, 1, e))) return rc;
+        budget = db >= (double)SIZE_MAX ? SIZE_MAX : (size_t)db;
+    }
     size_t min_rows = nte < KNN_TB ? (nte ? nte : 1) : KNN_TB;
     double need = fixed + per_row * (double)min_rows;
     if (need > (double)budget)
@@ -641,21 +662,17 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
     double tg = 0, tsel = 0, tref = 0, nref = 0, tio = 0;
     int P = rb_comm_size();
     if (!b.inv || !b.w || !b.ux || !b.uld || !kb || !cnt || !thr || !flag || !inv_te || !ref ||
-        !pairs) {
+        !pairs)
         rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu test rows x %d candidates)", mo, cap);
-        goto out;
-    }
-    for (int t = 0; t < nw; t++) {
+    for (int t = 0; t < nw && !rc; t++) {
         ws[t].xte = malloc((size_t)KNN_TB * d * sizeof(float));
         ws[t].S = malloc((size_t)KNN_TB * KNN_NB * sizeof(float));
-        if (!ws[t].xte || !ws[t].S) {
+        if (!ws[t].xte || !ws[t].S)
             rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%d x %d tile per thread)", KNN_TB,
                          KNN_NB);
-            goto out;
-        }
     }
-    if ((rc = rd_open(&rd, tr, block, e))) goto out;
-    rd_is_open = 1;
+    if (!rc && !(rc = rd_open(&rd, tr, block, e))) rd_is_open = 1;
+    if ((rc = agree(rc, e))) goto out;
     openblas_set_num_threads(1); /* one BLAS thread per worker, restored below */
     size_t passes = 0;
     for (size_t a = 0; a < nte; a += mo) {
@@ -672,18 +689,18 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
             thr[r] = -INFINITY;
         }
         /* Pass 1: the running top-kmax (by the float similarities). */
-        if (passes++ && (rc = rd_rewind(&rd, e))) goto out;
-        for (;;) {
+        if (passes++) rc = rd_rewind(&rd, e);
+        while (!rc) {
             const float *x;
             size_t ld, row0, nr;
             double t0 = rb_now();
-            if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e))) goto out;
+            if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e))) break;
             tio += rb_now() - t0;
             if (nr == 0) break;
             if (prep_block(&b, x, ld, nr, d, block, tr->skip_zero, 0, &bad, e)) {
                 if (bad == SIZE_MAX) rc = e->code;
                 else rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", row0 + bad);
-                goto out;
+                break;
             }
             size_t next = 0;
             for (int t = 0; t < nw; t++) {
@@ -713,6 +730,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                 else sel_work(&ws[t]); /* no thread: the sub-blocks left are done here */
             }
         }
+        if ((rc = agree(rc, e))) goto out;
         /* The local lists, best first (empty slots: index -1). */
         double t2 = rb_now();
         float *hs = sim + a * kk;
@@ -759,12 +777,12 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
             any = a1 > 0;
         }
         if (any) {
-            if ((rc = rd_rewind(&rd, e))) goto out;
-            for (;;) {
+            rc = rd_rewind(&rd, e);
+            while (!rc) {
                 const float *x;
                 size_t ld, row0, nr;
                 double t0 = rb_now();
-                if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e))) goto out;
+                if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e))) break;
                 tio += rb_now() - t0;
                 if (nr == 0) break;
                 size_t p1 = p;
@@ -784,6 +802,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                 rb_run_jobs(ref_work, rj, sizeof rj[0], nj);
                 p = p1;
             }
+            if ((rc = agree(rc, e))) goto out;
             /* Each pair was computed by the rank owning its train row
              * (zeros elsewhere): the sums are exact. */
             if (P > 1) {
@@ -859,8 +878,12 @@ int rb_knn_train_nonzero(const rb_knn_train *tr, const rb_opts *o, size_t *nz, r
         }
     }
     if (!tr->v) rb_stream_close(rd.st);
-    if (!rc) rc = rb_comm_sum_long(&c, 1, e);
-    *nz = rc ? 0 : (size_t)c;
+    long buf[2] = {c, rc != 0}; /* count and failures, summed in one collective */
+    rb_err e2 = {0};
+    int rc2 = rb_comm_sum_long(buf, 2, &e2);
+    if (!rc && rc2) *e = e2, rc = rc2;
+    if (!rc && buf[1]) rc = rb_fail(e, RB_EINVAL, "knn: another rank failed (see its message)");
+    *nz = rc ? 0 : (size_t)buf[0];
     return rc;
 }
 
