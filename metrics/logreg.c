@@ -12,9 +12,12 @@
  */
 #include "metrics/logreg.h"
 #include "metrics/probe.h"
+#include "core/stream.h"
+#include "core/comm.h"
 
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
+#include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -424,19 +427,25 @@ double rb_logreg_objective(const rb_view *tr, double C, const double *theta,
 
 /* ---------------------------------------------------------------- L-BFGS */
 
-/* The problem as L-BFGS sees it: variables u = theta * sv (elementwise),
- * with sv the square root of the diagonal of the Hessian at W = 0 (plus the
- * penalty): n var_j (k-1)/k^2 + 1/C for column j of W and n (k-1)/k^2 for
- * the intercepts.  This Jacobi scaling is an exact change of variables (the
- * objective and its optimum are unchanged) that makes the solver insensitive
- * to the units of the features. */
+/* The problem as L-BFGS sees it: variables u = (V, u_b) with W = V L^-1 and
+ * b' = u_b / sb, where L L^T = H = n (k-1)/k^2 Sigma + I/C (lower Cholesky
+ * factor) is the Hessian of one class row of W at W = 0 (Sigma the train
+ * covariance), and sb = sqrt(n (k-1)/k^2) that of the intercepts.  In u
+ * the Hessian at W = 0 is the identity: this is an exact change of
+ * variables (the objective and its optimum are unchanged) that removes the
+ * ill-conditioning of correlated, decaying-spectrum features in a rotated
+ * basis, which a diagonal (Jacobi) scaling leaves in place.  When the
+ * Cholesky factorisation fails (H numerically not positive definite), L is
+ * the diagonal sqrt(diag H), i.e. Jacobi scaling. */
 typedef struct {
     const rb_view *tr;
     double C;
     rb_logreg_work *w;
     const double *mu;
-    const double *sv; /* p scales */
-    double *th;       /* p scratch: theta = u / sv */
+    const double *L;  /* d x d lower triangular, row-major: H = L L^T */
+    double sb;        /* intercept scale */
+    double *gs;       /* p scratch (gnorm_orig) */
+    double *th;       /* p scratch: theta of the current point */
     size_t p;
     int dbl;
     int nfev;
@@ -458,24 +467,60 @@ typedef struct {
     double fused_a, fused_f, fused_dphi;
 } problem;
 
+/* theta = (u_W L^-1, u_b / sb). */
+static void u_to_theta(const problem *pb, const double *u, double *th)
+{
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    memcpy(th, u, kd * sizeof *th);
+    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0, pb->L,
+                d, th, d);
+    for (size_t c = 0; c < (size_t)k; c++) th[kd + c] = u[kd + c] / pb->sb;
+}
+
+/* u = (theta_W L, theta_b sb), in place. */
+static void theta_to_u(const problem *pb, double *x)
+{
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0, pb->L,
+                d, x, d);
+    for (size_t c = 0; c < (size_t)k; c++) x[kd + c] *= pb->sb;
+}
+
+/* A gradient in theta to one in u, in place: (g_W L^-T, g_b / sb). */
+static void grad_to_u(const problem *pb, double *g)
+{
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0, pb->L, d,
+                g, d);
+    for (size_t c = 0; c < (size_t)k; c++) g[kd + c] /= pb->sb;
+}
+
 static double fg(problem *pb, const double *u, double *g)
 {
     pb->nfev++;
-    for (size_t i = 0; i < pb->p; i++) pb->th[i] = u[i] / pb->sv[i];
+    u_to_theta(pb, u, pb->th);
     double t0 = rb_now();
     double f = eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
     pb->secs[pb->dbl] += rb_now() - t0;
     pb->nev[pb->dbl]++;
-    if (g)
-        for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
+    if (g) grad_to_u(pb, g);
     return f;
 }
 
 /* ||grad f||_inf in the original coordinates from the scaled gradient. */
 static double gnorm_orig(const problem *pb, const double *g)
 {
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    memcpy(pb->gs, g, pb->p * sizeof *g);
+    cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0, pb->L, d,
+                pb->gs, d);
     double m = 0;
-    for (size_t i = 0; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sv[i]));
+    for (size_t i = 0; i < kd; i++) m = fmax(m, fabs(pb->gs[i]));
+    for (size_t i = kd; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sb));
     return m;
 }
 
@@ -508,7 +553,7 @@ static void ray_grad(problem *pb, const double *th, double *g)
     cblas_dger(CblasRowMajor, tr->k, (int)d, -1.0, w->db, 1, pb->mu, 1, g, (int)d);
     cblas_daxpy((int)(kk * d), 1.0 / pb->C, th, 1, g, 1);
     memcpy(g + kk * d, w->db, kk * sizeof *g);
-    for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
+    grad_to_u(pb, g);
 }
 
 /* Start the ray phase at u (scaled): zx = W X^T (skipped when W = 0), bx,
@@ -521,7 +566,7 @@ static double ray_start(problem *pb, const double *u, double *g)
     double t0 = rb_now();
     pb->nfev++;
     double *th = pb->th;
-    for (size_t i = 0; i < pb->p; i++) th[i] = u[i] / pb->sv[i];
+    u_to_theta(pb, u, th);
     int zero = 1;
     for (size_t i = 0; i < kk * d; i++) {
         w->wf[i] = (float)th[i];
@@ -614,7 +659,7 @@ static void ray_set(problem *pb, const double *dir, double a1)
     size_t n = tr->n, d = tr->d, kk = (size_t)tr->k;
     double t0 = rb_now();
     double *D = pb->dth;
-    for (size_t i = 0; i < pb->p; i++) D[i] = dir[i] / pb->sv[i];
+    u_to_theta(pb, dir, D);
     for (size_t i = 0; i < kk * d; i++) w->wf[i] = (float)D[i];
     for (size_t c = 0; c < kk; c++)
         pb->bd[c] = D[kk * d + c] - cblas_ddot((int)d, D + c * d, 1, pb->mu, 1);
@@ -866,6 +911,64 @@ static int check_view(const rb_view *tr, rb_err *e)
     return RB_OK;
 }
 
+/* ------------------------------------------------------ preconditioner */
+
+/* Column sums of nr rows (double, row by row, in row order). */
+static void colsum_rows(const float *x, size_t nr, size_t ld, size_t d, double *sum)
+{
+    for (size_t i = 0; i < nr; i++) {
+        const float *r = x + i * ld;
+        for (size_t j = 0; j < d; j++) sum[j] += r[j];
+    }
+}
+
+/* Centred scatter of nr rows into the lower triangle of S (d x d double):
+ * in pieces of RB_STREAM_UNIT rows (counted from the first row given,
+ * which the callers keep at a multiple of the unit), each centred at mu in
+ * float (tmp: RB_STREAM_UNIT x d), its Gram matrix by SSYRK (stmp: d x d
+ * float), added to S in double.  The pieces do not depend on how rows
+ * arrive in blocks, so neither does S. */
+static void scatter_rows(const float *x, size_t nr, size_t ld, size_t d, const double *mu,
+                         float *tmp, float *stmp, double *S)
+{
+    for (size_t i0 = 0; i0 < nr; i0 += RB_STREAM_UNIT) {
+        size_t m = nr - i0 < RB_STREAM_UNIT ? nr - i0 : RB_STREAM_UNIT;
+        for (size_t i = 0; i < m; i++) {
+            const float *r = x + (i0 + i) * ld;
+            float *o = tmp + i * d;
+            for (size_t j = 0; j < d; j++) o[j] = (float)(r[j] - mu[j]);
+        }
+        cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)d, (int)m, 1.0f, tmp, (int)d, 0.0f,
+                    stmp, (int)d);
+        for (size_t j = 0; j < d; j++)
+            for (size_t l = 0; l <= j; l++) S[j * d + l] += stmp[j * d + l];
+    }
+}
+
+/* From the centred scatter S (lower triangle) of n rows, k classes and C:
+ * H = n (k-1)/k^2 S/n + I/C and its lower Cholesky factor in place of S
+ * (upper triangle zeroed); Jacobi (sqrt of diag H) when H is numerically
+ * not positive definite.  Returns 1 for Cholesky, 0 for the fallback. */
+static int precond_factor(double *S, size_t d, size_t n, int k, double C, double *diag)
+{
+    double kk = (double)k, pk = (double)(kk - 1) / (kk * kk); /* n (k-1)/k^2 / n */
+    (void)n;
+    for (size_t j = 0; j < d; j++) {
+        for (size_t l = 0; l < j; l++) S[j * d + l] *= pk;
+        S[j * d + j] = pk * S[j * d + j] + 1.0 / C;
+        diag[j] = S[j * d + j];
+        for (size_t l = j + 1; l < d; l++) S[j * d + l] = 0;
+    }
+    int ok = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)d, S, (lapack_int)d) == 0;
+    if (ok)
+        for (size_t j = 0; j < d && ok; j++) ok = isfinite(S[j * d + j]) && S[j * d + j] > 0;
+    if (!ok) {
+        memset(S, 0, d * d * sizeof *S);
+        for (size_t j = 0; j < d; j++) S[j * d + j] = sqrt(diag[j]);
+    }
+    return ok;
+}
+
 int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
                   const rb_logreg_model *warm, const rb_opts *o,
                   rb_logreg_model *m, rb_err *e)
@@ -889,47 +992,43 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     float *zn = malloc(kk * n * sizeof *zn);
     double *bx = malloc(kk * sizeof *bx), *bd = malloc(kk * sizeof *bd), *dth = malloc(p * sizeof *dth);
     float *gpart = w ? malloc((size_t)LR_PARTS * kk * d * sizeof *gpart) : NULL;
+    double *L = calloc(d * d, sizeof *L);
+    float *ptmp = malloc(RB_STREAM_UNIT * d * sizeof *ptmp), *pstmp = malloc(d * d * sizeof *pstmp);
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
-    if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !gpart || !m->w || !m->b) {
+    if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !gpart || !m->w || !m->b || !L || !ptmp ||
+        !pstmp) {
         rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (%zu parameters, %zu x %zu data)", p,
                      n, d);
         goto out;
     }
     double *x = buf, *g = buf + p, *xt = buf + 2 * p, *gt = buf + 3 * p, *dir = buf + 4 * p;
     double *S[LR_MEM], *Y[LR_MEM], rho[LR_MEM], abuf[LR_MEM];
-    double *sv = buf + 5 * p, *th = buf + 6 * p;
+    double *gs = buf + 5 * p, *th = buf + 6 * p;
     for (int i = 0; i < LR_MEM; i++) {
         S[i] = buf + (7 + (size_t)i) * p;
         Y[i] = buf + (7 + LR_MEM + (size_t)i) * p;
     }
-    /* Column means, then variances (two passes, double). */
-    for (size_t i = 0; i < n; i++) {
-        const float *r = tr->x + i * tr->ld;
-        for (size_t j = 0; j < d; j++) mu[j] += r[j];
-    }
+    /* Column means, then the centred scatter (two passes, double sums). */
+    double tp = rb_now();
+    colsum_rows(tr->x, n, tr->ld, d, mu);
     for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-    memset(th, 0, d * sizeof *th);
-    for (size_t i = 0; i < n; i++) {
-        const float *r = tr->x + i * tr->ld;
-        for (size_t j = 0; j < d; j++) th[j] += (r[j] - mu[j]) * (r[j] - mu[j]);
-    }
+    scatter_rows(tr->x, n, tr->ld, d, mu, ptmp, pstmp, L);
+    int chol = precond_factor(L, d, n, tr->k, C, th);
     double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
-    for (size_t j = 0; j < d; j++) {
-        double s = sqrt(pk * th[j] / (double)n + 1.0 / C);
-        for (size_t c = 0; c < kk; c++) sv[c * d + j] = s;
-    }
-    for (size_t c = 0; c < kk; c++) sv[kk * d + c] = sqrt(pk);
+    rb_logf(o, "logreg: C=%g preconditioner (%s, d=%zu) in %.2f s", C,
+            chol ? "Cholesky of the covariance Hessian" : "Jacobi fallback", d, rb_now() - tp);
+    problem pb = {.tr = tr, .C = C, .w = w, .mu = mu, .L = L, .sb = sqrt(pk), .gs = gs, .th = th,
+                  .p = p, .ray = 1, .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth,
+                  .gpart = gpart};
     /* Start: zero, or the warm model moved to centred, scaled coordinates. */
     memset(x, 0, p * sizeof *x);
     if (warm) {
         for (size_t i = 0; i < kk * d; i++) x[i] = warm->w[i];
         for (size_t c = 0; c < kk; c++)
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
-        for (size_t i = 0; i < p; i++) x[i] *= sv[i];
+        theta_to_u(&pb, x);
     }
-    problem pb = {.tr = tr, .C = C, .w = w, .mu = mu, .sv = sv, .th = th, .p = p, .ray = 1,
-                  .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth, .gpart = gpart};
     double f = ray_start(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0, budget_stop = 0;
     double a_first = 0, t_fit = rb_now(), budget = RB_LOGREG_MAX_SECONDS;
@@ -1019,10 +1118,10 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     m->gnorm = gnorm_orig(&pb, g);
     m->converged = converged;
     m->budget_stop = budget_stop;
-    for (size_t i = 0; i < p; i++) x[i] /= sv[i];
-    for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)x[i];
+    u_to_theta(&pb, x, th);
+    for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)th[i];
     for (size_t c = 0; c < kk; c++)
-        m->b[c] = (float)(x[kk * d + c] - cblas_ddot((int)d, x + c * d, 1, mu, 1));
+        m->b[c] = (float)(th[kk * d + c] - cblas_ddot((int)d, th + c * d, 1, mu, 1));
 out:
     if (rc) rb_logreg_model_free(m);
     rb_logreg_work_free(w);
@@ -1035,6 +1134,9 @@ out:
     free(bd);
     free(dth);
     free(gpart);
+    free(L);
+    free(ptmp);
+    free(pstmp);
     return rc;
 }
 
