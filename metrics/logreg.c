@@ -437,8 +437,27 @@ double rb_logreg_objective(const rb_view *tr, double C, const double *theta,
  * basis, which a diagonal (Jacobi) scaling leaves in place.  When the
  * Cholesky factorisation fails (H numerically not positive definite), L is
  * the diagonal sqrt(diag H), i.e. Jacobi scaling. */
+/* Out of core (see rb_logreg_fit_stream): the train rows of this rank's
+ * shard, read through rb_stream in blocks; each evaluation of f and its
+ * gradient is one pass, accumulated in RB_STREAM_UNIT pieces (counted from
+ * the shard's first row) in double and rb_comm_sum()med across ranks. */
+typedef struct {
+    const rb_source *src;
+    size_t split, layer;
+    size_t r0, r1;      /* this rank's rows of the split */
+    size_t block;       /* rows per stream block (a multiple of the unit) */
+    const int32_t *y;   /* labels of the whole split */
+    double *xd;         /* RB_STREAM_UNIT x d rows in double */
+    double *zd;         /* RB_STREAM_UNIT x k logits / residuals */
+    double *acc;        /* 1 + k + k d: loss, intercept sums, R^T X */
+    int rc;             /* first error of a pass (RB_OK while none) */
+    rb_err err;
+    long passes;
+} lr_stream;
+
 typedef struct {
     const rb_view *tr;
+    lr_stream *ls;    /* non-NULL: out of core (tr->x is NULL) */
     double C;
     rb_logreg_work *w;
     const double *mu;
@@ -466,6 +485,84 @@ typedef struct {
     int fused_ok;     /* the last trial is the fused one: its R X is in gpart */
     double fused_a, fused_f, fused_dphi;
 } problem;
+
+/* Row blocks of the shard through rb_stream, cut into RB_STREAM_UNIT
+ * pieces: fn(ctx, rows, row index in the split, nrows) for each piece.
+ * Returns RB_OK or the stream's error. */
+static int stream_pieces(lr_stream *ls, size_t d,
+                         void (*fn)(void *ctx, const float *x, size_t row0, size_t m), void *ctx,
+                         rb_err *e)
+{
+    rb_stream *st = NULL;
+    int rc = rb_stream_open(ls->src, ls->split, ls->layer, ls->r0, ls->r1, ls->block, &st, e);
+    if (rc) return rc;
+    for (;;) {
+        const float *x;
+        size_t row0, nr;
+        if ((rc = rb_stream_next(st, &x, &row0, &nr, e)) || nr == 0) break;
+        for (size_t i0 = 0; i0 < nr; i0 += RB_STREAM_UNIT) {
+            size_t m = nr - i0 < RB_STREAM_UNIT ? nr - i0 : RB_STREAM_UNIT;
+            fn(ctx, x + i0 * d, row0 + i0, m);
+        }
+    }
+    rb_stream_close(st);
+    ls->passes++;
+    return rc;
+}
+
+typedef struct {
+    lr_stream *ls;
+    const double *W, *beff;
+    size_t d;
+    int k, grad;
+} eval_piece_ctx;
+
+/* One piece of the out-of-core objective: logits in double (DGEMM on the
+ * rows converted to double), softmax cross-entropy, R^T X added. */
+static void eval_piece(void *arg, const float *x, size_t row0, size_t m)
+{
+    eval_piece_ctx *c = arg;
+    lr_stream *ls = c->ls;
+    size_t d = c->d, kk = (size_t)c->k;
+    for (size_t i = 0; i < m * d; i++) ls->xd[i] = x[i];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, c->k, (int)d, 1.0, ls->xd, (int)d,
+                c->W, (int)d, 0.0, ls->zd, c->k);
+    double loss = 0;
+    softmax_rows_double(ls->zd, 0, m, c->k, ls->y + row0, c->beff, ls->acc + 1, &loss);
+    ls->acc[0] += loss;
+    if (c->grad)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, (int)d, (int)m, 1.0, ls->zd, c->k,
+                    ls->xd, (int)d, 1.0, ls->acc + 1 + kk, (int)d);
+}
+
+/* f and gradient at theta (centred at mu) out of core: one streamed pass
+ * over the shard, then the sums over ranks.  NaN on a read error (the
+ * error is kept in ls->rc / ls->err). */
+static double eval_stream(lr_stream *ls, const rb_view *tr, double C, const double *theta,
+                          double *grad, rb_logreg_work *w, const double *mu)
+{
+    size_t d = tr->d, kk = (size_t)tr->k;
+    const double *W = theta, *bp = theta + kk * d;
+    for (size_t c = 0; c < kk; c++) w->beff[c] = bp[c] - cblas_ddot((int)d, W + c * d, 1, mu, 1);
+    size_t na = 1 + kk + (grad ? kk * d : 0);
+    memset(ls->acc, 0, na * sizeof *ls->acc);
+    eval_piece_ctx ctx = {ls, W, w->beff, d, tr->k, grad != NULL};
+    int rc = stream_pieces(ls, d, eval_piece, &ctx, &ls->err);
+    if (!rc) rc = rb_comm_sum(ls->acc, na, &ls->err);
+    if (rc) {
+        if (!ls->rc) ls->rc = rc;
+        return NAN;
+    }
+    double loss = ls->acc[0] + cblas_ddot((int)(kk * d), W, 1, W, 1) / (2 * C);
+    if (grad) {
+        const double *db = ls->acc + 1;
+        memcpy(grad, ls->acc + 1 + kk, kk * d * sizeof *grad);
+        cblas_dger(CblasRowMajor, tr->k, (int)d, -1.0, db, 1, mu, 1, grad, (int)d);
+        cblas_daxpy((int)(kk * d), 1.0 / C, W, 1, grad, 1);
+        memcpy(grad + kk * d, db, kk * sizeof *grad);
+    }
+    return loss;
+}
 
 /* theta = (u_W L^-1, u_b / sb). */
 static void u_to_theta(const problem *pb, const double *u, double *th)
@@ -503,7 +600,8 @@ static double fg(problem *pb, const double *u, double *g)
     pb->nfev++;
     u_to_theta(pb, u, pb->th);
     double t0 = rb_now();
-    double f = eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
+    double f = pb->ls ? eval_stream(pb->ls, pb->tr, pb->C, pb->th, g, pb->w, pb->mu)
+                      : eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
     pb->secs[pb->dbl] += rb_now() - t0;
     pb->nev[pb->dbl]++;
     if (g) grad_to_u(pb, g);
@@ -969,12 +1067,46 @@ static int precond_factor(double *S, size_t d, size_t n, int k, double C, double
     return ok;
 }
 
+typedef struct {
+    size_t d;
+    double *sum;            /* colsum_piece */
+    const double *mu;       /* scatter_piece */
+    float *tmp, *stmp;
+    double *S;
+} stat_ctx;
+
+static void colsum_piece(void *arg, const float *x, size_t row0, size_t m)
+{
+    stat_ctx *c = arg;
+    (void)row0;
+    colsum_rows(x, m, c->d, c->d, c->sum);
+}
+
+static void scatter_piece(void *arg, const float *x, size_t row0, size_t m)
+{
+    stat_ctx *c = arg;
+    (void)row0;
+    scatter_rows(x, m, c->d, c->d, c->mu, c->tmp, c->stmp, c->S);
+}
+
+static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int max_iter,
+                    const rb_logreg_model *warm, const rb_opts *o, rb_logreg_model *m, rb_err *e);
+
 int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
                   const rb_logreg_model *warm, const rb_opts *o,
                   rb_logreg_model *m, rb_err *e)
 {
     int rc = check_view(tr, e);
     if (rc) return rc;
+    return fit_impl(tr, NULL, C, tol, max_iter, warm, o, m, e);
+}
+
+/* The fit with tr->x == NULL: rows come from ls (train labels in tr->y,
+ * all tr->n of them; this rank reads [ls->r0, ls->r1)). */
+static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int max_iter,
+                    const rb_logreg_model *warm, const rb_opts *o, rb_logreg_model *m, rb_err *e)
+{
+    int rc = RB_OK;
     if (!(C > 0) || !isfinite(C)) RB_FAIL(e, RB_EINVAL, "logreg: C = %g must be finite and > 0", C);
     if (!(tol > 0)) RB_FAIL(e, RB_EINVAL, "logreg: tolerance %g must be > 0", tol);
     if (max_iter < 1) RB_FAIL(e, RB_EINVAL, "logreg: max_iter %d must be >= 1", max_iter);
@@ -984,14 +1116,17 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
 
     size_t n = tr->n, d = tr->d, kk = (size_t)tr->k, p = kk * (d + 1);
     memset(m, 0, sizeof *m);
-    rb_logreg_work *w = rb_logreg_work_alloc(n, d, tr->k);
+    /* Out of core, nothing of size n: the workspace of one row and no
+     * float ray phase (double evaluations from the start). */
+    size_t nw = ls ? 1 : n;
+    rb_logreg_work *w = rb_logreg_work_alloc(nw, d, tr->k);
     double *buf = malloc((7 + 2 * LR_MEM) * p * sizeof *buf);
     double *mu = calloc(d, sizeof *mu);
     /* Float ray phase: two more k x n float logit buffers. */
-    float *zx = malloc(kk * n * sizeof *zx), *zd = malloc(kk * n * sizeof *zd);
-    float *zn = malloc(kk * n * sizeof *zn);
+    float *zx = malloc(kk * nw * sizeof *zx), *zd = malloc(kk * nw * sizeof *zd);
+    float *zn = malloc(kk * nw * sizeof *zn);
     double *bx = malloc(kk * sizeof *bx), *bd = malloc(kk * sizeof *bd), *dth = malloc(p * sizeof *dth);
-    float *gpart = w ? malloc((size_t)LR_PARTS * kk * d * sizeof *gpart) : NULL;
+    float *gpart = w ? malloc((size_t)(ls ? 1 : LR_PARTS) * kk * d * sizeof *gpart) : NULL;
     double *L = calloc(d * d, sizeof *L);
     float *ptmp = malloc(RB_STREAM_UNIT * d * sizeof *ptmp), *pstmp = malloc(d * d * sizeof *pstmp);
     m->w = malloc(kk * d * sizeof *m->w);
@@ -1011,15 +1146,24 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     }
     /* Column means, then the centred scatter (two passes, double sums). */
     double tp = rb_now();
-    colsum_rows(tr->x, n, tr->ld, d, mu);
-    for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-    scatter_rows(tr->x, n, tr->ld, d, mu, ptmp, pstmp, L);
+    if (ls) {
+        /* The same pieces as in memory: one rank gives the same bits. */
+        stat_ctx sc = {d, mu, mu, ptmp, pstmp, L};
+        if ((rc = stream_pieces(ls, d, colsum_piece, &sc, e)) || (rc = rb_comm_sum(mu, d, e))) goto out;
+        for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
+        if ((rc = stream_pieces(ls, d, scatter_piece, &sc, e)) || (rc = rb_comm_sum(L, d * d, e)))
+            goto out;
+    } else {
+        colsum_rows(tr->x, n, tr->ld, d, mu);
+        for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
+        scatter_rows(tr->x, n, tr->ld, d, mu, ptmp, pstmp, L);
+    }
     int chol = precond_factor(L, d, n, tr->k, C, th);
     double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
     rb_logf(o, "logreg: C=%g preconditioner (%s, d=%zu) in %.2f s", C,
             chol ? "Cholesky of the covariance Hessian" : "Jacobi fallback", d, rb_now() - tp);
-    problem pb = {.tr = tr, .C = C, .w = w, .mu = mu, .L = L, .sb = sqrt(pk), .gs = gs, .th = th,
-                  .p = p, .ray = 1, .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth,
+    problem pb = {.tr = tr, .ls = ls, .C = C, .w = w, .mu = mu, .L = L, .sb = sqrt(pk), .gs = gs,
+                  .th = th, .p = p, .ray = !ls, .dbl = ls != NULL, .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth,
                   .gpart = gpart};
     /* Start: zero, or the warm model moved to centred, scaled coordinates. */
     memset(x, 0, p * sizeof *x);
@@ -1029,12 +1173,13 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
         theta_to_u(&pb, x);
     }
-    double f = ray_start(&pb, x, g);
+    double f = ls ? fg(&pb, x, g) : ray_start(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0, budget_stop = 0;
     double a_first = 0, t_fit = rb_now(), budget = RB_LOGREG_MAX_SECONDS;
     if (rb_opt_double(o, "logreg_max_seconds", RB_LOGREG_MAX_SECONDS, 0, 1e9, &budget, NULL))
         budget = RB_LOGREG_MAX_SECONDS; /* the method checked the option already */
     for (;;) {
+        if (ls && ls->rc) break; /* a read failed: reported below */
         if (!isfinite(f)) {
             rc = rb_fail(e, RB_ESING, "logreg: objective not finite at iteration %d (C = %g)", it, C);
             goto out;
@@ -1063,8 +1208,8 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             a_first = fmin(1.0, 1.0 / cblas_dnrm2((int)p, g, 1));
         }
         double alpha = 0, fnew = 0;
-        int ls = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, LR_C2, &alpha, xt, &fnew, gt);
-        if (ls != 0) {
+        int lsr = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, LR_C2, &alpha, xt, &fnew, gt);
+        if (lsr != 0) {
             if (!pb.dbl) {
                 /* Float logits are at their noise level: go on in double. */
                 pb.dbl = 1;
@@ -1107,6 +1252,14 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
         pb.ray = 0;
         f = fg(&pb, x, g);
     }
+    if (ls && ls->rc) {
+        rc = ls->rc;
+        *e = ls->err;
+        goto out;
+    }
+    if (ls)
+        rb_logf(o, "logreg: C=%g out of core: %ld passes over rows [%zu, %zu) in blocks of %zu", C,
+                ls->passes, ls->r0, ls->r1, ls->block);
     rb_logf(o, "logreg: C=%g done: %d iterations, %d float evaluations (%.2f s), %d double "
             "(%.2f s), objective %.12g", C, it, pb.nev[0], pb.secs[0], pb.nev[1], pb.secs[1], f);
     m->k = tr->k;
@@ -1138,6 +1291,69 @@ out:
     free(ptmp);
     free(pstmp);
     return rc;
+}
+
+int rb_logreg_fit_stream(const rb_source *src, size_t split, size_t layer, double C, double tol,
+                         int max_iter, const rb_opts *o, rb_logreg_model *m, rb_err *e)
+{
+    if (!src || split >= src->nsplits || layer >= src->nlayers)
+        RB_FAIL(e, RB_EINVAL, "logreg: no such split or layer");
+    size_t n = src->split_n[split], d = src->layer_d[layer], kk = (size_t)src->k;
+    const char *sn = src->split_names[split];
+    if (!src->split_y[split]) RB_FAIL(e, RB_EINVAL, "logreg: %s: split %s has no labels", src->path, sn);
+    if (n == 0) RB_FAIL(e, RB_EINVAL, "logreg: %s: split %s is empty", src->path, sn);
+    if (d == 0) RB_FAIL(e, RB_EINVAL, "logreg: %s: zero features", src->path);
+    if (src->k < 2) RB_FAIL(e, RB_EINVAL, "logreg: %s: %d class(es); need at least 2", src->path, src->k);
+    for (size_t i = 0; i < n; i++)
+        if (src->split_y[split][i] < 0 || src->split_y[split][i] >= src->k)
+            RB_FAIL(e, RB_EINVAL, "logreg: %s: %s label %d of row %zu outside [0, %d)", src->path, sn,
+                    (int)src->split_y[split][i], i, src->k);
+    if (!(C > 0) || !isfinite(C)) RB_FAIL(e, RB_EINVAL, "logreg: C = %g must be finite and > 0", C);
+    if (!(tol > 0)) RB_FAIL(e, RB_EINVAL, "logreg: tolerance %g must be > 0", tol);
+    if (max_iter < 1) RB_FAIL(e, RB_EINVAL, "logreg: max_iter %d must be >= 1", max_iter);
+    lr_stream ls = {.src = src, .split = split, .layer = layer, .block = rb_stream_block_rows(o, d),
+                    .y = src->split_y[split]};
+    rb_comm_shard(n, &ls.r0, &ls.r1);
+    ls.xd = malloc(RB_STREAM_UNIT * d * sizeof *ls.xd);
+    ls.zd = malloc(RB_STREAM_UNIT * kk * sizeof *ls.zd);
+    ls.acc = malloc((1 + kk + kk * d) * sizeof *ls.acc);
+    int rc;
+    if (!ls.xd || !ls.zd || !ls.acc)
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (out-of-core buffers, d = %zu)", d);
+    else {
+        rb_view tr = {NULL, src->split_y[split], n, d, d, src->k};
+        rc = fit_impl(&tr, &ls, C, tol, max_iter, NULL, o, m, e);
+    }
+    free(ls.xd);
+    free(ls.zd);
+    free(ls.acc);
+    return rc;
+}
+
+size_t rb_logreg_mem_stream(size_t d, int k, size_t block)
+{
+    size_t kk = (size_t)k, p = kk * (d + 1);
+    return 2 * block * d * sizeof(float)                        /* the stream's two blocks */
+           + RB_STREAM_UNIT * (d + kk) * sizeof(double)         /* one piece in double */
+           + (7 + 2 * LR_MEM + 1) * p * sizeof(double)          /* L-BFGS memory, direction */
+           + (1 + kk + kk * d) * sizeof(double)                 /* accumulators */
+           + d * d * (sizeof(double) + sizeof(float))           /* preconditioner, scatter */
+           + RB_STREAM_UNIT * d * sizeof(float)                 /* centred piece */
+           + 3 * kk * d * sizeof(float);                        /* model, float copies */
+}
+
+size_t rb_logreg_mem_inmem(size_t n, size_t d, int k, int search)
+{
+    size_t kk = (size_t)k, p = kk * (d + 1);
+    size_t b = n * d * sizeof(float)                            /* the train rows */
+               + 4 * kk * n * sizeof(float)                     /* logits: z, zx, zd, zn */
+               + (7 + 2 * LR_MEM + 1) * p * sizeof(double)
+               + (size_t)LR_PARTS * kk * d * sizeof(float)      /* partial products */
+               + LR_CHUNK_DOUBLES * sizeof(double)              /* double chunk */
+               + d * d * (sizeof(double) + sizeof(float)) + RB_STREAM_UNIT * d * sizeof(float)
+               + 3 * kk * d * sizeof(float);
+    if (search) b += n * (d + kk) * sizeof(float) + 16 * kk * d * sizeof(float); /* split, models */
+    return b;
 }
 
 void rb_logreg_scores(const rb_logreg_model *m, const rb_view *te, float *scores)
@@ -1333,14 +1549,75 @@ out:
 static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg,
                        rb_rows *out, rb_err *e);
 
+/* Out of core, the task as the probe helpers see it: the same task, whose
+ * view of the train split of its layer carries labels and sizes but no rows
+ * (x = NULL); every other view is the harness's. */
+typedef struct {
+    rb_task t; /* first member: ooc_view receives &t */
+    const rb_task *orig;
+} ooc_task;
+
+static int ooc_view(const rb_task *t, size_t split, size_t layer, rb_view *v, rb_err *e)
+{
+    const ooc_task *ot = (const ooc_task *)t;
+    const rb_source *s = t->src;
+    if (ot->orig->train >= 0 && split == (size_t)ot->orig->train && layer == ot->orig->layer) {
+        *v = (rb_view){NULL, s->split_y[split], s->split_n[split], s->layer_d[layer],
+                       s->layer_d[layer], s->split_y[split] ? s->k : 0};
+        return RB_OK;
+    }
+    return ot->orig->view(ot->orig, split, layer, v, e);
+}
+
 int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     rb_view tr, te;
     rb_probe_eval seg;
     float *ebuf = NULL;
-    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &ebuf, e);
+    const rb_source *s = t->src;
+    ooc_task ot = {*t, t};
+    const rb_task *tt = t;
+    if (t->train >= 0 && t->layer < s->nlayers) {
+        /* Decide before loading anything: in memory when the whole fit
+         * fits the budget, else out of core (fixed C), else refuse. */
+        double C = NAN;
+        int rc = rb_opt_double(t->o, "C", NAN, 1e-12, 1e12, &C, e);
+        if (rc) return rc;
+        size_t n = s->split_n[t->train], d = s->layer_d[t->layer];
+        int k = s->k < 2 ? 2 : s->k;
+        size_t nev = 0; /* rows scored: test and the other labeled splits */
+        for (size_t i = 0; i < s->nsplits; i++)
+            if ((long)i != t->train && s->split_y[i] && strncmp(s->split_names[i], "ood_", 4)) nev += s->split_n[i];
+        size_t ev = nev * (2 * d + (size_t)k) * sizeof(float); /* rows, a copy, scores */
+        size_t budget = rb_mem_budget(t->o), in = rb_logreg_mem_inmem(n, d, k, isnan(C)) + ev;
+        const char *bs = t->o && t->o->mem_limit ? "--mem-limit" : "available memory";
+        const double MiB = 1048576.0;
+        if (in > budget) {
+            size_t block = rb_stream_block_rows(t->o, d);
+            size_t need = rb_logreg_mem_stream(d, k, block) + ev;
+            if (need > budget)
+                RB_FAIL(e, RB_EINVAL,
+                        "logreg: %s: layer %s: even out of core the fit needs %.1f MiB (2 blocks of %zu "
+                        "rows x %zu features, L-BFGS memory of %d pairs x %zu parameters, a %zu x %zu "
+                        "preconditioner, %zu rows to score) but the budget is %.1f MiB (%s): refused "
+                        "before starting", s->path, s->layer_names[t->layer], need / MiB, block, d,
+                        LR_MEM, (size_t)k * (d + 1), d, d, nev, budget / MiB, bs);
+            if (isnan(C))
+                RB_FAIL(e, RB_EINVAL,
+                        "logreg: %s: layer %s: the in-memory fit needs %.1f MiB (%zu x %zu train rows "
+                        "and the CLIP search), over the budget of %.1f MiB (%s); out of core the C "
+                        "search is not available: give --C", s->path, s->layer_names[t->layer],
+                        in / MiB, n, d, budget / MiB, bs);
+            rb_logf(t->o, "logreg: layer %s: in memory needs %.1f MiB > budget %.1f MiB (%s): out of "
+                    "core, %.1f MiB, blocks of %zu rows", s->layer_names[t->layer], in / MiB,
+                    budget / MiB, bs, need / MiB, block);
+            ot.t.view = ooc_view;
+            tt = &ot.t;
+        }
+    }
+    int rc = rb_probe_eval_views(tt, &tr, &te, &seg, &ebuf, e);
     if (rc) return rc;
-    rc = logreg_eval(t, &tr, &te, &seg, out, e);
+    rc = logreg_eval(tt, &tr, &te, &seg, out, e);
     free(ebuf);
     return rc;
 }
@@ -1378,7 +1655,11 @@ static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep,
         sp.seed = rb_probe_seed(t, "logreg/val");
         if ((rc = rb_logreg_select_C(&trk, &sp, o, &C, &val_acc, &nfits, e))) return rc;
     }
-    if ((rc = rb_logreg_fit(&trk, C, tol, (int)max_iter, NULL, o, &m, e))) return rc;
+    if (tr.x)
+        rc = rb_logreg_fit(&trk, C, tol, (int)max_iter, NULL, o, &m, e);
+    else /* out of core (rb_logreg_run): C is fixed */
+        rc = rb_logreg_fit_stream(t->src, (size_t)t->train, t->layer, C, tol, (int)max_iter, o, &m, e);
+    if (rc) return rc;
     sc = malloc((te.n ? te.n : 1) * (size_t)k * sizeof *sc);
     if (!sc) {
         rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (scores)");

@@ -96,6 +96,23 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
                   const rb_logreg_model *warm, const rb_opts *o,
                   rb_logreg_model *m, rb_err *e);
 
+/* Out of core: the same fit (no warm start) on rows of split/layer of src
+ * read through rb_stream in blocks of rb_stream_block_rows(o, d) rows; each
+ * evaluation of f and its gradient streams this rank's rows
+ * (rb_comm_shard), accumulates in double in RB_STREAM_UNIT pieces and
+ * rb_comm_sum()s loss and gradient.  The preconditioner (mean and centred
+ * scatter) is bit for bit the in-memory one; the solver runs in double from
+ * the start (no float phase, which needs k x n logits).  Memory: O(d^2 +
+ * k d + block d), independent of n (rb_logreg_mem_stream). */
+int rb_logreg_fit_stream(const rb_source *src, size_t split, size_t layer, double C, double tol,
+                         int max_iter, const rb_opts *o, rb_logreg_model *m, rb_err *e);
+
+/* Working-set bytes of the out-of-core fit (block rows per stream block)
+ * and of the in-memory one (the n x d train rows included; search: the CLIP
+ * search's split copies and models too). */
+size_t rb_logreg_mem_stream(size_t d, int k, size_t block);
+size_t rb_logreg_mem_inmem(size_t n, size_t d, int k, int search);
+
 /* Scores (logits) of the n x d view te: scores[i*k + c] = <w_c, x_i> + b_c,
  * te->n x m->k floats, caller-allocated.  te->d must equal m->d. */
 void rb_logreg_scores(const rb_logreg_model *m, const rb_view *te,
