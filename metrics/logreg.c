@@ -1020,17 +1020,34 @@ static void colsum_rows(const float *x, size_t nr, size_t ld, size_t d, double *
     }
 }
 
-/* Centred scatter of nr rows into the lower triangle of S (d x d double):
- * in pieces of RB_STREAM_UNIT rows (counted from the first row given,
- * which the callers keep at a multiple of the unit), each centred at mu in
- * float (tmp: RB_STREAM_UNIT x d), its Gram matrix by SSYRK (stmp: d x d
- * float), added to S in double.  The pieces do not depend on how rows
- * arrive in blocks, so neither does S. */
-static void scatter_rows(const float *x, size_t nr, size_t ld, size_t d, const double *mu,
-                         float *tmp, float *stmp, double *S)
+/* The preconditioner needs the covariance only roughly (a relative error
+ * e in its spectrum leaves a condition number (1+e)/(1-e)), so its
+ * scatter uses every stride-th piece of RB_STREAM_UNIT rows, enough for
+ * about LR_SCATTER_ROWS_PER_D * d rows: the O(n d^2) pass costs at most a
+ * few iterations' GEMMs even at d = 2048. */
+enum { LR_SCATTER_ROWS_PER_D = 8 };
+static size_t scatter_stride(size_t n, size_t d)
+{
+    size_t units = (n + RB_STREAM_UNIT - 1) / RB_STREAM_UNIT;
+    size_t want = (LR_SCATTER_ROWS_PER_D * d + RB_STREAM_UNIT - 1) / RB_STREAM_UNIT;
+    return want >= units ? 1 : units / want;
+}
+
+/* Centred scatter of nr rows (split rows row0.., row0 a multiple of the
+ * unit in memory and for one rank) into the lower triangle of S (d x d
+ * double): in pieces of RB_STREAM_UNIT rows, the pieces whose first row's
+ * unit index is a multiple of stride, each centred at mu in float (tmp:
+ * RB_STREAM_UNIT x d), its Gram matrix by SSYRK (stmp: d x d float), added
+ * to S in double; *used counts the rows taken.  The pieces do not depend
+ * on how rows arrive in blocks, so neither does S. */
+static void scatter_rows(const float *x, size_t row0, size_t nr, size_t ld, size_t d,
+                         const double *mu, size_t stride, float *tmp, float *stmp, double *S,
+                         double *used)
 {
     for (size_t i0 = 0; i0 < nr; i0 += RB_STREAM_UNIT) {
         size_t m = nr - i0 < RB_STREAM_UNIT ? nr - i0 : RB_STREAM_UNIT;
+        if (((row0 + i0) / RB_STREAM_UNIT) % stride) continue;
+        *used += (double)m;
         for (size_t i = 0; i < m; i++) {
             const float *r = x + (i0 + i) * ld;
             float *o = tmp + i * d;
@@ -1043,14 +1060,14 @@ static void scatter_rows(const float *x, size_t nr, size_t ld, size_t d, const d
     }
 }
 
-/* From the centred scatter S (lower triangle) of n rows, k classes and C:
- * H = n (k-1)/k^2 S/n + I/C and its lower Cholesky factor in place of S
- * (upper triangle zeroed); Jacobi (sqrt of diag H) when H is numerically
- * not positive definite.  Returns 1 for Cholesky, 0 for the fallback. */
-static int precond_factor(double *S, size_t d, size_t n, int k, double C, double *diag)
+/* From the centred scatter S (lower triangle) of m of the n rows, k
+ * classes and C: H = n (k-1)/k^2 S/m + I/C and its lower Cholesky factor
+ * in place of S (upper triangle zeroed); Jacobi (sqrt of diag H) when H is
+ * numerically not positive definite.  Returns 1 for Cholesky, 0 for the
+ * fallback. */
+static int precond_factor(double *S, size_t d, size_t n, double m, int k, double C, double *diag)
 {
-    double kk = (double)k, pk = (double)(kk - 1) / (kk * kk); /* n (k-1)/k^2 / n */
-    (void)n;
+    double kk = (double)k, pk = (double)n * (double)(kk - 1) / (kk * kk) / m;
     for (size_t j = 0; j < d; j++) {
         for (size_t l = 0; l < j; l++) S[j * d + l] *= pk;
         S[j * d + j] = pk * S[j * d + j] + 1.0 / C;
@@ -1073,6 +1090,8 @@ typedef struct {
     const double *mu;       /* scatter_piece */
     float *tmp, *stmp;
     double *S;
+    size_t stride;
+    double used;
 } stat_ctx;
 
 static void colsum_piece(void *arg, const float *x, size_t row0, size_t m)
@@ -1085,8 +1104,7 @@ static void colsum_piece(void *arg, const float *x, size_t row0, size_t m)
 static void scatter_piece(void *arg, const float *x, size_t row0, size_t m)
 {
     stat_ctx *c = arg;
-    (void)row0;
-    scatter_rows(x, m, c->d, c->d, c->mu, c->tmp, c->stmp, c->S);
+    scatter_rows(x, row0, m, c->d, c->d, c->mu, c->stride, c->tmp, c->stmp, c->S, &c->used);
 }
 
 static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int max_iter,
@@ -1146,22 +1164,26 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
     }
     /* Column means, then the centred scatter (two passes, double sums). */
     double tp = rb_now();
+    size_t stride = scatter_stride(n, d);
+    double used = 0;
     if (ls) {
         /* The same pieces as in memory: one rank gives the same bits. */
-        stat_ctx sc = {d, mu, mu, ptmp, pstmp, L};
+        stat_ctx sc = {d, mu, mu, ptmp, pstmp, L, stride, 0};
         if ((rc = stream_pieces(ls, d, colsum_piece, &sc, e)) || (rc = rb_comm_sum(mu, d, e))) goto out;
         for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-        if ((rc = stream_pieces(ls, d, scatter_piece, &sc, e)) || (rc = rb_comm_sum(L, d * d, e)))
+        if ((rc = stream_pieces(ls, d, scatter_piece, &sc, e)) || (rc = rb_comm_sum(L, d * d, e)) ||
+            (rc = rb_comm_sum(&sc.used, 1, e)))
             goto out;
+        used = sc.used;
     } else {
         colsum_rows(tr->x, n, tr->ld, d, mu);
         for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-        scatter_rows(tr->x, n, tr->ld, d, mu, ptmp, pstmp, L);
+        scatter_rows(tr->x, 0, n, tr->ld, d, mu, stride, ptmp, pstmp, L, &used);
     }
-    int chol = precond_factor(L, d, n, tr->k, C, th);
+    int chol = precond_factor(L, d, n, used, tr->k, C, th);
     double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
-    rb_logf(o, "logreg: C=%g preconditioner (%s, d=%zu) in %.2f s", C,
-            chol ? "Cholesky of the covariance Hessian" : "Jacobi fallback", d, rb_now() - tp);
+    rb_logf(o, "logreg: C=%g preconditioner (%s, d=%zu, scatter of %.0f rows) in %.2f s", C,
+            chol ? "Cholesky of the covariance Hessian" : "Jacobi fallback", d, used, rb_now() - tp);
     problem pb = {.tr = tr, .ls = ls, .C = C, .w = w, .mu = mu, .L = L, .sb = sqrt(pk), .gs = gs,
                   .th = th, .p = p, .ray = !ls, .dbl = ls != NULL, .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth,
                   .gpart = gpart};
