@@ -462,6 +462,7 @@ typedef struct {
     rb_logreg_work *w;
     const double *mu;
     const double *L;  /* d x d lower triangular, row-major: H = L L^T */
+    int jac;          /* 1: L is diagonal (Jacobi): elementwise scaling */
     double sb;        /* intercept scale */
     double *gs;       /* p scratch (gnorm_orig) */
     double *th;       /* p scratch: theta of the current point */
@@ -570,8 +571,11 @@ static void u_to_theta(const problem *pb, const double *u, double *th)
     size_t kd = (size_t)pb->tr->k * pb->tr->d;
     int k = pb->tr->k, d = (int)pb->tr->d;
     memcpy(th, u, kd * sizeof *th);
-    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0, pb->L,
-                d, th, d);
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) th[i] /= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, th, d);
     for (size_t c = 0; c < (size_t)k; c++) th[kd + c] = u[kd + c] / pb->sb;
 }
 
@@ -580,8 +584,11 @@ static void theta_to_u(const problem *pb, double *x)
 {
     size_t kd = (size_t)pb->tr->k * pb->tr->d;
     int k = pb->tr->k, d = (int)pb->tr->d;
-    cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0, pb->L,
-                d, x, d);
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) x[i] *= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, x, d);
     for (size_t c = 0; c < (size_t)k; c++) x[kd + c] *= pb->sb;
 }
 
@@ -590,8 +597,11 @@ static void grad_to_u(const problem *pb, double *g)
 {
     size_t kd = (size_t)pb->tr->k * pb->tr->d;
     int k = pb->tr->k, d = (int)pb->tr->d;
-    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0, pb->L, d,
-                g, d);
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) g[i] /= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, g, d);
     for (size_t c = 0; c < (size_t)k; c++) g[kd + c] /= pb->sb;
 }
 
@@ -614,8 +624,11 @@ static double gnorm_orig(const problem *pb, const double *g)
     size_t kd = (size_t)pb->tr->k * pb->tr->d;
     int k = pb->tr->k, d = (int)pb->tr->d;
     memcpy(pb->gs, g, pb->p * sizeof *g);
-    cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0, pb->L, d,
-                pb->gs, d);
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) pb->gs[i] *= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, pb->gs, d);
     double m = 0;
     for (size_t i = 0; i < kd; i++) m = fmax(m, fabs(pb->gs[i]));
     for (size_t i = kd; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sb));
@@ -1042,8 +1055,13 @@ static size_t scatter_stride(size_t n, size_t d)
  * on how rows arrive in blocks, so neither does S. */
 static void scatter_rows(const float *x, size_t row0, size_t nr, size_t ld, size_t d,
                          const double *mu, size_t stride, float *tmp, float *stmp, double *S,
-                         double *used)
+                         double *used, double *var)
 {
+    /* Every row: the sums of squares (double, row order) for Jacobi. */
+    for (size_t i = 0; i < nr; i++) {
+        const float *r = x + i * ld;
+        for (size_t j = 0; j < d; j++) var[j] += (r[j] - mu[j]) * (r[j] - mu[j]);
+    }
     for (size_t i0 = 0; i0 < nr; i0 += RB_STREAM_UNIT) {
         size_t m = nr - i0 < RB_STREAM_UNIT ? nr - i0 : RB_STREAM_UNIT;
         if (((row0 + i0) / RB_STREAM_UNIT) % stride) continue;
@@ -1062,10 +1080,17 @@ static void scatter_rows(const float *x, size_t row0, size_t nr, size_t ld, size
 
 /* From the centred scatter S (lower triangle) of m of the n rows, k
  * classes and C: H = n (k-1)/k^2 S/m + I/C and its lower Cholesky factor
- * in place of S (upper triangle zeroed); Jacobi (sqrt of diag H) when H is
- * numerically not positive definite.  Returns 1 for Cholesky, 0 for the
- * fallback. */
-static int precond_factor(double *S, size_t d, size_t n, double m, int k, double C, double *diag)
+ * in place of S (upper triangle zeroed).  L_jj^2 / H_jj is 1 - R_j^2, the
+ * part of coordinate j's curvature not explained by coordinates < j: when
+ * its minimum *minr exceeds LR_JACOBI_MIN_R (the features are nearly
+ * uncorrelated: the sampling noise of m = 8d rows alone gives ~1 - d/m),
+ * the full factor buys nothing over the diagonal and L becomes
+ * sqrt(diag H) with the diagonal from every row (var: sums of squares over
+ * all n rows), i.e. Jacobi scaling, as also when H is numerically not
+ * positive definite.  Returns 1 for the full factor, 0 for Jacobi. */
+static const double LR_JACOBI_MIN_R = 0.7;
+static int precond_factor(double *S, size_t d, size_t n, double m, int k, double C, double *diag,
+                          const double *var, double *minr)
 {
     double kk = (double)k, pk = (double)n * (double)(kk - 1) / (kk * kk) / m;
     for (size_t j = 0; j < d; j++) {
@@ -1075,11 +1100,19 @@ static int precond_factor(double *S, size_t d, size_t n, double m, int k, double
         for (size_t l = j + 1; l < d; l++) S[j * d + l] = 0;
     }
     int ok = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)d, S, (lapack_int)d) == 0;
+    *minr = NAN;
     if (ok)
         for (size_t j = 0; j < d && ok; j++) ok = isfinite(S[j * d + j]) && S[j * d + j] > 0;
+    if (ok) {
+        double r = 1;
+        for (size_t j = 0; j < d; j++) r = fmin(r, S[j * d + j] * S[j * d + j] / diag[j]);
+        *minr = r;
+        if (r > LR_JACOBI_MIN_R) ok = 0;
+    }
     if (!ok) {
+        double pv = (double)(kk - 1) / (kk * kk); /* n (k-1)/k^2 var/n */
         memset(S, 0, d * d * sizeof *S);
-        for (size_t j = 0; j < d; j++) S[j * d + j] = sqrt(diag[j]);
+        for (size_t j = 0; j < d; j++) S[j * d + j] = sqrt(pv * var[j] + 1.0 / C);
     }
     return ok;
 }
@@ -1092,6 +1125,7 @@ typedef struct {
     double *S;
     size_t stride;
     double used;
+    double *var;
 } stat_ctx;
 
 static void colsum_piece(void *arg, const float *x, size_t row0, size_t m)
@@ -1104,7 +1138,7 @@ static void colsum_piece(void *arg, const float *x, size_t row0, size_t m)
 static void scatter_piece(void *arg, const float *x, size_t row0, size_t m)
 {
     stat_ctx *c = arg;
-    scatter_rows(x, row0, m, c->d, c->d, c->mu, c->stride, c->tmp, c->stmp, c->S, &c->used);
+    scatter_rows(x, row0, m, c->d, c->d, c->mu, c->stride, c->tmp, c->stmp, c->S, &c->used, c->var);
 }
 
 static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int max_iter,
@@ -1139,7 +1173,7 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
     size_t nw = ls ? 1 : n;
     rb_logreg_work *w = rb_logreg_work_alloc(nw, d, tr->k);
     double *buf = malloc((7 + 2 * LR_MEM) * p * sizeof *buf);
-    double *mu = calloc(d, sizeof *mu);
+    double *mu = calloc(d, sizeof *mu), *var = calloc(d, sizeof *var);
     /* Float ray phase: two more k x n float logit buffers. */
     float *zx = malloc(kk * nw * sizeof *zx), *zd = malloc(kk * nw * sizeof *zd);
     float *zn = malloc(kk * nw * sizeof *zn);
@@ -1150,7 +1184,7 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
     if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !gpart || !m->w || !m->b || !L || !ptmp ||
-        !pstmp) {
+        !pstmp || !var) {
         rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (%zu parameters, %zu x %zu data)", p,
                      n, d);
         goto out;
@@ -1168,23 +1202,24 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
     double used = 0;
     if (ls) {
         /* The same pieces as in memory: one rank gives the same bits. */
-        stat_ctx sc = {d, mu, mu, ptmp, pstmp, L, stride, 0};
+        stat_ctx sc = {d, mu, mu, ptmp, pstmp, L, stride, 0, var};
         if ((rc = stream_pieces(ls, d, colsum_piece, &sc, e)) || (rc = rb_comm_sum(mu, d, e))) goto out;
         for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
         if ((rc = stream_pieces(ls, d, scatter_piece, &sc, e)) || (rc = rb_comm_sum(L, d * d, e)) ||
-            (rc = rb_comm_sum(&sc.used, 1, e)))
+            (rc = rb_comm_sum(&sc.used, 1, e)) || (rc = rb_comm_sum(var, d, e)))
             goto out;
         used = sc.used;
     } else {
         colsum_rows(tr->x, n, tr->ld, d, mu);
         for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-        scatter_rows(tr->x, 0, n, tr->ld, d, mu, stride, ptmp, pstmp, L, &used);
+        scatter_rows(tr->x, 0, n, tr->ld, d, mu, stride, ptmp, pstmp, L, &used, var);
     }
-    int chol = precond_factor(L, d, n, used, tr->k, C, th);
+    double minr;
+    int chol = precond_factor(L, d, n, used, tr->k, C, th, var, &minr);
     double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
-    rb_logf(o, "logreg: C=%g preconditioner (%s, d=%zu, scatter of %.0f rows) in %.2f s", C,
-            chol ? "Cholesky of the covariance Hessian" : "Jacobi fallback", d, used, rb_now() - tp);
-    problem pb = {.tr = tr, .ls = ls, .C = C, .w = w, .mu = mu, .L = L, .sb = sqrt(pk), .gs = gs,
+    rb_logf(o, "logreg: C=%g preconditioner %s (min 1-R^2 %.3g; d=%zu, scatter of %.0f rows) in %.2f s",
+            C, chol ? "Cholesky of the covariance Hessian" : "Jacobi", minr, d, used, rb_now() - tp);
+    problem pb = {.tr = tr, .ls = ls, .C = C, .w = w, .mu = mu, .L = L, .jac = !chol, .sb = sqrt(pk), .gs = gs,
                   .th = th, .p = p, .ray = !ls, .dbl = ls != NULL, .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth,
                   .gpart = gpart};
     /* Start: zero, or the warm model moved to centred, scaled coordinates. */
@@ -1310,6 +1345,7 @@ out:
     free(dth);
     free(gpart);
     free(L);
+    free(var);
     free(ptmp);
     free(pstmp);
     return rc;
