@@ -19,10 +19,14 @@
  * rounding level of f, Hager & Zhang's approximate Wolfe condition).
  * Stopping rule: ||grad f||_inf <= tol * max(1, |f|) (gradient in the
  * original coordinates), with at most max_iter iterations.
- * The solver works in centred, Jacobi-scaled variables: x - mean(x), and
- * each parameter scaled by the square root of the Hessian diagonal at W = 0
- * (n var_j (k-1)/k^2 + 1/C for column j of W, n (k-1)/k^2 for b).  Both are
- * exact changes of variables: the objective and its optimum are unchanged.
+ * The solver works in centred, preconditioned variables: x - mean(x), and
+ * W = V L^-1 with L L^T = n (k-1)/k^2 Sigma + I/C the Hessian of a class
+ * row at W = 0 (Sigma the train covariance from a scatter of ~8d rows;
+ * b scaled by sqrt(n (k-1)/k^2)); when the features are nearly
+ * uncorrelated L is the diagonal of that Hessian from every row (Jacobi).
+ * Both are exact changes of variables: the objective and its optimum are
+ * unchanged; correlated features with a decaying spectrum in a rotated
+ * basis no longer make the problem ill-conditioned.
  * Iterations are first done with float logits (sgemm); once the predicted
  * decrease falls below the float objective's noise (1e-7 |f|) or a float
  * line search fails, the solver continues in double (dgemm on row chunks
