@@ -1255,9 +1255,15 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
             continue;
         }
         if (it >= max_iter) break;
-        if (budget > 0 && rb_now() - t_fit > budget) {
-            budget_stop = 1; /* flagged in the rows: budget_stopped = 1 */
-            break;
+        if (budget > 0) {
+            /* Out of core every rank must stop at the same iteration (the
+             * next evaluation is a collective): the slowest clock decides. */
+            double over = rb_now() - t_fit > budget;
+            if (ls && rb_comm_max(&over, 1, NULL)) over = 1;
+            if (over) {
+                budget_stop = 1; /* flagged in the rows: budget_stopped = 1 */
+                break;
+            }
         }
         two_loop(p, g, S, Y, rho, cnt, head, abuf, dir);
         if (cnt == 0) {
@@ -1650,10 +1656,17 @@ int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
         size_t budget = rb_mem_budget(t->o), in = rb_logreg_mem_inmem(n, d, k, isnan(C)) + ev;
         const char *bs = t->o && t->o->mem_limit ? "--mem-limit" : "available memory";
         const double MiB = 1048576.0;
-        if (in > budget) {
+        /* Every rank takes the same path (the streamed fit's sums are
+         * collectives), whatever memory each one has: any rank's verdict
+         * that memory is short holds for all. */
+        double short_in = in > budget;
+        if (rb_comm_max(&short_in, 1, e)) return RB_EINTERNAL;
+        if (short_in) {
             size_t block = rb_stream_block_rows(t->o, d);
             size_t need = rb_logreg_mem_stream(d, k, block) + ev;
-            if (need > budget)
+            double short_ooc = need > budget;
+            if (rb_comm_max(&short_ooc, 1, e)) return RB_EINTERNAL;
+            if (short_ooc)
                 RB_FAIL(e, RB_EINVAL,
                         "logreg: %s: layer %s: even out of core the fit needs %.1f MiB (2 blocks of %zu "
                         "rows x %zu features, L-BFGS memory of %d pairs x %zu parameters, a %zu x %zu "
