@@ -9,13 +9,16 @@
 #    within 1e-8 relative (both meet |grad|_inf <= 1e-6 |f|; the in-memory
 #    solver's float phase takes other steps), test top1 within 2/n_test;
 #    and the streamed run's peak RSS at least 15 MiB below the in-memory
-#    one (the 20 MiB of train rows are never loaded);
+#    one (the 20 MiB of train rows are never loaded; release build only:
+#    AddressSanitizer's allocator hides the difference);
 #  - without --C the CLIP search cannot stream: one warning naming the file
 #    and the layer, "give --C", the method in run.json's failed list;
 #  - a budget below even the out-of-core working set: refused before
 #    starting, the message giving need and budget.
 set -u
 . "$(dirname "$0")/lib.sh"
+SAN=0; case "$RB" in *build-san*) SAN=1 ;; esac
+export SAN
 D="$T/shaped.h5"
 $RB gen gmm --seed 3 --classes 10 --dim 128 --layers 1 --n-train 40000 --n-test 1000 --n-ood 0 \
   --sep1 0.4 --sd1 1 --offset 0.2 --decay 1 --relu -o "$D" >/dev/null || bad "gen"
@@ -35,7 +38,7 @@ for r in mem s4 s8 nosearch tiny; do
 done
 if "$PY" - "$T" <<'PY'
 
-import csv, json, sys
+import csv, json, os, sys
 T = sys.argv[1]
 bad = 0
 def fail(m):
@@ -62,7 +65,7 @@ dt = abs(s[("test", "top1")] - m[("test", "top1")])
 if not dt <= 2 / 1000 + 1e-12:
     fail(f"top1 streamed {s[('test', 'top1')]} vs in memory {m[('test', 'top1')]}")
 rm, rs = (int(open(f"{T}/{n}.rss").read().split()[-1]) for n in ("mem", "s4"))
-if not rs <= rm - 15 * 1024:
+if os.environ.get("SAN") != "1" and not rs <= rm - 15 * 1024:
     fail(f"peak RSS streamed {rs} KiB vs in memory {rm} KiB: not 15 MiB lower")
 print(f"streamed vs in memory: objective {rel:.1e} relative, top1 {dt:.4f} apart; peak RSS {rs} vs {rm} KiB")
 for n, want in (("nosearch", "give --C"), ("tiny", "even out of core")):
