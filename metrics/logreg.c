@@ -1089,10 +1089,14 @@ static void scatter_rows(const float *x, size_t row0, size_t nr, size_t ld, size
  * all n rows), i.e. Jacobi scaling, as also when H is numerically not
  * positive definite.  Returns 1 for the full factor, 0 for Jacobi. */
 static const double LR_JACOBI_MIN_R = 0.7;
-static int precond_factor(double *S, size_t d, size_t n, double m, int k, double C, double *diag,
-                          const double *var, double *minr)
+/* The one refresh of the preconditioner (see the L-BFGS loop): at this
+ * iteration, when the curvature weight fell by more than this factor. */
+enum { LR_REFRESH_IT = 8 };
+static const double LR_REFRESH_DROP = 4;
+static int precond_factor(double *S, size_t d, size_t n, double m, double alpha, double C,
+                          double *diag, const double *var, double *minr)
 {
-    double kk = (double)k, pk = (double)n * (double)(kk - 1) / (kk * kk) / m;
+    double pk = alpha / m;
     for (size_t j = 0; j < d; j++) {
         for (size_t l = 0; l < j; l++) S[j * d + l] *= pk;
         S[j * d + j] = pk * S[j * d + j] + 1.0 / C;
@@ -1110,7 +1114,7 @@ static int precond_factor(double *S, size_t d, size_t n, double m, int k, double
         if (r > LR_JACOBI_MIN_R) ok = 0;
     }
     if (!ok) {
-        double pv = (double)(kk - 1) / (kk * kk); /* n (k-1)/k^2 var/n */
+        double pv = alpha / (double)n; /* n (k-1)/k^2 var/n at W = 0 */
         memset(S, 0, d * d * sizeof *S);
         for (size_t j = 0; j < d; j++) S[j * d + j] = sqrt(pv * var[j] + 1.0 / C);
     }
@@ -1179,7 +1183,7 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
     float *zn = malloc(kk * nw * sizeof *zn);
     double *bx = malloc(kk * sizeof *bx), *bd = malloc(kk * sizeof *bd), *dth = malloc(p * sizeof *dth);
     float *gpart = w ? malloc((size_t)(ls ? 1 : LR_PARTS) * kk * d * sizeof *gpart) : NULL;
-    double *L = calloc(d * d, sizeof *L);
+    double *L = calloc(d * d, sizeof *L), *Ssave = NULL;
     float *ptmp = malloc(RB_STREAM_UNIT * d * sizeof *ptmp), *pstmp = malloc(d * d * sizeof *pstmp);
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
@@ -1215,8 +1219,11 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
         scatter_rows(tr->x, 0, n, tr->ld, d, mu, stride, ptmp, pstmp, L, &used, var);
     }
     double minr;
-    int chol = precond_factor(L, d, n, used, tr->k, C, th, var, &minr);
     double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
+    /* The scatter, kept for one refresh of the preconditioner (below). */
+    Ssave = !ls ? malloc(d * d * sizeof *Ssave) : NULL;
+    if (Ssave) memcpy(Ssave, L, d * d * sizeof *Ssave);
+    int chol = precond_factor(L, d, n, used, pk, C, th, var, &minr);
     rb_logf(o, "logreg: C=%g preconditioner %s (min 1-R^2 %.3g; d=%zu, scatter of %.0f rows) in %.2f s",
             C, chol ? "Cholesky of the covariance Hessian" : "Jacobi", minr, d, used, rb_now() - tp);
     problem pb = {.tr = tr, .ls = ls, .C = C, .w = w, .mu = mu, .L = L, .jac = !chol, .sb = sqrt(pk), .gs = gs,
@@ -1306,6 +1313,40 @@ static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int 
         memcpy(g, gt, p * sizeof *g);
         f = fnew;
         it++;
+        if (Ssave && pb.ray && it == LR_REFRESH_IT) {
+            /* The curvature weight at the current point: sum_i sum_c
+             * p_ic (1 - p_ic) / k (n (k-1)/k^2 at W = 0), from the
+             * residuals P - Y of the accepted step.  On (nearly)
+             * separable data most p saturate and it falls far below the
+             * W = 0 value: the preconditioner then overweights the data
+             * against the penalty; rebuild it once with the current
+             * weight and restart L-BFGS there (an exact change of
+             * variables again). */
+            const float *R = w->z;
+            double a = 0;
+            for (size_t c = 0; c < kk; c++)
+                for (size_t i = 0; i < n; i++) {
+                    double pc = (double)R[c * n + i] + (tr->y[i] == (int32_t)c);
+                    a += pc * (1 - pc);
+                }
+            a /= (double)kk;
+            if (a < pk / LR_REFRESH_DROP) {
+                u_to_theta(&pb, x, pb.th);
+                memcpy(L, Ssave, d * d * sizeof *L);
+                double mr2;
+                int ch2 = precond_factor(L, d, n, used, a, C, gs, var, &mr2);
+                pb.jac = !ch2;
+                pb.sb = sqrt(a);
+                memcpy(x, pb.th, p * sizeof *x);
+                theta_to_u(&pb, x);
+                f = ray_start(&pb, x, g);
+                cnt = 0;
+                head = 0;
+                rb_logf(o, "logreg: C=%g iteration %d: curvature weight %.3g of %.3g at W = 0; "
+                        "preconditioner rebuilt (%s), L-BFGS restarted", C, it, a, pk,
+                        ch2 ? "Cholesky" : "Jacobi");
+            }
+        }
         if (it % 50 == 0)
             rb_logf(o, "logreg: C=%g iteration %d objective %.10g |g|inf %.3g%s", C, it, f, gn,
                     pb.dbl ? " (double)" : "");
@@ -1351,6 +1392,7 @@ out:
     free(dth);
     free(gpart);
     free(L);
+    free(Ssave);
     free(var);
     free(ptmp);
     free(pstmp);
