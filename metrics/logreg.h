@@ -26,7 +26,10 @@
  * uncorrelated L is the diagonal of that Hessian from every row (Jacobi).
  * Both are exact changes of variables: the objective and its optimum are
  * unchanged; correlated features with a decaying spectrum in a rotated
- * basis no longer make the problem ill-conditioned.
+ * basis no longer make the problem ill-conditioned.  At iteration 8, when
+ * the curvature weight sum_i sum_c p_ic (1 - p_ic) / k fell below a
+ * quarter of its W = 0 value n (k-1)/k^2 (separable data), the
+ * preconditioner is rebuilt once with that weight and L-BFGS restarts.
  * Iterations are first done with float logits (sgemm); once the predicted
  * decrease falls below the float objective's noise (1e-7 |f|) or a float
  * line search fails, the solver continues in double (dgemm on row chunks
