@@ -214,7 +214,7 @@ def main(argv):
           f"{(': MET' if w_sl / w_rl >= 5 and rel <= 0 else ': NOT MET') if extra else ''}")
         p(f"logreg GEMM floor: W X^T at {r_fwd:.0f} + R X at {r_bwd:.0f} GFLOP/s = {per_it * 1e3:.1f} ms "
           f"per iteration; sklearn's {sl['iterations']} iterations = {per_it * sl['iterations']:.2f} s, "
-          f"so no L-BFGS doing them can beat sklearn by more than {w_sl / (per_it * sl['iterations']):.2f}x "
+          f"so at sklearn's iteration count no L-BFGS can beat it by more than {w_sl / (per_it * sl['iterations']):.2f}x "
           f"wall; repbench: {it_rl:.0f} iterations, {w_rl / (per_it * it_rl):.2f}x its own floor")
         if "knn" not in PROBES:
             continue
