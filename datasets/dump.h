@@ -130,6 +130,11 @@ typedef struct {
                          last-layer test row plus N(0, sd(L)^2 I)) */
     int groups;       /* 1: /groups/{train,test,shift_noise}: 2 a_i + (y_i
                          mod 2), a_i ~ Bernoulli(0.2) (4 groups) */
+    double offset;    /* real-shaped features (issue 15; all 0 = off):
+                         common offset A added to every coordinate */
+    double decay;     /* p > 0: within-class covariance sd^2 Q diag(j^-p) Q^T,
+                         Q a seeded random orthonormal basis */
+    int relu;         /* 1: max(0, x) last */
     uint64_t seed;
 } rb_gen_gmm;
 

@@ -34,12 +34,26 @@
  * offset); /tokens of the last two layers for train and test (tokens);
  * /text/gmm, /text/gmm_prompts and /text_pairs/test (text); /groups of the
  * labeled splits (groups).  Details in dump.h (rb_gen_gmm).
+ *
+ * Real-shaped features (issue 15; off by default, and then every array is
+ * bit for bit what it was): real features are ReLU outputs with a common
+ * offset and a decaying spectrum in a basis that is not axis-aligned.  With
+ * decay p > 0 the noise term sd z_i becomes sd Q diag(j^(-p/2)) z_i, so the
+ * within-class covariance is sd^2 Q diag(j^-p) Q^T (j = 1..d), Q a Haar-
+ * random orthonormal basis (QR of a Gaussian d x d matrix from the stream
+ * "gmm/basis", LAPACKE dgeqrf/dorgqr, columns sign-fixed by diag R; one Q
+ * for every split and layer); with offset A every coordinate gets + A; with
+ * relu, x = max(0, x) last (after the offset).  z_i is drawn exactly as
+ * without these options, so a relu dump is max(0, the dump without relu).
+ * The /logits head stays the isotropic formula above (no longer the exact
+ * posterior when these options are on).
  */
 #include "datasets/dump.h"
 
 #include <gsl/gsl_blas.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +104,30 @@ static void directions(gsl_rng *r, int k, size_t d, double *u)
     }
 }
 
+/* A Haar-random orthonormal d x d basis q (row-major; column j is basis
+ * vector j): QR of a Gaussian matrix, columns multiplied by sign(R_jj)
+ * (Mezzadri 2007).  Returns 0, or -1 when LAPACK fails. */
+static int random_basis(gsl_rng *r, size_t d, double *q)
+{
+    double *tau = malloc(d * sizeof *tau), *sg = malloc(d * sizeof *sg);
+    int rc = -1;
+    if (!tau || !sg) goto out;
+    for (size_t i = 0; i < d * d; i++) q[i] = gsl_ran_gaussian_ziggurat(r, 1.0);
+    if (LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)d, (lapack_int)d, q, (lapack_int)d, tau))
+        goto out;
+    for (size_t j = 0; j < d; j++) sg[j] = q[j * d + j] < 0 ? -1.0 : 1.0;
+    if (LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)d, (lapack_int)d, (lapack_int)d, q, (lapack_int)d,
+                       tau))
+        goto out;
+    for (size_t i = 0; i < d; i++)
+        for (size_t j = 0; j < d; j++) q[i * d + j] *= sg[j];
+    rc = 0;
+out:
+    free(tau);
+    free(sg);
+    return rc;
+}
+
 /* Balanced shuffled labels y_i = i mod k. */
 static void balanced_labels(gsl_rng *r, int k, size_t n, int32_t *y)
 {
@@ -115,6 +153,11 @@ int rb_gen_gmm_check(const rb_gen_gmm *g, rb_err *e)
         RB_FAIL(e, RB_EINVAL, "gen gmm: sd0/sd1 must be finite and > 0");
     if (!isfinite(g->logit_scale) || g->logit_scale < 0)
         RB_FAIL(e, RB_EINVAL, "gen gmm: logit scale must be finite and >= 0");
+    if (!isfinite(g->offset)) RB_FAIL(e, RB_EINVAL, "gen gmm: offset must be finite");
+    if (!isfinite(g->decay) || g->decay < 0 || g->decay > 64)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: decay = %g, expected 0..64", g->decay);
+    if (g->decay > 0 && g->d > 16384)
+        RB_FAIL(e, RB_EINVAL, "gen gmm: decay needs a d x d basis; dim %zu > 16384", g->d);
     if (g->tokens < 0 || g->tokens > 4096) RB_FAIL(e, RB_EINVAL, "gen gmm: tokens = %d, expected 0..4096", g->tokens);
     /* Guard n*d products against size_t overflow. */
     size_t nmax = g->n_train > g->n_test ? g->n_train : g->n_test;
@@ -150,10 +193,14 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
     int logits = g->logit_scale > 0;
     float *uf = logits ? malloc((size_t)k * d * sizeof *uf) : NULL;
     float *z = logits ? malloc(nbig * (size_t)k * sizeof *z) : NULL;
+    const int shaped = g->decay > 0;
+    double *basis = shaped ? malloc(d * d * sizeof *basis) : NULL; /* Q, then Q diag(j^-p/2) */
+    double *zb = shaped ? malloc((size_t)GEN_BLOCK * d * sizeof *zb) : NULL;  /* block noise */
+    double *nb = shaped ? malloc((size_t)GEN_BLOCK * d * sizeof *nb) : NULL;  /* rotated */
     rb_dumpw *w = NULL;
     char mbuf[RB_NAME_MAX], dbuf[RB_NAME_MAX];
     if (!r || !u || !v || !y || !x || (logits && (!uf || !z)) || (T && !tok) ||
-        ((T || g->text) && !xall) || !off || !r2) {
+        ((T || g->text) && !xall) || !off || !r2 || (shaped && (!basis || !zb || !nb))) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", path);
         goto out;
     }
@@ -170,6 +217,19 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
     directions(r, k, d, v);
     if (logits)
         for (size_t q = 0; q < (size_t)k * d; q++) uf[q] = (float)u[q];
+    if (shaped) {
+        /* Basis from its own stream; column j scaled by j^(-p/2), so the
+         * noise Q diag(j^-p/2) z is one GEMM per block. */
+        rng_seed(r2, rb_seed_derive(g->seed, "gmm/basis"));
+        if (random_basis(r2, d, basis)) {
+            rc = rb_fail(e, RB_EINTERNAL, "%s: random basis: LAPACK QR failed", path);
+            goto out;
+        }
+        for (size_t j = 0; j < d; j++) {
+            double sj = pow((double)(j + 1), -0.5 * g->decay);
+            for (size_t i = 0; i < d; i++) basis[i * d + j] *= sj;
+        }
+    }
     if ((rc = rb_dumpw_create(path, model, dbuf, &w, e))) goto out;
     /* The shift offset: one unit direction from its own stream. */
     rng_seed(r2, rb_seed_derive(g->seed, "gmm/shift_noise/offset"));
@@ -211,11 +271,48 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
                 goto out;
             for (size_t r0 = 0; r0 < n; r0 += GEN_BLOCK) {
                 size_t nr = n - r0 < GEN_BLOCK ? n - r0 : GEN_BLOCK;
-                for (size_t i = 0; i < nr; i++) {
-                    const double *m = mu + (size_t)y[r0 + i] * d;
-                    float *xi = x + i * d;
-                    for (size_t j = 0; j < d; j++)
-                        xi[j] = (float)(sep * m[j] + nsd * gsl_ran_gaussian_ziggurat(r, 1.0) + osc * off[j]);
+                if (!shaped && g->offset == 0 && !g->relu) {
+                    for (size_t i = 0; i < nr; i++) {
+                        const double *m = mu + (size_t)y[r0 + i] * d;
+                        float *xi = x + i * d;
+                        for (size_t j = 0; j < d; j++)
+                            xi[j] = (float)(sep * m[j] + nsd * gsl_ran_gaussian_ziggurat(r, 1.0) + osc * off[j]);
+                    }
+                } else {
+                    /* The same draws z, then noise (Q diag(j^-p/2) z), the
+                     * offset and the ReLU. */
+                    for (size_t i = 0; i < nr; i++) {
+                        const double *m = mu + (size_t)y[r0 + i] * d;
+                        float *xi = x + i * d;
+                        if (shaped) {
+                            for (size_t j = 0; j < d; j++) zb[i * d + j] = gsl_ran_gaussian_ziggurat(r, 1.0);
+                            continue;
+                        }
+                        for (size_t j = 0; j < d; j++) {
+                            double xv = sep * m[j] + nsd * gsl_ran_gaussian_ziggurat(r, 1.0) + osc * off[j] +
+                                       g->offset;
+                            xi[j] = (float)(g->relu && xv < 0 ? 0.0 : xv);
+                        }
+                    }
+                    if (shaped) {
+                        /* nb = zb (Q diag(j^-p/2))^T: row i is Q S z_i. */
+                        gsl_matrix_const_view Zv = gsl_matrix_const_view_array(zb, nr, d);
+                        gsl_matrix_const_view Bv = gsl_matrix_const_view_array(basis, d, d);
+                        gsl_matrix_view Nv = gsl_matrix_view_array(nb, nr, d);
+                        if (gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Zv.matrix, &Bv.matrix, 0.0,
+                                           &Nv.matrix)) {
+                            rc = rb_fail(e, RB_EINTERNAL, "%s: noise: BLAS failed", path);
+                            goto out;
+                        }
+                        for (size_t i = 0; i < nr; i++) {
+                            const double *m = mu + (size_t)y[r0 + i] * d;
+                            float *xi = x + i * d;
+                            for (size_t j = 0; j < d; j++) {
+                                double xv = sep * m[j] + nsd * nb[i * d + j] + osc * off[j] + g->offset;
+                                xi[j] = (float)(g->relu && xv < 0 ? 0.0 : xv);
+                            }
+                        }
+                    }
                 }
                 if ((rc = rb_dumpw_features_put(w, r0, nr, x, e))) goto out;
                 if (xall) memcpy(xall + r0 * d, x, nr * d * sizeof *x);
@@ -286,6 +383,9 @@ int rb_gen_gmm_write(const char *path, const rb_gen_gmm *g, const char *model,
 out:
     if (w) rb_dumpw_close(w, NULL); /* removes path.tmp: an earlier step failed */
     free(x);
+    free(basis);
+    free(zb);
+    free(nb);
     free(tok);
     free(xall);
     free(off);

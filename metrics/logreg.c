@@ -12,9 +12,12 @@
  */
 #include "metrics/logreg.h"
 #include "metrics/probe.h"
+#include "core/stream.h"
+#include "core/comm.h"
 
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
+#include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -424,19 +427,45 @@ double rb_logreg_objective(const rb_view *tr, double C, const double *theta,
 
 /* ---------------------------------------------------------------- L-BFGS */
 
-/* The problem as L-BFGS sees it: variables u = theta * sv (elementwise),
- * with sv the square root of the diagonal of the Hessian at W = 0 (plus the
- * penalty): n var_j (k-1)/k^2 + 1/C for column j of W and n (k-1)/k^2 for
- * the intercepts.  This Jacobi scaling is an exact change of variables (the
- * objective and its optimum are unchanged) that makes the solver insensitive
- * to the units of the features. */
+/* The problem as L-BFGS sees it: variables u = (V, u_b) with W = V L^-1 and
+ * b' = u_b / sb, where L L^T = H = n (k-1)/k^2 Sigma + I/C (lower Cholesky
+ * factor) is the Hessian of one class row of W at W = 0 (Sigma the train
+ * covariance), and sb = sqrt(n (k-1)/k^2) that of the intercepts.  In u
+ * the Hessian at W = 0 is the identity: this is an exact change of
+ * variables (the objective and its optimum are unchanged) that removes the
+ * ill-conditioning of correlated, decaying-spectrum features in a rotated
+ * basis, which a diagonal (Jacobi) scaling leaves in place.  When the
+ * Cholesky factorisation fails (H numerically not positive definite), L is
+ * the diagonal sqrt(diag H), i.e. Jacobi scaling. */
+/* Out of core (see rb_logreg_fit_stream): the train rows of this rank's
+ * shard, read through rb_stream in blocks; each evaluation of f and its
+ * gradient is one pass, accumulated in RB_STREAM_UNIT pieces (counted from
+ * the shard's first row) in double and rb_comm_sum()med across ranks. */
+typedef struct {
+    const rb_source *src;
+    size_t split, layer;
+    size_t r0, r1;      /* this rank's rows of the split */
+    size_t block;       /* rows per stream block (a multiple of the unit) */
+    const int32_t *y;   /* labels of the whole split */
+    double *xd;         /* RB_STREAM_UNIT x d rows in double */
+    double *zd;         /* RB_STREAM_UNIT x k logits / residuals */
+    double *acc;        /* 1 + k + k d: loss, intercept sums, R^T X */
+    int rc;             /* first error of a pass (RB_OK while none) */
+    rb_err err;
+    long passes;
+} lr_stream;
+
 typedef struct {
     const rb_view *tr;
+    lr_stream *ls;    /* non-NULL: out of core (tr->x is NULL) */
     double C;
     rb_logreg_work *w;
     const double *mu;
-    const double *sv; /* p scales */
-    double *th;       /* p scratch: theta = u / sv */
+    const double *L;  /* d x d lower triangular, row-major: H = L L^T */
+    int jac;          /* 1: L is diagonal (Jacobi): elementwise scaling */
+    double sb;        /* intercept scale */
+    double *gs;       /* p scratch (gnorm_orig) */
+    double *th;       /* p scratch: theta of the current point */
     size_t p;
     int dbl;
     int nfev;
@@ -458,24 +487,151 @@ typedef struct {
     double fused_a, fused_f, fused_dphi;
 } problem;
 
+/* Row blocks of the shard through rb_stream, cut into RB_STREAM_UNIT
+ * pieces: fn(ctx, rows, row index in the split, nrows) for each piece.
+ * Returns RB_OK or the stream's error. */
+static int stream_pieces(lr_stream *ls, size_t d,
+                         void (*fn)(void *ctx, const float *x, size_t row0, size_t m), void *ctx,
+                         rb_err *e)
+{
+    rb_stream *st = NULL;
+    int rc = rb_stream_open(ls->src, ls->split, ls->layer, ls->r0, ls->r1, ls->block, &st, e);
+    if (rc) return rc;
+    for (;;) {
+        const float *x;
+        size_t row0, nr;
+        if ((rc = rb_stream_next(st, &x, &row0, &nr, e)) || nr == 0) break;
+        for (size_t i0 = 0; i0 < nr; i0 += RB_STREAM_UNIT) {
+            size_t m = nr - i0 < RB_STREAM_UNIT ? nr - i0 : RB_STREAM_UNIT;
+            fn(ctx, x + i0 * d, row0 + i0, m);
+        }
+    }
+    rb_stream_close(st);
+    ls->passes++;
+    return rc;
+}
+
+typedef struct {
+    lr_stream *ls;
+    const double *W, *beff;
+    size_t d;
+    int k, grad;
+} eval_piece_ctx;
+
+/* One piece of the out-of-core objective: logits in double (DGEMM on the
+ * rows converted to double), softmax cross-entropy, R^T X added. */
+static void eval_piece(void *arg, const float *x, size_t row0, size_t m)
+{
+    eval_piece_ctx *c = arg;
+    lr_stream *ls = c->ls;
+    size_t d = c->d, kk = (size_t)c->k;
+    for (size_t i = 0; i < m * d; i++) ls->xd[i] = x[i];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, c->k, (int)d, 1.0, ls->xd, (int)d,
+                c->W, (int)d, 0.0, ls->zd, c->k);
+    double loss = 0;
+    softmax_rows_double(ls->zd, 0, m, c->k, ls->y + row0, c->beff, ls->acc + 1, &loss);
+    ls->acc[0] += loss;
+    if (c->grad)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->k, (int)d, (int)m, 1.0, ls->zd, c->k,
+                    ls->xd, (int)d, 1.0, ls->acc + 1 + kk, (int)d);
+}
+
+/* f and gradient at theta (centred at mu) out of core: one streamed pass
+ * over the shard, then the sums over ranks.  NaN on a read error (the
+ * error is kept in ls->rc / ls->err). */
+static double eval_stream(lr_stream *ls, const rb_view *tr, double C, const double *theta,
+                          double *grad, rb_logreg_work *w, const double *mu)
+{
+    size_t d = tr->d, kk = (size_t)tr->k;
+    const double *W = theta, *bp = theta + kk * d;
+    for (size_t c = 0; c < kk; c++) w->beff[c] = bp[c] - cblas_ddot((int)d, W + c * d, 1, mu, 1);
+    size_t na = 1 + kk + (grad ? kk * d : 0);
+    memset(ls->acc, 0, na * sizeof *ls->acc);
+    eval_piece_ctx ctx = {ls, W, w->beff, d, tr->k, grad != NULL};
+    int rc = stream_pieces(ls, d, eval_piece, &ctx, &ls->err);
+    if (!rc) rc = rb_comm_sum(ls->acc, na, &ls->err);
+    if (rc) {
+        if (!ls->rc) ls->rc = rc;
+        return NAN;
+    }
+    double loss = ls->acc[0] + cblas_ddot((int)(kk * d), W, 1, W, 1) / (2 * C);
+    if (grad) {
+        const double *db = ls->acc + 1;
+        memcpy(grad, ls->acc + 1 + kk, kk * d * sizeof *grad);
+        cblas_dger(CblasRowMajor, tr->k, (int)d, -1.0, db, 1, mu, 1, grad, (int)d);
+        cblas_daxpy((int)(kk * d), 1.0 / C, W, 1, grad, 1);
+        memcpy(grad + kk * d, db, kk * sizeof *grad);
+    }
+    return loss;
+}
+
+/* theta = (u_W L^-1, u_b / sb). */
+static void u_to_theta(const problem *pb, const double *u, double *th)
+{
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    memcpy(th, u, kd * sizeof *th);
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) th[i] /= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, th, d);
+    for (size_t c = 0; c < (size_t)k; c++) th[kd + c] = u[kd + c] / pb->sb;
+}
+
+/* u = (theta_W L, theta_b sb), in place. */
+static void theta_to_u(const problem *pb, double *x)
+{
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) x[i] *= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, x, d);
+    for (size_t c = 0; c < (size_t)k; c++) x[kd + c] *= pb->sb;
+}
+
+/* A gradient in theta to one in u, in place: (g_W L^-T, g_b / sb). */
+static void grad_to_u(const problem *pb, double *g)
+{
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) g[i] /= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, g, d);
+    for (size_t c = 0; c < (size_t)k; c++) g[kd + c] /= pb->sb;
+}
+
 static double fg(problem *pb, const double *u, double *g)
 {
     pb->nfev++;
-    for (size_t i = 0; i < pb->p; i++) pb->th[i] = u[i] / pb->sv[i];
+    u_to_theta(pb, u, pb->th);
     double t0 = rb_now();
-    double f = eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
+    double f = pb->ls ? eval_stream(pb->ls, pb->tr, pb->C, pb->th, g, pb->w, pb->mu)
+                      : eval(pb->tr, pb->C, pb->th, g, pb->w, pb->dbl, pb->mu);
     pb->secs[pb->dbl] += rb_now() - t0;
     pb->nev[pb->dbl]++;
-    if (g)
-        for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
+    if (g) grad_to_u(pb, g);
     return f;
 }
 
 /* ||grad f||_inf in the original coordinates from the scaled gradient. */
 static double gnorm_orig(const problem *pb, const double *g)
 {
+    size_t kd = (size_t)pb->tr->k * pb->tr->d;
+    int k = pb->tr->k, d = (int)pb->tr->d;
+    memcpy(pb->gs, g, pb->p * sizeof *g);
+    if (pb->jac)
+        for (size_t i = 0; i < kd; i++) pb->gs[i] *= pb->L[(i % (size_t)d) * ((size_t)d + 1)];
+    else
+        cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, k, d, 1.0,
+                    pb->L, d, pb->gs, d);
     double m = 0;
-    for (size_t i = 0; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sv[i]));
+    for (size_t i = 0; i < kd; i++) m = fmax(m, fabs(pb->gs[i]));
+    for (size_t i = kd; i < pb->p; i++) m = fmax(m, fabs(g[i] * pb->sb));
     return m;
 }
 
@@ -508,7 +664,7 @@ static void ray_grad(problem *pb, const double *th, double *g)
     cblas_dger(CblasRowMajor, tr->k, (int)d, -1.0, w->db, 1, pb->mu, 1, g, (int)d);
     cblas_daxpy((int)(kk * d), 1.0 / pb->C, th, 1, g, 1);
     memcpy(g + kk * d, w->db, kk * sizeof *g);
-    for (size_t i = 0; i < pb->p; i++) g[i] /= pb->sv[i];
+    grad_to_u(pb, g);
 }
 
 /* Start the ray phase at u (scaled): zx = W X^T (skipped when W = 0), bx,
@@ -521,7 +677,7 @@ static double ray_start(problem *pb, const double *u, double *g)
     double t0 = rb_now();
     pb->nfev++;
     double *th = pb->th;
-    for (size_t i = 0; i < pb->p; i++) th[i] = u[i] / pb->sv[i];
+    u_to_theta(pb, u, th);
     int zero = 1;
     for (size_t i = 0; i < kk * d; i++) {
         w->wf[i] = (float)th[i];
@@ -614,7 +770,7 @@ static void ray_set(problem *pb, const double *dir, double a1)
     size_t n = tr->n, d = tr->d, kk = (size_t)tr->k;
     double t0 = rb_now();
     double *D = pb->dth;
-    for (size_t i = 0; i < pb->p; i++) D[i] = dir[i] / pb->sv[i];
+    u_to_theta(pb, dir, D);
     for (size_t i = 0; i < kk * d; i++) w->wf[i] = (float)D[i];
     for (size_t c = 0; c < kk; c++)
         pb->bd[c] = D[kk * d + c] - cblas_ddot((int)d, D + c * d, 1, pb->mu, 1);
@@ -866,12 +1022,147 @@ static int check_view(const rb_view *tr, rb_err *e)
     return RB_OK;
 }
 
+/* ------------------------------------------------------ preconditioner */
+
+/* Column sums of nr rows (double, row by row, in row order). */
+static void colsum_rows(const float *x, size_t nr, size_t ld, size_t d, double *sum)
+{
+    for (size_t i = 0; i < nr; i++) {
+        const float *r = x + i * ld;
+        for (size_t j = 0; j < d; j++) sum[j] += r[j];
+    }
+}
+
+/* The preconditioner needs the covariance only roughly (a relative error
+ * e in its spectrum leaves a condition number (1+e)/(1-e)), so its
+ * scatter uses every stride-th piece of RB_STREAM_UNIT rows, enough for
+ * about LR_SCATTER_ROWS_PER_D * d rows: the O(n d^2) pass costs at most a
+ * few iterations' GEMMs even at d = 2048. */
+enum { LR_SCATTER_ROWS_PER_D = 8 };
+static size_t scatter_stride(size_t n, size_t d)
+{
+    size_t units = (n + RB_STREAM_UNIT - 1) / RB_STREAM_UNIT;
+    size_t want = (LR_SCATTER_ROWS_PER_D * d + RB_STREAM_UNIT - 1) / RB_STREAM_UNIT;
+    return want >= units ? 1 : units / want;
+}
+
+/* Centred scatter of nr rows (split rows row0.., row0 a multiple of the
+ * unit in memory and for one rank) into the lower triangle of S (d x d
+ * double): in pieces of RB_STREAM_UNIT rows, the pieces whose first row's
+ * unit index is a multiple of stride, each centred at mu in float (tmp:
+ * RB_STREAM_UNIT x d), its Gram matrix by SSYRK (stmp: d x d float), added
+ * to S in double; *used counts the rows taken.  The pieces do not depend
+ * on how rows arrive in blocks, so neither does S. */
+static void scatter_rows(const float *x, size_t row0, size_t nr, size_t ld, size_t d,
+                         const double *mu, size_t stride, float *tmp, float *stmp, double *S,
+                         double *used, double *var)
+{
+    /* Every row: the sums of squares (double, row order) for Jacobi. */
+    for (size_t i = 0; i < nr; i++) {
+        const float *r = x + i * ld;
+        for (size_t j = 0; j < d; j++) var[j] += (r[j] - mu[j]) * (r[j] - mu[j]);
+    }
+    for (size_t i0 = 0; i0 < nr; i0 += RB_STREAM_UNIT) {
+        size_t m = nr - i0 < RB_STREAM_UNIT ? nr - i0 : RB_STREAM_UNIT;
+        if (((row0 + i0) / RB_STREAM_UNIT) % stride) continue;
+        *used += (double)m;
+        for (size_t i = 0; i < m; i++) {
+            const float *r = x + (i0 + i) * ld;
+            float *o = tmp + i * d;
+            for (size_t j = 0; j < d; j++) o[j] = (float)(r[j] - mu[j]);
+        }
+        cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)d, (int)m, 1.0f, tmp, (int)d, 0.0f,
+                    stmp, (int)d);
+        for (size_t j = 0; j < d; j++)
+            for (size_t l = 0; l <= j; l++) S[j * d + l] += stmp[j * d + l];
+    }
+}
+
+/* From the centred scatter S (lower triangle) of m of the n rows, k
+ * classes and C: H = n (k-1)/k^2 S/m + I/C and its lower Cholesky factor
+ * in place of S (upper triangle zeroed).  L_jj^2 / H_jj is 1 - R_j^2, the
+ * part of coordinate j's curvature not explained by coordinates < j: when
+ * its minimum *minr exceeds LR_JACOBI_MIN_R (the features are nearly
+ * uncorrelated: the sampling noise of m = 8d rows alone gives ~1 - d/m),
+ * the full factor buys nothing over the diagonal and L becomes
+ * sqrt(diag H) with the diagonal from every row (var: sums of squares over
+ * all n rows), i.e. Jacobi scaling, as also when H is numerically not
+ * positive definite.  Returns 1 for the full factor, 0 for Jacobi. */
+static const double LR_JACOBI_MIN_R = 0.7;
+/* The one refresh of the preconditioner (see the L-BFGS loop): at this
+ * iteration, when the curvature weight fell by more than this factor. */
+enum { LR_REFRESH_IT = 8 };
+static const double LR_REFRESH_DROP = 4;
+static int precond_factor(double *S, size_t d, size_t n, double m, double alpha, double C,
+                          double *diag, const double *var, double *minr)
+{
+    double pk = alpha / m;
+    for (size_t j = 0; j < d; j++) {
+        for (size_t l = 0; l < j; l++) S[j * d + l] *= pk;
+        S[j * d + j] = pk * S[j * d + j] + 1.0 / C;
+        diag[j] = S[j * d + j];
+        for (size_t l = j + 1; l < d; l++) S[j * d + l] = 0;
+    }
+    int ok = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)d, S, (lapack_int)d) == 0;
+    *minr = NAN;
+    if (ok)
+        for (size_t j = 0; j < d && ok; j++) ok = isfinite(S[j * d + j]) && S[j * d + j] > 0;
+    if (ok) {
+        double r = 1;
+        for (size_t j = 0; j < d; j++) r = fmin(r, S[j * d + j] * S[j * d + j] / diag[j]);
+        *minr = r;
+        if (r > LR_JACOBI_MIN_R) ok = 0;
+    }
+    if (!ok) {
+        double pv = alpha / (double)n; /* n (k-1)/k^2 var/n at W = 0 */
+        memset(S, 0, d * d * sizeof *S);
+        for (size_t j = 0; j < d; j++) S[j * d + j] = sqrt(pv * var[j] + 1.0 / C);
+    }
+    return ok;
+}
+
+typedef struct {
+    size_t d;
+    double *sum;            /* colsum_piece */
+    const double *mu;       /* scatter_piece */
+    float *tmp, *stmp;
+    double *S;
+    size_t stride;
+    double used;
+    double *var;
+} stat_ctx;
+
+static void colsum_piece(void *arg, const float *x, size_t row0, size_t m)
+{
+    stat_ctx *c = arg;
+    (void)row0;
+    colsum_rows(x, m, c->d, c->d, c->sum);
+}
+
+static void scatter_piece(void *arg, const float *x, size_t row0, size_t m)
+{
+    stat_ctx *c = arg;
+    scatter_rows(x, row0, m, c->d, c->d, c->mu, c->stride, c->tmp, c->stmp, c->S, &c->used, c->var);
+}
+
+static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int max_iter,
+                    const rb_logreg_model *warm, const rb_opts *o, rb_logreg_model *m, rb_err *e);
+
 int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
                   const rb_logreg_model *warm, const rb_opts *o,
                   rb_logreg_model *m, rb_err *e)
 {
     int rc = check_view(tr, e);
     if (rc) return rc;
+    return fit_impl(tr, NULL, C, tol, max_iter, warm, o, m, e);
+}
+
+/* The fit with tr->x == NULL: rows come from ls (train labels in tr->y,
+ * all tr->n of them; this rank reads [ls->r0, ls->r1)). */
+static int fit_impl(const rb_view *tr, lr_stream *ls, double C, double tol, int max_iter,
+                    const rb_logreg_model *warm, const rb_opts *o, rb_logreg_model *m, rb_err *e)
+{
+    int rc = RB_OK;
     if (!(C > 0) || !isfinite(C)) RB_FAIL(e, RB_EINVAL, "logreg: C = %g must be finite and > 0", C);
     if (!(tol > 0)) RB_FAIL(e, RB_EINVAL, "logreg: tolerance %g must be > 0", tol);
     if (max_iter < 1) RB_FAIL(e, RB_EINVAL, "logreg: max_iter %d must be >= 1", max_iter);
@@ -881,61 +1172,78 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
 
     size_t n = tr->n, d = tr->d, kk = (size_t)tr->k, p = kk * (d + 1);
     memset(m, 0, sizeof *m);
-    rb_logreg_work *w = rb_logreg_work_alloc(n, d, tr->k);
+    /* Out of core, nothing of size n: the workspace of one row and no
+     * float ray phase (double evaluations from the start). */
+    size_t nw = ls ? 1 : n;
+    rb_logreg_work *w = rb_logreg_work_alloc(nw, d, tr->k);
     double *buf = malloc((7 + 2 * LR_MEM) * p * sizeof *buf);
-    double *mu = calloc(d, sizeof *mu);
+    double *mu = calloc(d, sizeof *mu), *var = calloc(d, sizeof *var);
     /* Float ray phase: two more k x n float logit buffers. */
-    float *zx = malloc(kk * n * sizeof *zx), *zd = malloc(kk * n * sizeof *zd);
-    float *zn = malloc(kk * n * sizeof *zn);
+    float *zx = malloc(kk * nw * sizeof *zx), *zd = malloc(kk * nw * sizeof *zd);
+    float *zn = malloc(kk * nw * sizeof *zn);
     double *bx = malloc(kk * sizeof *bx), *bd = malloc(kk * sizeof *bd), *dth = malloc(p * sizeof *dth);
-    float *gpart = w ? malloc((size_t)LR_PARTS * kk * d * sizeof *gpart) : NULL;
+    float *gpart = w ? malloc((size_t)(ls ? 1 : LR_PARTS) * kk * d * sizeof *gpart) : NULL;
+    double *L = calloc(d * d, sizeof *L), *Ssave = NULL;
+    float *ptmp = malloc(RB_STREAM_UNIT * d * sizeof *ptmp), *pstmp = malloc(d * d * sizeof *pstmp);
     m->w = malloc(kk * d * sizeof *m->w);
     m->b = malloc(kk * sizeof *m->b);
-    if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !gpart || !m->w || !m->b) {
+    if (!w || !buf || !mu || !zx || !zd || !zn || !bx || !bd || !dth || !gpart || !m->w || !m->b || !L || !ptmp ||
+        !pstmp || !var) {
         rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (%zu parameters, %zu x %zu data)", p,
                      n, d);
         goto out;
     }
     double *x = buf, *g = buf + p, *xt = buf + 2 * p, *gt = buf + 3 * p, *dir = buf + 4 * p;
     double *S[LR_MEM], *Y[LR_MEM], rho[LR_MEM], abuf[LR_MEM];
-    double *sv = buf + 5 * p, *th = buf + 6 * p;
+    double *gs = buf + 5 * p, *th = buf + 6 * p;
     for (int i = 0; i < LR_MEM; i++) {
         S[i] = buf + (7 + (size_t)i) * p;
         Y[i] = buf + (7 + LR_MEM + (size_t)i) * p;
     }
-    /* Column means, then variances (two passes, double). */
-    for (size_t i = 0; i < n; i++) {
-        const float *r = tr->x + i * tr->ld;
-        for (size_t j = 0; j < d; j++) mu[j] += r[j];
+    /* Column means, then the centred scatter (two passes, double sums). */
+    double tp = rb_now();
+    size_t stride = scatter_stride(n, d);
+    double used = 0;
+    if (ls) {
+        /* The same pieces as in memory: one rank gives the same bits. */
+        stat_ctx sc = {d, mu, mu, ptmp, pstmp, L, stride, 0, var};
+        if ((rc = stream_pieces(ls, d, colsum_piece, &sc, e)) || (rc = rb_comm_sum(mu, d, e))) goto out;
+        for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
+        if ((rc = stream_pieces(ls, d, scatter_piece, &sc, e)) || (rc = rb_comm_sum(L, d * d, e)) ||
+            (rc = rb_comm_sum(&sc.used, 1, e)) || (rc = rb_comm_sum(var, d, e)))
+            goto out;
+        used = sc.used;
+    } else {
+        colsum_rows(tr->x, n, tr->ld, d, mu);
+        for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
+        scatter_rows(tr->x, 0, n, tr->ld, d, mu, stride, ptmp, pstmp, L, &used, var);
     }
-    for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-    memset(th, 0, d * sizeof *th);
-    for (size_t i = 0; i < n; i++) {
-        const float *r = tr->x + i * tr->ld;
-        for (size_t j = 0; j < d; j++) th[j] += (r[j] - mu[j]) * (r[j] - mu[j]);
-    }
+    double minr;
     double pk = (double)n * (double)(kk - 1) / (double)(kk * kk);
-    for (size_t j = 0; j < d; j++) {
-        double s = sqrt(pk * th[j] / (double)n + 1.0 / C);
-        for (size_t c = 0; c < kk; c++) sv[c * d + j] = s;
-    }
-    for (size_t c = 0; c < kk; c++) sv[kk * d + c] = sqrt(pk);
+    /* The scatter, kept for one refresh of the preconditioner (below). */
+    Ssave = !ls ? malloc(d * d * sizeof *Ssave) : NULL;
+    if (Ssave) memcpy(Ssave, L, d * d * sizeof *Ssave);
+    int chol = precond_factor(L, d, n, used, pk, C, th, var, &minr);
+    rb_logf(o, "logreg: C=%g preconditioner %s (min 1-R^2 %.3g; d=%zu, scatter of %.0f rows) in %.2f s",
+            C, chol ? "Cholesky of the covariance Hessian" : "Jacobi", minr, d, used, rb_now() - tp);
+    problem pb = {.tr = tr, .ls = ls, .C = C, .w = w, .mu = mu, .L = L, .jac = !chol, .sb = sqrt(pk), .gs = gs,
+                  .th = th, .p = p, .ray = !ls, .dbl = ls != NULL, .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth,
+                  .gpart = gpart};
     /* Start: zero, or the warm model moved to centred, scaled coordinates. */
     memset(x, 0, p * sizeof *x);
     if (warm) {
         for (size_t i = 0; i < kk * d; i++) x[i] = warm->w[i];
         for (size_t c = 0; c < kk; c++)
             x[kk * d + c] = warm->b[c] + cblas_ddot((int)d, x + c * d, 1, mu, 1);
-        for (size_t i = 0; i < p; i++) x[i] *= sv[i];
+        theta_to_u(&pb, x);
     }
-    problem pb = {.tr = tr, .C = C, .w = w, .mu = mu, .sv = sv, .th = th, .p = p, .ray = 1,
-                  .zx = zx, .zd = zd, .zn = zn, .bx = bx, .bd = bd, .dth = dth, .gpart = gpart};
-    double f = ray_start(&pb, x, g);
+    double f = ls ? fg(&pb, x, g) : ray_start(&pb, x, g);
     int cnt = 0, head = 0, it = 0, converged = 0, budget_stop = 0;
     double a_first = 0, t_fit = rb_now(), budget = RB_LOGREG_MAX_SECONDS;
     if (rb_opt_double(o, "logreg_max_seconds", RB_LOGREG_MAX_SECONDS, 0, 1e9, &budget, NULL))
         budget = RB_LOGREG_MAX_SECONDS; /* the method checked the option already */
     for (;;) {
+        if (ls && ls->rc) break; /* a read failed: reported below */
         if (!isfinite(f)) {
             rc = rb_fail(e, RB_ESING, "logreg: objective not finite at iteration %d (C = %g)", it, C);
             goto out;
@@ -954,9 +1262,15 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             continue;
         }
         if (it >= max_iter) break;
-        if (budget > 0 && rb_now() - t_fit > budget) {
-            budget_stop = 1; /* flagged in the rows: budget_stopped = 1 */
-            break;
+        if (budget > 0) {
+            /* Out of core every rank must stop at the same iteration (the
+             * next evaluation is a collective): the slowest clock decides. */
+            double over = rb_now() - t_fit > budget;
+            if (ls && rb_comm_max(&over, 1, NULL)) over = 1;
+            if (over) {
+                budget_stop = 1; /* flagged in the rows: budget_stopped = 1 */
+                break;
+            }
         }
         two_loop(p, g, S, Y, rho, cnt, head, abuf, dir);
         if (cnt == 0) {
@@ -964,8 +1278,8 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
             a_first = fmin(1.0, 1.0 / cblas_dnrm2((int)p, g, 1));
         }
         double alpha = 0, fnew = 0;
-        int ls = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, LR_C2, &alpha, xt, &fnew, gt);
-        if (ls != 0) {
+        int lsr = line_search(&pb, p, x, f, g, dir, cnt ? 1.0 : a_first, LR_C2, &alpha, xt, &fnew, gt);
+        if (lsr != 0) {
             if (!pb.dbl) {
                 /* Float logits are at their noise level: go on in double. */
                 pb.dbl = 1;
@@ -999,6 +1313,40 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
         memcpy(g, gt, p * sizeof *g);
         f = fnew;
         it++;
+        if (Ssave && pb.ray && it == LR_REFRESH_IT) {
+            /* The curvature weight at the current point: sum_i sum_c
+             * p_ic (1 - p_ic) / k (n (k-1)/k^2 at W = 0), from the
+             * residuals P - Y of the accepted step.  On (nearly)
+             * separable data most p saturate and it falls far below the
+             * W = 0 value: the preconditioner then overweights the data
+             * against the penalty; rebuild it once with the current
+             * weight and restart L-BFGS there (an exact change of
+             * variables again). */
+            const float *R = w->z;
+            double a = 0;
+            for (size_t c = 0; c < kk; c++)
+                for (size_t i = 0; i < n; i++) {
+                    double pc = (double)R[c * n + i] + (tr->y[i] == (int32_t)c);
+                    a += pc * (1 - pc);
+                }
+            a /= (double)kk;
+            if (a < pk / LR_REFRESH_DROP) {
+                u_to_theta(&pb, x, pb.th);
+                memcpy(L, Ssave, d * d * sizeof *L);
+                double mr2;
+                int ch2 = precond_factor(L, d, n, used, a, C, gs, var, &mr2);
+                pb.jac = !ch2;
+                pb.sb = sqrt(a);
+                memcpy(x, pb.th, p * sizeof *x);
+                theta_to_u(&pb, x);
+                f = ray_start(&pb, x, g);
+                cnt = 0;
+                head = 0;
+                rb_logf(o, "logreg: C=%g iteration %d: curvature weight %.3g of %.3g at W = 0; "
+                        "preconditioner rebuilt (%s), L-BFGS restarted", C, it, a, pk,
+                        ch2 ? "Cholesky" : "Jacobi");
+            }
+        }
         if (it % 50 == 0)
             rb_logf(o, "logreg: C=%g iteration %d objective %.10g |g|inf %.3g%s", C, it, f, gn,
                     pb.dbl ? " (double)" : "");
@@ -1008,6 +1356,14 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
         pb.ray = 0;
         f = fg(&pb, x, g);
     }
+    if (ls && ls->rc) {
+        rc = ls->rc;
+        *e = ls->err;
+        goto out;
+    }
+    if (ls)
+        rb_logf(o, "logreg: C=%g out of core: %ld passes over rows [%zu, %zu) in blocks of %zu", C,
+                ls->passes, ls->r0, ls->r1, ls->block);
     rb_logf(o, "logreg: C=%g done: %d iterations, %d float evaluations (%.2f s), %d double "
             "(%.2f s), objective %.12g", C, it, pb.nev[0], pb.secs[0], pb.nev[1], pb.secs[1], f);
     m->k = tr->k;
@@ -1019,10 +1375,10 @@ int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
     m->gnorm = gnorm_orig(&pb, g);
     m->converged = converged;
     m->budget_stop = budget_stop;
-    for (size_t i = 0; i < p; i++) x[i] /= sv[i];
-    for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)x[i];
+    u_to_theta(&pb, x, th);
+    for (size_t i = 0; i < kk * d; i++) m->w[i] = (float)th[i];
     for (size_t c = 0; c < kk; c++)
-        m->b[c] = (float)(x[kk * d + c] - cblas_ddot((int)d, x + c * d, 1, mu, 1));
+        m->b[c] = (float)(th[kk * d + c] - cblas_ddot((int)d, th + c * d, 1, mu, 1));
 out:
     if (rc) rb_logreg_model_free(m);
     rb_logreg_work_free(w);
@@ -1035,7 +1391,75 @@ out:
     free(bd);
     free(dth);
     free(gpart);
+    free(L);
+    free(Ssave);
+    free(var);
+    free(ptmp);
+    free(pstmp);
     return rc;
+}
+
+int rb_logreg_fit_stream(const rb_source *src, size_t split, size_t layer, double C, double tol,
+                         int max_iter, const rb_opts *o, rb_logreg_model *m, rb_err *e)
+{
+    if (!src || split >= src->nsplits || layer >= src->nlayers)
+        RB_FAIL(e, RB_EINVAL, "logreg: no such split or layer");
+    size_t n = src->split_n[split], d = src->layer_d[layer], kk = (size_t)src->k;
+    const char *sn = src->split_names[split];
+    if (!src->split_y[split]) RB_FAIL(e, RB_EINVAL, "logreg: %s: split %s has no labels", src->path, sn);
+    if (n == 0) RB_FAIL(e, RB_EINVAL, "logreg: %s: split %s is empty", src->path, sn);
+    if (d == 0) RB_FAIL(e, RB_EINVAL, "logreg: %s: zero features", src->path);
+    if (src->k < 2) RB_FAIL(e, RB_EINVAL, "logreg: %s: %d class(es); need at least 2", src->path, src->k);
+    for (size_t i = 0; i < n; i++)
+        if (src->split_y[split][i] < 0 || src->split_y[split][i] >= src->k)
+            RB_FAIL(e, RB_EINVAL, "logreg: %s: %s label %d of row %zu outside [0, %d)", src->path, sn,
+                    (int)src->split_y[split][i], i, src->k);
+    if (!(C > 0) || !isfinite(C)) RB_FAIL(e, RB_EINVAL, "logreg: C = %g must be finite and > 0", C);
+    if (!(tol > 0)) RB_FAIL(e, RB_EINVAL, "logreg: tolerance %g must be > 0", tol);
+    if (max_iter < 1) RB_FAIL(e, RB_EINVAL, "logreg: max_iter %d must be >= 1", max_iter);
+    lr_stream ls = {.src = src, .split = split, .layer = layer, .block = rb_stream_block_rows(o, d),
+                    .y = src->split_y[split]};
+    rb_comm_shard(n, &ls.r0, &ls.r1);
+    ls.xd = malloc(RB_STREAM_UNIT * d * sizeof *ls.xd);
+    ls.zd = malloc(RB_STREAM_UNIT * kk * sizeof *ls.zd);
+    ls.acc = malloc((1 + kk + kk * d) * sizeof *ls.acc);
+    int rc;
+    if (!ls.xd || !ls.zd || !ls.acc)
+        rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (out-of-core buffers, d = %zu)", d);
+    else {
+        rb_view tr = {NULL, src->split_y[split], n, d, d, src->k};
+        rc = fit_impl(&tr, &ls, C, tol, max_iter, NULL, o, m, e);
+    }
+    free(ls.xd);
+    free(ls.zd);
+    free(ls.acc);
+    return rc;
+}
+
+size_t rb_logreg_mem_stream(size_t d, int k, size_t block)
+{
+    size_t kk = (size_t)k, p = kk * (d + 1);
+    return 2 * block * d * sizeof(float)                        /* the stream's two blocks */
+           + RB_STREAM_UNIT * (d + kk) * sizeof(double)         /* one piece in double */
+           + (7 + 2 * LR_MEM + 1) * p * sizeof(double)          /* L-BFGS memory, direction */
+           + (1 + kk + kk * d) * sizeof(double)                 /* accumulators */
+           + d * d * (sizeof(double) + sizeof(float))           /* preconditioner, scatter */
+           + RB_STREAM_UNIT * d * sizeof(float)                 /* centred piece */
+           + 3 * kk * d * sizeof(float);                        /* model, float copies */
+}
+
+size_t rb_logreg_mem_inmem(size_t n, size_t d, int k, int search)
+{
+    size_t kk = (size_t)k, p = kk * (d + 1);
+    size_t b = n * d * sizeof(float)                            /* the train rows */
+               + 4 * kk * n * sizeof(float)                     /* logits: z, zx, zd, zn */
+               + (7 + 2 * LR_MEM + 1) * p * sizeof(double)
+               + (size_t)LR_PARTS * kk * d * sizeof(float)      /* partial products */
+               + LR_CHUNK_DOUBLES * sizeof(double)              /* double chunk */
+               + d * d * (sizeof(double) + sizeof(float)) + RB_STREAM_UNIT * d * sizeof(float)
+               + 3 * kk * d * sizeof(float);
+    if (search) b += n * (d + kk) * sizeof(float) + 16 * kk * d * sizeof(float); /* split, models */
+    return b;
 }
 
 void rb_logreg_scores(const rb_logreg_model *m, const rb_view *te, float *scores)
@@ -1231,14 +1655,82 @@ out:
 static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg,
                        rb_rows *out, rb_err *e);
 
+/* Out of core, the task as the probe helpers see it: the same task, whose
+ * view of the train split of its layer carries labels and sizes but no rows
+ * (x = NULL); every other view is the harness's. */
+typedef struct {
+    rb_task t; /* first member: ooc_view receives &t */
+    const rb_task *orig;
+} ooc_task;
+
+static int ooc_view(const rb_task *t, size_t split, size_t layer, rb_view *v, rb_err *e)
+{
+    const ooc_task *ot = (const ooc_task *)t;
+    const rb_source *s = t->src;
+    if (ot->orig->train >= 0 && split == (size_t)ot->orig->train && layer == ot->orig->layer) {
+        *v = (rb_view){NULL, s->split_y[split], s->split_n[split], s->layer_d[layer],
+                       s->layer_d[layer], s->split_y[split] ? s->k : 0};
+        return RB_OK;
+    }
+    return ot->orig->view(ot->orig, split, layer, v, e);
+}
+
 int rb_logreg_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     rb_view tr, te;
     rb_probe_eval seg;
     float *ebuf = NULL;
-    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &ebuf, e);
+    const rb_source *s = t->src;
+    ooc_task ot = {*t, t};
+    const rb_task *tt = t;
+    if (t->train >= 0 && t->layer < s->nlayers) {
+        /* Decide before loading anything: in memory when the whole fit
+         * fits the budget, else out of core (fixed C), else refuse. */
+        double C = NAN;
+        int rc = rb_opt_double(t->o, "C", NAN, 1e-12, 1e12, &C, e);
+        if (rc) return rc;
+        size_t n = s->split_n[t->train], d = s->layer_d[t->layer];
+        int k = s->k < 2 ? 2 : s->k;
+        size_t nev = 0; /* rows scored: test and the other labeled splits */
+        for (size_t i = 0; i < s->nsplits; i++)
+            if ((long)i != t->train && s->split_y[i] && strncmp(s->split_names[i], "ood_", 4)) nev += s->split_n[i];
+        size_t ev = nev * (2 * d + (size_t)k) * sizeof(float); /* rows, a copy, scores */
+        size_t budget = rb_mem_budget(t->o), in = rb_logreg_mem_inmem(n, d, k, isnan(C)) + ev;
+        const char *bs = t->o && t->o->mem_limit ? "--mem-limit" : "available memory";
+        const double MiB = 1048576.0;
+        /* Every rank takes the same path (the streamed fit's sums are
+         * collectives), whatever memory each one has: any rank's verdict
+         * that memory is short holds for all. */
+        double short_in = in > budget;
+        if (rb_comm_max(&short_in, 1, e)) return RB_EINTERNAL;
+        if (short_in) {
+            size_t block = rb_stream_block_rows(t->o, d);
+            size_t need = rb_logreg_mem_stream(d, k, block) + ev;
+            double short_ooc = need > budget;
+            if (rb_comm_max(&short_ooc, 1, e)) return RB_EINTERNAL;
+            if (short_ooc)
+                RB_FAIL(e, RB_EINVAL,
+                        "logreg: %s: layer %s: even out of core the fit needs %.1f MiB (2 blocks of %zu "
+                        "rows x %zu features, L-BFGS memory of %d pairs x %zu parameters, a %zu x %zu "
+                        "preconditioner, %zu rows to score) but the budget is %.1f MiB (%s): refused "
+                        "before starting", s->path, s->layer_names[t->layer], need / MiB, block, d,
+                        LR_MEM, (size_t)k * (d + 1), d, d, nev, budget / MiB, bs);
+            if (isnan(C))
+                RB_FAIL(e, RB_EINVAL,
+                        "logreg: %s: layer %s: the in-memory fit needs %.1f MiB (%zu x %zu train rows "
+                        "and the CLIP search), over the budget of %.1f MiB (%s); out of core the C "
+                        "search is not available: give --C", s->path, s->layer_names[t->layer],
+                        in / MiB, n, d, budget / MiB, bs);
+            rb_logf(t->o, "logreg: layer %s: in memory needs %.1f MiB > budget %.1f MiB (%s): out of "
+                    "core, %.1f MiB, blocks of %zu rows", s->layer_names[t->layer], in / MiB,
+                    budget / MiB, bs, need / MiB, block);
+            ot.t.view = ooc_view;
+            tt = &ot.t;
+        }
+    }
+    int rc = rb_probe_eval_views(tt, &tr, &te, &seg, &ebuf, e);
     if (rc) return rc;
-    rc = logreg_eval(t, &tr, &te, &seg, out, e);
+    rc = logreg_eval(tt, &tr, &te, &seg, out, e);
     free(ebuf);
     return rc;
 }
@@ -1276,7 +1768,11 @@ static int logreg_eval(const rb_task *t, const rb_view *trp, const rb_view *tep,
         sp.seed = rb_probe_seed(t, "logreg/val");
         if ((rc = rb_logreg_select_C(&trk, &sp, o, &C, &val_acc, &nfits, e))) return rc;
     }
-    if ((rc = rb_logreg_fit(&trk, C, tol, (int)max_iter, NULL, o, &m, e))) return rc;
+    if (tr.x)
+        rc = rb_logreg_fit(&trk, C, tol, (int)max_iter, NULL, o, &m, e);
+    else /* out of core (rb_logreg_run): C is fixed */
+        rc = rb_logreg_fit_stream(t->src, (size_t)t->train, t->layer, C, tol, (int)max_iter, o, &m, e);
+    if (rc) return rc;
     sc = malloc((te.n ? te.n : 1) * (size_t)k * sizeof *sc);
     if (!sc) {
         rc = rb_fail(e, RB_ENOMEM, "logreg: out of memory (scores)");

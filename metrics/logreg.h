@@ -19,10 +19,17 @@
  * rounding level of f, Hager & Zhang's approximate Wolfe condition).
  * Stopping rule: ||grad f||_inf <= tol * max(1, |f|) (gradient in the
  * original coordinates), with at most max_iter iterations.
- * The solver works in centred, Jacobi-scaled variables: x - mean(x), and
- * each parameter scaled by the square root of the Hessian diagonal at W = 0
- * (n var_j (k-1)/k^2 + 1/C for column j of W, n (k-1)/k^2 for b).  Both are
- * exact changes of variables: the objective and its optimum are unchanged.
+ * The solver works in centred, preconditioned variables: x - mean(x), and
+ * W = V L^-1 with L L^T = n (k-1)/k^2 Sigma + I/C the Hessian of a class
+ * row at W = 0 (Sigma the train covariance from a scatter of ~8d rows;
+ * b scaled by sqrt(n (k-1)/k^2)); when the features are nearly
+ * uncorrelated L is the diagonal of that Hessian from every row (Jacobi).
+ * Both are exact changes of variables: the objective and its optimum are
+ * unchanged; correlated features with a decaying spectrum in a rotated
+ * basis no longer make the problem ill-conditioned.  At iteration 8, when
+ * the curvature weight sum_i sum_c p_ic (1 - p_ic) / k fell below a
+ * quarter of its W = 0 value n (k-1)/k^2 (separable data), the
+ * preconditioner is rebuilt once with that weight and L-BFGS restarts.
  * Iterations are first done with float logits (sgemm); once the predicted
  * decrease falls below the float objective's noise (1e-7 |f|) or a float
  * line search fails, the solver continues in double (dgemm on row chunks
@@ -95,6 +102,23 @@ double rb_logreg_objective(const rb_view *tr, double C, const double *theta,
 int rb_logreg_fit(const rb_view *tr, double C, double tol, int max_iter,
                   const rb_logreg_model *warm, const rb_opts *o,
                   rb_logreg_model *m, rb_err *e);
+
+/* Out of core: the same fit (no warm start) on rows of split/layer of src
+ * read through rb_stream in blocks of rb_stream_block_rows(o, d) rows; each
+ * evaluation of f and its gradient streams this rank's rows
+ * (rb_comm_shard), accumulates in double in RB_STREAM_UNIT pieces and
+ * rb_comm_sum()s loss and gradient.  The preconditioner (mean and centred
+ * scatter) is bit for bit the in-memory one; the solver runs in double from
+ * the start (no float phase, which needs k x n logits).  Memory: O(d^2 +
+ * k d + block d), independent of n (rb_logreg_mem_stream). */
+int rb_logreg_fit_stream(const rb_source *src, size_t split, size_t layer, double C, double tol,
+                         int max_iter, const rb_opts *o, rb_logreg_model *m, rb_err *e);
+
+/* Working-set bytes of the out-of-core fit (block rows per stream block)
+ * and of the in-memory one (the n x d train rows included; search: the CLIP
+ * search's split copies and models too). */
+size_t rb_logreg_mem_stream(size_t d, int k, size_t block);
+size_t rb_logreg_mem_inmem(size_t n, size_t d, int k, int search);
 
 /* Scores (logits) of the n x d view te: scores[i*k + c] = <w_c, x_i> + b_c,
  * te->n x m->k floats, caller-allocated.  te->d must equal m->d. */

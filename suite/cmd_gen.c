@@ -23,12 +23,16 @@ static const char gen_usage[] =
     "usage: repbench gen gmm [--seed S] [--classes K] [--dim D] [--layers L]\n"
     "         [--n-train N] [--n-test N] [--n-ood N] [--sep0 x] [--sep1 x]\n"
     "         [--sd0 x] [--sd1 x] [--logit-scale s] [--n-shift N] [--tokens T]\n"
-    "         [--text] [--groups] [--model NAME] -o FILE\n"
+    "         [--text] [--groups] [--offset A] [--decay p] [--relu]\n"
+    "         [--model NAME] -o FILE\n"
     "  --logit-scale s: write /logits/<split> of the last layer's Bayes head times s\n"
     "                   (default 2, an over-confident head; 0: no logits)\n"
     "  --n-shift N: a labeled shift_noise split (1.5x noise, offset); --tokens T:\n"
     "  /tokens of the last two layers; --text: /text and /text_pairs/test;\n"
-    "  --groups: /groups of the labeled splits (see datasets/dump.h)\n";
+    "  --groups: /groups of the labeled splits (see datasets/dump.h)\n"
+    "  real-shaped features: --offset A adds A to every coordinate; --decay p\n"
+    "  makes the within-class covariance sd^2 Q diag(j^-p) Q^T in a seeded random\n"
+    "  orthonormal basis Q; --relu applies max(0, x) last (see datasets/gen.c)\n";
 
 /* Parse a whole-string integer in [lo, hi]. */
 static int parse_ull(const char *opt, const char *s, unsigned long long lo,
@@ -96,7 +100,7 @@ static int gen_gmm(int argc, char **argv)
 {
     enum { O_SEED = 256, O_CLASSES, O_DIM, O_LAYERS, O_NTRAIN, O_NTEST, O_NOOD,
            O_SEP0, O_SEP1, O_SD0, O_SD1, O_MODEL, O_LOGITS, O_NSHIFT, O_TOKENS, O_TEXT,
-           O_GROUPS };
+           O_GROUPS, O_OFFSET, O_DECAY, O_RELU };
     static const struct option lopts[] = {
         {"seed", required_argument, NULL, O_SEED},
         {"classes", required_argument, NULL, O_CLASSES},
@@ -115,6 +119,9 @@ static int gen_gmm(int argc, char **argv)
         {"tokens", required_argument, NULL, O_TOKENS},
         {"text", no_argument, NULL, O_TEXT},
         {"groups", no_argument, NULL, O_GROUPS},
+        {"offset", required_argument, NULL, O_OFFSET},
+        {"decay", required_argument, NULL, O_DECAY},
+        {"relu", no_argument, NULL, O_RELU},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -145,6 +152,9 @@ static int gen_gmm(int argc, char **argv)
         case O_TOKENS: bad = parse_ull("tokens", optarg, 0, 4096, &v); g.tokens = (int)v; break;
         case O_TEXT: g.text = 1; break;
         case O_GROUPS: g.groups = 1; break;
+        case O_OFFSET: bad = parse_dbl("offset", optarg, -1e30, &g.offset); break;
+        case O_DECAY: bad = parse_dbl("decay", optarg, 0, &g.decay); break;
+        case O_RELU: g.relu = 1; break;
         case O_MODEL: model = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(gen_usage, stdout); return 0;

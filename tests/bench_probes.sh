@@ -4,7 +4,9 @@
 # BENCH_DIMS, BENCH_NTRAIN, BENCH_NTEST, BENCH_CLASSES override the sizes;
 # BENCH_DIR keeps the dumps and outputs (default: a temporary directory);
 # BENCH_THREADS=n gives both tools n BLAS threads (default: all cores);
-# BENCH_PROBES=logreg runs the logreg comparison only (default: logreg,knn).
+# BENCH_PROBES=logreg runs the logreg comparison only (default: logreg,knn);
+# BENCH_SHAPED=0 skips the real-shaped dump (gen --offset --decay --relu),
+# BENCH_SHAPED_NTRAIN its train rows (default 20000); BENCH_DIMS=none: that dump only.
 set -eu
 RB=${RB_BIN:-bin/repbench}
 PY=${PYTHON:-/usr/bin/python3}
@@ -40,5 +42,5 @@ int main(int argc, char **argv) {
 CEOF
 cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L $(pkg-config --cflags openblas 2>/dev/null) "$W/sgemm.c" -o "$W/sgemm" -lopenblas
 "$PY" "$(dirname "$0")/bench_probes.py" "$RB" "$W" "$W/sgemm" \
-  --dims "${BENCH_DIMS:-512,2048}" --n-train "${BENCH_NTRAIN:-50000}" \
+  --dims "$([ "${BENCH_DIMS:-}" = none ] && echo "" || echo "${BENCH_DIMS:-512,2048}")" --n-train "${BENCH_NTRAIN:-50000}" \
   --n-test "${BENCH_NTEST:-10000}" --classes "${BENCH_CLASSES:-100}"

@@ -9,6 +9,18 @@ feature row exactly) have sd(l); /text_pairs/test minus the last-layer test
 rows has sd(L); shift_noise residuals from the class means (sep u_y) have
 1.5 sd(l) after removing the offset, whose norm is sd(l); groups take values
 0..3 with P(a = 1) = 0.2 and parity = label parity.
+
+Real-shaped features (--offset A --decay p --relu): --offset 0 --decay 0
+gives the plain dump bit for bit; the offset dump minus the plain one is A
+in every coordinate (same draws; float rounding only); the pooled within-
+class covariance of the decay dump (train, 8000 rows, d = 32) has
+eigenvalues sd^2 j^-p within 10% each (sampling error ~ sqrt(2/n) = 1.6%,
+so 10% is ~6 standard errors), while the basis is rotated: the diagonal's
+max/min is below 1/10 of the axis-aligned 32^p and the top eigenvector's
+largest entry below 0.8 (axis-aligned: 1; random: ~0.5); the
+relu dump is exactly max(0, the dump without relu), its zero fraction
+matches the Gaussian model's P(x < 0) (mean over rows of Phi(-m/s), from
+the class means and the per-coordinate sd) within 0.01.
 """
 import os
 import subprocess
@@ -76,8 +88,61 @@ def main():
         pa = np.mean(g >= 2)
         check(abs(pa - 0.2) < 5 * np.sqrt(0.16 / len(g)), "%s P(a=1) %.3f" % (s, pa))
     check("groups/ood_far" not in B, "no groups for the unlabeled split")
+    shaped(rb, work)
     print("xcheck_gen: %d checks, %d failed" % (checks, fails))
     sys.exit(1 if fails else 0)
+
+
+def shaped(rb, work):
+    from scipy.stats import norm
+    base = ["gen", "gmm", "--seed", "7", "--classes", "4", "--dim", "32", "--layers", "1", "--n-train", "8000",
+            "--n-test", "500", "--n-ood", "50", "--sep1", "1", "--sd1", "0.8"]
+    paths = {}
+    for name, extra in (("plain", []), ("zero", ["--offset", "0", "--decay", "0"]),
+                        ("off", ["--offset", "0.3"]), ("dec", ["--decay", "1.5"]),
+                        ("decoff", ["--decay", "1.5", "--offset", "0.05"]),
+                        ("relu", ["--decay", "1.5", "--offset", "0.05", "--relu"])):
+        paths[name] = os.path.join(work, "shaped_%s.h5" % name)
+        r = subprocess.run([rb] + base + extra + ["-o", paths[name]], capture_output=True, text=True)
+        check(r.returncode == 0, "gen %s: %s" % (name, r.stderr))
+    F = {k: h5py.File(v, "r") for k, v in paths.items()}
+    names = []
+    F["plain"].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    for n in names:
+        check(np.array_equal(F["plain"][n][()], F["zero"][n][()]), "--offset 0 --decay 0 changed %s" % n)
+    x0 = F["plain"]["features/train/layer1"][()].astype(np.float64)
+    d = F["off"]["features/train/layer1"][()].astype(np.float64) - x0
+    check(np.abs(d - 0.3).max() < 1e-6 * (1 + np.abs(x0).max()), "offset: max |x_off - x - 0.3| = %.2e" % np.abs(d - 0.3).max())
+    y = F["dec"]["labels/train"][()]
+    x = F["dec"]["features/train/layer1"][()].astype(np.float64)
+    mu = np.array([x[y == c].mean(0) for c in range(4)])
+    r = x - mu[y]
+    cov = r.T @ r / (len(r) - 4)
+    ev = np.sort(np.linalg.eigvalsh(cov))[::-1]
+    want = 0.8 ** 2 * np.arange(1, 33) ** -1.5
+    worst = np.abs(ev / want - 1).max()
+    check(worst < 0.10, "decay spectrum: worst relative error %.3f" % worst)
+    dg = np.diag(cov)
+    v1 = np.abs(np.linalg.eigh(cov)[1][:, -1]).max()
+    check(dg.max() / dg.min() < 32 ** 1.5 / 10 and v1 < 0.8,
+          "decay: diagonal max/min %.2f, top eigenvector's largest entry %.2f (axis-aligned?)" % (dg.max() / dg.min(), v1))
+    print("decay 1.5: within-class eigenvalues vs 0.64 j^-1.5: worst relative error %.3f; diagonal max/min %.2f "
+          "(axis-aligned: %.0f); top eigenvector's largest entry %.2f (axis-aligned: 1)"
+          % (worst, dg.max() / dg.min(), 32 ** 1.5, v1))
+    xo = F["decoff"]["features/train/layer1"][()]
+    xr = F["relu"]["features/train/layer1"][()]
+    check(np.array_equal(xr, np.maximum(xo, 0)), "relu = max(0, x)")
+    for s in ("test", "ood_far"):
+        check(np.array_equal(F["relu"]["features/%s/layer1" % s][()], np.maximum(F["decoff"]["features/%s/layer1" % s][()], 0)),
+              "relu on %s" % s)
+    # Zero fraction vs the Gaussian model: x_ij ~ N(m_{y_i j}, s_j^2).
+    xo = xo.astype(np.float64)
+    muo = np.array([xo[y == c].mean(0) for c in range(4)])
+    sj = np.sqrt(np.diag(cov))
+    pz = norm.cdf(-muo[y] / sj).mean()
+    z = (xr == 0).mean()
+    check(abs(z - pz) < 0.01, "relu zero fraction %.4f vs model %.4f" % (z, pz))
+    print("relu: zero fraction %.4f, Gaussian model %.4f" % (z, pz))
 
 
 main()
