@@ -481,12 +481,13 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
         if (sel->m[i]->needs & (RB_NEEDS_LABELS | RB_NEEDS_TEST)) need_tt = 1;
     rb_dump *d = NULL;
     cache c = {0};
+    const rb_source *s = NULL;
     int rc = rb_dump_open(path, need_tt, &d, e);
-    if (rc) goto out;
-    const rb_source *s = rb_dump_source(d);
+    if (rc) goto validated;
+    s = rb_dump_source(d);
     if ((rc = check_list("layer", o->layers, s->layer_names, s->nlayers, e))) {
         rb_err_wrap(e, "%s", path);
-        goto out;
+        goto validated;
     }
     c.src = s;
     c.x = calloc(s->nsplits * s->nlayers, sizeof *c.x);
@@ -494,12 +495,15 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
     if (!c.x || !want) {
         free(want);
         rc = rb_fail(e, RB_ENOMEM, "out of memory");
-        goto out;
+        goto validated;
     }
     keep_first_layer(sel, o, s, want);
     rb_logf(o, "[%d/%d] %s: checking values", di + 1, nd, path);
     rc = rb_dump_check_values_keep(d, want, c.x, e);
     free(want);
+validated:
+    /* Every rank gets here, whatever failed (a rank whose copy of the dump
+     * differs stops them all before any exchange). */
     rc = rb_ranks_agree(rc, e); /* every rank validated this dump */
     if (rc) goto out;
     rb_task t = {0};
