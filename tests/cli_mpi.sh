@@ -20,6 +20,17 @@ MB=bin/repbench-mpi
 make -s --no-print-directory MPI=1 >"$T/build" 2>&1 || { bad "make MPI=1: $(tail -n 5 "$T/build")"; finish; }
 [ -x "$MB" ] && ok || { bad "make MPI=1 built no $MB"; finish; }
 
+# The backend itself (core/comm.c under RB_MPI): closed forms and the
+# rank-order sums, on 1, 2 and 3 ranks.
+make -s --no-print-directory MPI=1 build-mpi/librepbench.a >"$T/build" 2>&1 &&
+  mpicc -std=c11 -Wall -Wextra -D_GNU_SOURCE -DRB_MPI -I. $(pkg-config --cflags hdf5 gsl openblas) tests/mpi_comm.c \
+    build-mpi/librepbench.a $(pkg-config --libs-only-L hdf5) -lgsl -lopenblas -llapacke -lhdf5 -lcsv -lm -pthread \
+    -o "$T/mpi_comm" >>"$T/build" 2>&1 && [ ! -s "$T/build" ] && ok || bad "building tests/mpi_comm.c: $(tail -n 5 "$T/build")"
+for P in 1 2 3; do
+  expect_status 0 $MPIRUN -n $P "$T/mpi_comm"
+  cat "$T/out"
+done
+
 S=datasets/sample
 DUMPS="$S/gmm_small.h5 $S/gmm_wide.h5"
 CKPTS="$S/ckpt_pre.safetensors $S/ckpt_ft1.safetensors $S/ckpt_ft2.h5 $S/ckpt_ft3.safetensors $S/ckpt_init.h5"
@@ -83,4 +94,14 @@ a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
 k = []; a.visit(k.append)
 sys.exit(0 if all(not isinstance(a[n], h5py.Dataset) or np.array_equal(a[n][()], b[n][()]) for n in k) else 1)' "$T/g.h5" "$T/g1.h5" \
   && ok || bad "gen under mpirun -n 2 differs from gen"
+# A sweep's jobs over ranks (make sweep MPI_RANKS=P): every target made,
+# by the rank whose turn it is; a rerun redoes only what is missing.
+SW="make -s --no-print-directory -f mk/sweep.mk BIN=$RB OUT=$T/sw METHODS=gnb,spectrum DUMPS=$S/gmm_small.h5 FAMILIES=probe\ geometry MPI_RANKS=2 MPIRUN=$(printf %q "$MPIRUN")"
+expect_status 0 eval "$SW"
+[ -s "$T/sw/gmm_small/probe/results.csv" ] && [ -s "$T/sw/gmm_small/geometry/results.csv" ] && [ "$(wc -l <"$T/sw/sweep_jobs.txt")" = 2 ] \
+  && ok || bad "sweep over 2 ranks: missing results or job list: $(cat "$T/err")"
+g0=$(stat -c %.9Y "$T/sw/gmm_small/geometry/results.csv"); rm "$T/sw/gmm_small/probe/results.csv"
+expect_status 0 eval "$SW"
+[ -s "$T/sw/gmm_small/probe/results.csv" ] && [ "$(stat -c %.9Y "$T/sw/gmm_small/geometry/results.csv")" = "$g0" ] \
+  && ok || bad "resumed sweep over ranks redid a finished target or missed one"
 finish
