@@ -6,6 +6,8 @@
  */
 #include "metrics/knn.h"
 #include "metrics/probe.h"
+#include "core/comm.h"
+#include "core/stream.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -15,13 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Block sizes: a test block of TB rows times a train block of NB rows gives a
- * TB x NB similarity tile (8 MiB at the maxima, one per worker thread) that
- * the selection reads right after the product, while both operands stay
- * BLAS-sized (the test block is packed once per train block, the train
- * block once per test block).  CHUNK is the width of the threshold test of
- * the selection scan. */
-enum { KNN_TB = 256, KNN_NB = 2048, KNN_MAX_THREADS = 64, KNN_CHUNK = 32 };
+/* Tiles: KNN_TB test rows times KNN_NB train rows (knn.h) give a 256 KiB
+ * similarity tile per worker thread that the selection reads right after
+ * the product.  CHUNK is the width of the threshold test of the selection
+ * scan. */
+enum { KNN_MAX_THREADS = 64, KNN_CHUNK = 32 };
 
 /* ------------------------------------------------------------------ keys */
 
@@ -230,6 +230,44 @@ static void flag_row(const float *fs, int n, const int *bs, size_t nb, double ga
     }
 }
 
+/* resort_row for lists that carry a distance per slot: the distances move
+ * with their pairs.  kb holds at least n entries (cap >= 2 kmax keys). */
+typedef struct {
+    uint64_t key;
+    double dist;
+} dist_key;
+
+static int cmp_dist_key(const void *a, const void *b)
+{
+    uint64_t x = ((const dist_key *)a)->key, y = ((const dist_key *)b)->key;
+    return (x < y) - (x > y); /* decreasing: best first */
+}
+
+static void resort_row_dist(float *hs, int32_t *hi, double *dd, const unsigned char *flag, int n,
+                            dist_key *kb)
+{
+    int p = 0;
+    while (p < n) {
+        if (!flag[p]) {
+            p++;
+            continue;
+        }
+        int q = p;
+        while (q < n && flag[q]) q++;
+        for (int m = p; m < q; m++) {
+            kb[m - p].key = knn_key(hs[m], hi[m]);
+            kb[m - p].dist = dd[m];
+        }
+        qsort(kb, (size_t)(q - p), sizeof *kb, cmp_dist_key);
+        for (int m = p; m < q; m++) {
+            hs[m] = key_sim(kb[m - p].key);
+            hi[m] = key_idx(kb[m - p].key);
+            dd[m] = kb[m - p].dist;
+        }
+        p = q;
+    }
+}
+
 /* --------------------------------------------------------- threaded jobs */
 
 /* <x, y> accumulated in double.  cblas_dsdot is fast, but OpenBLAS's kernel
@@ -244,30 +282,6 @@ static double dot_sd(const float *x, const float *y, size_t d)
         for (size_t c = 0; c < d; c++) s += (double)x[c] * y[c];
     }
     return s;
-}
-
-/* Norms of rows r0..r1 of src: inv[r] = 1/|row r| in double (0 for a zero
- * row), winv[r] = (float)inv[r] when winv is not NULL, normalised rows into
- * dst (ld d) when dst is not NULL.  Returns 1 and the row in *bad when a row
- * is not finite. */
-static int norm_rows(const rb_view *src, size_t r0, size_t r1, double *inv, float *winv,
-                     float *dst, size_t *bad)
-{
-    size_t d = src->d;
-    for (size_t r = r0; r < r1; r++) {
-        const float *x = src->x + r * src->ld;
-        double s = dot_sd(x, x, d);
-        if (!isfinite(s)) {
-            *bad = r;
-            return 1;
-        }
-        double iv = s > 0 ? 1.0 / sqrt(s) : 0.0;
-        inv[r] = iv;
-        if (winv) winv[r] = (float)iv;
-        if (dst)
-            for (size_t c = 0; c < d; c++) dst[r * d + c] = (float)(x[c] * iv);
-    }
-    return 0;
 }
 
 /* Re-sort each maximal run of flagged slots of one list by its refined
@@ -293,317 +307,594 @@ static void resort_row(float *hs, int32_t *hi, const unsigned char *flag, int n,
     }
 }
 
-/* One worker thread.  Workers take whole test blocks from a shared counter
- * and run everything for their block alone: normalising the test rows, a
- * single-threaded SGEMM per train block into their own tile, the selection
- * scan, the final sort, and the refinement.  No barrier is shared between
- * threads inside a block, so a thread that the OS deschedules on a loaded
+/* ------------------------------------------------------------ train rows */
+
+/* The train rows in blocks of `block` rows counted from spec->r0: pointers
+ * into the view, or the blocks of a stream. */
+typedef struct {
+    const rb_knn_train *spec;
+    size_t block, pos;
+    rb_stream *st;
+} train_rd;
+
+static int rd_open(train_rd *r, const rb_knn_train *spec, size_t block, rb_err *e)
+{
+    r->spec = spec;
+    r->block = block;
+    r->pos = spec->r0;
+    r->st = NULL;
+    if (spec->v) return RB_OK;
+    return rb_stream_open(spec->src, spec->split, spec->layer, spec->r0, spec->r1, block, &r->st, e);
+}
+
+static int rd_next(train_rd *r, const float **x, size_t *ld, size_t *row0, size_t *nr, rb_err *e)
+{
+    const rb_knn_train *s = r->spec;
+    if (!s->v) {
+        *ld = s->src->layer_d[s->layer];
+        return rb_stream_next(r->st, x, row0, nr, e);
+    }
+    *row0 = r->pos;
+    *nr = s->r1 - r->pos < r->block ? s->r1 - r->pos : r->block;
+    *x = s->v->x + r->pos * s->v->ld;
+    *ld = s->v->ld;
+    r->pos += *nr;
+    return RB_OK;
+}
+
+static int rd_rewind(train_rd *r, rb_err *e)
+{
+    r->pos = r->spec->r0;
+    return r->st ? rb_stream_rewind(r->st, e) : RB_OK;
+}
+
+/* One train block made ready for the products: inv[t] = 1/|row t| in
+ * double (0 for a zero row), w[t] its float column scale (NaN for a zero
+ * row under skip_zero: s * NaN is never above a threshold, so the row is
+ * never offered).  Per unit of KNN_NB rows (counted from the block start,
+ * hence from r0): the SGEMM operand ux[u] (ld uld[u]) is the block itself,
+ * or, when a norm in the unit is so large or small that an unnormalised
+ * product could overflow or lose range, a normalised float copy (w = 1).
+ * Returns 1 and the block row in *bad when a row is not finite. */
+typedef struct {
+    double *inv;
+    float *w, *xn; /* xn: block x d normalised copy, allocated on first use */
+    const float **ux;
+    size_t *uld, nu;
+} train_blk;
+
+static int prep_block(train_blk *b, const float *x, size_t ld, size_t nr, size_t d, size_t block,
+                      int skip_zero, int norms_only, size_t *bad, rb_err *e)
+{
+    for (size_t t = 0; t < nr; t++) {
+        double s = dot_sd(x + t * ld, x + t * ld, d);
+        if (!isfinite(s)) {
+            *bad = t;
+            return 1;
+        }
+        b->inv[t] = s > 0 ? 1.0 / sqrt(s) : 0.0;
+        b->w[t] = s > 0 ? (float)b->inv[t] : (skip_zero ? NAN : 0.0f);
+    }
+    if (norms_only) return 0;
+    b->nu = (nr + KNN_NB - 1) / KNN_NB;
+    for (size_t u = 0; u < b->nu; u++) {
+        size_t t0 = u * KNN_NB, t1 = t0 + KNN_NB < nr ? t0 + KNN_NB : nr;
+        int extreme = 0;
+        for (size_t t = t0; t < t1; t++)
+            extreme |= b->inv[t] > 0 && (b->inv[t] > 0x1p60 || b->inv[t] < 0x1p-60);
+        b->ux[u] = x + t0 * ld;
+        b->uld[u] = ld;
+        if (!extreme) continue;
+        if (!b->xn && !(b->xn = malloc(block * d * sizeof *b->xn))) {
+            *bad = SIZE_MAX;
+            return rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu normalised train block)",
+                           block, d);
+        }
+        for (size_t t = t0; t < t1; t++) {
+            for (size_t c = 0; c < d; c++)
+                b->xn[t * d + c] = (float)(x[t * ld + c] * b->inv[t]);
+            if (b->inv[t] > 0) b->w[t] = 1.0f;
+        }
+        b->ux[u] = b->xn + t0 * d;
+        b->uld[u] = d;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------- threaded jobs */
+
+/* The selection pass over one train block.  Workers take whole sub-blocks
+ * of KNN_TB test rows of the outer test block from a shared counter and
+ * run everything for them alone: normalising the test rows, one
+ * single-threaded SGEMM per unit of KNN_NB train rows into their own tile,
+ * and the selection scan into the rows' candidate buffers.  No barrier is
+ * shared inside a block, so a thread that the OS deschedules on a loaded
  * machine does not stall the others (a multi-threaded SGEMM synchronises
  * its threads many times per call). */
 typedef struct {
     /* shared, read-only */
-    const rb_view *tr, *te;
-    const float *btr;       /* borrowed: train rows for the SGEMM, ld ldb */
-    size_t ldb, tb, nb;
-    const float *wtr;       /* borrowed: column scales 1/|train row| (float) */
-    const double *inv_tr;   /* borrowed: 1/|train row| (double) */
+    const rb_view *te;
+    size_t a, m, d;            /* outer test block: rows [a, a + m) of te */
+    const double *inv_te;      /* m */
+    const train_blk *b;
+    size_t nr, row0;           /* the train block: nr rows, first index row0 */
     int kmax, cap;
-    const int *bs;          /* borrowed: refinement boundaries, or NULL (all) */
-    size_t nbs;
-    double gap;             /* certain-order gap between float similarities */
-    int32_t *idx;           /* borrowed: output lists, kmax per test row */
-    float *sim;
-    pthread_mutex_t *mu;    /* guards *next */
-    size_t *next;           /* first test row of the next free block */
-    /* per worker (owned by the caller of the workers) */
-    float *xte, *S;         /* tb x d normalised test rows, tb x nb tile */
-    uint64_t *kb;           /* tb x cap key buffers */
+    uint64_t *kb;              /* m x cap candidate keys (each row its own) */
     int *cnt;
     float *thr;
-    unsigned char *flag;    /* tb x kmax slots to refine */
-    double *inv_te;         /* tb */
-    size_t *start;          /* ntr + 1 counting-sort offsets */
-    uint32_t *pairs;        /* tb x kmax flagged slots by train row */
-    double tg, tsel, tref, nref; /* seconds in SGEMM, selection, refinement */
-    int bad;                /* a test row was not finite: row in bad_row */
-    size_t bad_row;
-} knn_worker;
+    pthread_mutex_t *mu;       /* guards *next */
+    size_t *next;              /* first row (within the outer block) of the next sub-block */
+    /* per worker */
+    float *xte, *S;            /* KNN_TB x d normalised test rows, KNN_TB x KNN_NB tile */
+    double tg, tsel;           /* seconds in SGEMM, in selection */
+} sel_job;
 
-static void *knn_work(void *arg)
+static void *sel_work(void *arg)
 {
-    knn_worker *w = arg;
-    const rb_view *tr = w->tr, *te = w->te;
-    size_t d = tr->d, ntr = tr->n, nte = te->n, kk = (size_t)w->kmax, cap = (size_t)w->cap;
+    sel_job *w = arg;
+    const rb_view *te = w->te;
+    size_t d = w->d, cap = (size_t)w->cap;
     for (;;) {
         pthread_mutex_lock(w->mu);
-        size_t i0 = *w->next;
-        *w->next += w->tb;
+        size_t s0 = *w->next;
+        *w->next += KNN_TB;
         pthread_mutex_unlock(w->mu);
-        if (i0 >= nte) break;
-        size_t m = nte - i0 < w->tb ? nte - i0 : w->tb;
-        rb_view tev = *te;
-        tev.x = te->x + i0 * te->ld;
-        tev.n = m;
-        if (norm_rows(&tev, 0, m, w->inv_te, NULL, w->xte, &w->bad_row)) {
-            w->bad_row += i0;
-            w->bad = 1;
-            break;
+        if (s0 >= w->m) break;
+        size_t ms = w->m - s0 < KNN_TB ? w->m - s0 : KNN_TB;
+        for (size_t r = 0; r < ms; r++) {
+            const float *x = te->x + (w->a + s0 + r) * te->ld;
+            double iv = w->inv_te[s0 + r];
+            for (size_t c = 0; c < d; c++) w->xte[r * d + c] = (float)(x[c] * iv);
         }
-        float *hs = w->sim + i0 * kk;
-        int32_t *hi = w->idx + i0 * kk;
-        memset(w->cnt, 0, m * sizeof *w->cnt);
-        for (size_t r = 0; r < m; r++) w->thr[r] = -INFINITY;
-        for (size_t j0 = 0; j0 < ntr; j0 += w->nb) {
-            size_t nw = ntr - j0 < w->nb ? ntr - j0 : w->nb;
+        for (size_t u = 0; u < w->b->nu; u++) {
+            size_t j0 = u * KNN_NB, nw = w->nr - j0 < KNN_NB ? w->nr - j0 : KNN_NB;
             double t0 = rb_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nw, (int)d, 1.0f,
-                        w->xte, (int)d, w->btr + j0 * w->ldb, (int)w->ldb, 0.0f, w->S, (int)nw);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ms, (int)nw, (int)d, 1.0f,
+                        w->xte, (int)d, w->b->ux[u], (int)w->b->uld[u], 0.0f, w->S, (int)nw);
             double t1 = rb_now();
-            for (size_t r = 0; r < m; r++)
-                offer_row(w->S + r * nw, w->wtr + j0, nw, (int32_t)j0, w->kb + r * cap,
-                          &w->cnt[r], &w->thr[r], w->kmax, w->cap);
+            for (size_t r = 0; r < ms; r++)
+                offer_row(w->S + r * nw, w->b->w + j0, nw, (int32_t)(w->row0 + j0),
+                          w->kb + (s0 + r) * cap, &w->cnt[s0 + r], &w->thr[s0 + r], w->kmax,
+                          w->cap);
             w->tg += t1 - t0;
             w->tsel += rb_now() - t1;
         }
-        double t2 = rb_now();
-        for (size_t r = 0; r < m; r++) {
-            uint64_t *kb = w->kb + r * cap;
-            if (w->cnt[r] > w->kmax) key_select(kb, (size_t)w->cnt[r], kk);
-            RB_ASSERT(w->cnt[r] >= w->kmax);
-            key_sort(kb, kk);
-            for (size_t q = 0; q < kk; q++) {
-                hs[r * kk + q] = key_sim(kb[q]);
-                hi[r * kk + q] = key_idx(kb[q]);
-            }
-            flag_row(hs + r * kk, w->kmax, w->bs, w->nbs, w->gap, w->flag + r * kk);
-        }
-        double t3 = rb_now();
-        w->tsel += t3 - t2;
-        /* Refinement in train-row order (counting sort of the flagged
-         * slots), so each train row is read once per test block. */
-        size_t np = m * kk, nf = 0;
-        memset(w->start, 0, (ntr + 1) * sizeof *w->start);
-        for (size_t q = 0; q < np; q++)
-            if (w->flag[q]) {
-                w->start[(size_t)hi[q] + 1]++;
-                nf++;
-            }
-        for (size_t t = 0; t < ntr; t++) w->start[t + 1] += w->start[t];
-        for (size_t q = 0; q < np; q++)
-            if (w->flag[q]) w->pairs[w->start[(size_t)hi[q]]++] = (uint32_t)q;
-        for (size_t q = 0; q < nf; q++) {
-            size_t slot = w->pairs[q], r = slot / kk, t = (size_t)hi[slot];
-            hs[slot] = (float)(dot_sd(tev.x + r * te->ld, tr->x + t * tr->ld, d) * w->inv_te[r] *
-                               w->inv_tr[t]);
-        }
-        for (size_t r = 0; r < m; r++)
-            resort_row(hs + r * kk, hi + r * kk, w->flag + r * kk, w->kmax, w->kb + r * cap);
-        w->tref += rb_now() - t3;
-        w->nref += (double)nf;
     }
     return NULL;
 }
 
-/* Train-row norms on nthr threads. */
+/* The refinement over one train block: pairs[p0, p1) (train index << 32 |
+ * slot, sorted) whose train rows lie in the block, split into contiguous
+ * ranges, one per job; each pair writes only its own slot. */
 typedef struct {
-    const rb_view *src;
-    size_t r0, r1, bad_row;
-    double *inv;
-    float *winv, *dst;
-    int bad;
-} norm_job;
+    const rb_view *te;
+    size_t a, d, kk;
+    const double *inv_te;
+    const float *x;
+    size_t ld, row0;
+    const double *inv;
+    const uint64_t *pairs;
+    size_t p0, p1;
+    double *ref, *dist2;
+} ref_job;
 
-static void *norm_work(void *arg)
+static void *ref_work(void *arg)
 {
-    norm_job *j = arg;
-    j->bad = norm_rows(j->src, j->r0, j->r1, j->inv, j->winv, j->dst, &j->bad_row);
+    ref_job *j = arg;
+    size_t d = j->d;
+    for (size_t p = j->p0; p < j->p1; p++) {
+        size_t slot = (size_t)(uint32_t)j->pairs[p], r = slot / j->kk,
+               t = (size_t)(j->pairs[p] >> 32) - j->row0;
+        const float *q = j->te->x + (j->a + r) * j->te->ld, *x = j->x + t * j->ld;
+        double iq = j->inv_te[r], ix = j->inv[t];
+        j->ref[slot] = dot_sd(q, x, d) * iq * ix;
+        if (j->dist2) {
+            double s = 0;
+            for (size_t c = 0; c < d; c++) {
+                double diff = q[c] * iq - x[c] * ix;
+                s += diff * diff;
+            }
+            j->dist2[slot] = s;
+        }
+    }
     return NULL;
 }
 
-static int norm_threads(const rb_view *src, double *inv, float *winv, float *dst, int nthr,
-                        size_t *bad)
+static int cmp_u64(const void *a, const void *b)
 {
-    norm_job jobs[KNN_MAX_THREADS];
-    pthread_t tid[KNN_MAX_THREADS];
-    int started[KNN_MAX_THREADS] = {0};
-    size_t n = src->n;
-    if ((size_t)nthr > n) nthr = n ? (int)n : 1;
-    for (int t = 0; t < nthr; t++) {
-        norm_job j = {src, n * (size_t)t / (size_t)nthr, n * (size_t)(t + 1) / (size_t)nthr, 0,
-                      inv, winv, dst, 0};
-        jobs[t] = j;
-    }
-    for (int t = 1; t < nthr; t++)
-        started[t] = pthread_create(&tid[t], NULL, norm_work, &jobs[t]) == 0;
-    norm_work(&jobs[0]);
-    for (int t = 1; t < nthr; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            norm_work(&jobs[t]);
-    }
-    for (int t = 0; t < nthr; t++)
-        if (jobs[t].bad) {
-            *bad = jobs[t].bad_row;
-            return 1;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* ------------------------------------------------------------------ merge */
+
+void rb_knn_merge_lists(const int32_t *idx, const float *sim, size_t nparts, size_t n, int kmax,
+                        int32_t *out_idx, float *out_sim)
+{
+    size_t kk = (size_t)kmax, head[64];
+    RB_ASSERT(nparts >= 1 && nparts <= 64);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t p = 0; p < nparts; p++) head[p] = 0;
+        for (size_t q = 0; q < kk; q++) {
+            size_t best = SIZE_MAX;
+            uint64_t bk = 0;
+            for (size_t p = 0; p < nparts; p++) {
+                size_t o = (p * n + i) * kk;
+                if (head[p] >= kk || idx[o + head[p]] < 0) continue;
+                uint64_t key = knn_key(sim[o + head[p]], idx[o + head[p]]);
+                if (best == SIZE_MAX || key > bk) {
+                    best = p;
+                    bk = key;
+                }
+            }
+            if (best == SIZE_MAX) {
+                out_idx[i * kk + q] = -1;
+                out_sim[i * kk + q] = -INFINITY;
+                continue;
+            }
+            size_t o = (best * n + i) * kk + head[best]++;
+            out_idx[i * kk + q] = idx[o];
+            out_sim[i * kk + q] = sim[o];
         }
-    return 0;
+    }
+}
+
+int rb_knn_merge(int32_t *idx, float *sim, size_t n, int kmax, rb_err *e)
+{
+    int P = rb_comm_size();
+    if (P <= 1 || n == 0) return RB_OK;
+    if (P > 64) RB_FAIL(e, RB_EINVAL, "knn: more than 64 ranks");
+    size_t kk = (size_t)kmax, cnt = n * kk, tot = 0;
+    void *ai = NULL, *as = NULL;
+    int rc = rb_comm_allgather(idx, cnt * sizeof *idx, &ai, &tot, e);
+    if (!rc) rc = rb_comm_allgather(sim, cnt * sizeof *sim, &as, &tot, e);
+    if (!rc && tot != (size_t)P * cnt * sizeof *sim)
+        rc = rb_fail(e, RB_EINTERNAL, "knn: ranks gathered %zu bytes of lists, expected %zu", tot,
+                     (size_t)P * cnt * sizeof *sim);
+    if (!rc) rb_knn_merge_lists(ai, as, (size_t)P, n, kmax, idx, sim);
+    free(ai);
+    free(as);
+    return rc;
 }
 
 /* ------------------------------------------------------------- neighbours */
+
+/* Under MPI every rank must reach the same collectives: a local failure rc
+ * is agreed on first, so that all ranks stop together (a rank that did not
+ * fail itself says so).  With one rank: rc. */
+static int agree(int rc, rb_err *e)
+{
+    if (rb_comm_size() <= 1) return rc;
+    double f = rc ? 1 : 0;
+    rb_err e2 = {0};
+    if (rb_comm_max(&f, 1, &e2)) {
+        if (!rc) *e = e2;
+        return rc ? rc : e2.code;
+    }
+    if (f > 0 && !rc) return rb_fail(e, RB_EINVAL, "knn: another rank failed (see its message)");
+    return rc;
+}
+
+int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int kmax,
+                  const int *bs, size_t nbs, int threads, const rb_opts *o, size_t held,
+                  int32_t *idx, float *sim, double *dist2, double *gemm_seconds, rb_err *e)
+{
+    if (!tr || (!tr->v && !tr->src) || !te || !te->x)
+        RB_FAIL(e, RB_EINVAL, "knn: missing train or test data");
+    if (tr->v && !tr->v->x) RB_FAIL(e, RB_EINVAL, "knn: missing train data");
+    size_t d = tr->v ? tr->v->d : tr->src->layer_d[tr->layer];
+    if (tr->r1 < tr->r0 || (tr->v && tr->r1 > tr->v->n) ||
+        (tr->src && !tr->v && tr->r1 > tr->src->split_n[tr->split]))
+        RB_FAIL(e, RB_EINVAL, "knn: train rows [%zu, %zu) out of range", tr->r0, tr->r1);
+    if (n_train == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
+    if (n_train > (size_t)INT32_MAX) RB_FAIL(e, RB_EINVAL, "knn: train split has more than 2^31-1 rows");
+    if (d != te->d) RB_FAIL(e, RB_EINVAL, "knn: train has %zu features but test has %zu", d, te->d);
+    if (d == 0) RB_FAIL(e, RB_EINVAL, "knn: zero features");
+    if (kmax < 1 || (size_t)kmax > n_train)
+        RB_FAIL(e, RB_EINVAL, "knn: k = %d outside [1, N_train = %zu]", kmax, n_train);
+    if ((tr->v && tr->v->ld < d) || te->ld < te->d)
+        RB_FAIL(e, RB_EINVAL, "knn: leading dimension below d");
+
+    int rc = RB_OK;
+    size_t nte = te->n, kk = (size_t)kmax, bad = 0;
+    int cap = kmax + (kmax < 64 ? 64 : kmax);
+    if ((size_t)KNN_TB * (size_t)cap > (size_t)UINT32_MAX)
+        RB_FAIL(e, RB_EINVAL, "knn: k = %d too large for a %d-row test block", kmax, KNN_TB);
+    int nthr = threads > 0 ? threads : rb_workers();
+    if (nthr < 1) nthr = 1;
+    if (nthr > KNN_MAX_THREADS) nthr = KNN_MAX_THREADS;
+    size_t nsub = (nte + KNN_TB - 1) / KNN_TB;
+    int nw = nsub < (size_t)nthr ? (int)(nsub ? nsub : 1) : nthr;
+    size_t block = rb_stream_block_rows(o, d);
+    block -= block % KNN_NB;
+    if (block == 0) block = KNN_NB;
+
+    /* The working set: two train blocks (the stream's; none for a view),
+     * the block's norms, scales and normalised copy, a tile and a test
+     * copy per worker, and per test row of the outer block its candidate
+     * keys, threshold, flags, inverse norm, refined values and pairs. */
+    double fixed = (tr->v ? 0.0 : 2.0 * (double)block * (double)d * 4) +
+                   (double)block * (12.0 + 4.0 * (double)d + 16.0 / KNN_NB) +
+                   (double)nw * KNN_TB * (KNN_NB + (double)d) * 4 + (double)held;
+    double per_row = (double)cap * 8 + 16 + (double)kk * (1 + 8 + 8);
+    size_t budget = rb_mem_budget(o);
+    if (rb_comm_size() > 1) { /* one decision for all ranks: the smallest budget */
+        double db = (double)budget;
+        if ((rc = rb_comm_min(&db, 1, e))) return rc;
+        budget = db >= (double)SIZE_MAX ? SIZE_MAX : (size_t)db;
+    }
+    size_t min_rows = nte < KNN_TB ? (nte ? nte : 1) : KNN_TB;
+    double need = fixed + per_row * (double)min_rows;
+    if (need > (double)budget)
+        RB_FAIL(e, RB_EINVAL,
+                "knn: needs %.1f MiB (%zu test rows x %d candidates, two %zu-row train blocks of "
+                "%zu floats, %d product tiles%s), budget %.1f MiB (--mem-limit, or the memory "
+                "available): refused before starting",
+                need / 1048576.0, min_rows, cap, block, d, nw,
+                held ? ", and the rows held" : "", (double)budget / 1048576.0);
+    size_t mo = (size_t)(((double)budget - fixed) / per_row);
+    if (mo >= nte) mo = nte;
+    else if (mo >= KNN_TB) mo -= mo % KNN_TB; /* whole sub-blocks: tiles fixed from row 0 */
+    else mo = min_rows;
+    if (mo == 0) mo = 1;
+    if (rb_comm_size() > 1) { /* every rank must take the same outer blocks */
+        double dm = (double)mo;
+        if ((rc = rb_comm_min(&dm, 1, e))) return rc;
+        mo = (size_t)dm;
+    }
+
+    size_t ubuf = (block + KNN_NB - 1) / KNN_NB;
+    train_blk b = {malloc(block * sizeof(double)), malloc(block * sizeof(float)), NULL,
+                   malloc(ubuf * sizeof(const float *)), malloc(ubuf * sizeof(size_t)), 0};
+    uint64_t *kb = malloc(mo * (size_t)cap * sizeof *kb);
+    int *cnt = malloc(mo * sizeof *cnt);
+    float *thr = malloc(mo * sizeof *thr);
+    unsigned char *flag = malloc(mo * kk);
+    double *inv_te = malloc(mo * sizeof *inv_te), *ref = malloc(mo * kk * sizeof *ref);
+    uint64_t *pairs = malloc(mo * kk * sizeof *pairs);
+    sel_job ws[KNN_MAX_THREADS];
+    pthread_t tid[KNN_MAX_THREADS];
+    memset(ws, 0, sizeof ws);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    train_rd rd = {0};
+    int blas_prev = openblas_get_num_threads(), rd_is_open = 0;
+    double gap = 2 * knn_err_bound(d) + 0x1p-21; /* + 4 float ulps of 1 */
+    double tg = 0, tsel = 0, tref = 0, nref = 0, tio = 0;
+    int P = rb_comm_size();
+    if (!b.inv || !b.w || !b.ux || !b.uld || !kb || !cnt || !thr || !flag || !inv_te || !ref ||
+        !pairs)
+        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu test rows x %d candidates)", mo, cap);
+    for (int t = 0; t < nw && !rc; t++) {
+        ws[t].xte = malloc((size_t)KNN_TB * d * sizeof(float));
+        ws[t].S = malloc((size_t)KNN_TB * KNN_NB * sizeof(float));
+        if (!ws[t].xte || !ws[t].S)
+            rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%d x %d tile per thread)", KNN_TB,
+                         KNN_NB);
+    }
+    if (!rc && !(rc = rd_open(&rd, tr, block, e))) rd_is_open = 1;
+    if ((rc = agree(rc, e))) goto out;
+    openblas_set_num_threads(1); /* one BLAS thread per worker, restored below */
+    size_t passes = 0;
+    for (size_t a = 0; a < nte; a += mo) {
+        size_t m = nte - a < mo ? nte - a : mo;
+        for (size_t r = 0; r < m; r++) {
+            const float *x = te->x + (a + r) * te->ld;
+            double s = dot_sd(x, x, d);
+            if (!isfinite(s)) {
+                rc = rb_fail(e, RB_EINVAL, "knn: test row %zu is not finite", a + r);
+                goto out;
+            }
+            inv_te[r] = s > 0 ? 1.0 / sqrt(s) : 0.0;
+            cnt[r] = 0;
+            thr[r] = -INFINITY;
+        }
+        /* Pass 1: the running top-kmax (by the float similarities). */
+        if (passes++) rc = rd_rewind(&rd, e);
+        while (!rc) {
+            const float *x;
+            size_t ld, row0, nr;
+            double t0 = rb_now();
+            if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e))) break;
+            tio += rb_now() - t0;
+            if (nr == 0) break;
+            if (prep_block(&b, x, ld, nr, d, block, tr->skip_zero, 0, &bad, e)) {
+                if (bad == SIZE_MAX) rc = e->code;
+                else rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", row0 + bad);
+                break;
+            }
+            size_t next = 0;
+            for (int t = 0; t < nw; t++) {
+                sel_job *w = &ws[t];
+                w->te = te;
+                w->a = a;
+                w->m = m;
+                w->d = d;
+                w->inv_te = inv_te;
+                w->b = &b;
+                w->nr = nr;
+                w->row0 = row0;
+                w->kmax = kmax;
+                w->cap = cap;
+                w->kb = kb;
+                w->cnt = cnt;
+                w->thr = thr;
+                w->mu = &mu;
+                w->next = &next;
+            }
+            int started[KNN_MAX_THREADS] = {0};
+            for (int t = 1; t < nw; t++)
+                started[t] = pthread_create(&tid[t], NULL, sel_work, &ws[t]) == 0;
+            sel_work(&ws[0]);
+            for (int t = 1; t < nw; t++) {
+                if (started[t]) pthread_join(tid[t], NULL);
+                else sel_work(&ws[t]); /* no thread: the sub-blocks left are done here */
+            }
+        }
+        if ((rc = agree(rc, e))) goto out;
+        /* The local lists, best first (empty slots: index -1). */
+        double t2 = rb_now();
+        float *hs = sim + a * kk;
+        int32_t *hi = idx + a * kk;
+        for (size_t r = 0; r < m; r++) {
+            uint64_t *k1 = kb + r * (size_t)cap;
+            size_t c = (size_t)cnt[r];
+            if (c > kk) key_select(k1, c, kk);
+            if (c > kk) c = kk;
+            key_sort(k1, c);
+            for (size_t q = 0; q < kk; q++) {
+                hs[r * kk + q] = q < c ? key_sim(k1[q]) : -INFINITY;
+                hi[r * kk + q] = q < c ? key_idx(k1[q]) : -1;
+            }
+        }
+        if ((rc = rb_knn_merge(hi, hs, m, kmax, e))) goto out;
+        /* The rows to refine, in train-row order. */
+        size_t np = 0;
+        for (size_t r = 0; r < m; r++) {
+            int n = kmax;
+            while (n > 0 && hi[r * kk + (size_t)n - 1] < 0) n--;
+            if (n < kmax) {
+                rc = rb_fail(e, RB_EINVAL, "knn: only %d candidate train rows for k = %d", n, kmax);
+                goto out;
+            }
+            flag_row(hs + r * kk, kmax, bs, nbs, gap, flag + r * kk);
+            for (size_t q = 0; q < kk; q++) {
+                size_t j = (size_t)hi[r * kk + q];
+                ref[r * kk + q] = 0;
+                if (dist2) dist2[(a + r) * kk + q] = 0;
+                if (flag[r * kk + q] && j >= tr->r0 && j < tr->r1)
+                    pairs[np++] = (uint64_t)j << 32 | (uint64_t)(r * kk + q);
+            }
+        }
+        qsort(pairs, np, sizeof *pairs, cmp_u64);
+        double t3 = rb_now();
+        tsel += t3 - t2;
+        /* Pass 2: the kept similarities (and distances) in double. */
+        size_t p = 0;
+        int any = np > 0;
+        if (P > 1) {
+            long a1 = any;
+            if ((rc = rb_comm_sum_long(&a1, 1, e))) goto out;
+            any = a1 > 0;
+        }
+        if (any) {
+            rc = rd_rewind(&rd, e);
+            while (!rc) {
+                const float *x;
+                size_t ld, row0, nr;
+                double t0 = rb_now();
+                if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e))) break;
+                tio += rb_now() - t0;
+                if (nr == 0) break;
+                size_t p1 = p;
+                while (p1 < np && (pairs[p1] >> 32) < row0 + nr) p1++;
+                if (p1 == p) continue;
+                prep_block(&b, x, ld, nr, d, block, tr->skip_zero, 1, &bad, e);
+                ref_job rj[KNN_MAX_THREADS];
+                int nj = nthr;
+                if ((size_t)nj > p1 - p) nj = (int)(p1 - p);
+                for (int t = 0; t < nj; t++) {
+                    ref_job j = {te, a, d, kk, inv_te, x, ld, row0, b.inv, pairs,
+                                 p + (p1 - p) * (size_t)t / (size_t)nj,
+                                 p + (p1 - p) * (size_t)(t + 1) / (size_t)nj, ref,
+                                 dist2 ? dist2 + a * kk : NULL};
+                    rj[t] = j;
+                }
+                rb_run_jobs(ref_work, rj, sizeof rj[0], nj);
+                p = p1;
+            }
+            if ((rc = agree(rc, e))) goto out;
+            /* Each pair was computed by the rank owning its train row
+             * (zeros elsewhere): the sums are exact. */
+            if (P > 1) {
+                if ((rc = rb_comm_sum(ref, m * kk, e))) goto out;
+                if (dist2 && (rc = rb_comm_sum(dist2 + a * kk, m * kk, e))) goto out;
+            }
+        }
+        for (size_t r = 0; r < m; r++) {
+            for (size_t q = 0; q < kk; q++)
+                if (flag[r * kk + q]) hs[r * kk + q] = (float)ref[r * kk + q];
+            if (dist2) resort_row_dist(hs + r * kk, hi + r * kk, dist2 + (a + r) * kk,
+                                       flag + r * kk, kmax, (dist_key *)(kb + r * (size_t)cap));
+            else resort_row(hs + r * kk, hi + r * kk, flag + r * kk, kmax, kb + r * (size_t)cap);
+        }
+        tref += rb_now() - t3;
+        for (size_t q = 0; q < m * kk; q++) nref += flag[q];
+    }
+    for (int t = 0; t < nw; t++) {
+        tg += ws[t].tg / nw;
+        tsel += ws[t].tsel / nw;
+    }
+    rb_logf(o, "knn: %zu x %zu x %zu (train rows [%zu, %zu) here) on %d threads, %zu pass(es) over "
+               "train (%zu-row blocks): "
+               "gemm %.2f s, selection %.2f s, double refinement %.2f s (%.1f of %d per row), "
+               "reading %.2f s",
+            nte, n_train, d, tr->r0, tr->r1, nw, passes, block, tg, tsel, tref, nte ? nref / (double)nte : 0.0,
+            kmax, tio);
+    if (gemm_seconds) *gemm_seconds = tg;
+out:
+    openblas_set_num_threads(blas_prev);
+    if (rd_is_open) rb_stream_close(rd.st);
+    for (int t = 0; t < nw; t++) {
+        free(ws[t].xte);
+        free(ws[t].S);
+    }
+    free(b.inv);
+    free(b.w);
+    free(b.xn);
+    free(b.ux);
+    free(b.uld);
+    free(kb);
+    free(cnt);
+    free(thr);
+    free(flag);
+    free(inv_te);
+    free(ref);
+    free(pairs);
+    return rc;
+}
+
+int rb_knn_train_nonzero(const rb_knn_train *tr, const rb_opts *o, size_t *nz, rb_err *e)
+{
+    size_t d = tr->v ? tr->v->d : tr->src->layer_d[tr->layer];
+    train_rd rd;
+    int rc = rd_open(&rd, tr, rb_stream_block_rows(o, d), e);
+    long c = 0;
+    while (!rc) {
+        const float *x;
+        size_t ld, row0, nr;
+        if ((rc = rd_next(&rd, &x, &ld, &row0, &nr, e)) || nr == 0) break;
+        for (size_t t = 0; t < nr; t++) {
+            const float *r = x + t * ld;
+            int any = 0, fin = 1;
+            for (size_t j = 0; j < d; j++) {
+                any |= r[j] != 0;
+                fin &= isfinite(r[j]) != 0;
+            }
+            if (!fin) {
+                rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", row0 + t);
+                break;
+            }
+            c += any;
+        }
+    }
+    if (!tr->v) rb_stream_close(rd.st);
+    long buf[2] = {c, rc != 0}; /* count and failures, summed in one collective */
+    rb_err e2 = {0};
+    int rc2 = rb_comm_sum_long(buf, 2, &e2);
+    if (!rc && rc2) *e = e2, rc = rc2;
+    if (!rc && buf[1]) rc = rb_fail(e, RB_EINVAL, "knn: another rank failed (see its message)");
+    *nz = rc ? 0 : (size_t)buf[0];
+    return rc;
+}
 
 static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const int *bs,
                          size_t nbs, int threads, const rb_opts *o, int32_t *idx,
                          float *sim, double *gemm_seconds, rb_err *e)
 {
-    if (!tr || !te || !tr->x || !te->x) RB_FAIL(e, RB_EINVAL, "knn: missing train or test data");
-    if (tr->n == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
-    if (tr->n > (size_t)INT32_MAX) RB_FAIL(e, RB_EINVAL, "knn: train split has more than 2^31-1 rows");
-    if (tr->d != te->d)
-        RB_FAIL(e, RB_EINVAL, "knn: train has %zu features but test has %zu", tr->d, te->d);
-    if (tr->d == 0) RB_FAIL(e, RB_EINVAL, "knn: zero features");
-    if (kmax < 1 || (size_t)kmax > tr->n)
-        RB_FAIL(e, RB_EINVAL, "knn: k = %d outside [1, N_train = %zu]", kmax, tr->n);
-    if (tr->ld < tr->d || te->ld < te->d) RB_FAIL(e, RB_EINVAL, "knn: leading dimension below d");
-
-    int rc = RB_OK;
-    size_t d = tr->d, ntr = tr->n, nte = te->n, bad = 0;
-    int nthr = threads > 0 ? threads : rb_workers();
-    if (nthr < 1) nthr = 1;
-    if (nthr > KNN_MAX_THREADS) nthr = KNN_MAX_THREADS;
-    /* Blocks of KNN_TB test rows (fewer in the last), fixed by the problem
-     * size and never by the thread count: SGEMM kernels round edge tiles
-     * differently from inner ones, so a row's float similarities -- and the
-     * kmax candidates chosen from them -- must not depend on where the
-     * thread count puts block edges. */
-    size_t tb = nte < KNN_TB ? nte : KNN_TB;
-    if (tb == 0) tb = 1;
-    int nw = (int)((nte + tb - 1) / tb);
-    if (nw > nthr) nw = nthr;
-    if (nw < 1) nw = 1;
-    int cap = kmax + (kmax < 64 ? 64 : kmax);
-    if (tb * (size_t)cap > (size_t)UINT32_MAX)
-        RB_FAIL(e, RB_EINVAL, "knn: k = %d too large for a %zu-row test block", kmax, tb);
-    size_t nb = ntr < KNN_NB ? ntr : KNN_NB;
-    knn_worker ws[KNN_MAX_THREADS];
-    pthread_t tid[KNN_MAX_THREADS];
-    int started[KNN_MAX_THREADS] = {0};
-    memset(ws, 0, sizeof ws);
-    float *xtr = NULL; /* normalised train copy, only for extreme norms */
-    float *wtr = malloc(ntr * sizeof *wtr);
-    double *inv_tr = malloc(ntr * sizeof *inv_tr);
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    size_t next = 0;
-    int blas_prev = openblas_get_num_threads();
-    if (!wtr || !inv_tr) {
-        rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu train norms)", ntr);
-        goto out;
-    }
-    for (int t = 0; t < nw; t++) {
-        knn_worker *w = &ws[t];
-        w->xte = malloc(tb * d * sizeof *w->xte);
-        w->S = malloc(tb * nb * sizeof *w->S);
-        w->kb = malloc(tb * (size_t)cap * sizeof *w->kb);
-        w->cnt = malloc(tb * sizeof *w->cnt);
-        w->thr = malloc(tb * sizeof *w->thr);
-        w->flag = malloc(tb * (size_t)kmax);
-        w->inv_te = malloc(tb * sizeof *w->inv_te);
-        w->start = malloc((ntr + 1) * sizeof *w->start);
-        w->pairs = malloc(tb * (size_t)kmax * sizeof *w->pairs);
-        if (!w->xte || !w->S || !w->kb || !w->cnt || !w->thr || !w->flag || !w->inv_te ||
-            !w->start || !w->pairs) {
-            rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu tile per thread)", tb, nb);
-            goto out;
-        }
-    }
-    /* The train rows are not copied: the SGEMM multiplies the normalised
-     * test rows by the original train rows, and the selection scales tile
-     * column j by w_j = (float)(1/|train row j|) as it reads it.  The error
-     * bound of knn_err_bound holds as for normalised rows.  Norms so large or
-     * small that an unnormalised dot product could overflow or lose range
-     * fall back to a normalised float copy (w = 1). */
-    double t0 = rb_now();
-    const float *btr = tr->x;
-    size_t ldb = tr->ld;
-    if (norm_threads(tr, inv_tr, wtr, NULL, nthr, &bad)) {
-        rc = rb_fail(e, RB_EINVAL, "knn: train row %zu is not finite", bad);
-        goto out;
-    }
-    int extreme = 0;
-    for (size_t j = 0; j < ntr; j++)
-        extreme |= inv_tr[j] > 0 && (inv_tr[j] > 0x1p60 || inv_tr[j] < 0x1p-60);
-    if (extreme) {
-        if (!(xtr = malloc(ntr * d * sizeof *xtr))) {
-            rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %zu train copy)", ntr, d);
-            goto out;
-        }
-        norm_threads(tr, inv_tr, NULL, xtr, nthr, &bad);
-        for (size_t j = 0; j < ntr; j++) wtr[j] = 1.0f;
-        btr = xtr;
-        ldb = d;
-    }
-    double tnorm = rb_now() - t0;
-    /* One BLAS thread per worker (restored below). */
-    openblas_set_num_threads(1);
-    for (int t = 0; t < nw; t++) {
-        knn_worker *w = &ws[t];
-        w->tr = tr;
-        w->te = te;
-        w->btr = btr;
-        w->ldb = ldb;
-        w->tb = tb;
-        w->nb = nb;
-        w->wtr = wtr;
-        w->inv_tr = inv_tr;
-        w->kmax = kmax;
-        w->cap = cap;
-        w->bs = bs;
-        w->nbs = nbs;
-        w->gap = 2 * knn_err_bound(d) + 0x1p-21; /* + 4 float ulps of 1 */
-        w->idx = idx;
-        w->sim = sim;
-        w->mu = &mu;
-        w->next = &next;
-    }
-    for (int t = 1; t < nw; t++) started[t] = pthread_create(&tid[t], NULL, knn_work, &ws[t]) == 0;
-    knn_work(&ws[0]);
-    for (int t = 1; t < nw; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            knn_work(&ws[t]); /* no thread: the blocks left are done here */
-    }
-    openblas_set_num_threads(blas_prev);
-    double tg = 0, tsel = 0, tref = 0, nref = 0;
-    for (int t = 0; t < nw; t++) {
-        if (ws[t].bad && !rc)
-            rc = rb_fail(e, RB_EINVAL, "knn: test row %zu is not finite", ws[t].bad_row);
-        tg += ws[t].tg / nw;
-        tsel += ws[t].tsel / nw;
-        tref += ws[t].tref / nw;
-        nref += ws[t].nref;
-    }
-    if (rc) goto out;
-    rb_logf(o, "knn: %zu x %zu x %zu on %d threads: gemm %.2f s, selection %.2f s, double "
-               "refinement %.2f s (%.1f of %d per row), normalisation %.2f s (per thread)",
-            nte, ntr, d, nw, tg, tsel, tref, nte ? nref / (double)nte : 0.0, kmax, tnorm);
-    if (gemm_seconds) *gemm_seconds = tg;
-out:
-    for (int t = 0; t < nw; t++) {
-        free(ws[t].xte);
-        free(ws[t].S);
-        free(ws[t].kb);
-        free(ws[t].cnt);
-        free(ws[t].thr);
-        free(ws[t].flag);
-        free(ws[t].inv_te);
-        free(ws[t].start);
-        free(ws[t].pairs);
-    }
-    free(xtr);
-    free(wtr);
-    free(inv_tr);
-    return rc;
+    if (!tr || !tr->x) RB_FAIL(e, RB_EINVAL, "knn: missing train or test data");
+    rb_knn_train t = {tr, NULL, 0, 0, 0, tr->n, 0};
+    return rb_knn_search(&t, tr->n, te, kmax, bs, nbs, threads, o, 0, idx, sim, NULL,
+                         gemm_seconds, e);
 }
 
 int rb_knn_neighbors(const rb_view *tr, const rb_view *te, int kmax,
@@ -672,42 +963,112 @@ out:
 
 #define KNN_MAXK 32
 
-static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out,
-                    rb_err *e);
+static int knn_eval(const rb_task *t, const rb_knn_train *trs, size_t n_train, const int32_t *ytr,
+                    int k, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out, rb_err *e);
+
+/* The evaluation rows of the probe (rb_probe_eval_views without the train
+ * view: train is streamed): test, then every other labelled split that is
+ * neither train nor ood_* and whose labels lie in [0, k). */
+static int knn_eval_rows(const rb_task *t, rb_view *te, rb_probe_eval *seg, float **buf, rb_err *e)
+{
+    const rb_source *s = t->src;
+    *buf = NULL;
+    memset(seg, 0, sizeof *seg);
+    if (t->train < 0) RB_FAIL(e, RB_EINVAL, "no train split");
+    if (t->test < 0) RB_FAIL(e, RB_EINVAL, "no test split");
+    if (!s->split_y[t->train]) RB_FAIL(e, RB_EINVAL, "train split has no labels");
+    int rc = t->view(t, (size_t)t->test, t->layer, te, e);
+    if (rc) return rc;
+    if (!te->y) RB_FAIL(e, RB_EINVAL, "test split has no labels");
+    size_t idx[RB_PROBE_MAX_EVAL];
+    seg->name[0] = s->split_names[t->test];
+    seg->len[0] = te->n;
+    idx[0] = (size_t)t->test;
+    seg->n = 1;
+    size_t total = te->n;
+    for (size_t i = 0; i < s->nsplits && seg->n < RB_PROBE_MAX_EVAL; i++) {
+        if ((long)i == t->train || (long)i == t->test || !s->split_y[i] ||
+            !strncmp(s->split_names[i], "ood_", 4) || s->split_n[i] == 0)
+            continue;
+        int in = 1;
+        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < s->k;
+        if (!in) continue; /* classes train never saw: not a test of this probe */
+        seg->name[seg->n] = s->split_names[i];
+        seg->off[seg->n] = total;
+        seg->len[seg->n] = s->split_n[i];
+        idx[seg->n++] = i;
+        total += s->split_n[i];
+    }
+    if (seg->n == 1) return RB_OK;
+    size_t d = te->d;
+    float *x = malloc((total * d + total) * sizeof *x + sizeof(int32_t));
+    if (!x) RB_FAIL(e, RB_ENOMEM, "knn: out of memory for %zu evaluation rows", total);
+    int32_t *y = (int32_t *)(x + total * d);
+    for (size_t g = 0; g < seg->n; g++) {
+        rb_view v;
+        if (g == 0) v = *te;
+        else if ((rc = t->view(t, idx[g], t->layer, &v, e))) break;
+        if (v.d != d || v.n != seg->len[g]) {
+            rc = rb_fail(e, RB_EINVAL, "split %s: %zu x %zu features, expected %zu x %zu", seg->name[g], v.n, v.d,
+                         seg->len[g], d);
+            break;
+        }
+        for (size_t r = 0; r < v.n; r++) memcpy(x + (seg->off[g] + r) * d, v.x + r * v.ld, d * sizeof *x);
+        memcpy(y + seg->off[g], s->split_y[idx[g]], v.n * sizeof *y);
+    }
+    if (rc) {
+        free(x);
+        return rc;
+    }
+    *buf = x;
+    te->x = x;
+    te->y = y;
+    te->n = total;
+    te->ld = d;
+    return RB_OK;
+}
 
 int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
-    rb_view tr, te;
+    rb_view te;
     rb_probe_eval seg;
     float *ebuf = NULL;
-    int rc = rb_probe_eval_views(t, &tr, &te, &seg, &ebuf, e);
+    int rc = knn_eval_rows(t, &te, &seg, &ebuf, e);
     if (rc) return rc;
-    rc = knn_eval(t, &tr, &te, &seg, out, e);
+    const rb_source *s = t->src;
+    size_t n_train = s->split_n[t->train];
+    if (te.d != s->layer_d[t->layer]) {
+        free(ebuf);
+        RB_FAIL(e, RB_EINVAL, "knn: train has %zu features but test has %zu", s->layer_d[t->layer], te.d);
+    }
+    rb_knn_train tr = {NULL, s, (size_t)t->train, t->layer, 0, 0, 0};
+    rb_comm_shard(n_train, &tr.r0, &tr.r1);
+    rc = knn_eval(t, &tr, n_train, s->split_y[t->train], s->k, &te, &seg, out, e);
     free(ebuf);
     return rc;
 }
 
-static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out,
-                    rb_err *e)
+static int knn_eval(const rb_task *t, const rb_knn_train *trs, size_t n_train, const int32_t *ytr,
+                    int k, const rb_view *tep, const rb_probe_eval *seg, rb_rows *out, rb_err *e)
 {
-    rb_view tr = *trp, te = *tep;
+    rb_view te = *tep;
     int rc;
     double kl[KNN_MAXK], T;
     size_t nk;
     if ((rc = rb_opt_list(t->o, "knn_k", "10,20,100,200", kl, KNN_MAXK, &nk, e))) return rc;
     if ((rc = rb_opt_double(t->o, "knn_T", 0.07, 1e-6, 1e6, &T, e))) return rc;
     if (nk == 0) RB_FAIL(e, RB_EUSAGE, "option --knn-k: empty list");
-    if (tr.n == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
+    if (n_train == 0) RB_FAIL(e, RB_EINVAL, "knn: empty train split");
     int kreq[KNN_MAXK], kuse[KNN_MAXK], kmax = 0;
     for (size_t q = 0; q < nk; q++) {
         if (kl[q] < 1 || kl[q] != floor(kl[q]) || kl[q] > 1e9)
             RB_FAIL(e, RB_EUSAGE, "option --knn-k: '%g' is not a positive integer", kl[q]);
         kreq[q] = (int)kl[q];
-        kuse[q] = (size_t)kreq[q] > tr.n ? (int)tr.n : kreq[q];
+        kuse[q] = (size_t)kreq[q] > n_train ? (int)n_train : kreq[q];
         if (kuse[q] > kmax) kmax = kuse[q];
     }
     size_t n = te.n;
-    int k = tr.k > te.k ? tr.k : te.k;
+    if (k < 1) k = 1;
     int32_t *idx = malloc((n ? n : 1) * (size_t)kmax * sizeof *idx);
     float *sim = malloc((n ? n : 1) * (size_t)kmax * sizeof *sim);
     float *sc = malloc((n ? n : 1) * (size_t)k * sizeof *sc);
@@ -715,9 +1076,12 @@ static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, co
         rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu x %d neighbour lists)", n, kmax);
         goto out;
     }
+    /* Held beside the kernel's working set: the evaluation rows, the
+     * neighbour lists and the scores. */
+    size_t held = n * te.d * sizeof(float) + n * (size_t)kmax * 8 + n * (size_t)k * sizeof(float);
     double tg = 0;
-    if ((rc = rb_knn_neighbors_ks(&tr, &te, kmax, kuse, nk, t->o ? t->o->threads : 0, t->o, idx,
-                                  sim, &tg, e)))
+    if ((rc = rb_knn_search(trs, n_train, &te, kmax, kuse, nk, t->o ? t->o->threads : 0, t->o,
+                            held, idx, sim, NULL, &tg, e)))
         goto out;
     int B = t->o ? t->o->bootstrap : 0;
     for (size_t q = 0; q < nk; q++) {
@@ -734,7 +1098,7 @@ static int knn_eval(const rb_task *t, const rb_view *trp, const rb_view *tep, co
             items[ni++] = wgt ? "vote=weighted" : "vote=majority";
             items[ni] = NULL;
             rb_params_sorted(params, sizeof params, items);
-            if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], tr.y, k, wgt, T, sc, e))) goto out;
+            if ((rc = rb_knn_vote(idx, sim, n, kmax, kuse[q], ytr, k, wgt, T, sc, e))) goto out;
             if ((rc = rb_probe_report_eval(t, seg, "knn", params, sc, k, te.y, B, rb_probe_seed(t, "knn"), out, e)))
                 goto out;
         }

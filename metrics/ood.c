@@ -6,6 +6,7 @@
  */
 #include "metrics/ood.h"
 #include "metrics/knn.h"
+#include "core/comm.h"
 #include "metrics/lda.h"
 #include "metrics/probe.h"
 
@@ -703,94 +704,67 @@ static int cmp_asc(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int rb_ood_knn_conf(const rb_view *tr, const rb_view *x, const long *ks, size_t nk, int threads,
-                    const rb_opts *o, double *conf, rb_err *e)
+/* rb_ood_knn_conf over any train rows (a view or a streamed shard, zero
+ * rows skipped by the kernel): nz the non-zero train rows over all ranks,
+ * d their width.  One kernel call for all rows of x (it takes them in outer
+ * blocks that fit the memory budget). */
+static int knn_conf_train(const rb_knn_train *tr, size_t d, size_t nz, const rb_view *x,
+                          const long *ks, size_t nk, int threads, const rb_opts *o, double *conf,
+                          rb_err *e)
 {
     const char *who = "ood_knn";
-    if (!tr || !tr->x || tr->d < 1 || tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "%s: no train features", who);
-    int rc = check_rows(who, x, tr->d, e);
+    int rc = check_rows(who, x, d, e);
     if (rc) return rc;
     if (nk < 1) RB_FAIL(e, RB_EINVAL, "%s: no k given", who);
-    const size_t d = tr->d;
-    size_t nz = rb_ood_nonzero_rows(tr);
+    if (!nz) RB_FAIL(e, RB_EINVAL, "%s: every train row is zero", who);
     long kmax_req = 0;
     for (size_t q = 0; q < nk; q++) {
         if (ks[q] < 1 || (size_t)ks[q] > nz)
             RB_FAIL(e, RB_EINVAL, "%s: k = %ld outside [1, %zu] (non-zero train rows)", who, ks[q], nz);
         if (ks[q] > kmax_req) kmax_req = ks[q];
     }
+    if (x->n == 0) return RB_OK;
     int kmax = (int)((size_t)kmax_req + OOD_KNN_MARGIN < nz ? (size_t)kmax_req + OOD_KNN_MARGIN : nz);
-    float *trc = NULL;
-    rb_view tv = *tr;
-    tv.y = NULL;
-    tv.k = 0;
-    size_t chunk = x->n < OOD_KNN_CHUNK ? x->n : OOD_KNN_CHUNK;
-    double *inv = malloc(nz * sizeof *inv), *dd = malloc((size_t)kmax * sizeof *dd);
-    int32_t *idx = malloc((chunk ? chunk : 1) * (size_t)kmax * sizeof *idx);
-    float *sim = malloc((chunk ? chunk : 1) * (size_t)kmax * sizeof *sim);
-    if (!inv || !dd || !idx || !sim) {
-        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", who);
+    size_t kk = (size_t)kmax, n = x->n;
+    int32_t *idx = malloc(n * kk * sizeof *idx);
+    float *sim = malloc(n * kk * sizeof *sim);
+    double *dd = malloc(n * kk * sizeof *dd);
+    if (!idx || !sim || !dd) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (%zu x %d neighbour lists)", who, n, kmax);
         goto out;
     }
-    if (nz < tr->n) {
-        /* Zero rows cannot be normalised: a compact copy without them. */
-        if (!(trc = malloc(nz * d * sizeof *trc))) {
-            rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (train copy)", who);
-            goto out;
+    rb_view xv = *x;
+    xv.y = NULL;
+    xv.k = 0;
+    /* Every kept pair refined: dd holds |q/|q| - z/|z||^2 in double. */
+    if ((rc = rb_knn_search(tr, nz, &xv, kmax, NULL, 0, threads, o, n * kk * 16, idx, sim, dd, NULL, e)))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        const float *q = x->x + i * x->ld;
+        double nq = cblas_dsdot((int)d, q, 1, q, 1);
+        double *ci = conf + i * nk, *di = dd + i * kk;
+        if (!(nq > 0)) {
+            for (size_t m = 0; m < nk; m++) ci[m] = -INFINITY;
+            continue;
         }
-        size_t c = 0;
-        for (size_t i = 0; i < tr->n; i++) {
-            const float *r = tr->x + i * tr->ld;
-            size_t j = 0;
-            while (j < d && r[j] == 0) j++;
-            if (j < d) memcpy(trc + (c++) * d, r, d * sizeof *trc);
-        }
-        tv.x = trc;
-        tv.n = nz;
-        tv.ld = d;
-        rb_logf(o, "%s: %zu zero train rows left out", who, tr->n - nz);
-    }
-    for (size_t i = 0; i < nz; i++) {
-        const float *r = tv.x + i * tv.ld;
-        inv[i] = 1.0 / sqrt(cblas_dsdot((int)d, r, 1, r, 1));
-    }
-    for (size_t r0 = 0; r0 < x->n; r0 += chunk) {
-        rb_view xv = *x;
-        xv.x = x->x + r0 * x->ld;
-        xv.n = x->n - r0 < chunk ? x->n - r0 : chunk;
-        xv.y = NULL;
-        xv.k = 0;
-        if ((rc = rb_knn_neighbors(&tv, &xv, kmax, threads, o, idx, sim, NULL, e))) goto out;
-        for (size_t i = 0; i < xv.n; i++) {
-            const float *q = xv.x + i * xv.ld;
-            double nq = cblas_dsdot((int)d, q, 1, q, 1);
-            double *ci = conf + (r0 + i) * nk;
-            if (!(nq > 0)) {
-                for (size_t m = 0; m < nk; m++) ci[m] = -INFINITY;
-                continue;
-            }
-            double iq = 1.0 / sqrt(nq);
-            for (int c = 0; c < kmax; c++) {
-                size_t jt = (size_t)idx[i * (size_t)kmax + (size_t)c];
-                const float *r = tv.x + jt * tv.ld;
-                double s = 0;
-                for (size_t j = 0; j < d; j++) {
-                    double diff = q[j] * iq - r[j] * inv[jt];
-                    s += diff * diff;
-                }
-                dd[c] = s;
-            }
-            qsort(dd, (size_t)kmax, sizeof *dd, cmp_asc);
-            for (size_t m = 0; m < nk; m++) ci[m] = -sqrt(dd[ks[m] - 1]);
-        }
+        qsort(di, kk, sizeof *di, cmp_asc);
+        for (size_t m = 0; m < nk; m++) ci[m] = -sqrt(di[ks[m] - 1]);
     }
 out:
-    free(trc);
-    free(inv);
-    free(dd);
     free(idx);
     free(sim);
+    free(dd);
     return rc;
+}
+
+int rb_ood_knn_conf(const rb_view *tr, const rb_view *x, const long *ks, size_t nk, int threads,
+                    const rb_opts *o, double *conf, rb_err *e)
+{
+    if (!tr || !tr->x || tr->d < 1 || tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "ood_knn: no train features");
+    rb_knn_train t = {tr, NULL, 0, 0, 0, tr->n, 1};
+    size_t nz = rb_ood_nonzero_rows(tr);
+    if (nz < tr->n) rb_logf(o, "ood_knn: %zu zero train rows left out", tr->n - nz);
+    return knn_conf_train(&t, tr->d, nz, x, ks, nk, threads, o, conf, e);
 }
 
 /* ============================================================ logit scores */
@@ -1064,7 +1038,8 @@ int rb_ood_gauss_run(const rb_task *t, rb_rows *out, rb_err *e)
 /* ------------------------------------------------------------- ood_knn */
 
 typedef struct {
-    const rb_view *tr;
+    const rb_knn_train *tr;
+    size_t d, nz;
     const long *ks;
     size_t nk;
     const rb_task *t;
@@ -1073,7 +1048,7 @@ typedef struct {
 static int knn_score(void *ctx, const rb_view *x, double *conf, rb_err *e)
 {
     knn_ctx *c = ctx;
-    return rb_ood_knn_conf(c->tr, x, c->ks, c->nk, c->t->o->threads, c->t->o, conf, e);
+    return knn_conf_train(c->tr, c->d, c->nz, x, c->ks, c->nk, c->t->o->threads, c->t->o, conf, e);
 }
 
 int rb_ood_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
@@ -1089,14 +1064,18 @@ int rb_ood_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
         kreq[i] = (long)kd[i];
     }
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "ood_knn: no train split");
-    rb_view tr;
-    if ((rc = t->view(t, (size_t)t->train, t->layer, &tr, e))) return rc;
-    size_t nz = rb_ood_nonzero_rows(&tr);
+    /* The train rows are streamed (this rank's shard): never held whole. */
+    rb_knn_train tr = {NULL, t->src, (size_t)t->train, t->layer, 0, 0, 1};
+    rb_comm_shard(t->src->split_n[t->train], &tr.r0, &tr.r1);
+    size_t nz;
+    if ((rc = rb_knn_train_nonzero(&tr, t->o, &nz, e))) return rc;
     if (!nz) RB_FAIL(e, RB_EINVAL, "ood_knn: every train row is zero");
+    if (nz < t->src->split_n[t->train])
+        rb_logf(t->o, "ood_knn: %zu zero train rows left out", t->src->split_n[t->train] - nz);
     for (size_t i = 0; i < nk; i++) ks[i] = (size_t)kreq[i] > nz ? (long)nz : kreq[i];
     scored s;
     if ((rc = scored_init(t, nk, &s, "ood_knn", e))) return rc;
-    knn_ctx c = {&tr, ks, nk, t};
+    knn_ctx c = {&tr, t->src->layer_d[t->layer], nz, ks, nk, t};
     if ((rc = score_splits(t, &s, knn_score, &c, e))) goto out;
     for (size_t i = 0; i < nk; i++) {
         char params[64];

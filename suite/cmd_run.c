@@ -578,7 +578,7 @@ static int write_outputs(const char *out, const rb_rows *rows, const notes *skip
 
 static const char run_usage[] =
     "usage: repbench run [--methods a,b] [--family F] [--layers l1,l2] [--seed S]\n"
-    "       [--threads T] [--bootstrap B] [--predictions] [--quiet] [--other DUMP]\n"
+    "       [--threads T] [--mem-limit SIZE] [--bootstrap B] [--predictions] [--quiet] [--other DUMP]\n"
     "       [--METHOD-OPTION v] -o DIR DUMP...\n";
 
 int rb_cmd_run(int argc, char **argv)

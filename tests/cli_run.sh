@@ -34,6 +34,15 @@ $RB run --help >"$T/help" 2>&1 && grep -q "^usage: repbench run" "$T/help" && ok
 expect_status 0 $RB run --methods "$M" --seed 5 --bootstrap 50 -o "$T/a" "$T/tiny.h5"
 expect_status 0 $RB run --methods "$M" --seed 5 --bootstrap 50 --threads 1 -o "$T/b" "$T/tiny.h5"
 ls "$T/a"/*.tmp >/dev/null 2>&1 && bad "temporary file left behind" || ok
+# --mem-limit: sizes with suffixes are taken; anything else is one line, exit 2.
+expect_status 0 $RB run --methods "$M" --seed 5 --bootstrap 50 --mem-limit 1.5GiB -o "$T/m" "$T/tiny.h5"
+cmp -s "$T/a/results.csv" "$T/m/results.csv" 2>/dev/null || \
+  "$PY" -c "import csv,sys; f=lambda p:[{k:v for k,v in r.items() if k!='seconds'} for r in csv.DictReader(open(p))]; sys.exit(f(sys.argv[1])!=f(sys.argv[2]))" \
+  "$T/a/results.csv" "$T/m/results.csv" && ok || bad "--mem-limit 1.5GiB changed the results"
+for v in 1x -5M 0 512K 12Q ''; do
+  expect_status 2 $RB run --methods "$M" --mem-limit "$v" -o "$T/m2" "$T/tiny.h5"; one_line
+  grep -q -- "--mem-limit" "$T/err" && ok || bad "--mem-limit '$v' refusal does not name the option"
+done
 "$PY" - "$T/a" "$T/b" "$M" <<'PY' && ok || bad "results/run.json checks"
 import csv, json, sys, math
 a, b, m = sys.argv[1:4]

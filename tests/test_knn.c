@@ -5,11 +5,13 @@
 #include "core/rb.h"
 #include "metrics/knn.h"
 #include "metrics/probe.h"
+#include "core/stream.h"
 #include "tests/check.h"
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -373,6 +375,147 @@ static void test_refusals(void)
     CHECK(strstr(e.msg, "test row 0 is not finite") != NULL);
 }
 
+/* Random rows with exact duplicates (ties) for the streaming tests. */
+static void fill_rows(float *x, size_t n, size_t d, unsigned long seed)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, check_seed(seed));
+    for (size_t i = 0; i < n * d; i++) x[i] = (float)gsl_ran_gaussian(r, 1.0);
+    for (size_t i = 0; i < n / 40; i++) memcpy(x + (n - 1 - i) * d, x + i * 7 * d, sizeof(float) * d);
+    gsl_rng_free(r);
+}
+
+static int same_bits(const void *a, const void *b, size_t bytes) { return memcmp(a, b, bytes) == 0; }
+
+static char last_log[512];
+static void keep_log(void *ctx, const char *msg)
+{
+    (void)ctx;
+    snprintf(last_log, sizeof last_log, "%s", msg);
+}
+
+/* The kernel streams train in blocks of rb_stream_block_rows(o, d) rows and
+ * test in outer blocks sized by rb_mem_budget(o): neither the memory limit
+ * (1 vs 3 train blocks, 1 vs 3 outer test blocks) nor the thread count may
+ * change a bit of the lists, in full and in bounded refinement. */
+static void test_block_and_thread_invariance(void)
+{
+    enum { NTR = 3000, NTE = 700, D = 64, KMAX = 50 };
+    float *xtr = malloc(sizeof(float) * NTR * D), *xte = malloc(sizeof(float) * NTE * D);
+    int32_t *i0 = malloc(sizeof(int32_t) * NTE * KMAX), *i1 = malloc(sizeof(int32_t) * NTE * KMAX);
+    float *s0 = malloc(sizeof(float) * NTE * KMAX), *s1 = malloc(sizeof(float) * NTE * KMAX);
+    fill_rows(xtr, NTR, D, 77);
+    fill_rows(xte, NTE, D, 78);
+    rb_view tr = view(xtr, NULL, NTR, D, 0), te = view(xte, NULL, NTE, D, 0);
+    rb_err e = {0};
+    static const int ks[3] = {5, 20, 50};
+    for (int mode = 0; mode < 2; mode++) {
+        rb_opts o;
+        memset(&o, 0, sizeof o);
+        o.log = keep_log;
+        const int *kl = mode ? ks : NULL;
+        size_t nk = mode ? 3 : 0;
+        CHECK_INT(rb_knn_neighbors_ks(&tr, &te, KMAX, kl ? kl : ks, kl ? nk : 0, 1, NULL, i0, s0, NULL, &e), RB_OK);
+        if (!mode) CHECK_INT(rb_knn_neighbors(&tr, &te, KMAX, 1, NULL, i0, s0, NULL, &e), RB_OK);
+        /* 4 MiB: 1024-row train blocks (3 blocks), one outer test block;
+         * 1.5 MiB: 256-row train blocks (12), outer blocks of 256 rows (3). */
+        const size_t lim[2] = {(size_t)4 << 20, (size_t)3 << 19};
+        for (int l = 0; l < 2; l++)
+            for (int th = 1; th <= 3; th += 2) {
+                o.mem_limit = lim[l];
+                CHECK_INT(rb_stream_block_rows(&o, D), l ? 256 : 1024);
+                memset(i1, 0, sizeof(int32_t) * NTE * KMAX);
+                if (mode) CHECK_INT(rb_knn_neighbors_ks(&tr, &te, KMAX, ks, 3, th, &o, i1, s1, NULL, &e), RB_OK);
+                else CHECK_INT(rb_knn_neighbors(&tr, &te, KMAX, th, &o, i1, s1, NULL, &e), RB_OK);
+                CHECK(same_bits(i0, i1, sizeof(int32_t) * NTE * KMAX));
+                CHECK(same_bits(s0, s1, sizeof(float) * NTE * KMAX));
+                /* the blocking really differed: passes over train, block rows */
+                CHECK(strstr(last_log, l ? "(256-row blocks)" : "1 pass(es) over train (1024-row blocks)") != NULL);
+                CHECK(!l || strstr(last_log, " 1 pass(es)") == NULL);
+            }
+    }
+    /* Below the smallest blocks: refused before starting, need vs budget. */
+    rb_opts o;
+    memset(&o, 0, sizeof o);
+    o.mem_limit = 200000;
+    CHECK_INT(rb_knn_neighbors(&tr, &te, KMAX, 1, &o, i1, s1, NULL, &e), RB_EINVAL);
+    CHECK(strstr(e.msg, "refused before starting") != NULL && strstr(e.msg, "budget 0.2 MiB") != NULL);
+    free(xtr);
+    free(xte);
+    free(i0);
+    free(i1);
+    free(s0);
+    free(s1);
+}
+
+/* MPI readiness without MPI: train split by hand into 2 and 3 contiguous
+ * shards (as rb_comm_shard would, tiles counted from each shard's first
+ * row); each shard's top-kmax with global indices, merged by
+ * rb_knn_merge_lists in shard order, must equal the unsharded lists:
+ * identical indices, and similarities equal to the last bit (every kept
+ * similarity is refined in double from the rows and their own norms, which
+ * do not depend on the shard). */
+static void test_shard_merge(void)
+{
+    enum { NTR = 2000, NTE = 300, D = 48, KMAX = 40 };
+    float *xtr = malloc(sizeof(float) * NTR * D), *xte = malloc(sizeof(float) * NTE * D);
+    int32_t *i0 = malloc(sizeof(int32_t) * NTE * KMAX), *ip = malloc(sizeof(int32_t) * 3 * NTE * KMAX),
+            *im = malloc(sizeof(int32_t) * NTE * KMAX);
+    float *s0 = malloc(sizeof(float) * NTE * KMAX), *sp = malloc(sizeof(float) * 3 * NTE * KMAX),
+          *sm = malloc(sizeof(float) * NTE * KMAX);
+    fill_rows(xtr, NTR, D, 91);
+    fill_rows(xte, NTE, D, 92);
+    rb_view tr = view(xtr, NULL, NTR, D, 0), te = view(xte, NULL, NTE, D, 0);
+    rb_err e = {0};
+    CHECK_INT(rb_knn_neighbors(&tr, &te, KMAX, 2, NULL, i0, s0, NULL, &e), RB_OK);
+    for (size_t P = 2; P <= 3; P++) {
+        for (size_t p = 0; p < P; p++) {
+            /* rb_comm_shard's split: the first NTR % P shards one row more */
+            size_t r0 = p * (NTR / P) + (p < NTR % P ? p : NTR % P);
+            size_t r1 = r0 + NTR / P + (p < NTR % P);
+            rb_knn_train t = {&tr, NULL, 0, 0, r0, r1, 0};
+            CHECK_INT(rb_knn_search(&t, NTR, &te, KMAX, NULL, 0, 1, NULL, 0, ip + p * NTE * KMAX,
+                                    sp + p * NTE * KMAX, NULL, NULL, &e),
+                      RB_OK);
+            int inside = 1;
+            for (size_t q = 0; q < (size_t)NTE * KMAX; q++)
+                inside &= ip[p * NTE * KMAX + q] >= (int32_t)r0 && ip[p * NTE * KMAX + q] < (int32_t)r1;
+            CHECK(inside);
+        }
+        rb_knn_merge_lists(ip, sp, P, NTE, KMAX, im, sm);
+        CHECK(same_bits(i0, im, sizeof(int32_t) * NTE * KMAX));
+        CHECK(same_bits(s0, sm, sizeof(float) * NTE * KMAX));
+    }
+    /* The tie rule and empty slots by hand: equal similarities go to the
+     * lower index whichever part holds it; -1 slots come last. */
+    const int32_t hi[2 * 3] = {7, 2, -1, 3, 9, 1};
+    const float hs[2 * 3] = {0.5f, 0.25f, -INFINITY, 0.5f, 0.25f, -0.5f};
+    int32_t oi[3];
+    float os[3];
+    rb_knn_merge_lists(hi, hs, 2, 1, 3, oi, os);
+    CHECK_INT(oi[0], 3);
+    CHECK_INT(oi[1], 7);
+    CHECK_INT(oi[2], 2);
+    CHECK(os[0] == 0.5f && os[1] == 0.5f && os[2] == 0.25f);
+    const int32_t ei[2 * 2] = {4, -1, -1, -1};
+    const float es[2 * 2] = {0.1f, -INFINITY, -INFINITY, -INFINITY};
+    rb_knn_merge_lists(ei, es, 2, 1, 2, oi, os);
+    CHECK_INT(oi[0], 4);
+    CHECK_INT(oi[1], -1);
+    /* rb_knn_merge with one rank leaves the lists as they are. */
+    memcpy(im, i0, sizeof(int32_t) * NTE * KMAX);
+    CHECK_INT(rb_knn_merge(im, sm, NTE, KMAX, &e), RB_OK);
+    CHECK(same_bits(i0, im, sizeof(int32_t) * NTE * KMAX));
+    free(xtr);
+    free(xte);
+    free(i0);
+    free(ip);
+    free(im);
+    free(s0);
+    free(sp);
+    free(sm);
+}
+
 int main(void)
 {
     test_dino_reference();
@@ -382,5 +525,7 @@ int main(void)
     test_bounded_refinement();
     test_extreme_norms();
     test_refusals();
+    test_block_and_thread_invariance();
+    test_shard_merge();
     return check_summary();
 }
