@@ -59,6 +59,7 @@ def rows(path):
 
 
 ra, rb = rows(ref + "/results.csv"), rows(got + "/results.csv")
+bad_methods = {}  # method -> rows that differ (the summary line names them)
 if len(ra) != len(rb):
     errs.append(f"results.csv: {len(rb)} rows under {ranks} ranks, {len(ra)} in one process")
 worst = 0.0
@@ -72,6 +73,7 @@ for i, (a, b) in enumerate(zip(ra, rb)):
             errs.append(f"results.csv row {i + 2} {ka}: {c} {b[c]} != {a[c]}")
     for c in CLOSE:
         if not close(b[c], a[c]):
+            bad_methods[a["method"]] = bad_methods.get(a["method"], 0) + 1
             errs.append(f"results.csv row {i + 2} {ka}: {c} {b[c]} vs {a[c]} (tolerance {ATOL:g} + {RTOL:g}|b|)")
         elif a[c] and b[c] and num(a[c]) is not None and math.isfinite(num(a[c])) and a[c] != b[c]:
             x, y = num(b[c]), num(a[c])
@@ -99,5 +101,6 @@ except (OSError, ValueError) as ex:
 
 for m in errs[:20]:
     print("  " + m)
-print(f"  {len(ra)} rows, {ranks} ranks: worst difference {worst:.3g} of the tolerance; {len(errs)} problem(s)")
+print(f"  {len(ra)} rows, {ranks} ranks: worst difference {worst:.3g} of the tolerance; {len(errs)} problem(s)"
+      + ("; values differ in " + ", ".join(f"{m} ({k})" for m, k in sorted(bad_methods.items())) if bad_methods else ""))
 sys.exit(1 if errs else 0)
