@@ -23,6 +23,13 @@ LDFLAGS  += -fsanitize=address,undefined
 else
 BUILD    := build
 endif
+# MPI=1: bin/repbench-mpi, built with Open MPI's mpicc and -DRB_MPI in
+# build-mpi/ (README "Running on a cluster"); the default build needs no MPI.
+ifeq ($(MPI),1)
+BUILD    := $(BUILD:build%=build-mpi%)
+CC       := mpicc
+CPPFLAGS += -DRB_MPI
+endif
 ifeq ($(WERROR),1)
 CFLAGS   += -Werror
 endif
@@ -32,7 +39,7 @@ LIBSRC   := $(filter-out suite/main.c,$(LIBSRC))
 LIBOBJ   := $(LIBSRC:%.c=$(BUILD)/%.o)
 TESTSRC  := $(sort $(wildcard tests/test_*.c))
 TESTBIN  := $(TESTSRC:tests/%.c=$(BUILD)/tests/%)
-BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/repbench,bin/repbench)
+BIN      := $(if $(filter 1,$(SAN)),$(BUILD)/repbench,bin/repbench)$(if $(filter 1,$(MPI)),-mpi)
 
 .SECONDARY:
 .PHONY: all deps check clitest test test-san xcheck sweep plots theory bench clean samples
@@ -42,7 +49,7 @@ all: deps $(BIN)
 DEB_PKGS := build-essential pkg-config libgsl-dev libopenblas-dev liblapacke-dev \
             libhdf5-dev libcsv-dev gnuplot-nox python3-sklearn python3-scipy \
             python3-h5py python3-numpy python3-torch dataset-fashion-mnist \
-            clang libclang-rt-14-dev chromium
+            clang libclang-rt-14-dev chromium libopenmpi-dev openmpi-bin
 deps:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PKGS) 2>/dev/null \
 	    | awk '$$NF!="installed"{print $$1}'; \
@@ -195,7 +202,7 @@ bench: deps bin/repbench
 -include $(sort $(wildcard mk/rules_*.mk))
 
 clean:
-	rm -rf build build-san build-fuzz bin
+	rm -rf build build-san build-mpi build-mpi-san build-fuzz bin
 
 # ------------------------------------------------------------------- fuzz
 # libFuzzer targets (clang, ASan+UBSan): the dump reader, the safetensors

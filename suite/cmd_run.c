@@ -15,11 +15,22 @@
  *
  * A method that fails on one layer (bad parameters for this data, a
  * singular matrix) is reported on stderr and in run.json "failed"; the
- * others still run.  A method whose needs the dump cannot meet (no ood_*
+ * others still run.
+ *
+ * Under MPI (bin/repbench-mpi) every rank validates and computes (methods
+ * that stream shard their train rows with rb_comm_shard and rb_comm_sum;
+ * the others run redundantly, to the same result); rank 0 alone takes the
+ * lock, prints and writes.  The ranks agree on the outcome after the lock,
+ * after each dump's validation, after each dump and after the writes
+ * (rb_ranks_agree), so they all end with the same status; a fatal error
+ * inside a method that the other ranks may not share ends them all at once
+ * (rb_ranks_die).  A method whose needs the dump cannot meet (no ood_*
  * split, no labels) is listed under "skipped" with the reason.
  */
 #include "suite/suite.h"
+#include "core/comm.h"
 #include "datasets/dump.h"
+#include "suite/ranks.h"
 #include "reports/csv.h"
 
 #include <cblas.h>
@@ -120,6 +131,7 @@ typedef struct {
     time_t t0, t1;
     double wall;
     int threads;
+    int ranks; /* MPI processes the run was split over */
     const rb_opts *o;
     const notes *skipped, *failed;
     size_t nrows;
@@ -162,6 +174,7 @@ static int write_run_json(const char *path, const run_meta *m, rb_err *e)
     rb_json_fprint_str(fp, u.machine);
     fprintf(fp, ",\n  \"threads\": %d,\n  \"seed\": %llu,\n  \"bootstrap\": %d,\n", m->threads,
             (unsigned long long)m->o->seed, m->o->bootstrap);
+    fprintf(fp, "  \"ranks\": %d,\n", m->ranks);
     fprintf(fp, "  \"start\": \"%s\",\n  \"end\": \"%s\",\n  \"seconds\": %.3f,\n", t0, t1, m->wall);
     fprintf(fp, "  \"rows\": %zu,\n  \"inputs\": [", m->nrows);
     for (int i = 0; i < m->ndumps; i++) {
@@ -451,6 +464,15 @@ static void keep_first_layer(const selection *sel, const rb_opts *o, const rb_so
     }
 }
 
+/* A method stopped the run.  A bad option value (RB_EUSAGE) stops every
+ * rank at the same point, before any exchange: the ranks agree on it after
+ * the dump.  Anything else (memory, I/O, a library failure) may be this
+ * rank's alone while the others wait in a collective: end them all now. */
+static void method_fatal(int rc, const rb_err *e)
+{
+    if (rc != RB_EUSAGE) rb_ranks_die(rc, e);
+}
+
 static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb_rows *rows,
                     notes *skipped, notes *failed, int di, int nd, rb_err *e)
 {
@@ -459,12 +481,13 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
         if (sel->m[i]->needs & (RB_NEEDS_LABELS | RB_NEEDS_TEST)) need_tt = 1;
     rb_dump *d = NULL;
     cache c = {0};
+    const rb_source *s = NULL;
     int rc = rb_dump_open(path, need_tt, &d, e);
-    if (rc) goto out;
-    const rb_source *s = rb_dump_source(d);
+    if (rc) goto validated;
+    s = rb_dump_source(d);
     if ((rc = check_list("layer", o->layers, s->layer_names, s->nlayers, e))) {
         rb_err_wrap(e, "%s", path);
-        goto out;
+        goto validated;
     }
     c.src = s;
     c.x = calloc(s->nsplits * s->nlayers, sizeof *c.x);
@@ -472,12 +495,16 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
     if (!c.x || !want) {
         free(want);
         rc = rb_fail(e, RB_ENOMEM, "out of memory");
-        goto out;
+        goto validated;
     }
     keep_first_layer(sel, o, s, want);
     rb_logf(o, "[%d/%d] %s: checking values", di + 1, nd, path);
     rc = rb_dump_check_values_keep(d, want, c.x, e);
     free(want);
+validated:
+    /* Every rank gets here, whatever failed (a rank whose copy of the dump
+     * differs stops them all before any exchange). */
+    rc = rb_ranks_agree(rc, e); /* every rank validated this dump */
     if (rc) goto out;
     rb_task t = {0};
     t.src = s;
@@ -500,7 +527,10 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
             if ((m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test, rb_opt_str(o, "other", NULL))) continue;
             rb_logf(o, "[%d/%d] %s: layer %s (%zu/%zu): %s", di + 1, nd, rb_dump_model(d), lname,
                     l + 1, s->nlayers, m->name);
-            if ((rc = run_method(m, &t, d, lname, rows, failed, e))) goto out;
+            if ((rc = run_method(m, &t, d, lname, rows, failed, e))) {
+                method_fatal(rc, e);
+                goto out;
+            }
         }
         cache_drop_layer(&c, l);
     }
@@ -509,7 +539,10 @@ static int run_dump(const char *path, const selection *sel, const rb_opts *o, rb
         if (!(m->needs & RB_SCOPE_DUMP) || unmet(m, s, t.train, t.test, rb_opt_str(o, "other", NULL))) continue;
         t.layer = SIZE_MAX;
         rb_logf(o, "[%d/%d] %s: %s (all layers)", di + 1, nd, rb_dump_model(d), m->name);
-        if ((rc = run_method(m, &t, d, "*", rows, failed, e))) goto out;
+        if ((rc = run_method(m, &t, d, "*", rows, failed, e))) {
+            method_fatal(rc, e);
+            goto out;
+        }
         for (size_t l = 0; l < s->nlayers; l++) cache_drop_layer(&c, l);
     }
 out:
@@ -519,6 +552,28 @@ out:
     }
     rb_dump_close(d);
     return rc;
+}
+
+/* DIR/predictions.csv (with --predictions), skipped.csv, run.json and,
+ * last, results.csv (the sweep's target); rank 0 only. */
+static int write_outputs(const char *out, const rb_rows *rows, const notes *skipped,
+                         const notes *failed, run_meta *meta, int *digest_started, pthread_t digest,
+                         rb_err *e)
+{
+    char path[4096];
+    int rc;
+    if (rows->want_pred) {
+        snprintf(path, sizeof path, "%s/predictions.csv", out);
+        if ((rc = write_predictions(path, rows, e))) return rc;
+    }
+    snprintf(path, sizeof path, "%s/skipped.csv", out);
+    if ((rc = write_skipped(path, skipped, failed, e))) return rc;
+    snprintf(path, sizeof path, "%s/run.json", out);
+    if (*digest_started) pthread_join(digest, NULL);
+    *digest_started = 0;
+    if ((rc = write_run_json(path, meta, e))) return rc;
+    snprintf(path, sizeof path, "%s/results.csv", out);
+    return rb_csv_write_rows(path, rows->rows, rows->n, e);
 }
 
 static const char run_usage[] =
@@ -627,8 +682,12 @@ int rb_cmd_run(int argc, char **argv)
                 goto done;
             }
     }
-    /* One writer per output directory, refused before any work. */
-    if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
+    /* One writer per output directory, refused before any work (under MPI
+     * rank 0 writes; every rank learns whether it got the lock). */
+    int root = rb_comm_rank() == 0;
+    int lrc = RB_OK;
+    if (root && (lockfd = rb_out_lock(o->out, &e)) < 0) lrc = e.code ? e.code : RB_EIO;
+    if ((lrc = rb_ranks_agree(lrc, &e))) {
         status = rb_report_err(&e);
         goto done;
     }
@@ -639,19 +698,25 @@ int rb_cmd_run(int argc, char **argv)
     meta.ndumps = cli.npos;
     meta.t0 = time(NULL);
     meta.threads = threads;
+    meta.ranks = rb_comm_size();
     meta.o = o;
     meta.hash = calloc((size_t)cli.npos, sizeof *meta.hash);
     meta.bytes = calloc((size_t)cli.npos, sizeof *meta.bytes);
     if (!meta.hash || !meta.bytes) {
+        e = (rb_err){RB_ENOMEM, "repbench run: out of memory"};
+        rb_ranks_die(RB_ENOMEM, &e);
         fprintf(stderr, "repbench run: out of memory\n");
         status = 1;
         goto done;
     }
-    digest_started = pthread_create(&digest, NULL, digest_all, &meta) == 0;
-    if (!digest_started) digest_all(&meta);
+    if (root) {
+        digest_started = pthread_create(&digest, NULL, digest_all, &meta) == 0;
+        if (!digest_started) digest_all(&meta);
+    }
     double w0 = rb_now();
     for (int i = 0; i < cli.npos; i++) {
         int rc = run_dump(cli.pos[i], &sel, o, &rows, &skipped, &failed, i, cli.npos, &e);
+        rc = rb_ranks_agree(rc, &e); /* a bad option value stops every rank */
         if (rc) {
             if (o->progress) fputs("\r\033[K", stderr);
             status = rb_report_err(&e);
@@ -666,28 +731,9 @@ int rb_cmd_run(int argc, char **argv)
     meta.nrows = rows.n;
     meta.rows = &rows;
 
-    char path[4096];
-    if (rows.want_pred) {
-        snprintf(path, sizeof path, "%s/predictions.csv", o->out);
-        if (write_predictions(path, &rows, &e)) {
-            status = rb_report_err(&e);
-            goto done;
-        }
-    }
-    snprintf(path, sizeof path, "%s/skipped.csv", o->out);
-    if (write_skipped(path, &skipped, &failed, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/run.json", o->out);
-    if (digest_started) pthread_join(digest, NULL);
-    digest_started = 0;
-    if (write_run_json(path, &meta, &e)) {
-        status = rb_report_err(&e);
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/results.csv", o->out);
-    if (rb_csv_write_rows(path, rows.rows, rows.n, &e)) {
+    int wrc = root ? write_outputs(o->out, &rows, &skipped, &failed, &meta, &digest_started, digest, &e)
+                   : RB_OK;
+    if ((wrc = rb_ranks_agree(wrc, &e))) {
         status = rb_report_err(&e);
         goto done;
     }

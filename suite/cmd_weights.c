@@ -16,8 +16,17 @@
  *
  * The method table lives here (weight methods take checkpoints, not the
  * feature views of rb_method); `repbench weights --list` prints it.
+ *
+ * Under MPI (bin/repbench-mpi) every rank validates the checkpoints; the
+ * spectra (one SVD per matrix, the bulk of the work) are split round-robin
+ * by tensor index over the ranks and their rows and spectra.csv lines
+ * gathered back in tensor order, so the outputs equal the one-process
+ * ones; the other methods (whose statistics span tensors) run on every
+ * rank alike.  Rank 0 alone takes the lock and writes; the ranks agree on
+ * the outcome after the checks, the lock and each method.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "core/comm.h"
 #include "datasets/dump.h"
 #include "datasets/weights.h"
 #include "metrics/filters.h"
@@ -26,6 +35,7 @@
 #include "metrics/taskvec.h"
 #include "metrics/wspectra.h"
 #include "reports/csv.h"
+#include "suite/ranks.h"
 #include "suite/suite.h"
 
 #include <cblas.h>
@@ -133,6 +143,7 @@ static int read_alloc(rb_ckpt *ck, size_t i, double **buf, size_t *cap, rb_err *
 static int write_matrix(const char *dir, const char *file, char **names, size_t g,
                         const double *m, rb_err *e)
 {
+    if (rb_comm_rank() != 0) return RB_OK; /* rank 0 writes the side files */
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *fp = rb_out_open(path, e);
@@ -256,7 +267,7 @@ static int run_filters(wctx *c, rb_err *e)
         if ((rc = add(c, "all", "", "all", "", "filters", hp, "filter_pca_evr", b.evr[k], (long)b.n, e)))
             goto out;
     }
-    {
+    if (rb_comm_rank() == 0) {
         char path[1024];
         snprintf(path, sizeof path, "%s/filter_basis.csv", c->dir);
         FILE *fp = rb_out_open(path, e);
@@ -363,6 +374,105 @@ out:
 
 /* -------------------------------------------------------------- spectra */
 
+/* One tensor of this rank's share of the spectra: its global index among
+ * the matrices, its rows [r0, r1) (relative to the method's first row) and
+ * its spectra.csv lines [t0, t1) in this rank's text. */
+typedef struct {
+    size_t g, r0, r1, t0, t1;
+} spec_rec;
+
+typedef struct {
+    size_t row0;       /* c->rows->n when the method started */
+    char *text;        /* open_memstream buffer */
+    size_t ntext;
+    spec_rec *rec;
+    size_t nrec, cap;
+} spec_part;
+
+/* Close the open tensor record at (rows n, text offset) and, unless g is
+ * SIZE_MAX, open one for tensor g. */
+static int spec_mark(spec_part *p, FILE *txt, size_t g, size_t n, rb_err *e)
+{
+    fflush(txt);
+    size_t off = (size_t)ftell(txt);
+    if (p->nrec) {
+        p->rec[p->nrec - 1].r1 = n - p->row0;
+        p->rec[p->nrec - 1].t1 = off;
+    }
+    if (g == SIZE_MAX) return RB_OK;
+    if (p->nrec == p->cap) {
+        size_t nc = p->cap ? 2 * p->cap : 64;
+        spec_rec *nv = realloc(p->rec, nc * sizeof *nv);
+        if (!nv) RB_FAIL(e, RB_ENOMEM, "spectra: out of memory");
+        p->rec = nv;
+        p->cap = nc;
+    }
+    p->rec[p->nrec++] = (spec_rec){g, n - p->row0, n - p->row0, off, off};
+    return RB_OK;
+}
+
+static int rec_cmp(const void *a, const void *b)
+{
+    const spec_rec *x = a, *y = b;
+    return (x->g > y->g) - (x->g < y->g);
+}
+
+/* Gather every rank's share and put the rows (and, on rank 0, the lines of
+ * spectra.csv) back in tensor order, as one process would have made them. */
+static int spec_gather(spec_part *p, rb_rows *rows, FILE *sv, rb_err *e)
+{
+    size_t nr = (size_t)rb_comm_size(), nloc = rows->n - p->row0;
+    unsigned long long hdr[3] = {nloc, p->ntext, p->nrec};
+    void *vh = NULL, *vrow = NULL, *vtxt = NULL, *vrec = NULL;
+    size_t tot;
+    int rc;
+    if ((rc = rb_comm_allgather(hdr, sizeof hdr, &vh, &tot, e)) ||
+        (rc = rb_comm_allgather(rows->rows + p->row0, nloc * sizeof(rb_row), &vrow, &tot, e)) ||
+        (rc = rb_comm_allgather(p->text, p->ntext, &vtxt, &tot, e)) ||
+        (rc = rb_comm_allgather(p->rec, p->nrec * sizeof(spec_rec), &vrec, &tot, e)))
+        goto out;
+    const unsigned long long *h = vh;
+    size_t nrec = tot / sizeof(spec_rec);
+    spec_rec *rec = vrec;
+    /* Rebase each rank's records onto the gathered rows and text. */
+    size_t k = 0, rbase = 0, tbase = 0;
+    for (size_t r = 0; r < nr; r++) {
+        for (size_t q = 0; q < (size_t)h[3 * r + 2]; q++, k++) {
+            rec[k].r0 += rbase;
+            rec[k].r1 += rbase;
+            rec[k].t0 += tbase;
+            rec[k].t1 += tbase;
+        }
+        rbase += (size_t)h[3 * r];
+        tbase += (size_t)h[3 * r + 1];
+    }
+    if (k != nrec) {
+        rc = rb_fail(e, RB_EINTERNAL, "spectra: gathered %zu tensor records, expected %zu", nrec, k);
+        goto out;
+    }
+    qsort(rec, nrec, sizeof *rec, rec_cmp);
+    rows->n = p->row0;
+    const rb_row *all = vrow;
+    const char *text = vtxt;
+    for (size_t q = 0; q < nrec; q++) {
+        for (size_t i = rec[q].r0; i < rec[q].r1; i++) {
+            rb_row *dst = rb_rows_push(rows);
+            if (!dst) {
+                rc = rb_fail(e, RB_ENOMEM, "spectra: out of memory");
+                goto out;
+            }
+            *dst = all[i];
+        }
+        if (sv && rec[q].t1 > rec[q].t0) fwrite(text + rec[q].t0, 1, rec[q].t1 - rec[q].t0, sv);
+    }
+out:
+    free(vh);
+    free(vrow);
+    free(vtxt);
+    free(vrec);
+    return rc;
+}
+
 static int check_spectra(wctx *c, rb_err *e)
 {
     double thr;
@@ -387,13 +497,25 @@ static int run_spectra(wctx *c, rb_err *e)
         return rc;
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     if (!rng) RB_FAIL(e, RB_ENOMEM, "spectra: out of memory");
+    int root = rb_comm_rank() == 0, nr = rb_comm_size();
     snprintf(path, sizeof path, "%s/spectra.csv", c->dir);
-    sv = rb_out_open(path, e);
-    if (!sv) {
+    sv = root ? rb_out_open(path, e) : NULL;
+    if (root && !sv) {
         gsl_rng_free(rng);
         return e->code;
     }
-    fputs("model,layer,index,singular_value\n", sv);
+    if (sv) fputs("model,layer,index,singular_value\n", sv);
+    /* Under MPI this rank's share: its rows and spectra.csv lines, tensor
+     * by tensor, gathered in tensor order after the loop (spec_gather). */
+    spec_part part = {0};
+    part.row0 = c->rows->n;
+    FILE *txt = sv;
+    if (nr > 1 && !(txt = open_memstream(&part.text, &part.ntext))) {
+        if (sv) rb_out_commit(sv, path, 0, &(rb_err){0});
+        gsl_rng_free(rng);
+        RB_FAIL(e, RB_ENOMEM, "spectra: out of memory");
+    }
+    size_t gidx = 0;
     char pp[96];
     snprintf(pp, sizeof pp, "evals_thresh=%g;min_evals=%ld", thr, min_evals);
     for (size_t k = 0; k < c->nck && !rc; k++) {
@@ -402,6 +524,11 @@ static int run_spectra(wctx *c, rb_err *e)
         for (size_t i = 0; i < rb_ckpt_count(ck) && !rc; i++) {
             const rb_wtensor *t = rb_ckpt_tensor(ck, i);
             if (t->dtype == RB_WT_OTHER || t->rank < 2 || t->numel == 0 || !want(c, t->name)) continue;
+            size_t g = gidx++;
+            if (nr > 1) {
+                if (g % (size_t)nr != (size_t)rb_comm_rank()) continue; /* another rank's tensor */
+                if ((rc = spec_mark(&part, txt, g, c->rows->n, e))) break;
+            }
             c->t0 = rb_now();
             size_t mr = t->dims[0], nc = t->numel / mr, kk = mr < nc ? mr : nc;
             if ((rc = read_alloc(ck, i, &buf, &cap, e))) break;
@@ -416,10 +543,10 @@ static int run_spectra(wctx *c, rb_err *e)
                 break;
             }
             for (size_t q = 0; q < kk; q++) {
-                rb_csv_fprint_field(sv, model);
-                fputc(',', sv);
-                rb_csv_fprint_field(sv, t->name);
-                fprintf(sv, ",%zu,%.17g\n", q + 1, s[q]);
+                rb_csv_fprint_field(txt, model);
+                fputc(',', txt);
+                rb_csv_fprint_field(txt, t->name);
+                fprintf(txt, ",%zu,%.17g\n", q + 1, s[q]);
             }
             rb_wspec_norms r;
             rb_err ig = {0};
@@ -496,7 +623,15 @@ static int run_spectra(wctx *c, rb_err *e)
             }
         }
     }
-    int crc = rb_out_commit(sv, path, !rc && !ferror(sv), rc ? &(rb_err){0} : e);
+    if (nr > 1) {
+        if (!rc) rc = spec_mark(&part, txt, SIZE_MAX, c->rows->n, e);
+        fclose(txt);
+        rc = rb_ranks_agree(rc, e); /* every rank reaches the gather, or none */
+        if (!rc) rc = spec_gather(&part, c->rows, sv, e);
+        free(part.text);
+        free(part.rec);
+    }
+    int crc = sv ? rb_out_commit(sv, path, !rc && !ferror(sv), rc ? &(rb_err){0} : e) : RB_OK;
     gsl_rng_free(rng);
     free(buf);
     free(s);
@@ -1044,6 +1179,7 @@ static int write_run_json(const char *dir, int argc, char **argv, char **ck, int
     }
     fputs("],\n  \"host\": ", fp);
     rb_json_fprint_str(fp, u.nodename);
+    fprintf(fp, ",\n  \"ranks\": %d", rb_comm_size());
     fprintf(fp, ",\n  \"threads\": %d,\n  \"seed\": %llu,\n  \"start\": \"%s\",\n  \"end\": \"%s\",\n"
                 "  \"seconds\": %.3f,\n  \"rows\": %zu,\n  \"inputs\": [",
             openblas_get_num_threads(), (unsigned long long)o->seed, a, b, wall, nrows);
@@ -1159,7 +1295,7 @@ int rb_cmd_weights(int argc, char **argv)
     ck = calloc((size_t)cli.npos, sizeof *ck);
     if (!ck) {
         rc = rb_fail(&e, RB_ENOMEM, "out of memory");
-        goto fail;
+        goto checked;
     }
     {
         double *buf = NULL;
@@ -1177,7 +1313,7 @@ int rb_cmd_weights(int argc, char **argv)
                              cli.pos[i], rb_ckpt_count(ck[i]));
         }
         free(buf);
-        if (rc) goto fail;
+        if (rc) goto checked;
     }
     for (const char *p = o->layers; p && *p && !rc;) {
         const char *q = strchr(p, ',');
@@ -1191,7 +1327,7 @@ int rb_cmd_weights(int argc, char **argv)
         if (!found) rc = rb_fail(&e, RB_EINVAL, "--layers: no tensor '%.*s' in any checkpoint", (int)len, p);
         p = q ? q + 1 : NULL;
     }
-    if (rc) goto fail;
+    if (rc) goto checked;
     c.ck = ck;
     c.nck = (size_t)cli.npos;
     c.o = o;
@@ -1209,26 +1345,30 @@ int rb_cmd_weights(int argc, char **argv)
                 e.code = 0;
             }
         }
-    if (rc) goto fail;
-    if ((lockfd = rb_out_lock(o->out, &e)) < 0) {
-        rc = e.code;
-        goto fail;
-    }
+    /* Under MPI: every rank checked the same inputs (a rank whose copy of
+     * a checkpoint differs stops them all here); rank 0 takes the lock. */
+checked:
+    if ((rc = rb_ranks_agree(rc, &e))) goto fail;
+    int root = rb_comm_rank() == 0;
+    if (root && (lockfd = rb_out_lock(o->out, &e)) < 0) rc = e.code ? e.code : RB_EIO;
+    if ((rc = rb_ranks_agree(rc, &e))) goto fail;
     for (size_t k = 0; k < NWM && !rc; k++) {
         if (!sel[k]) continue;
         rb_logf(o, "weights: %s on %d checkpoint(s)", wmethods[k].name, cli.npos);
-        rc = wmethods[k].run(&c, &e);
+        rc = rb_ranks_agree(wmethods[k].run(&c, &e), &e);
     }
     if (o->log) fputc('\n', stderr);
     if (rc) goto fail;
     for (size_t k = 0; k < o->nkv; k++) o->kv[k].used = 1;
     char path[1024];
     /* run.json first, results.csv (the sweep's make target) renamed last. */
-    if ((rc = write_run_json(o->out, argc, argv, cli.pos, cli.npos, o, t0, time(NULL), rb_now() - w0,
-                             rows.n, &e)))
-        goto fail;
-    snprintf(path, sizeof path, "%s/results.csv", o->out);
-    if ((rc = rb_csv_write_rows(path, rows.rows, rows.n, &e))) goto fail;
+    if (root &&
+        !(rc = write_run_json(o->out, argc, argv, cli.pos, cli.npos, o, t0, time(NULL), rb_now() - w0,
+                              rows.n, &e))) {
+        snprintf(path, sizeof path, "%s/results.csv", o->out);
+        rc = rb_csv_write_rows(path, rows.rows, rows.n, &e);
+    }
+    if ((rc = rb_ranks_agree(rc, &e))) goto fail;
     st = 0;
     goto done;
 fail:
