@@ -562,9 +562,9 @@ int rb_knn_merge(int32_t *idx, float *sim, size_t n, int kmax, rb_err *e)
 /* Under MPI every rank must reach the same collectives: a local failure rc
  * is agreed on first, so that all ranks stop together (a rank that did not
  * fail itself says so).  With one rank: rc. */
-static int agree(int rc, rb_err *e)
+static int agree(int P, int rc, rb_err *e)
 {
-    if (rb_comm_size() <= 1) return rc;
+    if (P <= 1) return rc;
     double f = rc ? 1 : 0;
     rb_err e2 = {0};
     if (rb_comm_max(&f, 1, &e2)) {
@@ -596,6 +596,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
         RB_FAIL(e, RB_EINVAL, "knn: leading dimension below d");
 
     int rc = RB_OK;
+    int P = tr->sharded ? rb_comm_size() : 1; /* ranks that share this search */
     size_t nte = te->n, kk = (size_t)kmax, bad = 0;
     int cap = kmax + (kmax < 64 ? 64 : kmax);
     if ((size_t)KNN_TB * (size_t)cap > (size_t)UINT32_MAX)
@@ -618,7 +619,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                    (double)nw * KNN_TB * (KNN_NB + (double)d) * 4 + (double)held;
     double per_row = (double)cap * 8 + 16 + (double)kk * (1 + 8 + 8);
     size_t budget = rb_mem_budget(o);
-    if (rb_comm_size() > 1) { /* one decision for all ranks: the smallest budget */
+    if (P > 1) { /* one decision for all ranks: the smallest budget */
         double db = (double)budget;
         if ((rc = rb_comm_min(&db, 1, e))) return rc;
         budget = db >= (double)SIZE_MAX ? SIZE_MAX : (size_t)db;
@@ -637,7 +638,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
     else if (mo >= KNN_TB) mo -= mo % KNN_TB; /* whole sub-blocks: tiles fixed from row 0 */
     else mo = min_rows;
     if (mo == 0) mo = 1;
-    if (rb_comm_size() > 1) { /* every rank must take the same outer blocks */
+    if (P > 1) { /* every rank must take the same outer blocks */
         double dm = (double)mo;
         if ((rc = rb_comm_min(&dm, 1, e))) return rc;
         mo = (size_t)dm;
@@ -660,7 +661,6 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
     int blas_prev = openblas_get_num_threads(), rd_is_open = 0;
     double gap = 2 * knn_err_bound(d) + 0x1p-21; /* + 4 float ulps of 1 */
     double tg = 0, tsel = 0, tref = 0, nref = 0, tio = 0;
-    int P = rb_comm_size();
     if (!b.inv || !b.w || !b.ux || !b.uld || !kb || !cnt || !thr || !flag || !inv_te || !ref ||
         !pairs)
         rc = rb_fail(e, RB_ENOMEM, "knn: out of memory (%zu test rows x %d candidates)", mo, cap);
@@ -672,7 +672,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                          KNN_NB);
     }
     if (!rc && !(rc = rd_open(&rd, tr, block, e))) rd_is_open = 1;
-    if ((rc = agree(rc, e))) goto out;
+    if ((rc = agree(P, rc, e))) goto out;
     openblas_set_num_threads(1); /* one BLAS thread per worker, restored below */
     size_t passes = 0;
     for (size_t a = 0; a < nte; a += mo) {
@@ -730,7 +730,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                 else sel_work(&ws[t]); /* no thread: the sub-blocks left are done here */
             }
         }
-        if ((rc = agree(rc, e))) goto out;
+        if ((rc = agree(P, rc, e))) goto out;
         /* The local lists, best first (empty slots: index -1). */
         double t2 = rb_now();
         float *hs = sim + a * kk;
@@ -746,7 +746,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                 hi[r * kk + q] = q < c ? key_idx(k1[q]) : -1;
             }
         }
-        if ((rc = rb_knn_merge(hi, hs, m, kmax, e))) goto out;
+        if (P > 1 && (rc = rb_knn_merge(hi, hs, m, kmax, e))) goto out;
         /* The rows to refine, in train-row order. */
         size_t np = 0;
         for (size_t r = 0; r < m; r++) {
@@ -802,7 +802,7 @@ int rb_knn_search(const rb_knn_train *tr, size_t n_train, const rb_view *te, int
                 rb_run_jobs(ref_work, rj, sizeof rj[0], nj);
                 p = p1;
             }
-            if ((rc = agree(rc, e))) goto out;
+            if ((rc = agree(P, rc, e))) goto out;
             /* Each pair was computed by the rank owning its train row
              * (zeros elsewhere): the sums are exact. */
             if (P > 1) {
@@ -880,7 +880,7 @@ int rb_knn_train_nonzero(const rb_knn_train *tr, const rb_opts *o, size_t *nz, r
     if (!tr->v) rb_stream_close(rd.st);
     long buf[2] = {c, rc != 0}; /* count and failures, summed in one collective */
     rb_err e2 = {0};
-    int rc2 = rb_comm_sum_long(buf, 2, &e2);
+    int rc2 = tr->sharded ? rb_comm_sum_long(buf, 2, &e2) : RB_OK;
     if (!rc && rc2) *e = e2, rc = rc2;
     if (!rc && buf[1]) rc = rb_fail(e, RB_EINVAL, "knn: another rank failed (see its message)");
     *nz = rc ? 0 : (size_t)buf[0];
@@ -892,7 +892,7 @@ static int knn_neighbors(const rb_view *tr, const rb_view *te, int kmax, const i
                          float *sim, double *gemm_seconds, rb_err *e)
 {
     if (!tr || !tr->x) RB_FAIL(e, RB_EINVAL, "knn: missing train or test data");
-    rb_knn_train t = {tr, NULL, 0, 0, 0, tr->n, 0};
+    rb_knn_train t = {tr, NULL, 0, 0, 0, tr->n, 0, 0};
     return rb_knn_search(&t, tr->n, te, kmax, bs, nbs, threads, o, 0, idx, sim, NULL,
                          gemm_seconds, e);
 }
@@ -1041,7 +1041,7 @@ int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
         free(ebuf);
         RB_FAIL(e, RB_EINVAL, "knn: train has %zu features but test has %zu", s->layer_d[t->layer], te.d);
     }
-    rb_knn_train tr = {NULL, s, (size_t)t->train, t->layer, 0, 0, 0};
+    rb_knn_train tr = {NULL, s, (size_t)t->train, t->layer, 0, 0, 0, 1};
     rb_comm_shard(n_train, &tr.r0, &tr.r1);
     rc = knn_eval(t, &tr, n_train, s->split_y[t->train], s->k, &te, &seg, out, e);
     free(ebuf);

@@ -70,6 +70,10 @@ typedef struct {
     const rb_source *src;
     size_t split, layer, r0, r1;
     int skip_zero;
+    int sharded; /* 1: [r0, r1) is this rank's shard (rb_comm_shard) and the
+                    other ranks hold the rest: lists are merged and refined
+                    values summed across ranks.  0: every rank holds all of
+                    the rows (curve, fewshot): nothing crosses ranks. */
 } rb_knn_train;
 
 /* The kernel under rb_knn_neighbors(_ks): neighbour lists of every row of

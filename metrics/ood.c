@@ -761,7 +761,7 @@ int rb_ood_knn_conf(const rb_view *tr, const rb_view *x, const long *ks, size_t 
                     const rb_opts *o, double *conf, rb_err *e)
 {
     if (!tr || !tr->x || tr->d < 1 || tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "ood_knn: no train features");
-    rb_knn_train t = {tr, NULL, 0, 0, 0, tr->n, 1};
+    rb_knn_train t = {tr, NULL, 0, 0, 0, tr->n, 1, 0};
     size_t nz = rb_ood_nonzero_rows(tr);
     if (nz < tr->n) rb_logf(o, "ood_knn: %zu zero train rows left out", tr->n - nz);
     return knn_conf_train(&t, tr->d, nz, x, ks, nk, threads, o, conf, e);
@@ -1065,7 +1065,7 @@ int rb_ood_knn_run(const rb_task *t, rb_rows *out, rb_err *e)
     }
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "ood_knn: no train split");
     /* The train rows are streamed (this rank's shard): never held whole. */
-    rb_knn_train tr = {NULL, t->src, (size_t)t->train, t->layer, 0, 0, 1};
+    rb_knn_train tr = {NULL, t->src, (size_t)t->train, t->layer, 0, 0, 1, 1};
     rb_comm_shard(t->src->split_n[t->train], &tr.r0, &tr.r1);
     size_t nz;
     if ((rc = rb_knn_train_nonzero(&tr, t->o, &nz, e))) return rc;

@@ -473,7 +473,7 @@ static void test_shard_merge(void)
             /* rb_comm_shard's split: the first NTR % P shards one row more */
             size_t r0 = p * (NTR / P) + (p < NTR % P ? p : NTR % P);
             size_t r1 = r0 + NTR / P + (p < NTR % P);
-            rb_knn_train t = {&tr, NULL, 0, 0, r0, r1, 0};
+            rb_knn_train t = {&tr, NULL, 0, 0, r0, r1, 0, 0};
             CHECK_INT(rb_knn_search(&t, NTR, &te, KMAX, NULL, 0, 1, NULL, 0, ip + p * NTE * KMAX,
                                     sp + p * NTE * KMAX, NULL, NULL, &e),
                       RB_OK);
