@@ -4,6 +4,9 @@
  */
 #include "metrics/collapse.h"
 #include "metrics/logreg.h"
+#include "core/comm.h"
+#include "core/stream.h"
+#include "metrics/probe.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -13,22 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct rb_nc_acc {
-    int k;
-    size_t d, chunk;
-    int full;
-    long *nc;       /* k counts */
-    int *has_shift; /* k flags */
-    double *shift;  /* k x d: first row of each class */
-    double *sum;    /* k x d: sums of (h - s_c) */
-    double *sq;     /* k: sums of |h - s_c|^2 */
-    double *S;      /* d x d upper: sum (h - s)(h - s)^T (full only) */
-    double *buf;    /* chunk x d */
-};
-
 /* ------------------------------------------------------------ accumulator */
 
 rb_nc_acc *rb_nc_acc_alloc(int k, size_t d, size_t chunk, int full)
+{
+    return rb_nc_acc_alloc_ex(k, d, chunk, full ? RB_NC_FULL : 0, "collapse");
+}
+
+rb_nc_acc *rb_nc_acc_alloc_ex(int k, size_t d, size_t chunk, unsigned flags, const char *who)
 {
     if (k < 1 || d < 1 || chunk < 1) return NULL;
     rb_nc_acc *a = calloc(1, sizeof *a);
@@ -36,18 +31,23 @@ rb_nc_acc *rb_nc_acc_alloc(int k, size_t d, size_t chunk, int full)
     a->k = k;
     a->d = d;
     a->chunk = chunk;
-    a->full = full;
+    a->flags = flags;
+    a->full = (flags & RB_NC_FULL) != 0;
+    a->who = who ? who : "collapse";
     size_t kk = (size_t)k;
     a->nc = calloc(kk, sizeof *a->nc);
     a->has_shift = calloc(kk, sizeof *a->has_shift);
     a->shift = calloc(kk * d, sizeof *a->shift);
     a->sum = calloc(kk * d, sizeof *a->sum);
     a->sq = calloc(kk, sizeof *a->sq);
-    if (full) {
-        a->S = calloc(d * d, sizeof *a->S);
-        a->buf = malloc(chunk * d * sizeof *a->buf);
-    }
-    if (!a->nc || !a->has_shift || !a->shift || !a->sum || !a->sq || (full && (!a->S || !a->buf))) {
+    a->buf = malloc(chunk * d * sizeof *a->buf);
+    int bad = !a->nc || !a->has_shift || !a->shift || !a->sum || !a->sq || !a->buf;
+    if (a->full && !(a->S = calloc(d * d, sizeof *a->S))) bad = 1;
+    if ((flags & RB_NC_DIAG) && !(a->sqj = calloc(kk * d, sizeof *a->sqj))) bad = 1;
+    if ((flags & RB_NC_QUART) &&
+        (!(a->q4 = calloc(kk, sizeof *a->q4)) || !(a->qv = calloc(kk * d, sizeof *a->qv))))
+        bad = 1;
+    if (bad) {
         rb_nc_acc_free(a);
         return NULL;
     }
@@ -63,38 +63,69 @@ void rb_nc_acc_free(rb_nc_acc *a)
     free(a->sum);
     free(a->sq);
     free(a->S);
+    free(a->sqj);
+    free(a->q4);
+    free(a->qv);
     free(a->buf);
     free(a);
 }
 
-int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e)
+/* f(row) into out: a copy, or the row over its L2 norm (RB_NC_UNIT). */
+static void transform(const rb_nc_acc *a, const float *xf, const double *xd, double *out)
+{
+    double q = 0;
+    for (size_t j = 0; j < a->d; j++) {
+        out[j] = xf ? (double)xf[j] : xd[j];
+        q += out[j] * out[j];
+    }
+    if (a->flags & RB_NC_UNIT) {
+        double w = q > 0 ? 1.0 / sqrt(q) : 0.0;
+        for (size_t j = 0; j < a->d; j++) out[j] *= w;
+    }
+}
+
+void rb_nc_acc_set_shift(rb_nc_acc *a, int c, const double *row)
+{
+    transform(a, NULL, row, a->shift + (size_t)c * a->d);
+    a->has_shift[c] = 1;
+}
+
+/* The add of float rows xf or double rows xd (one non-NULL). */
+static int acc_add(rb_nc_acc *a, const float *xf, const double *xd, size_t n, size_t ld,
+                   const int32_t *y, rb_err *e)
 {
     size_t d = a->d;
     for (size_t r0 = 0; r0 < n; r0 += a->chunk) {
         size_t m = n - r0 < a->chunk ? n - r0 : a->chunk;
         for (size_t i = 0; i < m; i++) {
-            const float *h = x + (r0 + i) * ld;
-            int32_t c = y[r0 + i];
+            size_t ri = (r0 + i) * ld;
+            int32_t c = y ? y[r0 + i] : 0;
             if (c < 0 || c >= a->k)
-                RB_FAIL(e, RB_EINVAL, "collapse: label %d out of range [0,%d)", (int)c, a->k);
+                RB_FAIL(e, RB_EINVAL, "%s: label %d out of range [0,%d)", a->who, (int)c, a->k);
             double *s = a->shift + (size_t)c * d, *sm = a->sum + (size_t)c * d;
+            double *row = a->buf + i * d;
+            transform(a, xf ? xf + ri : NULL, xd ? xd + ri : NULL, row);
             if (!a->has_shift[c]) {
-                for (size_t j = 0; j < d; j++) {
-                    if (!isfinite(h[j]))
-                        RB_FAIL(e, RB_EINVAL, "collapse: non-finite feature in row %zu", r0 + i);
-                    s[j] = h[j];
-                }
+                memcpy(s, row, d * sizeof *s);
                 a->has_shift[c] = 1;
             }
             double q = 0;
-            double *row = a->full ? a->buf + i * d : NULL;
             for (size_t j = 0; j < d; j++) {
-                double v = (double)h[j] - s[j];
+                double v = row[j] - s[j];
                 if (!isfinite(v))
-                    RB_FAIL(e, RB_EINVAL, "collapse: non-finite feature in row %zu", r0 + i);
+                    RB_FAIL(e, RB_EINVAL, "%s: non-finite feature in row %zu", a->who, r0 + i);
                 sm[j] += v;
                 q += v * v;
-                if (row) row[j] = v;
+                row[j] = v;
+            }
+            if (a->sqj) {
+                double *b = a->sqj + (size_t)c * d;
+                for (size_t j = 0; j < d; j++) b[j] += row[j] * row[j];
+            }
+            if (a->q4) {
+                double *b = a->qv + (size_t)c * d;
+                for (size_t j = 0; j < d; j++) b[j] += q * row[j];
+                a->q4[c] += q * q;
             }
             a->sq[c] += q;
             a->nc[c]++;
@@ -104,6 +135,80 @@ int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32
                         1.0, a->S, (int)d);
     }
     return RB_OK;
+}
+
+int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e)
+{
+    return acc_add(a, x, NULL, n, ld, y, e);
+}
+
+int rb_nc_acc_add_f64(rb_nc_acc *a, const double *x, size_t n, size_t ld, const int32_t *y,
+                      rb_err *e)
+{
+    return acc_add(a, NULL, x, n, ld, y, e);
+}
+
+int rb_nc_acc_reduce(rb_nc_acc *a, rb_err *e)
+{
+    if (rb_comm_size() == 1) return RB_OK;
+    size_t kk = (size_t)a->k, d = a->d;
+    int rc = rb_comm_sum_long(a->nc, kk, e);
+    if (!rc) rc = rb_comm_sum(a->sum, kk * d, e);
+    if (!rc) rc = rb_comm_sum(a->sq, kk, e);
+    if (!rc && a->S) rc = rb_comm_sum(a->S, d * d, e);
+    if (!rc && a->sqj) rc = rb_comm_sum(a->sqj, kk * d, e);
+    if (!rc && a->q4) rc = rb_comm_sum(a->q4, kk, e);
+    if (!rc && a->qv) rc = rb_comm_sum(a->qv, kk * d, e);
+    return rc;
+}
+
+typedef struct {
+    rb_nc_acc **a;
+    size_t na;
+} acc_ctx;
+
+static int acc_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                     size_t row0, size_t nr, rb_err *e)
+{
+    (void)row0;
+    acc_ctx *c = ctx;
+    for (size_t q = 0; q < c->na; q++) {
+        rb_nc_acc *a = c->a[q];
+        int rc = xf ? rb_nc_acc_add(a, xf, nr, ld, y, e) : rb_nc_acc_add_f64(a, xd, nr, ld, y, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
+int rb_nc_acc_fill_n(rb_nc_acc **acc, size_t na, const void *rowsrc, rb_err *e)
+{
+    const rb_rowsrc *r = rowsrc;
+    /* Shifts: the first row of each class in file order, the same on every
+     * rank (a rank's shard need not hold it). */
+    int rc = RB_OK;
+    for (size_t q = 0; q < na && !rc; q++) {
+        rb_nc_acc *a = acc[q];
+        double *row = malloc(a->d * sizeof *row);
+        if (!row) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", a->who);
+        int left = a->k;
+        for (size_t i = 0; i < r->n && left > 0 && !rc; i++) {
+            int c = r->y ? r->y[i] : 0;
+            if (c < 0 || c >= a->k || a->has_shift[c]) continue;
+            if (!(rc = rb_rowsrc_row(r, i, row, e))) rb_nc_acc_set_shift(a, c, row);
+            left--;
+        }
+        free(row);
+    }
+    acc_ctx c = {acc, na};
+    if (!rc) rc = rb_rowsrc_pass(r, acc_block, &c, e);
+    for (size_t q = 0; q < na && !rc; q++)
+        if (rb_rowsrc_sharded(r)) rc = rb_nc_acc_reduce(acc[q], e);
+    return rc;
+}
+
+int rb_nc_acc_fill(rb_nc_acc *a, const void *rowsrc, rb_err *e)
+{
+    return rb_nc_acc_fill_n(&a, 1, rowsrc, e);
 }
 
 void rb_nc_means(const rb_nc_acc *a, double *mu)
