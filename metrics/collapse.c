@@ -535,7 +535,7 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
             RB_FAIL(e, RB_EINVAL, "collapse: option head: the source cannot read arrays");
         size_t dims[4];
         int rank;
-        if ((rc = s->read_array(s->h, wn, &wf, dims, &rank, e))) {
+        if ((rc = rb_source_read_array(s, wn, &wf, dims, &rank, e))) {
             rb_err_wrap(e, "collapse: head W");
             goto out;
         }
@@ -547,7 +547,7 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
         for (size_t i = 0; i < (size_t)k * d; i++)
             h->W[i] = wf[i];
         if (*bn) {
-            if ((rc = s->read_array(s->h, bn, &bf, dims, &rank, e))) {
+            if ((rc = rb_source_read_array(s, bn, &bf, dims, &rank, e))) {
                 rb_err_wrap(e, "collapse: head b");
                 goto out;
             }
@@ -582,20 +582,45 @@ out:
     return rc;
 }
 
+/* The rows of split sp of layer l, in blocks of at most chunk rows. */
+static rb_rowsrc nc_rows(const rb_task *t, size_t sp, size_t l, size_t chunk, int chunk_set)
+{
+    rb_rowsrc r = rb_rowsrc_task(t, sp);
+    r.layer = l;
+    r.d = r.ld = t->src->layer_d[l];
+    if (chunk_set) r.block = rb_rowsrc_block_cap(t->o, r.d, chunk);
+    return r;
+}
+
 /* Stream split sp of layer l through an accumulator. */
-static int stream(const rb_task *t, size_t sp, size_t l, rb_nc_acc *a, float *buf, size_t chunk,
+static int stream(const rb_task *t, size_t sp, size_t l, rb_nc_acc *a, size_t chunk, int chunk_set,
                   rb_err *e)
 {
     const rb_source *s = t->src;
-    size_t n = s->split_n[sp], d = s->layer_d[l];
-    const int32_t *y = s->split_y[sp];
-    if (!y) RB_FAIL(e, RB_EINVAL, "collapse: split %s has no labels", s->split_names[sp]);
-    for (size_t r0 = 0; r0 < n; r0 += chunk) {
-        size_t m = n - r0 < chunk ? n - r0 : chunk;
-        int rc = s->read(s->h, sp, l, r0, m, buf, e);
-        if (rc) return rc;
-        if ((rc = rb_nc_acc_add(a, buf, m, d, y + r0, e))) return rc;
-    }
+    if (!s->split_y[sp]) RB_FAIL(e, RB_EINVAL, "collapse: split %s has no labels", s->split_names[sp]);
+    rb_rowsrc r = nc_rows(t, sp, l, chunk, chunk_set);
+    return rb_nc_acc_fill(a, &r, e);
+}
+
+typedef struct {
+    const double *mu, *W, *b;
+    int k;
+    size_t d;
+    double *scr;
+    long mis;
+} nc4_ctx;
+
+static int nc4_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                     size_t row0, size_t nr, rb_err *e)
+{
+    (void)xd;
+    (void)y;
+    (void)row0;
+    (void)e;
+    nc4_ctx *c = ctx;
+    for (size_t q = 0; q < nr; q += NC_BLOCK)
+        rb_nc_ncc_mismatch(c->mu, c->W, c->b, c->k, c->d, xf + q * ld, nr - q < NC_BLOCK ? nr - q : NC_BLOCK, ld,
+                           c->scr, &c->mis);
     return RB_OK;
 }
 
@@ -626,13 +651,13 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     if (k < 2) RB_FAIL(e, RB_EINVAL, "collapse: need at least 2 classes");
     head h = {0};
     rb_nc_acc *a = NULL, *a0 = NULL;
-    float *buf = malloc((size_t)chunk * d * sizeof *buf);
+    const int cset = rb_opt_str(o, "nc_chunk", NULL) != NULL;
     double *mu = malloc((size_t)k * d * sizeof *mu);
     /* The double-precision work buffers cover NC_BLOCK rows at a time, so
      * the memory is S (D x D), S_W in finish (D x D), the float read chunk
      * and O(NC_BLOCK D) doubles. */
     double *scr = malloc(rb_nc_ncc_scratch(k, d, NC_BLOCK) * sizeof *scr);
-    if (!buf || !mu || !scr) {
+    if (!mu || !scr) {
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         goto out;
     }
@@ -654,13 +679,11 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
         /* Within-class variability relative to the first layer (Tirer et
          * al.): the trace quotient only needs class sums, O(C D0). */
         size_t d0 = s->layer_d[0];
-        float *b0 = malloc((size_t)chunk * d0 * sizeof *b0);
         a0 = rb_nc_acc_alloc(k, d0, NC_BLOCK, 0);
         rb_nc_res r0;
-        if (!b0 || !a0) rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
-        if (!rc) rc = stream(t, (size_t)t->train, 0, a0, b0, (size_t)chunk, e);
+        if (!a0) rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
+        if (!rc) rc = stream(t, (size_t)t->train, 0, a0, (size_t)chunk, cset, e);
         if (!rc) rc = rb_nc_finish(a0, NULL, (int)weighted, rtol, &r0, e);
-        free(b0);
         if (rc) goto out;
         quot0 = r0.nc1_quot;
     }
@@ -685,7 +708,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (D=%zu)", d);
                 goto out;
             }
-            if ((rc = stream(t, (size_t)sp, t->layer, a, buf, (size_t)chunk, e))) goto out;
+            if ((rc = stream(t, (size_t)sp, t->layer, a, (size_t)chunk, cset, e))) goto out;
             rb_nc_res r;
             if ((rc = rb_nc_finish(a, h.W, (int)weighted, rtol, &r, e))) goto out;
             if (sp == t->train) {
@@ -717,15 +740,12 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 goto out;
             if (h.W) {
                 /* NC4 needs the train means, so it reads the split again. */
-                long mis = 0;
                 size_t nn = s->split_n[sp];
-                for (size_t r0 = 0; r0 < nn; r0 += (size_t)chunk) {
-                    size_t m = nn - r0 < (size_t)chunk ? nn - r0 : (size_t)chunk;
-                    if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, m, buf, e))) goto out;
-                    for (size_t q = 0; q < m; q += NC_BLOCK)
-                        rb_nc_ncc_mismatch(mu, h.W, h.b, k, d, buf + q * d,
-                                           m - q < NC_BLOCK ? m - q : NC_BLOCK, d, scr, &mis);
-                }
+                nc4_ctx c4 = {mu, h.W, h.b, k, d, scr, 0};
+                rb_rowsrc r4 = nc_rows(t, (size_t)sp, t->layer, (size_t)chunk, cset);
+                if ((rc = rb_rowsrc_pass(&r4, nc4_block, &c4, e))) goto out;
+                if ((rc = rb_comm_sum_long(&c4.mis, 1, e))) goto out;
+                long mis = c4.mis;
                 if ((rc =
                          add(out, prm, spn, "nc4_mismatch", (double)mis / (double)nn, (long)nn, e)))
                     goto out;
@@ -739,7 +759,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
                 goto out;
             }
-            if ((rc = stream(t, (size_t)t->train, t->layer, a, buf, (size_t)chunk, e))) goto out;
+            if ((rc = stream(t, (size_t)t->train, t->layer, a, (size_t)chunk, cset, e))) goto out;
             rb_nc_means(a, mu);
         }
     }
@@ -748,7 +768,6 @@ out:
     rb_nc_acc_free(a0);
     free(h.W);
     free(h.b);
-    free(buf);
     free(mu);
     free(scr);
     return rc;

@@ -1248,7 +1248,7 @@ int rb_ood_read_logits(const rb_source *src, size_t split, float **z, size_t *c,
     if (!src->read_array) return RB_OK;
     snprintf(path, sizeof path, "/logits/%s", src->split_names[split]);
     rb_err me = {0};
-    int rc = src->read_array(src->h, path, z, dims, &rank, &me);
+    int rc = rb_source_read_array(src, path, z, dims, &rank, &me);
     if (rc == RB_EINVAL) {
         size_t l = strlen(me.msg);
         if (l >= 6 && strcmp(me.msg + l - 6, "absent") == 0) return RB_OK;

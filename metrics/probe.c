@@ -475,11 +475,18 @@ rb_rowsrc rb_rowsrc_task(const rb_task *t, size_t split)
     r.n = t->src->split_n[split];
     r.d = t->src->layer_d[t->layer];
     r.ld = r.d;
-    r.y = t->src->split_y[split];
+    r.y = t->src->split_y ? t->src->split_y[split] : NULL;
     return r;
 }
 
 int rb_rowsrc_sharded(const rb_rowsrc *r) { return r->s != NULL; }
+
+size_t rb_rowsrc_block_cap(const rb_opts *o, size_t d, size_t rows)
+{
+    size_t b = rb_stream_block_rows(o, d), c = rows - rows % RB_STREAM_UNIT;
+    if (!c) c = RB_STREAM_UNIT;
+    return c < b ? c : b;
+}
 
 int rb_rowsrc_pass(const rb_rowsrc *r, rb_rows_fn fn, void *ctx, rb_err *e)
 {
@@ -488,7 +495,7 @@ int rb_rowsrc_pass(const rb_rowsrc *r, rb_rows_fn fn, void *ctx, rb_err *e)
     rb_comm_shard(r->n, &r0, &r1);
     if (r0 >= r1) return RB_OK;
     rb_stream *st = NULL;
-    int rc = rb_stream_open(r->s, r->split, r->layer, r0, r1, rb_stream_block_rows(r->o, r->d), &st, e);
+    int rc = rb_stream_open(r->s, r->split, r->layer, r0, r1, r->block ? r->block : rb_stream_block_rows(r->o, r->d), &st, e);
     if (rc) return rc;
     for (;;) {
         const float *x;

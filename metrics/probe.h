@@ -126,7 +126,13 @@ typedef struct {
     const double *xd;
     size_t n, d, ld;
     const int32_t *y;
+    size_t block;             /* stream rows per block (0: rb_stream_block_rows) */
 } rb_rowsrc;
+
+/* Rows per block for a method's own row-count option (nc_chunk,
+ * spec_chunk): rows rounded down to a multiple of RB_STREAM_UNIT (at least
+ * one unit), at most rb_stream_block_rows(o, d). */
+size_t rb_rowsrc_block_cap(const rb_opts *o, size_t d, size_t rows);
 
 rb_rowsrc rb_rowsrc_view(const rb_view *v);
 rb_rowsrc rb_rowsrc_task(const rb_task *t, size_t split);
