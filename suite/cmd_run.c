@@ -388,9 +388,13 @@ static double mem_need(const rb_method *m, const rb_task *t, size_t l, const rb_
             if ((long)i != t->train) rows += (double)s->split_n[i];
         double blk = 2.0 * (double)rb_stream_block_rows(o, d) * (double)d * 4.0;
         need += blk + 24.0 * rows;
+        /* collapse's default head is a logreg fitted on the train rows in
+         * memory (--head none or a dump head streams). */
+        int view = strcmp(m->name, "collapse") == 0 && !*rb_opt_str(o, "head", "") && t->train >= 0;
+        if (view) need += (double)s->split_n[t->train] * (double)d * 4.0;
         if (n0 > 0 && (size_t)n0 < cap)
-            snprintf(what + n0, cap - (size_t)n0, ", two row blocks of %.0f MiB, per-row outputs",
-                     blk / 2 / 1048576.0);
+            snprintf(what + n0, cap - (size_t)n0, ", two row blocks of %.0f MiB, per-row outputs%s",
+                     blk / 2 / 1048576.0, view ? ", the train rows for the logreg head" : "");
     } else if (!(m->needs & RB_SCOPE_DUMP)) {
         size_t n = (t->train >= 0 ? s->split_n[t->train] : 0) + (t->test >= 0 ? s->split_n[t->test] : 0);
         need += (double)n * (double)d * 4.0;
