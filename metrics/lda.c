@@ -154,13 +154,15 @@ static int scat_block(void *ctx, const float *xf, const double *xd, size_t ld, c
 }
 
 /* Classes per second pass: as many d x d scatters as fit the budget beside
- * the fixed part (three d x d, the k x d statistics, two row blocks). */
+ * the fixed part (three d x d, the k x d statistics, two row blocks); the
+ * sums of a class do not depend on the group it is in. */
 static int lda_group(const rb_opts *o, size_t d, int k, size_t n)
 {
     double dd = (double)d * (double)d * 8.0;
     double fixed = 3 * dd + 6.0 * k * (double)d * 8.0 + 2.0 * (double)rb_stream_block_rows(o, d) * (double)d * 4.0;
     (void)n;
-    double left = (double)rb_mem_budget(o) - fixed;
+    /* Without --mem-limit, at most half of the memory free. */
+    double left = (double)rb_mem_budget(o) * (o && o->mem_limit ? 1.0 : 0.5) - fixed;
     double g = left / dd;
     if (g < 1) return 1; /* the harness refused what cannot fit (cmd_run mem_need) */
     return g >= k ? k : (int)g;

@@ -12,8 +12,8 @@
                            MB/s (rows and bytes of
                            the dump's feature cells for that layer); exit 1
                            when a run fails or exceeds BOUND_MB.
-  same A B                 results.csv A and B equal but for the seconds
-                           column (and byte-identical after dropping it).
+  same A B                 CSV files A and B equal but for a seconds
+                           column (byte-identical after dropping it).
 """
 import csv, os, subprocess, sys, time
 
@@ -84,6 +84,8 @@ def same(a, b):
     def rows(p):
         with open(p, newline="") as fh:
             r = list(csv.reader(fh))
+        if "seconds" not in r[0]:
+            return r
         i = r[0].index("seconds")
         return [x[:i] + x[i + 1:] for x in r]
     ra, rb = rows(a), rows(b)

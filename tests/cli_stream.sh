@@ -19,9 +19,17 @@ M=gnb,nb_pooled,ncm,lda,ood_maha,ood_gauss,collapse,spectrum
 
 # (a) block size does not change a bit
 $RB gen gmm --seed 11 --classes 12 --dim 48 --layers 2 --n-train 5000 --n-test 1500 --n-ood 700 --n-shift 600 --model st -o "$T/st.h5" >/dev/null || { echo "FAIL: gen"; exit 1; }
-expect_status 0 $RB run --quiet --methods $M --bootstrap 50 -o "$T/a0" "$T/st.h5"
-expect_status 0 $RB run --quiet --methods $M --bootstrap 50 --mem-limit 16M -o "$T/a1" "$T/st.h5"
+expect_status 0 $RB run --quiet --methods $M --bootstrap 50 --predictions -o "$T/a0" "$T/st.h5"
+expect_status 0 $RB run --quiet --methods $M --bootstrap 50 --predictions --mem-limit 16M -o "$T/a1" "$T/st.h5"
 "$PY" "$H" same "$T/a0/results.csv" "$T/a1/results.csv" && ok || bad "(a) --mem-limit 16M changed results"
+"$PY" "$H" same "$T/a0/predictions.csv" "$T/a1/predictions.csv" && ok || bad "(a) --mem-limit 16M changed predictions"
+# lda under 16M at D = 256, K = 40: 24 class scatters of 512 KiB fit beside
+# the fixed part, so its second pass runs twice (classes 0-23, 24-39).
+$RB gen gmm --seed 14 --classes 40 --dim 256 --layers 1 --n-train 4000 --n-test 1000 --n-ood 200 --sep1 0.6 --model k40 -o "$T/k40.h5" >/dev/null || bad "gen k40"
+expect_status 0 $RB run --quiet --methods lda --bootstrap 20 --predictions -o "$T/l0" "$T/k40.h5"
+expect_status 0 $RB run --quiet --methods lda --bootstrap 20 --predictions --mem-limit 16M -o "$T/l1" "$T/k40.h5"
+"$PY" "$H" same "$T/l0/results.csv" "$T/l1/results.csv" && ok || bad "(a) lda in class groups differs"
+"$PY" "$H" same "$T/l0/predictions.csv" "$T/l1/predictions.csv" && ok || bad "(a) lda predictions in class groups differ"
 # every method produced rows (a vacuous comparison would pass too)
 for m in ${M//,/ }; do
   grep -q ",$m," "$T/a0/results.csv" && ok || bad "(a) no rows of $m"
