@@ -103,25 +103,52 @@ static int acc_add(rb_nc_acc *a, const float *xf, const double *xd, size_t n, si
             if (c < 0 || c >= a->k)
                 RB_FAIL(e, RB_EINVAL, "%s: label %d out of range [0,%d)", a->who, (int)c, a->k);
             double *s = a->shift + (size_t)c * d, *sm = a->sum + (size_t)c * d;
-            double *row = a->buf + i * d;
-            transform(a, xf ? xf + ri : NULL, xd ? xd + ri : NULL, row);
-            if (!a->has_shift[c]) {
-                memcpy(s, row, d * sizeof *s);
-                a->has_shift[c] = 1;
+            double *row = a->buf + i * d, q = 0;
+            if (xf && !(a->flags & RB_NC_UNIT)) {
+                /* Float rows as they are: one fused loop (the same
+                 * operations, in the same order, as the general path). */
+                const float *x = xf + ri;
+                if (!a->has_shift[c]) {
+                    for (size_t j = 0; j < d; j++) s[j] = x[j];
+                    a->has_shift[c] = 1;
+                }
+                double *b = a->sqj ? a->sqj + (size_t)c * d : NULL;
+                if (b)
+                    for (size_t j = 0; j < d; j++) {
+                        double v = (double)x[j] - s[j];
+                        sm[j] += v;
+                        q += v * v;
+                        b[j] += v * v;
+                        row[j] = v;
+                    }
+                else
+                    for (size_t j = 0; j < d; j++) {
+                        double v = (double)x[j] - s[j];
+                        sm[j] += v;
+                        q += v * v;
+                        row[j] = v;
+                    }
+            } else {
+                transform(a, xf ? xf + ri : NULL, xd ? xd + ri : NULL, row);
+                if (!a->has_shift[c]) {
+                    memcpy(s, row, d * sizeof *s);
+                    a->has_shift[c] = 1;
+                }
+                for (size_t j = 0; j < d; j++) {
+                    double v = row[j] - s[j];
+                    sm[j] += v;
+                    q += v * v;
+                    row[j] = v;
+                }
+                if (a->sqj) {
+                    double *b = a->sqj + (size_t)c * d;
+                    for (size_t j = 0; j < d; j++) b[j] += row[j] * row[j];
+                }
             }
-            double q = 0;
-            for (size_t j = 0; j < d; j++) {
-                double v = row[j] - s[j];
-                if (!isfinite(v))
-                    RB_FAIL(e, RB_EINVAL, "%s: non-finite feature in row %zu", a->who, r0 + i);
-                sm[j] += v;
-                q += v * v;
-                row[j] = v;
-            }
-            if (a->sqj) {
-                double *b = a->sqj + (size_t)c * d;
-                for (size_t j = 0; j < d; j++) b[j] += row[j] * row[j];
-            }
+            /* A NaN or an infinity anywhere in the row makes q non-finite
+             * (|v| < 2^129 for float rows: q cannot overflow). */
+            if (!isfinite(q))
+                RB_FAIL(e, RB_EINVAL, "%s: non-finite feature in row %zu", a->who, r0 + i);
             if (a->q4) {
                 double *b = a->qv + (size_t)c * d;
                 for (size_t j = 0; j < d; j++) b[j] += q * row[j];
