@@ -18,6 +18,17 @@ int rb_source_read(const rb_source *s, size_t split, size_t layer, size_t r0, si
     return rc;
 }
 
+int rb_source_read_array(const rb_source *s, const char *path, float **out, size_t dims[4], int *rank,
+                         rb_err *e)
+{
+    *out = NULL;
+    if (!s->read_array) RB_FAIL(e, RB_EINVAL, "%s: %s: absent", s->path, path);
+    pthread_mutex_lock(&source_lock);
+    int rc = s->read_array(s->h, path, out, dims, rank, e);
+    pthread_mutex_unlock(&source_lock);
+    return rc;
+}
+
 size_t rb_mem_budget(const rb_opts *o)
 {
     if (o && o->mem_limit) return o->mem_limit;

@@ -37,6 +37,11 @@ size_t rb_stream_block_rows(const rb_opts *o, size_t d);
 int rb_source_read(const rb_source *s, size_t split, size_t layer, size_t r0, size_t nr,
                    float *dst, rb_err *e);
 
+/* s->read_array under the same lock (RB_EINVAL "... absent" when s has no
+ * read_array, as for an absent array). */
+int rb_source_read_array(const rb_source *s, const char *path, float **out, size_t dims[4], int *rank,
+                         rb_err *e);
+
 /* Open a stream over rows [r0, r1) of split/layer, block rows at a time
  * (block >= 1).  The first block is being read when this returns. */
 int rb_stream_open(const rb_source *s, size_t split, size_t layer, size_t r0, size_t r1,

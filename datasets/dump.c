@@ -57,7 +57,18 @@ typedef struct {
     int half;          /* IEEE binary16, little-endian: converted by a table */
     int has_depth;     /* integer attribute depth present */
     long long depth;
+    size_t cache;      /* chunked with filters (gzip...): chunk-cache bytes
+                          that hold two row bands of chunks; 0 otherwise */
+    size_t slots;      /* hash slots for that cache (a prime) */
 } cell;
+
+/* Compressed chunked cells are read through a second handle opened with a
+ * chunk cache of two row bands (H5Pset_chunk_cache), so consecutive row
+ * blocks never decompress a chunk twice; at most RB_HOT such handles are
+ * open (least recently used closed first), which bounds the caches'
+ * memory whatever the number of cells. */
+#define RB_HOT 2
+#define RB_HOT_CACHE_MAX ((size_t)256 << 20)
 
 typedef struct {
     char *name;        /* owned */
@@ -100,6 +111,12 @@ struct rb_dump {
     size_t *sn;
     const int32_t **sy;
     rb_source src;
+    struct {
+        size_t ci;          /* cell index */
+        hid_t id;           /* 1 in use, H5I_INVALID_HID when unused */
+        unsigned long used; /* last use (tick) */
+    } hot[RB_HOT];
+    unsigned long tick;
 };
 
 #define NAT_ORDER "natural sort of names"
@@ -658,6 +675,79 @@ static void half_widen(float *buf, size_t n)
     }
 }
 
+static size_t next_prime(size_t n)
+{
+    for (;; n++) {
+        int p = n > 1;
+        for (size_t q = 2; p && q * q <= n; q++) p = n % q != 0;
+        if (p) return n;
+    }
+}
+
+/* For a chunked dataset with filters: the cache of two row bands of
+ * chunks (a band = the chunks across the width for one chunk row),
+ * capped at RB_HOT_CACHE_MAX. */
+static void chunk_plan(cell *c)
+{
+    c->cache = 0;
+    hid_t dcpl = H5Dget_create_plist(c->id), t = H5Dget_type(c->id);
+    if (dcpl >= 0 && t >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_nfilters(dcpl) > 0) {
+        hsize_t cd[2] = {0, 0};
+        if (H5Pget_chunk(dcpl, 2, cd) == 2 && cd[0] > 0 && cd[1] > 0) {
+            double across = ceil((double)c->dims[1] / (double)cd[1]);
+            double band = (double)cd[0] * (double)cd[1] * across * (double)H5Tget_size(t);
+            double want = 2 * band + 1048576.0;
+            c->cache = want > (double)RB_HOT_CACHE_MAX ? RB_HOT_CACHE_MAX : (size_t)want;
+            c->slots = next_prime((size_t)(2 * across * 100 > 521 ? 2 * across * 100 : 521));
+        }
+    }
+    if (t >= 0) H5Tclose(t);
+    if (dcpl >= 0) H5Pclose(dcpl);
+}
+
+/* Open /features/<split>/<layer> of cell ci with its chunk cache.  HDF5
+ * ignores the access properties of a second handle on an open dataset
+ * (the handles share one dataset object and its cache), so a cell has one
+ * handle, opened with the cache it needs. */
+static hid_t cell_reopen(rb_dump *d, size_t ci)
+{
+    const cell *c = &d->c[ci];
+    char path[600];
+    fmtb(path, sizeof path, "/features/%s/%s", d->sp[ci / d->nl].name, d->lname[ci % d->nl]);
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS), id = H5I_INVALID_HID;
+    if (dapl >= 0 && H5Pset_chunk_cache(dapl, c->slots, c->cache, 1.0) >= 0) id = H5Dopen2(d->f, path, dapl);
+    if (dapl >= 0) H5Pclose(dapl);
+    return id;
+}
+
+/* The handle to read cell ci through (under h5_mu).  A compressed chunked
+ * cell's cache fills as it is read and is freed only when its handle is
+ * closed: of the cells read, the RB_HOT most recent keep theirs, the one
+ * before is closed and reopened (with an empty cache). */
+static hid_t hot_id(rb_dump *d, size_t ci)
+{
+    cell *c = &d->c[ci];
+    if (!c->cache) return c->id;
+    int lru = 0;
+    for (int i = 0; i < RB_HOT; i++) {
+        if (d->hot[i].id >= 0 && d->hot[i].ci == ci) {
+            d->hot[i].used = ++d->tick;
+            return c->id;
+        }
+        if (d->hot[i].id < 0 || (d->hot[lru].id >= 0 && d->hot[i].used < d->hot[lru].used)) lru = i;
+    }
+    if (d->hot[lru].id >= 0) {
+        /* Close first: a second handle would share the filled cache. */
+        cell *o = &d->c[d->hot[lru].ci];
+        H5Dclose(o->id);
+        o->id = cell_reopen(d, d->hot[lru].ci);
+    }
+    d->hot[lru].ci = ci;
+    d->hot[lru].id = 1; /* in use */
+    d->hot[lru].used = ++d->tick;
+    return c->id;
+}
+
 static int cell_open(rb_dump *d, size_t s, size_t l)
 {
     cell *c = &d->c[s * d->nl + l];
@@ -696,6 +786,21 @@ static int cell_open(rb_dump *d, size_t s, size_t l)
     else
         c->ok = 1;
     if (c->ok) c->half = is_half(c->id);
+    if (c->ok) chunk_plan(c);
+    if (c->cache) {
+        /* Reopen with the cache (see cell_reopen): the plain handle must
+         * be closed first, or the new one would share its cache. */
+        H5Dclose(c->id);
+        c->id = cell_reopen(d, s * d->nl + l);
+        if (c->id < 0) {
+            c->cache = 0;
+            c->id = H5Dopen2(d->f, path, H5P_DEFAULT);
+            if (c->id < 0) {
+                c->ok = 0;
+                prob(d, RB_EIO, path, "cannot open dataset");
+            }
+        }
+    }
     return 0;
 }
 
@@ -1425,13 +1530,14 @@ static int src_read(void *h, size_t s, size_t l, size_t r0, size_t nr,
     hsize_t start[2] = {r0, 0}, count[2] = {nr, d->ld[l]};
     hid_t mt = H5I_INVALID_HID;
     h5_lock();
-    fs = H5Dget_space(c->id);
+    hid_t id = hot_id(d, s * d->nl + l);
+    fs = H5Dget_space(id);
     ms = H5Screate_simple(2, count, NULL);
     /* float16: raw bytes (memory type = file type), widened by the table. */
-    mt = c->half ? H5Dget_type(c->id) : H5Tcopy(H5T_NATIVE_FLOAT);
+    mt = c->half ? H5Dget_type(id) : H5Tcopy(H5T_NATIVE_FLOAT);
     if (fs < 0 || ms < 0 || mt < 0 ||
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dread(c->id, mt, ms, fs, H5P_DEFAULT, dst) < 0) {
+        H5Dread(id, mt, ms, fs, H5P_DEFAULT, dst) < 0) {
         char why[200];
         h5_errdesc(why);
         rc = rb_fail(e, RB_EIO, "%s: /features/%s/%s: read of rows [%zu, %zu) failed%s%s",
@@ -1564,6 +1670,7 @@ static rb_dump *dump_new(const char *path, int require_tt)
     rb_dump *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     d->f = H5I_INVALID_HID;
+    for (int i = 0; i < RB_HOT; i++) d->hot[i].id = H5I_INVALID_HID;
     d->require_tt = require_tt;
     if (!(d->path = dupstr(path))) {
         free(d);

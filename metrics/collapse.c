@@ -4,6 +4,9 @@
  */
 #include "metrics/collapse.h"
 #include "metrics/logreg.h"
+#include "core/comm.h"
+#include "core/stream.h"
+#include "metrics/probe.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -13,22 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct rb_nc_acc {
-    int k;
-    size_t d, chunk;
-    int full;
-    long *nc;       /* k counts */
-    int *has_shift; /* k flags */
-    double *shift;  /* k x d: first row of each class */
-    double *sum;    /* k x d: sums of (h - s_c) */
-    double *sq;     /* k: sums of |h - s_c|^2 */
-    double *S;      /* d x d upper: sum (h - s)(h - s)^T (full only) */
-    double *buf;    /* chunk x d */
-};
-
 /* ------------------------------------------------------------ accumulator */
 
 rb_nc_acc *rb_nc_acc_alloc(int k, size_t d, size_t chunk, int full)
+{
+    return rb_nc_acc_alloc_ex(k, d, chunk, full ? RB_NC_FULL : 0, "collapse");
+}
+
+rb_nc_acc *rb_nc_acc_alloc_ex(int k, size_t d, size_t chunk, unsigned flags, const char *who)
 {
     if (k < 1 || d < 1 || chunk < 1) return NULL;
     rb_nc_acc *a = calloc(1, sizeof *a);
@@ -36,18 +31,23 @@ rb_nc_acc *rb_nc_acc_alloc(int k, size_t d, size_t chunk, int full)
     a->k = k;
     a->d = d;
     a->chunk = chunk;
-    a->full = full;
+    a->flags = flags;
+    a->full = (flags & RB_NC_FULL) != 0;
+    a->who = who ? who : "collapse";
     size_t kk = (size_t)k;
     a->nc = calloc(kk, sizeof *a->nc);
     a->has_shift = calloc(kk, sizeof *a->has_shift);
     a->shift = calloc(kk * d, sizeof *a->shift);
     a->sum = calloc(kk * d, sizeof *a->sum);
     a->sq = calloc(kk, sizeof *a->sq);
-    if (full) {
-        a->S = calloc(d * d, sizeof *a->S);
-        a->buf = malloc(chunk * d * sizeof *a->buf);
-    }
-    if (!a->nc || !a->has_shift || !a->shift || !a->sum || !a->sq || (full && (!a->S || !a->buf))) {
+    a->buf = malloc(chunk * d * sizeof *a->buf);
+    int bad = !a->nc || !a->has_shift || !a->shift || !a->sum || !a->sq || !a->buf;
+    if (a->full && !(a->S = calloc(d * d, sizeof *a->S))) bad = 1;
+    if ((flags & RB_NC_DIAG) && !(a->sqj = calloc(kk * d, sizeof *a->sqj))) bad = 1;
+    if ((flags & RB_NC_QUART) &&
+        (!(a->q4 = calloc(kk, sizeof *a->q4)) || !(a->qv = calloc(kk * d, sizeof *a->qv))))
+        bad = 1;
+    if (bad) {
         rb_nc_acc_free(a);
         return NULL;
     }
@@ -63,38 +63,96 @@ void rb_nc_acc_free(rb_nc_acc *a)
     free(a->sum);
     free(a->sq);
     free(a->S);
+    free(a->sqj);
+    free(a->q4);
+    free(a->qv);
     free(a->buf);
     free(a);
 }
 
-int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e)
+/* f(row) into out: a copy, or the row over its L2 norm (RB_NC_UNIT). */
+static void transform(const rb_nc_acc *a, const float *xf, const double *xd, double *out)
+{
+    double q = 0;
+    for (size_t j = 0; j < a->d; j++) {
+        out[j] = xf ? (double)xf[j] : xd[j];
+        q += out[j] * out[j];
+    }
+    if (a->flags & RB_NC_UNIT) {
+        double w = q > 0 ? 1.0 / sqrt(q) : 0.0;
+        for (size_t j = 0; j < a->d; j++) out[j] *= w;
+    }
+}
+
+void rb_nc_acc_set_shift(rb_nc_acc *a, int c, const double *row)
+{
+    transform(a, NULL, row, a->shift + (size_t)c * a->d);
+    a->has_shift[c] = 1;
+}
+
+/* The add of float rows xf or double rows xd (one non-NULL). */
+static int acc_add(rb_nc_acc *a, const float *xf, const double *xd, size_t n, size_t ld,
+                   const int32_t *y, rb_err *e)
 {
     size_t d = a->d;
     for (size_t r0 = 0; r0 < n; r0 += a->chunk) {
         size_t m = n - r0 < a->chunk ? n - r0 : a->chunk;
         for (size_t i = 0; i < m; i++) {
-            const float *h = x + (r0 + i) * ld;
-            int32_t c = y[r0 + i];
+            size_t ri = (r0 + i) * ld;
+            int32_t c = y ? y[r0 + i] : 0;
             if (c < 0 || c >= a->k)
-                RB_FAIL(e, RB_EINVAL, "collapse: label %d out of range [0,%d)", (int)c, a->k);
+                RB_FAIL(e, RB_EINVAL, "%s: label %d out of range [0,%d)", a->who, (int)c, a->k);
             double *s = a->shift + (size_t)c * d, *sm = a->sum + (size_t)c * d;
-            if (!a->has_shift[c]) {
-                for (size_t j = 0; j < d; j++) {
-                    if (!isfinite(h[j]))
-                        RB_FAIL(e, RB_EINVAL, "collapse: non-finite feature in row %zu", r0 + i);
-                    s[j] = h[j];
+            double *row = a->buf + i * d, q = 0;
+            if (xf && !(a->flags & RB_NC_UNIT)) {
+                /* Float rows as they are: one fused loop (the same
+                 * operations, in the same order, as the general path). */
+                const float *x = xf + ri;
+                if (!a->has_shift[c]) {
+                    for (size_t j = 0; j < d; j++) s[j] = x[j];
+                    a->has_shift[c] = 1;
                 }
-                a->has_shift[c] = 1;
+                double *b = a->sqj ? a->sqj + (size_t)c * d : NULL;
+                if (b)
+                    for (size_t j = 0; j < d; j++) {
+                        double v = (double)x[j] - s[j];
+                        sm[j] += v;
+                        q += v * v;
+                        b[j] += v * v;
+                        row[j] = v;
+                    }
+                else
+                    for (size_t j = 0; j < d; j++) {
+                        double v = (double)x[j] - s[j];
+                        sm[j] += v;
+                        q += v * v;
+                        row[j] = v;
+                    }
+            } else {
+                transform(a, xf ? xf + ri : NULL, xd ? xd + ri : NULL, row);
+                if (!a->has_shift[c]) {
+                    memcpy(s, row, d * sizeof *s);
+                    a->has_shift[c] = 1;
+                }
+                for (size_t j = 0; j < d; j++) {
+                    double v = row[j] - s[j];
+                    sm[j] += v;
+                    q += v * v;
+                    row[j] = v;
+                }
+                if (a->sqj) {
+                    double *b = a->sqj + (size_t)c * d;
+                    for (size_t j = 0; j < d; j++) b[j] += row[j] * row[j];
+                }
             }
-            double q = 0;
-            double *row = a->full ? a->buf + i * d : NULL;
-            for (size_t j = 0; j < d; j++) {
-                double v = (double)h[j] - s[j];
-                if (!isfinite(v))
-                    RB_FAIL(e, RB_EINVAL, "collapse: non-finite feature in row %zu", r0 + i);
-                sm[j] += v;
-                q += v * v;
-                if (row) row[j] = v;
+            /* A NaN or an infinity anywhere in the row makes q non-finite
+             * (|v| < 2^129 for float rows: q cannot overflow). */
+            if (!isfinite(q))
+                RB_FAIL(e, RB_EINVAL, "%s: non-finite feature in row %zu", a->who, r0 + i);
+            if (a->q4) {
+                double *b = a->qv + (size_t)c * d;
+                for (size_t j = 0; j < d; j++) b[j] += q * row[j];
+                a->q4[c] += q * q;
             }
             a->sq[c] += q;
             a->nc[c]++;
@@ -104,6 +162,80 @@ int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32
                         1.0, a->S, (int)d);
     }
     return RB_OK;
+}
+
+int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e)
+{
+    return acc_add(a, x, NULL, n, ld, y, e);
+}
+
+int rb_nc_acc_add_f64(rb_nc_acc *a, const double *x, size_t n, size_t ld, const int32_t *y,
+                      rb_err *e)
+{
+    return acc_add(a, NULL, x, n, ld, y, e);
+}
+
+int rb_nc_acc_reduce(rb_nc_acc *a, rb_err *e)
+{
+    if (rb_comm_size() == 1) return RB_OK;
+    size_t kk = (size_t)a->k, d = a->d;
+    int rc = rb_comm_sum_long(a->nc, kk, e);
+    if (!rc) rc = rb_comm_sum(a->sum, kk * d, e);
+    if (!rc) rc = rb_comm_sum(a->sq, kk, e);
+    if (!rc && a->S) rc = rb_comm_sum(a->S, d * d, e);
+    if (!rc && a->sqj) rc = rb_comm_sum(a->sqj, kk * d, e);
+    if (!rc && a->q4) rc = rb_comm_sum(a->q4, kk, e);
+    if (!rc && a->qv) rc = rb_comm_sum(a->qv, kk * d, e);
+    return rc;
+}
+
+typedef struct {
+    rb_nc_acc **a;
+    size_t na;
+} acc_ctx;
+
+static int acc_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                     size_t row0, size_t nr, rb_err *e)
+{
+    (void)row0;
+    acc_ctx *c = ctx;
+    for (size_t q = 0; q < c->na; q++) {
+        rb_nc_acc *a = c->a[q];
+        int rc = xf ? rb_nc_acc_add(a, xf, nr, ld, y, e) : rb_nc_acc_add_f64(a, xd, nr, ld, y, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
+int rb_nc_acc_fill_n(rb_nc_acc **acc, size_t na, const void *rowsrc, rb_err *e)
+{
+    const rb_rowsrc *r = rowsrc;
+    /* Shifts: the first row of each class in file order, the same on every
+     * rank (a rank's shard need not hold it). */
+    int rc = RB_OK;
+    for (size_t q = 0; q < na && !rc; q++) {
+        rb_nc_acc *a = acc[q];
+        double *row = malloc(a->d * sizeof *row);
+        if (!row) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", a->who);
+        int left = a->k;
+        for (size_t i = 0; i < r->n && left > 0 && !rc; i++) {
+            int c = r->y ? r->y[i] : 0;
+            if (c < 0 || c >= a->k || a->has_shift[c]) continue;
+            if (!(rc = rb_rowsrc_row(r, i, row, e))) rb_nc_acc_set_shift(a, c, row);
+            left--;
+        }
+        free(row);
+    }
+    acc_ctx c = {acc, na};
+    if (!rc) rc = rb_rowsrc_pass(r, acc_block, &c, e);
+    for (size_t q = 0; q < na && !rc; q++)
+        if (rb_rowsrc_sharded(r)) rc = rb_nc_acc_reduce(acc[q], e);
+    return rc;
+}
+
+int rb_nc_acc_fill(rb_nc_acc *a, const void *rowsrc, rb_err *e)
+{
+    return rb_nc_acc_fill_n(&a, 1, rowsrc, e);
 }
 
 void rb_nc_means(const rb_nc_acc *a, double *mu)
@@ -430,7 +562,7 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
             RB_FAIL(e, RB_EINVAL, "collapse: option head: the source cannot read arrays");
         size_t dims[4];
         int rank;
-        if ((rc = s->read_array(s->h, wn, &wf, dims, &rank, e))) {
+        if ((rc = rb_source_read_array(s, wn, &wf, dims, &rank, e))) {
             rb_err_wrap(e, "collapse: head W");
             goto out;
         }
@@ -442,7 +574,7 @@ static int get_head(const rb_task *t, const char *spec, double Cinv, head *h, rb
         for (size_t i = 0; i < (size_t)k * d; i++)
             h->W[i] = wf[i];
         if (*bn) {
-            if ((rc = s->read_array(s->h, bn, &bf, dims, &rank, e))) {
+            if ((rc = rb_source_read_array(s, bn, &bf, dims, &rank, e))) {
                 rb_err_wrap(e, "collapse: head b");
                 goto out;
             }
@@ -477,20 +609,45 @@ out:
     return rc;
 }
 
+/* The rows of split sp of layer l, in blocks of at most chunk rows. */
+static rb_rowsrc nc_rows(const rb_task *t, size_t sp, size_t l, size_t chunk, int chunk_set)
+{
+    rb_rowsrc r = rb_rowsrc_task(t, sp);
+    r.layer = l;
+    r.d = r.ld = t->src->layer_d[l];
+    if (chunk_set) r.block = rb_rowsrc_block_cap(t->o, r.d, chunk);
+    return r;
+}
+
 /* Stream split sp of layer l through an accumulator. */
-static int stream(const rb_task *t, size_t sp, size_t l, rb_nc_acc *a, float *buf, size_t chunk,
+static int stream(const rb_task *t, size_t sp, size_t l, rb_nc_acc *a, size_t chunk, int chunk_set,
                   rb_err *e)
 {
     const rb_source *s = t->src;
-    size_t n = s->split_n[sp], d = s->layer_d[l];
-    const int32_t *y = s->split_y[sp];
-    if (!y) RB_FAIL(e, RB_EINVAL, "collapse: split %s has no labels", s->split_names[sp]);
-    for (size_t r0 = 0; r0 < n; r0 += chunk) {
-        size_t m = n - r0 < chunk ? n - r0 : chunk;
-        int rc = s->read(s->h, sp, l, r0, m, buf, e);
-        if (rc) return rc;
-        if ((rc = rb_nc_acc_add(a, buf, m, d, y + r0, e))) return rc;
-    }
+    if (!s->split_y[sp]) RB_FAIL(e, RB_EINVAL, "collapse: split %s has no labels", s->split_names[sp]);
+    rb_rowsrc r = nc_rows(t, sp, l, chunk, chunk_set);
+    return rb_nc_acc_fill(a, &r, e);
+}
+
+typedef struct {
+    const double *mu, *W, *b;
+    int k;
+    size_t d;
+    double *scr;
+    long mis;
+} nc4_ctx;
+
+static int nc4_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                     size_t row0, size_t nr, rb_err *e)
+{
+    (void)xd;
+    (void)y;
+    (void)row0;
+    (void)e;
+    nc4_ctx *c = ctx;
+    for (size_t q = 0; q < nr; q += NC_BLOCK)
+        rb_nc_ncc_mismatch(c->mu, c->W, c->b, c->k, c->d, xf + q * ld, nr - q < NC_BLOCK ? nr - q : NC_BLOCK, ld,
+                           c->scr, &c->mis);
     return RB_OK;
 }
 
@@ -521,13 +678,13 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
     if (k < 2) RB_FAIL(e, RB_EINVAL, "collapse: need at least 2 classes");
     head h = {0};
     rb_nc_acc *a = NULL, *a0 = NULL;
-    float *buf = malloc((size_t)chunk * d * sizeof *buf);
+    const int cset = rb_opt_str(o, "nc_chunk", NULL) != NULL;
     double *mu = malloc((size_t)k * d * sizeof *mu);
     /* The double-precision work buffers cover NC_BLOCK rows at a time, so
      * the memory is S (D x D), S_W in finish (D x D), the float read chunk
      * and O(NC_BLOCK D) doubles. */
     double *scr = malloc(rb_nc_ncc_scratch(k, d, NC_BLOCK) * sizeof *scr);
-    if (!buf || !mu || !scr) {
+    if (!mu || !scr) {
         rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
         goto out;
     }
@@ -549,13 +706,11 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
         /* Within-class variability relative to the first layer (Tirer et
          * al.): the trace quotient only needs class sums, O(C D0). */
         size_t d0 = s->layer_d[0];
-        float *b0 = malloc((size_t)chunk * d0 * sizeof *b0);
         a0 = rb_nc_acc_alloc(k, d0, NC_BLOCK, 0);
         rb_nc_res r0;
-        if (!b0 || !a0) rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
-        if (!rc) rc = stream(t, (size_t)t->train, 0, a0, b0, (size_t)chunk, e);
+        if (!a0) rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
+        if (!rc) rc = stream(t, (size_t)t->train, 0, a0, (size_t)chunk, cset, e);
         if (!rc) rc = rb_nc_finish(a0, NULL, (int)weighted, rtol, &r0, e);
-        free(b0);
         if (rc) goto out;
         quot0 = r0.nc1_quot;
     }
@@ -580,7 +735,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory (D=%zu)", d);
                 goto out;
             }
-            if ((rc = stream(t, (size_t)sp, t->layer, a, buf, (size_t)chunk, e))) goto out;
+            if ((rc = stream(t, (size_t)sp, t->layer, a, (size_t)chunk, cset, e))) goto out;
             rb_nc_res r;
             if ((rc = rb_nc_finish(a, h.W, (int)weighted, rtol, &r, e))) goto out;
             if (sp == t->train) {
@@ -612,15 +767,12 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 goto out;
             if (h.W) {
                 /* NC4 needs the train means, so it reads the split again. */
-                long mis = 0;
                 size_t nn = s->split_n[sp];
-                for (size_t r0 = 0; r0 < nn; r0 += (size_t)chunk) {
-                    size_t m = nn - r0 < (size_t)chunk ? nn - r0 : (size_t)chunk;
-                    if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, m, buf, e))) goto out;
-                    for (size_t q = 0; q < m; q += NC_BLOCK)
-                        rb_nc_ncc_mismatch(mu, h.W, h.b, k, d, buf + q * d,
-                                           m - q < NC_BLOCK ? m - q : NC_BLOCK, d, scr, &mis);
-                }
+                nc4_ctx c4 = {mu, h.W, h.b, k, d, scr, 0};
+                rb_rowsrc r4 = nc_rows(t, (size_t)sp, t->layer, (size_t)chunk, cset);
+                if ((rc = rb_rowsrc_pass(&r4, nc4_block, &c4, e))) goto out;
+                if ((rc = rb_comm_sum_long(&c4.mis, 1, e))) goto out;
+                long mis = c4.mis;
                 if ((rc =
                          add(out, prm, spn, "nc4_mismatch", (double)mis / (double)nn, (long)nn, e)))
                     goto out;
@@ -634,7 +786,7 @@ int rb_collapse_run(const rb_task *t, rb_rows *out, rb_err *e)
                 rc = rb_fail(e, RB_ENOMEM, "collapse: out of memory");
                 goto out;
             }
-            if ((rc = stream(t, (size_t)t->train, t->layer, a, buf, (size_t)chunk, e))) goto out;
+            if ((rc = stream(t, (size_t)t->train, t->layer, a, (size_t)chunk, cset, e))) goto out;
             rb_nc_means(a, mu);
         }
     }
@@ -643,7 +795,6 @@ out:
     rb_nc_acc_free(a0);
     free(h.W);
     free(h.b);
-    free(buf);
     free(mu);
     free(scr);
     return rc;

@@ -48,8 +48,53 @@
 
 #include "core/rb.h"
 
-/* Streaming accumulator of class sums and the shifted second moment. */
-typedef struct rb_nc_acc rb_nc_acc;
+/* Streaming accumulator of class sums and the shifted second moment: the
+ * sufficient statistics every streaming method (gnb, nb_pooled, ncm, lda,
+ * ood_maha, ood_gauss, collapse) fills in one pass over its train rows.
+ * Row i of class c enters as v = f(h_i) - s_c, f = identity (or h/|h| with
+ * RB_NC_UNIT, 0 for a zero row), s_c the class's shift.  Rows are converted
+ * to double `chunk` at a time, counted from the first row of each add call,
+ * so a caller that adds blocks of a multiple of chunk rows gets the same
+ * sums for any block size.  Fields are read-only outside collapse.c. */
+enum {
+    RB_NC_FULL = 1u << 0,  /* S: d x d upper, sum v v^T */
+    RB_NC_DIAG = 1u << 1,  /* sq_j: k x d, sum v_j^2 */
+    RB_NC_QUART = 1u << 2, /* q4: k, sum |v|^4; qv: k x d, sum |v|^2 v */
+    RB_NC_UNIT = 1u << 3   /* rows scaled to unit L2 norm first */
+};
+typedef struct rb_nc_acc {
+    int k;
+    size_t d, chunk;
+    int full;
+    unsigned flags;
+    const char *who; /* message prefix ("collapse") */
+    long *nc;        /* k counts */
+    int *has_shift;  /* k flags */
+    double *shift;   /* k x d: s_c (the first row of the class, in file order) */
+    double *sum;     /* k x d: sums of v */
+    double *sq;      /* k: sums of |v|^2 */
+    double *S;       /* d x d upper: sum v v^T over all classes (RB_NC_FULL) */
+    double *sqj;     /* k x d: sums of v_j^2 (RB_NC_DIAG) */
+    double *q4;      /* k: sums of |v|^4 (RB_NC_QUART) */
+    double *qv;      /* k x d: sums of |v|^2 v (RB_NC_QUART) */
+    double *buf;     /* chunk x d */
+} rb_nc_acc;
+
+/* Allocate with the given RB_NC_* flags; who prefixes messages.  NULL when
+ * out of memory or k, d, chunk < 1. */
+rb_nc_acc *rb_nc_acc_alloc_ex(int k, size_t d, size_t chunk, unsigned flags, const char *who);
+
+/* Set the shift of class c to f(row) (row: d doubles).  A class without a
+ * shift takes its first added row. */
+void rb_nc_acc_set_shift(rb_nc_acc *a, int c, const double *row);
+
+/* Add n double rows (see rb_nc_acc_add); y NULL puts every row in class 0. */
+int rb_nc_acc_add_f64(rb_nc_acc *a, const double *x, size_t n, size_t ld, const int32_t *y,
+                      rb_err *e);
+
+/* Sum every statistic across the ranks of core/comm.h (rb_comm_sum); the
+ * shifts must already agree (set them before adding). */
+int rb_nc_acc_reduce(rb_nc_acc *a, rb_err *e);
 
 /* Allocate for k classes of dimension d, converting up to chunk rows at a
  * time (chunk >= 1).  NULL when out of memory.  full = 0 keeps only the
@@ -57,7 +102,7 @@ typedef struct rb_nc_acc rb_nc_acc;
 rb_nc_acc *rb_nc_acc_alloc(int k, size_t d, size_t chunk, int full);
 void rb_nc_acc_free(rb_nc_acc *a); /* NULL is a no-op */
 
-/* Add n rows x (row i at x + i*ld) with labels y in [0,k).  Returns RB_OK
+/* Add n rows x (row i at x + i*ld) with labels y in [0,k) (NULL: class 0).  Returns RB_OK
  * or RB_EINVAL (label out of range, non-finite value). */
 int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e);
 
@@ -79,6 +124,14 @@ typedef struct {
  * (fewer than 2 classes present), RB_ENOMEM, RB_EINTERNAL (SVD failed). */
 int rb_nc_finish(const rb_nc_acc *a, const double *W, int weighted, double svd_rtol, rb_nc_res *res,
                  rb_err *e);
+
+/* Fill a from the rows of r (metrics/probe.h): shifts set first from the
+ * first row of each class in file order (the same on every rank), then one
+ * pass in blocks, then rb_nc_acc_reduce for a sharded stream.  Labels from
+ * r->y (NULL: all rows class 0).  rowsrc is a const rb_rowsrc *. */
+int rb_nc_acc_fill(rb_nc_acc *a, const void *rowsrc, rb_err *e);
+/* The same for na accumulators filled in one pass. */
+int rb_nc_acc_fill_n(rb_nc_acc **acc, size_t na, const void *rowsrc, rb_err *e);
 
 /* Class means (k x d, row c; NaN rows for absent classes) into mu. */
 void rb_nc_means(const rb_nc_acc *a, double *mu);

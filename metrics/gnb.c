@@ -6,6 +6,8 @@
 #include "metrics/gnb.h"
 
 #include "metrics/probe.h"
+#include "metrics/collapse.h"
+#include "core/stream.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -13,61 +15,59 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Test rows converted per BLAS call. */
-#define GNB_BLOCK 256
+/* ------------------------------------------------------------------ model */
 
-/* ------------------------------------------------------------------ kernel */
+typedef struct {
+    int k;
+    size_t d;
+    double *gm;  /* d: train mean */
+    double *w;   /* k x 2d: [iv_c, -2 mu'_c iv_c] */
+    double *cst; /* k */
+    double *xb, *ob; /* scratch: UNIT x 2d, UNIT x k */
+} gnb_model;
 
-/* The kernel, writing float scores (sf) or double scores (sd). */
-static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
-                    float *sf, double *sd, rb_err *e)
+static void model_free(gnb_model *m)
+{
+    free(m->gm);
+    free(m->w);
+    free(m->cst);
+    free(m->xb);
+    free(m->ob);
+}
+
+/* The fit from the train rows (counts cnt[k], checked by the caller). */
+static int gnb_fit(const rb_rowsrc *tr, int k, const long *cnt, double vs, int pooled, gnb_model *mo,
+                   rb_err *e)
 {
     const char *who = pooled ? "nb_pooled" : "gnb";
+    memset(mo, 0, sizeof *mo);
     if (!(vs >= 0) || !isfinite(vs)) RB_FAIL(e, RB_EINVAL, "%s: var_smoothing %g must be finite and >= 0", who, vs);
-    const size_t d = tr ? tr->d : 0;
-    const int k = tr ? tr->k : 0;
-    long *cnt;
-    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
-    if (rc) return rc;
-    const size_t kd = (size_t)k * d;
-    double *ref = malloc(kd * sizeof *ref);  /* first row of each class */
-    double *s1 = calloc(kd, sizeof *s1);     /* sum of (x - ref) */
-    double *s2 = calloc(kd, sizeof *s2);     /* sum of (x - ref)^2 */
-    double *cst = malloc((size_t)k * sizeof *cst); /* log prior - 1/2 sum log 2 pi var */
-    char *seen = calloc((size_t)k, 1);
-    double *gm = malloc(d * sizeof *gm);                   /* train mean */
-    double *w = malloc(kd * 2 * sizeof *w);                /* k x 2d */
-    double *xb = malloc(GNB_BLOCK * 2 * d * sizeof *xb);   /* test rows */
-    double *ob = malloc(GNB_BLOCK * (size_t)k * sizeof *ob);
-    if (!ref || !s1 || !s2 || !cst || !seen || !gm || !w || !xb || !ob) {
+    const size_t d = tr->d, kd = (size_t)k * d;
+    int rc = RB_OK;
+    rb_nc_acc *acc = rb_nc_acc_alloc_ex(k, d, RB_STREAM_UNIT, RB_NC_DIAG, who);
+    double *iv = malloc(kd * sizeof *iv);  /* inverse variances */
+    double *mu = malloc(kd * sizeof *mu);  /* class means */
+    double *s2 = malloc(kd * sizeof *s2);  /* biased class variances */
+    mo->k = k;
+    mo->d = d;
+    mo->cst = malloc((size_t)k * sizeof *mo->cst);
+    mo->gm = malloc(d * sizeof *mo->gm);
+    mo->w = malloc(kd * 2 * sizeof *mo->w);
+    mo->xb = malloc(RB_STREAM_UNIT * 2 * d * sizeof *mo->xb);
+    mo->ob = malloc(RB_STREAM_UNIT * (size_t)k * sizeof *mo->ob);
+    if (!acc || !iv || !mu || !s2 || !mo->cst || !mo->gm || !mo->w || !mo->xb || !mo->ob) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (%d x %zu)", who, k, d);
         goto out;
     }
-    /* One pass: per-class shifted sums (the shift by a row of the class
-     * keeps sum-of-squares variances accurate when |mean| >> sd). */
-    for (size_t i = 0; i < tr->n; i++) {
-        const float *x = tr->x + i * tr->ld;
-        int c = tr->y[i];
-        double *r = ref + (size_t)c * d, *a = s1 + (size_t)c * d, *b = s2 + (size_t)c * d;
-        if (!seen[c]) {
-            for (size_t j = 0; j < d; j++) r[j] = x[j];
-            seen[c] = 1;
-        }
-        for (size_t j = 0; j < d; j++) {
-            double v = (double)x[j] - r[j];
-            a[j] += v;
-            b[j] += v * v;
-        }
-    }
-    /* s1 <- class means, s2 <- biased class variances. */
+    if ((rc = rb_nc_acc_fill(acc, tr, e))) goto out;
     for (int c = 0; c < k; c++) {
         double nc = (double)cnt[c];
-        double *r = ref + (size_t)c * d, *a = s1 + (size_t)c * d, *b = s2 + (size_t)c * d;
+        const double *r = acc->shift + (size_t)c * d, *a = acc->sum + (size_t)c * d, *b = acc->sqj + (size_t)c * d;
         for (size_t j = 0; j < d; j++) {
             double m = a[j] / nc;
             double v = b[j] / nc - m * m;
-            a[j] = r[j] + m;
-            b[j] = v > 0 ? v : 0;
+            mu[(size_t)c * d + j] = r[j] + m;
+            s2[(size_t)c * d + j] = v > 0 ? v : 0;
         }
     }
     const double n = (double)tr->n;
@@ -77,11 +77,11 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
          * (Chan et al.): var_j = sum_c n_c (var_cj + (mu_cj - mu_j)^2) / n. */
         double vmax = 0;
         for (size_t j = 0; j < d; j++) {
-            double mu = 0, v = 0;
-            for (int c = 0; c < k; c++) mu += (double)cnt[c] * s1[(size_t)c * d + j];
-            mu /= n;
+            double m = 0, v = 0;
+            for (int c = 0; c < k; c++) m += (double)cnt[c] * mu[(size_t)c * d + j];
+            m /= n;
             for (int c = 0; c < k; c++) {
-                double dm = s1[(size_t)c * d + j] - mu;
+                double dm = mu[(size_t)c * d + j] - m;
                 v += (double)cnt[c] * (s2[(size_t)c * d + j] + dm * dm);
             }
             v /= n;
@@ -90,7 +90,7 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
         eps = vs * vmax;
     }
     if (pooled) {
-        /* sigma2_j = sum_c pi_c (var_cj + eps), stored in row 0 of ref. */
+        /* sigma2_j = sum_c pi_c (var_cj + eps), the same for every class. */
         for (size_t j = 0; j < d; j++) {
             double v = 0;
             for (int c = 0; c < k; c++) v += (double)cnt[c] / n * (s2[(size_t)c * d + j] + eps);
@@ -98,15 +98,15 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
                 rc = rb_fail(e, RB_ESING, "%s: feature %zu has zero pooled variance (var_smoothing 0)", who, j);
                 goto out;
             }
-            ref[j] = 1.0 / v;
+            iv[j] = 1.0 / v;
         }
         for (int c = 0; c < k; c++) {
-            cst[c] = log((double)cnt[c] / n);
-            if (c) memcpy(ref + (size_t)c * d, ref, d * sizeof *ref);
+            mo->cst[c] = log((double)cnt[c] / n);
+            if (c) memcpy(iv + (size_t)c * d, iv, d * sizeof *iv);
         }
     } else {
         for (int c = 0; c < k; c++) {
-            double lv = 0, *b = s2 + (size_t)c * d, *iv = ref + (size_t)c * d;
+            double lv = 0, *b = s2 + (size_t)c * d, *ivc = iv + (size_t)c * d;
             for (size_t j = 0; j < d; j++) {
                 double v = b[j] + eps;
                 if (!(v > 0)) {
@@ -114,65 +114,98 @@ static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
                     goto out;
                 }
                 lv += log(2.0 * M_PI * v);
-                iv[j] = 1.0 / v;
+                ivc[j] = 1.0 / v;
             }
-            cst[c] = log((double)cnt[c] / n) - 0.5 * lv;
+            mo->cst[c] = log((double)cnt[c] / n) - 0.5 * lv;
         }
     }
-    /* Scores: ref holds inverse variances iv, s1 the means mu.  With
-     * x' = x - g and mu' = mu - g (g = the train mean, so the expansion does
-     * not cancel on large offsets),
+    /* With x' = x - g and mu' = mu - g (g = the train mean, so the
+     * expansion does not cancel on large offsets),
      *   sum_j (x_j - mu_cj)^2 iv_cj = [x'^2, x'] . [iv_c, -2 mu'_c iv_c] + q_c,
      *   q_c = sum_j mu'_cj^2 iv_cj,
-     * one dgemm per block of test rows against the k x 2d matrix w. */
+     * one dgemm per block of rows against the k x 2d matrix w. */
     for (size_t j = 0; j < d; j++) {
         double g = 0;
-        for (int c = 0; c < k; c++) g += (double)cnt[c] * s1[(size_t)c * d + j];
-        gm[j] = g / n;
+        for (int c = 0; c < k; c++) g += (double)cnt[c] * mu[(size_t)c * d + j];
+        mo->gm[j] = g / n;
     }
     for (int c = 0; c < k; c++) {
-        const double *m = s1 + (size_t)c * d, *iv = ref + (size_t)c * d;
-        double *wc = w + (size_t)c * 2 * d, q = 0;
+        const double *m = mu + (size_t)c * d, *ivc = iv + (size_t)c * d;
+        double *wc = mo->w + (size_t)c * 2 * d, q = 0;
         for (size_t j = 0; j < d; j++) {
-            double mp = m[j] - gm[j];
-            wc[j] = iv[j];
-            wc[d + j] = -2.0 * mp * iv[j];
-            q += mp * mp * iv[j];
+            double mp = m[j] - mo->gm[j];
+            wc[j] = ivc[j];
+            wc[d + j] = -2.0 * mp * ivc[j];
+            q += mp * mp * ivc[j];
         }
-        cst[c] -= 0.5 * q;
-    }
-    for (size_t i0 = 0; i0 < te->n; i0 += GNB_BLOCK) {
-        size_t nb = te->n - i0 < GNB_BLOCK ? te->n - i0 : GNB_BLOCK;
-        for (size_t r = 0; r < nb; r++) {
-            const float *x = te->x + (i0 + r) * te->ld;
-            double *xr = xb + r * 2 * d;
-            for (size_t j = 0; j < d; j++) {
-                double t = (double)x[j] - gm[j];
-                xr[j] = t * t;
-                xr[d + j] = t;
-            }
-        }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, k, (int)(2 * d), -0.5, xb,
-                    (int)(2 * d), w, (int)(2 * d), 0.0, ob, k);
-        for (size_t r = 0; r < nb; r++)
-            for (int c = 0; c < k; c++) {
-                size_t o = (i0 + r) * (size_t)k + (size_t)c;
-                double v = cst[c] + ob[r * (size_t)k + (size_t)c];
-                if (sf) sf[o] = (float)v;
-                else sd[o] = v;
-            }
+        mo->cst[c] -= 0.5 * q;
     }
 out:
-    free(cnt);
-    free(ref);
-    free(s1);
+    rb_nc_acc_free(acc);
+    free(iv);
+    free(mu);
     free(s2);
-    free(cst);
-    free(seen);
-    free(gm);
-    free(w);
-    free(xb);
-    free(ob);
+    if (rc) model_free(mo);
+    return rc;
+}
+
+/* Scores of nb rows (at most RB_STREAM_UNIT) into sf (float) or sd. */
+static int gnb_score(const gnb_model *m, const float *x, size_t nb, size_t ld, float *sf, double *sd,
+                     rb_err *e)
+{
+    const size_t d = m->d;
+    const int k = m->k;
+    double *xb = m->xb, *ob = m->ob;
+    (void)e;
+    for (size_t r = 0; r < nb; r++) {
+        const float *xr = x + r * ld;
+        double *br = xb + r * 2 * d;
+        for (size_t j = 0; j < d; j++) {
+            double t = (double)xr[j] - m->gm[j];
+            br[j] = t * t;
+            br[d + j] = t;
+        }
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, k, (int)(2 * d), -0.5, xb,
+                (int)(2 * d), m->w, (int)(2 * d), 0.0, ob, k);
+    for (size_t r = 0; r < nb; r++)
+        for (int c = 0; c < k; c++) {
+            size_t o = r * (size_t)k + (size_t)c;
+            double v = m->cst[c] + ob[o];
+            if (sf) sf[o] = (float)v;
+            else sd[o] = v;
+        }
+    return RB_OK;
+}
+
+static int gnb_block(const void *model, const float *x, size_t nb, size_t ld, float *scores, rb_err *e)
+{
+    return gnb_score(model, x, nb, ld, scores, NULL, e);
+}
+
+/* ------------------------------------------------------------------ kernel */
+
+/* Fit on the view tr, score te into sf or sd: the same fit and block
+ * scoring as the streamed run. */
+static int gnb_core(const rb_view *tr, const rb_view *te, double vs, int pooled,
+                    float *sf, double *sd, rb_err *e)
+{
+    const char *who = pooled ? "nb_pooled" : "gnb";
+    if (!(vs >= 0) || !isfinite(vs)) RB_FAIL(e, RB_EINVAL, "%s: var_smoothing %g must be finite and >= 0", who, vs);
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
+    rb_rowsrc rs = rb_rowsrc_view(tr);
+    gnb_model m;
+    if ((rc = gnb_fit(&rs, tr->k, cnt, vs, pooled, &m, e))) goto out;
+    for (size_t i0 = 0; i0 < te->n && !rc; i0 += RB_STREAM_UNIT) {
+        size_t nb = te->n - i0 < RB_STREAM_UNIT ? te->n - i0 : RB_STREAM_UNIT;
+        size_t o = i0 * (size_t)tr->k;
+        rc = gnb_score(&m, te->x + i0 * te->ld, nb, te->ld, sf ? sf + o : NULL, sd ? sd + o : NULL, e);
+    }
+    model_free(&m);
+out:
+    free(cnt);
     return rc;
 }
 
@@ -190,27 +223,27 @@ int rb_gnb_scores_f64(const rb_view *tr, const rb_view *te, double var_smoothing
 
 /* ---------------------------------------------------------------- registry */
 
-typedef struct {
-    double vs;
-    int pooled;
-} nb_ctx;
-
-static int nb_fit(const rb_view *tr, const rb_view *te, const void *ctx, float *sc, rb_err *e)
-{
-    const nb_ctx *c = ctx;
-    return rb_gnb_scores(tr, te, c->vs, c->pooled, sc, e);
-}
-
 static int nb_run(const rb_task *t, rb_rows *out, rb_err *e, int pooled)
 {
-    nb_ctx c = {1e-9, pooled};
+    double vs = 1e-9;
     if (!pooled) {
-        int rc = rb_opt_double(t->o, "var_smoothing", 1e-9, 0, 1e300, &c.vs, e);
+        int rc = rb_opt_double(t->o, "var_smoothing", 1e-9, 0, 1e300, &vs, e);
         if (rc) return rc;
     }
+    const char *who = pooled ? "nb_pooled" : "gnb";
     char params[64];
-    snprintf(params, sizeof params, "%s=%.10g", pooled ? "var_add" : "var_smoothing", c.vs);
-    return rb_probe_run(t, pooled ? "nb_pooled" : "gnb", params, nb_fit, &c, out, e);
+    snprintf(params, sizeof params, "%s=%.10g", pooled ? "var_add" : "var_smoothing", vs);
+    rb_rowsrc tr;
+    long *cnt;
+    int rc = rb_probe_stream_train(t, who, &tr, &cnt, e);
+    if (rc) return rc;
+    gnb_model m;
+    if (!(rc = gnb_fit(&tr, t->src->k, cnt, vs, pooled, &m, e))) {
+        rc = rb_probe_stream_eval(t, who, params, m.k, gnb_block, &m, out, e);
+        model_free(&m);
+    }
+    free(cnt);
+    return rc;
 }
 
 int rb_gnb_run(const rb_task *t, rb_rows *out, rb_err *e) { return nb_run(t, out, e, 0); }

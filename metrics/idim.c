@@ -5,6 +5,7 @@
 #include "metrics/idim.h"
 #include "metrics/nn.h"
 #include "metrics/spectrum.h"
+#include "core/stream.h"
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
@@ -234,7 +235,7 @@ int rb_idim_run(const rb_task *t, rb_rows *out, rb_err *e)
         for (size_t r0 = 0, i = 0; r0 < v.n && i < m; r0 += chunk) {
             size_t c = v.n - r0 < chunk ? v.n - r0 : chunk;
             if (idx[i] >= r0 + c) continue;
-            if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, c, buf, e))) goto out;
+            if ((rc = rb_source_read(s, (size_t)sp, t->layer, r0, c, buf, e))) goto out;
             for (; i < m && idx[i] < r0 + c; i++)
                 memcpy(x + i * v.d, buf + (idx[i] - r0) * v.d, v.d * sizeof *x);
         }

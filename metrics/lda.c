@@ -6,6 +6,9 @@
 #include "metrics/lda.h"
 
 #include "metrics/probe.h"
+#include "metrics/collapse.h"
+#include "core/comm.h"
+#include "core/stream.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -15,28 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows of test data converted to double per BLAS call. */
-#define LDA_BLOCK 256
 
 /* ------------------------------------------------------------ Ledoit-Wolf */
 
-/* Given centred z (n x d, ld d), write S = z^T z / n into the upper
- * triangle of s (d x d) and return the Ledoit-Wolf shrinkage (sklearn
- * ledoit_wolf_shrinkage) and mu = tr S / d. */
-static double lw_fit(const double *z, size_t n, size_t d, double *s, double *mu)
+/* Ledoit-Wolf from the moments of centred rows z_i (sklearn
+ * ledoit_wolf_shrinkage): s holds S = z^T z / n in its upper triangle,
+ * b4 = sum_i |z_i|^4.  Returns the shrinkage; *mu = tr S / d. */
+static double lw_from(const double *s, size_t n, size_t d, double b4, double *mu)
 {
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n,
-                1.0 / (double)n, z, (int)d, 0.0, s, (int)d);
-    double tr = 0, fro = 0, b4 = 0;
+    double tr = 0, fro = 0;
     for (size_t j = 0; j < d; j++) {
         tr += s[j * d + j];
         fro += s[j * d + j] * s[j * d + j];
         for (size_t l = j + 1; l < d; l++) fro += 2.0 * s[j * d + l] * s[j * d + l];
-    }
-    for (size_t i = 0; i < n; i++) {
-        double q = 0;
-        for (size_t j = 0; j < d; j++) q += z[i * d + j] * z[i * d + j];
-        b4 += q * q;
     }
     const double p = (double)d, nn = (double)n;
     *mu = tr / p;
@@ -45,6 +39,26 @@ static double lw_fit(const double *z, size_t n, size_t d, double *s, double *mu)
     if (beta > delta) beta = delta;
     if (beta == 0 || !(delta > 0)) return 0.0;
     return beta / delta;
+}
+
+double rb_lw_from_moments(const double *s, size_t n, size_t d, double b4, double *mu)
+{
+    return lw_from(s, n, d, b4, mu);
+}
+
+/* Given centred z (n x d, ld d), write S = z^T z / n into the upper
+ * triangle of s (d x d) and return the Ledoit-Wolf shrinkage and mu. */
+static double lw_fit(const double *z, size_t n, size_t d, double *s, double *mu)
+{
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n,
+                1.0 / (double)n, z, (int)d, 0.0, s, (int)d);
+    double b4 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double q = 0;
+        for (size_t j = 0; j < d; j++) q += z[i * d + j] * z[i * d + j];
+        b4 += q * q;
+    }
+    return lw_from(s, n, d, b4, mu);
 }
 
 int rb_lw_shrinkage(const double *x, size_t n, size_t d, size_t ld, double *s,
@@ -72,98 +86,163 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------------ kernel */
+/* ------------------------------------------------------------------ model */
 
-int rb_lda_scores(const rb_view *tr, const rb_view *te, double shrinkage,
-                  float *scores, rb_err *e)
+typedef struct {
+    int k;
+    size_t d;
+    double *coef;    /* d x k: coef^T */
+    double *icpt;    /* k */
+    double *xb, *ob; /* scratch: UNIT x d, UNIT x k */
+} lda_model;
+
+static void model_free(lda_model *m)
+{
+    free(m->coef);
+    free(m->icpt);
+    free(m->xb);
+    free(m->ob);
+}
+
+/* The second pass: for the classes [c0, c1), the scatter of the centred
+ * (and, for Ledoit-Wolf, standardised) rows z = (x - mean_c) / sd_c,
+ * S_c += z z^T by dsyrk on the rows of class c in each RB_STREAM_UNIT rows
+ * of the pass (so the sums do not depend on the block size), and
+ * b4_c += |z|^4. */
+typedef struct {
+    int c0, c1;
+    size_t d;
+    const double *mean, *sd; /* k x d */
+    double *S;               /* (c1 - c0) x d x d upper */
+    double *b4;              /* c1 - c0 */
+    double *z;               /* UNIT x d */
+} scat_ctx;
+
+static int scat_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                      size_t row0, size_t nr, rb_err *e)
+{
+    (void)xd;
+    (void)row0;
+    (void)e;
+    scat_ctx *c = ctx;
+    const size_t d = c->d;
+    for (size_t u0 = 0; u0 < nr; u0 += RB_STREAM_UNIT) {
+        size_t un = nr - u0 < RB_STREAM_UNIT ? nr - u0 : RB_STREAM_UNIT;
+        for (int cl = c->c0; cl < c->c1; cl++) {
+            const double *m = c->mean + (size_t)cl * d, *sd = c->sd + (size_t)cl * d;
+            size_t m_rows = 0;
+            double b4 = 0;
+            for (size_t i = u0; i < u0 + un; i++) {
+                if (y[i] != cl) continue;
+                const float *x = xf + i * ld;
+                double *zr = c->z + m_rows * d, q = 0;
+                for (size_t j = 0; j < d; j++) {
+                    zr[j] = ((double)x[j] - m[j]) / sd[j];
+                    q += zr[j] * zr[j];
+                }
+                b4 += q * q;
+                m_rows++;
+            }
+            if (!m_rows) continue;
+            size_t g = (size_t)(cl - c->c0);
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m_rows, 1.0, c->z, (int)d, 1.0,
+                        c->S + g * d * d, (int)d);
+            c->b4[g] += b4;
+        }
+    }
+    return RB_OK;
+}
+
+/* Classes per second pass: as many d x d scatters as fit the budget beside
+ * the fixed part (three d x d, the k x d statistics, two row blocks); the
+ * sums of a class do not depend on the group it is in. */
+static int lda_group(const rb_opts *o, size_t d, int k, size_t n)
+{
+    double dd = (double)d * (double)d * 8.0;
+    double fixed = 3 * dd + 6.0 * k * (double)d * 8.0 + 2.0 * (double)rb_stream_block_rows(o, d) * (double)d * 4.0;
+    (void)n;
+    /* Without --mem-limit, at most half of the memory free. */
+    double left = (double)rb_mem_budget(o) * (o && o->mem_limit ? 1.0 : 0.5) - fixed;
+    double g = left / dd;
+    if (g < 1) return 1; /* the harness refused what cannot fit (cmd_run mem_need) */
+    return g >= k ? k : (int)g;
+}
+
+/* The fit (sklearn LinearDiscriminantAnalysis(solver='lsqr')): pass 1 the
+ * class means and variances (shifted sums), pass(es) 2 the per-class
+ * scatter of the centred, standardised rows for Ledoit-Wolf. */
+static int lda_fit(const rb_rowsrc *tr, int k, const long *cnt, double shrinkage, const rb_opts *o,
+                   lda_model *mo, rb_err *e)
 {
     const char *who = "lda";
-    if (!isfinite(shrinkage) || shrinkage > 1)
-        RB_FAIL(e, RB_EINVAL, "%s: shrinkage %g must be in [0, 1] (or < 0 for Ledoit-Wolf)", who, shrinkage);
-    const int k = tr ? tr->k : 0;
-    const size_t d = tr ? tr->d : 0;
-    long *cnt;
-    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
-    if (rc) return rc;
-    const size_t n = tr->n;
-    long maxnk = 0;
-    for (int c = 0; c < k; c++)
-        if (cnt[c] > maxnk) maxnk = cnt[c];
-    size_t *idx = malloc(n * sizeof *idx), *start = calloc((size_t)k + 1, sizeof *start);
-    double *z = malloc((size_t)maxnk * d * sizeof *z);
-    double *sc = malloc(d * d * sizeof *sc);    /* per-class scaled covariance */
-    double *sig = calloc(d * d, sizeof *sig);   /* pooled covariance (full) */
-    double *a = malloc(d * d * sizeof *a);      /* factor / lstsq workspace */
+    memset(mo, 0, sizeof *mo);
+    const size_t d = tr->d, n = tr->n;
+    const int autolw = shrinkage < 0;
+    int G = lda_group(o, d, k, n);
+    int rc = RB_OK;
+    rb_nc_acc *acc = rb_nc_acc_alloc_ex(k, d, RB_STREAM_UNIT, RB_NC_DIAG, who);
     double *mean = malloc((size_t)k * d * sizeof *mean);
-    double *coef = malloc(d * (size_t)k * sizeof *coef); /* d x k: coef^T */
-    double *icpt = malloc((size_t)k * sizeof *icpt);
-    double *sd = malloc(d * sizeof *sd);
+    double *sdv = malloc((size_t)k * d * sizeof *sdv);
+    double *sig = calloc(d * d, sizeof *sig);
+    double *a = malloc(d * d * sizeof *a);
     double *sv = malloc(d * sizeof *sv);
-    double *xb = malloc(LDA_BLOCK * d * sizeof *xb);
-    double *ob = malloc(LDA_BLOCK * (size_t)k * sizeof *ob);
-    if (!idx || !start || !z || !sc || !sig || !a || !mean || !coef || !icpt || !sd || !sv || !xb || !ob) {
+    double *S = calloc((size_t)G * d * d, sizeof *S);
+    double *b4 = calloc((size_t)G, sizeof *b4);
+    double *z = malloc(RB_STREAM_UNIT * d * sizeof *z);
+    mo->k = k;
+    mo->d = d;
+    mo->coef = malloc(d * (size_t)k * sizeof *mo->coef);
+    mo->icpt = malloc((size_t)k * sizeof *mo->icpt);
+    mo->xb = malloc(RB_STREAM_UNIT * d * sizeof *mo->xb);
+    mo->ob = malloc(RB_STREAM_UNIT * (size_t)k * sizeof *mo->ob);
+    if (!acc || !mean || !sdv || !sig || !a || !sv || !S || !b4 || !z || !mo->coef || !mo->icpt || !mo->xb ||
+        !mo->ob) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (d = %zu, k = %d)", who, d, k);
         goto out;
     }
-    /* Rows grouped by class (counting sort of the labels): each train row
-     * is then read exactly once, into its class's double buffer. */
-    for (int c = 0; c < k; c++) start[c + 1] = start[c] + (size_t)cnt[c];
-    {
-        size_t *pos = malloc((size_t)k * sizeof *pos);
-        if (!pos) {
-            rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", who);
-            goto out;
-        }
-        memcpy(pos, start, (size_t)k * sizeof *pos);
-        for (size_t i = 0; i < n; i++) idx[pos[tr->y[i]]++] = i;
-        free(pos);
-    }
-    const int autolw = shrinkage < 0;
+    if ((rc = rb_nc_acc_fill(acc, tr, e))) goto out;
+    rb_nc_means(acc, mean);
+    /* sklearn standardises the class's features before Ledoit-Wolf
+     * (StandardScaler; near-constant features keep scale 1, by sklearn's
+     * _is_constant_feature bound) and rescales after. */
     for (int c = 0; c < k; c++) {
-        const size_t nc = (size_t)cnt[c];
-        double *m = mean + (size_t)c * d;
-        memset(m, 0, d * sizeof *m);
-        for (size_t r = 0; r < nc; r++) {
-            const float *x = tr->x + idx[start[c] + r] * tr->ld;
-            double *zr = z + r * d;
+        const double nc = (double)cnt[c], ne = nc * DBL_EPSILON;
+        for (size_t j = 0; j < d; j++) {
+            size_t q = (size_t)c * d + j;
+            double m1 = acc->sum[q] / nc, v = acc->sqj[q] / nc - m1 * m1;
+            if (v < 0) v = 0;
+            const double m = mean[q];
+            sdv[q] = (!autolw || v <= ne * v + (ne * m) * (ne * m)) ? 1.0 : sqrt(v);
+        }
+    }
+    for (int c0 = 0; c0 < k; c0 += G) {
+        int c1 = c0 + G < k ? c0 + G : k;
+        memset(S, 0, (size_t)G * d * d * sizeof *S);
+        memset(b4, 0, (size_t)G * sizeof *b4);
+        scat_ctx sc = {c0, c1, d, mean, sdv, S, b4, z};
+        if ((rc = rb_rowsrc_pass(tr, scat_block, &sc, e))) goto out;
+        if (rb_rowsrc_sharded(tr) && ((rc = rb_comm_sum(S, (size_t)(c1 - c0) * d * d, e)) ||
+                                      (rc = rb_comm_sum(b4, (size_t)(c1 - c0), e))))
+            goto out;
+        for (int c = c0; c < c1; c++) {
+            const size_t nc = (size_t)cnt[c];
+            double *sc_ = S + (size_t)(c - c0) * d * d;
+            for (size_t j = 0; j < d; j++)
+                for (size_t l = j; l < d; l++) sc_[j * d + l] /= (double)nc;
+            double mu, s = lw_from(sc_, nc, d, b4[c - c0], &mu);
+            if (!autolw) s = shrinkage;
+            const double pi = (double)nc / (double)n, *sd = sdv + (size_t)c * d;
             for (size_t j = 0; j < d; j++) {
-                zr[j] = x[j];
-                m[j] += zr[j];
+                sig[j * d + j] += pi * ((1 - s) * sc_[j * d + j] + s * mu) * sd[j] * sd[j];
+                for (size_t l = j + 1; l < d; l++) sig[j * d + l] += pi * (1 - s) * sc_[j * d + l] * sd[j] * sd[l];
             }
-        }
-        for (size_t j = 0; j < d; j++) {
-            m[j] /= (double)nc;
-            sv[j] = 0;
-        }
-        for (size_t r = 0; r < nc; r++) {
-            double *zr = z + r * d;
-            for (size_t j = 0; j < d; j++) {
-                zr[j] -= m[j];
-                sv[j] += zr[j] * zr[j];
-            }
-        }
-        /* sklearn standardises the class's features before Ledoit-Wolf
-         * (StandardScaler; near-constant features keep scale 1, by
-         * sklearn's _is_constant_feature bound) and rescales after. */
-        for (size_t j = 0; j < d; j++) {
-            double v = sv[j] / (double)nc, ne = (double)nc * DBL_EPSILON;
-            sd[j] = (!autolw || v <= ne * v + (ne * m[j]) * (ne * m[j])) ? 1.0 : sqrt(v);
-        }
-        if (autolw)
-            for (size_t r = 0; r < nc; r++)
-                for (size_t j = 0; j < d; j++) z[r * d + j] /= sd[j];
-        double mu, s = lw_fit(z, nc, d, sc, &mu);
-        if (!autolw) s = shrinkage;
-        const double pi = (double)nc / (double)n;
-        for (size_t j = 0; j < d; j++) {
-            sig[j * d + j] += pi * ((1 - s) * sc[j * d + j] + s * mu) * sd[j] * sd[j];
-            for (size_t l = j + 1; l < d; l++) sig[j * d + l] += pi * (1 - s) * sc[j * d + l] * sd[j] * sd[l];
         }
     }
     for (size_t j = 0; j < d; j++)
         for (size_t l = j + 1; l < d; l++) sig[l * d + j] = sig[j * d + l];
     /* Solve sigma coef^T = mean^T: Cholesky, else least squares (dgelsd,
      * rcond = machine epsilon as scipy.linalg.lstsq). */
+    double *coef = mo->coef;
     for (size_t j = 0; j < d; j++)
         for (int c = 0; c < k; c++) coef[j * (size_t)k + (size_t)c] = mean[(size_t)c * d + j];
     memcpy(a, sig, d * d * sizeof *a);
@@ -183,45 +262,61 @@ int rb_lda_scores(const rb_view *tr, const rb_view *te, double shrinkage,
     for (int c = 0; c < k; c++) {
         double q = 0;
         for (size_t j = 0; j < d; j++) q += mean[(size_t)c * d + j] * coef[j * (size_t)k + (size_t)c];
-        icpt[c] = -0.5 * q + log((double)cnt[c] / (double)n);
-    }
-    /* Scores = X coef^T + intercept, in blocks of test rows. */
-    for (size_t i0 = 0; i0 < te->n; i0 += LDA_BLOCK) {
-        size_t nb = te->n - i0 < LDA_BLOCK ? te->n - i0 : LDA_BLOCK;
-        for (size_t r = 0; r < nb; r++) {
-            const float *x = te->x + (i0 + r) * te->ld;
-            for (size_t j = 0; j < d; j++) xb[r * d + j] = x[j];
-        }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, k, (int)d, 1.0, xb,
-                    (int)d, coef, k, 0.0, ob, k);
-        for (size_t r = 0; r < nb; r++)
-            for (int c = 0; c < k; c++)
-                scores[(i0 + r) * (size_t)k + (size_t)c] = (float)(ob[r * (size_t)k + (size_t)c] + icpt[c]);
+        mo->icpt[c] = -0.5 * q + log((double)cnt[c] / (double)n);
     }
 out:
-    free(cnt);
-    free(idx);
-    free(start);
-    free(z);
-    free(sc);
+    rb_nc_acc_free(acc);
+    free(mean);
+    free(sdv);
     free(sig);
     free(a);
-    free(mean);
-    free(coef);
-    free(icpt);
-    free(sd);
     free(sv);
-    free(xb);
-    free(ob);
+    free(S);
+    free(b4);
+    free(z);
+    if (rc) model_free(mo);
+    return rc;
+}
+
+/* Scores = X coef^T + intercept for nb <= RB_STREAM_UNIT rows. */
+static int lda_block(const void *model, const float *x, size_t nb, size_t ld, float *scores, rb_err *e)
+{
+    (void)e;
+    const lda_model *m = model;
+    const size_t d = m->d;
+    const int k = m->k;
+    for (size_t r = 0; r < nb; r++)
+        for (size_t j = 0; j < d; j++) m->xb[r * d + j] = x[r * ld + j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, k, (int)d, 1.0, m->xb, (int)d, m->coef, k,
+                0.0, m->ob, k);
+    for (size_t r = 0; r < nb; r++)
+        for (int c = 0; c < k; c++)
+            scores[r * (size_t)k + (size_t)c] = (float)(m->ob[r * (size_t)k + (size_t)c] + m->icpt[c]);
+    return RB_OK;
+}
+
+/* ------------------------------------------------------------------ kernel */
+
+int rb_lda_scores(const rb_view *tr, const rb_view *te, double shrinkage,
+                  float *scores, rb_err *e)
+{
+    const char *who = "lda";
+    if (!isfinite(shrinkage) || shrinkage > 1)
+        RB_FAIL(e, RB_EINVAL, "%s: shrinkage %g must be in [0, 1] (or < 0 for Ledoit-Wolf)", who, shrinkage);
+    long *cnt;
+    int rc = rb_probe_fit_check(who, tr, te, &cnt, e);
+    if (rc) return rc;
+    rb_rowsrc rs = rb_rowsrc_view(tr);
+    lda_model m;
+    if (!(rc = lda_fit(&rs, tr->k, cnt, shrinkage, NULL, &m, e))) {
+        rc = rb_probe_score_view(lda_block, &m, tr->k, te, scores, e);
+        model_free(&m);
+    }
+    free(cnt);
     return rc;
 }
 
 /* ---------------------------------------------------------------- registry */
-
-static int lda_fit(const rb_view *tr, const rb_view *te, const void *ctx, float *sc, rb_err *e)
-{
-    return rb_lda_scores(tr, te, *(const double *)ctx, sc, e);
-}
 
 int rb_lda_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
@@ -235,5 +330,15 @@ int rb_lda_run(const rb_task *t, rb_rows *out, rb_err *e)
     } else {
         snprintf(params, sizeof params, "shrinkage=auto");
     }
-    return rb_probe_run(t, "lda", params, lda_fit, &s, out, e);
+    rb_rowsrc tr;
+    long *cnt;
+    int rc = rb_probe_stream_train(t, "lda", &tr, &cnt, e);
+    if (rc) return rc;
+    lda_model m;
+    if (!(rc = lda_fit(&tr, t->src->k, cnt, s, t->o, &m, e))) {
+        rc = rb_probe_stream_eval(t, "lda", params, m.k, lda_block, &m, out, e);
+        model_free(&m);
+    }
+    free(cnt);
+    return rc;
 }

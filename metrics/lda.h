@@ -24,12 +24,15 @@
  * score_k(x) = x . coef_k + intercept_k (sklearn's decision_function; for
  * k = 2 sklearn reports one column, the argmax is the same).
  *
- * Fit in one pass over the train data: the labels are counting-sorted, and
- * each train row is read once, into a double buffer holding its class
- * (max_k n_k x d); the class's mean, variances, standardisation, Ledoit-Wolf
- * statistics and covariance (cblas_dsyrk) are computed from that buffer
- * before the next class is read.  Work n d^2 (the dsyrks) plus k d^2;
- * memory three d x d doubles plus the class buffer.
+ * Fit from the train rows read in blocks (metrics/probe.h rb_rowsrc, a
+ * stream in the run): pass 1 accumulates per-class shifted sums and sums of
+ * squares (rb_nc_acc: class means and variances, hence the
+ * standardisation); pass 2 accumulates, per class, S_c = sum z z^T
+ * (cblas_dsyrk on the class's rows of each RB_STREAM_UNIT rows, so the sums
+ * do not depend on the block size) and sum |z|^4 of z = (x - mu_c) / sd_c,
+ * which is all Ledoit-Wolf needs.  As many classes per pass 2 as their
+ * d x d scatters fit --mem-limit (all of them by default): memory about
+ * (3 + g) d^2 doubles + 6 k d doubles + two row blocks, passes 1 + k / g.
  */
 #ifndef RB_LDA_H
 #define RB_LDA_H
@@ -48,6 +51,10 @@ int rb_lda_scores(const rb_view *tr, const rb_view *te, double shrinkage,
  * Returns RB_OK and *s, or RB_EINVAL (n < 1), RB_ENOMEM. */
 int rb_lw_shrinkage(const double *x, size_t n, size_t d, size_t ld, double *s,
                     rb_err *e);
+
+/* The shrinkage from moments: s holds S = Z^T Z / n (upper triangle) of
+ * centred rows z_i, b4 = sum_i |z_i|^4; *mu = tr S / d. */
+double rb_lw_from_moments(const double *s, size_t n, size_t d, double b4, double *mu);
 
 /* Registry entry (suite/reg_probes.inc). */
 int rb_lda_run(const rb_task *t, rb_rows *out, rb_err *e);

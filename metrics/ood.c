@@ -9,6 +9,9 @@
 #include "core/comm.h"
 #include "metrics/lda.h"
 #include "metrics/probe.h"
+#include "metrics/collapse.h"
+#include "core/comm.h"
+#include "core/stream.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -359,20 +362,23 @@ void rb_ood_maha_free(rb_ood_maha *m)
 
 int rb_ood_maha_pinv(const rb_ood_maha *m) { return m->p.pinv; }
 
-int rb_ood_maha_fit(const rb_view *tr, rb_ood_maha **out, rb_err *e)
+/* The fit from train rows in blocks (labels checked, counts cnt[k]): one
+ * pass of rb_nc_acc (shift s_c = the class's first row, S = sum of
+ * (x - s_c)(x - s_c)^T), then N Sigma = S - sum_c n_c d_c d_c^T with
+ * d_c = mu_c - s_c: the cancellation is governed by the within-class
+ * spread only. */
+static int maha_fit(const rb_rowsrc *tr, int k, const long *cnt, rb_ood_maha **out, rb_err *e)
 {
     const char *who = "ood_maha";
     *out = NULL;
-    long *cnt = NULL;
-    int rc = rb_probe_fit_check(who, tr, NULL, &cnt, e);
-    if (rc) return rc;
     const size_t n = tr->n, d = tr->d;
-    const int k = tr->k;
+    int rc = RB_OK;
     rb_ood_maha *m = calloc(1, sizeof *m);
-    double *mean = calloc((size_t)k * d, sizeof *mean);
-    double *sig = calloc(d * d, sizeof *sig);
-    double *xb = malloc(OOD_BLOCK * d * sizeof *xb);
-    if (!m || !mean || !sig || !xb) {
+    rb_nc_acc *acc = rb_nc_acc_alloc_ex(k, d, OOD_BLOCK, RB_NC_FULL, who);
+    double *mean = malloc((size_t)k * d * sizeof *mean);
+    double *dc = malloc((size_t)k * d * sizeof *dc);
+    double *sig = malloc(d * d * sizeof *sig);
+    if (!m || !acc || !mean || !dc || !sig) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (d = %zu, k = %d)", who, d, k);
         goto out;
     }
@@ -386,29 +392,20 @@ int rb_ood_maha_fit(const rb_view *tr, rb_ood_maha **out, rb_err *e)
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (d = %zu, k = %d)", who, d, k);
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        const float *x = tr->x + i * tr->ld;
-        double *mc = mean + (size_t)tr->y[i] * d;
-        for (size_t j = 0; j < d; j++) mc[j] += x[j];
-    }
-    for (int c = 0; c < k; c++)
+    if ((rc = rb_nc_acc_fill(acc, tr, e))) goto out;
+    rb_nc_means(acc, mean);
+    for (int c = 0; c < k; c++) {
+        double sq = sqrt((double)cnt[c]);
         for (size_t j = 0; j < d; j++) {
-            m->g[j] += mean[(size_t)c * d + j];
-            mean[(size_t)c * d + j] /= (double)cnt[c];
+            m->g[j] += (double)cnt[c] * mean[(size_t)c * d + j];
+            dc[(size_t)c * d + j] = acc->sum[(size_t)c * d + j] / sq; /* sqrt(n_c) d_c */
         }
-    for (size_t j = 0; j < d; j++) m->g[j] /= (double)n;
-    /* Tied covariance of class-centred rows, accumulated block by block. */
-    for (size_t r0 = 0; r0 < n; r0 += OOD_BLOCK) {
-        size_t nb = n - r0 < OOD_BLOCK ? n - r0 : OOD_BLOCK;
-        for (size_t i = 0; i < nb; i++) {
-            const float *x = tr->x + (r0 + i) * tr->ld;
-            const double *mc = mean + (size_t)tr->y[r0 + i] * d;
-            for (size_t j = 0; j < d; j++) xb[i * d + j] = x[j] - mc[j];
-        }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)nb, 1.0, xb, (int)d, 1.0,
-                    sig, (int)d);
     }
-    for (size_t i = 0; i < d * d; i++) sig[i] /= (double)n;
+    for (size_t j = 0; j < d; j++) m->g[j] /= (double)n;
+    memcpy(sig, acc->S, d * d * sizeof *sig);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, k, -1.0, dc, (int)d, 1.0, sig, (int)d);
+    for (size_t i = 0; i < d; i++)
+        for (size_t j = i; j < d; j++) sig[i * d + j] /= (double)n;
     symmetrise(sig, d);
     if ((rc = prec_init(&m->p, sig, d, who, e))) goto out;
     for (int c = 0; c < k; c++)
@@ -420,10 +417,22 @@ int rb_ood_maha_fit(const rb_view *tr, rb_ood_maha **out, rb_err *e)
     m = NULL;
 out:
     rb_ood_maha_free(m);
-    free(cnt);
+    rb_nc_acc_free(acc);
     free(mean);
+    free(dc);
     free(sig);
-    free(xb);
+    return rc;
+}
+
+int rb_ood_maha_fit(const rb_view *tr, rb_ood_maha **out, rb_err *e)
+{
+    *out = NULL;
+    long *cnt = NULL;
+    int rc = rb_probe_fit_check("ood_maha", tr, NULL, &cnt, e);
+    if (rc) return rc;
+    rb_rowsrc rs = rb_rowsrc_view(tr);
+    rc = maha_fit(&rs, tr->k, cnt, out, e);
+    free(cnt);
     return rc;
 }
 
@@ -505,64 +514,109 @@ double rb_ood_chi2_threshold(double p, size_t k)
     return sqrt(gsl_cdf_chisq_Pinv(p, (double)k));
 }
 
-/* Mean of x (n x d, ld; doubles xd or floats xf, exactly one non-NULL) into
- * mu, centred copy into xc (n x d), empirical covariance S = xc^T xc / n
- * (full symmetric) into S. */
-static void centre_cov(const double *xd, const float *xf, size_t n, size_t d, size_t ld,
-                       double *mu, double *xc, double *S)
+/* From a one-class accumulator (RB_NC_FULL | RB_NC_QUART, shift s): the
+ * mean into mu, the empirical covariance S = sum (x - mu)(x - mu)^T / n
+ * (full symmetric) and b4 = sum |x - mu|^4, from the shifted moments with
+ * d = mu - s, c = |d|^2, v = x - s, a = |v|^2:
+ *   n S = sum v v^T - n d d^T,
+ *   b4 = sum a^2 + 4 d^T (sum v v^T) d - 4 d^T (sum a v) + 2 c sum a - 3 n c^2. */
+static void gauss_moments(const rb_nc_acc *a, double *mu, double *S, double *b4)
 {
-    memset(mu, 0, d * sizeof *mu);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j++) mu[j] += xd ? xd[i * ld + j] : (double)xf[i * ld + j];
-    for (size_t j = 0; j < d; j++) mu[j] /= (double)n;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j++)
-            xc[i * d + j] = (xd ? xd[i * ld + j] : (double)xf[i * ld + j]) - mu[j];
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0 / (double)n, xc, (int)d,
-                0.0, S, (int)d);
+    const size_t d = a->d;
+    const double n = (double)a->nc[0];
+    double *dv = a->buf; /* d doubles of scratch (chunk >= 1 row) */
+    double c = 0, dqv = 0;
+    for (size_t j = 0; j < d; j++) {
+        dv[j] = a->sum[j] / n;
+        mu[j] = a->shift[j] + dv[j];
+        c += dv[j] * dv[j];
+        dqv += dv[j] * a->qv[j];
+    }
+    memcpy(S, a->S, d * d * sizeof *S);
     symmetrise(S, d);
+    double dsd = 0;
+    for (size_t i = 0; i < d; i++) {
+        double r = 0;
+        for (size_t j = 0; j < d; j++) r += S[i * d + j] * dv[j];
+        dsd += dv[i] * r;
+    }
+    *b4 = a->q4[0] + 4 * dsd - 4 * dqv + 2 * c * a->sq[0] - 3 * n * c * c;
+    for (size_t i = 0; i < d; i++)
+        for (size_t j = 0; j < d; j++) S[i * d + j] = (S[i * d + j] - n * dv[i] * dv[j]) / n;
 }
 
-/* Ledoit-Wolf covariance of centred xc (n x d) with empirical S, its
- * precision into p and the shrinkage into *s.  S is overwritten. */
-static int lw_prec(const double *xc, size_t n, size_t d, double *S, double *s, prec *p, rb_err *e)
+/* Ledoit-Wolf covariance from S (n x empirical, full) and b4: precision
+ * into p, shrinkage into *s.  S is overwritten. */
+static int lw_prec(double *S, size_t n, size_t d, double b4, double *s, prec *p, rb_err *e)
 {
-    int rc = rb_lw_shrinkage(xc, n, d, d, s, e);
-    if (rc) return rc;
-    double tr = 0;
-    for (size_t j = 0; j < d; j++) tr += S[j * d + j];
-    double mu = tr / (double)d;
+    double mu;
+    *s = rb_lw_from_moments(S, n, d, b4, &mu);
     for (size_t i = 0; i < d * d; i++) S[i] *= 1.0 - *s;
     for (size_t j = 0; j < d; j++) S[j * d + j] += *s * mu;
     return prec_init(p, S, d, "ood_gauss", e);
 }
 
-/* The fit on doubles xd or floats xf (exactly one non-NULL). */
-static int gauss_fit(const double *xd, const float *xf, size_t n, size_t d, size_t ld,
-                     double npca_tau, rb_ood_gauss **out, rb_err *e)
+/* NPCA's second pass: centred rows projected on the kept components,
+ * accumulated (shift: the projection of row 0). */
+typedef struct {
+    const rb_ood_gauss *g;
+    rb_nc_acc *a;
+    double *xc, *z; /* UNIT x d, UNIT x k */
+} proj_ctx;
+
+static void project(const rb_ood_gauss *g, const float *xf, const double *xd, size_t ld, size_t nr,
+                    double *xc, double *z)
+{
+    const size_t d = g->d;
+    for (size_t i = 0; i < nr; i++)
+        for (size_t j = 0; j < d; j++) xc[i * d + j] = (xf ? (double)xf[i * ld + j] : xd[i * ld + j]) - g->mu[j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)g->k, (int)d, 1.0, xc, (int)d, g->v,
+                (int)d, 0.0, z, (int)g->k);
+}
+
+static int proj_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                      size_t row0, size_t nr, rb_err *e)
+{
+    (void)y;
+    (void)row0;
+    proj_ctx *c = ctx;
+    for (size_t u = 0; u < nr; u += OOD_BLOCK) {
+        size_t un = nr - u < OOD_BLOCK ? nr - u : OOD_BLOCK;
+        project(c->g, xf ? xf + u * ld : NULL, xd ? xd + u * ld : NULL, ld, un, c->xc, c->z);
+        int rc = rb_nc_acc_add_f64(c->a, c->z, un, c->g->k, NULL, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
+/* The fit from train rows in blocks: one pass for the mean, covariance and
+ * Ledoit-Wolf moments; NPCA a second pass over the projections. */
+static int gauss_fit(const rb_rowsrc *tr, double npca_tau, rb_ood_gauss **out, rb_err *e)
 {
     const char *who = "ood_gauss";
     *out = NULL;
-    if ((!xd && !xf) || n < 2 || d < 1 || ld < d)
+    const size_t n = tr->n, d = tr->d;
+    if (n < 2 || d < 1 || tr->ld < d)
         RB_FAIL(e, RB_EINVAL, "%s: need n >= 2 train rows and d >= 1 (n = %zu, d = %zu)", who, n, d);
     if (npca_tau >= 0 && !(npca_tau > 0 && npca_tau < 1))
         RB_FAIL(e, RB_EINVAL, "%s: NPCA threshold tau = %g must be in (0, 1)", who, npca_tau);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < d; j++)
-            if (!isfinite(xd ? xd[i * ld + j] : (double)xf[i * ld + j])) RB_FAIL(e, RB_EINVAL, "%s: train value [%zu, %zu] is not finite", who, i, j);
     int rc = RB_OK;
     rb_ood_gauss *g = calloc(1, sizeof *g);
-    double *xc = malloc(n * d * sizeof *xc), *S = malloc(d * d * sizeof *S);
-    double *w = NULL, *ev = NULL, *z = NULL, *zc = NULL, *Sz = NULL;
-    if (!g || !xc || !S || !(g->mu = malloc(d * sizeof *g->mu))) {
-        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (%zu x %zu)", who, n, d);
+    rb_nc_acc *acc = rb_nc_acc_alloc_ex(1, d, OOD_BLOCK, RB_NC_FULL | RB_NC_QUART, who), *az = NULL;
+    double *S = malloc(d * d * sizeof *S);
+    double *w = NULL, *ev = NULL, *Sz = NULL, *row = NULL;
+    proj_ctx pc = {0};
+    double b4;
+    if (!g || !acc || !S || !(g->mu = malloc(d * sizeof *g->mu))) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (%zu x %zu)", who, d, d);
         goto out;
     }
     g->d = d;
     g->k = d;
-    centre_cov(xd, xf, n, d, ld, g->mu, xc, S);
+    if ((rc = rb_nc_acc_fill(acc, tr, e))) goto out;
+    gauss_moments(acc, g->mu, S, &b4);
     if (npca_tau < 0) {
-        rc = lw_prec(xc, n, d, S, &g->s, &g->p, e);
+        rc = lw_prec(S, n, d, b4, &g->s, &g->p, e);
         goto done;
     }
     /* NPCA: PCA of the train rows, keep the least-variance components. */
@@ -599,48 +653,65 @@ static int gauss_fit(const double *xd, const float *xf, size_t n, size_t d, size
     g->k = k;
     g->v = malloc(k * d * sizeof *g->v);
     g->mu_z = malloc(k * sizeof *g->mu_z);
-    z = malloc(n * k * sizeof *z);
-    zc = malloc(n * k * sizeof *zc);
     Sz = malloc(k * k * sizeof *Sz);
-    if (!g->v || !g->mu_z || !z || !zc || !Sz) {
+    row = malloc(d * sizeof *row);
+    pc.xc = malloc(OOD_BLOCK * d * sizeof *pc.xc);
+    pc.z = malloc(OOD_BLOCK * k * sizeof *pc.z);
+    az = rb_nc_acc_alloc_ex(1, k, OOD_BLOCK, RB_NC_FULL | RB_NC_QUART, who);
+    if (!g->v || !g->mu_z || !Sz || !row || !pc.xc || !pc.z || !az) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory (NPCA, %zu components)", who, k);
         goto out;
     }
     for (size_t q = 0; q < k; q++) /* eigenvector of component j0+q: column d-1-(j0+q) */
         memcpy(g->v + q * d, ev + (d - 1 - (j0 + q)) * d, d * sizeof(double));
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)k, (int)d, 1.0, xc, (int)d,
-                g->v, (int)d, 0.0, z, (int)k);
-    free(xc); /* the projections replace the centred rows */
-    xc = NULL;
-    centre_cov(z, NULL, n, k, k, g->mu_z, zc, Sz);
-    rc = lw_prec(zc, n, k, Sz, &g->s, &g->p, e);
+    /* The projections' shift: row 0 projected, the same on every rank. */
+    if ((rc = rb_rowsrc_row(tr, 0, row, e))) goto out;
+    project(g, NULL, row, d, 1, pc.xc, pc.z);
+    rb_nc_acc_set_shift(az, 0, pc.z);
+    pc.g = g;
+    pc.a = az;
+    if ((rc = rb_rowsrc_pass(tr, proj_block, &pc, e))) goto out;
+    if (rb_rowsrc_sharded(tr) && (rc = rb_nc_acc_reduce(az, e))) goto out;
+    gauss_moments(az, g->mu_z, Sz, &b4);
+    rc = lw_prec(Sz, n, k, b4, &g->s, &g->p, e);
 done:
     if (rc) goto out;
     *out = g;
     g = NULL;
 out:
     rb_ood_gauss_free(g);
-    free(xc);
+    rb_nc_acc_free(acc);
+    rb_nc_acc_free(az);
     free(S);
     free(w);
     free(ev);
-    free(z);
-    free(zc);
     free(Sz);
+    free(row);
+    free(pc.xc);
+    free(pc.z);
     return rc;
 }
 
 int rb_ood_gauss_fit(const double *x, size_t n, size_t d, size_t ld, double npca_tau,
                      rb_ood_gauss **g, rb_err *e)
 {
-    return gauss_fit(x, NULL, n, d, ld, npca_tau, g, e);
+    *g = NULL;
+    if (!x) RB_FAIL(e, RB_EINVAL, "ood_gauss: no train features");
+    rb_rowsrc rs = {0};
+    rs.xd = x;
+    rs.n = n;
+    rs.d = d;
+    rs.ld = ld;
+    return gauss_fit(&rs, npca_tau, g, e);
 }
 
 int rb_ood_gauss_fit_view(const rb_view *tr, double npca_tau, rb_ood_gauss **g, rb_err *e)
 {
     *g = NULL;
     if (!tr || !tr->x) RB_FAIL(e, RB_EINVAL, "ood_gauss: no train features");
-    return gauss_fit(NULL, tr->x, tr->n, tr->d, tr->ld, npca_tau, g, e);
+    rb_rowsrc rs = rb_rowsrc_view(tr);
+    rs.y = NULL;
+    return gauss_fit(&rs, npca_tau, g, e);
 }
 
 int rb_ood_gauss_dist(const rb_ood_gauss *g, const rb_view *x, double *dist, rb_err *e)
@@ -862,6 +933,57 @@ static int score_splits(const rb_task *t, scored *s, score_fn f, void *ctx, rb_e
     return RB_OK;
 }
 
+/* The same, the rows of each split read in blocks (this rank's shard,
+ * scored as block views, gathered): memory two blocks plus the scores. */
+typedef struct {
+    score_fn f;
+    void *ctx;
+    double *conf; /* of the shard, ncol per row */
+    size_t r0, ncol, d;
+} sblk_ctx;
+
+static int score_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                       size_t row0, size_t nr, rb_err *e)
+{
+    (void)xd;
+    (void)y;
+    sblk_ctx *c = ctx;
+    rb_view v = {xf, NULL, nr, c->d, ld, 0};
+    return c->f(c->ctx, &v, c->conf + (row0 - c->r0) * c->ncol, e);
+}
+
+static int score_split_stream(const rb_task *t, size_t sp, size_t ncol, score_fn f, void *ctx, double *conf,
+                              rb_err *e)
+{
+    size_t n = t->src->split_n[sp], r0, r1;
+    rb_comm_shard(n, &r0, &r1);
+    int one = rb_comm_size() == 1;
+    double *loc = one ? conf : malloc(((r1 - r0) * ncol + 1) * sizeof *loc);
+    if (!loc) RB_FAIL(e, RB_ENOMEM, "out of memory for %zu scores", n);
+    sblk_ctx c = {f, ctx, loc, r0, ncol, t->src->layer_d[t->layer]};
+    rb_rowsrc rs = rb_rowsrc_task(t, sp);
+    int rc = rb_rowsrc_pass(&rs, score_block, &c, e);
+    if (!rc && !one) {
+        void *all = NULL;
+        size_t got = 0;
+        rc = rb_comm_allgather(loc, (r1 - r0) * ncol * sizeof *loc, &all, &got, e);
+        if (!rc && got != n * ncol * sizeof *conf) rc = rb_fail(e, RB_EINTERNAL, "gathered %zu score bytes", got);
+        if (!rc) memcpy(conf, all, got);
+        free(all);
+    }
+    if (!one) free(loc);
+    return rc;
+}
+
+static int score_splits_stream(const rb_task *t, scored *s, score_fn f, void *ctx, rb_err *e)
+{
+    int rc = score_split_stream(t, (size_t)t->test, s->ncol, f, ctx, s->conf_id, e);
+    for (size_t i = 0; i < s->ns && !rc; i++)
+        if ((rc = score_split_stream(t, s->split[i], s->ncol, f, ctx, s->conf[i], e)))
+            rb_err_wrap(e, "split %s", t->src->split_names[s->split[i]]);
+    return rc;
+}
+
 int rb_ood_emit(const rb_task *t, rb_rows *out, const char *method, const char *params,
                const char *layer, const double *conf_id, size_t nid, const char *sp,
                const double *conf_ood, size_t no, rb_err *e)
@@ -945,19 +1067,25 @@ static int maha_score(void *ctx, const rb_view *x, double *conf, rb_err *e)
 
 int rb_ood_maha_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
-    rb_view tr;
     scored s;
     rb_ood_maha *m = NULL;
-    int rc = t->view(t, (size_t)t->train, t->layer, &tr, e);
+    if (t->train < 0) RB_FAIL(e, RB_EINVAL, "ood_maha: no train split");
+    rb_rowsrc tr = rb_rowsrc_task(t, (size_t)t->train);
+    long *cnt = NULL;
+    int rc = rb_probe_label_check("ood_maha", tr.y, tr.n, tr.d, t->src->k, &cnt, e);
     if (rc) return rc;
-    if ((rc = scored_init(t, 1, &s, "ood_maha", e))) return rc;
-    if ((rc = rb_ood_maha_fit(&tr, &m, e))) goto out;
+    if ((rc = scored_init(t, 1, &s, "ood_maha", e))) {
+        free(cnt);
+        return rc;
+    }
+    if ((rc = maha_fit(&tr, t->src->k, cnt, &m, e))) goto out;
     if (rb_ood_maha_pinv(m))
         rb_logf(t->o, "ood_maha: tied covariance is singular or ill-conditioned, pseudo-inverse used");
-    if ((rc = score_splits(t, &s, maha_score, m, e))) goto out;
+    if ((rc = score_splits_stream(t, &s, maha_score, m, e))) goto out;
     rc = emit_metrics(t, out, "ood_maha", rb_ood_maha_pinv(m) ? "cov=tied;precision=pinvh" : "cov=tied;precision=cholesky",
                       NULL, &s, 0, e);
 out:
+    free(cnt);
     rb_ood_maha_free(m);
     scored_free(&s);
     return rc;
@@ -982,7 +1110,7 @@ static double frac_above(const double *conf, size_t n, double thr)
     return n ? (double)c / (double)n : NAN;
 }
 
-static int gauss_variant(const rb_task *t, rb_rows *out, const rb_view *tr, double tau,
+static int gauss_variant(const rb_task *t, rb_rows *out, const rb_rowsrc *tr, double tau,
                          double sigma, rb_err *e)
 {
     rb_ood_gauss *g = NULL;
@@ -990,8 +1118,8 @@ static int gauss_variant(const rb_task *t, rb_rows *out, const rb_view *tr, doub
     int rc = scored_init(t, 1, &s, "ood_gauss", e);
     if (rc) return rc;
     size_t n = tr->n;
-    if ((rc = rb_ood_gauss_fit_view(tr, tau, &g, e))) goto out;
-    if ((rc = score_splits(t, &s, gauss_score, g, e))) goto out;
+    if ((rc = gauss_fit(tr, tau, &g, e))) goto out;
+    if ((rc = score_splits_stream(t, &s, gauss_score, g, e))) goto out;
     char params[RB_PARAMS_MAX], pp[RB_PARAMS_MAX];
     const char *pv = rb_ood_gauss_pinv(g) ? ";precision=pinvh" : "";
     if (tau < 0) snprintf(params, sizeof params, "cov=ledoit_wolf%s;variant=full", pv);
@@ -1028,8 +1156,8 @@ int rb_ood_gauss_run(const rb_task *t, rb_rows *out, rb_err *e)
         (rc = rb_opt_double(t->o, "ood_chi2_sigma", 3, 0.01, 8, &sigma, e)))
         return usage_err(rc, e);
     if (t->train < 0) RB_FAIL(e, RB_EINVAL, "ood_gauss: no train split");
-    rb_view tr;
-    if ((rc = t->view(t, (size_t)t->train, t->layer, &tr, e))) return rc;
+    rb_rowsrc tr = rb_rowsrc_task(t, (size_t)t->train);
+    tr.y = NULL; /* one Gaussian: labels unused */
     rc = gauss_variant(t, out, &tr, -1, sigma, e);
     if (!rc) rc = gauss_variant(t, out, &tr, tau, sigma, e);
     return rc;
@@ -1099,7 +1227,7 @@ int rb_ood_read_logits(const rb_source *src, size_t split, float **z, size_t *c,
     if (!src->read_array) return RB_OK;
     snprintf(path, sizeof path, "/logits/%s", src->split_names[split]);
     rb_err me = {0};
-    int rc = src->read_array(src->h, path, z, dims, &rank, &me);
+    int rc = rb_source_read_array(src, path, z, dims, &rank, &me);
     if (rc == RB_EINVAL) {
         size_t l = strlen(me.msg);
         if (l >= 6 && strcmp(me.msg + l - 6, "absent") == 0) return RB_OK;

@@ -103,8 +103,11 @@ typedef struct rb_ood_gauss rb_ood_gauss;
  * RB_ESING. */
 int rb_ood_gauss_fit(const double *x, size_t n, size_t d, size_t ld,
                      double npca_tau, rb_ood_gauss **g, rb_err *e);
-/* The same fit on a float view (tr->y unused); memory: one n x d double
- * copy here plus the one rb_lw_shrinkage makes. */
+/* The same fit on a float view (tr->y unused).  Both fits (and the run,
+ * from streamed train rows) read the rows in blocks: one pass accumulates
+ * the mean, S and the fourth moments Ledoit-Wolf needs (shifted by row 0,
+ * metrics/collapse.h rb_nc_acc); NPCA makes a second pass over the
+ * projections.  Memory O(d^2), independent of n. */
 int rb_ood_gauss_fit_view(const rb_view *tr, double npca_tau, rb_ood_gauss **g,
                           rb_err *e);
 /* dist[x->n] (caller allocated): Mahalanobis distances of the rows of x. */

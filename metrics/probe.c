@@ -3,6 +3,9 @@
  */
 #include "metrics/probe.h"
 
+#include "core/comm.h"
+#include "core/stream.h"
+
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
@@ -63,15 +66,44 @@ int rb_probe_report_split(const char *method, const char *params, const char *sp
                           const float *scores, size_t n, int k, const int32_t *y, int B,
                           uint64_t seed, rb_rows *out, rb_err *e)
 {
+    int32_t *pred = malloc((n ? n : 1) * sizeof *pred);
+    unsigned char *ok5 = malloc(n ? n : 1);
     int rc = RB_OK;
-    unsigned char *ok1 = malloc(n ? n : 1), *ok5 = malloc(n ? n : 1);
+    if (!pred || !ok5) {
+        rc = rb_fail(e, RB_ENOMEM, "%s: out of memory in probe metrics", method);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const float *sc = scores + i * (size_t)k;
+        for (int c = 0; c < k; c++)
+            if (!isfinite(sc[c])) {
+                rc = rb_fail(e, RB_EINVAL, "%s: non-finite score for test sample %zu", method, i);
+                goto out;
+            }
+        pred[i] = rb_argmax(sc, k);
+        ok5[i] = k >= 10 ? (unsigned char)rb_in_topk(sc, k, y[i], 5) : 0;
+    }
+    rc = rb_probe_report_pred(method, params, split, pred, k >= 10 ? ok5 : NULL, n, k, y, B, seed, out, e);
+out:
+    free(pred);
+    free(ok5);
+    return rc;
+}
+
+int rb_probe_report_pred(const char *method, const char *params, const char *split,
+                         const int32_t *pred, const unsigned char *top5, size_t n, int k,
+                         const int32_t *y, int B, uint64_t seed, rb_rows *out, rb_err *e)
+{
+    int rc = RB_OK;
+    unsigned char *ok1 = malloc(n ? n : 1);
+    const unsigned char *ok5 = top5;
     long *cnt = malloc((size_t)k * sizeof *cnt), *hit = malloc((size_t)k * sizeof *hit);
     size_t *idx = B > 0 ? malloc(n * sizeof *idx) : NULL;
     double *b1 = B > 0 ? malloc((size_t)B * sizeof *b1) : NULL;
     double *b5 = B > 0 ? malloc((size_t)B * sizeof *b5) : NULL;
     double *bb = B > 0 ? malloc((size_t)B * sizeof *bb) : NULL;
     gsl_rng *rng = NULL;
-    if (!ok1 || !ok5 || !cnt || !hit || (B > 0 && (!idx || !b1 || !b5 || !bb))) {
+    if (!ok1 || !cnt || !hit || (B > 0 && (!idx || !b1 || !b5 || !bb))) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory in probe metrics", method);
         goto out;
     }
@@ -79,32 +111,15 @@ int rb_probe_report_split(const char *method, const char *params, const char *sp
         rc = rb_fail(e, RB_EINVAL, "%s: empty test split", method);
         goto out;
     }
-    int do5 = k >= 10;
+    int do5 = k >= 10 && ok5;
     long s1 = 0, s5 = 0;
     for (size_t i = 0; i < n; i++) {
-        const float *s = scores + i * (size_t)k;
-        for (int c = 0; c < k; c++)
-            if (!isfinite(s[c])) {
-                rc = rb_fail(e, RB_EINVAL, "%s: non-finite score for test sample %zu", method, i);
-                goto out;
-            }
-        ok1[i] = rb_argmax(s, k) == y[i];
-        ok5[i] = do5 ? (unsigned char)rb_in_topk(s, k, y[i], 5) : 0;
+        ok1[i] = pred[i] == y[i];
         s1 += ok1[i];
-        s5 += ok5[i];
+        s5 += do5 ? ok5[i] : 0;
     }
-    if (out->want_pred) {
-        int32_t *pred = malloc(n * sizeof *pred);
-        if (!pred) {
-            rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) pred[i] = rb_argmax(scores + i * (size_t)k, k);
-        rc = rb_rows_add_pred(out, method, params, split, pred, y, n, e);
-        free(pred);
-        if (rc) goto out;
-    }
-    double top1 = (double)s1 / (double)n, top5 = (double)s5 / (double)n;
+    if (out->want_pred && (rc = rb_rows_add_pred(out, method, params, split, pred, y, n, e))) goto out;
+    double top1 = (double)s1 / (double)n, t5 = (double)s5 / (double)n;
     double bal = balanced(NULL, n, y, ok1, k, cnt, hit);
     double l1 = NAN, h1 = NAN, l5 = NAN, h5 = NAN, lb = NAN, hb = NAN;
     if (B > 0) {
@@ -120,7 +135,7 @@ int rb_probe_report_split(const char *method, const char *params, const char *sp
                 size_t j = (size_t)gsl_rng_uniform_int(rng, n);
                 idx[i] = j;
                 c1 += ok1[j];
-                c5 += ok5[j];
+                c5 += do5 ? ok5[j] : 0;
             }
             b1[b] = (double)c1 / (double)n;
             b5[b] = (double)c5 / (double)n;
@@ -137,12 +152,11 @@ int rb_probe_report_split(const char *method, const char *params, const char *sp
         hb = gsl_stats_quantile_from_sorted_data(bb, 1, (size_t)B, 0.975);
     }
     if ((rc = rb_rows_add(out, method, params, split, "top1", top1, l1, h1, (long)n, e))) goto out;
-    if (do5 && (rc = rb_rows_add(out, method, params, split, "top5", top5, l5, h5, (long)n, e))) goto out;
+    if (do5 && (rc = rb_rows_add(out, method, params, split, "top5", t5, l5, h5, (long)n, e))) goto out;
     rc = rb_rows_add(out, method, params, split, "balanced_acc", bal, lb, hb, (long)n, e);
 out:
     gsl_rng_free(rng);
     free(ok1);
-    free(ok5);
     free(cnt);
     free(hit);
     free(idx);
@@ -150,6 +164,20 @@ out:
     free(b5);
     free(bb);
     return rc;
+}
+
+/* Labels y[n] in [0, k), every class present: counts into cnt[k]. */
+static int labels_ok(const char *who, const int32_t *y, size_t n, int k, long *cnt, rb_err *e)
+{
+    memset(cnt, 0, (size_t)k * sizeof *cnt);
+    for (size_t i = 0; i < n; i++) {
+        int32_t c = y[i];
+        if (c < 0 || c >= k) RB_FAIL(e, RB_EINVAL, "%s: train label %d of sample %zu outside [0, %d)", who, (int)c, i, k);
+        cnt[c]++;
+    }
+    for (int c = 0; c < k; c++)
+        if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
+    return RB_OK;
 }
 
 /* Refuse what no probe can fit: n < 2, d = 0, k < 2, a label outside
@@ -164,15 +192,7 @@ static int fit_check(const char *who, const rb_view *tr, const rb_view *te, long
     if (tr->ld < tr->d) RB_FAIL(e, RB_EINVAL, "%s: train ld %zu < d %zu", who, tr->ld, tr->d);
     if (te && te->n && (!te->x || te->d != tr->d || te->ld < te->d))
         RB_FAIL(e, RB_EINVAL, "%s: test features have d = %zu, train d = %zu", who, te->d, tr->d);
-    memset(cnt, 0, (size_t)tr->k * sizeof *cnt);
-    for (size_t i = 0; i < tr->n; i++) {
-        int32_t c = tr->y[i];
-        if (c < 0 || c >= tr->k) RB_FAIL(e, RB_EINVAL, "%s: train label %d of sample %zu outside [0, %d)", who, (int)c, i, tr->k);
-        cnt[c]++;
-    }
-    for (int c = 0; c < tr->k; c++)
-        if (!cnt[c]) RB_FAIL(e, RB_EINVAL, "%s: class %d is absent from train", who, c);
-    return RB_OK;
+    return labels_ok(who, tr->y, tr->n, tr->k, cnt, e);
 }
 
 int rb_probe_fit_check(const char *who, const rb_view *tr, const rb_view *te, long **cnt,
@@ -368,6 +388,18 @@ int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_s
                           const char *params, const float *scores, size_t n, int k, const int32_t *y, rb_rows *out,
                           rb_err *e)
 {
+    int32_t *pred = malloc((n ? n : 1) * sizeof *pred);
+    if (!pred) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", method);
+    for (size_t i = 0; i < n; i++) pred[i] = rb_argmax(scores + i * (size_t)k, k);
+    int rc = rb_probe_groups_pred(t, split, row_split, method, params, pred, n, y, out, e);
+    free(pred);
+    return rc;
+}
+
+int rb_probe_groups_pred(const rb_task *t, const char *split, const char *row_split, const char *method,
+                         const char *params, const int32_t *pred, size_t n, const int32_t *y,
+                         rb_rows *out, rb_err *e)
+{
     const rb_source *src = t->src;
     if (!src->read_array || !split || n == 0) return RB_OK;
     char path[RB_NAME_MAX + 16];
@@ -376,7 +408,7 @@ int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_s
     size_t dims[4];
     int rank = 0;
     rb_err me = {0};
-    int rc = src->read_array(src->h, path, &gv, dims, &rank, &me);
+    int rc = rb_source_read_array(src, path, &gv, dims, &rank, &me);
     if (rc == RB_EINVAL) {
         size_t l = strlen(me.msg);
         if (l >= 6 && strcmp(me.msg + l - 6, "absent") == 0) return RB_OK;
@@ -385,14 +417,13 @@ int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_s
         *e = me;
         return rc;
     }
-    int32_t *g = NULL, *pred = NULL;
+    int32_t *g = NULL;
     if (rank != 1 || dims[0] != n) {
         rc = rb_fail(e, RB_EINVAL, "%s: %s: shape must be [%zu]", src->path, path, n);
         goto out;
     }
     g = calloc(n, sizeof *g);
-    pred = calloc(n, sizeof *pred);
-    if (!g || !pred) {
+    if (!g) {
         rc = rb_fail(e, RB_ENOMEM, "%s: out of memory", method);
         goto out;
     }
@@ -406,7 +437,6 @@ int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_s
         }
         g[i] = (int32_t)v;
         if ((size_t)g[i] + 1 > ng) ng = (size_t)g[i] + 1;
-        pred[i] = rb_argmax(scores + i * (size_t)k, k);
     }
     double worst, mean;
     if (!rb_group_acc(pred, y, g, n, ng, &worst, &mean)) {
@@ -419,6 +449,225 @@ int rb_probe_groups_split(const rb_task *t, const char *split, const char *row_s
 out:
     free(gv);
     free(g);
-    free(pred);
     return rc;
+}
+
+/* ------------------------------------------------------ rows in blocks */
+
+rb_rowsrc rb_rowsrc_view(const rb_view *v)
+{
+    rb_rowsrc r = {0};
+    r.xf = v->x;
+    r.n = v->n;
+    r.d = v->d;
+    r.ld = v->ld;
+    r.y = v->y;
+    return r;
+}
+
+rb_rowsrc rb_rowsrc_task(const rb_task *t, size_t split)
+{
+    rb_rowsrc r = {0};
+    r.s = t->src;
+    r.split = split;
+    r.layer = t->layer;
+    r.o = t->o;
+    r.n = t->src->split_n[split];
+    r.d = t->src->layer_d[t->layer];
+    r.ld = r.d;
+    r.y = t->src->split_y ? t->src->split_y[split] : NULL;
+    return r;
+}
+
+int rb_rowsrc_sharded(const rb_rowsrc *r) { return r->s != NULL; }
+
+size_t rb_rowsrc_block_cap(const rb_opts *o, size_t d, size_t rows)
+{
+    size_t b = rb_stream_block_rows(o, d), c = rows - rows % RB_STREAM_UNIT;
+    if (!c) c = RB_STREAM_UNIT;
+    return c < b ? c : b;
+}
+
+int rb_rowsrc_pass(const rb_rowsrc *r, rb_rows_fn fn, void *ctx, rb_err *e)
+{
+    if (!r->s) return r->n ? fn(ctx, r->xf, r->xd, r->ld, r->y, 0, r->n, e) : RB_OK;
+    size_t r0, r1;
+    rb_comm_shard(r->n, &r0, &r1);
+    if (r0 >= r1) return RB_OK;
+    rb_stream *st = NULL;
+    int rc = rb_stream_open(r->s, r->split, r->layer, r0, r1, r->block ? r->block : rb_stream_block_rows(r->o, r->d), &st, e);
+    if (rc) return rc;
+    for (;;) {
+        const float *x;
+        size_t row0, nr;
+        if ((rc = rb_stream_next(st, &x, &row0, &nr, e)) || nr == 0) break;
+        if ((rc = fn(ctx, x, NULL, r->d, r->y ? r->y + row0 : NULL, row0, nr, e))) break;
+    }
+    rb_stream_close(st);
+    return rc;
+}
+
+int rb_rowsrc_row(const rb_rowsrc *r, size_t i, double *out, rb_err *e)
+{
+    if (r->s) {
+        float *f = malloc(r->d * sizeof *f);
+        if (!f) RB_FAIL(e, RB_ENOMEM, "out of memory reading one row");
+        int rc = rb_source_read(r->s, r->split, r->layer, i, 1, f, e);
+        for (size_t j = 0; !rc && j < r->d; j++) out[j] = f[j];
+        free(f);
+        return rc;
+    }
+    for (size_t j = 0; j < r->d; j++) out[j] = r->xf ? (double)r->xf[i * r->ld + j] : r->xd[i * r->ld + j];
+    return RB_OK;
+}
+
+int rb_probe_label_check(const char *who, const int32_t *y, size_t n, size_t d, int k, long **cnt,
+                         rb_err *e)
+{
+    *cnt = NULL;
+    if (!y) RB_FAIL(e, RB_EINVAL, "%s: train split needs features and labels", who);
+    if (n < 2) RB_FAIL(e, RB_EINVAL, "%s: train split has %zu samples, need at least 2", who, n);
+    if (d < 1) RB_FAIL(e, RB_EINVAL, "%s: train features have d = 0", who);
+    if (k < 2) RB_FAIL(e, RB_EINVAL, "%s: need at least 2 classes, got k = %d", who, k);
+    long *c = malloc((size_t)k * sizeof *c);
+    if (!c) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", who);
+    int rc = labels_ok(who, y, n, k, c, e);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    *cnt = c;
+    return RB_OK;
+}
+
+/* Scores of nb <= RB_STREAM_UNIT rows into sc, then per row the argmax and
+ * the top-5 flag against y (y NULL: no flags). */
+static int score_rows(rb_probe_block_fn f, const void *model, int k, const float *x, size_t nb,
+                      size_t ld, float *sc, const int32_t *y, int32_t *pred, unsigned char *ok5,
+                      size_t row0, const char *who, rb_err *e)
+{
+    int rc = f(model, x, nb, ld, sc, e);
+    if (rc) return rc;
+    for (size_t i = 0; i < nb; i++) {
+        const float *s = sc + i * (size_t)k;
+        for (int c = 0; c < k; c++)
+            if (!isfinite(s[c]))
+                RB_FAIL(e, RB_EINVAL, "%s: non-finite score for test sample %zu", who, row0 + i);
+        pred[i] = rb_argmax(s, k);
+        ok5[i] = k >= 10 ? (unsigned char)rb_in_topk(s, k, y[i], 5) : 0;
+    }
+    return RB_OK;
+}
+
+int rb_probe_score_view(rb_probe_block_fn f, const void *model, int k, const rb_view *te,
+                        float *scores, rb_err *e)
+{
+    for (size_t i0 = 0; i0 < te->n; i0 += RB_STREAM_UNIT) {
+        size_t nb = te->n - i0 < RB_STREAM_UNIT ? te->n - i0 : RB_STREAM_UNIT;
+        int rc = f(model, te->x + i0 * te->ld, nb, te->ld, scores + i0 * (size_t)k, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
+typedef struct {
+    rb_probe_block_fn f;
+    const void *model;
+    int k;
+    float *sc;
+    int32_t *pred; /* of the shard, indexed row - r0 */
+    unsigned char *ok5;
+    size_t r0;
+    const char *who;
+} eval_ctx;
+
+static int eval_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                      size_t row0, size_t nr, rb_err *e)
+{
+    (void)xd;
+    eval_ctx *c = ctx;
+    for (size_t i0 = 0; i0 < nr; i0 += RB_STREAM_UNIT) {
+        size_t nb = nr - i0 < RB_STREAM_UNIT ? nr - i0 : RB_STREAM_UNIT;
+        size_t o = row0 + i0 - c->r0;
+        int rc = score_rows(c->f, c->model, c->k, xf + i0 * ld, nb, ld, c->sc, y + i0, c->pred + o,
+                            c->ok5 + o, row0 + i0, c->who, e);
+        if (rc) return rc;
+    }
+    return RB_OK;
+}
+
+/* Gather the shards' n_local items of `size` bytes into all (n items). */
+static int gather(void *local, size_t bytes, void *all, size_t total, rb_err *e)
+{
+    if (rb_comm_size() == 1) {
+        memcpy(all, local, bytes);
+        return RB_OK;
+    }
+    void *g = NULL;
+    size_t got = 0;
+    int rc = rb_comm_allgather(local, bytes, &g, &got, e);
+    if (!rc && got != total) rc = rb_fail(e, RB_EINTERNAL, "gathered %zu bytes, expected %zu", got, total);
+    if (!rc) memcpy(all, g, total);
+    free(g);
+    return rc;
+}
+
+int rb_probe_stream_eval(const rb_task *t, const char *method, const char *params, int k,
+                         rb_probe_block_fn f, const void *model, rb_rows *out, rb_err *e)
+{
+    const rb_source *s = t->src;
+    if (t->test < 0) RB_FAIL(e, RB_EINVAL, "no test split");
+    if (!s->split_y[t->test]) RB_FAIL(e, RB_EINVAL, "test split has no labels");
+    char tag[RB_PARAMS_MAX + 64];
+    snprintf(tag, sizeof tag, "%s;%s", method, params);
+    uint64_t seed = rb_probe_seed(t, tag);
+    size_t idx[RB_PROBE_MAX_EVAL], ns = 0;
+    idx[ns++] = (size_t)t->test;
+    for (size_t i = 0; i < s->nsplits && ns < RB_PROBE_MAX_EVAL; i++) {
+        if ((long)i == t->train || (long)i == t->test || !s->split_y[i] || !strncmp(s->split_names[i], "ood_", 4) ||
+            s->split_n[i] == 0)
+            continue;
+        int in = 1;
+        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < k;
+        if (in) idx[ns++] = i;
+    }
+    int rc = RB_OK;
+    float *sc = malloc(RB_STREAM_UNIT * (size_t)k * sizeof *sc);
+    if (!sc) RB_FAIL(e, RB_ENOMEM, "%s: out of memory", method);
+    for (size_t g = 0; g < ns && !rc; g++) {
+        size_t sp = idx[g], n = s->split_n[sp], r0, r1;
+        rb_comm_shard(n, &r0, &r1);
+        int32_t *pl = malloc((r1 - r0 + 1) * sizeof *pl), *pred = malloc((n + 1) * sizeof *pred);
+        unsigned char *ol = malloc(r1 - r0 + 1), *ok5 = malloc(n + 1);
+        if (!pl || !pred || !ol || !ok5) rc = rb_fail(e, RB_ENOMEM, "%s: out of memory for %zu predictions", method, n);
+        eval_ctx c = {f, model, k, sc, pl, ol, r0, method};
+        rb_rowsrc rs = rb_rowsrc_task(t, sp);
+        if (!rc) rc = rb_rowsrc_pass(&rs, eval_block, &c, e);
+        if (!rc) rc = gather(pl, (r1 - r0) * sizeof *pl, pred, n * sizeof *pred, e);
+        if (!rc) rc = gather(ol, r1 - r0, ok5, n, e);
+        const char *name = s->split_names[sp];
+        if (!rc)
+            rc = rb_probe_report_pred(method, params, g == 0 ? NULL : name, pred, k >= 10 ? ok5 : NULL, n, k,
+                                      s->split_y[sp], t->o->bootstrap, g == 0 ? seed : rb_seed_derive(seed, name),
+                                      out, e);
+        if (!rc) rc = rb_probe_groups_pred(t, name, g == 0 ? NULL : name, method, params, pred, n, s->split_y[sp], out, e);
+        free(pl);
+        free(pred);
+        free(ol);
+        free(ok5);
+    }
+    free(sc);
+    return rc;
+}
+
+int rb_probe_stream_train(const rb_task *t, const char *who, rb_rowsrc *tr, long **cnt, rb_err *e)
+{
+    *cnt = NULL;
+    if (t->train < 0) RB_FAIL(e, RB_EINVAL, "no train split");
+    if (t->test < 0) RB_FAIL(e, RB_EINVAL, "no test split");
+    const rb_source *s = t->src;
+    if (!s->split_y[t->train]) RB_FAIL(e, RB_EINVAL, "train split has no labels");
+    if (!s->split_y[t->test]) RB_FAIL(e, RB_EINVAL, "test split has no labels");
+    *tr = rb_rowsrc_task(t, (size_t)t->train);
+    return rb_probe_label_check(who, tr->y, tr->n, tr->d, s->k, cnt, e);
 }

@@ -111,4 +111,78 @@ size_t rb_group_acc(const int32_t *pred, const int32_t *y, const int32_t *g, siz
  * seed, the layer name and a tag, so results are order-independent. */
 uint64_t rb_probe_seed(const rb_task *t, const char *tag);
 
+/* ------------------------------------------------------ rows in blocks */
+
+/* Where a method's rows come from: a whole-split stream of the task's dump
+ * (s != NULL; rows read through core/stream.h in blocks, this rank's shard
+ * only, rb_comm_shard) or rows in memory (tests, NPCA projections: float
+ * xf or double xd, every row on every rank).  Labels y (NULL when
+ * unlabeled) are indexed by split row. */
+typedef struct {
+    const rb_source *s;       /* stream: source, split, layer, options */
+    size_t split, layer;
+    const rb_opts *o;
+    const float *xf;          /* in memory: n x d at ld */
+    const double *xd;
+    size_t n, d, ld;
+    const int32_t *y;
+    size_t block;             /* stream rows per block (0: rb_stream_block_rows) */
+} rb_rowsrc;
+
+/* Rows per block for a method's own row-count option (nc_chunk,
+ * spec_chunk): rows rounded down to a multiple of RB_STREAM_UNIT (at least
+ * one unit), at most rb_stream_block_rows(o, d). */
+size_t rb_rowsrc_block_cap(const rb_opts *o, size_t d, size_t rows);
+
+rb_rowsrc rb_rowsrc_view(const rb_view *v);
+rb_rowsrc rb_rowsrc_task(const rb_task *t, size_t split);
+
+/* fn on consecutive blocks of rows [row0, row0 + nr) (xf or xd non-NULL,
+ * row i at + i*ld, labels y + row0 or NULL).  Every block but the last
+ * has a multiple of RB_STREAM_UNIT rows, counted from the first row of the
+ * pass (in memory: the whole range in one call). */
+typedef int (*rb_rows_fn)(void *ctx, const float *xf, const double *xd, size_t ld,
+                          const int32_t *y, size_t row0, size_t nr, rb_err *e);
+int rb_rowsrc_pass(const rb_rowsrc *r, rb_rows_fn fn, void *ctx, rb_err *e);
+/* 1 when a pass sees only this rank's shard (statistics need rb_comm_sum). */
+int rb_rowsrc_sharded(const rb_rowsrc *r);
+/* Row i as d doubles into out (locked read for a stream). */
+int rb_rowsrc_row(const rb_rowsrc *r, size_t i, double *out, rb_err *e);
+
+/* rb_probe_fit_check on labels alone: n train labels y with d features,
+ * k classes. */
+int rb_probe_label_check(const char *who, const int32_t *y, size_t n, size_t d, int k, long **cnt,
+                         rb_err *e);
+
+/* ------------------------------------------- per-row predictions (streams) */
+
+/* rb_probe_report_split from per-row predictions: pred[n] the argmax class
+ * and top5[n] (1 when the label is among the 5 highest scores; NULL when
+ * k < 10).  The score-matrix forms above reduce to this one. */
+int rb_probe_report_pred(const char *method, const char *params, const char *split,
+                         const int32_t *pred, const unsigned char *top5, size_t n, int k,
+                         const int32_t *y, int B, uint64_t seed, rb_rows *out, rb_err *e);
+/* rb_probe_groups_split from predictions. */
+int rb_probe_groups_pred(const rb_task *t, const char *split, const char *row_split, const char *method,
+                         const char *params, const int32_t *pred, size_t n, const int32_t *y,
+                         rb_rows *out, rb_err *e);
+
+/* A fitted probe scoring nb rows x (ld) into scores (nb x k floats). */
+typedef int (*rb_probe_block_fn)(const void *model, const float *x, size_t nb, size_t ld,
+                                 float *scores, rb_err *e);
+/* Score rows of te in blocks of RB_STREAM_UNIT (scores te->n x k). */
+int rb_probe_score_view(rb_probe_block_fn f, const void *model, int k, const rb_view *te,
+                        float *scores, rb_err *e);
+/* The evaluation of a streamed probe: every split of rb_probe_eval_views
+ * (test, then the other labelled non-train non-ood splits whose labels lie
+ * in [0, k)) is read in blocks (this rank's shard, gathered), scored
+ * RB_STREAM_UNIT rows at a time, and only the prediction and top-5 flag of
+ * each row are kept; rows reported as rb_probe_run does.  Memory: two
+ * blocks, UNIT x k scores, 5 bytes per evaluation row. */
+int rb_probe_stream_eval(const rb_task *t, const char *method, const char *params, int k,
+                         rb_probe_block_fn f, const void *model, rb_rows *out, rb_err *e);
+/* The train rows of a streamed probe, checked (labelled, k >= 2, every
+ * class present, n >= 2): *cnt the class counts (free()). */
+int rb_probe_stream_train(const rb_task *t, const char *who, rb_rowsrc *tr, long **cnt, rb_err *e);
+
 #endif

@@ -3,6 +3,10 @@
  * variance fractions and feature norms.  Conventions in spectrum.h.
  */
 #include "metrics/spectrum.h"
+#include "metrics/collapse.h"
+#include "metrics/probe.h"
+#include "core/comm.h"
+#include "core/stream.h"
 
 #include <cblas.h>
 #include <gsl/gsl_sort.h>
@@ -13,77 +17,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One class of the shifted accumulator of metrics/collapse.h. */
 struct rb_cov_acc {
-    size_t d, chunk, n;
-    double *s;   /* d: shift (first row) */
-    double *sum; /* d: sum of (h - s) */
-    double *S;   /* d x d upper */
-    double *buf; /* chunk x d */
+    rb_nc_acc *a;
 };
 
 rb_cov_acc *rb_cov_alloc(size_t d, size_t chunk)
 {
     if (d < 1 || chunk < 1) return NULL;
-    rb_cov_acc *a = calloc(1, sizeof *a);
-    if (!a) return NULL;
-    a->d = d;
-    a->chunk = chunk;
-    a->s = calloc(d, sizeof *a->s);
-    a->sum = calloc(d, sizeof *a->sum);
-    a->S = calloc(d * d, sizeof *a->S);
-    a->buf = malloc(chunk * d * sizeof *a->buf);
-    if (!a->s || !a->sum || !a->S || !a->buf) {
-        rb_cov_free(a);
+    rb_cov_acc *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    if (!(c->a = rb_nc_acc_alloc_ex(1, d, chunk, RB_NC_FULL, "covariance"))) {
+        free(c);
         return NULL;
     }
-    return a;
+    return c;
 }
 
 void rb_cov_free(rb_cov_acc *a)
 {
     if (!a) return;
-    free(a->s);
-    free(a->sum);
-    free(a->S);
-    free(a->buf);
+    rb_nc_acc_free(a->a);
     free(a);
 }
 
-size_t rb_cov_n(const rb_cov_acc *a) { return a->n; }
+size_t rb_cov_n(const rb_cov_acc *a) { return (size_t)a->a->nc[0]; }
 
 int rb_cov_add(rb_cov_acc *a, const float *x, size_t n, size_t ld, rb_err *e)
 {
-    size_t d = a->d;
-    for (size_t r0 = 0; r0 < n; r0 += a->chunk) {
-        size_t m = n - r0 < a->chunk ? n - r0 : a->chunk;
-        if (a->n == 0)
-            for (size_t j = 0; j < d; j++)
-                a->s[j] = x[r0 * ld + j];
-        for (size_t i = 0; i < m; i++) {
-            const float *h = x + (r0 + i) * ld;
-            double *row = a->buf + i * d;
-            for (size_t j = 0; j < d; j++) {
-                double v = (double)h[j] - a->s[j];
-                if (!isfinite(v))
-                    RB_FAIL(e, RB_EINVAL, "covariance: non-finite feature in row %zu", a->n + i);
-                row[j] = v;
-                a->sum[j] += v;
-            }
-        }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m, 1.0, a->buf, (int)d, 1.0,
-                    a->S, (int)d);
-        a->n += m;
-    }
-    return RB_OK;
+    return rb_nc_acc_add(a->a, x, n, ld, NULL, e);
 }
 
-int rb_cov_finish(const rb_cov_acc *a, double *mean, double *cov, rb_err *e)
+int rb_cov_finish(const rb_cov_acc *c, double *mean, double *cov, rb_err *e)
 {
-    size_t d = a->d, n = a->n;
+    const rb_nc_acc *a = c->a;
+    size_t d = a->d, n = (size_t)a->nc[0];
     if (n < 2) RB_FAIL(e, RB_EINVAL, "covariance: need at least 2 rows, have %zu", n);
     if (mean)
         for (size_t j = 0; j < d; j++)
-            mean[j] = a->s[j] + a->sum[j] / (double)n;
+            mean[j] = a->shift[j] + a->sum[j] / (double)n;
     if (cov) {
         memcpy(cov, a->S, d * d * sizeof *cov);
         /* (n-1) Cov = S - sum sum^T / n */
@@ -176,6 +148,28 @@ static int add(rb_rows *out, const char *params, const char *split, const char *
     return rb_rows_add(out, "spectrum", params, split, metric, v, NAN, NAN, n, e);
 }
 
+typedef struct {
+    rb_cov_acc *a;
+    double *nrm; /* shard norms, row - r0 */
+    size_t r0, d;
+} spec_ctx;
+
+static int spec_block(void *ctx, const float *xf, const double *xd, size_t ld, const int32_t *y,
+                      size_t row0, size_t nr, rb_err *e)
+{
+    (void)xd;
+    (void)y;
+    spec_ctx *c = ctx;
+    int rc = rb_cov_add(c->a, xf, nr, ld, e);
+    if (rc) return rc;
+    for (size_t i = 0; i < nr; i++) {
+        double q = 0;
+        for (size_t j = 0; j < c->d; j++) q += (double)xf[i * ld + j] * xf[i * ld + j];
+        c->nrm[row0 + i - c->r0] = sqrt(q);
+    }
+    return RB_OK;
+}
+
 int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
 {
     const rb_source *s = t->src;
@@ -189,25 +183,34 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
     const char *spn = rb_opt_str(o, "spec_split", "train");
     int sp = rb_source_split(s, spn);
     if (sp < 0) RB_FAIL(e, RB_EINVAL, "spectrum: option spec_split: no split '%s'", spn);
-    size_t d = s->layer_d[t->layer], n = s->split_n[sp];
-    rb_cov_acc *a = rb_cov_alloc(d, 256); /* double work buffer: 256 rows */
-    float *buf = malloc((size_t)chunk * d * sizeof *buf);
+    size_t d = s->layer_d[t->layer], n = s->split_n[sp], r0, r1;
+    rb_comm_shard(n, &r0, &r1);
+    rb_cov_acc *a = rb_cov_alloc(d, RB_STREAM_UNIT); /* double work buffer: one unit */
     double *nrm = malloc((n ? n : 1) * sizeof *nrm);
+    double *nl_ = malloc((r1 - r0 + 1) * sizeof *nl_);
     double *cov = malloc(d * d * sizeof *cov), *lam = malloc(d * sizeof *lam);
-    if (!a || !buf || !nrm || !cov || !lam) {
+    if (!a || !nrm || !nl_ || !cov || !lam) {
         rc = rb_fail(e, RB_ENOMEM, "spectrum: out of memory (D=%zu)", d);
         goto out;
     }
-    for (size_t r0 = 0; r0 < n; r0 += (size_t)chunk) {
-        size_t m = n - r0 < (size_t)chunk ? n - r0 : (size_t)chunk;
-        if ((rc = s->read(s->h, (size_t)sp, t->layer, r0, m, buf, e))) goto out;
-        if ((rc = rb_cov_add(a, buf, m, d, e))) goto out;
-        for (size_t i = 0; i < m; i++) {
-            double q = 0;
-            for (size_t j = 0; j < d; j++)
-                q += (double)buf[i * d + j] * buf[i * d + j];
-            nrm[r0 + i] = sqrt(q);
-        }
+    /* One streamed pass (this rank's shard; the shift is row 0 of the
+     * split on every rank): covariance moments and the row norms. */
+    rb_rowsrc rs = rb_rowsrc_task(t, (size_t)sp);
+    rs.y = NULL;
+    if (rb_opt_str(o, "spec_chunk", NULL)) rs.block = rb_rowsrc_block_cap(o, d, (size_t)chunk);
+    if (n && (rc = rb_rowsrc_row(&rs, 0, cov, e))) goto out;
+    if (n) rb_nc_acc_set_shift(a->a, 0, cov);
+    spec_ctx sc = {a, nl_, r0, d};
+    if ((rc = rb_rowsrc_pass(&rs, spec_block, &sc, e))) goto out;
+    if ((rc = rb_nc_acc_reduce(a->a, e))) goto out;
+    if (rb_comm_size() == 1) memcpy(nrm, nl_, n * sizeof *nrm);
+    else {
+        void *all = NULL;
+        size_t got = 0;
+        rc = rb_comm_allgather(nl_, (r1 - r0) * sizeof *nl_, &all, &got, e);
+        if (!rc) memcpy(nrm, all, n * sizeof *nrm);
+        free(all);
+        if (rc) goto out;
     }
     if ((rc = rb_cov_finish(a, NULL, cov, e))) goto out;
     if ((rc = rb_eig_sym(cov, d, lam, 0, e))) goto out;
@@ -259,7 +262,7 @@ int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e)
     }
 out:
     rb_cov_free(a);
-    free(buf);
+    free(nl_);
     free(nrm);
     free(cov);
     free(lam);

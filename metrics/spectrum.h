@@ -28,8 +28,9 @@
 
 typedef struct rb_cov_acc rb_cov_acc;
 
-/* Accumulator for d columns converting chunk rows at a time; NULL when out
- * of memory. */
+/* Accumulator for d columns converting chunk rows at a time (one class of
+ * the shifted accumulator rb_nc_acc of metrics/collapse.h: the shift is the
+ * first row added); NULL when out of memory. */
 rb_cov_acc *rb_cov_alloc(size_t d, size_t chunk);
 void rb_cov_free(rb_cov_acc *a); /* NULL is a no-op */
 
@@ -60,7 +61,10 @@ typedef struct {
 int rb_spec_stats(const double *lam, size_t d, rb_spec_res *r, rb_err *e);
 
 /* Registry entry: streams the split of option spec_split (default train)
- * of the task's layer.  Options: spec_split, spec_chunk, spec_extreme_sd. */
+ * of the task's layer in blocks (core/stream.h; this rank's shard, the
+ * moments summed across ranks, the row norms gathered).  Options:
+ * spec_split, spec_chunk (rows per block, a multiple of 256),
+ * spec_extreme_sd. */
 int rb_spectrum_run(const rb_task *t, rb_rows *out, rb_err *e);
 
 #endif

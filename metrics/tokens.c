@@ -5,6 +5,7 @@
 #include "metrics/tokens.h"
 #include "metrics/logreg.h"
 #include "metrics/probe.h"
+#include "core/stream.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -200,7 +201,7 @@ static int tok_shape(const rb_source *src, size_t s, size_t l, size_t *T, size_t
     rb_err me = {0};
     *T = *D = 0;
     if (!src->read_array) return RB_OK;
-    int rc = src->read_array(src->h, path, &x, dims, &rank, &me);
+    int rc = rb_source_read_array(src, path, &x, dims, &rank, &me);
     free(x);
     if (rc == RB_EINVAL && strstr(me.msg, ": absent")) return RB_OK;
     if (rc) {
@@ -248,7 +249,7 @@ static int tok_read(const rb_source *src, size_t s, size_t l, size_t r0, size_t 
              src->layer_names[l], r0, r0 + nr);
     size_t dims[4];
     int rank = 0;
-    return src->read_array(src->h, path, x, dims, &rank, e);
+    return rb_source_read_array(src, path, x, dims, &rank, e);
 }
 
 /* Rows per read: --tok-chunk-rows when given (> 0), else 64 MiB of floats. */

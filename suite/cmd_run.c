@@ -32,6 +32,7 @@
 #include "datasets/dump.h"
 #include "suite/ranks.h"
 #include "reports/csv.h"
+#include "core/stream.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -364,31 +365,53 @@ static const char *unmet(const rb_method *m, const rb_source *s, int train, int 
 /* The memory a method needs on layer l (SIZE_MAX: the widest selected
  * layer), estimated before it allocates anything: the D x D double
  * matrices it holds at once (covariances, their factorisations, LAPACK
- * workspaces; counted from the allocations in metrics/) and, for a method
- * that loads views, the float train and test rows.  Methods not listed keep
- * O(N D + K D) memory.  0 when nothing is estimated. */
+ * workspaces; counted from the allocations in metrics/), its K x D double
+ * statistics, and
+ *   - for a method that streams (RB_STREAMS): two row blocks of
+ *     rb_stream_block_rows(o, D) floats (core/stream.h) and its per-row
+ *     outputs (24 bytes per row of the splits it reads: predictions,
+ *     scores, bootstrap indices), never N x D;
+ *   - for a method that loads views: the float train and test rows.
+ * Methods not listed keep O(N D + K D) memory.  0 when nothing is
+ * estimated.  *what describes the parts for the refusal message. */
 static double mem_need(const rb_method *m, const rb_task *t, size_t l, const rb_opts *o,
-                       double *mats, size_t *dd)
+                       char *what, size_t cap)
 {
     static const struct {
         const char *name;
-        double mats;
-    } tab[] = {{"lda", 5}, {"collapse", 3}, {"spectrum", 4}, {"idim", 3},
-               {"similarity", 5}, {"ood_maha", 5}, {"ood_gauss", 5}};
+        double mats, kd;
+    } tab[] = {{"lda", 4, 8},      {"collapse", 3, 6}, {"spectrum", 4, 0}, {"idim", 3, 0},
+               {"similarity", 5, 0}, {"ood_maha", 5, 7}, {"ood_gauss", 6, 0}, {"gnb", 0, 8},
+               {"nb_pooled", 0, 8}, {"ncm", 0, 6}};
     const rb_source *s = t->src;
-    *mats = 0;
+    double mats = -1, kd = 0;
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-        if (strcmp(tab[i].name, m->name) == 0) *mats = tab[i].mats;
-    if (*mats == 0) return 0;
+        if (strcmp(tab[i].name, m->name) == 0) mats = tab[i].mats, kd = tab[i].kd;
+    if (mats < 0) return 0;
     size_t d = 0;
     for (size_t j = 0; j < s->nlayers; j++)
         if ((l == SIZE_MAX ? in_list(o->layers, s->layer_names[j]) : j == l) && s->layer_d[j] > d)
             d = s->layer_d[j];
-    *dd = d;
-    double need = *mats * (double)d * (double)d * 8.0;
-    if (!(m->needs & (RB_STREAMS | RB_SCOPE_DUMP))) {
+    double k = s->k > 0 ? s->k : 1;
+    double need = mats * (double)d * (double)d * 8.0 + kd * k * (double)d * 8.0;
+    int n0 = snprintf(what, cap, "%g double D x D matrices at D = %zu, %g K x D at K = %g", mats, d, kd, k);
+    if (m->needs & RB_STREAMS) {
+        double rows = 0;
+        for (size_t i = 0; i < s->nsplits; i++)
+            if ((long)i != t->train) rows += (double)s->split_n[i];
+        double blk = 2.0 * (double)rb_stream_block_rows(o, d) * (double)d * 4.0;
+        need += blk + 24.0 * rows;
+        /* collapse's default head is a logreg fitted on the train rows in
+         * memory (--head none or a dump head streams). */
+        int view = strcmp(m->name, "collapse") == 0 && !*rb_opt_str(o, "head", "") && t->train >= 0;
+        if (view) need += (double)s->split_n[t->train] * (double)d * 4.0;
+        if (n0 > 0 && (size_t)n0 < cap)
+            snprintf(what + n0, cap - (size_t)n0, ", two row blocks of %.0f MiB, per-row outputs%s",
+                     blk / 2 / 1048576.0, view ? ", the train rows for the logreg head" : "");
+    } else if (!(m->needs & RB_SCOPE_DUMP)) {
         size_t n = (t->train >= 0 ? s->split_n[t->train] : 0) + (t->test >= 0 ? s->split_n[t->test] : 0);
         need += (double)n * (double)d * 4.0;
+        if (n0 > 0 && (size_t)n0 < cap) snprintf(what + n0, cap - (size_t)n0, ", and the train and test rows");
     }
     return need;
 }
@@ -396,18 +419,15 @@ static double mem_need(const rb_method *m, const rb_task *t, size_t l, const rb_
 static int run_method(const rb_method *m, rb_task *t, const rb_dump *d, const char *layer,
                       rb_rows *rows, notes *failed, rb_err *e)
 {
-    double mats;
-    size_t dd = 0;
-    double need = mem_need(m, t, t->layer, t->o, &mats, &dd);
-    size_t avail = need > 0 ? rb_mem_available() : SIZE_MAX;
+    char what[200];
+    double need = mem_need(m, t, t->layer, t->o, what, sizeof what);
+    size_t avail = need > 0 ? rb_mem_budget(t->o) : SIZE_MAX;
     if (need > 0 && need > (double)avail) {
         char why[400];
         snprintf(why, sizeof why,
-                 "needs about %.2f GiB (%g double D x D matrices at D = %zu%s), %.2f GiB available "
-                 "(MemAvailable + free swap, or ulimit -v): refused before allocating",
-                 need / 1073741824.0, mats, dd,
-                 (m->needs & (RB_STREAMS | RB_SCOPE_DUMP)) ? "" : ", and the train and test rows",
-                 (double)avail / 1073741824.0);
+                 "needs about %.2f GiB (%s), %.2f GiB available (the budget: %s): refused before allocating",
+                 need / 1073741824.0, what, (double)avail / 1073741824.0,
+                 t->o->mem_limit ? "--mem-limit" : "MemAvailable + free swap, or ulimit -v");
         fprintf(stderr, "%srepbench: warning: %s: %s on layer %s: %s\n",
                 t->o->progress ? "\r\033[K" : "", t->src->path, m->name, layer, why);
         note_add(failed, m->name, layer, why);

@@ -315,6 +315,16 @@ static int fake_view(const rb_task *t, size_t split, size_t layer, rb_view *v, r
     return RB_OK;
 }
 
+/* The source's read for streamed methods: rows of the fake views. */
+static int fake_read(void *h, size_t split, size_t layer, size_t r0, size_t nr, float *dst, rb_err *e)
+{
+    (void)layer;
+    (void)e;
+    const rb_view *v = &((const fake_cache *)h)->v[split];
+    for (size_t i = 0; i < nr; i++) memcpy(dst + i * v->d, v->x + (r0 + i) * v->ld, v->d * sizeof *dst);
+    return RB_OK;
+}
+
 static void test_run_functions(void)
 {
     static const float xtr[8 * 2] = {0, 0, 1, 0.5f, 0.5f, 1, 1.5f, 1.5f,
@@ -330,6 +340,13 @@ static void test_run_functions(void)
     src.split_names = splits;
     src.layer_names = layers;
     src.k = 2;
+    static const size_t sn[2] = {8, 3}, ld[1] = {2};
+    const int32_t *sy[2] = {ytr, yte};
+    src.split_n = sn;
+    src.layer_d = ld;
+    src.split_y = sy;
+    src.h = &fc;
+    src.read = fake_read;
     rb_opts o = {0};
     o.bootstrap = 50;
     rb_task t = {&src, 0, 0, 1, &o, 11, fake_view, &fc};
