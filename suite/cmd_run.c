@@ -640,6 +640,18 @@ int rb_cmd_run(int argc, char **argv)
         status = rb_report_err(&e);
         goto done;
     }
+    /* Under MPI every rank must size its blocks and passes alike (a rank
+     * that took one pass more would wait alone in a collective): without
+     * --mem-limit, the budget is the smallest free memory of any rank, taken
+     * once here. */
+    if (rb_comm_size() > 1 && !o->mem_limit) {
+        double mb = (double)rb_mem_available();
+        if (rb_comm_min(&mb, 1, &e)) {
+            status = rb_report_err(&e);
+            goto done;
+        }
+        o->mem_limit = mb >= 1.8e19 ? 0 : (size_t)mb;
+    }
 
     /* Select methods. */
     size_t nm;
