@@ -153,17 +153,27 @@ datasets/sample/gmm_wide.h5: Makefile | bin/repbench
 # unless make was given its own -j.
 SWEEP_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SWEEP_J = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(SWEEP_JOBS))
+# No oversubscription: each job gets the cores divided by the jobs run at
+# once (make's own -jN, else SWEEP_JOBS), at least 1, as its --threads
+# (OPENBLAS_NUM_THREADS for the jobs of mk/rules_*.mk); the jobs' seconds
+# are printed at the end (mk/sweep.mk, target times).
+SWEEP_NJ = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),$(SWEEP_JOBS))
+SWEEP_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); t=$$((n / $(SWEEP_NJ))); echo $$((t > 0 ? t : 1)))
+sweep_timed = t0=$$(date +%s.%N); $(2); rc=$$?; \
+  awk -v a=$$t0 -v b=$$(date +%s.%N) 'BEGIN { printf "%.1f %s\n", b - a, "$(1)" }' >> $(OUT)/sweep_times.txt; exit $$rc
 sweep: deps bin/repbench $(if $(DUMPS),,samples)
 	@bad=$$(bin/repbench list | awk -v m='$(METHODS)' 'BEGIN { n = split(m, w, ",") } NR > 1 && NF >= 2 { k[$$1] = 1 } \
 	  END { for (i = 1; i <= n; i++) if (!(w[i] in k)) printf "%s ", w[i] }'); \
 	if [ -n "$$bad" ]; then echo "sweep: METHODS names $$bad- not a method (bin/repbench list shows them)"; exit 2; fi
-	@$(MAKE) --no-print-directory $(SWEEP_J) sweep-features $(SWEEP_EXTRA) OUT='$(OUT)' \
-	  METHODS='$(METHODS)' DUMPS='$(DUMPS)' CKPTS='$(CKPTS)'
-	@$(MAKE) --no-print-directory plots OUT='$(OUT)'
+	@mkdir -p $(OUT) && rm -f $(OUT)/sweep_times.txt && date +%s.%N > $(OUT)/.sweep_start
+	@OPENBLAS_NUM_THREADS=$(SWEEP_THREADS) $(MAKE) --no-print-directory $(SWEEP_J) sweep-features $(SWEEP_EXTRA) \
+	  OUT='$(OUT)' METHODS='$(METHODS)' DUMPS='$(DUMPS)' CKPTS='$(CKPTS)'
+	@$(call sweep_timed,plots,$(MAKE) --no-print-directory plots OUT='$(OUT)')
+	@$(MAKE) --no-print-directory -f mk/sweep.mk times OUT='$(OUT)' THREADS=$(SWEEP_THREADS)
 
 .PHONY: sweep-features
 sweep-features:
-	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' METHODS="$$($(SWEEP_FEATURE_METHODS))" \
+	@$(MAKE) --no-print-directory -f mk/sweep.mk OUT='$(OUT)' THREADS=$(SWEEP_THREADS) METHODS="$$($(SWEEP_FEATURE_METHODS))" \
 	  DUMPS='$(if $(DUMPS),$(DUMPS),$(SAMPLES))' FAMILIES="$$($(SWEEP_FAMILIES))"
 
 # The feature methods named in METHODS (weight methods go to the weight
@@ -192,7 +202,7 @@ SWEEP_EXTRA += sweep-theory
 sweep-theory: $(if $(METHODS)$(DUMPS),,$(OUT)/theory/results.csv)
 $(OUT)/theory/results.csv: bin/repbench
 	@echo "sweep: theory checks -> $(OUT)/theory/"
-	@mkdir -p $(OUT) && bin/repbench theory -o $(OUT)/theory > $(OUT)/theory.log || { cat $(OUT)/theory.log; exit 1; }
+	@mkdir -p $(OUT) && ($(call sweep_timed,theory,bin/repbench theory --threads $(SWEEP_THREADS) -o $(OUT)/theory > $(OUT)/theory.log)) || { cat $(OUT)/theory.log; exit 1; }
 	@tail -n 1 $(OUT)/theory.log
 
 bench: deps bin/repbench
