@@ -166,7 +166,7 @@ sweep: deps bin/repbench $(if $(DUMPS),,samples)
 	  END { for (i = 1; i <= n; i++) if (!(w[i] in k)) printf "%s ", w[i] }'); \
 	if [ -n "$$bad" ]; then echo "sweep: METHODS names $$bad- not a method (bin/repbench list shows them)"; exit 2; fi
 	@mkdir -p $(OUT) && rm -f $(OUT)/sweep_times.txt && date +%s.%N > $(OUT)/.sweep_start
-	@OPENBLAS_NUM_THREADS=$(SWEEP_THREADS) $(MAKE) --no-print-directory $(SWEEP_J) sweep-features $(SWEEP_EXTRA) \
+	@OPENBLAS_NUM_THREADS=$(SWEEP_THREADS) $(MAKE) --no-print-directory $(SWEEP_J) $(SWEEP_EXTRA) sweep-features \
 	  OUT='$(OUT)' METHODS='$(METHODS)' DUMPS='$(DUMPS)' CKPTS='$(CKPTS)'
 	@$(call sweep_timed,plots,$(MAKE) --no-print-directory plots OUT='$(OUT)')
 	@$(MAKE) --no-print-directory -f mk/sweep.mk times OUT='$(OUT)' THREADS=$(SWEEP_THREADS)

@@ -33,7 +33,7 @@ name = $(basename $(notdir $(1)))
 # dump before the others.
 BY_SIZE := $(if $(DUMP_FILES),$(shell ls -S $(DUMP_FILES) 2>/dev/null))
 BY_SIZE := $(BY_SIZE) $(filter-out $(BY_SIZE),$(DUMP_FILES))
-ORDERED := $(filter $(FIRST),$(FAMILIES)) $(filter-out $(FIRST),$(FAMILIES))
+ORDERED := $(foreach f,$(FIRST),$(filter $(f),$(FAMILIES))) $(filter-out $(FIRST),$(FAMILIES))
 TARGETS := $(foreach f,$(ORDERED),$(foreach d,$(BY_SIZE),$(OUT)/$(call name,$(d))/$(f)/results.csv))
 
 # $(timed_start) COMMAND; $(call timed_end,NAME): append COMMAND's wall
