@@ -14,6 +14,7 @@
 #                      that loads the whole layer fails cleanly instead of
 #                      pushing a shared machine into the OOM killer
 #   BENCH_TIMEOUT      seconds before a method run is killed (default 3600)
+#   BENCH_DD_BYTES     read only this much of the file for the disk rate (default: all)
 set -eu
 if [ "${BENCH_BIG:-1}" = 0 ]; then echo "bench_stream: skipped (BENCH_BIG=0)"; exit 0; fi
 RB=${RB_BIN:-bin/repbench}
