@@ -9,7 +9,8 @@
 #                      that the file exceeds 0.55 x MemTotal and at least 1.5 M,
 #                      D = 2048, 20 000 test rows, 100 classes)
 #   BENCH_METHODS      default gnb,ncm,lda,collapse,spectrum
-#   BENCH_MEM_LIMIT    passed as --mem-limit (default 2G, the RSS target)
+#   BENCH_MEM_LIMIT    passed as --mem-limit (default 1536M: the RSS target 2 GB less room
+#                      for the process itself)
 #   BENCH_AS_LIMIT     address-space limit of each run (default 8G): a method
 #                      that loads the whole layer fails cleanly instead of
 #                      pushing a shared machine into the OOM killer
