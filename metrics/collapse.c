@@ -158,10 +158,48 @@ static int acc_add(rb_nc_acc *a, const float *xf, const double *xd, size_t n, si
             a->nc[c]++;
         }
         if (a->full)
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m, 1.0, a->buf, (int)d,
-                        1.0, a->S, (int)d);
+            rb_nc_syrk(d, m, a->buf, a->S);
     }
     return RB_OK;
+}
+
+typedef struct {
+    size_t d, m, p;
+    const double *A;
+    double *S;
+} syrk_job;
+
+static void *syrk_panel(void *arg)
+{
+    const syrk_job *j = arg;
+    const size_t W = RB_NC_PANEL, c0 = j->p * W, w = j->d - c0 < W ? j->d - c0 : W;
+    /* S[0:c0+w, c0:c0+w] += A[:, 0:c0+w]^T A[:, c0:c0+w] */
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(c0 + w), (int)w, (int)j->m, 1.0, j->A,
+                (int)j->d, j->A + c0, (int)j->d, 1.0, j->S + c0, (int)j->d);
+    return NULL;
+}
+
+void rb_nc_syrk(size_t d, size_t m, const double *A, double *S)
+{
+    if (!m) return;
+    if (d <= RB_NC_PANEL) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)m, 1.0, A, (int)d, 1.0, S, (int)d);
+        return;
+    }
+    enum { MAXP = 512 };
+    size_t np = (d + RB_NC_PANEL - 1) / RB_NC_PANEL;
+    syrk_job jobs[MAXP];
+    if (np > MAXP) { /* d > 131072: one panel job at a time */
+        for (size_t p = 0; p < np; p++) {
+            syrk_job j = {d, m, p, A, S};
+            syrk_panel(&j);
+        }
+        return;
+    }
+    /* Largest panels first (panel p costs p + 1), so the strided split
+     * over the workers is balanced. */
+    for (size_t i = 0; i < np; i++) jobs[i] = (syrk_job){d, m, np - 1 - i, A, S};
+    rb_run_jobs_on(syrk_panel, jobs, sizeof jobs[0], (int)np, rb_workers());
 }
 
 int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e)

@@ -102,6 +102,15 @@ int rb_nc_acc_reduce(rb_nc_acc *a, rb_err *e);
 rb_nc_acc *rb_nc_acc_alloc(int k, size_t d, size_t chunk, int full);
 void rb_nc_acc_free(rb_nc_acc *a); /* NULL is a no-op */
 
+/* S += A^T A on the upper triangle (S d x d row-major, A m x d): one
+ * cblas_dsyrk for d <= RB_NC_PANEL; above, column panels of RB_NC_PANEL
+ * (panel p: rows [0, (p+1)W) of columns [pW, (p+1)W), one dgemm each; the
+ * lower half of the diagonal tiles is written too) run on rb_workers()
+ * threads.  The panels depend on d alone and each entry is summed by one
+ * call, so the result is the same for any thread count. */
+#define RB_NC_PANEL ((size_t)256)
+void rb_nc_syrk(size_t d, size_t m, const double *A, double *S);
+
 /* Add n rows x (row i at x + i*ld) with labels y in [0,k) (NULL: class 0).  Returns RB_OK
  * or RB_EINVAL (label out of range, non-finite value). */
 int rb_nc_acc_add(rb_nc_acc *a, const float *x, size_t n, size_t ld, const int32_t *y, rb_err *e);

@@ -127,8 +127,7 @@ static void scat_flush(scat_ctx *c, size_t g)
 {
     const size_t d = c->d;
     if (!c->zn[g]) return;
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)c->zn[g], 1.0,
-                c->z + g * RB_STREAM_UNIT * d, (int)d, 1.0, c->S + g * d * d, (int)d);
+    rb_nc_syrk(d, c->zn[g], c->z + g * RB_STREAM_UNIT * d, c->S + g * d * d);
     c->zn[g] = 0;
 }
 

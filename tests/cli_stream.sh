@@ -23,13 +23,22 @@ expect_status 0 $RB run --quiet --methods $M --bootstrap 50 --predictions -o "$T
 expect_status 0 $RB run --quiet --methods $M --bootstrap 50 --predictions --mem-limit 16M -o "$T/a1" "$T/st.h5"
 "$PY" "$H" same "$T/a0/results.csv" "$T/a1/results.csv" && ok || bad "(a) --mem-limit 16M changed results"
 "$PY" "$H" same "$T/a0/predictions.csv" "$T/a1/predictions.csv" && ok || bad "(a) --mem-limit 16M changed predictions"
-# lda under 16M at D = 256, K = 40: 24 class scatters of 512 KiB fit beside
-# the fixed part, so its second pass runs twice (classes 0-23, 24-39).
+# lda under 16M at D = 256, K = 40: a class scatter (512 KiB) and its
+# 256-row buffer (512 KiB) each, so only part of the classes fit beside the
+# fixed part and its second pass runs in several class groups.
 $RB gen gmm --seed 14 --classes 40 --dim 256 --layers 1 --n-train 4000 --n-test 1000 --n-ood 200 --sep1 0.6 --model k40 -o "$T/k40.h5" >/dev/null || bad "gen k40"
 expect_status 0 $RB run --quiet --methods lda --bootstrap 20 --predictions -o "$T/l0" "$T/k40.h5"
 expect_status 0 $RB run --quiet --methods lda --bootstrap 20 --predictions --mem-limit 16M -o "$T/l1" "$T/k40.h5"
 "$PY" "$H" same "$T/l0/results.csv" "$T/l1/results.csv" && ok || bad "(a) lda in class groups differs"
 "$PY" "$H" same "$T/l0/predictions.csv" "$T/l1/predictions.csv" && ok || bad "(a) lda predictions in class groups differ"
+# D > 256: the scatters are updated in 256-column panels on the worker
+# threads (rb_nc_syrk, 300 = one full and one partial panel): the same bits
+# for 1 and 3 threads.
+$RB gen gmm --seed 15 --classes 6 --dim 300 --layers 1 --n-train 2000 --n-test 500 --n-ood 300 --model p300 -o "$T/p.h5" >/dev/null || bad "gen p300"
+expect_status 0 $RB run --quiet --methods $M --bootstrap 20 --predictions --threads 1 -o "$T/p1" "$T/p.h5"
+expect_status 0 $RB run --quiet --methods $M --bootstrap 20 --predictions --threads 3 -o "$T/p3" "$T/p.h5"
+"$PY" "$H" same "$T/p1/results.csv" "$T/p3/results.csv" && ok || bad "(a) D = 300: --threads 1 and 3 differ"
+"$PY" "$H" same "$T/p1/predictions.csv" "$T/p3/predictions.csv" && ok || bad "(a) D = 300: predictions differ across threads"
 # every method produced rows (a vacuous comparison would pass too)
 for m in ${M//,/ }; do
   grep -q ",$m," "$T/a0/results.csv" && ok || bad "(a) no rows of $m"

@@ -16,7 +16,7 @@ import scipy.linalg
 from scipy.spatial import cKDTree
 
 TOL = 1e-6
-LAYERS = [("l1", 8), ("l2", 16), ("l3", 12)]
+LAYERS = [("l1", 8), ("l2", 16), ("l3", 12), ("l4", 300)]  # l4: D > 256, the scatter in column panels (rb_nc_syrk)
 C = 5
 SPLITS = {"train": 600, "test": 400, "ood_far": 300}
 npass = 0

@@ -17,7 +17,7 @@ fi
 # The head is given only for layer l3 (shape C x 12); on l1/l2 collapse
 # refuses that head, so run those layers again with the default head (the
 # logreg probe fitted on train): the head-free statistics must not change.
-$RB run --methods collapse --layers l1,l2 -o "$T/out2" "$T/x.h5" 2>>"$T/err" || fail=1
+$RB run --methods collapse --layers l1,l2,l4 -o "$T/out2" "$T/x.h5" 2>>"$T/err" || fail=1
 grep -q "head=logreg" "$T/out2/results.csv" || { echo "FAIL: no logreg head rows"; fail=1; }
 tail -n +2 "$T/out2/results.csv" >> "$T/out/results.csv"
 $PY "$HERE/xcheck_geometry.py" check "$T/x.h5" "$T/out/results.csv" || fail=1
