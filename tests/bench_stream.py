@@ -239,12 +239,14 @@ def main():
                  "| rate MB/s | rate / disk | >= 0.5 | N D^2 GFLOP/s | / DGEMM | rate / min(disk, 4R/D) |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     fails = 0
+    hard = 0  # failures that stop `make bench`: a method failed, RSS over, an O(N D) method slow
     for r in results:
         m = r["method"]
         if r["fail"]:
             lines.append(f"| {m} | {r['wall']:.1f} | FAILED: {r['fail'].replace('|', '/')} | | "
                          f"{r['rss'] / 1e6:.0f} | | | | | no | | | |")
             fails += 2
+            hard += 1
             continue
         mrate = FEAT_BYTES / r["wall"] / 1e6
         rss_ok = r["rss"] < RSS_TARGET
@@ -256,6 +258,7 @@ def main():
         else:
             flops = "- | - | -"
         fails += (not rss_ok) + (not rate_ok)
+        hard += (not rss_ok) + (not rate_ok and m not in DXD)
         lines.append(f"| {m} | {r['wall']:.1f} | {r['msec']:.1f} | {r['wall'] - r['msec']:.1f} | "
                      f"{r['rss'] / 1e6:.0f} | {'yes' if rss_ok else 'NO'} | {r['io'] / 1e9:.2f} | "
                      f"{mrate:.0f} | {mrate / rate:.2f} | {'yes' if rate_ok else 'NO'} | {flops} |")
@@ -267,7 +270,10 @@ def main():
     with open(os.path.join(DATA, "bench_stream.md"), "w") as f:
         f.write(text)
     print(f"{len(results) * 2 - fails} passed, {fails} failed")
-    sys.exit(1 if fails else 0)
+    # A D x D method below half the disk rate is compute-bound (N D^2 flops
+    # at the machine's DGEMM rate, the last column): reported as NO above,
+    # but it does not stop the other benches.
+    sys.exit(1 if hard else 0)
 
 
 main()
