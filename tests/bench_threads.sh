@@ -67,5 +67,29 @@ for f in $FAMILIES; do
   same=$("$PY" "$T/same.py" "$T/$f.1/results.csv" "$T/$f.2/results.csv") && pass=$((pass + 1)) || fail=$((fail + 1))
   printf "%-10s %8.2f %8.2f %8.2f  %s\n" "$f" "$t1" "$t2" "$(echo "$t1 / $t2" | bc -l)" "$same"
 done
+# Per method at a realistic width: D = 1024 (above 256 the scatter updates
+# run in column panels on the workers; knn's tiles are split over them),
+# each method's own seconds (results.csv) at 1 and 2 threads.
+if [ "${BENCH_THREADS_WIDE:-1}" = 1 ]; then
+  "$RB" gen gmm --seed 3 --classes 20 --dim 1024 --layers 1 --n-train 60000 --n-test 5000 --n-ood 2000 \
+    --model d1024 -o "$T/wide.h5" >/dev/null || { echo "FAIL: gen d1024"; fail=$((fail + 1)); }
+  WM=collapse,spectrum,lda,ood_maha,ood_gauss,knn,gnb,ncm
+  for n in 1 2; do
+    "$RB" run --quiet --bootstrap 0 --threads $n --methods $WM --head none -o "$T/wide.$n" "$T/wide.h5" \
+      2>"$T/wide.err" || { echo "FAIL: d1024 --threads $n: $(tail -c 300 "$T/wide.err")"; fail=$((fail + 1)); }
+  done
+  echo "per method on a 60000 x 1024 layer (20 classes): its own seconds, 1 -> 2 threads"
+  same=$("$PY" "$T/same.py" "$T/wide.1/results.csv" "$T/wide.2/results.csv") && pass=$((pass + 1)) || fail=$((fail + 1))
+  "$PY" - "$T/wide.1/results.csv" "$T/wide.2/results.csv" <<'PY'
+import csv, sys
+sec = [{}, {}]
+for i in (0, 1):
+    for r in csv.DictReader(open(sys.argv[1 + i])):
+        sec[i].setdefault(r["method"], float(r["seconds"]))
+for m in sec[0]:
+    print(f"  {m:10s} {sec[0][m]:7.2f} {sec[1][m]:7.2f} {sec[0][m] / sec[1][m]:8.2f}")
+PY
+  echo "  results.csv 1 vs 2 threads: $same"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
