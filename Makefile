@@ -138,6 +138,11 @@ SAMPLES := datasets/sample/gmm_small.h5 datasets/sample/gmm_wide.h5
 SWEEP_EXTRA :=
 
 samples: $(SAMPLES)
+# The CLI tests that compare whole runs (cli_mpi.sh) read the sample dumps
+# and checkpoints: built first (in the sanitizer pass they exist already).
+ifneq ($(SAN),1)
+xcheck clitest: $(SAMPLES)
+endif
 # The samples carry every optional array (shift split, tokens on gmm_small,
 # text, groups) so that the sweep runs every method; regenerated when these
 # lines change (the Makefile is a prerequisite).

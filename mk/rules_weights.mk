@@ -50,3 +50,8 @@ $(OUT)/weights/results.csv: $(WEIGHT_CKPTS) $(WEIGHT_FEATURES) bin/repbench
 	@echo "sweep: weights on $(words $(WEIGHT_CKPTS)) checkpoint(s)"
 	@bin/repbench weights $(if $(WEIGHT_SEL),--methods $(subst $(space),$(comma),$(WEIGHT_SEL))) \
 	  $(WEIGHT_FEAT_ARG) -o $(OUT)/weights $(WEIGHT_CKPTS)
+
+# cli_mpi.sh runs `weights` on these (see the Makefile's xcheck line).
+ifneq ($(SAN),1)
+xcheck clitest: $(WEIGHT_SAMPLES)
+endif
