@@ -980,52 +980,7 @@ static int knn_eval_rows(const rb_task *t, rb_view *te, rb_probe_eval *seg, floa
     int rc = t->view(t, (size_t)t->test, t->layer, te, e);
     if (rc) return rc;
     if (!te->y) RB_FAIL(e, RB_EINVAL, "test split has no labels");
-    size_t idx[RB_PROBE_MAX_EVAL];
-    seg->name[0] = s->split_names[t->test];
-    seg->len[0] = te->n;
-    idx[0] = (size_t)t->test;
-    seg->n = 1;
-    size_t total = te->n;
-    for (size_t i = 0; i < s->nsplits && seg->n < RB_PROBE_MAX_EVAL; i++) {
-        if ((long)i == t->train || (long)i == t->test || !s->split_y[i] ||
-            !strncmp(s->split_names[i], "ood_", 4) || s->split_n[i] == 0)
-            continue;
-        int in = 1;
-        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < s->k;
-        if (!in) continue; /* classes train never saw: not a test of this probe */
-        seg->name[seg->n] = s->split_names[i];
-        seg->off[seg->n] = total;
-        seg->len[seg->n] = s->split_n[i];
-        idx[seg->n++] = i;
-        total += s->split_n[i];
-    }
-    if (seg->n == 1) return RB_OK;
-    size_t d = te->d;
-    float *x = malloc((total * d + total) * sizeof *x + sizeof(int32_t));
-    if (!x) RB_FAIL(e, RB_ENOMEM, "knn: out of memory for %zu evaluation rows", total);
-    int32_t *y = (int32_t *)(x + total * d);
-    for (size_t g = 0; g < seg->n; g++) {
-        rb_view v;
-        if (g == 0) v = *te;
-        else if ((rc = t->view(t, idx[g], t->layer, &v, e))) break;
-        if (v.d != d || v.n != seg->len[g]) {
-            rc = rb_fail(e, RB_EINVAL, "split %s: %zu x %zu features, expected %zu x %zu", seg->name[g], v.n, v.d,
-                         seg->len[g], d);
-            break;
-        }
-        for (size_t r = 0; r < v.n; r++) memcpy(x + (seg->off[g] + r) * d, v.x + r * v.ld, d * sizeof *x);
-        memcpy(y + seg->off[g], s->split_y[idx[g]], v.n * sizeof *y);
-    }
-    if (rc) {
-        free(x);
-        return rc;
-    }
-    *buf = x;
-    te->x = x;
-    te->y = y;
-    te->n = total;
-    te->ld = d;
-    return RB_OK;
+    return rb_probe_eval_rows(t, s->k, te, seg, buf, e);
 }
 
 int rb_knn_run(const rb_task *t, rb_rows *out, rb_err *e)

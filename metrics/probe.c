@@ -224,13 +224,10 @@ int rb_probe_views(const rb_task *t, rb_view *tr, rb_view *te, rb_err *e)
     return RB_OK;
 }
 
-int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eval *seg, float **buf,
-                        rb_err *e)
+int rb_probe_eval_rows(const rb_task *t, int k, rb_view *te, rb_probe_eval *seg, float **buf, rb_err *e)
 {
     *buf = NULL;
     memset(seg, 0, sizeof *seg);
-    int rc = rb_probe_views(t, tr, te, e);
-    if (rc) return rc;
     const rb_source *s = t->src;
     size_t idx[RB_PROBE_MAX_EVAL];
     seg->name[0] = s->split_names[t->test];
@@ -243,7 +240,7 @@ int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eva
             s->split_n[i] == 0)
             continue;
         int in = 1;
-        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < tr->k;
+        for (size_t r = 0; r < s->split_n[i] && in; r++) in = s->split_y[i][r] >= 0 && s->split_y[i][r] < k;
         if (!in) continue; /* classes train never saw: not a test of this probe */
         seg->name[seg->n] = s->split_names[i];
         seg->off[seg->n] = total;
@@ -253,13 +250,11 @@ int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eva
     }
     if (seg->n == 1) return RB_OK;
     size_t d = te->d;
-    float *x = malloc((total * d > 0 ? total * d : 1) * sizeof *x);
-    int32_t *y = malloc((total ? total : 1) * sizeof *y);
-    if (!x || !y) {
-        free(x);
-        free(y);
-        RB_FAIL(e, RB_ENOMEM, "probe: out of memory for %zu evaluation rows", total);
-    }
+    /* one allocation owned through *buf: labels after the features */
+    float *x = malloc((total * d + total) * sizeof *x + sizeof(int32_t));
+    if (!x) RB_FAIL(e, RB_ENOMEM, "probe: out of memory for %zu evaluation rows", total);
+    int32_t *y = (int32_t *)(x + total * d);
+    int rc = RB_OK;
     for (size_t g = 0; g < seg->n; g++) {
         rb_view v;
         if (g == 0) v = *te;
@@ -274,25 +269,24 @@ int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eva
     }
     if (rc) {
         free(x);
-        free(y);
         return rc;
     }
-    /* one allocation owned through *buf: labels after the features */
-    float *both = realloc(x, (total * d + total) * sizeof *x + sizeof(int32_t));
-    if (!both) {
-        free(x);
-        free(y);
-        RB_FAIL(e, RB_ENOMEM, "probe: out of memory for %zu evaluation rows", total);
-    }
-    int32_t *yy = (int32_t *)(both + total * d);
-    memcpy(yy, y, total * sizeof *y);
-    free(y);
-    *buf = both;
-    te->x = both;
-    te->y = yy;
+    *buf = x;
+    te->x = x;
+    te->y = y;
     te->n = total;
     te->ld = d;
     return RB_OK;
+}
+
+int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eval *seg, float **buf,
+                        rb_err *e)
+{
+    *buf = NULL;
+    memset(seg, 0, sizeof *seg);
+    int rc = rb_probe_views(t, tr, te, e);
+    if (rc) return rc;
+    return rb_probe_eval_rows(t, tr->k, te, seg, buf, e);
 }
 
 int rb_probe_report_eval(const rb_task *t, const rb_probe_eval *seg, const char *method, const char *params,

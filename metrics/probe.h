@@ -52,6 +52,10 @@ typedef struct {
 } rb_probe_eval;
 int rb_probe_eval_views(const rb_task *t, rb_view *tr, rb_view *te, rb_probe_eval *seg, float **buf,
                         rb_err *e);
+/* The same for a probe that streams train: te already holds the test view
+ * (labels in [0, k)); the other evaluation splits (labels in [0, k)) are
+ * appended to it as above. */
+int rb_probe_eval_rows(const rb_task *t, int k, rb_view *te, rb_probe_eval *seg, float **buf, rb_err *e);
 /* rb_probe_report for each segment of te: rows of segment s carry its split
  * name; the bootstrap seed of test is seed, of another split derived from
  * seed and the split name.  With t, also the group rows of each segment
