@@ -245,7 +245,7 @@ fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	  rm -rf build-fuzz/corpus_$$t; mkdir -p build-fuzz/corpus_$$t; cp tests/fuzz/$$t/* build-fuzz/corpus_$$t/; \
 	  echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
-	  (cd build-fuzz && LSAN_OPTIONS=suppressions=lsan.supp ASAN_OPTIONS=allocator_may_return_null=1 \
+	  (cd build-fuzz && RB_SCAN_SECONDS=2 LSAN_OPTIONS=suppressions=lsan.supp ASAN_OPTIONS=allocator_may_return_null=1 \
 	    ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
 	    corpus_$$t 2>fuzz_$$t.log) || { tail -n 40 build-fuzz/fuzz_$$t.log; exit 1; }; \
 	  grep -E "stat::number_of_executed_units|Done [0-9]+ runs" build-fuzz/fuzz_$$t.log | tail -n 1; \
