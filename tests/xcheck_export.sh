@@ -7,6 +7,6 @@ set -u
 RB=${RB_BIN:-bin/repbench}
 PY=${PYTHON:-/usr/bin/python3}
 [ -x "$RB" ] || { echo "FAIL: $RB not built"; exit 1; }
-T=$(mktemp -d /tmp/rb_xcheck_export.XXXXXX)
+T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 "$PY" "$(dirname "$0")/xcheck_export.py" "$RB" "$T"
